@@ -1,0 +1,205 @@
+"""Turns every accepted input into one in-memory table: a dict of equal-length NumPy columns.
+
+Accepted inputs, everywhere in the public API:
+
+* a ``pandas.DataFrame``;
+* a mapping of column name to equal-length array-likes;
+* a ``tf.data.Dataset`` of feature dicts, batched or not.
+
+Column conventions after conversion:
+
+* strings (and bytes, decoded as UTF-8) are ``object`` arrays of ``str``;
+* integers are ``int64``, floats ``float32`` or ``float64`` as given;
+* multi-valued features (a list of genres, a history of item ids) are ``object``
+  arrays whose elements are 1-D NumPy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from tfrs_kit._errors import invalid_argument, missing_column
+
+__all__ = ["Table", "TableLike", "is_multivalued", "num_rows", "select", "take", "to_table"]
+
+Table = dict[str, np.ndarray]
+TableLike = Union["Mapping[str, Any]", Any]  # DataFrame, mapping of arrays, or tf.data.Dataset
+
+
+def _normalize_column(name: str, values: Any, argument: str) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        array = values
+    else:
+        try:
+            array = np.asarray(values)
+        except ValueError:  # ragged nested lists
+            array = np.empty(len(values), dtype=object)
+            array[:] = [np.asarray(v) for v in values]
+    if array.ndim == 0:
+        raise invalid_argument(
+            f"{argument}[{name!r}]", "be a 1-D sequence of values, one per row", values
+        )
+    if array.ndim > 1:
+        # A dense 2-D column: one fixed-length list per row.
+        rows = np.empty(array.shape[0], dtype=object)
+        rows[:] = list(array)
+        return rows
+    if array.dtype.kind == "S":
+        return np.array([v.decode("utf-8") for v in array], dtype=object)
+    if array.dtype.kind == "U":
+        return array.astype(object)
+    if array.dtype == object and len(array):
+        first = array[0]
+        if isinstance(first, bytes):
+            return np.array(
+                [v.decode("utf-8") if isinstance(v, bytes) else v for v in array], dtype=object
+            )
+        if isinstance(first, (list, tuple, np.ndarray)):
+            out = np.empty(len(array), dtype=object)
+            out[:] = [_normalize_sequence(v) for v in array]
+            return out
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False)
+    return array
+
+
+def _normalize_sequence(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind == "S" or (
+        array.dtype == object and len(array) and isinstance(array[0], bytes)
+    ):
+        return np.array([v.decode("utf-8") for v in array], dtype=object)
+    if array.dtype.kind == "U":
+        return array.astype(object)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False)
+    return array
+
+
+def _from_dataset(dataset: Any, argument: str) -> Table:
+    import tensorflow as tf
+
+    spec = dataset.element_spec
+    if not isinstance(spec, Mapping):
+        raise invalid_argument(
+            argument, "be a tf.data.Dataset of feature dicts", f"a Dataset of {spec}", error=TypeError
+        )
+    batched = all(
+        getattr(s, "shape", None) is not None and s.shape.rank and s.shape[0] is None
+        for s in spec.values()
+    ) and not any(getattr(s, "shape", None) is not None and s.shape.rank == 0 for s in spec.values())
+    if not batched:
+        dataset = dataset.ragged_batch(65536)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in spec}
+    for batch in dataset:
+        for name, value in batch.items():
+            if isinstance(value, tf.RaggedTensor) or len(value.shape) > 1:
+                rows = value.numpy() if not isinstance(value, tf.RaggedTensor) else value.numpy()
+                chunk = np.empty(len(rows), dtype=object)
+                chunk[:] = [_normalize_sequence(row) for row in rows]
+            else:
+                chunk = value.numpy()
+            parts[name].append(chunk)
+    return {
+        name: _normalize_column(name, np.concatenate(chunks), argument)
+        for name, chunks in parts.items()
+        if chunks
+    }
+
+
+def to_table(
+    data: TableLike, *, argument: str = "data", columns: Iterable[str] | None = None
+) -> Table:
+    """Converts ``data`` into a :data:`Table` and validates it.
+
+    Args:
+        data: A DataFrame, a mapping of equal-length arrays, or a ``tf.data.Dataset``
+            of feature dicts.
+        argument: The argument's name, for error messages.
+        columns: If given, only these columns are converted, and each must exist.
+
+    Returns:
+        A dict of equal-length NumPy arrays.
+
+    Raises:
+        TypeError: ``data`` is of none of the accepted types.
+        ValueError: The table is empty or its columns differ in length.
+        KeyError: A requested column is missing.
+    """
+    wanted = list(columns) if columns is not None else None
+    if _is_dataframe(data):
+        names = list(data.columns)
+        _check_columns(wanted, names, argument)
+        table = {str(c): _normalize_column(str(c), data[c].to_numpy(), argument)
+                 for c in (wanted or names)}
+    elif isinstance(data, Mapping):
+        names = list(data)
+        _check_columns(wanted, names, argument)
+        table = {str(c): _normalize_column(str(c), data[c], argument) for c in (wanted or names)}
+    elif _is_dataset(data):
+        table = _from_dataset(data, argument)
+        _check_columns(wanted, list(table), argument)
+        if wanted is not None:
+            table = {c: table[c] for c in wanted}
+    else:
+        raise invalid_argument(
+            argument,
+            "be a pandas DataFrame, a dict of equal-length arrays, or a tf.data.Dataset of "
+            "feature dicts",
+            type(data).__name__,
+            error=TypeError,
+        )
+    if not table:
+        raise invalid_argument(argument, "have at least one column", data)
+    lengths = {name: len(col) for name, col in table.items()}
+    if len(set(lengths.values())) > 1:
+        raise invalid_argument(
+            argument, "have columns of equal length", f"column lengths {lengths}"
+        )
+    if next(iter(lengths.values())) == 0:
+        raise invalid_argument(
+            argument, "have at least one row", f"an empty table with columns {sorted(table)}"
+        )
+    return table
+
+
+def _check_columns(wanted: Sequence[str] | None, names: Sequence[Any], argument: str) -> None:
+    if wanted is None:
+        return
+    known = [str(n) for n in names]
+    for column in wanted:
+        if column not in known:
+            raise missing_column(argument, column, known)
+
+
+def _is_dataframe(data: Any) -> bool:
+    return type(data).__name__ == "DataFrame" and hasattr(data, "columns")
+
+
+def _is_dataset(data: Any) -> bool:
+    return hasattr(data, "element_spec") and hasattr(data, "as_numpy_iterator")
+
+
+def num_rows(table: Table) -> int:
+    """The number of rows of a table."""
+    return len(next(iter(table.values())))
+
+
+def is_multivalued(column: np.ndarray) -> bool:
+    """Whether a column holds one sequence of values per row."""
+    return column.dtype == object and len(column) > 0 and isinstance(column[0], np.ndarray)
+
+
+def select(table: Table, columns: Iterable[str], *, argument: str = "data") -> Table:
+    """The named columns of a table, with an error naming any missing one."""
+    columns = list(columns)
+    _check_columns(columns, list(table), argument)
+    return {c: table[c] for c in columns}
+
+
+def take(table: Table, indices: np.ndarray) -> Table:
+    """The rows at ``indices`` (or a boolean mask) of every column."""
+    return {name: column[indices] for name, column in table.items()}

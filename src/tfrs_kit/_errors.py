@@ -1,0 +1,77 @@
+"""One error style for the whole package.
+
+Every message names the argument, states the rule, shows the value received and,
+where it can, says what to do: "`k` must be between 1 and 100. Received: k=500."
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["NotFittedError", "invalid_argument", "missing_column", "unknown_name"]
+
+
+class NotFittedError(RuntimeError):
+    """Raised when an object is used before ``fit`` or ``build`` produced its state."""
+
+
+def _short_repr(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def invalid_argument(
+    argument: str, rule: str, received: Any, *, hint: str | None = None, error: type = ValueError
+) -> Exception:
+    """Builds (does not raise) an error in the package's style.
+
+    Args:
+        argument: The name of the offending argument, as the user wrote it.
+        rule: What the argument must be, completing "`argument` must ...".
+        received: The value received; shown with ``repr`` (shortened).
+        hint: What to do about it, appended as a sentence.
+        error: The exception class.
+
+    Returns:
+        The exception, for the caller to ``raise``.
+    """
+    message = f"`{argument}` must {rule}. Received: {argument}={_short_repr(received)}."
+    if hint:
+        message += f" {hint}"
+    if error is KeyError:
+        error = _MessageKeyError
+    return error(message)
+
+
+def unknown_name(argument: str, name: Any, known: Iterable[str], *, what: str = "name") -> KeyError:
+    """An error for a name that is not among ``known``, with the closest match."""
+    known = sorted(str(k) for k in known)
+    message = f"`{argument}` must be a known {what}. Received: {argument}={name!r}."
+    close = difflib.get_close_matches(str(name), known, n=1)
+    if close:
+        message += f" Did you mean {close[0]!r}?"
+    shown = ", ".join(repr(k) for k in known[:30])
+    more = f" (and {len(known) - 30} more)" if len(known) > 30 else ""
+    message += f" Known: {shown}{more}."
+    return _MessageKeyError(message)
+
+
+class _MessageKeyError(KeyError):
+    """A KeyError whose ``str`` is the plain message (KeyError quotes it otherwise)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def missing_column(argument: str, column: str, available: Iterable[str], *,
+                   role: str = "") -> KeyError:
+    """An error for a table that lacks a column it needs, with the closest one it has."""
+    available = [str(c) for c in available]
+    needed = f"have a column {column!r}" + (f" ({role})" if role else "")
+    message = f"`{argument}` must {needed}. Received: columns {sorted(available)[:30]}."
+    close = difflib.get_close_matches(column, available, n=1)
+    if close:
+        message += f" Did you mean to rename {close[0]!r} to {column!r}?"
+    return _MessageKeyError(message)

@@ -1,0 +1,168 @@
+"""Built-in feature encoders: one Keras layer per feature kind.
+
+Each encoder maps the raw values of one feature (as a batch) to a dense
+``[batch, dim]`` embedding and is rebuilt from its config alone, so towers made
+of them round-trip through ``get_config``/``from_config`` and SavedModel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from tfrs_kit._vocabulary import Vocabulary
+
+__all__ = ["FeatureEncoder", "make_encoder", "padding_value", "to_ragged"]
+
+_PUNCTUATION = r"[!-/:-@\[-`{-~]"  # the same class as tfrs_kit._vocabulary.tokenize
+
+
+def padding_value(dtype: str) -> Any:
+    """The value that pads a dense batch of multi-valued features: "" or -1."""
+    return "" if dtype == "string" else -1
+
+
+def to_ragged(values: Any, dtype: str) -> tf.RaggedTensor:
+    """A ragged ``[batch, None]`` tensor from ragged or padded dense input."""
+    if isinstance(values, tf.RaggedTensor):
+        return values
+    values = tf.convert_to_tensor(values)
+    if values.shape.rank == 1:
+        return tf.RaggedTensor.from_tensor(tf.expand_dims(values, 1))
+    return tf.RaggedTensor.from_tensor(values, padding=tf.constant(padding_value(dtype),
+                                                                   dtype=values.dtype))
+
+
+def _squeeze_batch(values: Any) -> tf.Tensor:
+    values = tf.convert_to_tensor(values)
+    if values.shape.rank == 2 and values.shape[-1] == 1:
+        values = tf.squeeze(values, axis=-1)
+    return values
+
+
+def _masked_mean(embeddings: tf.RaggedTensor) -> tf.Tensor:
+    """Mean over each row's values; an empty row gives zeros, not NaN."""
+    total = tf.reduce_sum(embeddings, axis=1)
+    count = tf.cast(embeddings.row_lengths(), total.dtype)[:, None]
+    return tf.math.divide_no_nan(total, count)
+
+
+class FeatureEncoder(tf.keras.layers.Layer):
+    """Encodes one feature into ``[batch, dim]``.
+
+    Args:
+        vocabulary: The feature's fitted :class:`~tfrs_kit.Vocabulary` (or its dict).
+        dim: The embedding size.
+    """
+
+    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocabulary = (
+            vocabulary if isinstance(vocabulary, Vocabulary) else Vocabulary.from_dict(vocabulary)
+        )
+        self.dim = int(dim)
+
+    @property
+    def output_dim(self) -> int:
+        return self.dim
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "vocabulary": self.vocabulary.to_dict(), "dim": self.dim}
+
+
+class CategoricalEncoder(FeatureEncoder):
+    """One id or category per row: lookup, then an embedding."""
+
+    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
+        super().__init__(vocabulary, dim, **kwargs)
+        self.lookup = self.vocabulary.lookup_layer()
+        self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
+
+    def call(self, values: Any) -> tf.Tensor:
+        return self.embedding(self.lookup(_squeeze_batch(values)))
+
+
+class MultiValuedEncoder(FeatureEncoder):
+    """A list per row (genres, tags): the mean of its values' embeddings.
+
+    Accepts ragged input, or dense input padded with "" (strings) or -1 (integers).
+    An empty list encodes as zeros.
+    """
+
+    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
+        super().__init__(vocabulary, dim, **kwargs)
+        self.lookup = self.vocabulary.lookup_layer()
+        self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
+
+    def call(self, values: Any) -> tf.Tensor:
+        ragged = to_ragged(values, self.vocabulary.dtype)
+        indices = tf.ragged.map_flat_values(self.lookup, ragged)
+        return _masked_mean(tf.ragged.map_flat_values(self.embedding, indices))
+
+
+class TextEncoder(FeatureEncoder):
+    """A string per row: tokens (and n-grams) as in the vocabulary, mean-pooled."""
+
+    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
+        super().__init__(vocabulary, dim, **kwargs)
+        self.lookup = self.vocabulary.lookup_layer()
+        self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
+
+    def call(self, values: Any) -> tf.Tensor:
+        text = tf.strings.lower(_squeeze_batch(values), encoding="utf-8")
+        text = tf.strings.regex_replace(text, _PUNCTUATION, " ")
+        words = tf.strings.split(text)
+        tokens = words
+        for n in range(2, self.vocabulary.ngrams + 1):
+            grams = tf.strings.ngrams(words, n, separator=" ")
+            tokens = tf.concat([tokens, grams], axis=1)
+        indices = tf.ragged.map_flat_values(self.lookup, tokens)
+        return _masked_mean(tf.ragged.map_flat_values(self.embedding, indices))
+
+
+class NumericEncoder(FeatureEncoder):
+    """A number per row: its standardised value beside an embedding of its quantile bucket.
+
+    NaN is read as the mean (standardised 0) and falls into its own bucket.
+    """
+
+    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
+        super().__init__(vocabulary, dim, **kwargs)
+        self.buckets = tf.keras.layers.Embedding(len(self.vocabulary.boundaries) + 2, self.dim - 1)
+
+    @property
+    def output_dim(self) -> int:
+        return self.dim
+
+    def call(self, values: Any) -> tf.Tensor:
+        x = tf.cast(_squeeze_batch(values), tf.float32)
+        missing = tf.math.is_nan(x)
+        standard = (x - self.vocabulary.mean) / self.vocabulary.std
+        standard = tf.where(missing, tf.zeros_like(standard), standard)
+        bucket = tf.raw_ops.Bucketize(input=x, boundaries=list(self.vocabulary.boundaries))
+        bucket = tf.where(missing, len(self.vocabulary.boundaries) + 1, bucket)
+        return tf.concat([standard[:, None], self.buckets(bucket)], axis=1)
+
+
+_ENCODERS: dict[str, type[FeatureEncoder]] = {
+    "categorical": CategoricalEncoder,
+    "multi": MultiValuedEncoder,
+    "text": TextEncoder,
+    "numeric": NumericEncoder,
+}
+
+
+def make_encoder(vocabulary: Vocabulary, dim: int) -> FeatureEncoder:
+    """The built-in encoder for a vocabulary's kind."""
+    from tfrs_kit._errors import invalid_argument
+
+    if vocabulary.kind == "numeric" and dim < 2:
+        raise invalid_argument("embedding_dim", "be at least 2 for numeric features", dim)
+    return _ENCODERS[vocabulary.kind](vocabulary, dim, name=f"{_name(vocabulary.name)}_encoder")
+
+
+def _name(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)

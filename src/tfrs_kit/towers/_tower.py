@@ -1,0 +1,181 @@
+"""The :class:`Tower`: named features in, one fixed-size embedding out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
+
+__all__ = ["Tower"]
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrs_kit")
+class Tower(tf.keras.Model):
+    """Encodes a set of named features into one ``[batch, output_dim]`` embedding.
+
+    Each feature gets the built-in encoder of its vocabulary's kind (an embedding
+    for ids and categories, a mean of embeddings for lists and text, a
+    standardised value plus bucket embedding for numbers). Their outputs are
+    concatenated, passed through optional dense layers and projected to
+    ``output_dim``; a tower of one feature and no hidden layers is a plain
+    embedding table (no projection), which makes an id-only two-tower model
+    exactly matrix factorisation.
+
+    Subclass and override :meth:`encode` for a custom tower; the dense layers,
+    projection and normalisation still apply after it.
+
+    Args:
+        vocabularies: The fitted vocabularies of (at least) ``features``.
+        features: The names of the input features this tower reads.
+        output_dim: The size of the embedding it outputs.
+        embedding_dim: The embedding size of each feature (default ``output_dim``).
+        hidden_dims: Sizes of dense ReLU layers after the concatenation.
+        dropout: Dropout rate after each hidden layer.
+        normalize: L2-normalise the output (cosine similarity downstream).
+        name: The Keras name of the tower.
+
+    Example:
+        >>> import tfrs_kit as tk
+        >>> vocabs = tk.VocabularyBuilder().fit({"user_id": ["a", "b"]})
+        >>> tower = tk.Tower(vocabs, features=["user_id"], output_dim=8)
+        >>> tower({"user_id": tf.constant(["a", "zzz"])}).shape
+        TensorShape([2, 8])
+    """
+
+    def __init__(
+        self,
+        vocabularies: Vocabularies | Mapping[str, Any] | None = None,
+        *,
+        features: Sequence[str],
+        output_dim: int = 64,
+        embedding_dim: int | None = None,
+        hidden_dims: Sequence[int] = (),
+        dropout: float = 0.0,
+        normalize: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(vocabularies, Mapping) and not isinstance(vocabularies, Vocabularies):
+            vocabularies = Vocabularies.from_dict(vocabularies)
+        if isinstance(features, str) or not features:
+            raise invalid_argument(
+                "features", "be a non-empty list of feature names", features,
+                hint=f"Did you mean features=[{features!r}]?" if isinstance(features, str) else None,
+            )
+        _check_positive("output_dim", output_dim)
+        if embedding_dim is not None:
+            _check_positive("embedding_dim", embedding_dim)
+        for dim in hidden_dims:
+            _check_positive("hidden_dims", dim)
+        if not 0.0 <= dropout < 1.0:
+            raise invalid_argument("dropout", "be in [0, 1)", dropout)
+        self.vocabularies = vocabularies if vocabularies is not None else Vocabularies()
+        self.features = tuple(str(f) for f in features)
+        self.output_dim = int(output_dim)
+        self.embedding_dim = int(embedding_dim or output_dim)
+        self.hidden_dims = tuple(int(d) for d in hidden_dims)
+        self.dropout = float(dropout)
+        self.normalize = bool(normalize)
+
+        custom = type(self).encode is not Tower.encode
+        self.encoders: dict[str, FeatureEncoder] = {}
+        for feature in self.features:
+            if feature in self.vocabularies:
+                self.encoders[feature] = make_encoder(self.vocabularies[feature],
+                                                      self.embedding_dim)
+            elif not custom:
+                raise unknown_name(
+                    "features", feature, self.vocabularies, what="feature with a vocabulary"
+                )
+        self.hidden = [tf.keras.layers.Dense(d, activation="relu") for d in self.hidden_dims]
+        self.dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.hidden_dims]
+        plain_embedding = (
+            not custom and len(self.features) == 1 and not self.hidden_dims
+            and self.vocabularies[self.features[0]].kind != "numeric"
+            and self.embedding_dim == self.output_dim
+        )
+        self.projection = None if plain_embedding else tf.keras.layers.Dense(self.output_dim)
+
+    def encode(self, features: Mapping[str, Any]) -> tf.Tensor:
+        """Encodes the raw features into one ``[batch, d]`` tensor.
+
+        Override this method for a custom tower. The default concatenates the
+        built-in encoders' outputs in the order of ``features``.
+
+        Args:
+            features: The input batch, by feature name.
+
+        Returns:
+            A float tensor of shape ``[batch, d]``; ``d`` need not be ``output_dim``.
+        """
+        parts = [self.encoders[name](features[name]) for name in self.features]
+        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+
+    def input_signature(self) -> dict[str, tf.TensorSpec]:
+        """The spec of each raw input feature, for serving signatures.
+
+        Built from the vocabularies: ids and text are ``[batch]`` strings or
+        int64, numbers ``[batch]`` float32, lists ``[batch, length]`` padded with
+        ``""`` or ``-1``. A custom tower reading features without a vocabulary
+        overrides this to add their specs.
+        """
+        specs = {}
+        for name in self.features:
+            if name not in self.vocabularies:
+                raise invalid_argument(
+                    "features", "have vocabularies, or the tower must override input_signature()",
+                    name,
+                )
+            vocab = self.vocabularies[name]
+            dtype = {"string": tf.string, "int64": tf.int64}.get(vocab.dtype, tf.float32)
+            shape = [None, None] if vocab.kind == "multi" else [None]
+            specs[name] = tf.TensorSpec(shape, dtype, name=name)
+        return specs
+
+    def call(self, features: Mapping[str, Any], training: bool | None = None) -> tf.Tensor:
+        if not isinstance(features, Mapping):
+            raise invalid_argument(
+                "features", "be a dict of feature name to tensor", type(features).__name__,
+                error=TypeError,
+            )
+        missing = [name for name in self.features if name not in features]
+        if missing:
+            raise invalid_argument(
+                "features", f"contain every feature the tower {self.name!r} reads "
+                f"{list(self.features)}", f"a dict without {missing}",
+                hint=f"It has {sorted(features)}.", error=KeyError,
+            )
+        x = self.encode(features)
+        for layer, dropout in zip(self.hidden, self.dropouts):
+            x = dropout(layer(x), training=training)
+        if self.projection is not None:
+            x = self.projection(x)
+        if self.normalize:
+            x = tf.math.l2_normalize(x, axis=-1)
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "vocabularies": self.vocabularies.to_dict(),
+            "features": list(self.features),
+            "output_dim": self.output_dim,
+            "embedding_dim": self.embedding_dim,
+            "hidden_dims": list(self.hidden_dims),
+            "dropout": self.dropout,
+            "normalize": self.normalize,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Tower:
+        return cls(**config)
+
+
+def _check_positive(argument: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid_argument(argument, "be a positive integer", value)

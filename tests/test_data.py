@@ -1,0 +1,48 @@
+"""Every accepted input becomes the same table; bad tables get clear errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfrs_kit._data import to_table
+
+
+def _expected(table):
+    assert table["user"].tolist() == ["a", "b", "c"]
+    assert table["n"].dtype == np.int64 and table["n"].tolist() == [1, 2, 3]
+    assert [list(v) for v in table["tags"]] == [["x"], ["x", "y"], []]
+
+
+def test_dataframe_dict_and_datasets_give_the_same_table():
+    columns = {"user": ["a", "b", "c"], "n": [1, 2, 3], "tags": [["x"], ["x", "y"], []]}
+    _expected(to_table(pd.DataFrame(columns)))
+    _expected(to_table(columns))
+    ragged = {"user": tf.constant(["a", "b", "c"]), "n": tf.constant([1, 2, 3]),
+              "tags": tf.ragged.constant([["x"], ["x", "y"], []])}
+    _expected(to_table(tf.data.Dataset.from_tensor_slices(ragged)))  # unbatched
+    _expected(to_table(tf.data.Dataset.from_tensor_slices(ragged).batch(2)))  # batched
+
+
+def test_bytes_are_decoded():
+    assert to_table({"u": np.array([b"a", b"b"])})["u"].tolist() == ["a", "b"]
+
+
+def test_empty_table_is_refused():
+    with pytest.raises(ValueError, match=r"`data` must have at least one row"):
+        to_table(pd.DataFrame({"user": []}))
+
+
+def test_columns_of_different_lengths_are_refused():
+    with pytest.raises(ValueError, match=r"equal length.*'a': 2, 'b': 1"):
+        to_table({"a": [1, 2], "b": [1]})
+
+
+def test_unknown_type_is_refused():
+    with pytest.raises(TypeError, match=r"pandas DataFrame, a dict.*Received: data='list'"):
+        to_table([1, 2, 3])
+
+
+def test_unknown_column_suggests_the_closest():
+    with pytest.raises(KeyError, match=r"Did you mean to rename 'user_id' to 'userid'"):
+        to_table({"user_id": [1]}, columns=["userid"])

@@ -1,0 +1,113 @@
+"""Towers: shapes, every built-in encoder, custom towers, and round trips."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrs_kit as tk
+
+LOG = {
+    "user": ["a", "b", "a"],
+    "item": np.array([3, 4, 3]),
+    "genres": [["x"], ["x", "y"], []],
+    "title": ["Toy Story", "Heat", "Toy Story"],
+    "age": [10.0, 20.0, np.nan],
+}
+KINDS = {"user": "categorical", "item": "categorical", "genres": "multi", "title": "text",
+         "age": "numeric"}
+
+
+@pytest.fixture(scope="module")
+def vocabs():
+    return tk.VocabularyBuilder(ngrams=2).fit(LOG, features=KINDS)
+
+
+def _batch():
+    return {"user": tf.constant(["a", "never-seen"]), "item": tf.constant([3, 99], tf.int64),
+            "genres": tf.ragged.constant([["x", "y"], []]), "title": tf.constant(["toy", "?"]),
+            "age": tf.constant([10.0, np.nan])}
+
+
+def test_every_built_in_encoder_gives_the_output_size(vocabs):
+    tower = tk.Tower(vocabs, features=list(KINDS), output_dim=6, hidden_dims=[8])
+    out = tower(_batch())
+    assert out.shape == (2, 6)
+    assert np.all(np.isfinite(out.numpy()))  # OOV ids, empty lists and NaN are defined
+
+
+def test_multi_valued_accepts_padded_dense_input(vocabs):
+    tower = tk.Tower(vocabs, features=["genres"], output_dim=4)
+    ragged = tower({"genres": tf.ragged.constant([["x", "y"], []])}).numpy()
+    dense = tower({"genres": tf.constant([["x", "y"], ["", ""]])}).numpy()
+    np.testing.assert_allclose(ragged, dense)
+    np.testing.assert_allclose(dense[1], 0.0)  # an empty list encodes as zeros
+
+
+def test_single_id_tower_is_a_plain_embedding_table(vocabs):
+    tower = tk.Tower(vocabs, features=["user"], output_dim=5)
+    tower({"user": tf.constant(["a"])})
+    assert tower.projection is None
+    assert [w.shape for w in tower.trainable_weights] == [(3, 5)]  # 2 users + 1 OOV bucket
+
+
+def test_normalize_gives_unit_vectors(vocabs):
+    out = tk.Tower(vocabs, features=["user", "title"], output_dim=4, normalize=True)(_batch())
+    np.testing.assert_allclose(np.linalg.norm(out.numpy(), axis=1), 1.0, rtol=1e-5)
+
+
+def test_config_round_trip_gives_the_same_architecture(vocabs):
+    tower = tk.Tower(vocabs, features=list(KINDS), output_dim=6, hidden_dims=[8], dropout=0.1)
+    clone = tk.Tower.from_config(tower.get_config())
+    tower(_batch())
+    clone(_batch())
+    clone.set_weights(tower.get_weights())
+    np.testing.assert_allclose(clone(_batch()).numpy(), tower(_batch()).numpy(), rtol=1e-6)
+    assert clone.get_config() == tower.get_config()
+
+
+def test_saved_model_round_trip(vocabs, tmp_path):
+    tower = tk.Tower(vocabs, features=list(KINDS), output_dim=6)
+    signature = tower.input_signature()
+    batch = {"user": tf.constant(["a", "zz"]), "item": tf.constant([3, 99], tf.int64),
+             "genres": tf.constant([["x", "y"], ["", ""]]), "title": tf.constant(["toy", "?"]),
+             "age": tf.constant([10.0, np.nan])}
+    expected = tower(batch).numpy()
+    module = tf.Module()
+    module.tower = tower
+    module.serve = tf.function(lambda f: tower(f), input_signature=[signature])
+    tf.saved_model.save(module, str(tmp_path / "tower"))
+    restored = tf.saved_model.load(str(tmp_path / "tower"))
+    np.testing.assert_allclose(restored.serve(batch).numpy(), expected, rtol=1e-6)
+
+
+def test_custom_tower_overrides_encode(vocabs):
+    class LengthTower(tk.Tower):
+        """Encodes the title's length, a feature without a vocabulary."""
+
+        def encode(self, features):
+            length = tf.strings.length(features["raw_title"])
+            return tf.cast(length, tf.float32)[:, None]
+
+    tower = LengthTower(vocabs, features=["raw_title"], output_dim=3)
+    assert tower({"raw_title": tf.constant(["abc", ""])}).shape == (2, 3)
+
+
+def test_missing_feature_at_call_names_it(vocabs):
+    tower = tk.Tower(vocabs, features=["user", "item"], output_dim=4)
+    with pytest.raises(KeyError, match=r"without \['item'\]"):
+        tower({"user": tf.constant(["a"])})
+
+
+def test_unknown_feature_suggests_the_closest(vocabs):
+    with pytest.raises(KeyError, match="Did you mean 'user'"):
+        tk.Tower(vocabs, features=["usr"])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"features": "user"}, r"Did you mean features=\['user'\]"),
+    ({"features": ["user"], "output_dim": 0}, "`output_dim` must be a positive integer"),
+    ({"features": ["user"], "dropout": 1.5}, r"`dropout` must be in \[0, 1\)"),
+])
+def test_bad_settings(vocabs, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tk.Tower(vocabs, **kwargs)
