@@ -9,10 +9,12 @@ import tfrs_kit as tk
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED = [
+    "HistoryBuilder",
     "Index",
     "IndexBuilder",
     "NotFittedError",
     "Recommendations",
+    "Report",
     "Tower",
     "TwoTowerRetrieval",
     "Vocabularies",
@@ -20,6 +22,10 @@ EXPECTED = [
     "VocabularyBuilder",
     "VocabularyCounts",
     "__version__",
+    "baselines",
+    "datasets",
+    "evaluate",
+    "evaluation",
     "load_index",
     "towers",
 ]

@@ -135,7 +135,7 @@ class TwoTowerRetrieval(tfrs.Model):
             **kwargs: Passed on to ``tf.keras.Model.fit``.
 
         If the model is not compiled yet, it is compiled with Adagrad (learning
-        rate 0.1); call ``compile`` first to choose another optimizer.
+        rate 0.05); call ``compile`` first to choose another optimizer.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise invalid_argument("batch_size", "be a positive integer", batch_size)
@@ -149,7 +149,7 @@ class TwoTowerRetrieval(tfrs.Model):
                 batch_size=batch_size,
             )
         if self.optimizer is None:
-            self.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=0.1))
+            self.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=0.05))
         dataset = make_dataset(train, self._columns, batch_size=batch_size, shuffle=shuffle,
                                seed=seed)
         return super().fit(
