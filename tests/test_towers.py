@@ -111,3 +111,11 @@ def test_unknown_feature_suggests_the_closest(vocabs):
 def test_bad_settings(vocabs, kwargs, message):
     with pytest.raises(ValueError, match=message):
         tk.Tower(vocabs, **kwargs)
+
+
+def test_categorical_tower_casts_whole_floats_and_booleans():
+    vocabs = tk.VocabularyBuilder().fit({"age": np.array([25.0, 35.0]), "male": [True, False]},
+                                        features={"age": "categorical", "male": "categorical"})
+    tower = tk.Tower(vocabs, features=["age", "male"], output_dim=3)
+    out = tower({"age": tf.constant([25.0, 99.0]), "male": tf.constant([True, False])})
+    assert out.shape == (2, 3)

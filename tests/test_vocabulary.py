@@ -145,3 +145,12 @@ def test_unknown_feature_and_kind():
         tk.VocabularyBuilder().fit({"user_id": ["a"]}, features="user_id")
     with pytest.raises(KeyError, match="Known: 'u'"):
         tk.VocabularyBuilder().fit({"u": ["a"]})["v"]
+
+
+def test_booleans_and_whole_floats_are_integer_categories():
+    vocabs = tk.VocabularyBuilder().fit(
+        {"age": np.array([25.0, 35.0, 25.0], dtype=np.float32), "male": [True, False, True]},
+        features={"age": "categorical", "male": "categorical"})
+    assert vocabs["age"].tokens == (25, 35) and vocabs["male"].tokens == (1, 0)
+    with pytest.raises(ValueError, match="whole numbers to be a categorical feature"):
+        tk.VocabularyBuilder().fit({"x": [0.5, 1.0]}, features={"x": "categorical"})

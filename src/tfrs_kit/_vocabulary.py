@@ -388,6 +388,8 @@ class VocabularyBuilder:
                 numeric[name] = values[np.isfinite(values)]
                 dtype_of[name] = "float32"
                 continue
+            if kind in ("categorical", "multi"):
+                column = _integral_to_int(name, column, kind)
             values = _flat_values(name, column, kind, self.ngrams)
             dtype_of[name] = _token_dtype(name, values, kind)
             counts[name] = pd.Series(values, dtype=object if dtype_of[name] == "string" else
@@ -446,6 +448,20 @@ class VocabularyBuilder:
 def _check_int(argument: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise invalid_argument(argument, f"be an integer >= {minimum}", value)
+
+
+def _integral_to_int(name: str, column: np.ndarray, kind: str) -> np.ndarray:
+    """Booleans and whole floats (like a bucketised age of 25.0) become int64 ids."""
+    if kind == "multi" or column.dtype.kind not in "fb":
+        return column
+    if column.dtype.kind == "f" and not np.all(np.mod(column[np.isfinite(column)], 1) == 0):
+        raise invalid_argument(
+            f"data[{name!r}]", "hold whole numbers to be a categorical feature",
+            column[:3].tolist(), hint=f"Declare it as features={{{name!r}: 'numeric'}}.",
+        )
+    if column.dtype.kind == "f" and not np.all(np.isfinite(column)):
+        return column  # NaN: reported as missing below
+    return column.astype(np.int64)
 
 
 def _feature_kinds(features: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:

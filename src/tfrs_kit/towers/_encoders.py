@@ -80,7 +80,10 @@ class CategoricalEncoder(FeatureEncoder):
         self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
 
     def call(self, values: Any) -> tf.Tensor:
-        return self.embedding(self.lookup(_squeeze_batch(values)))
+        values = _squeeze_batch(values)
+        if self.vocabulary.dtype == "int64" and values.dtype != tf.int64:
+            values = tf.cast(values, tf.int64)  # booleans and whole floats are int ids
+        return self.embedding(self.lookup(values))
 
 
 class MultiValuedEncoder(FeatureEncoder):

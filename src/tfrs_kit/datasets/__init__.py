@@ -1,0 +1,22 @@
+"""Interaction data sets: MovieLens (tfds or GroupLens files) and a synthetic generator.
+
+Every loader returns an :class:`InteractionDataset`: the interaction log with user and
+item features joined on, the item and user tables, and the names of the id,
+timestamp and feature columns.
+
+>>> from tfrs_kit import datasets
+>>> datasets.synthetic(1_000).name
+'synthetic'
+"""
+
+from tfrs_kit.datasets._base import InteractionDataset
+from tfrs_kit.datasets._movielens import MOVIELENS_GENRES, MOVIELENS_OCCUPATIONS, movielens
+from tfrs_kit.datasets._synthetic import synthetic
+
+__all__ = [
+    "MOVIELENS_GENRES",
+    "MOVIELENS_OCCUPATIONS",
+    "InteractionDataset",
+    "movielens",
+    "synthetic",
+]
