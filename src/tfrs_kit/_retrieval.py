@@ -11,13 +11,15 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_kit._data import Table, TableLike, num_rows, to_table
-from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column
+from tfrs_kit._distributed import CrossReplicaRetrieval
+from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column, unknown_name
 from tfrs_kit._pipeline import make_dataset
 from tfrs_kit.towers import Tower
 
 __all__ = ["TwoTowerRetrieval"]
 
 _SAMPLING_PROBABILITY = "__tfrs_kit_sampling_probability__"
+_SCHEDULES = ("constant", "cosine")
 
 
 class TwoTowerRetrieval(tfrs.Model):
@@ -32,12 +34,28 @@ class TwoTowerRetrieval(tfrs.Model):
         candidate_tower: Encodes the candidate (item) features.
         candidate_id: The feature that identifies a candidate; default: the
             candidate tower's first feature.
-        temperature: Divides the logits; lower values sharpen the softmax.
+        temperature: Divides the logits; lower values sharpen the softmax
+            (useful with normalised towers, e.g. 0.05-0.2).
         remove_accidental_hits: Do not count a batch's other copies of the
             positive candidate as negatives.
         logq_correction: Subtract the log of each candidate's sampling
-            probability (its frequency in the training data) from its logit,
-            which corrects in-batch negatives' bias towards popular items.
+            probability (its frequency in the training data) from its logit.
+            In-batch negatives are drawn in proportion to popularity, so without
+            it the model learns to demote popular items; on by default.
+        num_hard_negatives: Keep only this many highest-scoring negatives per
+            query in the loss (hard negative mining); ``None`` keeps all.
+        num_random_negatives: Add this many candidates drawn uniformly from the
+            catalogue to every batch (mixed negative sampling), which helps
+            rarely-seen items get negatives; the catalogue is the training
+            data's distinct candidates unless ``fit(candidates=...)`` is given.
+        share_embeddings: Query features that reuse a candidate feature's
+            lookup and embedding, e.g. ``{"history": "item_id"}``: a history of
+            item ids then lives in the same space as the items. Both features
+            need the same tokens (see :meth:`~tfrs_kit.Vocabularies.alias`).
+        cross_replica_negatives: Under a ``tf.distribute`` strategy, score each
+            query against the candidates of every replica (the global batch),
+            as on one device; ``False`` keeps each replica's own slice only.
+            No effect with one replica. See ``docs/distributed.md``.
         name: The Keras name of the model.
 
     Example:
@@ -60,7 +78,11 @@ class TwoTowerRetrieval(tfrs.Model):
         candidate_id: str | None = None,
         temperature: float | None = None,
         remove_accidental_hits: bool = False,
-        logq_correction: bool = False,
+        logq_correction: bool = True,
+        num_hard_negatives: int | None = None,
+        num_random_negatives: int = 0,
+        share_embeddings: Mapping[str, str] | None = None,
+        cross_replica_negatives: bool = True,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -78,8 +100,28 @@ class TwoTowerRetrieval(tfrs.Model):
         self.temperature = temperature
         self.remove_accidental_hits = bool(remove_accidental_hits)
         self.logq_correction = bool(logq_correction)
-        self.task = tfrs.tasks.Retrieval(
-            temperature=temperature, remove_accidental_hits=self.remove_accidental_hits
+        if num_hard_negatives is not None and (
+            isinstance(num_hard_negatives, bool) or not isinstance(num_hard_negatives, int)
+            or num_hard_negatives < 1
+        ):
+            raise invalid_argument("num_hard_negatives", "be a positive integer or None",
+                                   num_hard_negatives)
+        if (isinstance(num_random_negatives, bool) or not isinstance(num_random_negatives, int)
+                or num_random_negatives < 0):
+            raise invalid_argument("num_random_negatives", "be an integer >= 0",
+                                   num_random_negatives)
+        self.num_hard_negatives = num_hard_negatives
+        self.num_random_negatives = num_random_negatives
+        self.share_embeddings = dict(share_embeddings or {})
+        for query_feature, candidate_feature in self.share_embeddings.items():
+            _share_embedding(query_tower, query_feature, candidate_tower, candidate_feature)
+        self._negatives: _NegativePool | None = None
+        self.cross_replica_negatives = bool(cross_replica_negatives)
+        task = CrossReplicaRetrieval if self.cross_replica_negatives else tfrs.tasks.Retrieval
+        self.task = task(
+            temperature=temperature,
+            remove_accidental_hits=self.remove_accidental_hits,
+            num_hard_negatives=num_hard_negatives,
         )
 
     @property
@@ -99,11 +141,27 @@ class TwoTowerRetrieval(tfrs.Model):
 
     def compute_loss(self, features: Mapping[str, Any], training: bool = False) -> tf.Tensor:
         query, candidate = self(features, training=training)
+        ids = features[self.candidate_id]
+        probability = features[_SAMPLING_PROBABILITY] if self.logq_correction else None
+        pool = self._negatives
+        if pool is not None and training:
+            draw = tf.random.uniform([self.num_random_negatives], 0, pool.size, dtype=tf.int64)
+            negatives = {name: tf.gather(t, draw) for name, t in pool.features.items()}
+            candidate = tf.concat(
+                [candidate, self.candidate_tower(negatives, training=training)], axis=0)
+            ids = tf.concat([ids, tf.gather(pool.features[self.candidate_id], draw)], axis=0)
+            if probability is not None:
+                # Expected appearances of each column's item among the negatives:
+                # in-batch draws follow popularity, random draws are uniform.
+                batch = tf.cast(tf.shape(query)[0], tf.float32)
+                uniform = self.num_random_negatives / pool.size
+                probability = batch * tf.concat(
+                    [probability, tf.gather(pool.probability, draw)], axis=0) + uniform
         kwargs: dict[str, Any] = {}
         if self.remove_accidental_hits:
-            kwargs["candidate_ids"] = features[self.candidate_id]
-        if self.logq_correction:
-            kwargs["candidate_sampling_probability"] = features[_SAMPLING_PROBABILITY]
+            kwargs["candidate_ids"] = ids
+        if probability is not None:
+            kwargs["candidate_sampling_probability"] = probability
         return self.task(query, candidate, compute_metrics=not training, **kwargs)
 
     def fit(  # type: ignore[override]
@@ -114,7 +172,12 @@ class TwoTowerRetrieval(tfrs.Model):
         batch_size: int = 1024,
         shuffle: bool = True,
         seed: int | None = None,
+        learning_rate: float = 0.05,
+        learning_rate_schedule: str = "constant",
         validation_data: TableLike | None = None,
+        validation_fraction: float | None = None,
+        early_stopping_patience: int | None = None,
+        candidates: TableLike | None = None,
         callbacks: Sequence[Any] | None = None,
         verbose: Any = "auto",
         **kwargs: Any,
@@ -128,28 +191,65 @@ class TwoTowerRetrieval(tfrs.Model):
             epochs: Passes over the data.
             batch_size: Rows per step; also the number of in-batch negatives.
             shuffle: Reshuffle the rows every epoch.
-            seed: Seed of the shuffle.
+            seed: Seed of the shuffle (and of ``validation_fraction``'s split).
+            learning_rate: The learning rate, when ``fit`` compiles the model.
+            learning_rate_schedule: ``"constant"``, or ``"cosine"`` decay to zero
+                over all epochs, when ``fit`` compiles the model.
             validation_data: A table like ``x``; its loss is reported per epoch.
-            callbacks: Keras callbacks (early stopping, checkpoints, ...).
+            validation_fraction: Instead, hold out this random share of ``x``.
+            early_stopping_patience: Stop when the validation loss has not
+                improved for this many epochs, and keep the best weights.
+            candidates: The catalogue for ``num_random_negatives`` (one row per
+                candidate with the candidate tower's features); default: the
+                distinct candidates of ``x``.
+            callbacks: Keras callbacks (checkpoints, backup and restore, ...).
             verbose: Keras verbosity: 0 silent, 1 progress bar, 2 a line per epoch.
             **kwargs: Passed on to ``tf.keras.Model.fit``.
 
-        If the model is not compiled yet, it is compiled with Adagrad (learning
-        rate 0.05); call ``compile`` first to choose another optimizer.
+        If the model is not compiled yet, it is compiled with Adagrad at
+        ``learning_rate``; call ``compile`` first to choose another optimizer.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise invalid_argument("batch_size", "be a positive integer", batch_size)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise invalid_argument("epochs", "be a positive integer", epochs)
+        if learning_rate_schedule not in _SCHEDULES:
+            raise unknown_name("learning_rate_schedule", learning_rate_schedule, _SCHEDULES,
+                               what="schedule")
+        if validation_fraction is not None and not 0.0 < validation_fraction < 1.0:
+            raise invalid_argument("validation_fraction", "be in (0, 1)", validation_fraction)
+        if validation_fraction is not None and validation_data is not None:
+            raise invalid_argument("validation_fraction", "be None when validation_data is given",
+                                   validation_fraction)
         train = self._prepare(x, "x", fit_probabilities=True)
+        if validation_fraction is not None:
+            held_out = np.random.default_rng(seed).random(num_rows(train)) < validation_fraction
+            validation_data = {name: column[held_out] for name, column in train.items()}
+            train = {name: column[~held_out] for name, column in train.items()}
         validation = None
         if validation_data is not None:
             validation = make_dataset(
                 self._prepare(validation_data, "validation_data"), self._columns,
                 batch_size=batch_size,
             )
+        callbacks = list(callbacks or [])
+        if early_stopping_patience is not None:
+            if validation is None:
+                raise invalid_argument(
+                    "early_stopping_patience", "come with validation_data or validation_fraction",
+                    early_stopping_patience,
+                )
+            callbacks.append(tf.keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True))
+        if self.num_random_negatives:
+            self._negatives = _NegativePool.build(
+                candidates if candidates is not None else x, self, batch_size)
         if self.optimizer is None:
-            self.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=0.05))
+            steps = epochs * -(-num_rows(train) // batch_size)
+            rate: Any = learning_rate
+            if learning_rate_schedule == "cosine":
+                rate = tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+            self.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
         dataset = make_dataset(train, self._columns, batch_size=batch_size, shuffle=shuffle,
                                seed=seed)
         return super().fit(
@@ -217,6 +317,28 @@ class TwoTowerRetrieval(tfrs.Model):
         )
 
 
+class _NegativePool:
+    """The catalogue that random negatives are drawn from, as in-memory tensors."""
+
+    def __init__(self, features: dict[str, Any], probability: tf.Tensor) -> None:
+        self.features = features
+        self.probability = probability
+        self.size = int(probability.shape[0])
+
+    @classmethod
+    def build(cls, data: TableLike, model: TwoTowerRetrieval, batch_size: int) -> _NegativePool:
+        columns = list(dict.fromkeys([model.candidate_id, *model.candidate_tower.features]))
+        table = _last_rows(to_table(data, argument="candidates"), model.candidate_id,
+                           model.candidate_tower.features, "candidates")
+        frequencies = getattr(model, "_frequencies", None)
+        ids = pd.Series(table[model.candidate_id])
+        probability = (ids.map(frequencies).fillna(0.0).to_numpy(np.float32)
+                       if frequencies is not None else np.zeros(len(ids), np.float32))
+        from tfrs_kit._pipeline import to_tensors
+
+        return cls(to_tensors(table, columns), tf.constant(probability))
+
+
 class _TwoTowerRecommender:
     """Scores users over a fixed catalogue from precomputed embeddings."""
 
@@ -236,6 +358,32 @@ class _TwoTowerRecommender:
                 hint="Pass their rows with as_recommender(..., users=table).",
             )
         return self._user_embeddings[positions] @ self.item_embeddings.T
+
+
+def _share_embedding(query_tower: Tower, query_feature: str, candidate_tower: Tower,
+                     candidate_feature: str) -> None:
+    encoders = []
+    for argument, tower, feature in (("share_embeddings", query_tower, query_feature),
+                                     ("share_embeddings", candidate_tower, candidate_feature)):
+        encoder = getattr(tower, "encoders", {}).get(feature)
+        if encoder is None or not hasattr(encoder, "embedding"):
+            raise invalid_argument(
+                argument, f"name features with built-in embeddings in {tower.name!r}",
+                f"{query_feature!r}: {candidate_feature!r}",
+            )
+        encoders.append(encoder)
+    query_encoder, candidate_encoder = encoders
+    if query_encoder.vocabulary.tokens != candidate_encoder.vocabulary.tokens or (
+        query_encoder.dim != candidate_encoder.dim
+    ):
+        raise invalid_argument(
+            "share_embeddings", "pair features with the same tokens and embedding size",
+            f"{query_feature!r}: {candidate_feature!r}",
+            hint=f"Build one from the other: vocabularies.alias({query_feature!r}, "
+            f"{candidate_feature!r}, kind='multi').",
+        )
+    query_encoder.lookup = candidate_encoder.lookup
+    query_encoder.embedding = candidate_encoder.embedding
 
 
 def _last_rows(table: Table, key: str, features: Sequence[str], argument: str) -> Table:

@@ -210,6 +210,21 @@ class Vocabularies(Mapping[str, Vocabulary]):
         inner = ", ".join(f"{n}: {v.kind}[{len(v)}]" for n, v in self._items.items())
         return f"Vocabularies({inner})"
 
+    def alias(self, name: str, source: str, *, kind: FeatureKind | None = None) -> Vocabularies:
+        """These vocabularies plus ``source``'s vocabulary under the name ``name``.
+
+        For a feature that holds the same ids as another, such as a history of
+        item ids: both then map ids to the same indices, so they can share an
+        embedding (``TwoTowerRetrieval(share_embeddings=...)``).
+
+        Example:
+            >>> vocabs = VocabularyBuilder().fit({"item_id": ["x", "y", "x"]})
+            >>> vocabs.alias("history", "item_id", kind="multi")["history"].tokens
+            ('x', 'y')
+        """
+        vocab = dataclasses.replace(self[source], name=name, kind=kind or self[source].kind)
+        return self | Vocabularies([vocab])
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict; :meth:`from_dict` reverses it."""
         return {

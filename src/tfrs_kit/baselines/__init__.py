@@ -1,0 +1,26 @@
+"""Classical recommenders to compare against, on NumPy and SciPy sparse matrices.
+
+Each baseline ``fit(train, *, user_id="user_id", item_id="item_id")`` returns itself and
+is a :class:`~tfrs_kit.evaluation.Recommender`: ``item_ids`` is the catalogue (items seen
+in ``fit``, sorted) and ``score(user_ids)`` a float32 ``[users, items]`` array. Repeated
+(user, item) pairs count once (implicit feedback). Users not seen in ``fit`` are scored
+by item popularity.
+
+* :class:`Popularity`: the same most-popular list for everyone.
+* :class:`ItemKNN`: item-based nearest neighbours (cosine, optional shrinkage).
+* :class:`UserKNN`: user-based nearest neighbours.
+* :class:`EASE`: a closed-form linear item-item autoencoder.
+
+Matrix factorisation is not here: it is the two-tower model (``TwoTowerRetrieval``) with
+id-only towers, which :func:`~tfrs_kit.evaluation.evaluate` accepts directly.
+
+Example:
+    >>> from tfrs_kit.baselines import EASE
+    >>> model = EASE(l2=10.0).fit({"user_id": [1, 1, 2], "item_id": [5, 6, 5]})
+    >>> model.item_ids.tolist(), model.score([2]).shape
+    ([5, 6], (1, 2))
+"""
+
+from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, UserKNN
+
+__all__ = ["EASE", "ItemKNN", "Popularity", "UserKNN"]

@@ -1,0 +1,279 @@
+"""Seeded train/test splits of interaction logs.
+
+Every split takes any accepted table and returns ``(train, test)`` of the same kind: a
+DataFrame gives two DataFrames (rows keep their original index and order), a mapping
+gives two dicts of NumPy arrays; a ``tf.data.Dataset`` gives two dicts of NumPy arrays
+(wrap them with ``tf.data.Dataset.from_tensor_slices`` if needed). A split that would
+leave the train or the test side empty raises ``ValueError``.
+
+Counts derived from a fraction are rounded up exactly: ``ceil(0.2 * 35)`` is 7, although
+``0.2 * 35`` is ``7.000000000000001`` in floating point.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tfrs_kit._data import Table, TableLike, num_rows, select, take, to_table
+from tfrs_kit._errors import invalid_argument
+
+__all__ = [
+    "cold_start_item_split",
+    "cold_start_user_split",
+    "leave_last_one_out",
+    "per_user_temporal_split",
+    "random_split",
+    "temporal_split",
+]
+
+
+def _check_fraction(value: Any, argument: str = "test_fraction") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or (
+        not 0 < value < 1
+    ):
+        raise invalid_argument(
+            argument, "be a number strictly between 0 and 1", value,
+            hint="For example test_fraction=0.2 puts 20% in the test set.",
+        )
+    return float(value)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise invalid_argument("seed", "be a non-negative integer", seed)
+    return int(seed)
+
+
+def _ceil_fraction(fraction: float, counts: Any) -> np.ndarray:
+    """``ceil(fraction * counts)`` without floating-point overshoot."""
+    return np.ceil(np.round(fraction * np.asarray(counts, dtype=np.float64), 9)).astype(np.int64)
+
+
+def _columns(data: TableLike, names: list[str]) -> tuple[Table | None, Table]:
+    """The needed columns, and the whole table unless ``data`` is a DataFrame."""
+    if type(data).__name__ == "DataFrame" and hasattr(data, "iloc"):
+        return None, to_table(data, argument="data", columns=names)
+    table = to_table(data, argument="data")
+    return table, select(table, names, argument="data")
+
+
+def _split(data: TableLike, table: Table | None, test_mask: np.ndarray) -> tuple[Any, Any]:
+    n_test = int(test_mask.sum())
+    if n_test == 0 or n_test == len(test_mask):
+        side = "test" if n_test == 0 else "train"
+        raise invalid_argument(
+            "data", f"leave at least one row on each side of the split (the {side} side is empty)",
+            f"a table of {len(test_mask)} rows",
+            hint="Use more data, or a larger or smaller test share.",
+        )
+    train_rows, test_rows = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
+    if table is None:  # a DataFrame: keep its type, columns and index
+        frame: Any = data
+        return frame.iloc[train_rows], frame.iloc[test_rows]
+    return take(table, train_rows), take(table, test_rows)
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Integer codes that sort like ``values``."""
+    return pd.factorize(values, sort=True)[0]
+
+
+def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[Any, Any]:
+    """Puts a random ``ceil(test_fraction * n)`` of the interactions in the test set.
+
+    Args:
+        data: The interactions (any accepted table).
+        test_fraction: The test share, in (0, 1).
+        seed: Seeds the shuffle; the same seed gives the same split.
+
+    Returns:
+        ``(train, test)``.
+
+    Example:
+        >>> train, test = random_split({"user_id": [1, 2, 3, 4, 5]}, test_fraction=0.4)
+        >>> len(train["user_id"]), len(test["user_id"])
+        (3, 2)
+    """
+    fraction, seed = _check_fraction(test_fraction), _check_seed(seed)
+    table = None if type(data).__name__ == "DataFrame" else to_table(data, argument="data")
+    n = len(data) if table is None else num_rows(table)
+    if n == 0:
+        raise invalid_argument("data", "have at least one row", "an empty DataFrame")
+    chosen = np.random.default_rng(seed).permutation(n)[: int(_ceil_fraction(fraction, n))]
+    mask = np.zeros(n, dtype=bool)
+    mask[chosen] = True
+    return _split(data, table, mask)
+
+
+def temporal_split(
+    data: TableLike, *, test_fraction: float = 0.2, timestamp: str = "timestamp"
+) -> tuple[Any, Any]:
+    """Global temporal split: the latest ``ceil(test_fraction * n)`` interactions are test.
+
+    Equal timestamps are ordered by row, so no test interaction is older than any
+    train interaction.
+
+    Args:
+        data: The interactions (any accepted table).
+        test_fraction: The test share, in (0, 1).
+        timestamp: The timestamp column (numbers, datetimes or sortable strings).
+
+    Returns:
+        ``(train, test)``.
+
+    Example:
+        >>> train, test = temporal_split({"timestamp": [5, 1, 4, 2]}, test_fraction=0.5)
+        >>> test["timestamp"].tolist()
+        [5, 4]
+    """
+    fraction = _check_fraction(test_fraction)
+    table, columns = _columns(data, [timestamp])
+    n = len(columns[timestamp])
+    order = np.argsort(_codes(columns[timestamp]), kind="stable")
+    mask = np.zeros(n, dtype=bool)
+    mask[order[n - int(_ceil_fraction(fraction, n)):]] = True
+    return _split(data, table, mask)
+
+
+def per_user_temporal_split(
+    data: TableLike, *, test_fraction: float | None = None, last_n: int | None = None,
+    user_id: str = "user_id", item_id: str = "item_id", timestamp: str = "timestamp",
+) -> tuple[Any, Any]:
+    """Per-user temporal holdout (protocol P1): each user's latest interactions are test.
+
+    Each user's interactions are sorted by (timestamp, item id, row); the last
+    ``ceil(test_fraction * n_user)`` (or ``min(last_n, n_user)``) go to test, the rest to
+    train. No user is dropped, so a user with a single interaction has it in test and
+    nothing in train.
+
+    Args:
+        data: The interactions (any accepted table).
+        test_fraction: The per-user test share, in (0, 1); 0.2 when neither it nor
+            ``last_n`` is given.
+        last_n: Instead of a share, this many interactions per user go to test.
+        user_id: The user id column.
+        item_id: The item id column.
+        timestamp: The timestamp column.
+
+    Returns:
+        ``(train, test)``.
+
+    Example:
+        >>> log = {"user_id": [1, 1, 1, 2, 2], "item_id": [7, 8, 9, 7, 8],
+        ...        "timestamp": [3, 1, 2, 1, 1]}
+        >>> train, test = per_user_temporal_split(log, test_fraction=0.2)
+        >>> test["item_id"].tolist()
+        [7, 8]
+    """
+    if test_fraction is not None and last_n is not None:
+        raise invalid_argument(
+            "last_n", "be None when `test_fraction` is given", last_n,
+            hint="Pass either test_fraction= or last_n=.",
+        )
+    if last_n is not None and (
+        isinstance(last_n, bool) or not isinstance(last_n, (int, np.integer)) or last_n < 1
+    ):
+        raise invalid_argument("last_n", "be a positive integer", last_n)
+    fraction = None if last_n is not None else _check_fraction(
+        0.2 if test_fraction is None else test_fraction
+    )
+    table, columns = _columns(data, [user_id, item_id, timestamp])
+    users = _codes(columns[user_id])
+    n = len(users)
+    order = np.lexsort(
+        (np.arange(n), _codes(columns[item_id]), _codes(columns[timestamp]), users)
+    )
+    counts = np.bincount(users)
+    starts = np.cumsum(counts) - counts
+    sorted_users = users[order]
+    rank = np.arange(n) - starts[sorted_users]
+    n_test = (_ceil_fraction(fraction, counts) if fraction is not None
+              else np.minimum(int(last_n or 1), counts))
+    mask = np.zeros(n, dtype=bool)
+    mask[order] = rank >= (counts - n_test)[sorted_users]
+    return _split(data, table, mask)
+
+
+def leave_last_one_out(
+    data: TableLike, *, user_id: str = "user_id", item_id: str = "item_id",
+    timestamp: str = "timestamp",
+) -> tuple[Any, Any]:
+    """Each user's latest interaction is test: ``per_user_temporal_split(last_n=1)``.
+
+    Example:
+        >>> log = {"user_id": [1, 1, 2, 2], "item_id": [5, 6, 5, 6], "timestamp": [2, 1, 1, 2]}
+        >>> train, test = leave_last_one_out(log)
+        >>> test["item_id"].tolist()
+        [5, 6]
+    """
+    return per_user_temporal_split(
+        data, last_n=1, user_id=user_id, item_id=item_id, timestamp=timestamp
+    )
+
+
+def _group_split(data: TableLike, column: str, fraction: Any, seed: Any) -> tuple[Any, Any]:
+    fraction, seed = _check_fraction(fraction), _check_seed(seed)
+    table, columns = _columns(data, [column])
+    codes = _codes(columns[column])
+    n_groups = int(codes.max()) + 1
+    chosen = np.random.default_rng(seed).permutation(n_groups)[
+        : int(_ceil_fraction(fraction, n_groups))
+    ]
+    held_out = np.zeros(n_groups, dtype=bool)
+    held_out[chosen] = True
+    return _split(data, table, held_out[codes])
+
+
+def cold_start_user_split(
+    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, user_id: str = "user_id"
+) -> tuple[Any, Any]:
+    """Holds out ``ceil(test_fraction * n_users)`` random users with all their interactions.
+
+    Test users are unknown to the training data (user cold start); see
+    :func:`~tfrs_kit.evaluation.evaluate` for how recommenders score them.
+
+    Args:
+        data: The interactions (any accepted table).
+        test_fraction: The share of users held out, in (0, 1).
+        seed: Seeds the choice of users.
+        user_id: The user id column.
+
+    Returns:
+        ``(train, test)``.
+
+    Example:
+        >>> log = {"user_id": [1, 1, 2, 3, 3], "item_id": [1, 2, 3, 4, 5]}
+        >>> train, test = cold_start_user_split(log, test_fraction=0.3)
+        >>> set(train["user_id"]) & set(test["user_id"])
+        set()
+    """
+    return _group_split(data, user_id, test_fraction, seed)
+
+
+def cold_start_item_split(
+    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, item_id: str = "item_id"
+) -> tuple[Any, Any]:
+    """Holds out ``ceil(test_fraction * n_items)`` random items with all their interactions.
+
+    Test items are unknown to the training data (item cold start): only a recommender
+    whose catalogue includes them (a content-based two-tower model) can rank them.
+
+    Args:
+        data: The interactions (any accepted table).
+        test_fraction: The share of items held out, in (0, 1).
+        seed: Seeds the choice of items.
+        item_id: The item id column.
+
+    Returns:
+        ``(train, test)``.
+
+    Example:
+        >>> log = {"user_id": [1, 1, 2, 3, 3], "item_id": [1, 2, 1, 2, 3]}
+        >>> train, test = cold_start_item_split(log, test_fraction=0.3)
+        >>> set(train["item_id"]) & set(test["item_id"])
+        set()
+    """
+    return _group_split(data, item_id, test_fraction, seed)

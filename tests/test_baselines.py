@@ -1,0 +1,146 @@
+"""Baselines on data with a known answer, against dense references, and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfrs_kit._errors import NotFittedError
+from tfrs_kit.baselines import EASE, ItemKNN, Popularity, UserKNN
+from tfrs_kit.evaluation import Recommender, evaluate
+
+ALL = [Popularity(), ItemKNN(neighbors=20), UserKNN(neighbors=20), EASE(l2=10.0)]
+PERSONAL = [m for m in ALL if not isinstance(m, Popularity)]
+
+
+def checkerboard():
+    """Users 0-9 like items 0-4, users 10-19 like items 5-9; each misses one of its group."""
+    train, test = {"user_id": [], "item_id": []}, {"user_id": [], "item_id": []}
+    for user in range(20):
+        group = range(0, 5) if user < 10 else range(5, 10)
+        held_out = group[user % 5]
+        for item in group:
+            side = test if item == held_out else train
+            side["user_id"].append(user)
+            side["item_id"].append(item)
+    return train, test
+
+
+@pytest.mark.parametrize("model", PERSONAL, ids=repr)
+def test_checkerboard_recall_at_one_is_perfect(model):
+    train, test = checkerboard()
+    report = evaluate(model.fit(train), test, train=train, k=1, metrics=["recall", "ndcg"])
+    assert report.to_dict()[type(model).__name__] == {"recall@1": 1.0, "ndcg@1": 1.0}
+
+
+@pytest.mark.parametrize("model", ALL, ids=repr)
+def test_every_baseline_is_a_recommender(model):
+    train, _ = checkerboard()
+    assert model.fit(train) is model
+    assert isinstance(model, Recommender)
+    assert model.item_ids.tolist() == list(range(10))
+    scores = model.score(np.array([3, 15, 999]))  # 999 is unknown
+    assert scores.shape == (3, 10) and scores.dtype == np.float32
+    np.testing.assert_array_equal(scores[2], model.item_popularity_)
+
+
+@pytest.mark.parametrize("model", [Popularity(), ItemKNN(), UserKNN(), EASE()], ids=repr)
+def test_not_fitted(model):
+    with pytest.raises(NotFittedError, match="Call `fit"):
+        model.score([1])
+    with pytest.raises(NotFittedError):
+        _ = model.item_ids
+
+
+def random_interactions(seed=0, n_users=12, n_items=9):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_items)) < 0.35).astype(float)
+    dense[dense.sum(axis=1) == 0, 0] = 1.0
+    dense[0, dense.sum(axis=0) == 0] = 1.0
+    users, items = np.nonzero(dense)
+    log = {"user_id": np.concatenate([users, users[:5]]),  # repeats count once
+           "item_id": np.concatenate([items, items[:5]])}
+    return dense, log
+
+
+def top(sims, n):
+    out = np.zeros_like(sims)
+    for row, values in enumerate(sims):
+        keep = np.argsort(-values, kind="stable")[:n]
+        out[row, keep] = np.maximum(values[keep], 0)
+    return out
+
+
+def cosine(a, shrinkage):
+    norms = np.sqrt((a * a).sum(axis=1))
+    return (a @ a.T) / (norms[:, None] * norms[None, :] + shrinkage)
+
+
+def test_popularity_counts_distinct_users():
+    dense, log = random_interactions()
+    scores = Popularity().fit(log).score(np.arange(12))
+    np.testing.assert_array_equal(scores, np.tile(dense.sum(axis=0), (12, 1)))
+
+
+@pytest.mark.parametrize(("neighbors", "shrinkage"), [(3, 0.0), (20, 2.0)])
+def test_item_knn_matches_dense_reference(neighbors, shrinkage):
+    dense, log = random_interactions(1)
+    sims = cosine(dense.T, shrinkage)
+    np.fill_diagonal(sims, 0)
+    expected = dense @ top(sims, neighbors)
+    got = ItemKNN(neighbors=neighbors, shrinkage=shrinkage).fit(log).score(np.arange(12))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("neighbors", "shrinkage"), [(2, 0.0), (50, 1.0)])
+def test_user_knn_matches_dense_reference(neighbors, shrinkage):
+    dense, log = random_interactions(2)
+    sims = cosine(dense, shrinkage)
+    np.fill_diagonal(sims, 0)
+    expected = top(sims, neighbors) @ dense
+    got = UserKNN(neighbors=neighbors, shrinkage=shrinkage).fit(log).score(np.arange(12))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ease_matches_closed_form():
+    dense, log = random_interactions(3)
+    model = EASE(l2=5.0).fit(log)
+    # B minimises ||X - XB||² + l2 ||B||² column by column with B_jj = 0.
+    gram = dense.T @ dense + 5.0 * np.eye(9)
+    for j in range(9):
+        others = [i for i in range(9) if i != j]
+        column = np.linalg.solve(gram[np.ix_(others, others)], (dense.T @ dense)[others, j])
+        np.testing.assert_allclose(model.weights_[others, j], column, rtol=1e-4, atol=1e-5)
+    assert np.all(np.diag(model.weights_) == 0)
+    np.testing.assert_allclose(model.score(np.arange(12)), dense @ model.weights_, rtol=1e-5)
+
+
+def test_string_ids_and_kind_mismatch():
+    model = ItemKNN().fit({"user_id": ["u1", "u2"], "item_id": ["a", "b"]})
+    assert model.score(["u1"]).shape == (1, 2)
+    with pytest.raises(TypeError, match="`user_ids` must hold string ids"):
+        model.score([1])
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: ItemKNN(neighbors=0), "`neighbors` must be an integer >= 1"),
+    (lambda: UserKNN(neighbors=2.5), "`neighbors` must be an integer >= 1"),
+    (lambda: ItemKNN(shrinkage=-1), "`shrinkage` must be a finite number >= 0"),
+    (lambda: EASE(l2=0), "`l2` must be a finite number > 0"),
+    (lambda: EASE(l2=float("inf")), "`l2` must be a finite number > 0"),
+])
+def test_bad_hyperparameters(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_fit_rejects_empty_and_missing_columns():
+    with pytest.raises(ValueError, match="at least one row"):
+        EASE().fit({"user_id": [], "item_id": []})
+    with pytest.raises(KeyError, match="'item'"):
+        EASE().fit({"user_id": [1], "item_id": [1]}, item_id="item")
+
+
+def test_repr_shows_hyperparameters():
+    assert repr(ItemKNN(neighbors=5, shrinkage=1.0)) == "ItemKNN(neighbors=5, shrinkage=1.0)"
+    assert repr(EASE()) == "EASE(l2=500.0)"
