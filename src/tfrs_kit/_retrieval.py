@@ -13,7 +13,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_kit._data import Table, TableLike, num_rows, to_table
 from tfrs_kit._distributed import CrossReplicaRetrieval
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column, unknown_name
-from tfrs_kit._pipeline import make_dataset
+from tfrs_kit._pipeline import make_dataset, training_dataset
 from tfrs_kit.towers import Tower
 
 __all__ = ["TwoTowerRetrieval"]
@@ -250,8 +250,10 @@ class TwoTowerRetrieval(tfrs.Model):
             if learning_rate_schedule == "cosine":
                 rate = tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)
             self.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
-        dataset = make_dataset(train, self._columns, batch_size=batch_size, shuffle=shuffle,
-                               seed=seed)
+        dataset, shuffle_callbacks = training_dataset(
+            train, self._columns, batch_size=batch_size, shuffle=shuffle, seed=seed,
+            strategy=self.distribute_strategy)
+        callbacks += shuffle_callbacks  # after the user's: BackupAndRestore restores first
         return super().fit(
             dataset, epochs=epochs, validation_data=validation, callbacks=callbacks,
             verbose=verbose, **kwargs,
@@ -401,8 +403,7 @@ def _embed(tower: Tower, data: TableLike, argument: str, batch_size: int) -> np.
     if missing:
         raise missing_column(argument, missing[0], table, role="a feature the tower reads")
     dataset = make_dataset(table, tower.features, batch_size=batch_size)
-    predict = tf.function(lambda batch: tower(batch, training=False), reduce_retracing=True)
-    return np.concatenate([predict(batch).numpy() for batch in dataset], axis=0)
+    return np.asarray(tower.predict(dataset, verbose=0))
 
 
 def _check_no_missing_ids(table: Table, column: str, argument: str) -> None:

@@ -31,8 +31,9 @@ __all__ = [
     "tokenize",
 ]
 
-FeatureKind = Literal["categorical", "multi", "text", "numeric"]
-_KINDS: tuple[str, ...] = ("categorical", "multi", "text", "numeric")
+FeatureKind = Literal["categorical", "multi", "text", "numeric", "timestamp"]
+_KINDS: tuple[str, ...] = ("categorical", "multi", "text", "numeric", "timestamp")
+_STATISTICS = ("numeric", "timestamp")  # kinds described by statistics, not tokens
 _FORMAT_VERSION = 1
 # ASCII punctuation; the TensorFlow side uses the same class (RE2's [[:punct:]]).
 _PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
@@ -73,7 +74,8 @@ class Vocabulary:
     Attributes:
         name: The feature's name.
         kind: ``"categorical"`` (one id or category per row), ``"multi"`` (a list
-            per row), ``"text"`` (a string split into tokens) or ``"numeric"``.
+            per row), ``"text"`` (a string split into tokens), ``"numeric"`` or
+            ``"timestamp"`` (seconds since the epoch).
         tokens: The vocabulary (empty for numeric features).
         counts: How often each token occurred.
         dtype: ``"string"`` or ``"int64"``: the type of the raw values.
@@ -116,9 +118,9 @@ class Vocabulary:
         """
         import tensorflow as tf
 
-        if self.kind == "numeric":
+        if self.kind in _STATISTICS:
             raise invalid_argument(
-                "kind", "not be 'numeric' for a lookup layer", self.kind,
+                "kind", "have tokens for a lookup layer", self.kind,
                 hint=f"Feature {self.name!r} has no vocabulary.",
             )
         layer = (
@@ -374,7 +376,8 @@ class VocabularyBuilder:
             data: A DataFrame, a dict of equal-length arrays, or a ``tf.data.Dataset``
                 of feature dicts.
             features: Feature names, or a mapping of name to kind (``"categorical"``,
-                ``"multi"``, ``"text"``, ``"numeric"``). Kinds left out are inferred:
+                ``"multi"``, ``"text"``, ``"numeric"``, ``"timestamp"``). Kinds left
+                out are inferred:
                 a list per row is ``"multi"``, floats are ``"numeric"``, anything else
                 ``"categorical"``; text must be asked for. ``None``: every column.
 
@@ -398,7 +401,7 @@ class VocabularyBuilder:
         for name, column in table.items():
             kind = kinds.get(name) or _infer_kind(column)
             kind_of[name] = kind
-            if kind == "numeric":
+            if kind in _STATISTICS:
                 values = _numeric_values(name, column)
                 numeric[name] = values[np.isfinite(values)]
                 dtype_of[name] = "float32"
@@ -415,8 +418,8 @@ class VocabularyBuilder:
         """Builds vocabularies from (merged) counts."""
         vocabularies = []
         for name, kind in counts.kinds.items():
-            if kind == "numeric":
-                vocabularies.append(self._numeric(name, counts.numeric[name]))
+            if kind in _STATISTICS:
+                vocabularies.append(self._numeric(name, kind, counts.numeric[name]))
                 continue
             series = counts.counts[name]
             series = series[series >= self.min_count]
@@ -441,7 +444,7 @@ class VocabularyBuilder:
             )
         return Vocabularies(vocabularies)
 
-    def _numeric(self, name: str, values: np.ndarray) -> Vocabulary:
+    def _numeric(self, name: str, kind: str, values: np.ndarray) -> Vocabulary:
         if values.size == 0:
             raise invalid_argument(
                 f"data[{name!r}]", "hold at least one finite number", "no finite values"
@@ -450,7 +453,7 @@ class VocabularyBuilder:
         quantiles = np.quantile(values, np.linspace(0, 1, self.num_buckets + 1)[1:-1])
         return Vocabulary(
             name=name,
-            kind="numeric",
+            kind=kind,  # type: ignore[arg-type]
             dtype="float32",
             num_oov_buckets=self.num_oov_buckets,
             mean=float(values.mean()),

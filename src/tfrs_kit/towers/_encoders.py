@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from tfrs_kit._vocabulary import Vocabulary
@@ -87,19 +88,32 @@ class CategoricalEncoder(FeatureEncoder):
 
 
 class MultiValuedEncoder(FeatureEncoder):
-    """A list per row (genres, tags): the mean of its values' embeddings.
+    """A list per row (genres, tags, a history): the mean of its values' embeddings.
 
     Accepts ragged input, or dense input padded with "" (strings) or -1 (integers).
-    An empty list encodes as zeros.
+    An empty list encodes as zeros. With ``max_length``, only each list's last
+    ``max_length`` values count (a history's most recent items).
     """
 
-    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
+    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int,
+                 max_length: int | None = None, **kwargs: Any) -> None:
         super().__init__(vocabulary, dim, **kwargs)
+        self.max_length = max_length
         self.lookup = self.vocabulary.lookup_layer()
         self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
 
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "max_length": self.max_length}
+
     def call(self, values: Any) -> tf.Tensor:
         ragged = to_ragged(values, self.vocabulary.dtype)
+        if self.max_length is not None:
+            lengths = ragged.row_lengths()
+            start = tf.maximum(lengths - self.max_length, 0)
+            ragged = tf.RaggedTensor.from_row_lengths(
+                tf.gather(ragged.values, tf.ragged.range(ragged.row_starts() + start,
+                                                         ragged.row_limits()).values),
+                lengths - start)
         indices = tf.ragged.map_flat_values(self.lookup, ragged)
         return _masked_mean(tf.ragged.map_flat_values(self.embedding, indices))
 
@@ -148,21 +162,52 @@ class NumericEncoder(FeatureEncoder):
         return tf.concat([standard[:, None], self.buckets(bucket)], axis=1)
 
 
+class TimestampEncoder(NumericEncoder):
+    """Seconds since the epoch: the numeric encoding plus time-of-day and day-of-week cycles.
+
+    The cycles are ``sin``/``cos`` pairs (UTC), so 23:59 sits next to 00:00.
+    """
+
+    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
+        FeatureEncoder.__init__(self, vocabulary, dim, **kwargs)
+        self.buckets = tf.keras.layers.Embedding(len(self.vocabulary.boundaries) + 2,
+                                                 self.dim - 5)
+
+    def call(self, values: Any) -> tf.Tensor:
+        seconds = tf.cast(_squeeze_batch(values), tf.float64)
+        numeric = NumericEncoder.call(self, tf.cast(seconds, tf.float32))
+        seconds = tf.where(tf.math.is_nan(seconds), tf.zeros_like(seconds), seconds)
+        day = 2.0 * np.pi * tf.math.floormod(seconds, 86400.0) / 86400.0
+        # 1970-01-01 was a Thursday; the phase does not matter to a learned layer.
+        week = 2.0 * np.pi * tf.math.floormod(seconds, 604800.0) / 604800.0
+        cycles = tf.cast(tf.stack([tf.sin(day), tf.cos(day), tf.sin(week), tf.cos(week)], 1),
+                         tf.float32)
+        return tf.concat([numeric[:, :1], cycles, numeric[:, 1:]], axis=1)
+
+
 _ENCODERS: dict[str, type[FeatureEncoder]] = {
     "categorical": CategoricalEncoder,
     "multi": MultiValuedEncoder,
     "text": TextEncoder,
     "numeric": NumericEncoder,
+    "timestamp": TimestampEncoder,
 }
+_MIN_DIM = {"numeric": 2, "timestamp": 6}
 
 
-def make_encoder(vocabulary: Vocabulary, dim: int) -> FeatureEncoder:
+def make_encoder(vocabulary: Vocabulary, dim: int, *,
+                 max_length: int | None = None) -> FeatureEncoder:
     """The built-in encoder for a vocabulary's kind."""
     from tfrs_kit._errors import invalid_argument
 
-    if vocabulary.kind == "numeric" and dim < 2:
-        raise invalid_argument("embedding_dim", "be at least 2 for numeric features", dim)
-    return _ENCODERS[vocabulary.kind](vocabulary, dim, name=f"{_name(vocabulary.name)}_encoder")
+    minimum = _MIN_DIM.get(vocabulary.kind, 1)
+    if dim < minimum:
+        raise invalid_argument("embedding_dim", f"be at least {minimum} for "
+                               f"{vocabulary.kind} features", dim)
+    name = f"{_name(vocabulary.name)}_encoder"
+    if vocabulary.kind == "multi":
+        return MultiValuedEncoder(vocabulary, dim, max_length=max_length, name=name)
+    return _ENCODERS[vocabulary.kind](vocabulary, dim, name=name)
 
 
 def _name(name: str) -> str:

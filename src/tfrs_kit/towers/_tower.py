@@ -37,6 +37,9 @@ class Tower(tf.keras.Model):
         hidden_dims: Sizes of dense ReLU layers after the concatenation.
         dropout: Dropout rate after each hidden layer.
         normalize: L2-normalise the output (cosine similarity downstream).
+        l2: L2 regularisation weight of every feature embedding table.
+        max_length: Multi-valued features (histories) keep only their last
+            ``max_length`` values; longer inputs are cut, never refused.
         name: The Keras name of the tower.
 
     Example:
@@ -57,6 +60,8 @@ class Tower(tf.keras.Model):
         hidden_dims: Sequence[int] = (),
         dropout: float = 0.0,
         normalize: bool = False,
+        l2: float = 0.0,
+        max_length: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,6 +79,10 @@ class Tower(tf.keras.Model):
             _check_positive("hidden_dims", dim)
         if not 0.0 <= dropout < 1.0:
             raise invalid_argument("dropout", "be in [0, 1)", dropout)
+        if not l2 >= 0.0:
+            raise invalid_argument("l2", "be a number >= 0", l2)
+        if max_length is not None:
+            _check_positive("max_length", max_length)
         self.vocabularies = vocabularies if vocabularies is not None else Vocabularies()
         self.features = tuple(str(f) for f in features)
         self.output_dim = int(output_dim)
@@ -81,13 +90,18 @@ class Tower(tf.keras.Model):
         self.hidden_dims = tuple(int(d) for d in hidden_dims)
         self.dropout = float(dropout)
         self.normalize = bool(normalize)
+        self.l2 = float(l2)
+        self.max_length = max_length
 
         custom = type(self).encode is not Tower.encode
         self.encoders: dict[str, FeatureEncoder] = {}
         for feature in self.features:
             if feature in self.vocabularies:
-                self.encoders[feature] = make_encoder(self.vocabularies[feature],
-                                                      self.embedding_dim)
+                encoder = make_encoder(self.vocabularies[feature], self.embedding_dim,
+                                       max_length=max_length)
+                if self.l2 and hasattr(encoder, "embedding"):
+                    encoder.embedding.embeddings_regularizer = tf.keras.regularizers.L2(self.l2)
+                self.encoders[feature] = encoder
             elif not custom:
                 raise unknown_name(
                     "features", feature, self.vocabularies, what="feature with a vocabulary"
@@ -96,7 +110,7 @@ class Tower(tf.keras.Model):
         self.dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.hidden_dims]
         plain_embedding = (
             not custom and len(self.features) == 1 and not self.hidden_dims
-            and self.vocabularies[self.features[0]].kind != "numeric"
+            and self.vocabularies[self.features[0]].kind not in ("numeric", "timestamp")
             and self.embedding_dim == self.output_dim
         )
         self.projection = None if plain_embedding else tf.keras.layers.Dense(self.output_dim)
@@ -168,8 +182,15 @@ class Tower(tf.keras.Model):
             "hidden_dims": list(self.hidden_dims),
             "dropout": self.dropout,
             "normalize": self.normalize,
+            "l2": self.l2,
+            "max_length": self.max_length,
             "name": self.name,
         }
+
+    def get_build_config(self) -> None:
+        # Keras would rebuild a deserialised tower by calling it on float
+        # placeholders, which string and list features reject; it builds on first call.
+        return None
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Tower:

@@ -1,0 +1,172 @@
+"""The training recipe's features and options: history, timestamps, negatives, schedules."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import tfrs_kit as tk
+
+
+def test_history_is_causal_and_truncated():
+    log = pd.DataFrame({"user_id": ["a", "b", "a", "a", "a"],
+                        "item_id": ["w", "x", "y", "z", "q"],
+                        "timestamp": [4, 1, 1, 2, 3]})  # rows out of time order
+    out = tk.HistoryBuilder(max_length=2).transform(log)
+    assert [h.tolist() for h in out["history"]] == [["z", "q"], [], [], ["y"], ["y", "z"]]
+    users = tk.HistoryBuilder(max_length=3).for_users(log)
+    assert dict(zip(users["user_id"], (h.tolist() for h in users["history"]))) == {
+        "a": ["z", "q", "w"], "b": ["x"]}
+
+
+def test_history_ties_keep_row_order_and_timestamp_is_optional():
+    log = {"user_id": ["a", "a", "a"], "item_id": ["x", "y", "z"], "timestamp": [5, 5, 5]}
+    assert [h.tolist() for h in tk.HistoryBuilder().transform(log)["history"]] == [
+        [], ["x"], ["x", "y"]]
+    no_time = tk.HistoryBuilder(timestamp=None).transform({k: log[k] for k in ("user_id",
+                                                                               "item_id")})
+    assert no_time["history"][2].tolist() == ["x", "y"]
+
+
+def test_history_bad_input():
+    with pytest.raises(ValueError, match="`max_length` must be a positive integer"):
+        tk.HistoryBuilder(max_length=0)
+    with pytest.raises(KeyError, match="must have a column 'timestamp'"):
+        tk.HistoryBuilder().transform({"user_id": ["a"], "item_id": ["x"]})
+
+
+def test_tower_cuts_histories_longer_than_max_length():
+    vocabs = tk.VocabularyBuilder().fit({"h": [["a", "b", "c"]]}, features={"h": "multi"})
+    tower = tk.Tower(vocabs, features=["h"], output_dim=4, max_length=2)
+    long = tower({"h": tf.ragged.constant([["a", "b", "c"]])}).numpy()
+    cut = tower({"h": tf.ragged.constant([["b", "c"]])}).numpy()
+    np.testing.assert_allclose(long, cut)
+
+
+def test_timestamp_feature_handles_nan_and_cycles():
+    vocabs = tk.VocabularyBuilder().fit({"t": np.array([0.0, 3600.0, 86400.0])},
+                                        features={"t": "timestamp"})
+    assert vocabs["t"].kind == "timestamp" and vocabs["t"].mean == pytest.approx(30000.0)
+    tower = tk.Tower(vocabs, features=["t"], output_dim=8, embedding_dim=8)
+    encoder = tower.encoders["t"]
+    out = encoder(tf.constant([0.0, 86400.0, np.nan])).numpy()
+    assert out.shape == (3, 8) and np.all(np.isfinite(out))
+    np.testing.assert_allclose(out[0, 1:3], out[1, 1:3], atol=1e-6)  # same time of day
+    with pytest.raises(ValueError, match="at least 6 for timestamp"):
+        tk.Tower(vocabs, features=["t"], output_dim=4)
+
+
+def test_unknown_text_tokens_encode_finitely():
+    vocabs = tk.VocabularyBuilder().fit({"t": ["toy story"]}, features={"t": "text"})
+    out = tk.Tower(vocabs, features=["t"], output_dim=4)({"t": tf.constant(["zzz qqq", ""])})
+    assert np.all(np.isfinite(out.numpy()))
+
+
+def _model(log, **kwargs):
+    vocabs = tk.VocabularyBuilder().fit(log, features=["user_id", "item_id"])
+    return tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=8),
+                                tk.Tower(vocabs, features=["item_id"], output_dim=8), **kwargs)
+
+
+def _top1_in_group(model, log):
+    recommender = model.as_recommender(log)
+    users = np.unique(log["user_id"])
+    top = recommender.item_ids[np.argmax(recommender.score(users), axis=1)]
+    return float(np.mean([int(u[1:]) % 2 == int(i[1:]) // 10 for u, i in zip(users, top)]))
+
+
+def test_hard_negatives_keep_the_top_scoring_negatives():
+    log = {"user_id": np.array([f"u{i}" for i in range(12)], dtype=object),
+           "item_id": np.array([f"i{i}" for i in range(12)], dtype=object)}
+    model = _model(log, num_hard_negatives=3, logq_correction=False)
+    batch = {name: tf.constant(values) for name, values in log.items()}
+    query, candidate = (t.numpy() for t in model(batch))
+    scores = query @ candidate.T
+    expected = 0.0
+    for row in range(len(scores)):
+        negatives = np.sort(np.delete(scores[row], row))[-3:]
+        logits = np.r_[scores[row, row], negatives]
+        expected -= logits[0] - np.log(np.sum(np.exp(logits)))
+    loss = float(model.compute_loss(batch, training=True))
+    assert loss == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("options", [
+    {"num_random_negatives": 16},
+    {"num_random_negatives": 16, "remove_accidental_hits": True, "logq_correction": False},
+])
+def test_random_negatives_still_learn(checkerboard, options):
+    tf.keras.utils.set_random_seed(2)
+    model = _model(checkerboard, **options)
+    history = model.fit(checkerboard, epochs=3, batch_size=128, seed=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert _top1_in_group(model, checkerboard) == 1.0
+
+
+def test_random_negatives_come_from_the_given_catalogue(checkerboard):
+    model = _model(checkerboard, num_random_negatives=4)
+    catalogue = {"item_id": np.array(["i0", "i1", "i2"], dtype=object)}
+    model.fit(checkerboard, epochs=1, batch_size=512, candidates=catalogue, verbose=0)
+    assert model._negatives.size == 3
+
+
+def test_shared_embeddings_are_one_table():
+    log = {"user_id": ["a", "b"], "item_id": ["x", "y"]}
+    vocabs = tk.VocabularyBuilder().fit(log).alias("history", "item_id", kind="multi")
+    query = tk.Tower(vocabs, features=["user_id", "history"], output_dim=4)
+    candidate = tk.Tower(vocabs, features=["item_id"], output_dim=4)
+    tk.TwoTowerRetrieval(query, candidate, share_embeddings={"history": "item_id"})
+    assert query.encoders["history"].embedding is candidate.encoders["item_id"].embedding
+
+
+def test_shared_embeddings_need_the_same_tokens():
+    log = {"user_id": ["a"], "item_id": ["x"], "history": [["y"]]}
+    vocabs = tk.VocabularyBuilder().fit(log)
+    with pytest.raises(ValueError, match=r"same tokens.*vocabularies.alias\('history'"):
+        tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id", "history"], output_dim=4),
+                             tk.Tower(vocabs, features=["item_id"], output_dim=4),
+                             share_embeddings={"history": "item_id"})
+
+
+def test_validation_fraction_and_early_stopping(checkerboard):
+    model = _model(checkerboard)
+    history = model.fit(checkerboard, epochs=30, batch_size=256, validation_fraction=0.2,
+                        early_stopping_patience=1, learning_rate=2.0,
+                        learning_rate_schedule="cosine", seed=0, verbose=0)
+    assert "val_loss" in history.history
+    assert len(history.history["loss"]) < 30  # stopped early
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"early_stopping_patience": 2}, ValueError, "come with validation_data"),
+    ({"learning_rate_schedule": "cosin"}, KeyError, "Did you mean 'cosine'"),
+    ({"validation_fraction": 1.5}, ValueError, r"`validation_fraction` must be in \(0, 1\)"),
+])
+def test_bad_recipe_settings(checkerboard, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        _model(checkerboard).fit(checkerboard, **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"num_hard_negatives": 0}, "`num_hard_negatives` must be a positive integer or None"),
+    ({"num_random_negatives": -1}, "`num_random_negatives` must be an integer >= 0"),
+    ({"temperature": 0}, "`temperature` must be a positive number"),
+])
+def test_bad_model_settings(checkerboard, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _model(checkerboard, **kwargs)
+
+
+def test_feature_missing_at_serving_is_named(checkerboard):
+    log = dict(checkerboard, history=tk.HistoryBuilder(timestamp=None).transform(
+        checkerboard)["history"])
+    vocabs = tk.VocabularyBuilder().fit(log, features={"user_id": "categorical",
+                                                       "item_id": "categorical",
+                                                       "history": "multi"})
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id", "history"], output_dim=4),
+                                 tk.Tower(vocabs, features=["item_id"], output_dim=4))
+    index = tk.IndexBuilder(k_max=5).build(model, {"item_id": ["i1", "i2", "i3", "i4", "i5"]})
+    with pytest.raises(KeyError, match="must have a column 'history'"):
+        index.recommend({"user_id": ["u1"]}, k=2)
+    got = index.recommend({"user_id": ["u1", "new"], "history": [["i1", "i2"], []]}, k=2)
+    assert got.ids.shape == (2, 2)
