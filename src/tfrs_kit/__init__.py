@@ -9,7 +9,10 @@ from tfrs_kit._keras import ensure_legacy_keras as _ensure_legacy_keras
 
 _ensure_legacy_keras()  # before anything imports TensorFlow
 
-from tfrs_kit import baselines, datasets, evaluation, towers  # noqa: E402
+import importlib as _importlib  # noqa: E402
+from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
+
+from tfrs_kit import towers  # noqa: E402
 from tfrs_kit._errors import NotFittedError  # noqa: E402
 from tfrs_kit._history import HistoryBuilder  # noqa: E402
 from tfrs_kit._index import Index, IndexBuilder, Recommendations, load_index  # noqa: E402
@@ -21,8 +24,35 @@ from tfrs_kit._vocabulary import (  # noqa: E402
     VocabularyBuilder,
     VocabularyCounts,
 )
-from tfrs_kit.evaluation import Report, evaluate  # noqa: E402
 from tfrs_kit.towers import Tower  # noqa: E402
+
+if _TYPE_CHECKING:
+    from tfrs_kit import baselines, datasets, evaluation
+    from tfrs_kit.evaluation import Report, evaluate
+
+# Imported on first use: they pull in SciPy and friends, which serving never needs.
+_LAZY = {
+    "baselines": ("tfrs_kit.baselines", None),
+    "datasets": ("tfrs_kit.datasets", None),
+    "evaluation": ("tfrs_kit.evaluation", None),
+    "evaluate": ("tfrs_kit.evaluation", "evaluate"),
+    "Report": ("tfrs_kit.evaluation", "Report"),
+}
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tfrs_kit' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = _importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "HistoryBuilder",

@@ -19,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import TableLike, is_multivalued, to_table
+from tfrs_kit._data import Table, TableLike, is_multivalued, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._progress import Progress
 
 __all__ = [
     "FeatureKind",
@@ -369,6 +370,8 @@ class VocabularyBuilder:
         self,
         data: TableLike,
         features: Sequence[str] | Mapping[str, str] | None = None,
+        *,
+        verbose: Any = "auto",
     ) -> Vocabularies:
         """Counts ``features`` in ``data`` and returns their vocabularies.
 
@@ -380,25 +383,35 @@ class VocabularyBuilder:
                 out are inferred:
                 a list per row is ``"multi"``, floats are ``"numeric"``, anything else
                 ``"categorical"``; text must be asked for. ``None``: every column.
+            verbose: Show progress per feature: ``"auto"`` (for a million rows
+                or more), ``True`` or ``False``.
 
         Returns:
             The immutable :class:`Vocabularies`.
         """
-        return self.from_counts(self.count(data, features))
+        return self.from_counts(self.count(data, features, verbose=verbose))
 
     def count(
         self,
         data: TableLike,
         features: Sequence[str] | Mapping[str, str] | None = None,
+        *,
+        verbose: Any = "auto",
     ) -> VocabularyCounts:
         """Counts features without building vocabularies; merge shards with ``+``."""
         kinds = _feature_kinds(features)
         table = to_table(data, columns=list(kinds) if kinds else None)
+        with Progress(len(table), description="Counting vocabularies", verbose=verbose,
+                      size=num_rows(table)) as progress:
+            return self._count(table, kinds, progress)
+
+    def _count(self, table: Table, kinds: dict[str, str], progress: Progress) -> VocabularyCounts:
         counts: dict[str, pd.Series] = {}
         numeric: dict[str, np.ndarray] = {}
         kind_of: dict[str, str] = {}
         dtype_of: dict[str, str] = {}
         for name, column in table.items():
+            progress.update()
             kind = kinds.get(name) or _infer_kind(column)
             kind_of[name] = kind
             if kind in _STATISTICS:

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from tfrs_kit._data import Table, TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._progress import Progress
 from tfrs_kit.evaluation._metrics import (
     _id_kind,
     _ild_from_positions,
@@ -299,6 +300,7 @@ def _evaluate_one(
     model: Recommender, name: str, data: _Interactions, ks: tuple[int, ...],
     metrics: tuple[str, ...], diversity: tuple[TableLike, str | None] | None,
     batch_size: int | None,
+    verbose: Any = "auto",
 ) -> dict[str, float]:
     catalogue_ids = np.asarray(model.item_ids)
     catalogue = pd.Index(catalogue_ids)
@@ -326,8 +328,11 @@ def _evaluate_one(
         test_order = np.argsort(data.user_codes, kind="stable")
         test_bounds = np.searchsorted(data.user_codes[test_order], np.arange(n_users + 1))
         test_cols = catalogue.get_indexer(data.test_items)[test_order]
+    progress = Progress(n_users, description=f"Evaluating {name}", verbose=verbose,
+                        size=n_users * n_items // 100)
     for start in range(0, n_users, batch):
         stop = min(start + batch, n_users)
+        progress.update(stop - start)
         scores = _score_batch(model, name, data.users[start:stop], n_items)
         if "top_k_accuracy" in metrics:
             # TFRS's FactorizedTopK: nothing masked; the target is in the top K when it
@@ -347,6 +352,7 @@ def _evaluate_one(
         keys = np.arange(stop - start, dtype=np.int64)[:, None] * n_items + cols
         hits[start:stop] = np.isin(keys, _batch_keys(relevant, start, stop)) & valid
         positions[start:stop] = np.where(valid, cols, -1)
+    progress.close()
 
     results: dict[str, float] = {}
     counts = _user_counts(data, catalogue)
@@ -402,6 +408,7 @@ def evaluate(
     item_features: TableLike | None = None,
     diversity_feature: str | None = None,
     batch_size: int | None = None,
+    verbose: Any = "auto",
 ) -> Report:
     """Ranks the whole catalogue for every test user and scores one or several models.
 
@@ -447,6 +454,8 @@ def evaluate(
             Jaccard distance), one category per item (0/1 distance), or float vectors
             (cosine distance). Optional when ``item_features`` has one other column.
         batch_size: Users scored at once; default keeps about 8M scores in memory.
+        verbose: Show progress: ``"auto"`` (for 100M scores or more), ``True`` or
+            ``False``.
 
     Returns:
         A :class:`Report` with one row of metrics per model.
@@ -481,7 +490,8 @@ def evaluate(
     results = {}
     for name, model in named.items():
         recommender = _as_recommender(model, name, train, user_id, item_id)
-        results[name] = _evaluate_one(recommender, name, data, ks, chosen, diversity, batch_size)
+        results[name] = _evaluate_one(recommender, name, data, ks, chosen, diversity, batch_size,
+                                      verbose)
     return Report(
         results,
         metadata={"k": ks, "num_test_users": len(data.users),

@@ -1,0 +1,62 @@
+"""A minimal progress bar for long stages (vocabularies, evaluation, index builds).
+
+``verbose="auto"`` shows it only for large inputs, so small jobs and tests stay quiet;
+``verbose=False`` always silences it, ``True`` always shows it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+__all__ = ["Progress", "LARGE"]
+
+LARGE = 1_000_000  # work units (rows, scores / 100) above which "auto" shows progress
+
+
+class Progress:
+    """Counts work done and redraws one line on standard error, at most twice a second.
+
+    Example:
+        >>> with Progress(3, description="demo", verbose=False) as bar:
+        ...     bar.update(3)
+    """
+
+    def __init__(self, total: int, *, description: str, verbose: Any = "auto",
+                 size: int | None = None, stream: TextIO | None = None) -> None:
+        if verbose not in ("auto", True, False, 0, 1, 2):
+            from tfrs_kit._errors import invalid_argument
+
+            raise invalid_argument("verbose", "be 'auto', True or False", verbose)
+        self.total = max(int(total), 1)
+        self.description = description
+        self.enabled = bool(verbose) if verbose != "auto" else (size or total) >= LARGE
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self._start = time.perf_counter()
+        self._drawn = 0.0
+
+    def update(self, amount: int = 1) -> None:
+        self.done += amount
+        now = time.perf_counter()
+        if self.enabled and (now - self._drawn >= 0.5 or self.done >= self.total):
+            self._drawn = now
+            share = min(self.done / self.total, 1.0)
+            bar = "=" * int(share * 30)
+            self.stream.write(f"\r{self.description}: [{bar:<30s}] {share:4.0%} "
+                              f"{now - self._start:6.1f}s")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Ends the line the bar was drawn on."""
+        if self.enabled and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = 0.0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
