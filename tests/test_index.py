@@ -2,14 +2,18 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tfrs_kit as tk
+from tfrs_kit import _backends
 
 ITEMS = {"item_id": np.array([f"i{i}" for i in range(30)], dtype=object)}
 
@@ -141,7 +145,7 @@ def test_unknown_exclusions_and_wrong_shapes(index):
 
 
 def test_load_errors(tmp_path, index):
-    with pytest.raises(FileNotFoundError, match="directory written by Index.save"):
+    with pytest.raises(FileNotFoundError, match=r"directory written by Index\.save"):
         tk.load_index(tmp_path / "missing")
     index.save(tmp_path / "index")
     metadata = tmp_path / "index" / "tfrs_kit_index.json"
@@ -155,7 +159,7 @@ def test_load_errors(tmp_path, index):
 
 
 def test_unknown_backend_lists_the_known():
-    with pytest.raises(KeyError, match="Known: 'brute_force'"):
+    with pytest.raises(KeyError, match="Known: 'auto', 'brute_force', 'scann'"):
         tk.IndexBuilder(backend="annoy")
 
 
@@ -167,3 +171,226 @@ def test_integer_ids(model):
     index = tk.IndexBuilder(k_max=3).build(int_model, {"item": [10, 20, 30]})
     got = index.recommend({"user": [1, 5]}, k=2, exclude=[[10], []])
     assert got.ids.dtype == np.int64 and 10 not in got.ids[0]
+
+
+# --- backends, refresh, artifact, bad input -------------------------------------------------
+
+
+class _ExactNearest(_backends.Searcher):
+    """The generic over-fetch-and-filter path, on an exact engine."""
+
+    def __init__(self, embeddings):
+        super().__init__(len(embeddings))
+        self.embeddings = tf.constant(embeddings)
+
+    def _nearest(self, queries, k):
+        scores, top = tf.math.top_k(tf.matmul(queries, self.embeddings, transpose_b=True), k)
+        return scores, tf.cast(top, tf.int64)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 40), queries=st.integers(1, 4), k=st.integers(1, 40),
+       chunk=st.integers(1, 50), seed=st.integers(0, 2**16), width=st.integers(0, 45))
+def test_searchers_match_a_numpy_reference(n, queries, k, chunk, seed, width):
+    rng = np.random.default_rng(seed)
+    embeddings = rng.normal(size=(n, 3)).astype(np.float32)
+    query = rng.normal(size=(queries, 3)).astype(np.float32)
+    k = min(k, n)
+    excluded = rng.integers(-1, n, size=(queries, width))  # -1 pads
+    scores = query @ embeddings.T
+    for row in range(queries):
+        scores[row, excluded[row][excluded[row] >= 0]] = -np.inf
+    kept = np.isfinite(scores).sum(axis=1)
+    expected = -np.sort(-scores, axis=1)[:, :k]
+    brute = _backends.BruteForce(chunk_size=chunk)
+    for searcher in (brute.make_searcher(tf.Variable(embeddings), brute.resolve(n, 3, k)),
+                     _ExactNearest(embeddings)):
+        got, positions = searcher.search(tf.constant(query), tf.constant(k, tf.int32),
+                                         tf.constant(excluded, tf.int64))
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
+        for row in range(queries):
+            found = positions.numpy()[row][: min(k, kept[row])]
+            assert not set(found) & set(excluded[row].tolist())
+            np.testing.assert_allclose(scores[row, found], expected[row, : len(found)],
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_brute_force_gives_the_same_answer(model, index):
+    chunked = tk.IndexBuilder(backend="brute_force", k_max=20,
+                              backend_options={"chunk_size": 7}).build(model, ITEMS)
+    users = {"user_id": ["u0", "u1", "u6"]}
+    exclude = [["i0", "i8", "i29"], [], ["i3"]]
+    assert chunked.recommend(users, k=20, exclude=exclude).ids.tolist() == \
+        index.recommend(users, k=20, exclude=exclude).ids.tolist()
+    assert chunked.backend_options == {"chunk_size": 7}
+
+
+def test_scann_without_the_extra_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "scann", None)  # `import scann` now fails
+    monkeypatch.setitem(sys.modules, "scann.scann_ops.py.scann_ops", None)
+    with pytest.raises(ImportError, match=r'pip install "tfrs-kit\[scann\]"'):
+        tk.IndexBuilder(backend="scann")
+
+
+def test_auto_falls_back_to_brute_force_without_scann(model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "scann", None)
+    monkeypatch.setitem(sys.modules, "scann.scann_ops.py.scann_ops", None)
+    monkeypatch.setattr(_backends, "AUTO_SCANN_THRESHOLD", 10)
+    assert tk.IndexBuilder(k_max=5).build(model, ITEMS).backend == "brute_force"
+
+
+def test_loading_a_scann_index_without_scann(index, tmp_path, monkeypatch):
+    index.save(tmp_path / "index")
+    metadata = tmp_path / "index" / "tfrs_kit_index.json"
+    metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "backend": "scann"}))
+    monkeypatch.setitem(sys.modules, "scann", None)
+    monkeypatch.setitem(sys.modules, "scann.scann_ops.py.scann_ops", None)
+    with pytest.raises(ImportError, match=r'pip install "tfrs-kit\[scann\]"'):
+        tk.load_index(tmp_path / "index")
+
+
+def test_bad_backend_options():
+    with pytest.raises(KeyError, match="Did you mean 'num_leaves'"):
+        tk.IndexBuilder(backend="auto", backend_options={"num_leafs": 10})
+    with pytest.raises(KeyError, match="Known: 'chunk_size'"):
+        tk.IndexBuilder(backend="brute_force", backend_options={"num_leaves": 10})
+    with pytest.raises(TypeError, match="`backend_options` must be a dict"):
+        tk.IndexBuilder(backend_options=[("chunk_size", 3)])
+    with pytest.raises(ValueError, match=r"`k_max` must be a positive integer"):
+        tk.IndexBuilder(k_max=0)
+
+
+def test_artifact_holds_vocabularies_and_backend_metadata(model, index, tmp_path):
+    index.save(tmp_path / "index")
+    assert tk.Vocabularies.load(tmp_path / "index" / "vocabularies.json") == \
+        model.query_tower.vocabularies
+    metadata = json.loads((tmp_path / "index" / "tfrs_kit_index.json").read_text())
+    assert metadata["backend"] == "brute_force"
+    assert metadata["backend_options"] == {"chunk_size": 65536}
+    assert metadata["tfrs_kit_version"] == tk.__version__
+    assert metadata["tensorflow_version"] == tf.__version__
+    assert metadata["embedding_dim"] == 8 and metadata["num_candidates"] == 30
+    loaded = tk.load_index(tmp_path / "index")
+    assert loaded.vocabularies == model.query_tower.vocabularies
+    assert loaded.backend_options == index.backend_options
+
+
+def test_partial_and_corrupt_artifacts(index, tmp_path):
+    for broken in ("vocabularies.json", "saved_model"):
+        target = tmp_path / broken
+        index.save(target)
+        path = target / broken
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        with pytest.raises(FileNotFoundError, match=f"missing: {broken}"):
+            tk.load_index(target)
+    index.save(tmp_path / "bad_model")
+    (tmp_path / "bad_model" / "saved_model" / "saved_model.pb").write_bytes(b"not a proto")
+    with pytest.raises(ValueError, match="hold a complete SavedModel"):
+        tk.load_index(tmp_path / "bad_model")
+    index.save(tmp_path / "no_variables")
+    shutil.rmtree(tmp_path / "no_variables" / "saved_model" / "variables")
+    with pytest.raises(ValueError, match="hold a complete SavedModel"):
+        tk.load_index(tmp_path / "no_variables")
+    index.save(tmp_path / "bad_vocab")
+    (tmp_path / "bad_vocab" / "vocabularies.json").write_text("{oops")
+    with pytest.raises(ValueError, match="vocabularies"):
+        tk.load_index(tmp_path / "bad_vocab")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": "something.else"}, "hold valid index metadata"),
+    ({"k_max": None}, "hold valid index metadata"),
+    ({"format_version": 0}, r"format version 1\. Received: path='format_version=0"),
+    ({"backend": "faiss"}, "hold an index of a known backend"),
+    ({"num_candidates": 31}, "matching its metadata"),
+])
+def test_incompatible_or_edited_metadata(index, tmp_path, change, message):
+    index.save(tmp_path / "index")
+    metadata = tmp_path / "index" / "tfrs_kit_index.json"
+    metadata.write_text(json.dumps({**json.loads(metadata.read_text()), **change}))
+    with pytest.raises(ValueError, match=message):
+        tk.load_index(tmp_path / "index")
+    del_key = json.loads(metadata.read_text())
+    del del_key["backend_options"]
+    metadata.write_text(json.dumps(del_key))
+    with pytest.raises(ValueError, match="hold valid index metadata"):
+        tk.load_index(tmp_path / "index")
+
+
+def test_query_features_of_the_wrong_dtype(index):
+    with pytest.raises(ValueError, match=r"`query_features\['user_id'\]` must hold string"):
+        index.recommend({"user_id": np.array([1.5, 2.0])}, k=3)
+    vocabs = (tk.VocabularyBuilder().fit({"user": [1, 2]}) |
+              tk.VocabularyBuilder().fit({"item": [10, 20, 30]}))
+    int_model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user"], output_dim=4),
+                                     tk.Tower(vocabs, features=["item"], output_dim=4))
+    int_index = tk.IndexBuilder(k_max=3).build(int_model, {"item": [10, 20, 30]})
+    with pytest.raises(ValueError, match=r"`query_features\['user'\]` must hold values of dtype "
+                                         "int64"):
+        int_index.recommend({"user": ["alice"]}, k=2)
+    with pytest.raises(ValueError, match="must hold int64 ids like the index"):
+        int_index.recommend({"user": [1]}, k=2, exclude=[["x"]])
+    with pytest.raises(ValueError, match="not single ids"):
+        index.recommend({"user_id": ["u1"]}, k=2, exclude=["i1"])
+
+
+def test_k_above_k_max_says_how_to_get_more(index):
+    with pytest.raises(ValueError, match="Build the index with a larger k_max"):
+        index.recommend({"user_id": ["u1"]}, k=21)
+    with pytest.raises(ValueError, match=r"`item_ids` must name candidate ids in the index"):
+        index.similar_items(["i1", "nope"], k=3)
+
+
+def _all_scores(index, users):
+    got = index.recommend({"user_id": users}, k=len(index))
+    return [dict(zip(ids, scores, strict=True))
+            for ids, scores in zip(got.ids, got.scores, strict=True)]
+
+
+def test_refresh_adds_and_replaces_candidates(model):
+    index = tk.IndexBuilder(k_max=40).build(model, ITEMS)
+    tf.keras.utils.set_random_seed(3)
+    retrained = tk.TwoTowerRetrieval(tk.Tower(model.query_tower.vocabularies,
+                                              features=["item_id"], output_dim=8),
+                                     tk.Tower(model.query_tower.vocabularies,
+                                              features=["item_id"], output_dim=8))
+    new = {"item_id": np.array(["i0", "i-new"], dtype=object)}
+    refreshed = index.with_candidates(retrained.candidate_tower, new)
+    assert len(refreshed) == 31 and len(index) == 30  # the old index is unchanged
+    assert refreshed.ids.tolist() == [*ITEMS["item_id"], "i-new"]
+    users = np.array(["u0", "u5"], dtype=object)
+    queries = model.query_embeddings({"user_id": users})  # the index keeps its query tower
+    new_embeddings = retrained.candidate_embeddings(new)
+    old_embeddings = model.candidate_embeddings(ITEMS)
+    for row, scores in enumerate(_all_scores(refreshed, users)):
+        assert scores["i0"] == pytest.approx(queries[row] @ new_embeddings[0], rel=1e-5)
+        assert scores["i-new"] == pytest.approx(queries[row] @ new_embeddings[1], rel=1e-5)
+        assert scores["i7"] == pytest.approx(queries[row] @ old_embeddings[7], rel=1e-5)
+    assert "i-new" in refreshed.similar_items(["i0"], k=30).ids[0]
+    only_new = index.with_candidates(model, new, keep_existing=False)
+    assert only_new.ids.tolist() == ["i0", "i-new"]
+    assert only_new.recommend({"user_id": ["u1"]}, k=2).ids.shape == (1, 2)
+
+
+def test_refreshed_index_saves_and_serves(model, index, tmp_path):
+    refreshed = index.with_candidates(model, {"item_id": ["i-new"]})
+    refreshed.save(tmp_path / "index")
+    loaded = tk.load_index(tmp_path / "index")
+    assert len(loaded) == 31 and "i-new" in loaded.ids
+    assert loaded.recommend({"user_id": ["u2"]}, k=20).ids.tolist() == \
+        refreshed.recommend({"user_id": ["u2"]}, k=20).ids.tolist()
+
+
+def test_refresh_bad_input(model, index, tmp_path):
+    with pytest.raises(TypeError, match="`model` must be a TwoTowerRetrieval or its candidate"):
+        index.with_candidates("model", ITEMS)
+    with pytest.raises(KeyError, match="candidate id"):
+        index.with_candidates(model, {"item": ["x"]})
+    with pytest.raises(ValueError, match="hold string ids like the index"):
+        index.with_candidates(model, {"item_id": [1, 2]})
+    wide = tk.Tower(model.query_tower.vocabularies, features=["item_id"], output_dim=5)
+    with pytest.raises(ValueError, match="embed candidates in 8 dimensions"):
+        index.with_candidates(wide, {"item_id": ["i1"]})
+    index.save(tmp_path / "index")
+    with pytest.raises(ValueError, match="built in this process to be refreshed"):
+        tk.load_index(tmp_path / "index").with_candidates(model, {"item_id": ["i1"]})
