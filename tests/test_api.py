@@ -27,6 +27,7 @@ EXPECTED = [
     "evaluate",
     "evaluation",
     "load_index",
+    "testing",
     "towers",
 ]
 

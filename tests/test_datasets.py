@@ -52,7 +52,10 @@ def test_public_names_are_pinned():
         "MOVIELENS_GENRES",
         "MOVIELENS_OCCUPATIONS",
         "InteractionDataset",
+        "available_datasets",
+        "load_dataset",
         "movielens",
+        "register_dataset",
         "synthetic",
     ]
 

@@ -27,7 +27,7 @@ from tfrs_kit._vocabulary import (  # noqa: E402
 from tfrs_kit.towers import Tower  # noqa: E402
 
 if _TYPE_CHECKING:
-    from tfrs_kit import baselines, datasets, evaluation
+    from tfrs_kit import baselines, datasets, evaluation, testing
     from tfrs_kit.evaluation import Report, evaluate
 
 # Imported on first use: they pull in SciPy and friends, which serving never needs.
@@ -37,6 +37,7 @@ _LAZY = {
     "evaluation": ("tfrs_kit.evaluation", None),
     "evaluate": ("tfrs_kit.evaluation", "evaluate"),
     "Report": ("tfrs_kit.evaluation", "Report"),
+    "testing": ("tfrs_kit.testing", None),
 }
 
 
@@ -73,5 +74,6 @@ __all__ = [
     "evaluate",
     "evaluation",
     "load_index",
+    "testing",
     "towers",
 ]

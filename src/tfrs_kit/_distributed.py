@@ -57,11 +57,50 @@ def cross_replica_concat(*tensors: tf.Tensor) -> tuple[tf.Tensor, ...]:
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return tensors
-    sizes = context.all_gather(tf.shape(tensors[0])[:1], axis=0)
-    offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
-    # One collective per tensor: a batched gather of mixed dtypes fails to concatenate.
-    return tuple(tf.roll(context.all_gather(value, axis=0), -offset, axis=0)
-                 for value in tensors)
+    device = _replica_device(context)
+    with tf.device(device):
+        size = tf.shape(tensors[0])[:1]
+        sizes = context.all_gather(tf.identity(size), axis=0)
+        offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
+    return tuple(_gather(value, context, device, offset) for value in tensors)
+
+
+def _replica_device(context: tf.distribute.ReplicaContext) -> str:
+    """This replica's device: collectives need one, and MultiWorkerMirroredStrategy
+    leaves the replica's ops unplaced (an empty device fails all_gather's gradient)."""
+    devices = tf.distribute.get_strategy().extended.worker_devices
+    replica = tf.get_static_value(context.replica_id_in_sync_group)
+    return devices[int(replica or 0) % len(devices)]
+
+
+def _gather(value: tf.Tensor, context: tf.distribute.ReplicaContext, device: str,
+            offset: tf.Tensor) -> tf.Tensor:
+    """All-gathers ``value`` rolled to put this replica's rows first; differentiable.
+
+    The gradient of an all-gather is the sum of every replica's gradient for
+    this replica's rows: an all-reduce, then this replica's slice (what
+    ``ReplicaContext.all_gather``'s own gradient does, placed on a device).
+    """
+    if not value.dtype.is_floating:
+        with tf.device(device):
+            return tf.roll(context.all_gather(tf.identity(value), axis=0), -offset, axis=0)
+
+    @tf.custom_gradient
+    def gather(x: tf.Tensor) -> tuple[tf.Tensor, Any]:
+        with tf.device(device):
+            gathered = tf.roll(context.all_gather(tf.identity(x), axis=0), -offset, axis=0)
+
+        def grad(upstream: tf.Tensor) -> tf.Tensor:
+            with tf.device(device):
+                # Back to the global row order (each replica rolled by its own
+                # offset), summed over replicas, then this replica's rows.
+                unrolled = tf.roll(upstream, offset, axis=0)
+                total = context.all_reduce(tf.distribute.ReduceOp.SUM, unrolled)
+                return total[offset : offset + tf.shape(x)[0]]
+
+        return gathered, grad
+
+    return gather(value)
 
 
 def _comparable_ids(ids: tf.Tensor) -> tf.Tensor:

@@ -1,5 +1,27 @@
-"""Towers: encoders from named features to one embedding, built in or custom."""
+"""Towers: encoders from named features to one embedding, built in or custom.
 
+Towers are found by name: the built-ins ``"default"`` (:class:`~tfrs_kit.Tower`)
+and ``"cross"`` (:class:`CrossTower`), those registered with
+:func:`register_tower`, and those other distributions declare in the entry point
+group ``"tfrs_kit.towers"``.
+
+>>> from tfrs_kit import towers
+>>> towers.get_tower("default") is towers.Tower
+True
+"""
+
+from tfrs_kit.towers._cross import CrossTower
+from tfrs_kit.towers._registry import (
+    available_towers,
+    get_tower,
+    register_tower,
+)
 from tfrs_kit.towers._tower import Tower
 
-__all__ = ["Tower"]
+__all__ = [
+    "CrossTower",
+    "Tower",
+    "available_towers",
+    "get_tower",
+    "register_tower",
+]

@@ -1,0 +1,137 @@
+"""A name-to-object registry fed by decorators and by other distributions' entry points.
+
+The towers and datasets registries are two instances of :class:`Registry`. Entry
+points are read on the first lookup (``get``/``names``), not at import, so a
+broken plugin costs nothing until it is asked for, and then fails loudly: a plugin
+that does not import, loads an object of the wrong kind or reuses a taken name
+raises an error naming its entry point, and is never skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from tfrs_kit._errors import invalid_argument, unknown_name
+
+__all__ = ["Registry", "describe_entry_point"]
+
+T = TypeVar("T")
+
+
+def describe_entry_point(entry_point: importlib.metadata.EntryPoint) -> str:
+    """``"entry point 'name = module:attr' (group 'g', distribution 'd 1.0')"``."""
+    dist = getattr(entry_point, "dist", None)
+    source = f", distribution '{dist.name} {dist.version}'" if dist is not None else ""
+    return (
+        f"entry point '{entry_point.name} = {entry_point.value}' "
+        f"(group '{entry_point.group}'{source})"
+    )
+
+
+def _entry_points(group: str) -> Iterable[importlib.metadata.EntryPoint]:
+    # A module-level function so tests can substitute fake entry points.
+    return importlib.metadata.entry_points(group=group)
+
+
+class Registry(Generic[T]):
+    """Named objects of one kind, from built-ins, decorators and entry points.
+
+    Args:
+        what: What an entry is, for messages ("tower", "dataset").
+        group: The entry point group read on first lookup.
+        rule: What a valid entry is, completing "... must RULE" in messages.
+        is_valid: Whether an object may be registered.
+        on_register: Called with ``(name, obj)`` after a new registration.
+    """
+
+    def __init__(
+        self,
+        *,
+        what: str,
+        group: str,
+        rule: str,
+        is_valid: Callable[[Any], bool],
+        on_register: Callable[[str, T], None] | None = None,
+    ) -> None:
+        self.what = what
+        self.group = group
+        self.rule = rule
+        self._is_valid = is_valid
+        self._on_register = on_register
+        self._entries: dict[str, T] = {}
+        self._origins: dict[str, str] = {}
+        self._loaded = False
+        self._loading = False
+
+    def register(self, name: str, obj: T, *, origin: str) -> None:
+        """Adds ``obj`` under ``name``; the same object again is a no-op."""
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise invalid_argument(
+                "name", f"be a non-empty string without surrounding spaces to name a {self.what}",
+                name, error=TypeError if not isinstance(name, str) else ValueError,
+            )
+        if not self._is_valid(obj):
+            raise invalid_argument(
+                origin, self.rule, obj, hint=f"It was to be registered as {self.what} {name!r}.",
+                error=TypeError,
+            )
+        if name in self._entries:
+            if self._entries[name] is obj:
+                return
+            raise invalid_argument(
+                "name", f"be a {self.what} name that is not taken", name,
+                hint=f"{name!r} is already registered to {_qualname(self._entries[name])} "
+                f"by {self._origins[name]}, so {origin} cannot register "
+                f"{_qualname(obj)} under it. Choose another name.",
+            )
+        if self._on_register is not None:
+            self._on_register(name, obj)
+        self._entries[name] = obj
+        self._origins[name] = origin
+
+    def get(self, name: str) -> T:
+        """The object registered as ``name``; entry points are loaded first."""
+        self.load_entry_points()
+        if not isinstance(name, str):
+            raise invalid_argument("name", f"be a {self.what} name (a string)", name,
+                                   error=TypeError)
+        if name not in self._entries:
+            raise unknown_name("name", name, self._entries, what=f"{self.what} name")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        """The sorted registered names; entry points are loaded first."""
+        self.load_entry_points()
+        return sorted(self._entries)
+
+    def load_entry_points(self) -> None:
+        """Imports and registers every entry point of the group, once.
+
+        A failure leaves the registry unloaded, so the next lookup raises again.
+        """
+        if self._loaded or self._loading:
+            return
+        self._loading = True  # a plugin that looks names up while importing
+        try:
+            for entry_point in _entry_points(self.group):
+                origin = describe_entry_point(entry_point)
+                try:
+                    obj = entry_point.load()
+                except Exception as error:
+                    raise ImportError(
+                        f"The tfrs_kit {self.what} plugin {origin} failed to load: "
+                        f"{type(error).__name__}: {error}. Fix or uninstall the distribution "
+                        "that declares it."
+                    ) from error
+                self.register(entry_point.name, obj, origin=origin)
+            self._loaded = True
+        finally:
+            self._loading = False
+
+
+def _qualname(obj: Any) -> str:
+    module = getattr(obj, "__module__", None)
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}.{name}" if module else name

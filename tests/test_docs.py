@@ -1,0 +1,240 @@
+"""The documentation covers the public API, and its tutorials are the tested examples.
+
+The fast checks parse the sources under ``docs/`` (no Sphinx build): every name in
+the ``__all__`` of ``tfrs_kit`` and of its public subpackages has a docstring and an
+entry in the API reference, every entry names something that exists, and every
+tutorial script in ``examples/`` is included by a page. The slow check runs the
+whole Sphinx build with warnings as errors, as ``make docs`` does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+EXAMPLES = ROOT / "examples"
+
+PUBLIC_MODULES = [
+    name
+    for name in (
+        "tfrs_kit",
+        "tfrs_kit.towers",
+        "tfrs_kit.datasets",
+        "tfrs_kit.evaluation",
+        "tfrs_kit.baselines",
+        "tfrs_kit.testing",
+    )
+    if importlib.util.find_spec(name) is not None
+]
+
+# Directives that give an object its own entry (reST ``.. name::`` or MyST ```{name}).
+ENTRY_DIRECTIVES = {
+    "automodule", "module", "autoclass", "class", "autoexception", "exception",
+    "autofunction", "function", "autodecorator", "decorator", "autodata", "data",
+}  # fmt: skip
+_RST = re.compile(r"^(?P<indent>\s*)\.\.\s+(?:py:)?(?P<directive>[a-z]+)::\s*(?P<arg>\S*)")
+_MYST = re.compile(
+    r"^(?P<indent>\s*)(?:`{3,}|:{3,})\{(?:py:)?(?P<directive>[a-z]+)\}\s*(?P<arg>\S*)"
+)
+
+
+def _resolve(path: str) -> Any:
+    """The object at a dotted path (module attributes included); KeyError if none."""
+    parts = path.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[split:]:
+                obj = getattr(obj, attribute)
+        except AttributeError:
+            break
+        return obj
+    raise KeyError(path)
+
+
+def _entries() -> list[tuple[str, str, str, bool, str]]:
+    """(full name, directive, where, has a body, raw argument) for each API entry."""
+    found = []
+    for source in sorted([*DOCS.rglob("*.rst"), *DOCS.rglob("*.md")]):
+        if "_build" in source.parts:
+            continue
+        lines = source.read_text(encoding="utf-8").splitlines()
+        current = None
+        for number, line in enumerate(lines):
+            match = _RST.match(line) or _MYST.match(line)
+            if not match:
+                continue
+            directive, arg = match["directive"], match["arg"]
+            if directive in ("currentmodule", "module", "automodule"):
+                current = arg if arg != "None" else None
+            if directive not in ENTRY_DIRECTIVES or not arg:
+                continue
+            full = arg
+            if current and directive not in ("module", "automodule"):
+                try:
+                    _resolve(arg)
+                    if not arg.startswith("tfrs_kit"):
+                        raise KeyError(arg)
+                except KeyError:
+                    full = f"{current}.{arg}"
+            body = _body(lines, number, len(match["indent"]))
+            found.append((full, directive, f"{source.relative_to(ROOT)}:{number + 1}", body, arg))
+    return found
+
+
+def _body(lines: list[str], start: int, indent: int) -> bool:
+    """Whether a directive has text content (not only options such as ``:type:``)."""
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        if len(line) - len(line.lstrip()) <= indent or line.lstrip().startswith("```"):
+            return False
+        if not line.lstrip().startswith(":"):
+            return True
+    return False
+
+
+def _public_names() -> list[tuple[str, str, Any]]:
+    names = []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            names.append((module_name, name, getattr(module, name)))
+    return names
+
+
+def _aliases(obj: Any, names: list[tuple[str, str, Any]]) -> set[str]:
+    """Every public path of ``obj``: ``tfrs_kit.Report`` is ``tfrs_kit.evaluation.Report``."""
+    paths = {f"{module}.{name}" for module, name, other in names if other is obj}
+    if isinstance(obj, ModuleType):
+        paths.add(obj.__name__)
+    return paths
+
+
+def _has_own_docstring(obj: Any) -> bool:
+    # obj.__doc__, not inspect.getdoc: a class must not pass on its base class's docstring.
+    doc = obj.__doc__ if (inspect.isclass(obj) or isinstance(obj, ModuleType)) else (
+        inspect.getdoc(obj))
+    return bool(doc and doc.strip())
+
+
+def _is_data(obj: Any) -> bool:
+    return not (inspect.isclass(obj) or inspect.isroutine(obj) or isinstance(obj, ModuleType)
+                or callable(obj))
+
+
+def test_public_modules_are_found():
+    assert "tfrs_kit" in PUBLIC_MODULES and len(PUBLIC_MODULES) >= 5
+
+
+def test_every_public_name_has_a_docstring():
+    missing = [f"{module}.{name}" for module, name, obj in _public_names()
+               if not _is_data(obj) and not _has_own_docstring(obj)]
+    assert not missing, f"Public names without a docstring: {missing}. Write one (Google style)."
+
+
+def test_every_public_name_has_an_api_reference_entry():
+    names = _public_names()
+    documented = {full for full, *_ in _entries()}
+    missing = [f"{module}.{name}" for module, name, obj in names
+               if not _aliases(obj, names) & documented]
+    assert not missing, (
+        f"Public names missing from the API reference: {missing}. Add an entry such as "
+        "`.. autofunction:: name` (or autoclass, autoexception, py:data) to the page of "
+        "its module under docs/api/."
+    )
+
+
+def test_public_constants_are_described():
+    names = _public_names()
+    data_paths = {path for _, _, obj in names if _is_data(obj) for path in _aliases(obj, names)}
+    undescribed = [f"{full} ({where})" for full, directive, where, body, _ in _entries()
+                   if full in data_paths and directive == "data" and not body]
+    assert not undescribed, f"py:data entries need a description: {undescribed}"
+
+
+def test_api_reference_names_exist():
+    stale = []
+    for full, _, where, _, _ in _entries():
+        try:
+            _resolve(full)
+        except KeyError:
+            stale.append(f"{full} ({where})")
+    assert not stale, f"The API reference documents names that do not exist: {stale}"
+
+
+def test_each_public_name_is_documented_once():
+    # Sphinx warns (and -W fails) on duplicate object descriptions; catch it early.
+    seen: dict[str, str] = {}
+    duplicates = []
+    for full, directive, where, _, _ in _entries():
+        if directive in ("module", "automodule"):
+            continue
+        if full in seen:
+            duplicates.append(f"{full} ({seen[full]} and {where})")
+        seen[full] = where
+    assert not duplicates, f"Documented twice: {duplicates}"
+
+
+def test_every_example_is_included_by_a_page():
+    included = set()
+    for page in DOCS.rglob("*.md"):
+        for match in re.finditer(r"\{literalinclude\}\s+(\S+)", page.read_text(encoding="utf-8")):
+            path = (page.parent / match[1]).resolve()
+            assert path.is_file(), f"{page.relative_to(ROOT)} includes a missing file {match[1]}"
+            included.add(path)
+    scripts = {path.resolve() for path in EXAMPLES.glob("*.py")}
+    assert scripts, "no tutorial scripts in examples/"
+    assert not scripts - included, (
+        f"Examples no docs page includes: {sorted(p.name for p in scripts - included)}"
+    )
+
+
+def _toctree_entries(page: Path) -> set[Path]:
+    entries, inside = set(), False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if re.match(r"^(`{3,}\{toctree\}|\.\. toctree::)", stripped):
+            inside = True
+        elif inside and (stripped.startswith("```") or (page.suffix == ".rst" and line
+                                                          and not line[0].isspace())):
+            inside = False
+        elif inside and stripped and not stripped.startswith(":"):
+            entries.add((page.parent / stripped).resolve())
+    return entries
+
+
+def test_every_page_is_in_a_toctree():
+    # Sphinx warns (and -W fails) on a page no toctree lists, such as a new guide.
+    pages = [p for p in [*DOCS.rglob("*.md"), *DOCS.rglob("*.rst")] if "_build" not in p.parts]
+    listed = set().union(*(_toctree_entries(page) for page in pages))
+    orphans = [str(p.relative_to(ROOT)) for p in pages
+               if p.with_suffix("").resolve() not in listed and p != DOCS / "index.md"]
+    assert not orphans, f"Pages in no toctree (add them to docs/index.md): {orphans}"
+
+
+@pytest.mark.slow
+def test_sphinx_build_has_no_warnings(tmp_path):
+    pytest.importorskip("sphinx")
+    pytest.importorskip("myst_parser")
+    result = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         str(DOCS), str(tmp_path / "html")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert (tmp_path / "html" / "api" / "tfrs_kit.html").is_file()

@@ -1,0 +1,70 @@
+"""End to end as a new user: the README quickstart on real MovieLens 100K, and a log with
+other column names, exported and served in a fresh process. Marked slow."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tfrs_kit as tk
+
+ROOT = Path(__file__).resolve().parents[1]
+ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
+
+pytestmark = pytest.mark.slow
+
+
+def _serve_in_fresh_process(path: Path, feature: str, value: str) -> list[str]:
+    code = (
+        "import json, sys\n"
+        "sys.modules['tfrs_kit'] = None\n"
+        "import tensorflow as tf\n"
+        f"served = tf.saved_model.load({str(path / 'saved_model')!r})\n"
+        f"out = served.signatures['serving_default']({feature}=tf.constant([{value!r}]))\n"
+        "print(json.dumps([b.decode() for b in out['ids'].numpy()[0][:3]]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not ML100K.is_dir(), reason="../shared/data/ml-100k is not here")
+def test_readme_quickstart_runs_on_movielens(tmp_path, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"## Quickstart\n\n```python\n(.*?)```", readme, flags=re.S).group(1)
+    code = code.replace('data_dir="ml-100k"', f"data_dir={str(ML100K)!r}")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    recall = float(re.search(r"recall@10\s+([0-9.]+)", out).group(1))
+    assert recall > 0.2  # the recipe beats EASE (about 0.19) on this split
+    assert len(tk.load_index(tmp_path / "movielens_index")) == 1682
+
+
+def test_a_log_with_other_column_names_trains_exports_and_serves(tmp_path):
+    data = tk.datasets.synthetic(20_000, seed=3)
+    log = data.interactions.rename(columns={"user_id": "customer", "item_id": "product",
+                                            "timestamp": "ts"})
+    train, test = tk.evaluation.per_user_temporal_split(log, user_id="customer",
+                                                         item_id="product", timestamp="ts")
+    vocabs = tk.VocabularyBuilder().fit(train, features=["customer", "product"])
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["customer"]),
+                                 tk.Tower(vocabs, features=["product"]))
+    model.fit(train, epochs=5, verbose=0)
+    popularity = tk.baselines.Popularity().fit(train, user_id="customer", item_id="product")
+    report = tk.evaluate({"model": model, "popularity": popularity}, test,
+                         train=train, user_id="customer", item_id="product", k=10)
+    assert report["model"]["recall@10"] > report["popularity"]["recall@10"]
+    items = pd.DataFrame({"product": np.unique(log["product"])})
+    index = tk.IndexBuilder(k_max=10).build(model, items)
+    index.save(tmp_path / "index")
+    expected = index.recommend({"customer": ["u1"]}, k=3).ids[0].tolist()
+    assert _serve_in_fresh_process(tmp_path / "index", "customer", "u1") == expected

@@ -1,0 +1,227 @@
+"""Towers and data sources by name: decorators, entry points, errors, and reloading."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import uuid
+from importlib.metadata import EntryPoint
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import tfrs_kit as tk
+from tfrs_kit.testing import _isolated_registries
+
+TOWERS, DATASETS = "tfrs_kit.towers", "tfrs_kit.datasets"
+
+PLUGIN_SOURCE = '''
+import pandas as pd
+import tensorflow as tf
+import tfrs_kit as tk
+
+class PluginTower(tk.Tower):
+    def encode(self, features):
+        return tf.cast(tf.strings.length(features["raw"]), tf.float32)[:, None]
+
+    def input_signature(self):
+        return {"raw": tf.TensorSpec([None], tf.string, name="raw")}
+
+class OtherTower(tk.Tower):
+    pass
+
+def clicks(n=2):
+    events = pd.DataFrame({"user": ["a"] * n, "item": ["x"] * n})
+    return tk.datasets.InteractionDataset(
+        interactions=events, items=pd.DataFrame({"item": ["x"]}),
+        users=pd.DataFrame({"user": ["a"]}), user_id="user", item_id="item")
+
+def not_a_dataset():
+    return pd.DataFrame()
+
+NOT_A_TOWER = 42
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """A fresh plugin module on sys.path; returns a function making its entry points."""
+    module = f"fake_plugin_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(PLUGIN_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield lambda name, attr, group=TOWERS: EntryPoint(name, f"{module}:{attr}", group)
+    sys.modules.pop(module, None)
+
+
+def test_built_ins_are_registered_by_name():
+    assert {"cross", "default"} <= set(tk.towers.available_towers())
+    assert tk.towers.get_tower("default") is tk.Tower
+    assert tk.towers.get_tower("cross") is tk.towers.CrossTower
+    assert {"movielens", "synthetic"} <= set(tk.datasets.available_datasets())
+    assert tk.datasets.load_dataset("synthetic", num_interactions=300).num_interactions == 300
+    assert tf.keras.utils.get_registered_name(tk.towers.CrossTower) == "tfrs_kit>CrossTower"
+    assert tf.keras.utils.get_registered_name(tk.Tower) == "tfrs_kit>Tower"
+
+
+def test_unknown_names_list_the_known_ones_and_the_closest():
+    with pytest.raises(KeyError, match=r"name='crss'\. Did you mean 'cross'\? Known: .*'default'"):
+        tk.towers.get_tower("crss")
+    with pytest.raises(KeyError, match=r"Did you mean 'movielens'\?"):
+        tk.datasets.load_dataset("movielense")
+    with pytest.raises(TypeError, match="`name` must be a tower name"):
+        tk.towers.get_tower(tk.Tower)
+
+
+def test_decorator_registers_for_lookup_and_keras():
+    with _isolated_registries():
+
+        @tk.towers.register_tower("mine", package="my_package")
+        class MineTower(tk.Tower):
+            pass
+
+        assert tk.towers.get_tower("mine") is MineTower
+        assert tf.keras.utils.get_registered_name(MineTower) == "my_package>MineTower"
+        tk.towers.register_tower("mine")(MineTower)  # the same class again: a no-op
+    assert "mine" not in tk.towers.available_towers()
+
+
+def test_duplicate_names_are_refused():
+    with _isolated_registries():
+        with pytest.raises(ValueError, match=r"'cross' is already registered to "
+                           r"tfrs_kit\.towers\._cross\.CrossTower by @register_tower\('cross'\) in "
+                           r"module 'tfrs_kit\.towers\._cross', so @register_tower\('cross'\) "
+                           r"in module '\w+' cannot register .*AnotherCross"):
+
+            @tk.towers.register_tower("cross")
+            class AnotherCross(tk.Tower):
+                pass
+
+        with pytest.raises(ValueError, match="'synthetic' is already registered"):
+            tk.datasets.register_dataset("synthetic")(lambda: None)
+
+
+@pytest.mark.parametrize(("name", "error"), [("", ValueError), (" x", ValueError), (3, TypeError)])
+def test_bad_names_are_refused(name, error):
+    with _isolated_registries(), pytest.raises(error, match="`name` must be a non-empty string"):
+        tk.towers.register_tower(name)(type("T", (tk.Tower,), {}))
+
+
+def test_only_tower_classes_and_callables_are_registered():
+    with pytest.raises(TypeError, match=r"must be a subclass of tfrs_kit\.Tower"):
+        tk.towers.register_tower("not_a_tower")(dict)
+    with pytest.raises(TypeError, match="must be a callable that returns an InteractionDataset"):
+        tk.datasets.register_dataset("not_callable")(42)
+
+
+def test_entry_points_are_loaded_lazily_on_first_lookup(plugin):
+    entry_points = {TOWERS: [plugin("plugged", "PluginTower")],
+                    DATASETS: [plugin("plugged_clicks", "clicks", DATASETS)]}
+    module = entry_points[TOWERS][0].module
+    with _isolated_registries(entry_points):
+        assert module not in sys.modules  # nothing imported before a lookup
+        assert "plugged" in tk.towers.available_towers()
+        cls = tk.towers.get_tower("plugged")
+        assert cls.__module__ == module
+        assert tf.keras.utils.get_registered_name(cls) == f"{module}>PluginTower"
+        assert tk.datasets.load_dataset("plugged_clicks", n=3).num_interactions == 3
+    assert "plugged" not in tk.towers.available_towers()
+
+
+def test_an_entry_point_of_the_wrong_type_is_refused_by_name(plugin):
+    entry_points = {TOWERS: [plugin("bad", "NOT_A_TOWER")],
+                    DATASETS: [plugin("bad_data", "NOT_A_TOWER", DATASETS)]}
+    with _isolated_registries(entry_points):
+        with pytest.raises(TypeError, match=r"entry point 'bad = fake_plugin_\w+:NOT_A_TOWER' "
+                           r"\(group 'tfrs_kit.towers'\)` must be a subclass of tfrs_kit.Tower\. "
+                           r"Received: .*=42"):
+            tk.towers.get_tower("default")
+        with pytest.raises(TypeError, match=r"entry point 'bad_data = .*must be a callable"):
+            tk.datasets.available_datasets()
+
+
+def test_a_data_source_returning_something_else_is_refused(plugin):
+    with _isolated_registries({DATASETS: [plugin("frame", "not_a_dataset", DATASETS)]}), \
+            pytest.raises(TypeError, match=r"dataset 'frame'` must be an InteractionDataset\. "
+                          r"Received: .*='DataFrame'"):
+        tk.datasets.load_dataset("frame")
+
+
+def test_a_plugin_that_fails_to_import_raises_every_time(plugin):
+    broken = EntryPoint("broken", "no_such_module_for_tfrs_kit:Tower", TOWERS)
+    with _isolated_registries({TOWERS: [plugin("fine", "PluginTower"), broken]}):
+        for _ in range(2):  # never skipped: the next lookup raises again
+            with pytest.raises(ImportError, match=r"plugin entry point 'broken = "
+                               r"no_such_module_for_tfrs_kit:Tower' .* failed to load: "
+                               r"ModuleNotFoundError"):
+                tk.towers.available_towers()
+
+
+def test_entry_points_may_not_take_a_built_in_or_each_others_names(plugin):
+    with _isolated_registries({TOWERS: [plugin("cross", "PluginTower")]}), \
+            pytest.raises(ValueError, match=r"`name` must be a tower name that is not taken\. "
+                          r"Received: name='cross'\. .*so entry point 'cross = .*PluginTower"):
+        tk.towers.get_tower("cross")
+    twice = [plugin("same", "PluginTower"), plugin("same", "OtherTower")]
+    with _isolated_registries({TOWERS: twice}), \
+            pytest.raises(ValueError, match=r"'same' is already registered to .*PluginTower by "
+                          r"entry point 'same = "):
+        tk.towers.available_towers()
+
+
+def test_an_entry_point_naming_a_decorated_class_again_is_fine(plugin):
+    with _isolated_registries({TOWERS: [plugin("plugged", "PluginTower")]}):
+        module = __import__(plugin("x", "y").module)
+        tk.towers.register_tower("plugged")(module.PluginTower)
+        assert tk.towers.get_tower("plugged") is module.PluginTower
+
+
+# --- reloading models and indexes that use a registered tower ---------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_cross_model():
+    data = tk.datasets.synthetic(2_000, seed=3)
+    table = data.interactions
+    vocabs = tk.VocabularyBuilder().fit(table, features=["user_id", "user_age", "item_id"])
+    cross = tk.towers.get_tower("cross")
+    model = tk.TwoTowerRetrieval(
+        cross(vocabs, features=["user_id", "user_age"], output_dim=8, hidden_dims=[16]),
+        tk.Tower(vocabs, features=["item_id"], output_dim=8),
+    )
+    model.fit(table, epochs=1, batch_size=256, seed=0, verbose=0)
+    return model, data
+
+
+def test_a_model_holding_a_registered_tower_reloads_from_json(trained_cross_model):
+    model, _ = trained_cross_model
+    tower = model.query_tower
+    inputs = {name: tf.keras.Input(shape=(), dtype=spec.dtype, name=name)
+              for name, spec in tower.input_signature().items()}
+    wrapper = tf.keras.Model(inputs, tower(inputs))
+    restored = tf.keras.models.model_from_json(wrapper.to_json())
+    assert any(type(layer) is tk.towers.CrossTower for layer in restored.layers)
+    restored.set_weights(wrapper.get_weights())
+    batch = {"user_id": tf.constant(["u1", "u2"]), "user_age": tf.constant([30, 40], tf.int64)}
+    np.testing.assert_allclose(restored(batch).numpy(), tower(batch).numpy(), rtol=1e-5)
+    config = json.loads(json.dumps(tf.keras.utils.serialize_keras_object(tower)))
+    assert config["registered_name"] == "tfrs_kit>CrossTower"
+    assert type(tf.keras.utils.deserialize_keras_object(config)) is tk.towers.CrossTower
+
+
+def test_an_index_over_a_registered_tower_saves_and_reloads(trained_cross_model, tmp_path):
+    model, data = trained_cross_model
+    index = tk.IndexBuilder(k_max=5).build(model, data.items)
+    queries = pd.DataFrame({"user_id": ["u1", "u7", "nobody"], "user_age": [30, 41, 99]})
+    expected = index.recommend(queries, k=5)
+    index.save(tmp_path / "index")
+    reloaded = tk.load_index(tmp_path / "index").recommend(queries, k=5)
+    np.testing.assert_array_equal(reloaded.ids, expected.ids)
+    np.testing.assert_allclose(reloaded.scores, expected.scores, rtol=1e-5)
+
+
+def test_docs_name_the_entry_point_groups():
+    text = textwrap.dedent(tk.towers.__doc__ + tk.datasets.__doc__)
+    assert '"tfrs_kit.towers"' in text and '"tfrs_kit.datasets"' in text
