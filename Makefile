@@ -37,7 +37,7 @@ test-slow: $(VENV)/.installed-dev
 	$(PY) -m pytest -m slow -q tests
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
 docs: $(VENV)/.installed-docs

@@ -26,12 +26,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import pandas as pd
+import tensorflow as tf
 
-import tfrs_kit as tk  # noqa: E402
-from tfrs_kit.baselines import EASE, ItemKNN, Popularity, UserKNN  # noqa: E402
+import tfrs_kit as tk
+from tfrs_kit.baselines import EASE, ItemKNN, Popularity, UserKNN
 
 ITEM = "movie_id"
 KINDS = {"user_id": "categorical", ITEM: "categorical", "history": "multi",

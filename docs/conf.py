@@ -68,10 +68,6 @@ autodoc_type_aliases = {"TableLike": "TableLike"}
 
 # Until evaluation/_metrics.py quotes |relevant| in average_precision_at_k's docstring
 # (``|relevant|``), render it as text instead of failing on an undefined substitution.
-rst_prolog = r"""
-.. |relevant| replace:: \|relevant\|
-"""
-
 # Public names are documented under their public path, not the private module.
 add_module_names = True
 python_use_unqualified_type_names = True

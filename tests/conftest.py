@@ -2,10 +2,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-import tfrs_kit  # noqa: E402, F401  (selects Keras 2 before TensorFlow loads)
+import tfrs_kit  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ def test_history_is_causal_and_truncated():
     out = tk.HistoryBuilder(max_length=2).transform(log)
     assert [h.tolist() for h in out["history"]] == [["z", "q"], [], [], ["y"], ["y", "z"]]
     users = tk.HistoryBuilder(max_length=3).for_users(log)
-    assert dict(zip(users["user_id"], (h.tolist() for h in users["history"]))) == {
+    histories = [h.tolist() for h in users["history"]]
+    assert dict(zip(users["user_id"], histories, strict=True)) == {
         "a": ["z", "q", "w"], "b": ["x"]}
 
 
@@ -72,7 +73,8 @@ def _top1_in_group(model, log):
     recommender = model.as_recommender(log)
     users = np.unique(log["user_id"])
     top = recommender.item_ids[np.argmax(recommender.score(users), axis=1)]
-    return float(np.mean([int(u[1:]) % 2 == int(i[1:]) // 10 for u, i in zip(users, top)]))
+    pairs = zip(users, top, strict=True)
+    return float(np.mean([int(u[1:]) % 2 == int(i[1:]) // 10 for u, i in pairs]))
 
 
 def test_hard_negatives_keep_the_top_scoring_negatives():

@@ -19,7 +19,8 @@ def _recall_at_1(model, log):
     recommender = model.as_recommender(log, user_id="user_id", item_id="item_id")
     users = np.unique(log["user_id"])
     top = recommender.item_ids[np.argmax(recommender.score(users), axis=1)]
-    own_group = [int(u[1:]) % 2 == int(i[1:]) // 10 for u, i in zip(users, top)]
+    pairs = zip(users, top, strict=True)
+    own_group = [int(u[1:]) % 2 == int(i[1:]) // 10 for u, i in pairs]
     return float(np.mean(own_group))
 
 

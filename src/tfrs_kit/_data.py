@@ -17,7 +17,7 @@ Column conventions after conversion:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +26,10 @@ from tfrs_kit._errors import invalid_argument, missing_column
 __all__ = ["Table", "TableLike", "is_multivalued", "num_rows", "select", "take", "to_table"]
 
 Table = dict[str, np.ndarray]
-TableLike = Union["Mapping[str, Any]", Any]  # DataFrame, mapping of arrays, or tf.data.Dataset
+# A pandas DataFrame, a mapping of equal-length arrays, or a tf.data.Dataset of feature
+# dicts. Spelled as Any: none of the three types is imported here (pandas and TensorFlow
+# load lazily), and the docs show the alias's name.
+TableLike = Any
 
 
 def _normalize_column(name: str, values: Any, argument: str) -> np.ndarray:
@@ -85,19 +88,20 @@ def _from_dataset(dataset: Any, argument: str) -> Table:
     spec = dataset.element_spec
     if not isinstance(spec, Mapping):
         raise invalid_argument(
-            argument, "be a tf.data.Dataset of feature dicts", f"a Dataset of {spec}", error=TypeError
+            argument, "be a tf.data.Dataset of feature dicts", f"a Dataset of {spec}",
+            error=TypeError,
         )
-    batched = all(
-        getattr(s, "shape", None) is not None and s.shape.rank and s.shape[0] is None
-        for s in spec.values()
-    ) and not any(getattr(s, "shape", None) is not None and s.shape.rank == 0 for s in spec.values())
+    ranks = [getattr(s, "shape", tf.TensorShape(None)).rank for s in spec.values()]
+    leading = [getattr(s, "shape", tf.TensorShape(None)) for s in spec.values()]
+    batched = all(rank and shape[0] is None for rank, shape in zip(ranks, leading, strict=True))
+    batched = batched and 0 not in ranks
     if not batched:
         dataset = dataset.ragged_batch(65536)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in spec}
     for batch in dataset:
         for name, value in batch.items():
             if isinstance(value, tf.RaggedTensor) or len(value.shape) > 1:
-                rows = value.numpy() if not isinstance(value, tf.RaggedTensor) else value.numpy()
+                rows = value.numpy()
                 chunk = np.empty(len(rows), dtype=object)
                 chunk[:] = [_normalize_sequence(row) for row in rows]
             else:

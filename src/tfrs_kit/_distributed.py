@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._task import FastRetrieval
 
 __all__ = ["CrossReplicaRetrieval", "cross_replica_concat", "num_replicas"]
 
@@ -118,7 +118,7 @@ def _comparable_ids(ids: tf.Tensor) -> tf.Tensor:
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrs_kit")
-class CrossReplicaRetrieval(tfrs.tasks.Retrieval):
+class CrossReplicaRetrieval(FastRetrieval):
     """``tfrs.tasks.Retrieval`` whose negatives are the global batch of all replicas.
 
     It takes the same arguments and computes the same loss. With one replica

@@ -91,7 +91,8 @@ class HistoryBuilder:
         start = np.maximum(first, position - self.max_length)
         histories = np.empty(len(order), dtype=object)
         items.setflags(write=False)
-        histories[order] = [items[s:e] for s, e in zip(start.tolist(), position.tolist())]
+        spans = zip(start.tolist(), position.tolist(), strict=True)
+        histories[order] = [items[s:e] for s, e in spans]
         return {**table, self.name: histories}
 
     def for_users(self, data: TableLike) -> dict[str, Any]:
@@ -105,7 +106,8 @@ class HistoryBuilder:
         last = np.r_[np.flatnonzero(np.diff(first)), len(order) - 1]
         starts = np.maximum(first[last], last + 1 - self.max_length)
         histories = np.empty(len(last), dtype=object)
-        histories[:] = [items[s : e + 1] for s, e in zip(starts.tolist(), last.tolist())]
+        spans = zip(starts.tolist(), last.tolist(), strict=True)
+        histories[:] = [items[s : e + 1] for s, e in spans]
         user_ids = table[self.user_id][order[last]]
         appearance = np.argsort(order[first[last]], kind="stable")
         return {self.user_id: user_ids[appearance], self.name: histories[appearance]}

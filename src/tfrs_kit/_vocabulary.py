@@ -193,7 +193,8 @@ class Vocabularies(Mapping[str, Vocabulary]):
         try:
             return self._items[name]
         except KeyError:
-            raise unknown_name("feature", name, self._items, what="feature with a vocabulary") from None
+            raise unknown_name("feature", name, self._items,
+                               what="feature with a vocabulary") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

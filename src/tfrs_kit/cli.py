@@ -95,7 +95,7 @@ def _demo(args: argparse.Namespace) -> int:
                           exclude=[seen])
     titles = _titles(data)
     print(f"Top-3 recommendations for user {user!r} ({len(seen)} items seen):")
-    for rank, (item, score) in enumerate(zip(top.ids[0], top.scores[0]), start=1):
+    for rank, (item, score) in enumerate(zip(top.ids[0], top.scores[0], strict=True), 1):
         title = f"  {titles[item]}" if item in titles else ""
         print(f"  {rank}. {item} (score {score:.3f}){title}")
     if args.export:
@@ -108,7 +108,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _titles(data: Any) -> dict[Any, str]:
     for column in data.item_features:
         if "title" in column:
-            return dict(zip(data.items[data.item_id], data.items[column].astype(str)))
+            titles = data.items[column].astype(str)
+            return dict(zip(data.items[data.item_id], titles, strict=True))
     return {}
 
 

@@ -239,7 +239,7 @@ def average_precision_at_k(
     recommended: Any, relevant: Sequence[Iterable[Any]], *, k: int | None = None,
     per_user: bool = False,
 ) -> float | np.ndarray:
-    """MAP@K: the mean of AP@K = sum(precision@i at each hit i) / min(K, |relevant|).
+    """MAP@K: the mean of AP@K = ``sum(precision@i at each hit i) / min(K, |relevant|)``.
 
     Arguments as :func:`recall_at_k`.
 

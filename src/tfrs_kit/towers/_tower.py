@@ -68,10 +68,9 @@ class Tower(tf.keras.Model):
         if isinstance(vocabularies, Mapping) and not isinstance(vocabularies, Vocabularies):
             vocabularies = Vocabularies.from_dict(vocabularies)
         if isinstance(features, str) or not features:
-            raise invalid_argument(
-                "features", "be a non-empty list of feature names", features,
-                hint=f"Did you mean features=[{features!r}]?" if isinstance(features, str) else None,
-            )
+            hint = f"Did you mean features=[{features!r}]?" if isinstance(features, str) else None
+            raise invalid_argument("features", "be a non-empty list of feature names", features,
+                                   hint=hint)
         _check_positive("output_dim", output_dim)
         if embedding_dim is not None:
             _check_positive("embedding_dim", embedding_dim)
@@ -165,7 +164,7 @@ class Tower(tf.keras.Model):
                 hint=f"It has {sorted(features)}.", error=KeyError,
             )
         x = self.encode(features)
-        for layer, dropout in zip(self.hidden, self.dropouts):
+        for layer, dropout in zip(self.hidden, self.dropouts, strict=True):
             x = dropout(layer(x), training=training)
         if self.projection is not None:
             x = self.projection(x)
