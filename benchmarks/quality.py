@@ -7,7 +7,8 @@ items excluded. One table holds the baselines, the default recipe and its ablati
 * ids only        user id / movie id towers, no logQ (matrix factorisation, TFRS-style)
 * + logQ          the same with logQ correction (the library default)
 * + history       the query tower also reads the user's last 50 items before each event
-* + content       the candidate tower also reads genres and title words  (default recipe)
+                  (the default recipe)
+* + content       the candidate tower also reads genres and title words
 * + user features the query tower also reads gender, age bucket and occupation
 
 The default recipe is then rerun on P1 with a 10% holdout and on leave-last-one-out (each
@@ -40,13 +41,13 @@ USER_FEATURES = ["user_gender", "bucketized_user_age", "user_occupation_text"]
 ABLATIONS = {
     "ids only": dict(query=["user_id"], candidate=[ITEM], logq=False),
     "+ logQ": dict(query=["user_id"], candidate=[ITEM]),
-    "+ history": dict(query=["user_id", "history"], candidate=[ITEM]),
-    "+ content (default)": dict(query=["user_id", "history"],
-                                candidate=[ITEM, "movie_genres", "movie_title"]),
+    "+ history (default)": dict(query=["user_id", "history"], candidate=[ITEM]),
+    "+ content": dict(query=["user_id", "history"],
+                      candidate=[ITEM, "movie_genres", "movie_title"]),
     "+ user features": dict(query=["user_id", "history", *USER_FEATURES],
                             candidate=[ITEM, "movie_genres", "movie_title"]),
 }
-DEFAULT = "+ content (default)"
+DEFAULT = "+ history (default)"
 BASELINES = {  # hyperparameters chosen on a validation split by benchmarks/baselines.py
     "Popularity": lambda: Popularity(),
     "ItemKNN": lambda: ItemKNN(neighbors=200),

@@ -85,10 +85,13 @@ class _ServingModule(tf.Module):
         id_spec = tf.TensorSpec([None], id_dtype, name="item_ids")
         k_spec = tf.TensorSpec([], tf.int32, name="k")
         exclude_spec = tf.TensorSpec([None, None], id_dtype, name="exclude")
-        self.serve = tf.function(self._serve, input_signature=[specs])
-        self.recommend = tf.function(self._recommend,
+        # No autograph: the graphs hold no tensor-dependent Python control flow, and
+        # converting them costs more than the rest of building a small index.
+        self.serve = tf.function(self._serve, input_signature=[specs], autograph=False)
+        self.recommend = tf.function(self._recommend, autograph=False,
                                      input_signature=[specs, k_spec, exclude_spec])
-        self.similar_items = tf.function(self._similar_items, input_signature=[id_spec, k_spec])
+        self.similar_items = tf.function(self._similar_items, autograph=False,
+                                         input_signature=[id_spec, k_spec])
 
     def _top_k(self, queries: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor) -> dict[str, tf.Tensor]:
         k = tf.minimum(k, tf.shape(self.ids)[0])

@@ -80,7 +80,8 @@ def _demo(args: argparse.Namespace) -> int:
             "two-tower": model.as_recommender(train, user_id=user_id, users=users),
             "popularity": baselines.Popularity().fit(train, user_id=user_id, item_id=item_id),
         },
-        test, train=train, k=(10, 100), user_id=user_id, item_id=item_id,
+        test, train=train, k=[k for k in (10, 100) if k <= train[item_id].nunique()],
+        user_id=user_id, item_id=item_id,
         metrics=["recall", "ndcg", "coverage"],
     )
     print("Evaluation (per-user temporal holdout, 20% test, full catalogue):")
