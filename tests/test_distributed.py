@@ -26,6 +26,7 @@ import tensorflow_recommenders as tfrs
 import tfrs_kit as tk
 from tfrs_kit._distributed import CrossReplicaRetrieval, cross_replica_concat
 from tfrs_kit._pipeline import EpochShuffle, make_dataset, training_dataset
+from tfrs_kit._task import FastRetrieval
 
 HELPER = pathlib.Path(__file__).parent / "distributed_helpers" / "train.py"
 TIMEOUT_S = 120
@@ -100,7 +101,7 @@ def test_the_model_option_picks_the_task():
               tk.Tower(vocabs, features=["i"], output_dim=2))
     assert isinstance(tk.TwoTowerRetrieval(*towers).task, CrossReplicaRetrieval)
     plain = tk.TwoTowerRetrieval(*towers, cross_replica_negatives=False)
-    assert type(plain.task) is tfrs.tasks.Retrieval
+    assert type(plain.task) is FastRetrieval  # the per-replica task, without gathering
     assert plain.cross_replica_negatives is False
 
 
