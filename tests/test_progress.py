@@ -27,3 +27,12 @@ def test_vocabulary_and_evaluation_progress_can_be_forced(capsys):
     assert "Evaluating Popularity" in capsys.readouterr().err
     tk.VocabularyBuilder().fit(log)
     assert capsys.readouterr().err == ""
+
+
+def test_index_build_progress_can_be_forced(capsys):
+    log = {"user_id": np.array(["a", "b"]), "item_id": np.array(["x", "y"])}
+    vocabs = tk.VocabularyBuilder().fit(log)
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4),
+                                 tk.Tower(vocabs, features=["item_id"], output_dim=4))
+    tk.IndexBuilder(k_max=2).build(model, {"item_id": ["x", "y"]}, verbose=True)
+    assert "Embedding with" in capsys.readouterr().err

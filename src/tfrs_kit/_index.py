@@ -304,7 +304,9 @@ class Index:
         - ``tfrs_kit_index.json``: versions, backend and its options, feature spec.
 
         It is written beside ``path`` and moved in place when complete: a crash
-        midway leaves any earlier artifact at ``path`` untouched.
+        midway leaves any earlier artifact at ``path`` untouched. A process
+        killed midway cannot clean up after itself: its hidden
+        ``.NAME.tmp-*`` directory beside ``path`` is safe to delete.
 
         Example:
             >>> import tfrs_kit as tk
@@ -515,7 +517,8 @@ class IndexBuilder:
         return (f"IndexBuilder(backend={self.backend!r}, k_max={self.k_max}, "
                 f"batch_size={self.batch_size}, backend_options={self.backend_options})")
 
-    def build(self, model: Any, candidates: TableLike, *, candidate_id: str | None = None) -> Index:
+    def build(self, model: Any, candidates: TableLike, *, candidate_id: str | None = None,
+              verbose: Any = "auto") -> Index:
         """Embeds every candidate and returns the index.
 
         Args:
@@ -524,9 +527,12 @@ class IndexBuilder:
             candidates: One row per candidate: its id column and the candidate
                 tower's features. Duplicate ids keep their last row.
             candidate_id: The id column (default: the model's ``candidate_id``).
+            verbose: Show progress while embedding: ``"auto"`` (a million
+                candidates or more), ``True`` or ``False``.
         """
         table, ids, id_dtype = _candidate_table(candidates, candidate_id or model.candidate_id)
-        embeddings = model.candidate_embeddings(table, batch_size=self.batch_size)
+        embeddings = model.candidate_embeddings(table, batch_size=self.batch_size,
+                                                verbose=verbose)
         return self._assemble(model.query_tower, ids, embeddings.astype(np.float32), id_dtype)
 
     def _assemble(self, query_tower: Any, ids: np.ndarray, embeddings: np.ndarray,

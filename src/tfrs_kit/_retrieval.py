@@ -14,6 +14,7 @@ from tfrs_kit._data import Table, TableLike, num_rows, to_table
 from tfrs_kit._distributed import CrossReplicaRetrieval
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column, unknown_name
 from tfrs_kit._pipeline import make_dataset, training_dataset
+from tfrs_kit._progress import Progress
 from tfrs_kit._task import FastRetrieval
 from tfrs_kit.towers import Tower
 
@@ -293,13 +294,23 @@ class TwoTowerRetrieval(tfrs.Model):
             )
         return table
 
-    def query_embeddings(self, data: TableLike, *, batch_size: int = 8192) -> np.ndarray:
-        """The query tower's embeddings of each row of ``data``, as a NumPy array."""
-        return _embed(self.query_tower, data, "data", batch_size)
+    def query_embeddings(self, data: TableLike, *, batch_size: int = 8192,
+                         verbose: Any = "auto") -> np.ndarray:
+        """The query tower's embeddings of each row of ``data``, as a NumPy array.
 
-    def candidate_embeddings(self, data: TableLike, *, batch_size: int = 8192) -> np.ndarray:
-        """The candidate tower's embeddings of each row of ``data``, as a NumPy array."""
-        return _embed(self.candidate_tower, data, "data", batch_size)
+        ``verbose`` shows progress: ``"auto"`` (a million rows or more), ``True``
+        or ``False``.
+        """
+        return _embed(self.query_tower, data, "data", batch_size, verbose)
+
+    def candidate_embeddings(self, data: TableLike, *, batch_size: int = 8192,
+                             verbose: Any = "auto") -> np.ndarray:
+        """The candidate tower's embeddings of each row of ``data``, as a NumPy array.
+
+        ``verbose`` shows progress: ``"auto"`` (a million rows or more), ``True``
+        or ``False``.
+        """
+        return _embed(self.candidate_tower, data, "data", batch_size, verbose)
 
     def as_recommender(
         self,
@@ -408,15 +419,22 @@ def _last_rows(table: Table, key: str, features: Sequence[str], argument: str) -
     return {c: table[c][keep] for c in columns}
 
 
-def _embed(tower: Tower, data: TableLike, argument: str, batch_size: int) -> np.ndarray:
+def _embed(tower: Tower, data: TableLike, argument: str, batch_size: int,
+           verbose: Any = "auto") -> np.ndarray:
     table = to_table(data, argument=argument)
     missing = [f for f in tower.features if f not in table]
     if missing:
         raise missing_column(argument, missing[0], table, role="a feature the tower reads")
     dataset = make_dataset(table, tower.features, batch_size=batch_size)
+    parts = []
     # Eager calls: no tracing to pay, and a tower's lookups and matmuls are large
     # enough per batch that Python's overhead does not show.
-    return np.concatenate([tower(batch, training=False).numpy() for batch in dataset], axis=0)
+    with Progress(num_rows(table), description=f"Embedding with {tower.name}",
+                  verbose=verbose) as progress:
+        for batch in dataset:
+            parts.append(tower(batch, training=False).numpy())
+            progress.update(len(parts[-1]))
+    return np.concatenate(parts, axis=0)
 
 
 def _check_no_missing_ids(table: Table, column: str, argument: str) -> None:
