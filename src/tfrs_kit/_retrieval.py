@@ -204,6 +204,8 @@ class TwoTowerRetrieval(tfrs.Model):
             batch_size: Rows per step; also the number of in-batch negatives.
             shuffle: Reshuffle the rows every epoch.
             seed: Seed of the shuffle (and of ``validation_fraction``'s split).
+                Initial weights follow TensorFlow's global seed: call
+                ``tf.keras.utils.set_random_seed`` before building the towers.
             learning_rate: The learning rate, when ``fit`` compiles the model.
             learning_rate_schedule: ``"constant"``, or ``"cosine"`` decay to zero
                 over all epochs, when ``fit`` compiles the model.
