@@ -69,3 +69,11 @@ def test_unique_candidates_give_the_same_loss_and_gradients(options, extra_candi
     assert got == pytest.approx(expected, rel=1e-5)
     for fast, reference in zip(got_grads, expected_grads, strict=True):
         np.testing.assert_allclose(fast, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_config_round_trip_keeps_the_settings():
+    task = FastRetrieval(unique_candidates=True, temperature=0.5, remove_accidental_hits=True,
+                         num_hard_negatives=3)
+    clone = FastRetrieval.from_config(task.get_config())
+    assert clone.get_config() == task.get_config()
+    assert clone._temperature == 0.5 and clone.unique_candidates

@@ -126,7 +126,17 @@ class FastRetrieval(tfrs.tasks.Retrieval):
         return _weighted_sum(loss, sample_weight)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "unique_candidates": self.unique_candidates}
+        # TFRS's task keeps its settings private and leaves them out of its config;
+        # metrics and custom losses stay out here too (they hold objects).
+        return {**super().get_config(), "unique_candidates": self.unique_candidates,
+                "temperature": self._temperature,
+                "remove_accidental_hits": self._remove_accidental_hits,
+                "num_hard_negatives": self._num_hard_negatives}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> FastRetrieval:
+        # tfrs.tasks.Retrieval takes no `trainable` or `dtype`.
+        return cls(**{k: v for k, v in config.items() if k not in ("trainable", "dtype")})
 
 
 def _weighted_sum(loss: tf.Tensor, sample_weight: Any) -> tf.Tensor:
