@@ -428,15 +428,15 @@ def _embed(tower: Tower, data: TableLike, argument: str, batch_size: int,
     if missing:
         raise missing_column(argument, missing[0], table, role="a feature the tower reads")
     dataset = make_dataset(table, tower.features, batch_size=batch_size)
-    parts = []
-    # Eager calls: no tracing to pay, and a tower's lookups and matmuls are large
-    # enough per batch that Python's overhead does not show.
-    with Progress(num_rows(table), description=f"Embedding with {tower.name}",
-                  verbose=verbose) as progress:
-        for batch in dataset:
-            parts.append(tower(batch, training=False).numpy())
-            progress.update(len(parts[-1]))
-    return np.concatenate(parts, axis=0)
+    rows = num_rows(table)
+    with Progress(rows, description=f"Embedding with {tower.name}", verbose=verbose) as bar:
+        if rows <= batch_size:  # one eager call: cheaper than compiling a predict loop
+            embeddings = tower(next(iter(dataset)), training=False).numpy()
+            bar.update(rows)
+            return embeddings
+        progress = tf.keras.callbacks.LambdaCallback(
+            on_predict_batch_end=lambda batch, logs: bar.update(batch_size))
+        return np.asarray(tower.predict(dataset, verbose=0, callbacks=[progress]))
 
 
 def _check_no_missing_ids(table: Table, column: str, argument: str) -> None:
