@@ -1,11 +1,7 @@
 """End to end as a new user: the README quickstart on real MovieLens 100K, and a log with
 other column names, exported and served in a fresh process. Marked slow."""
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
 
 pytestmark = pytest.mark.slow
-
-
-def _serve_in_fresh_process(path: Path, feature: str, value: str) -> list[str]:
-    code = (
-        "import json, sys\n"
-        "sys.modules['tfrs_kit'] = None\n"
-        "import tensorflow as tf\n"
-        f"served = tf.saved_model.load({str(path / 'saved_model')!r})\n"
-        f"out = served.signatures['serving_default']({feature}=tf.constant([{value!r}]))\n"
-        "print(json.dumps([b.decode() for b in out['ids'].numpy()[0][:3]]))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(not ML100K.is_dir(), reason="../shared/data/ml-100k is not here")
@@ -49,7 +29,8 @@ def test_readme_quickstart_runs_on_movielens(tmp_path, monkeypatch, capsys):
     assert len(tk.load_index(tmp_path / "movielens_index")) == 1682
 
 
-def test_a_log_with_other_column_names_trains_exports_and_serves(tmp_path):
+def test_a_log_with_other_column_names_trains_exports_and_serves(tmp_path,
+                                                                 serve_in_fresh_process):
     data = tk.datasets.synthetic(20_000, seed=3)
     log = data.interactions.rename(columns={"user_id": "customer", "item_id": "product",
                                             "timestamp": "ts"})
@@ -67,4 +48,4 @@ def test_a_log_with_other_column_names_trains_exports_and_serves(tmp_path):
     index = tk.IndexBuilder(k_max=10).build(model, items)
     index.save(tmp_path / "index")
     expected = index.recommend({"customer": ["u1"]}, k=3).ids[0].tolist()
-    assert _serve_in_fresh_process(tmp_path / "index", "customer", "u1") == expected
+    assert serve_in_fresh_process(tmp_path / "index", "customer", "u1")[:3] == expected

@@ -1,9 +1,7 @@
 """The brute-force index against a NumPy reference, its export, and its bad inputs."""
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -80,22 +78,11 @@ def test_save_load_gives_the_same_results(index, tmp_path):
     assert metadata["query_features"] == {"user_id": {"dtype": "string", "shape": [None]}}
 
 
-def test_saved_model_serves_in_a_fresh_process_without_tfrs_kit(index, tmp_path):
+def test_saved_model_serves_in_a_fresh_process_without_tfrs_kit(index, tmp_path,
+                                                                serve_in_fresh_process):
     index.save(tmp_path / "index")
     expected = index.recommend({"user_id": ["u4"]}, k=20).ids[0].tolist()
-    code = (
-        "import sys, json\n"
-        "sys.modules['tfrs_kit'] = None  # importing it now fails\n"
-        "import tensorflow as tf\n"
-        f"served = tf.saved_model.load({str(tmp_path / 'index' / 'saved_model')!r})\n"
-        "out = served.signatures['serving_default'](user_id=tf.constant(['u4']))\n"
-        "print(json.dumps([b.decode() for b in out['ids'].numpy()[0]]))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+    assert serve_in_fresh_process(tmp_path / "index", "user_id", "u4") == expected
 
 
 def test_a_crash_midway_keeps_the_earlier_artifact(index, tmp_path, monkeypatch):

@@ -1,9 +1,6 @@
 """The ScaNN backend against brute force: recall, exact scores, exclusions, export, refresh."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -108,7 +105,8 @@ def test_auto_picks_scann_for_large_catalogues(model, monkeypatch):
         "brute_force"
 
 
-def test_save_load_and_serve_in_a_fresh_process_with_only_scann(index, tmp_path):
+def test_save_load_and_serve_in_a_fresh_process_with_only_scann(index, tmp_path,
+                                                                serve_in_fresh_process):
     index.save(tmp_path / "index")
     metadata = json.loads((tmp_path / "index" / "tfrs_kit_index.json").read_text())
     assert metadata["backend"] == "scann" and metadata["scann_version"]
@@ -119,20 +117,9 @@ def test_save_load_and_serve_in_a_fresh_process_with_only_scann(index, tmp_path)
     assert loaded.recommend(users, k=20, exclude=exclude).ids.tolist() == \
         index.recommend(users, k=20, exclude=exclude).ids.tolist()
     expected = index.recommend({"user_id": ["u4"]}, k=50).ids[0].tolist()
-    code = (
-        "import sys, json\n"
-        "sys.modules['tfrs_kit'] = None  # importing it now fails\n"
-        "import scann  # registers ScaNN's TensorFlow ops\n"
-        "import tensorflow as tf\n"
-        f"served = tf.saved_model.load({str(tmp_path / 'index' / 'saved_model')!r})\n"
-        "out = served.signatures['serving_default'](user_id=tf.constant(['u4']))\n"
-        "print(json.dumps([b.decode() for b in out['ids'].numpy()[0]]))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+    served = serve_in_fresh_process(tmp_path / "index", "user_id", "u4",
+                                    imports="import scann  # registers ScaNN's ops\n")
+    assert served == expected
 
 
 def test_refresh_rebuilds_the_searcher(model, index):
