@@ -385,7 +385,6 @@ class Index:
             )
 
     def _exclusions(self, exclude: Sequence[Sequence[Any]] | None, n: int) -> tf.Tensor:
-        pad = padding_value("string" if self._id_dtype == tf.string else "int64")
         if exclude is None:
             return tf.zeros([n, 0], dtype=self._id_dtype)
         if isinstance(exclude, (str, bytes)) or len(exclude) != n:
@@ -398,17 +397,14 @@ class Index:
                 "exclude", "hold one list of ids per query, not single ids", list(exclude)[:3],
                 hint="Wrap each query's ids in a list: exclude=[['a', 'b'], ...].",
             )
-        width = max((len(e) for e in exclude), default=0)
-        dense = np.full((n, width), pad, dtype=object if pad == "" else np.int64)
+        pad = padding_value("string" if self._id_dtype == tf.string else "int64")
         try:
-            for row, ids in enumerate(exclude):
-                dense[row, : len(ids)] = list(ids)
+            dense = _padded(exclude, pad)
         except (TypeError, ValueError) as error:
             raise invalid_argument(
-                "exclude", f"hold {self._id_dtype.name} ids like the index",
-                f"row {row}: {list(ids)[:5]}",
+                "exclude", f"hold {self._id_dtype.name} ids like the index", str(error),
             ) from error
-        flat = dense[dense != pad] if width else dense.ravel()
+        flat = dense[dense != pad] if dense.shape[1] else dense.ravel()
         self._check_known(np.asarray(flat, dtype=dense.dtype), "exclude")
         return tf.constant(dense, dtype=self._id_dtype)
 
@@ -422,13 +418,8 @@ class Index:
         try:
             if spec.shape.rank == 2:
                 rows = list(column) if is_multivalued(column) else [[v] for v in column]
-                pad = "" if spec.dtype == tf.string else -1
-                width = max((len(r) for r in rows), default=0)
-                dense = np.full((len(rows), width), pad,
-                                dtype=object if pad == "" else np.int64)
-                for i, r in enumerate(rows):
-                    dense[i, : len(r)] = list(r)
-                return tf.constant(dense, dtype=spec.dtype)
+                pad = padding_value("string" if spec.dtype == tf.string else "int64")
+                return tf.constant(_padded(rows, pad), dtype=spec.dtype)
             if spec.dtype == tf.string:
                 return tf.constant(values.astype(str), dtype=tf.string)
             if spec.dtype.is_integer and values.dtype.kind not in "iuO":
@@ -547,6 +538,23 @@ class IndexBuilder:
                      id_dtype=id_dtype, builder=self,
                      vocabularies=vocabularies if isinstance(vocabularies, Vocabularies)
                      else Vocabularies())
+
+
+def _padded(rows: Sequence[Sequence[Any]], pad: Any) -> np.ndarray:
+    """Lists of ids as one dense ``[len(rows), longest]`` array, padded with ``pad``.
+
+    Raises:
+        TypeError, ValueError: A row holds values that do not fit the array's
+            dtype; the message names the row.
+    """
+    width = max((len(row) for row in rows), default=0)
+    dense = np.full((len(rows), width), pad, dtype=object if pad == "" else np.int64)
+    for number, row in enumerate(rows):
+        try:
+            dense[number, : len(row)] = list(row)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"row {number}: {list(row)[:5]}") from error
+    return dense
 
 
 def load_index(path: str | os.PathLike[str]) -> Index:
