@@ -13,7 +13,7 @@ import tensorflow_recommenders as tfrs
 from tfrs_kit._data import Table, TableLike, num_rows, to_table
 from tfrs_kit._distributed import CrossReplicaRetrieval
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column, unknown_name
-from tfrs_kit._pipeline import make_dataset, training_dataset
+from tfrs_kit._pipeline import make_dataset, to_tensors, training_dataset
 from tfrs_kit._progress import Progress
 from tfrs_kit._task import FastRetrieval
 from tfrs_kit.towers import Tower
@@ -257,7 +257,7 @@ class TwoTowerRetrieval(tfrs.Model):
                 monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True))
         if self.num_random_negatives:
             self._negatives = _NegativePool.build(
-                candidates if candidates is not None else x, self, batch_size)
+                candidates if candidates is not None else x, self)
         if self.optimizer is None:
             steps = epochs * -(-num_rows(train) // batch_size)
             rate: Any = learning_rate
@@ -352,17 +352,14 @@ class _NegativePool:
         self.size = int(probability.shape[0])
 
     @classmethod
-    def build(cls, data: TableLike, model: TwoTowerRetrieval, batch_size: int) -> _NegativePool:
-        columns = list(dict.fromkeys([model.candidate_id, *model.candidate_tower.features]))
+    def build(cls, data: TableLike, model: TwoTowerRetrieval) -> _NegativePool:
         table = _last_rows(to_table(data, argument="candidates"), model.candidate_id,
                            model.candidate_tower.features, "candidates")
         frequencies = getattr(model, "_frequencies", None)
         ids = pd.Series(table[model.candidate_id])
         probability = (ids.map(frequencies).fillna(0.0).to_numpy(np.float32)
                        if frequencies is not None else np.zeros(len(ids), np.float32))
-        from tfrs_kit._pipeline import to_tensors
-
-        return cls(to_tensors(table, columns), tf.constant(probability))
+        return cls(to_tensors(table, table), tf.constant(probability))
 
 
 class _TwoTowerRecommender:
