@@ -26,7 +26,7 @@ def _column_tensor(name: str, column: np.ndarray) -> tf.Tensor | tf.RaggedTensor
         if values.dtype.kind in "iu":
             values = values.astype(np.int64)
         elif values.dtype.kind in "OUS":
-            values = values.astype(object).astype(str).astype(object)
+            values = values.astype(str)
         return tf.RaggedTensor.from_row_lengths(tf.constant(values), lengths)
     if column.dtype == object:
         try:
