@@ -7,7 +7,7 @@ Two catalogues:
    with ``Index.recommend`` (raw user ids in, so the query tower is included).
 2. A synthetic catalogue of 1,000,000 clustered 64-d embeddings (a few thousand Gaussian
    clusters; queries drawn near random clusters), searched through the same backend
-   searchers the index serves with (``tfrs_kit._backends``), embeddings in, top-k out.
+   searchers the index serves with (``tfrs_kit.index._backends``), embeddings in, top-k out.
 
 QPS "batched" sends queries in batches of ``--batch`` (brute force also caps a batch so its
 score matrix stays near 256 MB); "single" sends one query per call. ScaNN's recall@k is the
@@ -29,7 +29,7 @@ import pandas as pd
 import tensorflow as tf  # tf.keras loads lazily: tfrs_kit still selects Keras 2
 
 import tfrs_kit as tk  # selects Keras 2 before tf.keras is first used
-from tfrs_kit import _backends
+from tfrs_kit.index import _backends
 
 
 def recall(got: np.ndarray, expected: np.ndarray) -> float:

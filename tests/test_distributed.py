@@ -24,9 +24,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import tfrs_kit as tk
-from tfrs_kit._distributed import CrossReplicaRetrieval, cross_replica_concat
-from tfrs_kit._pipeline import EpochShuffle, make_dataset, training_dataset
-from tfrs_kit._task import FastRetrieval
+from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval, cross_replica_concat
+from tfrs_kit.retrieval._pipeline import EpochShuffle, make_dataset, training_dataset
+from tfrs_kit.retrieval._task import FastRetrieval
 
 HELPER = pathlib.Path(__file__).parent / "distributed_helpers" / "train.py"
 TIMEOUT_S = 120
@@ -150,7 +150,7 @@ _LOGITS_SCRIPT = textwrap.dedent("""
     import numpy as np
     import tfrs_kit
     import tensorflow as tf
-    from tfrs_kit._distributed import CrossReplicaRetrieval
+    from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tfrs_kit as tk
-from tfrs_kit import _backends
+from tfrs_kit.index import _backends
 
 ITEMS = {"item_id": np.array([f"i{i}" for i in range(30)], dtype=object)}
 

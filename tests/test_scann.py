@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit import _backends
+from tfrs_kit.index import _backends
 
 pytest.importorskip("scann")
 

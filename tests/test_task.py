@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_kit._task import FastRetrieval
+from tfrs_kit.retrieval._task import FastRetrieval
 
 
 @pytest.mark.parametrize("options", [

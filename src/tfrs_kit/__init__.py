@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
 from tfrs_kit import towers  # noqa: E402
 from tfrs_kit._errors import NotFittedError  # noqa: E402
 from tfrs_kit._history import HistoryBuilder  # noqa: E402
-from tfrs_kit._index import Index, IndexBuilder, Recommendations, load_index  # noqa: E402
-from tfrs_kit._retrieval import TwoTowerRetrieval  # noqa: E402
 from tfrs_kit._version import __version__  # noqa: E402
 from tfrs_kit._vocabulary import (  # noqa: E402
     Vocabularies,
@@ -24,6 +22,8 @@ from tfrs_kit._vocabulary import (  # noqa: E402
     VocabularyBuilder,
     VocabularyCounts,
 )
+from tfrs_kit.index._index import Index, IndexBuilder, Recommendations, load_index  # noqa: E402
+from tfrs_kit.retrieval._model import TwoTowerRetrieval  # noqa: E402
 from tfrs_kit.towers import Tower  # noqa: E402
 
 if _TYPE_CHECKING:

@@ -26,7 +26,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._task import FastRetrieval
+from tfrs_kit.retrieval._task import FastRetrieval
 
 __all__ = ["CrossReplicaRetrieval", "cross_replica_concat", "num_replicas"]
 

@@ -2,7 +2,7 @@
 
 An :class:`Index` serves through the same TensorFlow functions in memory and
 after :func:`load_index`, so what you test before saving is what you serve.
-The search itself is a backend (``_backends.py``): exact brute force, or ScaNN.
+The search itself is a backend (``index/_backends.py``): exact brute force, or ScaNN.
 The exported SavedModel needs only TensorFlow (and ``import scann`` first for a
 ScaNN index, which registers its ops):
 
@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._backends import BACKENDS, Backend, ScaNN, get_backend, import_scann
 from tfrs_kit._data import Table, TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
-from tfrs_kit._retrieval import _embed
 from tfrs_kit._version import __version__
 from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.index._backends import BACKENDS, Backend, ScaNN, get_backend, import_scann
+from tfrs_kit.retrieval._model import _embed
 from tfrs_kit.towers._encoders import padding_value
 
 __all__ = ["Index", "IndexBuilder", "Recommendations", "load_index"]

@@ -11,11 +11,11 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_kit._data import Table, TableLike, num_rows, to_table
-from tfrs_kit._distributed import CrossReplicaRetrieval
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column, unknown_name
-from tfrs_kit._pipeline import make_dataset, to_tensors, training_dataset
 from tfrs_kit._progress import Progress
-from tfrs_kit._task import FastRetrieval
+from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
+from tfrs_kit.retrieval._pipeline import make_dataset, to_tensors, training_dataset
+from tfrs_kit.retrieval._task import FastRetrieval
 from tfrs_kit.towers import Tower
 
 __all__ = ["TwoTowerRetrieval"]

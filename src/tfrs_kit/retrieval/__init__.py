@@ -1,0 +1,17 @@
+"""Training: the two-tower model, its losses, its input pipeline and negative sampling.
+
+Modules, in the order a batch flows through them:
+
+- ``_pipeline``: tables to ``tf.data`` (tensors, shuffling, sharding);
+- ``_model``: :class:`TwoTowerRetrieval` (``fit``, embeddings, ``as_recommender``);
+- ``_task``: :class:`FastRetrieval`, the in-batch softmax loss;
+- ``_cross_replica``: its cross-replica variant under ``tf.distribute``.
+
+>>> from tfrs_kit.retrieval import TwoTowerRetrieval
+>>> TwoTowerRetrieval.__name__
+'TwoTowerRetrieval'
+"""
+
+from tfrs_kit.retrieval._model import TwoTowerRetrieval
+
+__all__ = ["TwoTowerRetrieval"]
