@@ -137,7 +137,7 @@ def test_bad_hyperparameters(make, message):
 def test_fit_rejects_empty_and_missing_columns():
     with pytest.raises(ValueError, match="at least one row"):
         EASE().fit({"user_id": [], "item_id": []})
-    with pytest.raises(KeyError, match="'item'"):
+    with pytest.raises(ValueError, match="'item'"):
         EASE().fit({"user_id": [1], "item_id": [1]}, item_id="item")
 
 

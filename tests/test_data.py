@@ -44,5 +44,5 @@ def test_unknown_type_is_refused():
 
 
 def test_unknown_column_suggests_the_closest():
-    with pytest.raises(KeyError, match=r"Did you mean to rename 'user_id' to 'userid'"):
+    with pytest.raises(ValueError, match=r"Did you mean to rename 'user_id' to 'userid'"):
         to_table({"user_id": [1]}, columns=["userid"])

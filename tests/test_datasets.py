@@ -222,9 +222,9 @@ def test_interaction_dataset_checks_its_columns():
     events = pd.DataFrame({"user": ["a"], "item": ["x"]})
     items = pd.DataFrame({"item": ["x"]})
     users = pd.DataFrame({"user": ["a"]})
-    with pytest.raises(KeyError, match=r"Did you mean 'item'\?"):
+    with pytest.raises(ValueError, match=r"Did you mean 'item'\?"):
         InteractionDataset(events, items, users, user_id="user", item_id="itme")
-    with pytest.raises(KeyError, match="genre"):
+    with pytest.raises(ValueError, match="genre"):
         InteractionDataset(
             events, items, users, user_id="user", item_id="item", item_features=["genre"]
         )

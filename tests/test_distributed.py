@@ -24,8 +24,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import tfrs_kit as tk
+from tfrs_kit._tensors import make_dataset
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval, cross_replica_concat
-from tfrs_kit.retrieval._pipeline import EpochShuffle, make_dataset, training_dataset
+from tfrs_kit.retrieval._pipeline import EpochShuffle, training_dataset
 from tfrs_kit.retrieval._task import FastRetrieval
 
 HELPER = pathlib.Path(__file__).parent / "distributed_helpers" / "train.py"

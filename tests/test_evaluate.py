@@ -225,7 +225,7 @@ def test_empty_test_set():
 
 
 def test_unknown_metric_suggests_a_name():
-    with pytest.raises(KeyError, match="Did you mean 'recall'"):
+    with pytest.raises(ValueError, match="Did you mean 'recall'"):
         evaluate(Popularity().fit(TRAIN), TEST, train=TRAIN, k=1, metrics=["recal"])
 
 
@@ -266,7 +266,7 @@ def test_report_formats_and_is_immutable():
         report.models = ()
     with pytest.raises(TypeError):
         report["pop"]["recall@10"] = 2.0
-    with pytest.raises(KeyError, match="Did you mean 'pop'"):
+    with pytest.raises(ValueError, match="Did you mean 'pop'"):
         report["popp"]
 
 

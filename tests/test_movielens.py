@@ -244,9 +244,9 @@ def test_missing_files_are_listed(tmp_path):
 
 
 def test_unknown_names_and_bad_combinations():
-    with pytest.raises(KeyError, match=r"`variant` must be a known MovieLens variant.*'100k'\?"):
+    with pytest.raises(ValueError, match=r"`variant` must be a known MovieLens variant.*'100k'\?"):
         movielens("100K")
-    with pytest.raises(KeyError, match=r"`source` must be a known source"):
+    with pytest.raises(ValueError, match=r"`source` must be a known source"):
         movielens("100k", source="web")
     with pytest.raises(ValueError, match=r'`data_dir` must be given when source="files"'):
         movielens("100k", source="files")

@@ -67,9 +67,10 @@ def test_built_ins_are_registered_by_name():
 
 
 def test_unknown_names_list_the_known_ones_and_the_closest():
-    with pytest.raises(KeyError, match=r"name='crss'\. Did you mean 'cross'\? Known: .*'default'"):
+    with pytest.raises(ValueError,
+                       match=r"name='crss'\. Did you mean 'cross'\? Known: .*'default'"):
         tk.towers.get_tower("crss")
-    with pytest.raises(KeyError, match=r"Did you mean 'movielens'\?"):
+    with pytest.raises(ValueError, match=r"Did you mean 'movielens'\?"):
         tk.datasets.load_dataset("movielense")
     with pytest.raises(TypeError, match="`name` must be a tower name"):
         tk.towers.get_tower(tk.Tower)

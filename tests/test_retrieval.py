@@ -48,7 +48,7 @@ def test_fit_accepts_a_dataset_and_reports_validation_loss(checkerboard):
 
 
 def test_missing_feature_column_is_named(checkerboard):
-    with pytest.raises(KeyError, match=r"`x` must have a column 'item_id'"):
+    with pytest.raises(ValueError, match=r"`x` must have a column 'item_id'"):
         _model(checkerboard).fit({"user_id": checkerboard["user_id"]}, verbose=0)
 
 

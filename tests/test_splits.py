@@ -174,5 +174,5 @@ def test_fraction_and_last_n_are_exclusive_and_checked():
 
 
 def test_missing_column_names_the_column():
-    with pytest.raises(KeyError, match="'timestamps'"):
+    with pytest.raises(ValueError, match="'timestamps'"):
         per_user_temporal_split(random_log(0), timestamp="timestamps")

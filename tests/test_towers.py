@@ -94,12 +94,12 @@ def test_custom_tower_overrides_encode(vocabs):
 
 def test_missing_feature_at_call_names_it(vocabs):
     tower = tk.Tower(vocabs, features=["user", "item"], output_dim=4)
-    with pytest.raises(KeyError, match=r"without \['item'\]"):
+    with pytest.raises(ValueError, match=r"without \['item'\]"):
         tower({"user": tf.constant(["a"])})
 
 
 def test_unknown_feature_suggests_the_closest(vocabs):
-    with pytest.raises(KeyError, match="Did you mean 'user'"):
+    with pytest.raises(ValueError, match="Did you mean 'user'"):
         tk.Tower(vocabs, features=["usr"])
 
 

@@ -137,9 +137,9 @@ def test_mixed_id_types_are_refused():
 
 
 def test_unknown_feature_and_kind():
-    with pytest.raises(KeyError, match="Did you mean to rename 'user_id' to 'user'"):
+    with pytest.raises(ValueError, match="Did you mean to rename 'user_id' to 'user'"):
         tk.VocabularyBuilder().fit({"user_id": ["a"]}, features=["user"])
-    with pytest.raises(KeyError, match="Did you mean 'text'"):
+    with pytest.raises(ValueError, match="Did you mean 'text'"):
         tk.VocabularyBuilder().fit({"t": ["a"]}, features={"t": "txt"})
     with pytest.raises(TypeError, match=r"Did you mean features=\['user_id'\]"):
         tk.VocabularyBuilder().fit({"user_id": ["a"]}, features="user_id")

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tfrs_kit._errors import invalid_argument, missing_column
 
@@ -131,7 +132,7 @@ def to_table(
     Raises:
         TypeError: ``data`` is of none of the accepted types.
         ValueError: The table is empty or its columns differ in length.
-        KeyError: A requested column is missing.
+        ValueError: A requested column is missing.
     """
     wanted = list(columns) if columns is not None else None
     if _is_dataframe(data):
@@ -207,3 +208,12 @@ def select(table: Table, columns: Iterable[str], *, argument: str = "data") -> T
 def take(table: Table, indices: np.ndarray) -> Table:
     """The rows at ``indices`` (or a boolean mask) of every column."""
     return {name: column[indices] for name, column in table.items()}
+
+
+def last_rows(table: Table, key: str) -> Table:
+    """Each ``key``'s last row: one row per user or item, its latest features.
+
+    >>> last_rows({"id": np.array([1, 2, 1]), "x": np.array([10, 20, 30])}, "id")["x"].tolist()
+    [20, 30]
+    """
+    return take(table, ~pd.Series(table[key]).duplicated(keep="last").to_numpy())

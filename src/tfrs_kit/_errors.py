@@ -10,7 +10,9 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["NotFittedError", "invalid_argument", "missing_column", "unknown_name"]
+__all__ = [
+    "NotFittedError", "closest", "invalid_argument", "missing_column", "unknown_name",
+]
 
 
 class NotFittedError(RuntimeError):
@@ -40,38 +42,36 @@ def invalid_argument(
     message = f"`{argument}` must {rule}. Received: {argument}={_short_repr(received)}."
     if hint:
         message += f" {hint}"
-    if error is KeyError:
-        error = _MessageKeyError
     return error(message)
 
 
-def unknown_name(argument: str, name: Any, known: Iterable[str], *, what: str = "name") -> KeyError:
+def closest(name: Any, known: Iterable[str]) -> str | None:
+    """The known name closest to ``name`` (for "Did you mean ...?"), or None."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return close[0] if close else None
+
+
+def unknown_name(argument: str, name: Any, known: Iterable[str], *,
+                 what: str = "name") -> ValueError:
     """An error for a name that is not among ``known``, with the closest match."""
     known = sorted(str(k) for k in known)
     message = f"`{argument}` must be a known {what}. Received: {argument}={name!r}."
-    close = difflib.get_close_matches(str(name), known, n=1)
+    close = closest(name, known)
     if close:
-        message += f" Did you mean {close[0]!r}?"
+        message += f" Did you mean {close!r}?"
     shown = ", ".join(repr(k) for k in known[:30])
     more = f" (and {len(known) - 30} more)" if len(known) > 30 else ""
-    message += f" Known: {shown}{more}."
-    return _MessageKeyError(message)
-
-
-class _MessageKeyError(KeyError):
-    """A KeyError whose ``str`` is the plain message (KeyError quotes it otherwise)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    message += f" Known: {shown}{more}." if known else " None is known yet."
+    return ValueError(message)
 
 
 def missing_column(argument: str, column: str, available: Iterable[str], *,
-                   role: str = "") -> KeyError:
+                   role: str = "") -> ValueError:
     """An error for a table that lacks a column it needs, with the closest one it has."""
     available = [str(c) for c in available]
     needed = f"have a column {column!r}" + (f" ({role})" if role else "")
     message = f"`{argument}` must {needed}. Received: columns {sorted(available)[:30]}."
-    close = difflib.get_close_matches(column, available, n=1)
+    close = closest(column, available)
     if close:
-        message += f" Did you mean to rename {close[0]!r} to {column!r}?"
-    return _MessageKeyError(message)
+        message += f" Did you mean to rename {close!r} to {column!r}?"
+    return ValueError(message)

@@ -193,8 +193,9 @@ class Vocabularies(Mapping[str, Vocabulary]):
         try:
             return self._items[name]
         except KeyError:
-            raise unknown_name("feature", name, self._items,
-                               what="feature with a vocabulary") from None
+            # A Mapping's lookup raises KeyError (``in`` and ``get`` rely on it).
+            message = unknown_name("feature", name, self._items, what="feature with a vocabulary")
+            raise KeyError(str(message)) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _demo(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, ImportError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         print(f"tfrs-kit: error: {error}", file=sys.stderr)
         return 2
 

@@ -121,7 +121,7 @@ def movielens(
         ``user_id="user_id"``, ``item_id="movie_id"``, ``timestamp="timestamp"``.
 
     Raises:
-        KeyError: Unknown ``variant`` or ``source``.
+        ValueError: Unknown ``variant`` or ``source``.
         FileNotFoundError: ``data_dir`` lacks the files of the variant.
         ImportError: tensorflow-datasets is needed but not installed.
 

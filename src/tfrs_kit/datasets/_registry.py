@@ -82,7 +82,7 @@ def load_dataset(name: str, **kwargs: Any) -> InteractionDataset:
         The :class:`InteractionDataset` it returns.
 
     Raises:
-        KeyError: No data source has that name (the message lists the known ones).
+        ValueError: No data source has that name (the message lists the known ones).
         ImportError: A plugin's entry point failed to import.
         TypeError: The source returned something else than an InteractionDataset.
 
@@ -92,7 +92,7 @@ def load_dataset(name: str, **kwargs: Any) -> InteractionDataset:
         500
         >>> try:
         ...     datasets.load_dataset("synthtic")
-        ... except KeyError as error:
+        ... except ValueError as error:
         ...     print(error)  # doctest: +ELLIPSIS
         `name` must be a known dataset name. Received: name='synthtic'. Did you mean 'synthetic'? ...
     """  # noqa: E501

@@ -28,12 +28,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import Table, TableLike, is_multivalued, to_table
+from tfrs_kit._data import Table, TableLike, is_multivalued, last_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
 from tfrs_kit._version import __version__
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, Backend, ScaNN, get_backend, import_scann
-from tfrs_kit.retrieval._model import _embed
 from tfrs_kit.towers._encoders import padding_value
 
 __all__ = ["Index", "IndexBuilder", "Recommendations", "load_index"]
@@ -272,7 +271,7 @@ class Index:
                 ids[:3].tolist(),
             )
         builder = self._builder or IndexBuilder(backend=self.backend, k_max=self.k_max)
-        embeddings = _embed(tower, table, "candidates", builder.batch_size).astype(np.float32)
+        embeddings = tower.embed(table, batch_size=builder.batch_size).astype(np.float32)
         old = module.embeddings.numpy()
         if embeddings.shape[1] != old.shape[1]:
             raise invalid_argument(
@@ -654,8 +653,7 @@ def _candidate_table(candidates: TableLike,
         raise invalid_argument(
             f"candidates[{candidate_id!r}]", "hold string or integer ids", ids[:3].tolist(),
         )
-    keep = ~pd.Series(ids).duplicated(keep="last").to_numpy()
-    table = {name: column[keep] for name, column in table.items()}
+    table = last_rows(table, candidate_id)
     ids = table[candidate_id]
     id_dtype = tf.int64 if ids.dtype.kind in "iu" else tf.string
     ids = ids.astype(np.int64) if id_dtype == tf.int64 else ids.astype(str).astype(object)

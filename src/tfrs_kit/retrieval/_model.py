@@ -10,11 +10,11 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_kit._data import Table, TableLike, num_rows, to_table
+from tfrs_kit._data import Table, TableLike, last_rows, num_rows, select, to_table
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column, unknown_name
-from tfrs_kit._progress import Progress
+from tfrs_kit._tensors import make_dataset, to_tensors
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
-from tfrs_kit.retrieval._pipeline import make_dataset, to_tensors, training_dataset
+from tfrs_kit.retrieval._pipeline import training_dataset
 from tfrs_kit.retrieval._task import FastRetrieval
 from tfrs_kit.towers import Tower
 
@@ -303,7 +303,7 @@ class TwoTowerRetrieval(tfrs.Model):
         ``verbose`` shows progress: ``"auto"`` (a million rows or more), ``True``
         or ``False``.
         """
-        return _embed(self.query_tower, data, "data", batch_size, verbose)
+        return self.query_tower.embed(data, batch_size=batch_size, verbose=verbose)
 
     def candidate_embeddings(self, data: TableLike, *, batch_size: int = 8192,
                              verbose: Any = "auto") -> np.ndarray:
@@ -312,7 +312,7 @@ class TwoTowerRetrieval(tfrs.Model):
         ``verbose`` shows progress: ``"auto"`` (a million rows or more), ``True``
         or ``False``.
         """
-        return _embed(self.candidate_tower, data, "data", batch_size, verbose)
+        return self.candidate_tower.embed(data, batch_size=batch_size, verbose=verbose)
 
     def as_recommender(
         self,
@@ -337,9 +337,9 @@ class TwoTowerRetrieval(tfrs.Model):
                                  user_id, self.query_tower.features, "users")
         return _TwoTowerRecommender(
             item_ids=items_table[item_id],
-            item_embeddings=_embed(self.candidate_tower, items_table, "items", batch_size),
+            item_embeddings=self.candidate_tower.embed(items_table, batch_size=batch_size),
             user_ids=users_table[user_id],
-            user_embeddings=_embed(self.query_tower, users_table, "users", batch_size),
+            user_embeddings=self.query_tower.embed(users_table, batch_size=batch_size),
         )
 
 
@@ -411,29 +411,7 @@ def _share_embedding(query_tower: Tower, query_feature: str, candidate_tower: To
 
 def _last_rows(table: Table, key: str, features: Sequence[str], argument: str) -> Table:
     columns = list(dict.fromkeys([key, *features]))
-    missing = [c for c in columns if c not in table]
-    if missing:
-        raise missing_column(argument, missing[0], table)
-    keep = ~pd.Series(table[key]).duplicated(keep="last").to_numpy()
-    return {c: table[c][keep] for c in columns}
-
-
-def _embed(tower: Tower, data: TableLike, argument: str, batch_size: int,
-           verbose: Any = "auto") -> np.ndarray:
-    table = to_table(data, argument=argument)
-    missing = [f for f in tower.features if f not in table]
-    if missing:
-        raise missing_column(argument, missing[0], table, role="a feature the tower reads")
-    dataset = make_dataset(table, tower.features, batch_size=batch_size)
-    rows = num_rows(table)
-    with Progress(rows, description=f"Embedding with {tower.name}", verbose=verbose) as bar:
-        if rows <= batch_size:  # one eager call: cheaper than compiling a predict loop
-            embeddings = tower(next(iter(dataset)), training=False).numpy()
-            bar.update(rows)
-            return embeddings
-        progress = tf.keras.callbacks.LambdaCallback(
-            on_predict_batch_end=lambda batch, logs: bar.update(batch_size))
-        return np.asarray(tower.predict(dataset, verbose=0, callbacks=[progress]))
+    return last_rows(select(table, columns, argument=argument), key)
 
 
 def _check_no_missing_ids(table: Table, column: str, argument: str) -> None:

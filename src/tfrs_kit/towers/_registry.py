@@ -99,7 +99,7 @@ def get_tower(name: str) -> type[Tower]:
     """The tower class registered as ``name``, built in or from a plugin.
 
     Raises:
-        KeyError: No tower has that name (the message lists the known ones).
+        ValueError: No tower has that name (the message lists the known ones).
         ImportError: A plugin's entry point failed to import.
         TypeError: A plugin's entry point is not a ``Tower`` subclass.
 
@@ -109,7 +109,7 @@ def get_tower(name: str) -> type[Tower]:
         'CrossTower'
         >>> try:
         ...     tk.towers.get_tower("crss")
-        ... except KeyError as error:
+        ... except ValueError as error:
         ...     print(error)  # doctest: +ELLIPSIS
         `name` must be a known tower name. Received: name='crss'. Did you mean 'cross'? Known: ...
     """

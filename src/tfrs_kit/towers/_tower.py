@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
-from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._data import TableLike, num_rows, to_table
+from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
+from tfrs_kit._progress import Progress
+from tfrs_kit._tensors import make_dataset
+from tfrs_kit._validation import check_int
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
 
@@ -161,7 +166,7 @@ class Tower(tf.keras.Model):
             raise invalid_argument(
                 "features", f"contain every feature the tower {self.name!r} reads "
                 f"{list(self.features)}", f"a dict without {missing}",
-                hint=f"It has {sorted(features)}.", error=KeyError,
+                hint=f"It has {sorted(features)}.",
             )
         x = self.encode(features)
         for layer, dropout in zip(self.hidden, self.dropouts, strict=True):
@@ -171,6 +176,43 @@ class Tower(tf.keras.Model):
         if self.normalize:
             x = tf.math.l2_normalize(x, axis=-1)
         return x
+
+    def embed(self, data: TableLike, *, batch_size: int = 8192,
+              verbose: bool | str = "auto") -> np.ndarray:
+        """The tower's embedding of every row of a table, as a NumPy array.
+
+        Args:
+            data: One row per query or candidate with every feature the tower
+                reads (a DataFrame, a dict of arrays or a dataset).
+            batch_size: Rows encoded at once.
+            verbose: Show progress: ``"auto"`` (a million rows or more),
+                ``True`` or ``False``.
+
+        Returns:
+            A ``[rows, output_dim]`` float32 array, in the rows' order.
+
+        Example:
+            >>> import tfrs_kit as tk
+            >>> vocabs = tk.VocabularyBuilder().fit({"user_id": ["a", "b"]})
+            >>> tk.Tower(vocabs, features=["user_id"], output_dim=4).embed(
+            ...     {"user_id": ["a", "b", "a"]}).shape
+            (3, 4)
+        """
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        table = to_table(data, argument="data")
+        missing = [f for f in self.features if f not in table]
+        if missing:
+            raise missing_column("data", missing[0], table, role="a feature the tower reads")
+        dataset = make_dataset(table, self.features, batch_size=batch_size)
+        rows = num_rows(table)
+        with Progress(rows, description=f"Embedding with {self.name}", verbose=verbose) as bar:
+            if rows <= batch_size:  # one eager call: cheaper than compiling a predict loop
+                embeddings = self(next(iter(dataset)), training=False).numpy()
+                bar.update(rows)
+                return embeddings
+            progress = tf.keras.callbacks.LambdaCallback(
+                on_predict_batch_end=lambda batch, logs: bar.update(batch_size))
+            return np.asarray(self.predict(dataset, verbose=0, callbacks=[progress]))
 
     def get_config(self) -> dict[str, Any]:
         return {

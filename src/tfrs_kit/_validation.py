@@ -1,0 +1,184 @@
+"""The one home of argument checks, so their rules and exception types cannot drift apart.
+
+The rule for exception types (also in ``docs/contributing.md``):
+
+- ``TypeError``: a value of the wrong type (a string or ``True`` where an integer
+  is wanted, ids of another kind than the data they are matched against);
+- ``ValueError``: a value of the right type that breaks a rule (out of range, not
+  finite, an unknown name or choice, a missing column);
+- :class:`~tfrs_kit.NotFittedError`: an object used before ``fit``/``build``.
+
+Every check returns the value as a plain Python type (``np.int64(3)`` becomes
+``3``), so callers store what they checked.
+
+>>> check_int("k", 5, minimum=1)
+5
+>>> check_int("k", 0, minimum=1)
+Traceback (most recent call last):
+ValueError: `k` must be an integer >= 1. Received: k=0.
+>>> check_choice("backend", "scan", ("brute_force", "scann"))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+ValueError: `backend` must be one of 'brute_force', 'scann'. Received: ... Did you mean 'scann'?
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tfrs_kit._errors import closest, invalid_argument, unknown_name
+
+__all__ = [
+    "check_choice",
+    "check_fraction",
+    "check_int",
+    "check_number",
+    "check_same_kind",
+    "id_kind",
+]
+
+
+def _range_rule(minimum: float | None, maximum: float | None, *, low_open: bool = False,
+                high_open: bool = False) -> str:
+    low = None if minimum is None else f"{'>' if low_open else '>='} {minimum}"
+    high = None if maximum is None else f"{'<' if high_open else '<='} {maximum}"
+    if low and high:
+        if not low_open and not high_open:
+            return f" between {minimum} and {maximum}"
+        return f" {low} and {high}"
+    return f" {low or high}" if (low or high) else ""
+
+
+def check_int(argument: str, value: Any, *, minimum: int | None = None,
+              maximum: int | None = None, allow_none: bool = False) -> Any:
+    """An integer (Python or NumPy, never ``bool``) in ``[minimum, maximum]``.
+
+    Raises:
+        TypeError: ``value`` is not an integer (or ``None`` when ``allow_none``).
+        ValueError: ``value`` is out of range.
+    """
+    if value is None and allow_none:
+        return None
+    rule = "be an integer" + _range_rule(minimum, maximum) + (" or None" if allow_none else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise invalid_argument(argument, rule, value, error=TypeError)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise invalid_argument(argument, rule, value)
+    return int(value)
+
+
+def check_number(argument: str, value: Any, *, minimum: float | None = None,
+                 maximum: float | None = None, low_open: bool = False,
+                 high_open: bool = False, allow_none: bool = False) -> Any:
+    """A finite real number (never ``bool``) in the given range.
+
+    ``low_open``/``high_open`` exclude the bound itself (``minimum=0,
+    low_open=True`` is "> 0").
+
+    Raises:
+        TypeError: ``value`` is not a real number (or ``None`` when ``allow_none``).
+        ValueError: ``value`` is NaN, infinite or out of range.
+    """
+    if value is None and allow_none:
+        return None
+    rule = ("be a finite number"
+            + _range_rule(minimum, maximum, low_open=low_open, high_open=high_open)
+            + (" or None" if allow_none else ""))
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise invalid_argument(argument, rule, value, error=TypeError)
+    value = float(value)
+    too_low = minimum is not None and (value <= minimum if low_open else value < minimum)
+    too_high = maximum is not None and (value >= maximum if high_open else value > maximum)
+    if not math.isfinite(value) or too_low or too_high:
+        raise invalid_argument(argument, rule, value)
+    return value
+
+
+def check_fraction(argument: str, value: Any, *, allow_zero: bool = False,
+                   allow_one: bool = False, allow_none: bool = False) -> Any:
+    """A share of rows: a number in ``(0, 1)``, closed at either end on request."""
+    return check_number(argument, value, minimum=0.0, maximum=1.0, low_open=not allow_zero,
+                        high_open=not allow_one, allow_none=allow_none)
+
+
+def check_choice(argument: str, value: Any, choices: Iterable[str], *,
+                 what: str | None = None) -> str:
+    """One of ``choices``; else a ``ValueError`` with the closest choice.
+
+    ``what`` names the kind of choice in the message ("a known backend");
+    without it the message lists the choices ("one of 'a', 'b'").
+    """
+    choices = tuple(choices)
+    if isinstance(value, str) and value in choices:
+        return value
+    if what is None and len(choices) <= 10:
+        shown = ", ".join(repr(c) for c in choices)
+        hint = closest(value, choices)
+        raise invalid_argument(argument, f"be one of {shown}", value,
+                               hint=f"Did you mean {hint!r}?" if hint else None)
+    raise unknown_name(argument, value, choices, what=what or "name")
+
+
+def id_kind(values: Any) -> str:
+    """``"number"``, ``"string"``, ``"mixed"`` or ``"empty"``: the kind of a column of ids.
+
+    Every value is looked at (missing values aside), so a string among a
+    million integers makes the column ``"mixed"``.
+
+    >>> id_kind([1, 2, 3]), id_kind(["a", "b"]), id_kind(np.array([1, "a"], dtype=object))
+    ('number', 'string', 'mixed')
+    """
+    array = np.asarray(values)
+    if array.dtype.kind in "iufb":
+        return "number"
+    if array.dtype.kind in "US":
+        return "string"
+    inferred = pd.api.types.infer_dtype(array.ravel(), skipna=True)
+    if inferred in ("string", "bytes"):
+        return "string"
+    if inferred in ("integer", "floating", "decimal", "boolean", "mixed-integer-float"):
+        return "number"
+    return "empty" if inferred == "empty" else "mixed"
+
+
+def check_same_kind(argument: str, values: Any, reference: Any, *, what: str = "ids",
+                    reference_name: str = "the training data") -> None:
+    """Ids that can match ``reference``: both numbers or both strings.
+
+    Raises:
+        TypeError: one side holds numbers and the other strings, or a side
+            mixes both (``1`` never equals ``"1"``, so such ids would silently
+            never match).
+    """
+    kind, reference_kind = id_kind(values), id_kind(reference)
+    if "mixed" in (kind, reference_kind):
+        mixed = values if kind == "mixed" else reference
+        name = argument if kind == "mixed" else reference_name
+        raise invalid_argument(
+            name, f"hold {what} of one kind (all numbers or all strings)",
+            f"a mix such as {_first_of_each_kind(mixed)}", error=TypeError,
+            hint="Convert the column with .astype(str) (or to int) first.",
+        )
+    if "empty" in (kind, reference_kind) or kind == reference_kind:
+        return
+    first = next(v for v in np.asarray(values).ravel() if not pd.isna(v))
+    raise invalid_argument(
+        argument, f"hold {what} of the same kind as {reference_name} ({reference_kind} ids)",
+        f"{kind} ids such as {first!r}", error=TypeError,
+        hint="Convert the ids of both tables to str, or both to int.",
+    )
+
+
+def _first_of_each_kind(values: Any) -> str:
+    seen: dict[bool, Any] = {}
+    for value in np.asarray(values).ravel():
+        if not pd.isna(value):
+            seen.setdefault(isinstance(value, (str, bytes)), value)
+            if len(seen) == 2:
+                break
+    return " and ".join(repr(v) for v in seen.values())
