@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
+from tfrs_kit._vocabulary import tokenize
 
 LOG = {
     "user": ["a", "b", "a"],
@@ -90,6 +91,24 @@ def test_custom_tower_overrides_encode(vocabs):
 
     tower = LengthTower(vocabs, features=["raw_title"], output_dim=3)
     assert tower({"raw_title": tf.constant(["abc", ""])}).shape == (2, 3)
+
+
+def test_text_encoder_splits_text_as_the_vocabulary_does():
+    texts = ["Toy Story (1995)", "WALL\u00b7E: a_b-c!", "Caf\u00e9's [x]{y}~z", "x"]
+    vocabs = tk.VocabularyBuilder(ngrams=2).fit({"t": texts}, features={"t": "text"})
+    tower = tk.Tower(vocabs, features=["t"], output_dim=4)  # a plain table: no projection
+    out = tower({"t": tf.constant(texts)}).numpy()
+    table = tower.encoders["t"].embedding.embeddings.numpy()
+    indices = [vocabs["t"].index(tokenize(text, ngrams=2)) for text in texts]
+    assert all(np.all(i > 0) for i in indices)  # every token and bigram is in the vocabulary
+    np.testing.assert_allclose(out, [table[i].mean(axis=0) for i in indices], rtol=1e-6)
+
+
+def test_feature_names_become_valid_layer_names():
+    vocabs = tk.VocabularyBuilder().fit({"user id/v2": ["a", "b"]})
+    tower = tk.Tower(vocabs, features=["user id/v2"], output_dim=4)
+    assert tower({"user id/v2": tf.constant(["a"])}).shape == (1, 4)
+    assert tower.encoders["user id/v2"].name == "user_id_v2_encoder"
 
 
 def test_missing_feature_at_call_names_it(vocabs):

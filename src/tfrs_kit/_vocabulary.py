@@ -29,6 +29,8 @@ __all__ = [
     "Vocabulary",
     "VocabularyBuilder",
     "VocabularyCounts",
+    "PUNCTUATION",
+    "layer_name",
     "tokenize",
 ]
 
@@ -36,8 +38,11 @@ FeatureKind = Literal["categorical", "multi", "text", "numeric", "timestamp"]
 _KINDS: tuple[str, ...] = ("categorical", "multi", "text", "numeric", "timestamp")
 _STATISTICS = ("numeric", "timestamp")  # kinds described by statistics, not tokens
 _FORMAT_VERSION = 1
-# ASCII punctuation; the TensorFlow side uses the same class (RE2's [[:punct:]]).
-_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
+#: ASCII punctuation (RE2's ``[[:punct:]]``), which tokens never hold. Python's ``re``
+#: and TensorFlow's RE2 read it alike, so text vocabularies and text encoders split
+#: text into the same tokens.
+PUNCTUATION = r"[!-/:-@\[-`{-~]"
+_PUNCTUATION_RE = re.compile(PUNCTUATION)
 
 
 def tokenize(text: str, *, ngrams: int = 1) -> list[str]:
@@ -57,7 +62,7 @@ def tokenize(text: str, *, ngrams: int = 1) -> list[str]:
         >>> tokenize("Toy Story (1995)", ngrams=2)
         ['toy', 'story', '1995', 'toy story', 'story 1995']
     """
-    words = _PUNCTUATION.sub(" ", text.lower()).split()
+    words = _PUNCTUATION_RE.sub(" ", text.lower()).split()
     tokens = list(words)
     for n in range(2, ngrams + 1):
         tokens.extend(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
@@ -132,7 +137,7 @@ class Vocabulary:
             num_oov_indices=self.num_oov_buckets,
             mask_token=None,
             invert=invert,
-            name=f"{_layer_name(self.name)}_lookup" + ("_inverse" if invert else ""),
+            name=f"{layer_name(self.name)}_lookup" + ("_inverse" if invert else ""),
         )
 
     def index(self, values: Any) -> np.ndarray:
@@ -169,7 +174,13 @@ class Vocabulary:
         return cls(**values)
 
 
-def _layer_name(name: str) -> str:
+def layer_name(name: str) -> str:
+    """A feature name as Keras accepts it in layer names: other characters become ``_``.
+
+    Example:
+        >>> layer_name("user id/v2")
+        'user_id_v2'
+    """
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
 
 
@@ -547,7 +558,7 @@ def _flat_values(name: str, column: np.ndarray, kind: str, ngrams: int) -> np.nd
         if series.isna().any():
             series = series.fillna("")
         if ngrams == 1:
-            tokens = series.str.lower().str.replace(_PUNCTUATION, " ", regex=True).str.split()
+            tokens = series.str.lower().str.replace(_PUNCTUATION_RE, " ", regex=True).str.split()
         else:
             tokens = series.map(lambda s: tokenize(str(s), ngrams=ngrams))
         values = tokens.explode().dropna().to_numpy()

@@ -31,6 +31,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import id_kind
 from tfrs_kit._vocabulary import Vocabularies, VocabularyBuilder
 from tfrs_kit.datasets import InteractionDataset, load_dataset
 from tfrs_kit.towers import Tower
@@ -480,7 +481,7 @@ def _check_ids(subject: str, data: InteractionDataset) -> None:
             raise _fail(subject, check, f"`{table}[{column!r}]` must hold no missing ids; "
                         f"{int(missing.sum())} are missing, the first at row "
                         f"{int(np.flatnonzero(missing.to_numpy())[0])}.")
-        kinds[(table, column)] = _id_kind(values)
+        kinds[(table, column)] = _dataset_id_kind(values)
         if kinds[(table, column)] is None:
             raise _fail(subject, check, f"`{table}[{column!r}]` must hold string or integer "
                         f"ids. Its dtype is {values.dtype}.")
@@ -502,12 +503,16 @@ def _check_ids(subject: str, data: InteractionDataset) -> None:
                         f"{int(unknown.sum())} are not, such as {events[unknown].iloc[0]!r}.")
 
 
-def _id_kind(values: pd.Series) -> str | None:
-    if pd.api.types.is_integer_dtype(values):
-        return "integer"
-    if pd.api.types.infer_dtype(values, skipna=False) == "string":
-        return "string"
-    return None
+def _dataset_id_kind(values: pd.Series) -> str | None:
+    """``"integer"`` or ``"string"``; None for ids a data source may not hold.
+
+    :func:`~tfrs_kit._validation.id_kind` calls floats and booleans numbers too,
+    but a data source's numeric ids are integers (an integer dtype).
+    """
+    kind = id_kind(values)
+    if kind == "number":
+        return "integer" if pd.api.types.is_integer_dtype(values) else None
+    return "string" if kind == "string" else None
 
 
 # --- isolation for tests of the registries ----------------------------------------------

@@ -12,11 +12,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfrs_kit._vocabulary import Vocabulary
+from tfrs_kit._vocabulary import PUNCTUATION, Vocabulary, layer_name
 
 __all__ = ["FeatureEncoder", "make_encoder", "padding_value", "to_ragged"]
-
-_PUNCTUATION = r"[!-/:-@\[-`{-~]"  # the same class as tfrs_kit._vocabulary.tokenize
 
 
 def padding_value(dtype: str) -> Any:
@@ -128,7 +126,7 @@ class TextEncoder(FeatureEncoder):
 
     def call(self, values: Any) -> tf.Tensor:
         text = tf.strings.lower(_squeeze_batch(values), encoding="utf-8")
-        text = tf.strings.regex_replace(text, _PUNCTUATION, " ")
+        text = tf.strings.regex_replace(text, PUNCTUATION, " ")
         words = tf.strings.split(text)
         tokens = words
         for n in range(2, self.vocabulary.ngrams + 1):
@@ -204,13 +202,7 @@ def make_encoder(vocabulary: Vocabulary, dim: int, *,
     if dim < minimum:
         raise invalid_argument("embedding_dim", f"be at least {minimum} for "
                                f"{vocabulary.kind} features", dim)
-    name = f"{_name(vocabulary.name)}_encoder"
+    name = f"{layer_name(vocabulary.name)}_encoder"
     if vocabulary.kind == "multi":
         return MultiValuedEncoder(vocabulary, dim, max_length=max_length, name=name)
     return _ENCODERS[vocabulary.kind](vocabulary, dim, name=name)
-
-
-def _name(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
