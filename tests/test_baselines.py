@@ -122,15 +122,15 @@ def test_string_ids_and_kind_mismatch():
         model.score([1])
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda: ItemKNN(neighbors=0), "`neighbors` must be an integer >= 1"),
-    (lambda: UserKNN(neighbors=2.5), "`neighbors` must be an integer >= 1"),
-    (lambda: ItemKNN(shrinkage=-1), "`shrinkage` must be a finite number >= 0"),
-    (lambda: EASE(l2=0), "`l2` must be a finite number > 0"),
-    (lambda: EASE(l2=float("inf")), "`l2` must be a finite number > 0"),
+@pytest.mark.parametrize(("make", "error", "message"), [
+    (lambda: ItemKNN(neighbors=0), ValueError, "`neighbors` must be an integer >= 1"),
+    (lambda: UserKNN(neighbors=2.5), TypeError, "`neighbors` must be an integer >= 1"),
+    (lambda: ItemKNN(shrinkage=-1), ValueError, "`shrinkage` must be a finite number >= 0"),
+    (lambda: EASE(l2=0), ValueError, "`l2` must be a finite number > 0"),
+    (lambda: EASE(l2=float("inf")), ValueError, "`l2` must be a finite number > 0"),
 ])
-def test_bad_hyperparameters(make, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_hyperparameters(make, error, message):
+    with pytest.raises(error, match=message):
         make()
 
 

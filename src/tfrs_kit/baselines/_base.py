@@ -10,23 +10,9 @@ import scipy.sparse as sp
 
 from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._errors import NotFittedError, invalid_argument
-from tfrs_kit.evaluation._metrics import _id_kind
+from tfrs_kit._validation import id_kind
 
 _MAX_SCORES = 1 << 24  # dense intermediate elements per block
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise invalid_argument(name, f"be an integer >= {minimum}", value)
-    return int(value)
-
-
-def _check_float(name: str, value: Any, *, positive: bool) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    if not ok or not np.isfinite(value) or (value <= 0 if positive else value < 0):
-        rule = "be a finite number > 0" if positive else "be a finite number >= 0"
-        raise invalid_argument(name, rule, value)
-    return float(value)
 
 
 class InteractionRecommender:
@@ -101,9 +87,9 @@ class InteractionRecommender:
         ids = np.asarray(user_ids)
         if ids.ndim != 1:
             raise invalid_argument("user_ids", "be a 1-D array of user ids", ids)
-        if len(ids) and _id_kind(ids) != _id_kind(self.user_ids_):
+        if len(ids) and id_kind(ids) != id_kind(self.user_ids_):
             raise invalid_argument(
-                "user_ids", f"hold {_id_kind(self.user_ids_)} ids, as in fit", ids,
+                "user_ids", f"hold {id_kind(self.user_ids_)} ids, as in fit", ids,
                 error=TypeError, hint="Convert the ids to the type used for training.",
             )
         rows = self._user_index.get_indexer(ids)

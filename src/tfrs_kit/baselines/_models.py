@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from tfrs_kit._validation import check_int, check_number
 from tfrs_kit.baselines._base import (
     _MAX_SCORES,
     InteractionRecommender,
-    _check_float,
-    _check_int,
     _keep_top,
 )
 
@@ -60,8 +59,8 @@ class ItemKNN(InteractionRecommender):
     """
 
     def __init__(self, *, neighbors: int = 100, shrinkage: float = 0.0) -> None:
-        self.neighbors = _check_int("neighbors", neighbors, 1)
-        self.shrinkage = _check_float("shrinkage", shrinkage, positive=False)
+        self.neighbors = check_int("neighbors", neighbors, minimum=1)
+        self.shrinkage = check_number("shrinkage", shrinkage, minimum=0)
 
     def _params(self) -> dict[str, object]:
         return {"neighbors": self.neighbors, "shrinkage": self.shrinkage}
@@ -102,8 +101,8 @@ class UserKNN(InteractionRecommender):
     """
 
     def __init__(self, *, neighbors: int = 50, shrinkage: float = 0.0) -> None:
-        self.neighbors = _check_int("neighbors", neighbors, 1)
-        self.shrinkage = _check_float("shrinkage", shrinkage, positive=False)
+        self.neighbors = check_int("neighbors", neighbors, minimum=1)
+        self.shrinkage = check_number("shrinkage", shrinkage, minimum=0)
 
     def _params(self) -> dict[str, object]:
         return {"neighbors": self.neighbors, "shrinkage": self.shrinkage}
@@ -142,7 +141,7 @@ class EASE(InteractionRecommender):
     """
 
     def __init__(self, *, l2: float = 500.0) -> None:
-        self.l2 = _check_float("l2", l2, positive=True)
+        self.l2 = check_number("l2", l2, minimum=0, low_open=True)
 
     def _params(self) -> dict[str, object]:
         return {"l2": self.l2}
