@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
+from tfrs_kit.retrieval._negatives import NegativePool
 
 
 def test_history_is_causal_and_truncated():
@@ -110,6 +111,31 @@ def test_random_negatives_come_from_the_given_catalogue(checkerboard):
     catalogue = {"item_id": np.array(["i0", "i1", "i2"], dtype=object)}
     model.fit(checkerboard, epochs=1, batch_size=512, candidates=catalogue, verbose=0)
     assert model._negatives.size == 3
+
+
+def test_negative_pool_draws_the_catalogue_uniformly_with_its_frequencies():
+    catalogue = {"item_id": ["x", "y", "x", "z"], "genre": ["a", "b", "c", "d"]}
+    pool = NegativePool.build(catalogue, candidate_id="item_id", features=["genre"],
+                              frequencies=pd.Series({"x": 0.5, "y": 0.5}))
+    assert pool.size == 3
+    tf.random.set_seed(0)
+    drawn, probability = pool.draw(3000)
+    ids = drawn["item_id"].numpy().astype(str)
+    shares = pd.Series(ids).value_counts(normalize=True)
+    assert set(shares.index) == {"x", "y", "z"} and shares.between(0.28, 0.39).all()
+    np.testing.assert_allclose(probability.numpy(), [{"x": 0.5, "y": 0.5, "z": 0.0}[i]
+                                                     for i in ids])
+    genres = dict(zip(ids, drawn["genre"].numpy().astype(str), strict=True))
+    assert genres == {"x": "c", "y": "b", "z": "d"}  # each candidate's last row
+    # Two queries: a column appears 2 * frequency times in the batch, 1/3 times per draw.
+    mixed = pool.mixed_probability(tf.constant([0.5, 0.25]), tf.constant([0.0]), tf.constant(2))
+    np.testing.assert_allclose(mixed.numpy(), [1.0 + 1 / 3, 0.5 + 1 / 3, 1 / 3], rtol=1e-6)
+
+
+def test_negative_pool_needs_candidates():
+    with pytest.raises(ValueError, match="`candidates` must have at least one row"):
+        NegativePool.build({"item_id": np.array([], dtype=object)}, candidate_id="item_id",
+                           features=["item_id"], frequencies=None)
 
 
 def test_shared_embeddings_are_one_table():

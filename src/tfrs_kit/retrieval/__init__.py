@@ -4,6 +4,7 @@ Modules, in the order a batch flows through them:
 
 - ``_pipeline``: tables to ``tf.data`` (tensors, shuffling, sharding);
 - ``_model``: :class:`TwoTowerRetrieval` (``fit``, embeddings, ``as_recommender``);
+- ``_negatives``: negative sampling beyond the batch (random catalogue candidates);
 - ``_task``: :class:`FastRetrieval`, the in-batch softmax loss;
 - ``_cross_replica``: its cross-replica variant under ``tf.distribute``.
 

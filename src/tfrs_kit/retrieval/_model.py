@@ -12,8 +12,9 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_kit._data import Table, TableLike, last_rows, num_rows, select, to_table
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column, unknown_name
-from tfrs_kit._tensors import make_dataset, to_tensors
+from tfrs_kit._tensors import make_dataset
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
+from tfrs_kit.retrieval._negatives import NegativePool
 from tfrs_kit.retrieval._pipeline import training_dataset
 from tfrs_kit.retrieval._task import FastRetrieval
 from tfrs_kit.towers import Tower
@@ -125,7 +126,7 @@ class TwoTowerRetrieval(tfrs.Model):
         self.share_embeddings = dict(share_embeddings or {})
         for query_feature, candidate_feature in self.share_embeddings.items():
             _share_embedding(query_tower, query_feature, candidate_tower, candidate_feature)
-        self._negatives: _NegativePool | None = None
+        self._negatives: NegativePool | None = None
         self.cross_replica_negatives = bool(cross_replica_negatives)
         task = CrossReplicaRetrieval if self.cross_replica_negatives else FastRetrieval
         self.unique_candidates = bool(unique_candidates)
@@ -155,20 +156,14 @@ class TwoTowerRetrieval(tfrs.Model):
         query, candidate = self(features, training=training)
         ids = features[self.candidate_id]
         probability = features[_SAMPLING_PROBABILITY] if self.logq_correction else None
-        pool = self._negatives
-        if pool is not None and training:
-            draw = tf.random.uniform([self.num_random_negatives], 0, pool.size, dtype=tf.int64)
-            negatives = {name: tf.gather(t, draw) for name, t in pool.features.items()}
+        if self._negatives is not None and training:
+            drawn, drawn_probability = self._negatives.draw(self.num_random_negatives)
             candidate = tf.concat(
-                [candidate, self.candidate_tower(negatives, training=training)], axis=0)
-            ids = tf.concat([ids, tf.gather(pool.features[self.candidate_id], draw)], axis=0)
+                [candidate, self.candidate_tower(drawn, training=training)], axis=0)
+            ids = tf.concat([ids, drawn[self.candidate_id]], axis=0)
             if probability is not None:
-                # Expected appearances of each column's item among the negatives:
-                # in-batch draws follow popularity, random draws are uniform.
-                batch = tf.cast(tf.shape(query)[0], tf.float32)
-                uniform = self.num_random_negatives / pool.size
-                probability = batch * tf.concat(
-                    [probability, tf.gather(pool.probability, draw)], axis=0) + uniform
+                probability = self._negatives.mixed_probability(
+                    probability, drawn_probability, tf.shape(query)[0])
         kwargs: dict[str, Any] = {}
         if self.remove_accidental_hits or self.unique_candidates:
             kwargs["candidate_ids"] = ids
@@ -256,8 +251,10 @@ class TwoTowerRetrieval(tfrs.Model):
             callbacks.append(tf.keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True))
         if self.num_random_negatives:
-            self._negatives = _NegativePool.build(
-                candidates if candidates is not None else x, self)
+            self._negatives = NegativePool.build(
+                candidates if candidates is not None else x, candidate_id=self.candidate_id,
+                features=self.candidate_tower.features,
+                frequencies=getattr(self, "_frequencies", None))
         if self.optimizer is None:
             steps = epochs * -(-num_rows(train) // batch_size)
             rate: Any = learning_rate
@@ -341,25 +338,6 @@ class TwoTowerRetrieval(tfrs.Model):
             user_ids=users_table[user_id],
             user_embeddings=self.query_tower.embed(users_table, batch_size=batch_size),
         )
-
-
-class _NegativePool:
-    """The catalogue that random negatives are drawn from, as in-memory tensors."""
-
-    def __init__(self, features: dict[str, Any], probability: tf.Tensor) -> None:
-        self.features = features
-        self.probability = probability
-        self.size = int(probability.shape[0])
-
-    @classmethod
-    def build(cls, data: TableLike, model: TwoTowerRetrieval) -> _NegativePool:
-        table = _last_rows(to_table(data, argument="candidates"), model.candidate_id,
-                           model.candidate_tower.features, "candidates")
-        frequencies = getattr(model, "_frequencies", None)
-        ids = pd.Series(table[model.candidate_id])
-        probability = (ids.map(frequencies).fillna(0.0).to_numpy(np.float32)
-                       if frequencies is not None else np.zeros(len(ids), np.float32))
-        return cls(to_tensors(table, table), tf.constant(probability))
 
 
 class _TwoTowerRecommender:
