@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
+from tfrs_kit._plugins import Registry
 from tfrs_kit.testing import _isolated_registries
 
 TOWERS, DATASETS = "tfrs_kit.towers", "tfrs_kit.datasets"
@@ -177,6 +178,49 @@ def test_an_entry_point_naming_a_decorated_class_again_is_fine(plugin):
         module = __import__(plugin("x", "y").module)
         tk.towers.register_tower("plugged")(module.PluginTower)
         assert tk.towers.get_tower("plugged") is module.PluginTower
+
+
+# --- isolation for tests ---------------------------------------------------------------
+
+NUMBERS = "tfrs_kit.tests.numbers"  # an entry point group nothing installs
+
+
+def _numbers() -> Registry:
+    return Registry(what="number", group=NUMBERS, rule="be an integer",
+                    is_valid=lambda obj: isinstance(obj, int))
+
+
+def test_an_isolated_registry_forgets_what_was_registered_inside():
+    registry = _numbers()
+    registry.register("one", 1, origin="the test")
+    with registry.isolated():
+        registry.register("two", 2, origin="the test")
+        assert registry.names() == ["one", "two"]
+    assert registry.names() == ["one"]
+    with pytest.raises(ValueError, match="must be a known number name"):
+        registry.get("two")
+    with pytest.raises(RuntimeError, match="inside"), registry.isolated():
+        registry.register("three", 3, origin="the test")
+        raise RuntimeError("raised inside")
+    assert registry.names() == ["one"]
+    registry.register("three", 33, origin="another test")  # the name is free again
+    assert registry.get("three") == 33
+
+
+def test_an_isolated_registry_reads_the_entry_points_given_then_the_installed_ones(plugin):
+    registry = _numbers()
+    assert registry.names() == []  # the installed entry points (none) are read
+    with registry.isolated([plugin("answer", "NOT_A_TOWER", NUMBERS)]):
+        assert registry.get("answer") == 42
+        with registry.isolated([]):  # nested: keeps what is registered, forgets what is added
+            registry.register("inner", 7, origin="the test")
+            assert registry.names() == ["answer", "inner"]
+        assert registry.names() == ["answer"]
+    assert registry.names() == []
+    broken = EntryPoint("broken", "no_such_module_for_tfrs_kit:x", NUMBERS)
+    with registry.isolated([broken]), pytest.raises(ImportError, match="failed to load"):
+        registry.names()
+    assert registry.names() == []  # still loaded from the installed ones, no error
 
 
 # --- reloading models and indexes that use a registered tower ---------------------------

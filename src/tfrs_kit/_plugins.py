@@ -9,8 +9,9 @@ raises an error naming its entry point, and is never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from tfrs_kit._errors import invalid_argument, unknown_name
@@ -28,11 +29,6 @@ def describe_entry_point(entry_point: importlib.metadata.EntryPoint) -> str:
         f"entry point '{entry_point.name} = {entry_point.value}' "
         f"(group '{entry_point.group}'{source})"
     )
-
-
-def _entry_points(group: str) -> Iterable[importlib.metadata.EntryPoint]:
-    # A module-level function so tests can substitute fake entry points.
-    return importlib.metadata.entry_points(group=group)
 
 
 class Registry(Generic[T]):
@@ -64,6 +60,7 @@ class Registry(Generic[T]):
         self._origins: dict[str, str] = {}
         self._loaded = False
         self._loading = False
+        self._entry_points: list[importlib.metadata.EntryPoint] | None = None  # None: installed
 
     def register(self, name: str, obj: T, *, origin: str) -> None:
         """Adds ``obj`` under ``name``; the same object again is a no-op."""
@@ -115,7 +112,9 @@ class Registry(Generic[T]):
             return
         self._loading = True  # a plugin that looks names up while importing
         try:
-            for entry_point in _entry_points(self.group):
+            entry_points = (importlib.metadata.entry_points(group=self.group)
+                            if self._entry_points is None else self._entry_points)
+            for entry_point in entry_points:
                 origin = describe_entry_point(entry_point)
                 try:
                     obj = entry_point.load()
@@ -129,6 +128,41 @@ class Registry(Generic[T]):
             self._loaded = True
         finally:
             self._loading = False
+
+    @contextlib.contextmanager
+    def isolated(
+        self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None
+    ) -> Iterator[Registry[T]]:
+        """A context in which registrations are temporary, for tests.
+
+        On exit, even through an exception, the registry is as it was on entry:
+        its names, their origins and whether its entry points were read. Inside,
+        entry points are read again on the first lookup: the installed ones, or
+        ``entry_points`` in their place. What ``on_register`` did (such as
+        registering a class with Keras) is the caller's to undo.
+
+        Args:
+            entry_points: The entry points to read inside instead of the
+                installed ones of the group; ``None`` reads the installed ones.
+
+        Example:
+            >>> numbers = Registry(what="number", group="tfrs_kit.doc_example",
+            ...                    rule="be an integer", is_valid=lambda obj: isinstance(obj, int))
+            >>> with numbers.isolated():
+            ...     numbers.register("one", 1, origin="a doctest")
+            ...     numbers.names()
+            ['one']
+            >>> numbers.names()
+            []
+        """
+        saved = (dict(self._entries), dict(self._origins), self._loaded, self._entry_points)
+        self._loaded = False
+        if entry_points is not None:
+            self._entry_points = list(entry_points)
+        try:
+            yield self
+        finally:
+            self._entries, self._origins, self._loaded, self._entry_points = saved
 
 
 def _qualname(obj: Any) -> str:

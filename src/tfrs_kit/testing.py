@@ -34,7 +34,9 @@ from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import id_kind
 from tfrs_kit._vocabulary import Vocabularies, VocabularyBuilder
 from tfrs_kit.datasets import InteractionDataset, load_dataset
+from tfrs_kit.datasets._registry import _DATASETS
 from tfrs_kit.towers import Tower
+from tfrs_kit.towers._registry import _TOWERS
 
 __all__ = ["ConformanceError", "check_dataset", "check_tower", "default_vocabularies"]
 
@@ -526,27 +528,16 @@ def _isolated_registries(
     custom objects are restored on exit. ``entry_points`` (group to entry points)
     replaces the installed ones; either way they are read again on the next lookup.
     """
-    from tfrs_kit import _plugins
-    from tfrs_kit._plugins import Registry
-    from tfrs_kit.datasets._registry import _DATASETS
-    from tfrs_kit.towers._registry import _TOWERS
-
-    registries: tuple[Registry[Any], ...] = (_TOWERS, _DATASETS)
-    saved = [(r._entries.copy(), r._origins.copy(), r._loaded) for r in registries]
     keras_objects = tf.keras.utils.get_custom_objects()
     keras_names = _keras_custom_names()
     saved_objects, saved_names = keras_objects.copy(), keras_names.copy()
-    read_entry_points = _plugins._entry_points
-    if entry_points is not None:
-        _plugins._entry_points = lambda group: list(entry_points.get(group, ()))
-    for registry in registries:
-        registry._loaded = False
     try:
-        yield
+        with contextlib.ExitStack() as stack:
+            for registry in (_TOWERS, _DATASETS):
+                stack.enter_context(registry.isolated(
+                    None if entry_points is None else entry_points.get(registry.group, ())))
+            yield
     finally:
-        _plugins._entry_points = read_entry_points
-        for registry, (entries, origins, loaded) in zip(registries, saved, strict=True):
-            registry._entries, registry._origins, registry._loaded = entries, origins, loaded
         keras_objects.clear()
         keras_objects.update(saved_objects)
         keras_names.clear()
