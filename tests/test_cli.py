@@ -1,8 +1,12 @@
-"""The `tfrs-kit` command: the demo end to end, and clear errors."""
+"""The `tfrs-kit` command: the demo end to end, its pieces, and clear errors."""
 
+import argparse
+
+import pandas as pd
 import pytest
 
-from tfrs_kit.cli import main
+from tfrs_kit.cli import _load, _titles, main
+from tfrs_kit.datasets import InteractionDataset
 
 
 def test_demo_on_synthetic_data_prints_an_evaluation_and_recommendations(capsys, tmp_path):
@@ -26,3 +30,21 @@ def test_bad_arguments_exit_with_usage(argv, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert "usage: tfrs-kit" in capsys.readouterr().err
+
+
+def test_load_picks_the_data_set_and_its_default_epochs():
+    args = argparse.Namespace(dataset="synthetic", size=500, epochs=None, data_dir=None)
+    data, epochs = _load(args)
+    assert (data.name, data.num_interactions, epochs) == ("synthetic", 500, 5)
+    _, epochs = _load(argparse.Namespace(**{**vars(args), "epochs": 3}))
+    assert epochs == 3
+
+
+def test_titles_come_from_the_first_title_column():
+    items = pd.DataFrame({"movie_id": ["1", "2"], "movie_title": ["Heat", "Up"]})
+    data = InteractionDataset(interactions=items, items=items, users=items[["movie_id"]],
+                              user_id="movie_id", item_id="movie_id",
+                              item_features=("movie_title",))
+    assert _titles(data) == {"1": "Heat", "2": "Up"}
+    assert _titles(InteractionDataset(interactions=items, items=items, users=items,
+                                      user_id="movie_id", item_id="movie_id")) == {}

@@ -190,6 +190,17 @@ def test_popularity_share_one_plants_no_preferences():
     assert taste < 1.15 * popularity, (popularity, taste)
 
 
+def test_sizes_fill_in_the_documented_defaults():
+    from tfrs_kit.datasets._synthetic import _sizes
+
+    # users n // 20 (at least 5), items n // 50 (at least 20), clusters ~sqrt(items) in [2, 50]
+    assert _sizes(1_000, None, None, None) == (1_000, 50, 20, 4)
+    assert _sizes(100, None, None, None) == (100, 5, 20, 4)
+    assert _sizes(10_000_000, None, None, None) == (10_000_000, 500_000, 200_000, 50)
+    assert _sizes(30, 3, 10, None) == (30, 3, 10, 3)
+    assert _sizes(1, 1, 1, None) == (1, 1, 1, 1)  # never more clusters than items
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

@@ -185,6 +185,52 @@ def test_evaluates_movielens_sized_data_quickly_enough_to_run_in_tests():
     assert 0 <= report["Popularity"]["recall@100"] <= 1
 
 
+# ---------------------------------------------------------------- the pieces, alone
+
+
+def _tiny_problem():
+    from tfrs_kit._data import to_table
+    from tfrs_kit.evaluation._evaluate import _Interactions
+
+    train = {"user_id": [1, 1, 2], "item_id": [10, 20, 30]}
+    test = {"user_id": [1, 2, 2], "item_id": [30, 10, 40]}  # 40: not in the catalogue
+    data = _Interactions(to_table(train), to_table(test), "user_id", "item_id")
+    model = TableScores([10, 20, 30], [1, 2], [[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    return model, data
+
+
+def test_rank_masks_training_items_and_marks_hits_and_empty_slots():
+    from tfrs_kit.evaluation._evaluate import _rank
+
+    model, data = _tiny_problem()
+    ranked = _rank(model, "m", data, pd.Index(model.item_ids), (1, 3), accuracy=True,
+                   batch_size=1, verbose=False)
+    # User 1 has seen 10 and 20, user 2 has seen 30; -1 is an empty slot.
+    assert ranked.positions.tolist() == [[2, -1, -1], [1, 0, -1]]
+    assert ranked.hits.tolist() == [[True, False, False], [False, True, False]]
+    # Unmasked scores: 30 is user 1's third best, 10 user 2's third best; 40 is unknown.
+    assert ranked.accuracy_hits == {1: 0, 3: 2}
+    assert model.calls == 2  # one call per batch of one user
+
+
+def test_metric_totals_from_a_ranking_known_by_hand():
+    from tfrs_kit.evaluation._evaluate import _metric_totals, _Ranked
+
+    _, data = _tiny_problem()
+    ranked = _Ranked(positions=np.array([[2, -1, -1], [1, 0, -1]]),
+                     hits=np.array([[True, False, False], [False, True, False]]),
+                     accuracy_hits={1: 0, 3: 2})
+    totals = _metric_totals(ranked, data, pd.Index([10, 20, 30]), (1, 3),
+                            ("recall", "precision", "coverage", "popularity", "top_k_accuracy"),
+                            None)
+    assert totals == pytest.approx({
+        "recall@1": (1 + 0) / 2, "precision@1": (1 + 0) / 2, "coverage@1": 2 / 3,
+        "popularity@1": 1.0, "top_k_accuracy@1": 0.0,
+        "recall@3": (1 / 1 + 1 / 2) / 2, "precision@3": (1 / 3 + 1 / 3) / 2,
+        "coverage@3": 1.0, "popularity@3": 1.0, "top_k_accuracy@3": 2 / 3,
+    })
+
+
 # --------------------------------------------------------------------------- bad input
 
 TRAIN = {"user_id": [1, 1, 2], "item_id": [1, 2, 3]}

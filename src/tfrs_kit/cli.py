@@ -10,7 +10,10 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["main"]
 
@@ -44,23 +47,42 @@ def _positive(text: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import tfrs_kit as tk
-    from tfrs_kit import baselines, datasets, evaluation
+    from tfrs_kit import evaluation
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     start = time.perf_counter()
-    if args.dataset == "synthetic":
-        data = datasets.synthetic(args.size, seed=0)
-        epochs = args.epochs or 5
-    else:
-        data = datasets.movielens("100k", data_dir=args.data_dir)
-        epochs = args.epochs or 10
+    data, epochs = _load(args)
     say(f"Data: {data!r}")
-    user_id, item_id = data.user_id, data.item_id
     train, test = evaluation.per_user_temporal_split(
-        data.interactions, test_fraction=0.2, user_id=user_id, item_id=item_id,
+        data.interactions, test_fraction=0.2, user_id=data.user_id, item_id=data.item_id,
         timestamp=data.timestamp or "timestamp",
     )
+    say(f"Training for {epochs} epochs on {len(train):,} interactions ...")
+    model, users = _train(data, train, epochs=epochs, quiet=args.quiet)
+    _evaluate(data, model, users, train, test)
+    index = _recommend(data, model, users, train)
+    if args.export:
+        index.save(args.export)
+        print(f"Index saved to {args.export}")
+    say(f"Done in {time.perf_counter() - start:.1f} s.")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, int]:
+    """The data set the arguments name, and the epochs to train on it."""
+    from tfrs_kit import datasets
+
+    if args.dataset == "synthetic":
+        return datasets.synthetic(args.size, seed=0), args.epochs or 5
+    return datasets.movielens("100k", data_dir=args.data_dir), args.epochs or 10
+
+
+def _train(data: Any, train: pd.DataFrame, *, epochs: int, quiet: bool) -> tuple[Any, Any]:
+    """A two-tower model (user id and history vs item id) fitted on ``train``, and the
+    users' features as of the end of ``train`` (id and history)."""
+    import tfrs_kit as tk
+
+    user_id, item_id = data.user_id, data.item_id
     history = tk.HistoryBuilder(user_id=user_id, item_id=item_id, timestamp=data.timestamp)
     train_rows = history.transform(train)
     vocabularies = tk.VocabularyBuilder().fit(
@@ -71,10 +93,17 @@ def _demo(args: argparse.Namespace) -> int:
         tk.Tower(vocabularies, features=[item_id], output_dim=64),
         logq_correction=True,
     )
-    say(f"Training for {epochs} epochs on {len(train):,} interactions ...")
-    model.fit(train_rows, epochs=epochs, batch_size=1024, seed=0, verbose=0 if args.quiet else 2)
+    model.fit(train_rows, epochs=epochs, batch_size=1024, seed=0, verbose=0 if quiet else 2)
+    return model, history.for_users(train)
 
-    users = history.for_users(train)
+
+def _evaluate(data: Any, model: Any, users: Any, train: pd.DataFrame,
+              test: pd.DataFrame) -> Any:
+    """The two-tower model against popularity on ``test``, printed as a table and a line."""
+    import tfrs_kit as tk
+    from tfrs_kit import baselines
+
+    user_id, item_id = data.user_id, data.item_id
     report = tk.evaluate(
         {
             "two-tower": model.as_recommender(train, user_id=user_id, users=users),
@@ -88,7 +117,14 @@ def _demo(args: argparse.Namespace) -> int:
     print(report.to_text())
     scores = report.to_dict()["two-tower"]
     print(f"EVAL two-tower recall@10={scores['recall@10']:.4f} ndcg@10={scores['ndcg@10']:.4f}")
+    return report
 
+
+def _recommend(data: Any, model: Any, users: Any, train: pd.DataFrame) -> Any:
+    """Builds the index and prints the top 3 unseen items of the first user."""
+    import tfrs_kit as tk
+
+    user_id, item_id = data.user_id, data.item_id
     index = tk.IndexBuilder(k_max=100).build(model, data.items, candidate_id=item_id)
     user = users[user_id][0]
     seen = train.loc[train[user_id] == user, item_id].tolist()
@@ -99,11 +135,7 @@ def _demo(args: argparse.Namespace) -> int:
     for rank, (item, score) in enumerate(zip(top.ids[0], top.scores[0], strict=True), 1):
         title = f"  {titles[item]}" if item in titles else ""
         print(f"  {rank}. {item} (score {score:.3f}){title}")
-    if args.export:
-        index.save(args.export)
-        print(f"Index saved to {args.export}")
-    say(f"Done in {time.perf_counter() - start:.1f} s.")
-    return 0
+    return index
 
 
 def _titles(data: Any) -> dict[Any, str]:

@@ -98,19 +98,39 @@ def synthetic(
         >>> bool(data.interactions.groupby("user_id")["timestamp"].is_monotonic_increasing.all())
         True
     """
-    n = _check_int("num_interactions", num_interactions, 1)
-    users = max(5, n // 20) if num_users is None else _check_int("num_users", num_users, 1)
-    items = max(20, n // 50) if num_items is None else _check_int("num_items", num_items, 1)
-    if num_clusters is None:
-        clusters = int(np.clip(round(np.sqrt(items)), 2, 50))
-        clusters = min(clusters, items)
-    else:
-        clusters = _check_int("num_clusters", num_clusters, 1)
+    n, users, items, clusters = _sizes(num_interactions, num_users, num_items, num_clusters)
     seed = _check_int("seed", seed, 0)
     if isinstance(popularity_share, bool) or not isinstance(popularity_share, numbers.Real):
         raise invalid_argument("popularity_share", "be a number", popularity_share, error=TypeError)
     if not 0.0 <= float(popularity_share) <= 1.0:
         raise invalid_argument("popularity_share", "be between 0 and 1", popularity_share)
+    rng = np.random.default_rng(seed)
+    world = _World(rng, users, items, clusters, float(popularity_share))
+    counts = _events_per_user(rng, n, users, items)
+    interactions, item_table, user_table = _tables(rng, world, *world.sample_events(rng, counts))
+    return InteractionDataset(
+        interactions=interactions,
+        items=item_table,
+        users=user_table,
+        user_id="user_id",
+        item_id="item_id",
+        timestamp="timestamp",
+        user_features=("user_age", "user_segment"),
+        item_features=("item_title", "item_genres", "item_year"),
+        name="synthetic",
+    )
+
+
+def _sizes(num_interactions: object, num_users: object, num_items: object,
+           num_clusters: object) -> tuple[int, int, int, int]:
+    """The checked sizes, defaults filled in: (interactions, users, items, clusters)."""
+    n = _check_int("num_interactions", num_interactions, 1)
+    users = max(5, n // 20) if num_users is None else _check_int("num_users", num_users, 1)
+    items = max(20, n // 50) if num_items is None else _check_int("num_items", num_items, 1)
+    if num_clusters is None:
+        clusters = min(int(np.clip(round(np.sqrt(items)), 2, 50)), items)
+    else:
+        clusters = _check_int("num_clusters", num_clusters, 1)
     if users > n:
         raise invalid_argument(
             "num_users",
@@ -133,17 +153,20 @@ def synthetic(
             n,
             hint="Raise `num_users` or `num_items`.",
         )
+    return n, users, items, clusters
 
-    rng = np.random.default_rng(seed)
-    world = _World(rng, users, items, clusters, float(popularity_share))
-    counts = _events_per_user(rng, n, users, items)
-    event_user, event_item = world.sample_events(rng, counts)
-    timestamps = _timestamps(rng, event_user, users)
 
+def _tables(rng: np.random.Generator, world: _World, event_user: np.ndarray,
+            event_item: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The events as rows (ids, timestamp, rating, then the user's and item's features),
+    the item table and the user table.
+
+    Ratings are higher inside the user's cluster, so they carry the planted signal too.
+    """
+    timestamps = _timestamps(rng, event_user, world.users)
     in_cluster = world.item_cluster[event_item] == world.user_cluster[event_user]
-    noise = rng.normal(0.0, 0.8, size=n)
+    noise = rng.normal(0.0, 0.8, size=len(event_user))
     rating = np.clip(np.rint(3.0 + in_cluster + noise), 1, 5).astype(np.float32)
-
     user_table = world.user_table(rng)
     item_table = world.item_table(rng)
     interactions = pd.DataFrame(
@@ -156,17 +179,7 @@ def synthetic(
             **{c: item_table[c].array.take(event_item) for c in item_table.columns[1:]},
         }
     )
-    return InteractionDataset(
-        interactions=interactions,
-        items=item_table,
-        users=user_table,
-        user_id="user_id",
-        item_id="item_id",
-        timestamp="timestamp",
-        user_features=("user_age", "user_segment"),
-        item_features=("item_title", "item_genres", "item_year"),
-        name="synthetic",
-    )
+    return interactions, item_table, user_table
 
 
 def _events_per_user(rng: np.random.Generator, n: int, users: int, items: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -296,74 +297,115 @@ def _checked_top_k(scores: np.ndarray, k: int, name: str) -> tuple[np.ndarray, n
         ) from None
 
 
-def _evaluate_one(
-    model: Recommender, name: str, data: _Interactions, ks: tuple[int, ...],
-    metrics: tuple[str, ...], diversity: tuple[TableLike, str | None] | None,
-    batch_size: int | None,
-    verbose: Any = "auto",
-) -> dict[str, float]:
+@dataclasses.dataclass
+class _Ranked:
+    """What the ranking loop leaves for the metrics, one row per test user.
+
+    Attributes:
+        positions: ``[n_users, max(k)]`` catalogue columns, best first; -1 marks an empty
+            slot (the user had fewer unmasked items).
+        hits: ``[n_users, max(k)]`` whether each slot holds one of the user's test items.
+        accuracy_hits: Per K, the test interactions whose item is in the unmasked top K
+            (counted only when ``top_k_accuracy`` is asked for).
+    """
+
+    positions: np.ndarray
+    hits: np.ndarray
+    accuracy_hits: dict[int, int]
+
+
+class _Targets:
+    """Each batch's test interactions, for TFRS's ``FactorizedTopK`` accuracy."""
+
+    def __init__(self, data: _Interactions, catalogue: pd.Index) -> None:
+        self.order = np.argsort(data.user_codes, kind="stable")
+        self.bounds = np.searchsorted(data.user_codes[self.order],
+                                      np.arange(len(data.users) + 1))
+        self.user_codes = data.user_codes
+        self.cols = catalogue.get_indexer(pd.Index(data.test_items))[self.order]
+
+    def count(self, scores: np.ndarray, start: int, stop: int, ks: tuple[int, ...],
+              name: str) -> dict[int, int]:
+        """Per K, the batch's test interactions whose item scores at least the K-th best.
+
+        Nothing is masked and ties count in the target's favour, like
+        ``tf.math.in_top_k``; ``scores`` are the raw scores of users ``start:stop``.
+        """
+        _, best = _checked_top_k(scores, ks[-1], name)
+        lo, hi = self.bounds[start], self.bounds[stop]
+        rows = self.user_codes[self.order[lo:hi]] - start
+        cols = self.cols[lo:hi]
+        target = np.where(cols >= 0, scores[rows, np.maximum(cols, 0)], -np.inf)
+        return {k: int(((cols >= 0) & (target >= best[rows, k - 1])).sum()) for k in ks}
+
+
+def _catalogue(model: Recommender, name: str, data: _Interactions, k_max: int) -> pd.Index:
+    """The model's checked catalogue: distinct ids of the test's kind, at least ``k_max``."""
     catalogue_ids = np.asarray(model.item_ids)
     catalogue = pd.Index(catalogue_ids)
-    n_items = len(catalogue)
-    if catalogue_ids.ndim != 1 or n_items == 0 or not catalogue.is_unique:
+    if catalogue_ids.ndim != 1 or len(catalogue) == 0 or not catalogue.is_unique:
         raise invalid_argument(
             f"models[{name!r}].item_ids", "be a non-empty 1-D array of distinct item ids",
             catalogue_ids,
         )
     _check_id_kinds("test", data.test_items, catalogue_ids, "item ids")
-    if ks[-1] > n_items:
+    if k_max > len(catalogue):
         raise invalid_argument(
-            "k", f"be at most the catalogue size of model {name!r} ({n_items})", ks[-1]
+            "k", f"be at most the catalogue size of model {name!r} ({len(catalogue)})", k_max
         )
-    train = data.train
+    return catalogue
+
+
+def _rank(model: Recommender, name: str, data: _Interactions, catalogue: pd.Index,
+          ks: tuple[int, ...], *, accuracy: bool, batch_size: int | None,
+          verbose: Any = "auto") -> _Ranked:
+    """Scores the whole catalogue for every test user, batch by batch, and keeps the top.
+
+    Each user's training items are set to ``-inf`` before the top ``max(ks)`` are taken;
+    ``accuracy`` also counts ``top_k_accuracy`` hits on the raw scores.
+    """
+    n_users, n_items, k_max = len(data.users), len(catalogue), ks[-1]
     relevant = data.matrix(data.user_codes, data.test_items, catalogue)
-    seen = data.matrix(data.train_rows, train[data.item_id], catalogue)
-    k_max = ks[-1]
-    n_users = len(data.users)
+    seen = data.matrix(data.train_rows, data.train[data.item_id], catalogue)
     batch = batch_size or max(1, min(n_users, _BATCH_ELEMENTS // n_items))
-    positions = np.empty((n_users, k_max), dtype=np.int64)
-    hits = np.empty((n_users, k_max), dtype=bool)
-    accuracy_hits = {k: 0 for k in ks}
-    if "top_k_accuracy" in metrics:
-        test_order = np.argsort(data.user_codes, kind="stable")
-        test_bounds = np.searchsorted(data.user_codes[test_order], np.arange(n_users + 1))
-        test_cols = catalogue.get_indexer(data.test_items)[test_order]
+    ranked = _Ranked(np.empty((n_users, k_max), dtype=np.int64),
+                     np.empty((n_users, k_max), dtype=bool), {k: 0 for k in ks})
+    targets = _Targets(data, catalogue) if accuracy else None
     progress = Progress(n_users, description=f"Evaluating {name}", verbose=verbose,
                         size=n_users * n_items // 100)
     for start in range(0, n_users, batch):
         stop = min(start + batch, n_users)
         progress.update(stop - start)
         scores = _score_batch(model, name, data.users[start:stop], n_items)
-        if "top_k_accuracy" in metrics:
-            # TFRS's FactorizedTopK: nothing masked; the target is in the top K when it
-            # scores at least the K-th best (ties in its favour, like tf.math.in_top_k).
-            _, best = _checked_top_k(scores, k_max, name)
-            lo, hi = test_bounds[start], test_bounds[stop]
-            rows = data.user_codes[test_order[lo:hi]] - start
-            cols = test_cols[lo:hi]
-            target = np.where(cols >= 0, scores[rows, np.maximum(cols, 0)], -np.inf)
-            for k in ks:
-                accuracy_hits[k] += int(((cols >= 0) & (target >= best[rows, k - 1])).sum())
+        if targets is not None:
+            for k, count in targets.count(scores, start, stop, ks, name).items():
+                ranked.accuracy_hits[k] += count
         indptr = seen.indptr[start:stop + 1]
         scores[np.repeat(np.arange(stop - start), np.diff(indptr)),
                seen.indices[indptr[0]:indptr[-1]]] = -np.inf
         cols, values = _checked_top_k(scores, k_max, name)
         valid = values > -np.inf
         keys = np.arange(stop - start, dtype=np.int64)[:, None] * n_items + cols
-        hits[start:stop] = np.isin(keys, _batch_keys(relevant, start, stop)) & valid
-        positions[start:stop] = np.where(valid, cols, -1)
+        ranked.hits[start:stop] = np.isin(keys, _batch_keys(relevant, start, stop)) & valid
+        ranked.positions[start:stop] = np.where(valid, cols, -1)
     progress.close()
+    return ranked
 
-    results: dict[str, float] = {}
+
+def _metric_totals(ranked: _Ranked, data: _Interactions, catalogue: pd.Index,
+                   ks: tuple[int, ...], metrics: tuple[str, ...],
+                   diversity: tuple[TableLike, str | None] | None) -> dict[str, float]:
+    """Every ``metric@k`` averaged over test users, from what :func:`_rank` kept."""
     counts = _user_counts(data, catalogue)
     info = _self_information(counts, max(len(np.unique(data.train[data.user_id])), 1))
     ild = {}
     if "ild" in metrics and diversity is not None:
         vectors, distance = _diversity_vectors(diversity[0], diversity[1], data.item_id, catalogue)
-        ild = _ild_from_positions(positions, vectors, distance, ks)
+        ild = _ild_from_positions(ranked.positions, vectors, distance, ks)
+    results: dict[str, float] = {}
     for k in ks:
-        ranking = _ranking_from_hits(hits, data.n_relevant, k)
-        chosen = positions[:, :k]
+        ranking = _ranking_from_hits(ranked.hits, data.n_relevant, k)
+        chosen = ranked.positions[:, :k]
         valid = chosen >= 0
         safe = np.where(valid, chosen, 0)
         for metric in metrics:
@@ -371,7 +413,7 @@ def _evaluate_one(
             if metric in ranking:
                 results[key] = float(ranking[metric].mean())
             elif metric == "coverage":
-                results[key] = len(np.unique(chosen[valid])) / n_items
+                results[key] = len(np.unique(chosen[valid])) / len(catalogue)
             elif metric == "novelty":
                 results[key] = _mean_defined(_per_list_mean(info[safe], valid))
             elif metric == "popularity":
@@ -379,8 +421,19 @@ def _evaluate_one(
             elif metric == "ild":
                 results[key] = _mean_defined(ild[k]) if k > 1 else float("nan")
             elif metric == "top_k_accuracy":
-                results[key] = accuracy_hits[k] / len(data.test_items)
+                results[key] = ranked.accuracy_hits[k] / len(data.test_items)
     return results
+
+
+def _evaluate_one(
+    model: Recommender, name: str, data: _Interactions, ks: tuple[int, ...],
+    metrics: tuple[str, ...], diversity: tuple[TableLike, str | None] | None,
+    batch_size: int | None, verbose: Any = "auto",
+) -> dict[str, float]:
+    catalogue = _catalogue(model, name, data, ks[-1])
+    ranked = _rank(model, name, data, catalogue, ks, accuracy="top_k_accuracy" in metrics,
+                   batch_size=batch_size, verbose=verbose)
+    return _metric_totals(ranked, data, catalogue, ks, metrics, diversity)
 
 
 def _mean_defined(values: np.ndarray) -> float:
