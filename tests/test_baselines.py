@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from tfrs_kit._errors import NotFittedError
-from tfrs_kit.baselines import EASE, ItemKNN, Popularity, UserKNN
+from tfrs_kit.baselines import EASE, ItemKNN, Popularity, RP3beta, UserKNN
 from tfrs_kit.evaluation import Recommender, evaluate
 
-ALL = [Popularity(), ItemKNN(neighbors=20), UserKNN(neighbors=20), EASE(l2=10.0)]
+ALL = [Popularity(), ItemKNN(neighbors=20), UserKNN(neighbors=20), EASE(l2=10.0),
+       RP3beta(neighbors=20)]
 PERSONAL = [m for m in ALL if not isinstance(m, Popularity)]
 
 
@@ -44,7 +45,8 @@ def test_every_baseline_is_a_recommender(model):
     np.testing.assert_array_equal(scores[2], model.item_popularity_)
 
 
-@pytest.mark.parametrize("model", [Popularity(), ItemKNN(), UserKNN(), EASE()], ids=repr)
+@pytest.mark.parametrize("model", [Popularity(), ItemKNN(), UserKNN(), EASE(), RP3beta()],
+                         ids=repr)
 def test_not_fitted(model):
     with pytest.raises(NotFittedError, match="Call `fit"):
         model.score([1])
@@ -115,6 +117,58 @@ def test_ease_matches_closed_form():
     np.testing.assert_allclose(model.score(np.arange(12)), dense @ model.weights_, rtol=1e-5)
 
 
+def rp3beta_reference(dense, alpha, beta, neighbors):
+    """RP3beta written out densely: walk probabilities, powers, penalty, then pruning."""
+    user_to_item = dense / dense.sum(axis=1, keepdims=True)
+    item_to_user = dense.T / dense.T.sum(axis=1, keepdims=True)
+    weights = np.zeros((dense.shape[1], dense.shape[1]))
+    for i in range(dense.shape[1]):  # item -> user -> item, one path at a time
+        for u in range(dense.shape[0]):
+            for j in range(dense.shape[1]):
+                weights[i, j] += item_to_user[i, u] ** alpha * user_to_item[u, j] ** alpha
+    weights /= dense.sum(axis=0)[None, :] ** beta
+    np.fill_diagonal(weights, 0)
+    return top(weights, neighbors)
+
+
+@pytest.mark.parametrize(("alpha", "beta", "neighbors"),
+                         [(1.0, 0.0, 50), (0.6, 0.0, 50), (1.0, 0.7, 50), (1.3, 0.4, 3)])
+def test_rp3beta_matches_dense_reference(alpha, beta, neighbors):
+    dense, log = random_interactions(10)
+    weights = rp3beta_reference(dense, alpha, beta, neighbors)
+    unpruned = -np.sort(-rp3beta_reference(dense, alpha, beta, 50), axis=1)
+    if neighbors < 8:  # no tie at the cut, so the kept neighbours are well defined
+        assert np.all(unpruned[:, neighbors - 1] - unpruned[:, neighbors] > 1e-4)
+    model = RP3beta(alpha=alpha, beta=beta, neighbors=neighbors).fit(log)
+    np.testing.assert_allclose(model.similarity_.toarray(), weights, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.score(np.arange(12)), dense @ weights, rtol=1e-5, atol=1e-6)
+    # Each parameter matters here, so a model that ignored one would fail above.
+    plain = rp3beta_reference(dense, 1.0, 0.0, 50)
+    if (alpha, beta, neighbors) != (1.0, 0.0, 50):
+        assert np.abs(plain - weights).max() > 1e-3
+
+
+def test_rp3beta_plain_walk_is_a_transition_matrix():
+    # alpha=1, beta=0, no pruning: the item -> user -> item walk; each row of W plus the
+    # dropped return probability sums to one.
+    dense, log = random_interactions(5)
+    model = RP3beta(alpha=1.0, beta=0.0, neighbors=100).fit(log)
+    returns = (dense / dense.sum(axis=0)) * (1 / dense.sum(axis=1))[:, None]
+    row_sums = model.similarity_.toarray().sum(axis=1) + returns.sum(axis=0)
+    np.testing.assert_allclose(row_sums, 1.0, rtol=1e-5)
+
+
+def test_rp3beta_neighbors_keep_the_largest_weights():
+    _, log = random_interactions(6)
+    full = RP3beta(neighbors=100).fit(log).similarity_.toarray()
+    pruned = RP3beta(neighbors=2).fit(log).similarity_.toarray()
+    assert np.all((pruned > 0).sum(axis=1) <= 2)
+    for row_full, row_pruned in zip(full, pruned, strict=True):
+        kept = row_pruned > 0
+        np.testing.assert_allclose(row_pruned[kept], row_full[kept], rtol=1e-6)
+        assert row_full[~kept].max(initial=0) <= row_full[kept].min() + 1e-7
+
+
 def test_string_ids_and_kind_mismatch():
     model = ItemKNN().fit({"user_id": ["u1", "u2"], "item_id": ["a", "b"]})
     assert model.score(["u1"]).shape == (1, 2)
@@ -128,6 +182,9 @@ def test_string_ids_and_kind_mismatch():
     (lambda: ItemKNN(shrinkage=-1), ValueError, "`shrinkage` must be a finite number >= 0"),
     (lambda: EASE(l2=0), ValueError, "`l2` must be a finite number > 0"),
     (lambda: EASE(l2=float("inf")), ValueError, "`l2` must be a finite number > 0"),
+    (lambda: RP3beta(alpha=-0.5), ValueError, "`alpha` must be a finite number >= 0"),
+    (lambda: RP3beta(beta="0.5"), TypeError, "`beta` must be a finite number >= 0"),
+    (lambda: RP3beta(neighbors=0), ValueError, "`neighbors` must be an integer >= 1"),
 ])
 def test_bad_hyperparameters(make, error, message):
     with pytest.raises(error, match=message):

@@ -10,6 +10,7 @@ by item popularity.
 * :class:`ItemKNN`: item-based nearest neighbours (cosine, optional shrinkage).
 * :class:`UserKNN`: user-based nearest neighbours.
 * :class:`EASE`: a closed-form linear item-item autoencoder.
+* :class:`RP3beta`: a random walk item → user → item with a popularity penalty.
 
 Matrix factorisation is not here: it is the two-tower model (``TwoTowerRetrieval``) with
 id-only towers, which :func:`~tfrs_kit.evaluation.evaluate` accepts directly.
@@ -21,6 +22,6 @@ Example:
     ([5, 6], (1, 2))
 """
 
-from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, UserKNN
+from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, RP3beta, UserKNN
 
-__all__ = ["EASE", "ItemKNN", "Popularity", "UserKNN"]
+__all__ = ["EASE", "ItemKNN", "Popularity", "RP3beta", "UserKNN"]

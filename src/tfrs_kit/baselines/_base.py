@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -119,3 +120,18 @@ def _keep_top(similarity: np.ndarray, neighbors: int) -> sp.csr_matrix:
         similarity[~keep] = 0.0
     similarity[similarity < 0] = 0.0
     return sp.csr_matrix(similarity)
+
+
+def _item_neighbors(
+    n_items: int, neighbors: int, rows: Callable[[int, int], np.ndarray]
+) -> sp.csr_matrix:
+    """An item-item matrix built in row blocks ``rows(start, stop)``, without its diagonal,
+    each row pruned to its ``neighbors`` largest positive entries."""
+    block = max(1, _MAX_SCORES // n_items)
+    parts = []
+    for start in range(0, n_items, block):
+        stop = min(start + block, n_items)
+        weights = rows(start, stop)
+        weights[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        parts.append(_keep_top(weights, neighbors))
+    return sp.vstack(parts).tocsr().astype(np.float32)
