@@ -261,8 +261,21 @@ def test_mismatched_id_types():
     with pytest.raises(TypeError, match="user ids of the same kind"):
         evaluate(Popularity().fit(TRAIN), {"user_id": ["1"], "item_id": [3]}, train=TRAIN, k=1)
     str_model = TableScores(["1", "2", "3"], [1, 2], np.zeros((2, 3)))
-    with pytest.raises(TypeError, match="item ids of the same kind"):
+    with pytest.raises(TypeError, match=r"`test\['item_id'\]` must hold item ids of the same "
+                       r"kind as models\['TableScores'\].item_ids \(string ids\)\. "
+                       r"Received: test\['item_id'\]=.number ids such as .*3"):
         evaluate(str_model, TEST, train=TRAIN, k=1)
+
+
+def test_ids_that_mix_numbers_and_strings_anywhere_name_the_column():
+    late_string = np.array([1] * 50 + ["x"], dtype=object)  # only the last value differs
+    train = {"user_id": late_string, "item_id": np.arange(51)}
+    with pytest.raises(TypeError, match=r"`train\['user_id'\]` must hold user ids of one "
+                       r"kind \(all numbers or all strings\)\. Received: .*1 and 'x'"):
+        evaluate(Popularity().fit(TRAIN), TEST, train=train, k=1)
+    test = {"user_id": [1, 2], "item_id": np.array([3, "1"], dtype=object)}
+    with pytest.raises(TypeError, match=r"`test\['item_id'\]` must hold item ids of one kind"):
+        evaluate(Popularity().fit(TRAIN), test, train=TRAIN, k=1)
 
 
 def test_empty_test_set():

@@ -229,6 +229,14 @@ def test_relevant_length_must_match():
 def test_mismatched_id_kinds_are_rejected():
     with pytest.raises(TypeError, match="same kind"):
         recall_at_k([[1, 2]], [{"1"}])
+    with pytest.raises(TypeError, match=r"same kind as recommended \(number ids\)\. "
+                       r"Received: relevant=.string ids such as .*'1'"):
+        recall_at_k([[1, 2]], [{"1"}])
+    with pytest.raises(TypeError, match=r"`relevant` must hold item ids of one kind"):
+        recall_at_k([[1, 2], [3, 4]], [[1], np.array([2, "2"], dtype=object)])
+    mixed = np.array([[1, 2], [3, "4"]], dtype=object)  # a string in the last row only
+    with pytest.raises(TypeError, match=r"`recommended` must hold item ids of one kind"):
+        ndcg_at_k(mixed, [[1], [3]])
 
 
 def test_diversity_needs_two_items_and_known_ids():

@@ -13,8 +13,8 @@ import scipy.sparse as sp
 from tfrs_kit._data import Table, TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
+from tfrs_kit._validation import check_same_kind
 from tfrs_kit.evaluation._metrics import (
-    _id_kind,
     _ild_from_positions,
     _per_list_mean,
     _ranking_from_hits,
@@ -157,17 +157,6 @@ def _check_metrics(metrics: Iterable[str] | None, ild_possible: bool) -> tuple[s
     return tuple(m for m in METRICS if m in chosen)
 
 
-def _check_id_kinds(argument: str, values: np.ndarray, reference: np.ndarray, what: str) -> None:
-    if len(values) and len(reference) and _id_kind(values) != _id_kind(reference):
-        raise invalid_argument(
-            argument,
-            f"hold {what} of the same kind as the training data ({_id_kind(reference)} ids)",
-            f"{_id_kind(values)} ids such as {values[0]!r}",
-            error=TypeError,
-            hint="Convert the ids of both tables to str, or both to int.",
-        )
-
-
 def _as_recommender(model: Any, name: str, train: TableLike, user_id: str,
                     item_id: str) -> Recommender:
     if not (callable(getattr(model, "score", None)) and hasattr(model, "item_ids")):
@@ -241,8 +230,9 @@ class _Interactions:
 
     def __init__(self, train: Table, test: Table, user_id: str, item_id: str) -> None:
         self.user_id, self.item_id = user_id, item_id
-        _check_id_kinds("test", test[user_id], train[user_id], "user ids")
-        _check_id_kinds("test", test[item_id], train[item_id], "item ids")
+        for column, what in ((user_id, "user ids"), (item_id, "item ids")):
+            check_same_kind(f"test[{column!r}]", test[column], train[column], what=what,
+                            reference_name=f"train[{column!r}]")
         user_codes, users = pd.factorize(test[user_id], sort=True)
         self.users = np.asarray(users)
         self.user_codes = user_codes
@@ -348,7 +338,8 @@ def _catalogue(model: Recommender, name: str, data: _Interactions, k_max: int) -
             f"models[{name!r}].item_ids", "be a non-empty 1-D array of distinct item ids",
             catalogue_ids,
         )
-    _check_id_kinds("test", data.test_items, catalogue_ids, "item ids")
+    check_same_kind(f"test[{data.item_id!r}]", data.test_items, catalogue_ids,
+                    what="item ids", reference_name=f"models[{name!r}].item_ids")
     if k_max > len(catalogue):
         raise invalid_argument(
             "k", f"be at most the catalogue size of model {name!r} ({len(catalogue)})", k_max
@@ -517,7 +508,7 @@ def evaluate(
         ValueError: Bad ``k``, ``metrics``, an empty table, or a model whose scores have
             the wrong shape or contain NaN.
         TypeError: User or item ids of ``test`` differ in kind (int vs str) from
-            ``train`` or from a model's catalogue.
+            ``train`` or from a model's catalogue, or an id column mixes both kinds.
 
     Example:
         >>> from tfrs_kit.baselines import Popularity

@@ -27,6 +27,7 @@ import pandas as pd
 
 from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_same_kind
 
 __all__ = [
     "average_precision_at_k",
@@ -95,7 +96,8 @@ def _hit_matrix(recommended: np.ndarray, relevant: Sequence[Iterable[Any]]) -> t
                for r in relevant]
     sizes = np.array([len(r) for r in per_row], dtype=np.int64)
     flat = np.concatenate(per_row) if sizes.sum() else np.array([], dtype=recommended.dtype)
-    _check_same_kind(recommended.ravel(), flat)
+    check_same_kind("relevant", flat, recommended, what="item ids",
+                    reference_name="recommended")
     codes, uniques = pd.factorize(np.concatenate([recommended.ravel(), flat]))
     n_codes = max(len(uniques), 1)
     rec_keys = (np.repeat(np.arange(n), recommended.shape[1]) * n_codes
@@ -109,33 +111,6 @@ def _hit_matrix(recommended: np.ndarray, relevant: Sequence[Iterable[Any]]) -> t
             hint="Leave users without relevant items out of the evaluation.",
         )
     return np.isin(rec_keys, rel_keys), n_relevant
-
-
-def _check_same_kind(first: np.ndarray, second: np.ndarray) -> None:
-    if len(first) and len(second) and _id_kind(first) != _id_kind(second):
-        raise invalid_argument(
-            "relevant",
-            f"hold item ids of the same kind as `recommended` ({_id_kind(first)})",
-            f"{_id_kind(second)} ids such as {second[0]!r}",
-            error=TypeError,
-            hint="Convert both to str or both to int.",
-        )
-
-
-def _id_kind(values: np.ndarray) -> str:
-    """'number' or 'string' (or the dtype name): ids of different kinds never match."""
-    values = np.asarray(values)
-    if values.dtype.kind in "iufb":
-        return "number"
-    if values.dtype.kind in "US":
-        return "string"
-    if values.dtype == object and len(values):
-        first = values[0]
-        if isinstance(first, (str, bytes)):
-            return "string"
-        if isinstance(first, (int, float, np.integer, np.floating)):
-            return "number"
-    return str(values.dtype)
 
 
 # ------------------------------------------------------------------- from a hit matrix
