@@ -4,7 +4,9 @@
 
 This tower adds its features' embeddings instead of concatenating them (the
 additive model of factorisation machines). The built-in encoders, dense layers,
-projection, normalisation, saving and serving all still apply.
+projection, normalisation, saving and serving all still apply. A tower that
+reads features without vocabularies also sets ``requires_vocabularies = False``
+and overrides ``input_signature`` (see ``examples/plugin_package``).
 """
 
 import tempfile

@@ -25,6 +25,8 @@ import tensorflow as tf
 import tfrs_kit as tk
 
 class PluginTower(tk.Tower):
+    requires_vocabularies = False
+
     def encode(self, features):
         return tf.cast(tf.strings.length(features["raw"]), tf.float32)[:, None]
 

@@ -67,6 +67,8 @@ def test_a_registered_tower_without_vocabularies_conforms():
 
         @tk.towers.register_tower("length", package="kit_tests")
         class LengthTower(tk.Tower):
+            requires_vocabularies = False
+
             def encode(self, features):
                 return tf.cast(tf.strings.length(features["raw"]), tf.float32)[:, None]
 
@@ -113,6 +115,8 @@ class _RawAge(tk.Tower):
 
 
 class _NoSignature(tk.Tower):
+    requires_vocabularies = False
+
     def encode(self, features):
         return tf.cast(tf.strings.length(features["raw"]), tf.float32)[:, None]
 

@@ -83,14 +83,44 @@ def test_saved_model_round_trip(vocabs, tmp_path):
 
 def test_custom_tower_overrides_encode(vocabs):
     class LengthTower(tk.Tower):
-        """Encodes the title's length, a feature without a vocabulary."""
+        """Encodes the title's length, a feature without a vocabulary, beside the user."""
+
+        requires_vocabularies = False
 
         def encode(self, features):
-            length = tf.strings.length(features["raw_title"])
-            return tf.cast(length, tf.float32)[:, None]
+            length = tf.cast(tf.strings.length(features["raw_title"]), tf.float32)[:, None]
+            return tf.concat([self.encoders["user"](features["user"]), length], axis=1)
 
-    tower = LengthTower(vocabs, features=["raw_title"], output_dim=3)
-    assert tower({"raw_title": tf.constant(["abc", ""])}).shape == (2, 3)
+    tower = LengthTower(vocabs, features=["user", "raw_title"], output_dim=3)
+    assert sorted(tower.encoders) == ["user"]
+    batch = {"user": tf.constant(["a", "b"]), "raw_title": tf.constant(["abc", ""])}
+    assert tower(batch).shape == (2, 3)
+
+
+def test_a_subclass_needs_vocabularies_unless_it_says_otherwise(vocabs):
+    class Overridden(tk.Tower):
+        def encode(self, features):
+            return tf.strings.to_number(features["raw"])[:, None]
+
+    with pytest.raises(ValueError, match=r"known feature with a vocabulary\. Received: "
+                       r"features='raw'\..* If Overridden reads 'raw' without a vocabulary, set "
+                       r"`requires_vocabularies = False` on the class\."):
+        Overridden(vocabs, features=["raw"])
+    with pytest.raises(ValueError, match=r"Received: features='usr'\. Did you mean 'user'\? "
+                       r"Known: [^.]*\.$"):  # no hint for the built-in towers
+        tk.towers.CrossTower(vocabs, features=["usr"])
+
+
+def test_only_the_built_in_encode_makes_a_plain_embedding_table(vocabs):
+    class Doubled(tk.Tower):
+        def encode(self, features):
+            x = super().encode(features)
+            return tf.concat([x, x], axis=1)
+
+    tower = Doubled(vocabs, features=["user"], output_dim=5)
+    assert tower({"user": tf.constant(["a"])}).shape == (1, 5)
+    assert tower.projection is not None
+    assert tk.Tower(vocabs, features=["user"], output_dim=5).projection is None
 
 
 def test_text_encoder_splits_text_as_the_vocabulary_does():

@@ -105,7 +105,9 @@ def check_tower(
         inputs: A batch of raw features to use; default: made up from
             ``input_signature()`` and the vocabularies.
         **kwargs: Passed to the constructor. ``features`` defaults to every
-            vocabulary's name.
+            vocabulary's name; a tower with ``requires_vocabularies = False``
+            is given the features it reads without vocabularies here, and its
+            ``input_signature()`` gives their specs.
 
     Raises:
         ConformanceError: A check failed; the message names it.
@@ -170,8 +172,9 @@ def _check_input_signature(subject: str, tower: Tower) -> dict[str, tf.TensorSpe
         specs = tower.input_signature()
     except Exception as error:
         raise _fail(subject, check, f"input_signature() raised {type(error).__name__}: {error}. "
-                    "A tower reading features without vocabularies must override "
-                    "input_signature() to give their specs.") from error
+                    "A tower with requires_vocabularies = False must override "
+                    "input_signature() to give the specs of the features it reads without "
+                    "vocabularies.") from error
     if not isinstance(specs, Mapping):
         raise _fail(subject, check, "input_signature() must return a dict of feature name to "
                     f"tf.TensorSpec, not {type(specs).__name__}.")

@@ -12,7 +12,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._errors import invalid_argument
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.towers._registry import register_tower
 from tfrs_kit.towers._tower import Tower
@@ -71,12 +71,6 @@ class CrossTower(Tower):
         ):
             raise invalid_argument("projection_dim", "be a positive integer or None",
                                    projection_dim)
-        # The base class lets custom towers read features without vocabularies;
-        # this one encodes every feature with the built-in encoders, so it may not.
-        for feature in self.features:
-            if feature not in self.encoders:
-                raise unknown_name("features", feature, self.vocabularies,
-                                   what="feature with a vocabulary")
         self.num_cross_layers = num_cross_layers
         self.projection_dim = projection_dim
         self.crosses = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -32,7 +32,10 @@ class Tower(tf.keras.Model):
     exactly matrix factorisation.
 
     Subclass and override :meth:`encode` for a custom tower; the dense layers,
-    projection and normalisation still apply after it.
+    projection and normalisation still apply after it. A subclass that reads
+    features without vocabularies (raw strings it hashes, precomputed vectors)
+    sets :attr:`requires_vocabularies` to ``False`` and overrides
+    :meth:`input_signature`.
 
     Args:
         vocabularies: The fitted vocabularies of (at least) ``features``.
@@ -54,6 +57,12 @@ class Tower(tf.keras.Model):
         >>> tower({"user_id": tf.constant(["a", "zzz"])}).shape
         TensorShape([2, 8])
     """
+
+    #: Whether every feature needs a vocabulary (else the constructor raises
+    #: ``ValueError``). A subclass that reads features without one sets it to
+    #: ``False``; the features that have one still get a built-in encoder in
+    #: ``self.encoders``.
+    requires_vocabularies: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -97,7 +106,6 @@ class Tower(tf.keras.Model):
         self.l2 = float(l2)
         self.max_length = max_length
 
-        custom = type(self).encode is not Tower.encode
         self.encoders: dict[str, FeatureEncoder] = {}
         for feature in self.features:
             if feature in self.vocabularies:
@@ -106,18 +114,34 @@ class Tower(tf.keras.Model):
                 if self.l2 and hasattr(encoder, "embedding"):
                     encoder.embedding.embeddings_regularizer = tf.keras.regularizers.L2(self.l2)
                 self.encoders[feature] = encoder
-            elif not custom:
-                raise unknown_name(
-                    "features", feature, self.vocabularies, what="feature with a vocabulary"
-                )
+            elif self.requires_vocabularies:
+                raise self._no_vocabulary(feature)
         self.hidden = [tf.keras.layers.Dense(d, activation="relu") for d in self.hidden_dims]
         self.dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.hidden_dims]
-        plain_embedding = (
-            not custom and len(self.features) == 1 and not self.hidden_dims
-            and self.vocabularies[self.features[0]].kind not in ("numeric", "timestamp")
-            and self.embedding_dim == self.output_dim
-        )
-        self.projection = None if plain_embedding else tf.keras.layers.Dense(self.output_dim)
+        self.projection = (None if self._is_plain_embedding()
+                           else tf.keras.layers.Dense(self.output_dim))
+
+    def _no_vocabulary(self, feature: str) -> ValueError:
+        error = unknown_name("features", feature, self.vocabularies,
+                             what="feature with a vocabulary")
+        if type(self).__module__.startswith("tfrs_kit."):
+            return error  # the hint is for authors of subclasses, not users of the built-ins
+        return ValueError(f"{error} If {type(self).__name__} reads {feature!r} without a "
+                          "vocabulary, set `requires_vocabularies = False` on the class.")
+
+    def _is_plain_embedding(self) -> bool:
+        """Whether the tower is one embedding table, output as is (no projection).
+
+        So it is for one id, category, list or text feature, no hidden layers and
+        ``embedding_dim == output_dim``, encoded by the built-in :meth:`encode`:
+        only that one is known to output exactly the feature's embedding.
+        """
+        if type(self).encode is not Tower.encode or len(self.features) != 1:
+            return False
+        encoder = self.encoders.get(self.features[0])
+        return (encoder is not None and not self.hidden_dims
+                and encoder.vocabulary.kind not in ("numeric", "timestamp")
+                and self.embedding_dim == self.output_dim)
 
     def encode(self, features: Mapping[str, Any]) -> tf.Tensor:
         """Encodes the raw features into one ``[batch, d]`` tensor.
@@ -139,8 +163,8 @@ class Tower(tf.keras.Model):
 
         Built from the vocabularies: ids and text are ``[batch]`` strings or
         int64, numbers ``[batch]`` float32, lists ``[batch, length]`` padded with
-        ``""`` or ``-1``. A custom tower reading features without a vocabulary
-        overrides this to add their specs.
+        ``""`` or ``-1``. A tower with ``requires_vocabularies = False``
+        overrides this to add the specs of the features without a vocabulary.
         """
         specs = {}
         for name in self.features:

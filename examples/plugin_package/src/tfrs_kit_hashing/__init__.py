@@ -34,6 +34,10 @@ class HashingTower(tk.Tower):
         **kwargs: The other :class:`tfrs_kit.Tower` arguments.
     """
 
+    # It reads raw strings, so its features need no vocabulary (and it gives
+    # their specs in input_signature).
+    requires_vocabularies = False
+
     def __init__(self, vocabularies: Any = None, *, features: Sequence[str],
                  num_buckets: int = 1024, **kwargs: Any) -> None:
         super().__init__(None, features=features, **kwargs)
