@@ -1,11 +1,16 @@
 """The two-tower model learns a known answer, and refuses bad input clearly."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
+from tfrs_kit._tensors import to_tensors
+from tfrs_kit.retrieval._negatives import NegativePool
+from tfrs_kit.retrieval._task import FastRetrieval
 
 
 def _model(log, **kwargs):
@@ -77,3 +82,93 @@ def test_unknown_users_in_the_recommender_adapter(checkerboard):
     recommender = _model(checkerboard).as_recommender(checkerboard)
     with pytest.raises(ValueError, match="users whose query features are known"):
         recommender.score(np.array(["nobody"]))
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrs_kit_tests")
+class _ScaledTower(tk.Tower):
+    """A custom tower with a setting of its own: towers must round-trip by class."""
+
+    def __init__(self, vocabularies=None, *, scale=1.0, **kwargs):
+        super().__init__(vocabularies, **kwargs)
+        self.scale = scale
+
+    def call(self, features, training=None):
+        return self.scale * super().call(features, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+# Every constructor argument, none at its default: a setting that get_config drops
+# or mangles comes back different.
+_SETTINGS = {
+    "candidate_id": "item_id",  # not the candidate tower's first feature
+    "temperature": 0.3,
+    "remove_accidental_hits": True,
+    "logq_correction": False,
+    "num_hard_negatives": 5,
+    "num_random_negatives": 4,
+    "share_embeddings": {"history": "item_id"},
+    "unique_candidates": False,
+    "cross_replica_negatives": False,
+    "name": "my_retrieval",
+}
+
+
+def _configured_model():
+    log = {"user_id": np.array([f"u{i % 5}" for i in range(12)], dtype=object),
+           "item_id": np.array([f"i{i % 7}" for i in range(12)], dtype=object),
+           "genre": np.array([f"g{i % 3}" for i in range(12)], dtype=object)}
+    log["history"] = tk.HistoryBuilder(timestamp=None).transform(log)["history"]
+    vocabs = tk.VocabularyBuilder().fit(log, features=["user_id", "item_id", "genre"]).alias(
+        "history", "item_id", kind="multi")
+    model = tk.TwoTowerRetrieval(
+        _ScaledTower(vocabs, features=["user_id", "history"], output_dim=8, scale=3.0),
+        tk.Tower(vocabs, features=["genre", "item_id"], output_dim=8, hidden_dims=[6]),
+        **_SETTINGS)
+    return model, log
+
+
+def _loss_with_random_negatives(model, log, batch):
+    model._negatives = NegativePool.build(log, candidate_id="item_id",
+                                          features=["genre", "item_id"], frequencies=None)
+    tf.random.set_seed(4)  # the same random negatives for every model
+    return float(model.compute_loss(batch, training=True))
+
+
+def test_config_round_trip_keeps_every_setting_and_the_loss():
+    model, log = _configured_model()
+    clone = tk.TwoTowerRetrieval.from_config(json.loads(json.dumps(model.get_config())))
+    for key, value in _SETTINGS.items():
+        assert getattr(clone, key) == value, key
+    assert type(clone.query_tower) is _ScaledTower and clone.query_tower.scale == 3.0
+    assert clone.candidate_tower.get_config() == model.candidate_tower.get_config()
+    assert type(clone.task) is FastRetrieval
+    settings = [{k: v for k, v in task.get_config().items() if k != "name"}
+                for task in (clone.task, model.task)]
+    assert settings[0] == settings[1]
+    assert (clone.query_tower.encoders["history"].embedding
+            is clone.candidate_tower.encoders["item_id"].embedding)
+
+    batch = to_tensors(log, log)
+    model(batch), clone(batch)  # builds both
+    assert not np.allclose(clone(batch)[0], model(batch)[0])  # independent initial weights
+    clone.set_weights(model.get_weights())
+    for ours, theirs in zip(clone(batch), model(batch), strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+    expected = _loss_with_random_negatives(model, log, batch)
+    assert _loss_with_random_negatives(clone, log, batch) == pytest.approx(expected, rel=1e-6)
+    without_settings = tk.TwoTowerRetrieval(model.query_tower, model.candidate_tower,
+                                            candidate_id="item_id", logq_correction=False)
+    assert _loss_with_random_negatives(without_settings, log, batch) != pytest.approx(expected)
+
+
+def test_keras_serialization_round_trip():
+    model, log = _configured_model()
+    model(to_tensors(log, log))
+    serialized = json.loads(json.dumps(tf.keras.utils.serialize_keras_object(model)))
+    assert serialized["registered_name"] == "tfrs_kit>TwoTowerRetrieval"
+    restored = tf.keras.utils.deserialize_keras_object(serialized)
+    assert type(restored) is tk.TwoTowerRetrieval
+    assert restored.get_config() == model.get_config()
+    assert restored.temperature == 0.3 and restored.num_random_negatives == 4

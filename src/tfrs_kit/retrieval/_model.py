@@ -26,6 +26,7 @@ _SAMPLING_PROBABILITY = "tfrs_kit_sampling_probability"
 _SCHEDULES = ("constant", "cosine")
 
 
+@tf.keras.utils.register_keras_serializable(package="tfrs_kit")
 class TwoTowerRetrieval(tfrs.Model):
     """A query tower and a candidate tower trained with in-batch softmax retrieval.
 
@@ -78,6 +79,12 @@ class TwoTowerRetrieval(tfrs.Model):
         >>> history = model.fit(log, epochs=2, batch_size=2, verbose=0)
         >>> len(history.history["loss"])
         2
+
+        Its settings (towers included) round-trip through the Keras config:
+
+        >>> clone = tk.TwoTowerRetrieval.from_config(model.get_config())
+        >>> clone.get_config() == model.get_config()
+        True
     """
 
     def __init__(
@@ -136,6 +143,48 @@ class TwoTowerRetrieval(tfrs.Model):
             num_hard_negatives=num_hard_negatives,
             unique_candidates=self.unique_candidates,
         )
+
+    def get_config(self) -> dict[str, Any]:
+        """Every constructor argument as plain values; the towers as Keras configs.
+
+        Weights and what ``fit`` learned are not part of the config: copy them
+        with ``get_weights``/``set_weights`` once the rebuilt model is built.
+        """
+        return {
+            "query_tower": tf.keras.utils.serialize_keras_object(self.query_tower),
+            "candidate_tower": tf.keras.utils.serialize_keras_object(self.candidate_tower),
+            "candidate_id": self.candidate_id,
+            "temperature": self.temperature,
+            "remove_accidental_hits": self.remove_accidental_hits,
+            "logq_correction": self.logq_correction,
+            "num_hard_negatives": self.num_hard_negatives,
+            "num_random_negatives": self.num_random_negatives,
+            "share_embeddings": dict(self.share_embeddings),
+            "unique_candidates": self.unique_candidates,
+            "cross_replica_negatives": self.cross_replica_negatives,
+            "name": self.name,
+        }
+
+    def get_build_config(self) -> None:
+        # As the towers': Keras would build a deserialised model on float
+        # placeholders, which string and list features reject; it builds on first call.
+        return None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any],
+                    custom_objects: Mapping[str, Any] | None = None) -> TwoTowerRetrieval:
+        """A new, untrained model from :meth:`get_config`'s output.
+
+        Custom tower classes must be registered for Keras serialisation (see
+        :func:`tfrs_kit.towers.register_tower`) or given in ``custom_objects``.
+        """
+        settings = dict(config)
+        towers = {
+            key: tf.keras.utils.deserialize_keras_object(settings.pop(key),
+                                                         custom_objects=custom_objects)
+            for key in ("query_tower", "candidate_tower")
+        }
+        return cls(**towers, **settings)
 
     @property
     def features(self) -> tuple[str, ...]:
