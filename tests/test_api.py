@@ -13,6 +13,7 @@ EXPECTED = [
     "Index",
     "IndexBuilder",
     "NotFittedError",
+    "Recipe",
     "Recommendations",
     "Report",
     "Tower",
@@ -27,6 +28,7 @@ EXPECTED = [
     "evaluate",
     "evaluation",
     "load_index",
+    "recipe",
     "testing",
     "towers",
 ]

@@ -32,6 +32,7 @@ PUBLIC_MODULES = [
         "tfrs_kit.towers",
         "tfrs_kit.datasets",
         "tfrs_kit.evaluation",
+        "tfrs_kit.recipe",
         "tfrs_kit.baselines",
         "tfrs_kit.testing",
     )

@@ -24,8 +24,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("baselines",),
     ("towers",),
     ("retrieval",),
-    ("recipe", "ranking"),
+    ("ranking",),
     ("index",),
+    ("recipe",),
     ("testing", "cli", "__init__", "beam"),
 ]
 # Without TensorFlow: evaluation and baselines score NumPy arrays.

@@ -27,8 +27,9 @@ from tfrs_kit.retrieval._model import TwoTowerRetrieval  # noqa: E402
 from tfrs_kit.towers import Tower  # noqa: E402
 
 if _TYPE_CHECKING:
-    from tfrs_kit import baselines, datasets, evaluation, testing
+    from tfrs_kit import baselines, datasets, evaluation, recipe, testing
     from tfrs_kit.evaluation import Report, evaluate
+    from tfrs_kit.recipe import Recipe
 
 # Imported on first use: they pull in SciPy and friends, which serving never needs.
 _LAZY = {
@@ -37,6 +38,8 @@ _LAZY = {
     "evaluation": ("tfrs_kit.evaluation", None),
     "evaluate": ("tfrs_kit.evaluation", "evaluate"),
     "Report": ("tfrs_kit.evaluation", "Report"),
+    "Recipe": ("tfrs_kit.recipe", "Recipe"),
+    "recipe": ("tfrs_kit.recipe", None),
     "testing": ("tfrs_kit.testing", None),
 }
 
@@ -60,6 +63,7 @@ __all__ = [
     "Index",
     "IndexBuilder",
     "NotFittedError",
+    "Recipe",
     "Recommendations",
     "Report",
     "Tower",
@@ -74,6 +78,7 @@ __all__ = [
     "evaluate",
     "evaluation",
     "load_index",
+    "recipe",
     "testing",
     "towers",
 ]

@@ -1,0 +1,125 @@
+"""The Recipe's view of the data: the log, one row per item and per user, the validation slice."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tfrs_kit._data import TableLike, is_multivalued, to_table
+from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit.evaluation import per_user_temporal_split
+
+__all__ = ["Columns", "attribute_table", "split_validation", "usable_features"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """The column roles of the user's log."""
+
+    user_id: str
+    item_id: str
+    timestamp: str | None
+    history: str
+
+    def ids(self) -> list[str]:
+        return [c for c in (self.user_id, self.item_id, self.timestamp) if c is not None]
+
+
+def to_frame(data: TableLike, argument: str, required: Sequence[str]) -> pd.DataFrame:
+    """Any accepted table as a DataFrame holding the ``required`` columns."""
+    table = to_table(data, argument=argument)
+    for column in required:
+        if column not in table:
+            raise missing_column(argument, column, table)
+    return pd.DataFrame(table)
+
+
+def attribute_table(log: pd.DataFrame, key: str, features: Sequence[str],
+                    given: pd.DataFrame | None, *, argument: str) -> pd.DataFrame:
+    """One row per id with its attributes: from ``given`` where it has the id, else the log.
+
+    An attribute describes the item (or user), not the interaction: a value that
+    varies per row of the log (a price paid) is reduced to one per id (the
+    mean of a number, the last value otherwise), so per-row noise never reaches
+    the id's embedding. Ids only in ``given`` (a catalogue's unsold items) stay.
+    """
+    table = _per_id(log, key, [f for f in features if f in log])
+    if given is not None:
+        missing = [f for f in features if f not in given and f not in log]
+        if missing:
+            raise missing_column(argument, missing[0], given, role="a feature you named")
+        given = given.drop_duplicates(key, keep="last")
+        wanted = [key, *[f for f in features if f in given]]
+        table = pd.concat([given[wanted], table[~table[key].isin(given[key])]],
+                          ignore_index=True)
+    missing = [f for f in features if f not in table]
+    if missing:
+        raise missing_column("train", missing[0], log, role="a feature you named")
+    return table.reset_index(drop=True)
+
+
+def _per_id(log: pd.DataFrame, key: str, features: list[str]) -> pd.DataFrame:
+    groups = log[[key, *features]].groupby(key, sort=False)
+    out = groups.tail(1).set_index(key)
+    for name in features:
+        if log[name].dtype.kind in "f":
+            out[name] = groups[name].mean()
+    return out.reset_index()
+
+
+def usable_features(table: pd.DataFrame, features: Sequence[str]) -> tuple[
+    list[str], dict[str, str]
+]:
+    """The features that can carry signal, and why each other one was dropped."""
+    keep, dropped = [], {}
+    for name in features:
+        column = table[name].to_numpy()
+        values = (pd.Series([tuple(v) for v in column]) if is_multivalued(column)
+                  else pd.Series(column))
+        distinct = values.dropna().nunique()
+        if distinct == 0:
+            dropped[name] = "every value is missing"
+        elif distinct == 1:
+            dropped[name] = "it has a single value"
+        else:
+            keep.append(name)
+    return keep, dropped
+
+
+def split_validation(log: pd.DataFrame, columns: Columns, fraction: float,
+                     min_users: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Carves each user's latest interactions out of the training log.
+
+    Users with a single interaction stay whole in the fit part (a validation
+    row is only useful when something came before it). Returns ``(log, None)``
+    when fewer than ``min_users`` users could be validated.
+    """
+    if columns.timestamp is None:
+        raise invalid_argument(
+            "timestamp", "name a time column, for a temporal validation slice", None,
+            hint="The Recipe validates on each user's latest interactions.",
+        )
+    fit, validation = per_user_temporal_split(
+        log, test_fraction=fraction, user_id=columns.user_id, item_id=columns.item_id,
+        timestamp=columns.timestamp)
+    alone = ~validation[columns.user_id].isin(fit[columns.user_id])
+    fit = pd.concat([fit, validation[alone]]).sort_index()
+    validation = validation[~alone]
+    if validation[columns.user_id].nunique() < min_users:
+        return log, None
+    return fit, validation
+
+
+def attach(rows: Mapping[str, Any], table: pd.DataFrame, key: str,
+           features: Sequence[str]) -> dict[str, Any]:
+    """``rows`` with each id's attribute values in place of any per-row ones.
+
+    Every id of ``rows`` is in ``table`` (:func:`attribute_table` covers the log).
+    """
+    lookup = table.set_index(key)
+    positions = lookup.index.get_indexer(np.asarray(rows[key]))
+    return {**rows, **{name: lookup[name].to_numpy()[positions] for name in features}}

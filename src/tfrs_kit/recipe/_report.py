@@ -1,0 +1,120 @@
+"""What the Recipe chose, why, and every trial's validation scores."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from tfrs_kit.recipe._settings import Settings
+
+__all__ = ["RecipeReport", "Trial"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One trained setting: its state (``"complete"`` or ``"pruned"``) and validation scores."""
+
+    settings: Settings
+    state: str
+    epochs: int
+    scores: Mapping[str, float]
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeReport:
+    """The outcome of :meth:`tfrs_kit.Recipe.fit`.
+
+    Attributes:
+        chosen: The settings of the final model.
+        epochs: The epochs it was trained for (its best epoch on validation).
+        metric: The validation metric that chose.
+        trials: Every setting tried, in order.
+        reasons: One line per choice: the best validation score with the
+            chosen value against the best with each other value tried.
+        dropped_features: Features left out before the search, and why.
+        validation_users: Users in the validation slice.
+        seconds: Wall time of ``fit``.
+        time_budget: The budget it was given.
+        note: Anything that changed the procedure (no validation slice, ...).
+    """
+
+    chosen: Settings
+    epochs: int
+    metric: str
+    trials: tuple[Trial, ...]
+    reasons: tuple[str, ...]
+    dropped_features: Mapping[str, str]
+    validation_users: int
+    seconds: float
+    time_budget: float | None
+    note: str = ""
+
+    @classmethod
+    def build(cls, *, chosen: Settings, epochs: int, trials: Sequence[Trial], metric: str,
+              dropped: Mapping[str, str], validation_users: int, seconds: float,
+              time_budget: float | None, note: str) -> RecipeReport:
+        return cls(chosen=chosen, epochs=epochs, metric=metric, trials=tuple(trials),
+                   reasons=tuple(_reasons(chosen, trials, metric)),
+                   dropped_features=dict(dropped), validation_users=validation_users,
+                   seconds=seconds, time_budget=time_budget, note=note)
+
+    @property
+    def validation_score(self) -> float | None:
+        """The chosen settings' best validation score (None without a validation slice)."""
+        scores = [t.scores[self.metric] for t in self.trials
+                  if t.settings == self.chosen and t.state == "complete"]
+        return max(scores) if scores else None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per trial: its settings, state, epochs, seconds and validation scores."""
+        rows = []
+        for number, trial in enumerate(self.trials, start=1):
+            row: dict[str, Any] = {"trial": number, **dataclasses.asdict(trial.settings),
+                                   "state": trial.state, "epochs": trial.epochs,
+                                   "seconds": round(trial.seconds, 2)}
+            row.update({f"val_{k}": v for k, v in trial.scores.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def __str__(self) -> str:
+        lines = [f"Recipe: {self.chosen.describe()}, {self.epochs} epochs "
+                 f"({len(self.trials)} trials, {self.seconds:.1f} s"
+                 + (f" of a {self.time_budget:g} s budget)" if self.time_budget else ")")]
+        if self.validation_score is not None:
+            lines.append(f"  validation {self.metric} {self.validation_score:.4f} "
+                         f"on {self.validation_users} users")
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        lines += [f"  {reason}" for reason in self.reasons]
+        lines += [f"  dropped {name!r}: {why}" for name, why in self.dropped_features.items()]
+        return "\n".join(lines)
+
+
+_KNOBS = {
+    "history": lambda s: s.history,
+    "embedding_dim": lambda s: s.embedding_dim,
+    "scores": lambda s: f"cosine/T={s.temperature:.3g}" if s.normalize else "dot",
+    "item_features": lambda s: ",".join(s.item_features) or "none",
+    "user_features": lambda s: ",".join(s.user_features) or "none",
+}
+
+
+def _reasons(chosen: Settings, trials: Sequence[Trial], metric: str) -> list[str]:
+    """For each knob: the chosen value's best score against each other value's best."""
+    complete = [t for t in trials if t.state == "complete"]
+    lines = []
+    for knob, value_of in _KNOBS.items():
+        best: dict[Any, float] = {}
+        for trial in complete:
+            value = value_of(trial.settings)
+            best[value] = max(best.get(value, float("-inf")), trial.scores[metric])
+        if len(best) < 2:
+            continue
+        mine = value_of(chosen)
+        others = ", ".join(f"{v}: {s:.4f}" for v, s in best.items() if v != mine)
+        lines.append(f"{knob}={mine} (best {metric} {best[mine]:.4f}; {others})")
+    return lines

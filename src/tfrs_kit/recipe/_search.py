@@ -1,0 +1,122 @@
+"""The search over :class:`Settings`: Optuna's TPE sampler, pruned on the validation metric."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from tfrs_kit.recipe._report import Trial
+from tfrs_kit.recipe._settings import (
+    Settings,
+    batch_size_for,
+    candidate_settings,
+    feature_params,
+    suggest,
+)
+from tfrs_kit.recipe._training import Data, Trained, epochs_for, train
+
+__all__ = ["search"]
+
+_PATIENCE = 2  # epochs without a better validation score before a trial stops
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as error:  # pragma: no cover - a dependency of tfrs-kit
+        raise ImportError("tk.Recipe searches with Optuna: pip install optuna") from error
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def search(data: Data, validation: pd.DataFrame, *, features: tuple[tuple[str, ...], ...],
+           histories: Sequence[str], metric: str, max_trials: int, seed: int,
+           deadline: float | None, log: Any,
+           max_epochs: int | None = None) -> tuple[list[Trial], Settings, int]:
+    """Trains settings on ``data`` until the budget ends; the best on ``validation`` wins.
+
+    Returns:
+        Every trial, the chosen settings and the number of epochs they needed.
+    """
+    optuna = _optuna()
+    item_features, user_features = features
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    batch_size = batch_size_for(len(data.log))
+    for settings in candidate_settings(item_features, user_features, histories, batch_size):
+        study.enqueue_trial({**settings.as_params(),
+                             **feature_params(settings, item_features, user_features)})
+    budget = _Budget(deadline)
+    best: dict[str, Trained] = {}
+    trials: list[Trial] = []
+    max_epochs = max_epochs or epochs_for(len(data.log), batch_size)
+
+    def objective(trial: Any) -> float:
+        settings = suggest(trial, item_features, user_features, histories, batch_size)
+
+        seen: list[float] = []
+
+        def report(epoch: int, value: float) -> None:
+            seen.append(value)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        started = time.monotonic()
+        try:
+            trained = train(data, settings, validation=validation, metric=metric,
+                            max_epochs=max_epochs, patience=_PATIENCE,
+                            deadline=budget.trial_deadline(), seed=seed, report=report)
+        except optuna.TrialPruned:
+            trials.append(Trial(settings, "pruned", len(seen), {metric: max(seen)},
+                                time.monotonic() - started))
+            budget.add(time.monotonic() - started)
+            raise
+        trials.append(Trial(settings, "complete", trained.epochs, trained.scores,
+                            trained.seconds))
+        budget.add(trained.seconds, final=trained.seconds)
+        if "model" not in best or trained.scores[metric] > best["model"].scores[metric]:
+            best["model"] = trained
+        log(f"trial {len(trials)}: {settings.describe()} -> "
+                       f"{metric} {trained.scores[metric]:.4f} ({trained.epochs} epochs)")
+        return trained.scores[metric]
+
+    def stop_when_out_of_time(study: Any, trial: Any) -> None:
+        if budget.exhausted():
+            study.stop()
+
+    study.optimize(objective, n_trials=max_trials, callbacks=[stop_when_out_of_time])
+    chosen = best["model"]
+    return trials, chosen.settings, chosen.epochs
+
+
+class _Budget:
+    """Time left for trials, keeping back what the final training will need."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self._trial_seconds: list[float] = []
+        self._final = 0.0
+
+    def add(self, seconds: float, *, final: float | None = None) -> None:
+        self._trial_seconds.append(seconds)
+        if final is not None:
+            # The final model trains on the whole log without validation scoring:
+            # about as long as the longest complete trial.
+            self._final = max(self._final, final)
+
+    def trial_deadline(self) -> float:
+        if self.deadline is None:
+            return float("inf")
+        return self.deadline - self._final
+
+    def exhausted(self) -> bool:
+        if self.deadline is None:
+            return False
+        typical = sorted(self._trial_seconds)[len(self._trial_seconds) // 2]
+        return time.monotonic() + typical / 2 + self._final > self.deadline

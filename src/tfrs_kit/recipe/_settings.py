@@ -1,0 +1,132 @@
+"""What the Recipe chooses among: one frozen :class:`Settings` per trained model."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "HISTORY_ENCODERS", "Settings", "batch_size_for", "candidate_settings", "feature_params",
+    "suggest",
+]
+
+# "none": ids (and features) only; "mean": the mean-pooled bag of the last items;
+# "sequence": an order-aware encoder of the last items (positions and recency).
+HISTORY_ENCODERS = ("none", "mean")
+_DIMS = (32, 64, 128)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """One point of the Recipe's search space.
+
+    Attributes:
+        history: How the query tower reads each user's preceding items:
+            ``"none"``, ``"mean"`` (a bag) or ``"sequence"`` (order-aware).
+        embedding_dim: The size of both towers' output.
+        normalize: Unit-length embeddings (cosine scores) with ``temperature``.
+        temperature: Divides the logits; only with ``normalize``.
+        learning_rate: Adagrad's learning rate.
+        item_features: The item features the candidate tower reads.
+        user_features: The user features the query tower reads.
+        batch_size: Rows per step (and in-batch negatives).
+    """
+
+    history: str = "mean"
+    embedding_dim: int = 64
+    normalize: bool = False
+    temperature: float | None = None
+    learning_rate: float = 0.05
+    item_features: tuple[str, ...] = ()
+    user_features: tuple[str, ...] = ()
+    batch_size: int = 1024
+
+    def as_params(self) -> dict[str, Any]:
+        """The settings as Optuna parameters (features one flag each)."""
+        params: dict[str, Any] = {
+            "history": self.history, "embedding_dim": self.embedding_dim,
+            "normalize": self.normalize, "learning_rate": self.learning_rate,
+        }
+        if self.normalize:
+            params["temperature"] = self.temperature
+        return params
+
+    def describe(self) -> str:
+        """A one-line summary, e.g. ``history=mean dim=64 lr=0.05``."""
+        parts = [f"history={self.history}", f"dim={self.embedding_dim}",
+                 f"lr={self.learning_rate:.3g}"]
+        if self.normalize:
+            parts.append(f"cosine/T={self.temperature:.3g}")
+        if self.item_features:
+            parts.append(f"items+{list(self.item_features)}")
+        if self.user_features:
+            parts.append(f"users+{list(self.user_features)}")
+        return " ".join(parts)
+
+
+def batch_size_for(rows: int) -> int:
+    """1,024 rows per step, smaller for small logs so an epoch has 20 steps or more.
+
+    >>> batch_size_for(100_000), batch_size_for(2_000), batch_size_for(10)
+    (1024, 64, 32)
+    """
+    return int(min(1024, max(32, 2 ** int(np.log2(max(rows, 1) / 20)))))
+
+
+def candidate_settings(item_features: Sequence[str], user_features: Sequence[str],
+                       histories: Sequence[str], batch_size: int) -> list[Settings]:
+    """The settings tried first, most promising first, before the tuner explores.
+
+    The first is the library's default recipe with every feature the user
+    named; the others are the alternatives that most often win on some shape
+    of data (no history for logs where the past says little about the next
+    item, cosine scores for long tails, no features when they carry no signal).
+    """
+    features = {"item_features": tuple(item_features), "user_features": tuple(user_features),
+                "batch_size": batch_size}
+    default_history = "mean" if "mean" in histories else histories[0]
+    seeds = [Settings(history=default_history, **features)]
+    if "sequence" in histories:
+        seeds.append(Settings(history="sequence", **features))
+    seeds.append(Settings(history=default_history, normalize=True, temperature=0.1,
+                          learning_rate=0.1, **features))
+    if item_features or user_features:
+        seeds.append(Settings(history=default_history, batch_size=batch_size))
+    if "none" in histories:
+        seeds.append(Settings(history="none", **features))
+    return list(dict.fromkeys(seeds))
+
+
+def suggest(trial: Any, item_features: Sequence[str], user_features: Sequence[str],
+            histories: Sequence[str], batch_size: int) -> Settings:
+    """Draws settings from an Optuna trial (enqueued trials get their fixed values)."""
+    history = trial.suggest_categorical("history", list(histories))
+    normalize = trial.suggest_categorical("normalize", [False, True])
+    temperature = (trial.suggest_float("temperature", 0.03, 0.3, log=True)
+                   if normalize else None)
+    return Settings(
+        history=history,
+        embedding_dim=trial.suggest_categorical("embedding_dim", list(_DIMS)),
+        normalize=normalize,
+        temperature=temperature,
+        learning_rate=trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        item_features=_suggest_subset(trial, "item", item_features),
+        user_features=_suggest_subset(trial, "user", user_features),
+        batch_size=batch_size,
+    )
+
+
+def feature_params(settings: Settings, item_features: Sequence[str],
+                   user_features: Sequence[str]) -> dict[str, bool]:
+    """The per-feature on/off parameters of ``settings``, for enqueueing a trial."""
+    return {
+        **{f"item:{f}": f in settings.item_features for f in item_features},
+        **{f"user:{f}": f in settings.user_features for f in user_features},
+    }
+
+
+def _suggest_subset(trial: Any, side: str, names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(n for n in names if trial.suggest_categorical(f"{side}:{n}", [True, False]))

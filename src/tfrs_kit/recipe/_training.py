@@ -1,0 +1,177 @@
+"""One model from one :class:`Settings`: build the towers, train, score the validation slice."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_kit._history import HistoryBuilder
+from tfrs_kit._vocabulary import VocabularyBuilder
+from tfrs_kit.evaluation import evaluate
+from tfrs_kit.recipe._inputs import Columns, attach
+from tfrs_kit.recipe._settings import Settings
+from tfrs_kit.retrieval import TwoTowerRetrieval
+from tfrs_kit.towers import Tower
+
+__all__ = ["Data", "Trained", "train"]
+
+_HISTORY_KINDS = {"mean": "multi", "sequence": "sequence"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """What a model is trained on: a log, and one row per item and per user."""
+
+    log: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    columns: Columns
+    max_history: int
+
+    def history(self) -> HistoryBuilder:
+        c = self.columns
+        return HistoryBuilder(user_id=c.user_id, item_id=c.item_id, timestamp=c.timestamp,
+                              max_length=self.max_history, name=c.history)
+
+    def rows(self, settings: Settings) -> dict[str, Any]:
+        """The training rows: the log with history and attribute columns."""
+        c = self.columns
+        rows: dict[str, Any] = {n: self.log[n].to_numpy() for n in c.ids()}
+        if settings.history != "none":
+            rows = self.history().transform(rows)
+        rows = attach(rows, self.items, c.item_id, settings.item_features)
+        return attach(rows, self.users, c.user_id, settings.user_features)
+
+    def queries(self, settings: Settings) -> pd.DataFrame:
+        """One row per user: the query features at the end of the log."""
+        c = self.columns
+        if settings.history != "none":
+            users = pd.DataFrame(self.history().for_users(self.log))
+        else:
+            users = pd.DataFrame({c.user_id: pd.unique(self.log[c.user_id])})
+        return pd.DataFrame(attach(users.to_dict("series"), self.users, c.user_id,
+                                   settings.user_features))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A trained model and how it did on the validation slice."""
+
+    model: TwoTowerRetrieval
+    settings: Settings
+    epochs: int
+    scores: dict[str, float]
+    seconds: float
+
+
+def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowerRetrieval:
+    """The two-tower model of ``settings``, its vocabularies counted on ``rows``."""
+    c = data.columns
+    kinds: dict[str, str] = {c.user_id: "categorical", c.item_id: "categorical"}
+    query = [c.user_id, *settings.user_features]
+    if settings.history != "none":
+        kinds[c.history] = _HISTORY_KINDS[settings.history]
+        query.insert(1, c.history)
+    features = [*settings.item_features, *settings.user_features]
+    vocabularies = VocabularyBuilder().fit(rows, features=list(kinds) + features,
+                                           verbose=False)
+    vocabularies = _with_kinds(vocabularies, kinds)
+    tower = dict(output_dim=settings.embedding_dim, normalize=settings.normalize)
+    return TwoTowerRetrieval(
+        Tower(vocabularies, features=query, **tower),
+        Tower(vocabularies, features=[c.item_id, *settings.item_features], **tower),
+        temperature=settings.temperature if settings.normalize else None,
+    )
+
+
+def _with_kinds(vocabularies: Any, kinds: dict[str, str]) -> Any:
+    for name, kind in kinds.items():
+        if vocabularies[name].kind != kind:
+            vocabularies = vocabularies.alias(name, name, kind=kind)
+    return vocabularies
+
+
+class RankingMonitor(tf.keras.callbacks.Callback):
+    """Scores the validation slice after each epoch; keeps the best weights; stops early.
+
+    ``report(epoch, score)`` may raise to end the run (a pruned Optuna trial).
+    """
+
+    def __init__(self, score: Callable[[], dict[str, float]], metric: str, patience: int,
+                 deadline: float, report: Callable[[int, float], None] | None = None) -> None:
+        super().__init__()
+        self._score, self.metric, self.patience = score, metric, patience
+        self.deadline, self._report = deadline, report
+        self.best: dict[str, float] = {}
+        self.best_epoch = 0
+        self._best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        scores = self._score()
+        if not self.best or scores[self.metric] > self.best[self.metric]:
+            self.best, self.best_epoch = scores, epoch + 1
+            self._best_weights = self.model.get_weights()
+        if self._report is not None:
+            self._report(epoch, scores[self.metric])
+        waited = epoch + 1 - self.best_epoch
+        if waited >= self.patience or time.monotonic() > self.deadline:
+            self.model.stop_training = True
+
+    def restore(self) -> None:
+        if self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+
+
+def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: str,
+          max_epochs: int, patience: int, deadline: float, seed: int,
+          report: Callable[[int, float], None] | None = None) -> Trained:
+    """Trains until the validation ranking metric stops improving; keeps the best epoch."""
+    start = time.monotonic()
+    tf.keras.utils.set_random_seed(seed)
+    rows = data.rows(settings)
+    model = build_model(data, settings, rows)
+    queries = data.queries(settings)
+    name, k = metric.split("@")
+    c = data.columns
+
+    def score() -> dict[str, float]:
+        recommender = model.as_recommender(data.log, user_id=c.user_id, item_id=c.item_id,
+                                           users=queries, items=_candidates(data, settings))
+        result = evaluate(recommender, validation, train=data.log, k=int(k),
+                          user_id=c.user_id, item_id=c.item_id,
+                          metrics=sorted({name, "recall", "ndcg"}), verbose=False)
+        return dict(result[result.models[0]])
+
+    monitor = RankingMonitor(score, metric, patience, deadline, report)
+    model.fit(rows, epochs=max_epochs, batch_size=settings.batch_size,
+              learning_rate=settings.learning_rate, seed=seed, verbose=0, callbacks=[monitor])
+    monitor.restore()
+    return Trained(model, settings, monitor.best_epoch, monitor.best,
+                   time.monotonic() - start)
+
+
+def train_final(data: Data, settings: Settings, *, epochs: int, seed: int) -> Trained:
+    """Trains ``settings`` on all of ``data`` for ``epochs`` (the validated count)."""
+    start = time.monotonic()
+    tf.keras.utils.set_random_seed(seed)
+    rows = data.rows(settings)
+    model = build_model(data, settings, rows)
+    model.fit(rows, epochs=max(epochs, 1), batch_size=settings.batch_size,
+              learning_rate=settings.learning_rate, seed=seed, verbose=0)
+    return Trained(model, settings, epochs, {}, time.monotonic() - start)
+
+
+def _candidates(data: Data, settings: Settings) -> pd.DataFrame:
+    return data.items[[data.columns.item_id, *settings.item_features]]
+
+
+def epochs_for(rows: int, batch_size: int, *, steps: int = 2_000, cap: int = 30) -> int:
+    """The most epochs worth validating: about ``steps`` optimizer steps, 3 to ``cap``."""
+    return int(min(cap, max(3, math.ceil(steps * batch_size / max(rows, 1)))))

@@ -1,0 +1,137 @@
+"""tk.Recipe: settings chosen on a validation slice of the training log, never the test set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tfrs_kit as tk
+from tfrs_kit.recipe._inputs import (
+    Columns,
+    attach,
+    attribute_table,
+    split_validation,
+    usable_features,
+)
+from tfrs_kit.recipe._report import Trial
+from tfrs_kit.recipe._settings import Settings
+
+COLUMNS = Columns("user_id", "item_id", "timestamp", "history")
+
+
+def _log(num_users=40, num_items=30, per_user=8, seed=0):
+    """Two taste groups: even users like even items, odd users odd items."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(num_users):
+        own = np.arange(user % 2, num_items, 2)
+        for t, item in enumerate(rng.choice(own, size=per_user, replace=False)):
+            rows.append((f"u{user}", f"i{item}", t, float(item % 3)))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "price"])
+
+
+def test_validation_slice_is_each_users_latest_share_of_train():
+    log = pd.DataFrame({"user_id": ["a"] * 5 + ["b"] * 2 + ["c"],
+                        "item_id": ["1", "2", "3", "4", "5", "1", "2", "9"],
+                        "timestamp": [5, 1, 2, 3, 4, 2, 1, 7]})
+    fit, validation = split_validation(log, COLUMNS, 0.2, min_users=1)
+    # a: ceil(0.2 * 5) = 1 latest (t=5, item 1); b: 1 of 2 (t=2, item 1); c alone stays.
+    pairs = sorted(zip(validation["user_id"], validation["item_id"], strict=True))
+    assert pairs == [("a", "1"), ("b", "1")]
+    assert len(fit) + len(validation) == len(log)
+    assert "c" in set(fit["user_id"]) and "c" not in set(validation["user_id"])
+    assert split_validation(log, COLUMNS, 0.2, min_users=3)[1] is None  # too few users
+
+
+def test_item_attributes_are_one_value_per_item_catalogue_first():
+    log = pd.DataFrame({"user_id": ["a", "b", "a"], "item_id": ["x", "x", "y"],
+                        "price": [1.0, 3.0, 5.0], "brand": ["p", "q", "r"]})
+    catalogue = pd.DataFrame({"item_id": ["y", "z"], "price": [9.0, 7.0],
+                              "brand": ["R", "Z"]})
+    table = attribute_table(log, "item_id", ["price", "brand"], catalogue, argument="items")
+    by_id = table.set_index("item_id")
+    assert by_id.loc["x", "price"] == 2.0  # a price paid per row: the item's mean
+    assert by_id.loc["x", "brand"] == "q"  # otherwise the last value
+    assert by_id.loc["y", "price"] == 9.0 and by_id.loc["y", "brand"] == "R"  # catalogue wins
+    assert "z" in by_id.index  # never sold, still a candidate
+    rows = attach({"item_id": np.array(["y", "x", "x"])}, table, "item_id", ["price"])
+    assert rows["price"].tolist() == [9.0, 2.0, 2.0]
+
+
+def test_constant_and_missing_features_are_dropped_with_a_reason():
+    table = pd.DataFrame({"a": [1, 1, 1], "b": [None, None, None], "c": ["x", "y", "x"]})
+    keep, dropped = usable_features(table, ["a", "b", "c"])
+    assert keep == ["c"]
+    assert dropped == {"a": "it has a single value", "b": "every value is missing"}
+
+
+def test_fit_chooses_the_best_validated_trial_and_serves_it():
+    log = _log()
+    train, test = tk.evaluation.per_user_temporal_split(log)
+    recipe = tk.Recipe(item_features=["price"], time_budget=None, max_trials=3,
+                       max_epochs=8, verbose=False).fit(train)
+    report = recipe.report
+    complete = [t for t in report.trials if t.state == "complete"]
+    assert len(report.trials) == 3 and complete
+    best = max(complete, key=lambda t: t.scores["ndcg@10"])
+    assert report.chosen == best.settings and report.epochs == best.epochs
+    assert report.validation_score == best.scores["ndcg@10"]
+    assert str(report).startswith("Recipe: history=")
+    assert len(report.to_frame()) == 3
+    scores = tk.evaluate(recipe, test, train=train, k=5, metrics=["recall"]).to_dict()
+    assert scores["Recipe"]["recall@5"] > 0.3  # two clean taste groups: well above chance
+    index = recipe.build_index(k_max=5)
+    top = index.recommend(recipe.queries().head(2), k=5).ids
+    assert top.shape == (2, 5)
+
+
+def test_reasons_compare_the_chosen_value_with_the_others():
+    from tfrs_kit.recipe._report import _reasons
+
+    trials = [Trial(Settings(history="mean"), "complete", 3, {"ndcg@10": 0.3}, 1.0),
+              Trial(Settings(history="none"), "complete", 3, {"ndcg@10": 0.2}, 1.0),
+              Trial(Settings(history="none", embedding_dim=32), "pruned", 1,
+                    {"ndcg@10": 0.9}, 1.0)]
+    assert _reasons(Settings(history="mean"), trials, "ndcg@10") == [
+        "history=mean (best ndcg@10 0.3000; none: 0.2000)"]
+
+
+def test_a_log_too_small_to_validate_trains_the_defaults_and_says_so():
+    log = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"],
+                        "timestamp": [1, 2, 1]})
+    recipe = tk.Recipe(time_budget=None, verbose=False).fit(log)
+    assert recipe.report.trials == ()
+    assert "no validation slice" in recipe.report.note
+    assert recipe.report.chosen == Settings(batch_size=32)
+
+
+def test_a_budget_too_small_for_one_epoch_still_trains_one_model():
+    recipe = tk.Recipe(time_budget=0.01, max_epochs=3, verbose=False).fit(_log())
+    assert len(recipe.report.trials) == 1
+    assert recipe.report.trials[0].epochs == 1  # stopped after its first epoch
+    assert recipe.model is not None
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"metric": "ndcg@11"}, ValueError, "Did you mean 'ndcg@10'"),
+    ({"time_budget": -1}, ValueError, "`time_budget` must be a finite number > 0"),
+    ({"histories": []}, ValueError, "name at least one history encoder"),
+    ({"histories": ["bag"]}, ValueError, "`histories` must be one of"),
+    ({"item_features": "genre"}, TypeError, r"item_features=\['genre'\]"),
+    ({"max_trials": 0}, ValueError, "`max_trials` must be an integer >= 1"),
+    ({"verbose": 2}, ValueError, "`verbose` must be 'auto', True or False"),
+])
+def test_bad_settings_are_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tk.Recipe(**kwargs)
+
+
+def test_bad_data_is_a_clear_error():
+    log = _log()
+    with pytest.raises(ValueError, match=r"must have a column 'item_id'.*'itemid'"):
+        tk.Recipe().fit(log.rename(columns={"item_id": "itemid"}))
+    with pytest.raises(ValueError, match="must have a column 'genre'"):
+        tk.Recipe(item_features=["genre"], verbose=False).fit(log)
+    with pytest.raises(tk.NotFittedError, match="call fit"):
+        tk.Recipe().model  # noqa: B018
