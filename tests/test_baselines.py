@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from tfrs_kit._errors import NotFittedError
-from tfrs_kit.baselines import EASE, ItemKNN, Popularity, RP3beta, UserKNN
+from tfrs_kit.baselines import BPR, EASE, ImplicitALS, ItemKNN, Popularity, RP3beta, UserKNN
 from tfrs_kit.evaluation import Recommender, evaluate
 
 ALL = [Popularity(), ItemKNN(neighbors=20), UserKNN(neighbors=20), EASE(l2=10.0),
@@ -185,10 +187,80 @@ def test_string_ids_and_kind_mismatch():
     (lambda: RP3beta(alpha=-0.5), ValueError, "`alpha` must be a finite number >= 0"),
     (lambda: RP3beta(beta="0.5"), TypeError, "`beta` must be a finite number >= 0"),
     (lambda: RP3beta(neighbors=0), ValueError, "`neighbors` must be an integer >= 1"),
+    (lambda: ImplicitALS(factors=0), ValueError, "`factors` must be an integer >= 1"),
+    (lambda: ImplicitALS(alpha=0), ValueError, "`alpha` must be a finite number > 0"),
+    (lambda: BPR(learning_rate=0), ValueError, "`learning_rate` must be a finite number > 0"),
+    (lambda: BPR(seed=1.0), TypeError, "`seed` must be an integer >= 0"),
 ])
 def test_bad_hyperparameters(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+# --------------------------------------------------------------- implicit (optional extra)
+
+FACTORIZATIONS = [
+    lambda seed=0: ImplicitALS(factors=2, seed=seed),
+    lambda seed=0: BPR(factors=2, learning_rate=0.1, iterations=200, seed=seed),
+]
+
+
+def two_blocks():
+    """Users 0-49 pick 5 of items 0-9, users 50-99 5 of items 10-19; item ids are strings
+    whose sorted order interleaves the blocks, so a column mix-up shows."""
+    rng = np.random.default_rng(0)
+    users, items = [], []
+    for user in range(100):
+        first = 0 if user < 50 else 10
+        users += [user] * 5
+        items += (rng.choice(10, size=5, replace=False) + first).tolist()
+    names = np.array([f"item{(7 * i) % 20:02d}" for i in range(20)], dtype=object)
+    return {"user_id": users, "item_id": names[items].tolist()}, names
+
+
+@pytest.mark.parametrize("make", FACTORIZATIONS, ids=["ImplicitALS", "BPR"])
+def test_factorization_recommends_from_the_users_own_block(make):
+    pytest.importorskip("implicit")
+    log, names = two_blocks()
+    model = make().fit(log)
+    block_of = {name: i // 10 for i, name in enumerate(names)}
+    scores = model.score(np.arange(100))
+    seen = {(u, i) for u, i in zip(log["user_id"], log["item_id"], strict=True)}
+    for user, row in enumerate(scores):
+        ranked = [model.item_ids[j] for j in np.argsort(-row, kind="stable")]
+        unseen = [item for item in ranked if (user, item) not in seen]
+        assert {block_of[item] for item in unseen[:3]} == {user // 50}
+
+
+@pytest.mark.parametrize("make", FACTORIZATIONS, ids=["ImplicitALS", "BPR"])
+def test_factorization_is_deterministic_with_a_seed(make):
+    pytest.importorskip("implicit")
+    log, _ = two_blocks()
+    first = make(seed=3).fit(log)
+    again = make(seed=3).fit(log)
+    np.testing.assert_array_equal(again.score(np.arange(100)), first.score(np.arange(100)))
+    np.testing.assert_array_equal(again.item_factors_, first.item_factors_)
+    # The seed is used: another one starts elsewhere (ALS then converges to similar scores).
+    other = make(seed=4).fit(log)
+    assert np.abs(other.item_factors_ - first.item_factors_).max() > 1e-3
+
+
+@pytest.mark.parametrize("make", FACTORIZATIONS, ids=["ImplicitALS", "BPR"])
+def test_factorization_is_a_recommender(make):
+    pytest.importorskip("implicit")
+    train, _ = checkerboard()
+    model = make()
+    assert model.fit(train) is model and isinstance(model, Recommender)
+    scores = model.score(np.array([3, 999]))
+    assert scores.shape == (2, 10) and scores.dtype == np.float32
+    np.testing.assert_array_equal(scores[1], model.item_popularity_)
+
+
+@pytest.mark.parametrize("cls", [ImplicitALS, BPR])
+def test_factorization_without_implicit_says_how_to_install(cls, monkeypatch):
+    monkeypatch.setitem(sys.modules, "implicit", None)  # makes `import implicit` fail
+    with pytest.raises(ImportError, match=r'pip install "tfrs-kit\[implicit\]"'):
+        cls()
 
 
 def test_fit_rejects_empty_and_missing_columns():
@@ -201,3 +273,4 @@ def test_fit_rejects_empty_and_missing_columns():
 def test_repr_shows_hyperparameters():
     assert repr(ItemKNN(neighbors=5, shrinkage=1.0)) == "ItemKNN(neighbors=5, shrinkage=1.0)"
     assert repr(EASE()) == "EASE(l2=500.0)"
+    assert repr(RP3beta()) == "RP3beta(alpha=1.0, beta=0.5, neighbors=100)"

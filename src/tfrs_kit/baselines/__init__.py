@@ -11,8 +11,10 @@ by item popularity.
 * :class:`UserKNN`: user-based nearest neighbours.
 * :class:`EASE`: a closed-form linear item-item autoencoder.
 * :class:`RP3beta`: a random walk item → user → item with a popularity penalty.
+* :class:`ImplicitALS` and :class:`BPR`: matrix factorisation by the ``implicit``
+  library, an optional extra (``pip install "tfrs-kit[implicit]"``).
 
-Matrix factorisation is not here: it is the two-tower model (``TwoTowerRetrieval``) with
+The kit's own matrix factorisation is the two-tower model (``TwoTowerRetrieval``) with
 id-only towers, which :func:`~tfrs_kit.evaluation.evaluate` accepts directly.
 
 Example:
@@ -22,6 +24,7 @@ Example:
     ([5, 6], (1, 2))
 """
 
+from tfrs_kit.baselines._implicit import BPR, ImplicitALS
 from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, RP3beta, UserKNN
 
-__all__ = ["EASE", "ItemKNN", "Popularity", "RP3beta", "UserKNN"]
+__all__ = ["BPR", "EASE", "ImplicitALS", "ItemKNN", "Popularity", "RP3beta", "UserKNN"]
