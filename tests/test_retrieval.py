@@ -52,6 +52,23 @@ def test_fit_accepts_a_dataset_and_reports_validation_loss(checkerboard):
     assert history.history["loss"][1] < history.history["loss"][0]
 
 
+def test_fit_learns_the_candidate_frequencies_of_the_logq_correction():
+    log = {"user_id": ["a", "b", "a", "c", "b"], "item_id": ["x", "y", "y", "x", "x"]}
+    model = _model(log, num_random_negatives=1)
+    assert model.candidate_frequencies_ is None
+    with pytest.raises(tk.NotFittedError, match="Call `fit`"):
+        model._prepare(model._read(log, "x"))
+    model.fit(log, epochs=1, batch_size=2, verbose=0)
+    assert model.candidate_frequencies_.to_dict() == pytest.approx({"x": 0.6, "y": 0.4})
+    prepared = model._prepare(model._read({"user_id": ["a", "b"], "item_id": ["y", "new"]},
+                                          "validation_data"))
+    # An id never seen in fit counts as seen once among the table's 2 rows.
+    np.testing.assert_allclose(prepared["tfrs_kit_sampling_probability"], [0.4, 0.5])
+    pool_ids = model._negatives.features["item_id"].numpy().astype(str)
+    pool = dict(zip(pool_ids, model._negatives.probability.numpy(), strict=True))
+    assert pool == pytest.approx({"x": 0.6, "y": 0.4})
+
+
 def test_missing_feature_column_is_named(checkerboard):
     with pytest.raises(ValueError, match=r"`x` must have a column 'item_id'"):
         _model(checkerboard).fit({"user_id": checkerboard["user_id"]}, verbose=0)

@@ -69,6 +69,12 @@ class TwoTowerRetrieval(tfrs.Model):
             Turn it off if candidate features vary per interaction.
         name: The Keras name of the model.
 
+    Attributes:
+        candidate_frequencies_: Each candidate id's share of the rows of ``x`` in
+            the last ``fit`` (a ``pandas.Series`` indexed by id): the sampling
+            probabilities that ``logq_correction`` subtracts, also for the random
+            negatives; ``None`` before ``fit``.
+
     Example:
         >>> import tfrs_kit as tk
         >>> log = {"user_id": ["a", "b", "a", "c"], "item_id": ["x", "y", "y", "x"]}
@@ -79,6 +85,8 @@ class TwoTowerRetrieval(tfrs.Model):
         >>> history = model.fit(log, epochs=2, batch_size=2, verbose=0)
         >>> len(history.history["loss"])
         2
+        >>> sorted(model.candidate_frequencies_.items())
+        [('x', 0.5), ('y', 0.5)]
 
         Its settings (towers included) round-trip through the Keras config:
 
@@ -134,6 +142,7 @@ class TwoTowerRetrieval(tfrs.Model):
         for query_feature, candidate_feature in self.share_embeddings.items():
             _share_embedding(query_tower, query_feature, candidate_tower, candidate_feature)
         self._negatives: NegativePool | None = None
+        self.candidate_frequencies_: pd.Series | None = None
         self.cross_replica_negatives = bool(cross_replica_negatives)
         task = CrossReplicaRetrieval if self.cross_replica_negatives else FastRetrieval
         self.unique_candidates = bool(unique_candidates)
@@ -279,7 +288,10 @@ class TwoTowerRetrieval(tfrs.Model):
         if validation_fraction is not None and validation_data is not None:
             raise invalid_argument("validation_fraction", "be None when validation_data is given",
                                    validation_fraction)
-        train = self._prepare(x, "x", fit_probabilities=True)
+        train = self._read(x, "x")
+        self.candidate_frequencies_ = pd.Series(train[self.candidate_id]).value_counts(
+            normalize=True)
+        train = self._prepare(train)
         if validation_fraction is not None:
             held_out = np.random.default_rng(seed).random(num_rows(train)) < validation_fraction
             validation_data = {name: column[held_out] for name, column in train.items()}
@@ -287,7 +299,7 @@ class TwoTowerRetrieval(tfrs.Model):
         validation = None
         if validation_data is not None:
             validation = make_dataset(
-                self._prepare(validation_data, "validation_data"), self._columns,
+                self._prepare(self._read(validation_data, "validation_data")), self._columns,
                 batch_size=batch_size,
             )
         callbacks = list(callbacks or [])
@@ -303,7 +315,7 @@ class TwoTowerRetrieval(tfrs.Model):
             self._negatives = NegativePool.build(
                 candidates if candidates is not None else x, candidate_id=self.candidate_id,
                 features=self.candidate_tower.features,
-                frequencies=getattr(self, "_frequencies", None))
+                frequencies=self.candidate_frequencies_)
         if self.optimizer is None:
             steps = epochs * -(-num_rows(train) // batch_size)
             rate: Any = learning_rate
@@ -323,24 +335,29 @@ class TwoTowerRetrieval(tfrs.Model):
     def _columns(self) -> tuple[str, ...]:
         return self.features + ((_SAMPLING_PROBABILITY,) if self.logq_correction else ())
 
-    def _prepare(self, data: TableLike, argument: str, *, fit_probabilities: bool = False) -> Table:
+    def _read(self, data: TableLike, argument: str) -> Table:
+        """The features the model reads, checked: every column there, no missing id."""
         table = to_table(data, argument=argument)
         missing = [f for f in self.features if f not in table]
         if missing:
             raise missing_column(argument, missing[0], table, role="a feature the towers read")
         table = {f: table[f] for f in self.features}
         _check_no_missing_ids(table, self.candidate_id, argument)
-        if self.logq_correction:
-            ids = pd.Series(table[self.candidate_id])
-            if fit_probabilities:
-                self._frequencies = ids.value_counts(normalize=True)
-            elif not hasattr(self, "_frequencies"):
-                raise NotFittedError("Call `fit` before evaluating a model with logq_correction.")
-            floor = 1.0 / max(num_rows(table), 1)
-            table[_SAMPLING_PROBABILITY] = (
-                ids.map(self._frequencies).fillna(floor).to_numpy(np.float32)
-            )
         return table
+
+    def _prepare(self, table: Table) -> Table:
+        """``table`` with the logQ sampling probabilities, when the model corrects for them.
+
+        Ids never seen in ``fit`` count as seen once among the table's rows.
+        """
+        if not self.logq_correction:
+            return table
+        if self.candidate_frequencies_ is None:
+            raise NotFittedError("Call `fit` before evaluating a model with logq_correction.")
+        floor = 1.0 / max(num_rows(table), 1)
+        ids = pd.Series(table[self.candidate_id])
+        probability = ids.map(self.candidate_frequencies_).fillna(floor).to_numpy(np.float32)
+        return {**table, _SAMPLING_PROBABILITY: probability}
 
     def query_embeddings(self, data: TableLike, *, batch_size: int = 8192,
                          verbose: Any = "auto") -> np.ndarray:
