@@ -113,6 +113,13 @@ def test_bad_names_are_refused(name, error):
         tk.towers.register_tower(name)(type("T", (tk.Tower,), {}))
 
 
+def test_a_keras_package_is_a_non_empty_string():
+    with pytest.raises(TypeError, match="`package` must be a non-empty string or None"):
+        tk.towers.register_tower("p", package=3)
+    with pytest.raises(ValueError, match="`package` must be a non-empty string or None"):
+        tk.towers.register_tower("p", package="")
+
+
 def test_only_tower_classes_and_callables_are_registered():
     with pytest.raises(TypeError, match=r"must be a subclass of tfrs_kit\.Tower"):
         tk.towers.register_tower("not_a_tower")(dict)

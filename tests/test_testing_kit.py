@@ -147,7 +147,7 @@ class _Float64(tk.Tower):
     (tk.Tower, {"trainable": False}, r"'trainable' check: no gradient reaches any trainable "
      r"weight"),
     (tk.Tower, {"output_dim": 0}, r"'construct' check: .* raised ValueError: `output_dim` must "
-     r"be a positive integer"),
+     r"be an integer >= 1"),
 ])
 def test_broken_towers_fail_the_check_they_break(cls, kwargs, message):
     with _isolated_registries():

@@ -152,14 +152,49 @@ def test_unknown_feature_suggests_the_closest(vocabs):
         tk.Tower(vocabs, features=["usr"])
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"features": "user"}, r"Did you mean features=\['user'\]"),
-    ({"features": ["user"], "output_dim": 0}, "`output_dim` must be a positive integer"),
-    ({"features": ["user"], "dropout": 1.5}, r"`dropout` must be in \[0, 1\)"),
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"features": "user"}, TypeError, r"Did you mean features=\['user'\]"),
+    ({"features": []}, ValueError, r"`features` must be a non-empty list of feature names"),
+    ({"output_dim": 0}, ValueError, r"`output_dim` must be an integer >= 1\. Received: "
+     r"output_dim=0\."),
+    ({"output_dim": 4.0}, TypeError, r"`output_dim` must be an integer >= 1"),
+    ({"embedding_dim": True}, TypeError, r"`embedding_dim` must be an integer >= 1 or None"),
+    ({"hidden_dims": [8, 0]}, ValueError, r"`hidden_dims\[1\]` must be an integer >= 1"),
+    ({"hidden_dims": 8}, TypeError, r"Did you mean hidden_dims=\[8\]"),
+    ({"dropout": 1.5}, ValueError, r"`dropout` must be a finite number >= 0\.0 and < 1\.0"),
+    ({"dropout": "0.1"}, TypeError, r"`dropout` must be a finite number"),
+    ({"l2": float("nan")}, ValueError, r"`l2` must be a finite number >= 0\.0"),
+    ({"max_length": 0}, ValueError, r"`max_length` must be an integer >= 1 or None"),
 ])
-def test_bad_settings(vocabs, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        tk.Tower(vocabs, **kwargs)
+def test_bad_settings(vocabs, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tk.Tower(vocabs, **{"features": ["user"], **kwargs})
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"num_cross_layers": 0}, ValueError, r"`num_cross_layers` must be an integer >= 1\. "),
+    ({"num_cross_layers": "2"}, TypeError, r"`num_cross_layers` must be an integer >= 1"),
+    ({"projection_dim": 2.0}, TypeError, r"`projection_dim` must be an integer >= 1 or None"),
+])
+def test_bad_cross_settings(vocabs, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tk.towers.CrossTower(vocabs, features=["user", "age"], **kwargs)
+
+
+def test_vocabularies_of_another_type_are_refused(vocabs):
+    with pytest.raises(TypeError, match=r"`vocabularies` must be Vocabularies, their dict or "
+                       r"None\. Received: vocabularies='list'"):
+        tk.Tower([vocabs["user"]], features=["user"])
+
+
+def test_settings_are_stored_as_plain_python_values(vocabs):
+    tower = tk.Tower(vocabs.to_dict(), features=("user", "item"), output_dim=np.int64(4),
+                     hidden_dims=np.array([3]), dropout=0, l2=np.float32(0.5))
+    assert tower.vocabularies == vocabs
+    assert (tower.features, tower.output_dim, tower.embedding_dim) == (("user", "item"), 4, 4)
+    assert (tower.hidden_dims, tower.dropout, tower.l2) == ((3,), 0.0, 0.5)
+    assert [type(v) for v in (tower.output_dim, tower.hidden_dims[0], tower.l2)] == [
+        int, int, float]
 
 
 def test_categorical_tower_casts_whole_floats_and_booleans():

@@ -116,13 +116,15 @@ def test_vocabulary_against_a_plain_counter(values, min_count, max_tokens):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [({"min_count": 0}, "`min_count` must be an integer >= 1. Received: min_count=0"),
-     ({"max_tokens": -1}, "`max_tokens` must be an integer >= 1"),
-     ({"num_oov_buckets": 0}, "`num_oov_buckets` must be an integer >= 1")],
+    ("kwargs", "error", "message"),
+    [({"min_count": 0}, ValueError, "`min_count` must be an integer >= 1. Received: min_count=0"),
+     ({"max_tokens": -1}, ValueError, "`max_tokens` must be an integer >= 1 or None"),
+     ({"num_oov_buckets": 0}, ValueError, "`num_oov_buckets` must be an integer >= 1"),
+     ({"ngrams": 2.0}, TypeError, r"`ngrams` must be an integer >= 1\. Received: ngrams=2\.0"),
+     ({"num_buckets": True}, TypeError, "`num_buckets` must be an integer >= 1")],
 )
-def test_bad_settings(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_settings(kwargs, error, message):
+    with pytest.raises(error, match=message):
         tk.VocabularyBuilder(**kwargs)
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from tfrs_kit._data import Table, TableLike, to_table
-from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit._errors import missing_column
+from tfrs_kit._validation import check_int
 
 __all__ = ["HistoryBuilder"]
 
@@ -52,12 +53,10 @@ class HistoryBuilder:
         max_length: int = 50,
         name: str = "history",
     ) -> None:
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise invalid_argument("max_length", "be a positive integer", max_length)
         self.user_id = user_id
         self.item_id = item_id
         self.timestamp = timestamp
-        self.max_length = max_length
+        self.max_length = check_int("max_length", max_length, minimum=1)
         self.name = name
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 from tfrs_kit._data import Table, TableLike, is_multivalued, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
+from tfrs_kit._validation import check_choice, check_int
 
 __all__ = [
     "FeatureKind",
@@ -360,17 +361,11 @@ class VocabularyBuilder:
         ngrams: int = 1,
         num_buckets: int = 10,
     ) -> None:
-        _check_int("min_count", min_count, minimum=1)
-        if max_tokens is not None:
-            _check_int("max_tokens", max_tokens, minimum=1)
-        _check_int("num_oov_buckets", num_oov_buckets, minimum=1)
-        _check_int("ngrams", ngrams, minimum=1)
-        _check_int("num_buckets", num_buckets, minimum=1)
-        self.min_count = min_count
-        self.max_tokens = max_tokens
-        self.num_oov_buckets = num_oov_buckets
-        self.ngrams = ngrams
-        self.num_buckets = num_buckets
+        self.min_count = check_int("min_count", min_count, minimum=1)
+        self.max_tokens = check_int("max_tokens", max_tokens, minimum=1, allow_none=True)
+        self.num_oov_buckets = check_int("num_oov_buckets", num_oov_buckets, minimum=1)
+        self.ngrams = check_int("ngrams", ngrams, minimum=1)
+        self.num_buckets = check_int("num_buckets", num_buckets, minimum=1)
 
     def __repr__(self) -> str:
         return (
@@ -489,11 +484,6 @@ class VocabularyBuilder:
         )
 
 
-def _check_int(argument: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise invalid_argument(argument, f"be an integer >= {minimum}", value)
-
-
 def _integral_to_int(name: str, column: np.ndarray, kind: str) -> np.ndarray:
     """Booleans and whole floats (like a bucketised age of 25.0) become int64 ids."""
     if kind == "multi" or column.dtype.kind not in "fb":
@@ -518,8 +508,7 @@ def _feature_kinds(features: Sequence[str] | Mapping[str, str] | None) -> dict[s
         )
     if isinstance(features, Mapping):
         for name, kind in features.items():
-            if kind not in _KINDS:
-                raise unknown_name(f"features[{name!r}]", kind, _KINDS, what="feature kind")
+            check_choice(f"features[{name!r}]", kind, _KINDS, what="feature kind")
         return {str(n): str(k) for n, k in features.items()}
     names = list(features)
     if not names:

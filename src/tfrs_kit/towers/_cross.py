@@ -12,7 +12,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_int
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.towers._registry import register_tower
 from tfrs_kit.towers._tower import Tower
@@ -62,21 +62,13 @@ class CrossTower(Tower):
         **kwargs: Any,
     ) -> None:
         super().__init__(vocabularies, features=features, output_dim=output_dim, **kwargs)
-        if isinstance(num_cross_layers, bool) or not isinstance(num_cross_layers, int) \
-                or num_cross_layers < 1:
-            raise invalid_argument("num_cross_layers", "be a positive integer", num_cross_layers)
-        if projection_dim is not None and (
-            isinstance(projection_dim, bool) or not isinstance(projection_dim, int)
-            or projection_dim < 1
-        ):
-            raise invalid_argument("projection_dim", "be a positive integer or None",
-                                   projection_dim)
-        self.num_cross_layers = num_cross_layers
-        self.projection_dim = projection_dim
+        self.num_cross_layers = check_int("num_cross_layers", num_cross_layers, minimum=1)
+        self.projection_dim = check_int("projection_dim", projection_dim, minimum=1,
+                                        allow_none=True)
         self.crosses = [
-            tfrs.layers.dcn.Cross(projection_dim=projection_dim,
+            tfrs.layers.dcn.Cross(projection_dim=self.projection_dim,
                                   kernel_initializer="glorot_uniform", name=f"cross_{i}")
-            for i in range(num_cross_layers)
+            for i in range(self.num_cross_layers)
         ]
 
     def encode(self, features: Mapping[str, Any]) -> tf.Tensor:

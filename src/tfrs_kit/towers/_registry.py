@@ -83,7 +83,8 @@ def register_tower(name: str, *, package: str | None = None) -> Callable[[TowerT
         True
     """
     if package is not None and (not isinstance(package, str) or not package):
-        raise invalid_argument("package", "be a non-empty string or None", package)
+        raise invalid_argument("package", "be a non-empty string or None", package,
+                               error=ValueError if isinstance(package, str) else TypeError)
 
     def decorator(cls: TowerType) -> TowerType:
         origin = f"@register_tower({name!r}) in module {getattr(cls, '__module__', '?')!r}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,7 +12,7 @@ from tfrs_kit._data import TableLike, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
 from tfrs_kit._progress import Progress
 from tfrs_kit._tensors import make_dataset
-from tfrs_kit._validation import check_int
+from tfrs_kit._validation import check_int, check_number
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
 
@@ -79,47 +79,36 @@ class Tower(tf.keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(vocabularies, Mapping) and not isinstance(vocabularies, Vocabularies):
-            vocabularies = Vocabularies.from_dict(vocabularies)
-        if isinstance(features, str) or not features:
-            hint = f"Did you mean features=[{features!r}]?" if isinstance(features, str) else None
-            raise invalid_argument("features", "be a non-empty list of feature names", features,
-                                   hint=hint)
-        _check_positive("output_dim", output_dim)
-        if embedding_dim is not None:
-            _check_positive("embedding_dim", embedding_dim)
-        for dim in hidden_dims:
-            _check_positive("hidden_dims", dim)
-        if not 0.0 <= dropout < 1.0:
-            raise invalid_argument("dropout", "be in [0, 1)", dropout)
-        if not l2 >= 0.0:
-            raise invalid_argument("l2", "be a number >= 0", l2)
-        if max_length is not None:
-            _check_positive("max_length", max_length)
-        self.vocabularies = vocabularies if vocabularies is not None else Vocabularies()
-        self.features = tuple(str(f) for f in features)
-        self.output_dim = int(output_dim)
-        self.embedding_dim = int(embedding_dim or output_dim)
-        self.hidden_dims = tuple(int(d) for d in hidden_dims)
-        self.dropout = float(dropout)
+        self.vocabularies = _as_vocabularies(vocabularies)
+        self.features = _check_features(features)
+        self.output_dim = check_int("output_dim", output_dim, minimum=1)
+        self.embedding_dim = (check_int("embedding_dim", embedding_dim, minimum=1,
+                                        allow_none=True) or self.output_dim)
+        self.hidden_dims = _check_hidden_dims(hidden_dims)
+        self.dropout = check_number("dropout", dropout, minimum=0.0, maximum=1.0, high_open=True)
         self.normalize = bool(normalize)
-        self.l2 = float(l2)
-        self.max_length = max_length
-
-        self.encoders: dict[str, FeatureEncoder] = {}
-        for feature in self.features:
-            if feature in self.vocabularies:
-                encoder = make_encoder(self.vocabularies[feature], self.embedding_dim,
-                                       max_length=max_length)
-                if self.l2 and hasattr(encoder, "embedding"):
-                    encoder.embedding.embeddings_regularizer = tf.keras.regularizers.L2(self.l2)
-                self.encoders[feature] = encoder
-            elif self.requires_vocabularies:
-                raise self._no_vocabulary(feature)
+        self.l2 = check_number("l2", l2, minimum=0.0)
+        self.max_length = check_int("max_length", max_length, minimum=1, allow_none=True)
+        self.encoders = self._build_encoders()
         self.hidden = [tf.keras.layers.Dense(d, activation="relu") for d in self.hidden_dims]
         self.dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.hidden_dims]
         self.projection = (None if self._is_plain_embedding()
                            else tf.keras.layers.Dense(self.output_dim))
+
+    def _build_encoders(self) -> dict[str, FeatureEncoder]:
+        """The built-in encoder of each feature with a vocabulary, by feature name."""
+        encoders = {}
+        for feature in self.features:
+            if feature not in self.vocabularies:
+                if self.requires_vocabularies:
+                    raise self._no_vocabulary(feature)
+                continue
+            encoder = make_encoder(self.vocabularies[feature], self.embedding_dim,
+                                   max_length=self.max_length)
+            if self.l2 and hasattr(encoder, "embedding"):
+                encoder.embedding.embeddings_regularizer = tf.keras.regularizers.L2(self.l2)
+            encoders[feature] = encoder
+        return encoders
 
     def _no_vocabulary(self, feature: str) -> ValueError:
         error = unknown_name("features", feature, self.vocabularies,
@@ -262,6 +251,38 @@ class Tower(tf.keras.Model):
         return cls(**config)
 
 
-def _check_positive(argument: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise invalid_argument(argument, "be a positive integer", value)
+def _as_vocabularies(vocabularies: Any) -> Vocabularies:
+    """Vocabularies from themselves, their dict (as in a config) or None (none)."""
+    if vocabularies is None:
+        return Vocabularies()
+    if isinstance(vocabularies, Vocabularies):
+        return vocabularies
+    if isinstance(vocabularies, Mapping):
+        return Vocabularies.from_dict(vocabularies)
+    raise invalid_argument("vocabularies", "be Vocabularies, their dict or None",
+                           type(vocabularies).__name__, error=TypeError)
+
+
+def _check_features(features: Any) -> tuple[str, ...]:
+    """The feature names as a tuple: a non-empty list of them, never one bare string."""
+    if isinstance(features, str):
+        raise invalid_argument("features", "be a non-empty list of feature names", features,
+                               hint=f"Did you mean features=[{features!r}]?", error=TypeError)
+    if not isinstance(features, Iterable):
+        raise invalid_argument("features", "be a non-empty list of feature names", features,
+                               error=TypeError)
+    names = tuple(str(f) for f in features)
+    if not names:
+        raise invalid_argument("features", "be a non-empty list of feature names", features)
+    return names
+
+
+def _check_hidden_dims(hidden_dims: Any) -> tuple[int, ...]:
+    """The sizes of the hidden layers: a list of integers >= 1 (maybe empty)."""
+    if isinstance(hidden_dims, str) or not isinstance(hidden_dims, Iterable):
+        hint = (f"Did you mean hidden_dims=[{hidden_dims!r}]?"
+                if isinstance(hidden_dims, int) else None)
+        raise invalid_argument("hidden_dims", "be a list of layer sizes", hidden_dims,
+                               hint=hint, error=TypeError)
+    return tuple(check_int(f"hidden_dims[{i}]", dim, minimum=1)
+                 for i, dim in enumerate(hidden_dims))
