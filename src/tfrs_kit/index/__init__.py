@@ -1,16 +1,25 @@
 """Serving: top-k indexes over candidate embeddings, their export and reloading.
 
-Modules:
+Modules, each importing only those listed before it:
 
-- ``_backends``: the searchers (exact brute force, ScaNN);
-- ``_index``: :class:`Index`, :class:`IndexBuilder`, the SavedModel export
-  and :func:`load_index`.
+- ``_backends``: the search engines (exact brute force, ScaNN) and their options;
+- ``_serving``: the ``tf.Module`` that is saved: query tower, candidates, searcher
+  and the serving functions;
+- ``_inputs``: query features and exclusions converted to the serving functions'
+  tensors, with errors naming the user's argument;
+- ``_export``: the directory layout and metadata, written with an atomic swap;
+- ``_index``: :class:`Index` (recommend, similar items, refresh, save) and
+  :class:`Recommendations`;
+- ``_builder``: :class:`IndexBuilder`: embeds candidates and assembles an index;
+- ``_load``: :func:`load_index`: reads and checks a directory, rebuilds the index.
 
 >>> from tfrs_kit.index import IndexBuilder
 >>> IndexBuilder(k_max=10)
 IndexBuilder(backend='auto', k_max=10, batch_size=8192, backend_options={})
 """
 
-from tfrs_kit.index._index import Index, IndexBuilder, Recommendations, load_index
+from tfrs_kit.index._builder import IndexBuilder
+from tfrs_kit.index._index import Index, Recommendations
+from tfrs_kit.index._load import load_index
 
 __all__ = ["Index", "IndexBuilder", "Recommendations", "load_index"]

@@ -1,0 +1,190 @@
+"""Building an :class:`~tfrs_kit.Index`: embed the candidates, pick and tune a backend.
+
+:class:`IndexBuilder` builds an index from a trained model, and rebuilds one for a
+new catalogue when :meth:`Index.with_candidates <tfrs_kit.Index.with_candidates>` asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_kit._data import Table, TableLike, is_multivalued, last_rows, to_table
+from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
+from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.index._backends import BACKENDS, ScaNN, get_backend, import_scann
+from tfrs_kit.index._index import Index
+from tfrs_kit.index._serving import ServingModule
+
+__all__ = ["IndexBuilder"]
+
+
+class IndexBuilder:
+    """Builds a top-k :class:`Index` from a trained model and its candidates.
+
+    Args:
+        backend: ``"brute_force"``: exact scores of every candidate.
+            ``"scann"``: approximate search with ScaNN (the ``scann`` extra:
+            ``pip install "tfrs-kit[scann]"``, Linux x86_64); its options
+            default to values derived from the catalogue size (see
+            ``backend_options``). ``"auto"`` (default): ScaNN from 100,000
+            candidates on when it is installed, brute force otherwise.
+        k_max: The largest ``k`` the index serves.
+        batch_size: Candidates embedded at once while building.
+        backend_options: Options of the backend, overriding its defaults.
+            Brute force: ``chunk_size`` (candidates scored at once, 65,536).
+            ScaNN: ``num_leaves`` (``sqrt(n)``; 0 below 1,024 candidates: no
+            tree), ``num_leaves_to_search`` (``max(10, num_leaves / 20)``, more
+            so the searched leaves hold at least ~20,000 candidates and twice
+            the reordered ones), ``num_reordering_candidates`` (``max(100, 4 * k_max)``,
+            rescored exactly), ``dimensions_per_block`` (2),
+            ``anisotropic_quantization_threshold`` (0.2),
+            ``training_sample_size`` (``min(n, 100000)``),
+            ``training_iterations`` (12). With ``"auto"`` they apply only if
+            ScaNN is chosen.
+
+    Raises:
+        ImportError: ``backend="scann"`` without the ``scann`` package.
+
+    Example:
+        >>> import tfrs_kit as tk
+        >>> log = {"user_id": ["a", "b", "a"], "item_id": ["x", "y", "z"]}
+        >>> vocabs = tk.VocabularyBuilder().fit(log)
+        >>> model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4),
+        ...                              tk.Tower(vocabs, features=["item_id"], output_dim=4))
+        >>> index = tk.IndexBuilder(k_max=3).build(model, {"item_id": ["x", "y", "z"]})
+        >>> index.backend
+        'brute_force'
+        >>> index.recommend({"user_id": ["a"]}, k=2, exclude=[["x"]]).ids.shape
+        (1, 2)
+    """
+
+    def __init__(self, *, backend: str = "auto", k_max: int = 100, batch_size: int = 8192,
+                 backend_options: Mapping[str, Any] | None = None) -> None:
+        if backend not in ("auto", *BACKENDS):
+            raise unknown_name("backend", backend, ("auto", *BACKENDS), what="index backend")
+        if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
+            raise invalid_argument("k_max", "be a positive integer", k_max)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise invalid_argument("batch_size", "be a positive integer", batch_size)
+        if backend_options is not None and not isinstance(backend_options, Mapping):
+            raise invalid_argument("backend_options", "be a dict of option name to value",
+                                   backend_options, error=TypeError)
+        options = dict(backend_options or {})
+        # Fail here, not after embedding a catalogue: unknown options, missing scann.
+        for option in options:
+            known = ScaNN.option_names if backend == "auto" else BACKENDS[backend].option_names
+            if option not in known:
+                raise unknown_name("backend_options", option, known,
+                                   what=f"option of the {backend!r} backend")
+        if backend == "scann":
+            import_scann()
+        self.backend = backend
+        self.k_max = k_max
+        self.batch_size = batch_size
+        self.backend_options = options
+
+    def __repr__(self) -> str:
+        return (f"IndexBuilder(backend={self.backend!r}, k_max={self.k_max}, "
+                f"batch_size={self.batch_size}, backend_options={self.backend_options})")
+
+    def build(self, model: Any, candidates: TableLike, *, candidate_id: str | None = None,
+              verbose: Any = "auto") -> Index:
+        """Embeds every candidate and returns the index.
+
+        Args:
+            model: A :class:`~tfrs_kit.TwoTowerRetrieval` (or anything with
+                ``query_tower``, ``candidate_tower`` and ``candidate_id``).
+            candidates: One row per candidate: its id column and the candidate
+                tower's features. Duplicate ids keep their last row.
+            candidate_id: The id column (default: the model's ``candidate_id``).
+            verbose: Show progress while embedding: ``"auto"`` (a million
+                candidates or more), ``True`` or ``False``.
+        """
+        table, ids, id_dtype = _candidate_table(candidates, candidate_id or model.candidate_id)
+        embeddings = model.candidate_embeddings(table, batch_size=self.batch_size,
+                                                verbose=verbose)
+        return self._assemble(model.query_tower, ids, embeddings.astype(np.float32), id_dtype)
+
+    def _refresh(self, module: ServingModule, ids: np.ndarray, id_dtype: tf.DType, model: Any,
+                 candidates: TableLike, *, candidate_id: str | None,
+                 keep_existing: bool) -> Index:
+        """The index of ``module`` with ``candidates`` added or replaced (see ``with_candidates``).
+
+        Args:
+            module: The index's serving module: its query tower and embeddings.
+            ids: The index's candidate ids.
+            id_dtype: The index's id dtype.
+            model: A TwoTowerRetrieval or its candidate tower.
+            candidates: The new or changed candidates.
+            candidate_id: Their id column, or ``None`` for the model's.
+            keep_existing: Keep the candidates not in ``candidates``.
+        """
+        tower, candidate_id = _candidate_tower(model, candidate_id)
+        table, new_ids, new_dtype = _candidate_table(candidates, candidate_id)
+        if new_dtype != id_dtype:
+            raise invalid_argument(
+                f"candidates[{candidate_id!r}]", f"hold {id_dtype.name} ids like the index",
+                new_ids[:3].tolist(),
+            )
+        embeddings = tower.embed(table, batch_size=self.batch_size).astype(np.float32)
+        old = module.embeddings.numpy()
+        if embeddings.shape[1] != old.shape[1]:
+            raise invalid_argument(
+                "model", f"embed candidates in {old.shape[1]} dimensions like the index",
+                f"{embeddings.shape[1]} dimensions",
+                hint="Pass the candidate tower trained with this index's query tower.",
+            )
+        if keep_existing:
+            where = pd.Index(ids).get_indexer(new_ids)
+            known = where >= 0
+            old[where[known]] = embeddings[known]
+            new_ids = np.concatenate([ids, new_ids[~known]])
+            embeddings = np.concatenate([old, embeddings[~known]], axis=0)
+        return self._assemble(module.query_tower, new_ids, embeddings, id_dtype)
+
+    def _assemble(self, query_tower: Any, ids: np.ndarray, embeddings: np.ndarray,
+                  id_dtype: tf.DType) -> Index:
+        backend = get_backend(self.backend, self.backend_options, len(ids))
+        params = backend.resolve(len(ids), embeddings.shape[1], self.k_max)
+        module = ServingModule(query_tower, ids, embeddings, id_dtype, self.k_max,
+                               backend, params)
+        vocabularies = getattr(query_tower, "vocabularies", None)
+        return Index(module, ids=ids, k_max=self.k_max, backend=backend.name,
+                     backend_options=params, query_specs=dict(query_tower.input_signature()),
+                     id_dtype=id_dtype, builder=self,
+                     vocabularies=vocabularies if isinstance(vocabularies, Vocabularies)
+                     else Vocabularies())
+
+
+def _candidate_table(candidates: TableLike,
+                     candidate_id: str) -> tuple[Table, np.ndarray, tf.DType]:
+    """The candidates' table with duplicate ids dropped (last row kept), its ids and id dtype."""
+    table = to_table(candidates, argument="candidates")
+    if candidate_id not in table:
+        raise missing_column("candidates", candidate_id, table, role="the candidate id")
+    ids = table[candidate_id]
+    if is_multivalued(ids) or (ids.dtype.kind not in "iuO"):
+        raise invalid_argument(
+            f"candidates[{candidate_id!r}]", "hold string or integer ids", ids[:3].tolist(),
+        )
+    table = last_rows(table, candidate_id)
+    ids = table[candidate_id]
+    id_dtype = tf.int64 if ids.dtype.kind in "iu" else tf.string
+    ids = ids.astype(np.int64) if id_dtype == tf.int64 else ids.astype(str).astype(object)
+    return table, ids, id_dtype
+
+
+def _candidate_tower(model: Any, candidate_id: str | None) -> tuple[Any, str]:
+    if hasattr(model, "candidate_tower"):
+        return model.candidate_tower, candidate_id or model.candidate_id
+    if isinstance(model, tf.keras.layers.Layer) and hasattr(model, "features"):
+        return model, candidate_id or model.features[0]
+    raise invalid_argument(
+        "model", "be a TwoTowerRetrieval or its candidate Tower", type(model).__name__,
+        error=TypeError,
+    )

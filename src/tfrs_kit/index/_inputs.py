@@ -1,0 +1,114 @@
+"""Query inputs as the serving functions take them: raw columns and exclusions to tensors.
+
+Every conversion error names the argument the user passed (``query_features['user_id']``,
+``exclude``, ``item_ids``), not the tensor it failed to become.
+
+>>> padded([["a"], ["b", "c"], []], "").tolist()
+[['a', ''], ['b', 'c'], ['', '']]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_kit._data import is_multivalued
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit.towers._encoders import padding_value
+
+__all__ = ["check_known", "exclusion_tensor", "padded", "query_tensor"]
+
+
+def padded(rows: Sequence[Sequence[Any]], pad: Any) -> np.ndarray:
+    """Lists of ids as one dense ``[len(rows), longest]`` array, padded with ``pad``.
+
+    Raises:
+        TypeError, ValueError: A row holds values that do not fit the array's
+            dtype; the message names the row.
+    """
+    width = max((len(row) for row in rows), default=0)
+    dense = np.full((len(rows), width), pad, dtype=object if pad == "" else np.int64)
+    for number, row in enumerate(rows):
+        try:
+            dense[number, : len(row)] = list(row)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"row {number}: {list(row)[:5]}") from error
+    return dense
+
+
+def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
+    """One raw query feature as the tensor its serving signature takes.
+
+    Raises:
+        ValueError: The column's values do not fit ``spec``'s dtype.
+    """
+    argument = f"query_features[{name!r}]"
+    values = np.asarray(column) if not is_multivalued(column) else column
+    if spec.dtype == tf.string and values.dtype.kind in "fbc":
+        raise invalid_argument(argument, "hold string values", values[:3].tolist(),
+                               hint="Convert the ids to str as in training.")
+    try:
+        if spec.shape.rank == 2:
+            rows = list(column) if is_multivalued(column) else [[v] for v in column]
+            pad = padding_value("string" if spec.dtype == tf.string else "int64")
+            return tf.constant(padded(rows, pad), dtype=spec.dtype)
+        if spec.dtype == tf.string:
+            return tf.constant(values.astype(str), dtype=tf.string)
+        if spec.dtype.is_integer and values.dtype.kind not in "iuO":
+            raise TypeError(f"{values.dtype} is not an integer dtype")
+        return tf.constant(values, dtype=spec.dtype)
+    except (TypeError, ValueError, tf.errors.InvalidArgumentError) as error:
+        raise invalid_argument(
+            argument, f"hold values of dtype {spec.dtype.name}",
+            f"{values.dtype} values {list(values[:3])}",
+        ) from error
+
+
+def exclusion_tensor(exclude: Sequence[Sequence[Any]] | None, n: int, id_dtype: tf.DType,
+                     known: pd.Index) -> tf.Tensor:
+    """``exclude`` as a ``[n, longest]`` tensor of ids, padded; ``[n, 0]`` for ``None``.
+
+    Args:
+        exclude: One list of candidate ids per query, or ``None``.
+        n: The number of queries.
+        id_dtype: The index's id dtype.
+        known: The index's candidate ids.
+
+    Raises:
+        ValueError: Not one list per query, ids of another dtype, or ids not in ``known``.
+    """
+    if exclude is None:
+        return tf.zeros([n, 0], dtype=id_dtype)
+    if isinstance(exclude, (str, bytes)) or len(exclude) != n:
+        raise invalid_argument(
+            "exclude", f"hold one list of ids per query ({n} queries)",
+            f"{len(exclude) if not isinstance(exclude, (str, bytes)) else exclude} lists",
+        )
+    if any(isinstance(e, (str, bytes)) for e in exclude):
+        raise invalid_argument(
+            "exclude", "hold one list of ids per query, not single ids", list(exclude)[:3],
+            hint="Wrap each query's ids in a list: exclude=[['a', 'b'], ...].",
+        )
+    pad = padding_value("string" if id_dtype == tf.string else "int64")
+    try:
+        dense = padded(exclude, pad)
+    except (TypeError, ValueError) as error:
+        raise invalid_argument(
+            "exclude", f"hold {id_dtype.name} ids like the index", str(error),
+        ) from error
+    flat = dense[dense != pad] if dense.shape[1] else dense.ravel()
+    check_known(np.asarray(flat, dtype=dense.dtype), known, "exclude")
+    return tf.constant(dense, dtype=id_dtype)
+
+
+def check_known(ids: np.ndarray, known: pd.Index, argument: str) -> None:
+    """Raises a ValueError naming the first ``ids`` that are not in ``known``."""
+    unknown = ids[known.get_indexer(pd.Index(ids)) < 0] if len(ids) else ids
+    if len(unknown):
+        raise invalid_argument(
+            argument, "name candidate ids in the index", f"unknown ids {unknown[:5].tolist()}",
+        )
