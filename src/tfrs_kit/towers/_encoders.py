@@ -62,10 +62,6 @@ class FeatureEncoder(tf.keras.layers.Layer):
         )
         self.dim = int(dim)
 
-    @property
-    def output_dim(self) -> int:
-        return self.dim
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "vocabulary": self.vocabulary.to_dict(), "dim": self.dim}
 
@@ -145,10 +141,6 @@ class NumericEncoder(FeatureEncoder):
     def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
         super().__init__(vocabulary, dim, **kwargs)
         self.buckets = tf.keras.layers.Embedding(len(self.vocabulary.boundaries) + 2, self.dim - 1)
-
-    @property
-    def output_dim(self) -> int:
-        return self.dim
 
     def call(self, values: Any) -> tf.Tensor:
         x = tf.cast(_squeeze_batch(values), tf.float32)
