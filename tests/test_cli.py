@@ -48,3 +48,13 @@ def test_titles_come_from_the_first_title_column():
     assert _titles(data) == {"1": "Heat", "2": "Up"}
     assert _titles(InteractionDataset(interactions=items, items=items, users=items,
                                       user_id="movie_id", item_id="movie_id")) == {}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["demo", "--epochs", "0"], "`--epochs` must be an integer >= 1. Received: --epochs=0."),
+    (["demo", "--size", "2.5"], "`--size` must be an integer >= 1. Received: --size='2.5'."),
+])
+def test_bad_numbers_say_the_rule(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err

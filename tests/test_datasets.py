@@ -204,17 +204,25 @@ def test_sizes_fill_in_the_documented_defaults():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"num_interactions": 0}, ValueError, r"`num_interactions` must be at least 1"),
+        ({"num_interactions": 0}, ValueError, r"`num_interactions` must be an integer >= 1"),
         ({"num_interactions": 10.5}, TypeError, r"`num_interactions` must be an integer"),
         ({"num_interactions": True}, TypeError, r"must be an integer"),
-        ({"num_users": 0}, ValueError, r"`num_users` must be at least 1. Received: num_users=0"),
-        ({"num_items": -3}, ValueError, r"`num_items` must be at least 1"),
-        ({"num_clusters": 0}, ValueError, r"`num_clusters` must be at least 1"),
+        (
+            {"num_users": 0},
+            ValueError,
+            r"`num_users` must be an integer >= 1. Received: num_users=0",
+        ),
+        ({"num_items": -3}, ValueError, r"`num_items` must be an integer >= 1"),
+        ({"num_clusters": 0}, ValueError, r"`num_clusters` must be an integer >= 1"),
         ({"num_items": 5, "num_clusters": 6}, ValueError, r"`num_clusters` must be at most"),
-        ({"seed": -1}, ValueError, r"`seed` must be at least 0"),
+        ({"seed": -1}, ValueError, r"`seed` must be an integer >= 0"),
         ({"seed": "x"}, TypeError, r"`seed` must be an integer"),
-        ({"popularity_share": 1.5}, ValueError, r"`popularity_share` must be between 0 and 1"),
-        ({"popularity_share": "a"}, TypeError, r"`popularity_share` must be a number"),
+        (
+            {"popularity_share": 1.5},
+            ValueError,
+            r"`popularity_share` must be a finite number between 0.0 and 1.0",
+        ),
+        ({"popularity_share": "a"}, TypeError, r"`popularity_share` must be a finite number"),
         ({"num_interactions": 10, "num_users": 11}, ValueError, r"`num_users` must be at most"),
         (
             {"num_interactions": 100, "num_users": 3, "num_items": 10},

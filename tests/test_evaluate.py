@@ -237,10 +237,26 @@ TRAIN = {"user_id": [1, 1, 2], "item_id": [1, 2, 3]}
 TEST = {"user_id": [1, 2], "item_id": [3, 1]}
 
 
-@pytest.mark.parametrize("k", [0, -5, (10, 0), 2.5, (10.0,), "10", (), True, None])
-def test_bad_k(k):
-    with pytest.raises(ValueError, match="`k` must be a positive integer"):
+@pytest.mark.parametrize(("k", "error"), [
+    (0, ValueError), (-5, ValueError), ((10, 0), ValueError), ((), ValueError),
+    (2.5, TypeError), ((10.0,), TypeError), ("10", TypeError), (True, TypeError),
+    (None, TypeError),
+])
+def test_bad_k(k, error):
+    with pytest.raises(error, match="`k` must be an integer >= 1"):
         evaluate(Popularity().fit(TRAIN), TEST, train=TRAIN, k=k)
+
+
+@pytest.mark.parametrize(("batch_size", "error"), [(0, ValueError), (2.0, TypeError),
+                                                   (True, TypeError)])
+def test_bad_batch_size(batch_size, error):
+    with pytest.raises(error, match="`batch_size` must be an integer >= 1 or None"):
+        evaluate(Popularity().fit(TRAIN), TEST, train=TRAIN, k=1, batch_size=batch_size)
+
+
+def test_bad_metrics_type():
+    with pytest.raises(TypeError, match="`metrics` must be a metric name or a sequence"):
+        evaluate(Popularity().fit(TRAIN), TEST, train=TRAIN, k=1, metrics=3)
 
 
 def test_unfitted_baseline():
@@ -327,6 +343,10 @@ def test_report_formats_and_is_immutable():
         report["pop"]["recall@10"] = 2.0
     with pytest.raises(ValueError, match="Did you mean 'pop'"):
         report["popp"]
+    with pytest.raises(ValueError, match="`precision` must be an integer >= 0"):
+        report.to_text(precision=-1)
+    with pytest.raises(TypeError, match="`precision` must be an integer >= 0"):
+        report.to_markdown(precision=2.0)
 
 
 def test_report_plot(tmp_path):

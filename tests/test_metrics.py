@@ -200,10 +200,26 @@ def test_coverage_counts_distinct_items():
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("k", [0, -1, 1.5, True, 4])
-def test_bad_k_is_rejected(k):
-    with pytest.raises(ValueError, match="`k` must"):
+@pytest.mark.parametrize(("k", "error"), [(0, ValueError), (-1, ValueError), (4, ValueError),
+                                          (1.5, TypeError), (True, TypeError)])
+def test_bad_k_is_rejected(k, error):
+    with pytest.raises(error, match="`k` must"):
         recall_at_k([[1, 2, 3]], [{1}], k=k)
+
+
+def test_bad_num_items_and_targets_are_rejected():
+    with pytest.raises(ValueError, match="`num_items` must be an integer >= 1"):
+        catalogue_coverage([[1, 2]], num_items=0)
+    with pytest.raises(TypeError, match="`num_items` must be an integer >= 1"):
+        catalogue_coverage([[1, 2]], num_items=10.0)
+    with pytest.raises(ValueError, match="at least the number of distinct recommended items"):
+        catalogue_coverage([[1, 2]], num_items=1)
+    with pytest.raises(TypeError, match=r"`targets` must be 1 column indices in \[0, 2\)"):
+        top_k_categorical_accuracy([[0.1, 0.2]], [1.0], k=1)
+    with pytest.raises(ValueError, match=r"`targets` must be 1 column indices in \[0, 2\)"):
+        top_k_categorical_accuracy([[0.1, 0.2]], [2], k=1)
+    with pytest.raises(TypeError, match="`relevant` must hold one collection"):
+        recall_at_k([[1, 2]], "1")
 
 
 def test_top_k_accuracy_k_larger_than_catalogue():

@@ -144,12 +144,23 @@ def test_string_ids_and_datetime_timestamps():
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, True, "0.2", float("nan")])
+@pytest.mark.parametrize(("fraction", "error"), [
+    (0, ValueError), (1, ValueError), (-0.1, ValueError), (1.5, ValueError),
+    (float("nan"), ValueError), (True, TypeError), ("0.2", TypeError),
+])
 @pytest.mark.parametrize("split", [random_split, temporal_split, per_user_temporal_split,
                                    cold_start_user_split, cold_start_item_split])
-def test_fraction_outside_zero_one_is_rejected(split, fraction):
-    with pytest.raises(ValueError, match="`test_fraction` must be a number strictly between"):
+def test_fraction_outside_zero_one_is_rejected(split, fraction, error):
+    with pytest.raises(error, match=r"`test_fraction` must be a finite number > 0.0 and < 1.0"):
         split(random_log(0, 10), test_fraction=fraction)
+
+
+@pytest.mark.parametrize(("seed", "error"), [(-1, ValueError), (1.0, TypeError),
+                                             (True, TypeError)])
+@pytest.mark.parametrize("split", [random_split, cold_start_user_split, cold_start_item_split])
+def test_bad_seed_is_rejected(split, seed, error):
+    with pytest.raises(error, match="`seed` must be an integer >= 0"):
+        split(random_log(0, 10), seed=seed)
 
 
 def test_empty_side_is_rejected():
@@ -169,8 +180,10 @@ def test_empty_table_is_rejected():
 def test_fraction_and_last_n_are_exclusive_and_checked():
     with pytest.raises(ValueError, match="`last_n` must be None"):
         per_user_temporal_split(random_log(0), test_fraction=0.2, last_n=1)
-    with pytest.raises(ValueError, match="`last_n` must be a positive integer"):
+    with pytest.raises(ValueError, match="`last_n` must be an integer >= 1"):
         per_user_temporal_split(random_log(0), last_n=0)
+    with pytest.raises(TypeError, match="`last_n` must be an integer >= 1"):
+        per_user_temporal_split(random_log(0), last_n=1.0)
 
 
 def test_missing_column_names_the_column():

@@ -6,11 +6,14 @@ Run ``tfrs-kit demo --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from tfrs_kit._validation import check_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,20 +33,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", choices=["synthetic", "movielens-100k"], default="synthetic")
     demo.add_argument("--data-dir", help="a local MovieLens directory or zip (GroupLens layout); "
                       "without it, tensorflow-datasets is used")
-    demo.add_argument("--epochs", type=_positive, default=None,
+    demo.add_argument("--epochs", type=_positive("--epochs"), default=None,
                       help="training epochs (default: 5 on synthetic, 10 on MovieLens)")
-    demo.add_argument("--size", type=_positive, default=20_000,
+    demo.add_argument("--size", type=_positive("--size"), default=20_000,
                       help="synthetic interactions (default: 20000)")
     demo.add_argument("--export", metavar="DIR", help="also save the index to DIR")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _positive(option: str) -> Callable[[str], int]:
+    """An argparse type for ``option``: an integer >= 1, checked as the package checks."""
+
+    def parse(text: str) -> int:
+        value: Any = text
+        with contextlib.suppress(ValueError):  # not a number: check_int says so
+            value = int(text)
+        try:
+            return int(check_int(option, value, minimum=1))
+        except (TypeError, ValueError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
 
 
 def _demo(args: argparse.Namespace) -> int:

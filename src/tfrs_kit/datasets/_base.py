@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_choice
 
 __all__ = ["InteractionDataset"]
 
@@ -81,8 +82,7 @@ class InteractionDataset:
     def _check_columns(field: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
         known = [str(c) for c in frame.columns]
         for column in columns:
-            if column not in known:
-                raise unknown_name(f"{field} column", column, known, what="column")
+            check_choice(f"{field} column", column, known, what="column")
 
     @property
     def user_columns(self) -> tuple[str, ...]:

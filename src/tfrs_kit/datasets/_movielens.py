@@ -22,7 +22,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_choice
 from tfrs_kit.datasets._base import InteractionDataset, read_only_rows, split_rows
 
 __all__ = ["MOVIELENS_GENRES", "MOVIELENS_OCCUPATIONS", "movielens"]
@@ -132,11 +133,10 @@ def movielens(
         >>> MOVIELENS_GENRES[:3]
         ('Action', 'Adventure', 'Animation')
     """
-    key = variant[3:] if isinstance(variant, str) and variant.startswith("ml-") else variant
-    if key not in _LAYOUTS:
-        raise unknown_name("variant", variant, _LAYOUTS, what="MovieLens variant")
-    if source not in ("auto", "files", "tfds"):
-        raise unknown_name("source", source, ("auto", "files", "tfds"), what="source")
+    variant = check_choice("variant", variant, [*_LAYOUTS, *(f"ml-{k}" for k in _LAYOUTS)],
+                           what="MovieLens variant")
+    key = variant.removeprefix("ml-")
+    source = check_choice("source", source, ("auto", "files", "tfds"), what="source")
     layout = _LAYOUTS[key]
     if source == "files" or (source == "auto" and data_dir is not None):
         if data_dir is None:

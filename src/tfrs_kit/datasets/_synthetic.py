@@ -16,12 +16,11 @@ How the data are made (all vectorised; no Python loop over users or events):
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import pandas as pd
 
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_fraction, check_int
 from tfrs_kit.datasets._base import InteractionDataset, split_rows
 
 __all__ = ["synthetic"]
@@ -41,14 +40,6 @@ _ZIPF_EXPONENT = 1.0
 _START = 1_500_000_000  # 2017-07-14, seconds since the epoch
 _REJECTION_ROUNDS = 6
 _GUMBEL_CELLS = 4_000_000  # users x items per chunk of the exact fallback sampler
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise invalid_argument(name, "be an integer", value, error=TypeError)
-    if value < minimum:
-        raise invalid_argument(name, f"be at least {minimum}", value)
-    return int(value)
 
 
 def synthetic(
@@ -85,9 +76,10 @@ def synthetic(
         An :class:`InteractionDataset` named ``"synthetic"``.
 
     Raises:
-        TypeError: A size or the seed is not an integer.
-        ValueError: A size is out of range, or there are more interactions than
-            (user, item) pairs.
+        TypeError: A size or the seed is not an integer, or ``popularity_share`` not
+            a number.
+        ValueError: A size, the seed or ``popularity_share`` is out of range, or there
+            are more interactions than (user, item) pairs.
 
     Example:
         >>> data = synthetic(1_000, seed=1)
@@ -99,13 +91,9 @@ def synthetic(
         True
     """
     n, users, items, clusters = _sizes(num_interactions, num_users, num_items, num_clusters)
-    seed = _check_int("seed", seed, 0)
-    if isinstance(popularity_share, bool) or not isinstance(popularity_share, numbers.Real):
-        raise invalid_argument("popularity_share", "be a number", popularity_share, error=TypeError)
-    if not 0.0 <= float(popularity_share) <= 1.0:
-        raise invalid_argument("popularity_share", "be between 0 and 1", popularity_share)
-    rng = np.random.default_rng(seed)
-    world = _World(rng, users, items, clusters, float(popularity_share))
+    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    share = check_fraction("popularity_share", popularity_share, allow_zero=True, allow_one=True)
+    world = _World(rng, users, items, clusters, share)
     counts = _events_per_user(rng, n, users, items)
     interactions, item_table, user_table = _tables(rng, world, *world.sample_events(rng, counts))
     return InteractionDataset(
@@ -124,13 +112,13 @@ def synthetic(
 def _sizes(num_interactions: object, num_users: object, num_items: object,
            num_clusters: object) -> tuple[int, int, int, int]:
     """The checked sizes, defaults filled in: (interactions, users, items, clusters)."""
-    n = _check_int("num_interactions", num_interactions, 1)
-    users = max(5, n // 20) if num_users is None else _check_int("num_users", num_users, 1)
-    items = max(20, n // 50) if num_items is None else _check_int("num_items", num_items, 1)
+    n = check_int("num_interactions", num_interactions, minimum=1)
+    users = max(5, n // 20) if num_users is None else check_int("num_users", num_users, minimum=1)
+    items = max(20, n // 50) if num_items is None else check_int("num_items", num_items, minimum=1)
     if num_clusters is None:
         clusters = min(int(np.clip(round(np.sqrt(items)), 2, 50)), items)
     else:
-        clusters = _check_int("num_clusters", num_clusters, 1)
+        clusters = check_int("num_clusters", num_clusters, minimum=1)
     if users > n:
         raise invalid_argument(
             "num_users",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -13,7 +14,7 @@ import scipy.sparse as sp
 from tfrs_kit._data import Table, TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
-from tfrs_kit._validation import check_same_kind
+from tfrs_kit._validation import check_choice, check_int, check_same_kind
 from tfrs_kit.evaluation._metrics import (
     _ild_from_positions,
     _per_list_mean,
@@ -125,19 +126,14 @@ def _select_sorted(
 
 
 def _check_ks(k: Any) -> tuple[int, ...]:
-    values = [k] if isinstance(k, (int, np.integer)) else k
-    try:
-        values = list(values)
-    except TypeError:
-        values = []
-    if isinstance(k, str) or not values or not all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in values
-    ):
-        raise invalid_argument(
-            "k", "be a positive integer or a sequence of positive integers", k,
-            hint="For example k=(10, 100).",
-        )
-    return tuple(sorted({int(v) for v in values}))
+    """One cut-off or a non-empty sequence of them, sorted and without repeats."""
+    if isinstance(k, (numbers.Integral, str, bytes)) or not isinstance(k, Iterable):
+        return (check_int("k", k, minimum=1),)
+    values = [check_int("k", value, minimum=1) for value in k]
+    if not values:
+        raise invalid_argument("k", "be an integer >= 1 or a non-empty sequence of them", k,
+                               hint="For example k=(10, 100).")
+    return tuple(sorted(set(values)))
 
 
 def _check_metrics(metrics: Iterable[str] | None, ild_possible: bool) -> tuple[str, ...]:
@@ -145,10 +141,10 @@ def _check_metrics(metrics: Iterable[str] | None, ild_possible: bool) -> tuple[s
         return (*_DEFAULT_METRICS, "ild") if ild_possible else _DEFAULT_METRICS
     if isinstance(metrics, str):
         metrics = [metrics]
-    chosen = list(metrics)
-    for name in chosen:
-        if name not in METRICS:
-            raise unknown_name("metrics", name, METRICS, what="metric")
+    if not isinstance(metrics, Iterable):
+        raise invalid_argument("metrics", "be a metric name or a sequence of them", metrics,
+                               error=TypeError, hint=f"For example metrics={list(_RANKING[:2])}.")
+    chosen = [check_choice("metrics", name, METRICS, what="metric") for name in metrics]
     if "ild" in chosen and not ild_possible:
         raise invalid_argument(
             "item_features", "be given for the 'ild' metric", None,
@@ -521,11 +517,7 @@ def evaluate(
     """
     ks = _check_ks(k)
     chosen = _check_metrics(metrics, item_features is not None)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
-        raise invalid_argument("batch_size", "be a positive integer or None", batch_size)
+    batch_size = check_int("batch_size", batch_size, minimum=1, allow_none=True)
     named = _name_models(models)
     train_table = to_table(train, argument="train", columns=[user_id, item_id])
     test_table = to_table(test, argument="test", columns=[user_id, item_id])

@@ -27,7 +27,7 @@ import pandas as pd
 
 from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._validation import check_same_kind
+from tfrs_kit._validation import check_choice, check_int, check_same_kind
 
 __all__ = [
     "average_precision_at_k",
@@ -51,13 +51,12 @@ _TABLE_ELEMENTS = 1 << 22  # item-item distances precomputed up to ~2,000 items
 
 
 def _check_k(k: Any, *, maximum: int | None = None, what: str = "the number of columns") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise invalid_argument("k", "be a positive integer", k, hint="For example k=10.")
+    k = check_int("k", k, minimum=1)
     if maximum is not None and k > maximum:
         raise invalid_argument(
             "k", f"be at most {what} ({maximum})", k, hint=f"Use k <= {maximum}."
         )
-    return int(k)
+    return k
 
 
 def _as_ranked_lists(recommended: Any, k: int | None) -> tuple[np.ndarray, int]:
@@ -86,12 +85,11 @@ def _hit_matrix(recommended: np.ndarray, relevant: Sequence[Iterable[Any]]) -> t
 ]:
     """Which recommended items are relevant, and how many distinct relevant items each row has."""
     n = recommended.shape[0]
-    if isinstance(relevant, (str, bytes)) or len(relevant) != n:
-        raise invalid_argument(
-            "relevant",
-            f"hold one collection of relevant item ids per row of `recommended` ({n})",
-            f"{len(relevant)} collections" if hasattr(relevant, "__len__") else relevant,
-        )
+    rule = f"hold one collection of relevant item ids per row of `recommended` ({n})"
+    if isinstance(relevant, (str, bytes)) or not hasattr(relevant, "__len__"):
+        raise invalid_argument("relevant", rule, relevant, error=TypeError)
+    if len(relevant) != n:
+        raise invalid_argument("relevant", rule, f"{len(relevant)} collections")
     per_row = [np.asarray(list(r) if not isinstance(r, np.ndarray) else r).ravel()
                for r in relevant]
     sizes = np.array([len(r) for r in per_row], dtype=np.int64)
@@ -274,15 +272,14 @@ def catalogue_coverage(recommended: Any, *, num_items: int, k: int | None = None
         0.3
     """
     lists, _ = _as_ranked_lists(recommended, k)
-    if isinstance(num_items, bool) or not isinstance(num_items, (int, np.integer)) or num_items < 1:
-        raise invalid_argument("num_items", "be a positive integer", num_items)
+    num_items = check_int("num_items", num_items, minimum=1)
     distinct = len(pd.unique(lists.ravel()))
     if distinct > num_items:
         raise invalid_argument(
             "num_items", f"be at least the number of distinct recommended items ({distinct})",
             num_items,
         )
-    return distinct / int(num_items)
+    return distinct / num_items
 
 
 def _item_user_counts(
@@ -433,8 +430,7 @@ def intra_list_diversity(
         ...                      item_vectors=genres)  # pairs: 0.5, 1, 0.5
         0.6666666666666666
     """
-    if distance not in _DISTANCES:
-        raise invalid_argument("distance", f"be one of {_DISTANCES}", distance)
+    distance = check_choice("distance", distance, _DISTANCES)
     lists, k = _as_ranked_lists(recommended, k)
     if k < 2:
         raise invalid_argument("k", "be at least 2 for a pairwise diversity", k)
@@ -477,12 +473,13 @@ def top_k_categorical_accuracy(scores: Any, targets: Any, *, k: int) -> float:
     if scores.ndim != 2 or scores.shape[0] == 0:
         raise invalid_argument("scores", "be a non-empty 2-D array", f"shape {scores.shape}")
     k = _check_k(k, maximum=scores.shape[1], what="the number of items")
-    if targets.shape != (scores.shape[0],) or targets.dtype.kind not in "iu" or (
+    rule = f"be {scores.shape[0]} column indices in [0, {scores.shape[1]})"
+    if targets.dtype.kind not in "iu":
+        raise invalid_argument("targets", rule, targets, error=TypeError)
+    if targets.shape != (scores.shape[0],) or (
         (targets < 0) | (targets >= scores.shape[1])
     ).any():
-        raise invalid_argument(
-            "targets", f"be {scores.shape[0]} column indices in [0, {scores.shape[1]})", targets
-        )
+        raise invalid_argument("targets", rule, targets)
     target_scores = scores[np.arange(len(targets)), targets]
     return float(np.mean((scores > target_scores[:, None]).sum(axis=1) < k))
 

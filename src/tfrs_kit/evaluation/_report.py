@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._validation import check_int
 
 __all__ = ["Report"]
 
@@ -105,6 +106,7 @@ class Report:
         return {name: dict(row) for name, row in self._results.items()}
 
     def _cells(self, precision: int) -> list[list[str]]:
+        precision = check_int("precision", precision, minimum=0)
         rows = [["metric", *self.models]]
         for metric in self._metrics:
             rows.append([metric] + [

@@ -19,6 +19,7 @@ import pandas as pd
 
 from tfrs_kit._data import Table, TableLike, num_rows, select, take, to_table
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_fraction, check_int
 
 __all__ = [
     "cold_start_item_split",
@@ -28,23 +29,6 @@ __all__ = [
     "random_split",
     "temporal_split",
 ]
-
-
-def _check_fraction(value: Any, argument: str = "test_fraction") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or (
-        not 0 < value < 1
-    ):
-        raise invalid_argument(
-            argument, "be a number strictly between 0 and 1", value,
-            hint="For example test_fraction=0.2 puts 20% in the test set.",
-        )
-    return float(value)
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise invalid_argument("seed", "be a non-negative integer", seed)
-    return int(seed)
 
 
 def _ceil_fraction(fraction: float, counts: Any) -> np.ndarray:
@@ -97,7 +81,8 @@ def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) 
         >>> len(train["user_id"]), len(test["user_id"])
         (3, 2)
     """
-    fraction, seed = _check_fraction(test_fraction), _check_seed(seed)
+    fraction = check_fraction("test_fraction", test_fraction)
+    seed = check_int("seed", seed, minimum=0)
     table = None if type(data).__name__ == "DataFrame" else to_table(data, argument="data")
     n = len(data) if table is None else num_rows(table)
     if n == 0:
@@ -129,7 +114,7 @@ def temporal_split(
         >>> test["timestamp"].tolist()
         [5, 4]
     """
-    fraction = _check_fraction(test_fraction)
+    fraction = check_fraction("test_fraction", test_fraction)
     table, columns = _columns(data, [timestamp])
     n = len(columns[timestamp])
     order = np.argsort(_codes(columns[timestamp]), kind="stable")
@@ -173,12 +158,9 @@ def per_user_temporal_split(
             "last_n", "be None when `test_fraction` is given", last_n,
             hint="Pass either test_fraction= or last_n=.",
         )
-    if last_n is not None and (
-        isinstance(last_n, bool) or not isinstance(last_n, (int, np.integer)) or last_n < 1
-    ):
-        raise invalid_argument("last_n", "be a positive integer", last_n)
-    fraction = None if last_n is not None else _check_fraction(
-        0.2 if test_fraction is None else test_fraction
+    last_n = check_int("last_n", last_n, minimum=1, allow_none=True)
+    fraction = None if last_n is not None else check_fraction(
+        "test_fraction", 0.2 if test_fraction is None else test_fraction
     )
     table, columns = _columns(data, [user_id, item_id, timestamp])
     users = _codes(columns[user_id])
@@ -215,7 +197,8 @@ def leave_last_one_out(
 
 
 def _group_split(data: TableLike, column: str, fraction: Any, seed: Any) -> tuple[Any, Any]:
-    fraction, seed = _check_fraction(fraction), _check_seed(seed)
+    fraction = check_fraction("test_fraction", fraction)
+    seed = check_int("seed", seed, minimum=0)
     table, columns = _columns(data, [column])
     codes = _codes(columns[column])
     n_groups = int(codes.max()) + 1
