@@ -31,7 +31,7 @@ def test_history_ties_keep_row_order_and_timestamp_is_optional():
 
 
 def test_history_bad_input():
-    with pytest.raises(ValueError, match="`max_length` must be a positive integer"):
+    with pytest.raises(ValueError, match="`max_length` must be an integer >= 1"):
         tk.HistoryBuilder(max_length=0)
     with pytest.raises(ValueError, match="must have a column 'timestamp'"):
         tk.HistoryBuilder().transform({"user_id": ["a"], "item_id": ["x"]})
@@ -163,6 +163,39 @@ def test_validation_fraction_and_early_stopping(checkerboard):
                         learning_rate_schedule="cosine", seed=0, verbose=0)
     assert "val_loss" in history.history
     assert len(history.history["loss"]) < 30  # stopped early
+
+
+def test_fit_compiles_with_adagrad_once_and_keeps_its_optimizer(checkerboard):
+    model = _model(checkerboard)
+    model.fit(checkerboard, epochs=1, batch_size=1024, verbose=0)
+    optimizer = model.optimizer
+    assert isinstance(optimizer, tf.keras.optimizers.Adagrad)
+    assert float(optimizer.learning_rate) == pytest.approx(0.05)
+    model.fit(checkerboard, epochs=1, batch_size=1024, verbose=0)  # trains on
+    assert model.optimizer is optimizer and int(optimizer.iterations) == 2 * 4
+    with pytest.raises(ValueError, match="`learning_rate` must be None when the model is already"):
+        model.fit(checkerboard, learning_rate=0.05, verbose=0)
+
+
+def test_cosine_schedule_decays_over_every_step_of_fit(checkerboard):
+    model = _model(checkerboard)
+    model.fit(checkerboard, epochs=2, batch_size=1000, learning_rate=0.5,
+              learning_rate_schedule="cosine", verbose=0)
+    schedule = model.optimizer._learning_rate
+    assert isinstance(schedule, tf.keras.optimizers.schedules.CosineDecay)
+    assert (schedule.initial_learning_rate, schedule.decay_steps) == (0.5, 2 * 4)
+
+
+@pytest.mark.parametrize("setting", [{"learning_rate": 0.1},
+                                     {"learning_rate_schedule": "constant"}])
+def test_optimizer_settings_on_a_compiled_model_are_refused(checkerboard, setting):
+    model = _model(checkerboard)
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.1))
+    (argument,) = setting
+    with pytest.raises(ValueError, match=rf"`{argument}` must be None when the model is already "
+                       r"compiled\..*pass the optimizer with its learning rate to `compile`"):
+        model.fit(checkerboard, verbose=0, **setting)
+    assert model.candidate_frequencies_ is None  # refused before fit learns anything
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [

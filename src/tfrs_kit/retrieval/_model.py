@@ -24,6 +24,7 @@ __all__ = ["TwoTowerRetrieval"]
 # No leading underscore: TensorFlow turns feature names into graph node names.
 _SAMPLING_PROBABILITY = "tfrs_kit_sampling_probability"
 _SCHEDULES = ("constant", "cosine")
+_LEARNING_RATE = 0.05  # Adagrad's, when fit compiles the model
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrs_kit")
@@ -237,8 +238,8 @@ class TwoTowerRetrieval(tfrs.Model):
         batch_size: int = 1024,
         shuffle: bool = True,
         seed: int | None = None,
-        learning_rate: float = 0.05,
-        learning_rate_schedule: str = "constant",
+        learning_rate: float | None = None,
+        learning_rate_schedule: str | None = None,
         validation_data: TableLike | None = None,
         validation_fraction: float | None = None,
         early_stopping_patience: int | None = None,
@@ -259,9 +260,11 @@ class TwoTowerRetrieval(tfrs.Model):
             seed: Seed of the shuffle (and of ``validation_fraction``'s split).
                 Initial weights follow TensorFlow's global seed: call
                 ``tf.keras.utils.set_random_seed`` before building the towers.
-            learning_rate: The learning rate, when ``fit`` compiles the model.
-            learning_rate_schedule: ``"constant"``, or ``"cosine"`` decay to zero
-                over all epochs, when ``fit`` compiles the model.
+            learning_rate: Adagrad's learning rate when ``fit`` compiles the
+                model; default 0.05. Only for a model that is not compiled yet.
+            learning_rate_schedule: ``"constant"`` (the default) or ``"cosine"``
+                decay to zero over all epochs, when ``fit`` compiles the model.
+                Only for a model that is not compiled yet.
             validation_data: A table like ``x``; its loss is reported per epoch.
             validation_fraction: Instead, hold out this random share of ``x``.
             early_stopping_patience: Stop when the validation loss has not
@@ -273,14 +276,33 @@ class TwoTowerRetrieval(tfrs.Model):
             verbose: Keras verbosity: 0 silent, 1 progress bar, 2 a line per epoch.
             **kwargs: Passed on to ``tf.keras.Model.fit``.
 
-        If the model is not compiled yet, it is compiled with Adagrad at
-        ``learning_rate``; call ``compile`` first to choose another optimizer.
+        If the model is not compiled yet, ``fit`` compiles it with Adagrad at
+        ``learning_rate``. To choose another optimizer, call ``compile`` first:
+        ``fit`` then keeps it (also in later calls of ``fit``), and passing
+        ``learning_rate`` or ``learning_rate_schedule`` is a ``ValueError``
+        rather than a setting that would be silently ignored.
+
+        Example:
+            >>> import tensorflow as tf
+            >>> import tfrs_kit as tk
+            >>> log = {"user_id": ["a", "b"], "item_id": ["x", "y"]}
+            >>> vocabs = tk.VocabularyBuilder().fit(log)
+            >>> model = tk.TwoTowerRetrieval(
+            ...     tk.Tower(vocabs, features=["user_id"], output_dim=4),
+            ...     tk.Tower(vocabs, features=["item_id"], output_dim=4))
+            >>> model.compile(optimizer=tf.keras.optimizers.SGD(0.1))
+            >>> model.fit(log, learning_rate=0.1, verbose=0)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ValueError: `learning_rate` must be None when the model is already compiled. ...
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise invalid_argument("batch_size", "be a positive integer", batch_size)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise invalid_argument("epochs", "be a positive integer", epochs)
-        if learning_rate_schedule not in _SCHEDULES:
+        if self.optimizer is not None:
+            _check_not_compiled(learning_rate=learning_rate,
+                                learning_rate_schedule=learning_rate_schedule)
+        if learning_rate_schedule is not None and learning_rate_schedule not in _SCHEDULES:
             raise unknown_name("learning_rate_schedule", learning_rate_schedule, _SCHEDULES,
                                what="schedule")
         if validation_fraction is not None and not 0.0 < validation_fraction < 1.0:
@@ -318,9 +340,9 @@ class TwoTowerRetrieval(tfrs.Model):
                 frequencies=self.candidate_frequencies_)
         if self.optimizer is None:
             steps = epochs * -(-num_rows(train) // batch_size)
-            rate: Any = learning_rate
+            rate: Any = _LEARNING_RATE if learning_rate is None else learning_rate
             if learning_rate_schedule == "cosine":
-                rate = tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+                rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
             self.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
         dataset, shuffle_callbacks = training_dataset(
             train, self._columns, batch_size=batch_size, shuffle=shuffle, seed=seed,
@@ -456,6 +478,18 @@ def _share_embedding(query_tower: Tower, query_feature: str, candidate_tower: To
 def _last_rows(table: Table, key: str, features: Sequence[str], argument: str) -> Table:
     columns = list(dict.fromkeys([key, *features]))
     return last_rows(select(table, columns, argument=argument), key)
+
+
+def _check_not_compiled(**settings: Any) -> None:
+    """Refuses optimizer settings that ``fit`` would ignore: the model has its optimizer."""
+    for argument, value in settings.items():
+        if value is not None:
+            raise invalid_argument(
+                argument, "be None when the model is already compiled", value,
+                hint="fit keeps the optimizer of `compile` (or of an earlier fit): pass the "
+                "optimizer with its learning rate to `compile` instead, or do not compile "
+                "and let fit compile with Adagrad.",
+            )
 
 
 def _check_no_missing_ids(table: Table, column: str, argument: str) -> None:
