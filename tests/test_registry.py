@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit._plugins import Registry
+from tfrs_kit._plugins import Registry, same_definition
 from tfrs_kit.testing import _isolated_registries
 
 TOWERS, DATASETS = "tfrs_kit.towers", "tfrs_kit.datasets"
@@ -105,6 +105,55 @@ def test_duplicate_names_are_refused():
 
         with pytest.raises(ValueError, match="'synthetic' is already registered"):
             tk.datasets.register_dataset("synthetic")(lambda: None)
+
+
+NOTEBOOK_CELL = """
+import tfrs_kit as tk
+
+@tk.towers.register_tower("rerun", package="notebook")
+class RerunTower(tk.Tower):
+    pass
+
+@tk.datasets.register_dataset("rerun_clicks")
+def clicks():
+    return None
+"""
+
+
+def _run_cell(source: str, module: str = "notebook_cell") -> dict:
+    namespace = {"__name__": module}
+    exec(compile(source, f"<{module}>", "exec"), namespace)
+    return namespace
+
+
+def test_running_a_cell_again_replaces_its_registrations():
+    with _isolated_registries():
+        first = _run_cell(NOTEBOOK_CELL)
+        second = _run_cell(NOTEBOOK_CELL)  # new class and function objects, same names
+        cls = second["RerunTower"]
+        assert cls is not first["RerunTower"]
+        assert tk.towers.get_tower("rerun") is cls
+        assert tf.keras.utils.get_registered_name(cls) == "notebook>RerunTower"
+        tower = cls(tk.VocabularyBuilder().fit({"u": ["a"]}), features=["u"], output_dim=2)
+        config = json.loads(json.dumps(tf.keras.utils.serialize_keras_object(tower)))
+        assert type(tf.keras.utils.deserialize_keras_object(config)) is cls
+        assert tk.datasets.available_datasets().count("rerun_clicks") == 1
+        with pytest.raises(ValueError, match=r"'rerun' is already registered to "
+                           r"notebook_cell\.RerunTower by @register_tower\('rerun'\) in module "
+                           r"'notebook_cell', so .* cannot register notebook_cell\.OtherTower"):
+            _run_cell(NOTEBOOK_CELL.replace("class RerunTower", "class OtherTower"))
+        with pytest.raises(ValueError, match=r"'notebook>RerunTower' already names "
+                           r"notebook_cell\.RerunTower"):
+            _run_cell(NOTEBOOK_CELL, module="other_cell")  # another module: another class
+        assert tk.towers.get_tower("rerun") is cls
+
+
+def test_only_named_definitions_can_be_the_same():
+    a, b = (_run_cell("def f():\n    pass\ng = lambda: 1\n") for _ in range(2))
+    assert same_definition(a["f"], b["f"])
+    assert not same_definition(a["g"], b["g"])  # a lambda's name says nothing of it
+    assert not same_definition(a["f"], _run_cell("def f():\n    pass\n", "other")["f"])
+    assert not same_definition(1, 1)
 
 
 @pytest.mark.parametrize(("name", "error"), [("", ValueError), (" x", ValueError), (3, TypeError)])

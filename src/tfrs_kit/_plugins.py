@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from tfrs_kit._errors import invalid_argument, unknown_name
 
-__all__ = ["Registry", "describe_entry_point"]
+__all__ = ["Registry", "describe_entry_point", "same_definition"]
 
 T = TypeVar("T")
 
@@ -29,6 +29,19 @@ def describe_entry_point(entry_point: importlib.metadata.EntryPoint) -> str:
         f"entry point '{entry_point.name} = {entry_point.value}' "
         f"(group '{entry_point.group}'{source})"
     )
+
+
+def same_definition(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are one class or function defined twice.
+
+    So they are when both have the same module and qualified name, as when a
+    notebook cell that defines a class runs again and makes a new class object.
+    Lambdas, whose name says nothing of them, never are.
+    """
+    name = getattr(a, "__qualname__", None)
+    return (isinstance(name, str) and "<lambda>" not in name
+            and name == getattr(b, "__qualname__", None)
+            and getattr(a, "__module__", None) == getattr(b, "__module__", None))
 
 
 class Registry(Generic[T]):
@@ -63,7 +76,12 @@ class Registry(Generic[T]):
         self._entry_points: list[importlib.metadata.EntryPoint] | None = None  # None: installed
 
     def register(self, name: str, obj: T, *, origin: str) -> None:
-        """Adds ``obj`` under ``name``; the same object again is a no-op."""
+        """Adds ``obj`` under ``name``.
+
+        The same object again is a no-op, and a new definition of it (see
+        :func:`same_definition`) replaces it; another object under a taken name
+        raises ``ValueError`` naming who took it.
+        """
         if not isinstance(name, str) or not name.strip() or name != name.strip():
             raise invalid_argument(
                 "name", f"be a non-empty string without surrounding spaces to name a {self.what}",
@@ -77,12 +95,13 @@ class Registry(Generic[T]):
         if name in self._entries:
             if self._entries[name] is obj:
                 return
-            raise invalid_argument(
-                "name", f"be a {self.what} name that is not taken", name,
-                hint=f"{name!r} is already registered to {_qualname(self._entries[name])} "
-                f"by {self._origins[name]}, so {origin} cannot register "
-                f"{_qualname(obj)} under it. Choose another name.",
-            )
+            if not same_definition(self._entries[name], obj):
+                raise invalid_argument(
+                    "name", f"be a {self.what} name that is not taken", name,
+                    hint=f"{name!r} is already registered to {_qualname(self._entries[name])} "
+                    f"by {self._origins[name]}, so {origin} cannot register "
+                    f"{_qualname(obj)} under it. Choose another name.",
+                )
         if self._on_register is not None:
             self._on_register(name, obj)
         self._entries[name] = obj

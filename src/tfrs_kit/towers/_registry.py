@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._plugins import Registry
+from tfrs_kit._plugins import Registry, same_definition
 from tfrs_kit.towers._tower import Tower
 
 __all__ = ["available_towers", "get_tower", "register_tower"]
@@ -28,13 +28,16 @@ def _is_tower_class(obj: Any) -> bool:
 
 
 def _register_with_keras(cls: type[Tower], package: str) -> None:
-    """Makes ``cls`` deserialisable by name (``"package>ClassName"``), if not already."""
+    """Makes ``cls`` deserialisable by name (``"package>ClassName"``), if not already.
+
+    A new definition of the class that holds the name takes it over.
+    """
     key = f"{package}>{cls.__name__}"
     current = tf.keras.utils.get_registered_name(cls)
     if current != cls.__name__:
         return  # already registered under its own key (Tower is "tfrs_kit>Tower")
     taken = tf.keras.utils.get_custom_objects().get(key)
-    if taken is not None and taken is not cls:
+    if taken is not None and taken is not cls and not same_definition(taken, cls):
         raise invalid_argument(
             "package", f"give {cls.__qualname__} a Keras name no other class has", package,
             hint=f"{key!r} already names {taken.__module__}.{taken.__qualname__}; pass "
@@ -58,8 +61,10 @@ def register_tower(name: str, *, package: str | None = None) -> Callable[[TowerT
     The class is also registered for Keras serialisation as
     ``"package>ClassName"``, so models and configs holding it reload with
     ``tf.keras.models.model_from_json`` or ``from_config`` once its module is
-    imported. Registering the same class under the same name again is a no-op;
-    another class under a taken name is refused.
+    imported. Registering the same class under the same name again is a no-op,
+    and a new definition of it (the same module and qualified name, as when a
+    notebook cell that defines it runs again) replaces it; another class under
+    a taken name is refused.
 
     Args:
         name: The name :func:`get_tower` finds it by. To ship the tower in
