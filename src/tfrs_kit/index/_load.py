@@ -6,9 +6,11 @@ directory fails with an error that names the file and the problem.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +42,34 @@ def load_index(path: str | os.PathLike[str]) -> Index:
         ...
         FileNotFoundError: `path` must be a directory written by Index.save. ...
     """
+    root = _index_directory(path)
+    metadata = _read_metadata(root / METADATA)
+    _check_compatible(metadata)
+    if metadata.backend == "scann":
+        import_scann()  # registers ScaNN's ops, which the SavedModel calls
+    vocabularies = _read_vocabularies(root / VOCABULARIES)
+    restored, ids = _read_saved_model(root / SAVED_MODEL, metadata.num_candidates)
+    return Index(restored, ids=ids, k_max=metadata.k_max, backend=metadata.backend,
+                 backend_options=metadata.backend_options, query_specs=metadata.query_specs,
+                 id_dtype=metadata.id_dtype, vocabularies=vocabularies)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Metadata:
+    """The parts of ``tfrs_kit_index.json`` an index is rebuilt from."""
+
+    format_version: Any
+    written_by: Any  # the tfrs_kit version, for error messages
+    k_max: int
+    num_candidates: int
+    query_specs: dict[str, tf.TensorSpec]
+    id_dtype: tf.DType
+    backend: Any
+    backend_options: dict[str, Any]
+
+
+def _index_directory(path: str | os.PathLike[str]) -> Path:
+    """``path``, once it is a directory holding every file of an index."""
     root = Path(path)
     required = {METADATA: Path.is_file, SAVED_MODEL: Path.is_dir, VOCABULARIES: Path.is_file}
     missing = [name for name, check in required.items() if not check(root / name)]
@@ -49,51 +79,67 @@ def load_index(path: str | os.PathLike[str]) -> Index:
             hint=f"It needs {', '.join(required)}; missing: {', '.join(missing)}.",
             error=FileNotFoundError,
         )
-    metadata_file = root / METADATA
+    return root
+
+
+def _read_metadata(metadata_file: Path) -> _Metadata:
+    """The metadata file parsed, or a ValueError naming what is wrong with it."""
     try:
         metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
         if metadata.get("format") != FORMAT:
             raise ValueError(f"format {metadata.get('format')!r}")
-        version = metadata["format_version"]
-        k_max = int(metadata["k_max"])
-        num_candidates = int(metadata["num_candidates"])
-        specs = {
-            name: tf.TensorSpec(spec["shape"], tf.as_dtype(spec["dtype"]), name=name)
-            for name, spec in metadata["query_features"].items()
-        }
-        id_dtype = tf.as_dtype(metadata["id_dtype"])
-        backend = metadata["backend"]
-        options = dict(metadata["backend_options"])
+        return _Metadata(
+            format_version=metadata["format_version"],
+            written_by=metadata.get("tfrs_kit_version"),
+            k_max=int(metadata["k_max"]),
+            num_candidates=int(metadata["num_candidates"]),
+            query_specs={
+                name: tf.TensorSpec(spec["shape"], tf.as_dtype(spec["dtype"]), name=name)
+                for name, spec in metadata["query_features"].items()
+            },
+            id_dtype=tf.as_dtype(metadata["id_dtype"]),
+            backend=metadata["backend"],
+            backend_options=dict(metadata["backend_options"]),
+        )
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise invalid_argument(
             "path", "hold valid index metadata", str(metadata_file), hint=f"Problem: {error}.",
         ) from error
-    if version != FORMAT_VERSION:
+
+
+def _check_compatible(metadata: _Metadata) -> None:
+    """Raises a ValueError for another format version or an unknown backend."""
+    if metadata.format_version != FORMAT_VERSION:
         raise invalid_argument(
             "path", f"hold an index of format version {FORMAT_VERSION}",
-            f"format_version={version} (written by tfrs_kit "
-            f"{metadata.get('tfrs_kit_version')})", hint="Export it again with this version.",
+            f"format_version={metadata.format_version} (written by tfrs_kit "
+            f"{metadata.written_by})", hint="Export it again with this version.",
         )
-    if backend not in BACKENDS:
+    if metadata.backend not in BACKENDS:
         raise invalid_argument(
-            "path", f"hold an index of a known backend {sorted(BACKENDS)}", f"backend={backend!r}",
-            hint=f"It was written by tfrs_kit {metadata.get('tfrs_kit_version')}.",
+            "path", f"hold an index of a known backend {sorted(BACKENDS)}",
+            f"backend={metadata.backend!r}",
+            hint=f"It was written by tfrs_kit {metadata.written_by}.",
         )
-    if backend == "scann":
-        import_scann()  # registers ScaNN's ops, which the SavedModel calls
+
+
+def _read_vocabularies(file: Path) -> Vocabularies:
     try:
-        vocabularies = Vocabularies.load(root / VOCABULARIES)
+        return Vocabularies.load(file)
     except (ValueError, KeyError, TypeError) as error:
         raise invalid_argument(
-            "path", "hold valid vocabularies", str(root / VOCABULARIES),
-            hint=f"Problem: {error}",
+            "path", "hold valid vocabularies", str(file), hint=f"Problem: {error}",
         ) from error
+
+
+def _read_saved_model(directory: Path, num_candidates: int) -> tuple[Any, np.ndarray]:
+    """The restored serving module and its candidate ids, checked against the metadata."""
     try:
-        restored = tf.saved_model.load(str(root / SAVED_MODEL))
+        restored = tf.saved_model.load(str(directory))
         ids = restored.ids.numpy()
     except Exception as error:
         raise invalid_argument(
-            "path", "hold a complete SavedModel", str(root / SAVED_MODEL),
+            "path", "hold a complete SavedModel", str(directory),
             hint=f"Loading failed: {error}",
         ) from error
     if len(ids) != num_candidates:
@@ -104,5 +150,4 @@ def load_index(path: str | os.PathLike[str]) -> Index:
         )
     if ids.dtype == object:
         ids = np.array([b.decode("utf-8") for b in ids], dtype=object)
-    return Index(restored, ids=ids, k_max=k_max, backend=backend, backend_options=options,
-                 query_specs=specs, id_dtype=id_dtype, vocabularies=vocabularies)
+    return restored, ids
