@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tfrs_kit._errors import NotFittedError
-from tfrs_kit.baselines import BPR, EASE, ImplicitALS, ItemKNN, Popularity, RP3beta, UserKNN
-from tfrs_kit.evaluation import Recommender, evaluate
+from tfrs_kit.baselines import (
+    BPR,
+    EASE,
+    ImplicitALS,
+    ItemKNN,
+    Popularity,
+    RP3beta,
+    UserKNN,
+    default_grid,
+    tune,
+)
+from tfrs_kit.evaluation import Recommender, evaluate, per_user_temporal_split
 
 ALL = [Popularity(), ItemKNN(neighbors=20), UserKNN(neighbors=20), EASE(l2=10.0),
        RP3beta(neighbors=20)]
@@ -274,3 +286,156 @@ def test_repr_shows_hyperparameters():
     assert repr(ItemKNN(neighbors=5, shrinkage=1.0)) == "ItemKNN(neighbors=5, shrinkage=1.0)"
     assert repr(EASE()) == "EASE(l2=500.0)"
     assert repr(RP3beta()) == "RP3beta(alpha=1.0, beta=0.5, neighbors=100)"
+
+
+# ------------------------------------------------------------------------------ tuning
+
+def timed_log(seed=0, n_users=30, n_items=20, per_user=6):
+    rng = np.random.default_rng(seed)
+    rows = [(user, item, int(rng.integers(1_000_000)))
+            for user in range(n_users)
+            for item in rng.choice(n_items, size=per_user, replace=False)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+PHANTOMS = np.arange(10_000, 10_050)  # never trained on, so never masked
+
+
+def oracle(log, peak, *, log_scale=False, minimum=None, open_minimum=False):
+    """A fake model that knows the validation slice of ``log`` (computed here, by hand):
+    it ranks each user's validation items right after ``distance(x, peak)`` phantom
+    items, so the validation score falls strictly as ``x`` moves away from ``peak``."""
+    _, validation = per_user_temporal_split(log, test_fraction=0.2)
+    answers = validation.groupby("user_id")["item_id"].apply(set).to_dict()
+
+    class Oracle:
+        fitted_rows: ClassVar[list[int]] = []
+
+        def __init__(self, *, x):
+            if minimum is not None and (x <= minimum if open_minimum else x < minimum):
+                raise ValueError("x is too small")
+            self.x = x
+
+        def fit(self, train, *, user_id="user_id", item_id="item_id"):
+            Oracle.fitted_rows.append(len(train[user_id]))
+            self.item_ids = np.concatenate([np.unique(train[item_id]), PHANTOMS])
+            return self
+
+        def score(self, user_ids):
+            distance = (abs(np.log10(self.x) - np.log10(peak)) if log_scale
+                        else abs(self.x - peak))
+            scores = np.full((len(user_ids), len(self.item_ids)), -1000.0)
+            scores[:, -len(PHANTOMS):] = -np.arange(len(PHANTOMS)) - 0.5
+            column = {item: j for j, item in enumerate(self.item_ids)}
+            for row, user in enumerate(user_ids):
+                for item in answers.get(user, ()):
+                    if item in column:
+                        scores[row, column[item]] = -distance
+            return scores
+
+    return Oracle
+
+
+def test_tune_extends_an_edge_until_the_best_is_interior():
+    log = timed_log()
+    model_class = oracle(log, peak=5)
+    model, result = tune(model_class, log, grid={"x": [1, 2, 3]})
+    assert result.grid == {"x": [1, 2, 3, 4, 5, 6]}
+    assert result.best_params == {"x": 5} and model.x == 5
+    assert result.at_edge == ()
+    assert result.scores["x"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert result.scores["round"].tolist() == [0, 0, 0, 1, 2, 3]
+    assert result.scores["ndcg@10"].idxmax() == 4
+    # Every search fit saw only the earlier part of train; the last fit is on all of it.
+    inner, _ = per_user_temporal_split(log, test_fraction=0.2)
+    assert model_class.fitted_rows == [len(inner)] * 6 + [len(log)]
+
+
+def test_tune_reports_an_edge_it_could_not_leave():
+    log = timed_log()
+    _, result = tune(oracle(log, peak=9), log, grid={"x": [1, 2, 3]}, max_extensions=3)
+    assert result.best_params == {"x": 6} and result.at_edge == ("x",)
+    _, result = tune(oracle(log, peak=9), log, grid={"x": [1, 2, 3]}, extend_edges=False)
+    assert result.best_params == {"x": 3} and result.at_edge == ("x",)
+    assert len(result.scores) == 3
+
+
+def test_tune_extends_a_geometric_grid_by_its_ratio():
+    log = timed_log()
+    _, result = tune(oracle(log, peak=10.0, log_scale=True), log,
+                     grid={"x": [0.001, 0.01, 0.1]})
+    np.testing.assert_allclose(result.grid["x"], [0.001, 0.01, 0.1, 1.0, 10.0, 100.0])
+    assert result.best_params["x"] == pytest.approx(10.0) and result.at_edge == ()
+
+
+@pytest.mark.parametrize(("grid", "minimum", "expected"), [
+    ([4, 8, 16], 1, [1, 2, 4, 8, 16]),  # integers, halving: 2, then 1; 0 is invalid
+    ([2.0, 4.0, 6.0], 0.0, [0.0, 2.0, 4.0, 6.0]),  # steps of 2 down to 0; -2 is invalid
+])
+def test_tune_never_goes_below_a_parameters_minimum(grid, minimum, expected):
+    log = timed_log()
+    _, result = tune(oracle(log, peak=0.0, minimum=minimum), log, grid={"x": grid})
+    assert result.grid == {"x": expected}
+    assert result.best_params == {"x": expected[0]} and result.at_edge == ()
+
+
+def test_tune_tries_half_the_edge_when_a_step_would_reach_an_open_minimum():
+    log = timed_log()
+    _, result = tune(oracle(log, peak=0.0, minimum=0.0, open_minimum=True), log,
+                     grid={"x": [3.0, 6.0, 9.0]}, max_extensions=1)
+    assert result.grid == {"x": [1.5, 3.0, 6.0, 9.0]}
+
+
+def test_tune_scores_on_a_validation_slice_of_train_and_refits_on_all_of_it():
+    log = timed_log(1)
+    model, result = tune(EASE, log, grid={"l2": [1.0, 10.0, 100.0]}, extend_edges=False)
+    inner, validation = per_user_temporal_split(log, test_fraction=0.2)  # by hand
+    for row in result.scores.to_dict("records"):
+        expected = evaluate(EASE(l2=row["l2"]).fit(inner), validation, train=inner, k=10,
+                            metrics=["ndcg"])["EASE"]["ndcg@10"]
+        assert row["ndcg@10"] == pytest.approx(expected)
+    assert result.best_score == result.scores["ndcg@10"].max()
+    refit = EASE(**result.best_params).fit(log)
+    assert model.interactions_.nnz == len(log)
+    np.testing.assert_allclose(model.score(np.arange(30)), refit.score(np.arange(30)))
+
+
+def test_tune_with_nothing_to_tune_fits_once():
+    log = timed_log()
+    model, result = tune(Popularity, log)
+    assert isinstance(model, Popularity) and result.best_params == {}
+    assert result.scores.columns.tolist() == ["ndcg@10", "round"] and len(result.scores) == 1
+
+
+@pytest.mark.parametrize("cls", [Popularity, ItemKNN, UserKNN, EASE, RP3beta, ImplicitALS, BPR])
+def test_default_grids_hold_valid_values(cls):
+    if cls in (ImplicitALS, BPR):
+        pytest.importorskip("implicit")
+    grid = default_grid(cls)
+    for name, values in grid.items():
+        assert len(values) >= 3
+        for value in values:
+            cls(**{name: value})
+    grid.clear()  # a copy: the next call is unchanged
+    assert default_grid(cls) != {} or cls is Popularity
+    assert default_grid(type("Subclass", (cls,), {})) == default_grid(cls)
+
+
+def test_default_grid_of_an_unknown_class():
+    with pytest.raises(ValueError, match="`model_class` must be a baseline with a default grid"):
+        default_grid(dict)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"grid": {"neighbours": [5]}}, ValueError, "Did you mean 'neighbors'"),
+    ({"grid": {"neighbors": []}}, ValueError, r"`grid\['neighbors'\]` must be a non-empty"),
+    ({"grid": [5]}, TypeError, "`grid` must be a dict"),
+    ({"metric": "ndcg"}, ValueError, "`metric` must be a ranking metric at a cut-off"),
+    ({"metric": "coverage@10"}, ValueError, "`metric` must be one of"),
+    ({"validation_fraction": 1.5}, ValueError, "`validation_fraction` must be"),
+    ({"extend_edges": "yes"}, TypeError, "`extend_edges` must be True or False"),
+    ({"max_extensions": -1}, ValueError, "`max_extensions` must be an integer >= 0"),
+])
+def test_tune_rejects_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tune(ItemKNN, timed_log(), **kwargs)

@@ -14,6 +14,10 @@ by item popularity.
 * :class:`ImplicitALS` and :class:`BPR`: matrix factorisation by the ``implicit``
   library, an optional extra (``pip install "tfrs-kit[implicit]"``).
 
+:func:`tune` picks a baseline's hyperparameters on the latest interactions of the
+training data (never the test set) and refits it on all of them; :func:`default_grid`
+is the grid it searches unless told otherwise.
+
 The kit's own matrix factorisation is the two-tower model (``TwoTowerRetrieval``) with
 id-only towers, which :func:`~tfrs_kit.evaluation.evaluate` accepts directly.
 
@@ -26,5 +30,17 @@ Example:
 
 from tfrs_kit.baselines._implicit import BPR, ImplicitALS
 from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, RP3beta, UserKNN
+from tfrs_kit.baselines._tune import TuningResult, default_grid, tune
 
-__all__ = ["BPR", "EASE", "ImplicitALS", "ItemKNN", "Popularity", "RP3beta", "UserKNN"]
+__all__ = [
+    "BPR",
+    "EASE",
+    "ImplicitALS",
+    "ItemKNN",
+    "Popularity",
+    "RP3beta",
+    "TuningResult",
+    "UserKNN",
+    "default_grid",
+    "tune",
+]
