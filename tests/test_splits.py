@@ -141,6 +141,54 @@ def test_string_ids_and_datetime_timestamps():
     assert test["item_id"].tolist() == ["b", "d"]
 
 
+def _renamed_dataset(timestamp: str | None = "ts"):
+    from tfrs_kit.datasets import InteractionDataset
+
+    log = random_log(8).rename(columns={"user_id": "user", "item_id": "movie",
+                                        "timestamp": "ts"})
+    return log, InteractionDataset(
+        interactions=log, items=log[["movie"]].drop_duplicates(),
+        users=log[["user"]].drop_duplicates(), user_id="user", item_id="movie",
+        timestamp=timestamp, name="renamed")
+
+
+def test_an_interaction_dataset_is_split_by_its_column_roles():
+    log, data = _renamed_dataset()
+    by_name = log.rename(columns={"user": "user_id", "movie": "item_id", "ts": "timestamp"})
+    train, test = per_user_temporal_split(data, test_fraction=0.3)
+    assert isinstance(test, pd.DataFrame) and list(test.columns) == list(log.columns)
+    assert set(test.index) == p1_reference(by_name, 0.3)
+    assert sorted([*train.index, *test.index]) == list(log.index)
+    _, last = leave_last_one_out(data)
+    assert set(last.index) == p1_reference(by_name, 0.0001)  # ceil: one per user
+    train, test = temporal_split(data, test_fraction=0.25)
+    assert train["ts"].max() <= test["ts"].min() and len(test) == 50
+    train, test = cold_start_user_split(data, seed=1)
+    assert not set(train["user"]) & set(test["user"])
+    train, test = cold_start_item_split(data, seed=1)
+    assert not set(train["movie"]) & set(test["movie"])
+    train, test = random_split(data, seed=1)
+    assert test.index.tolist() == random_split(log, seed=1)[1].index.tolist()
+
+
+def test_columns_the_caller_names_win_over_the_roles():
+    log, roles = _renamed_dataset()
+    log = log.assign(later=-log["ts"])  # the reverse order of the role's column
+    data = type(roles)(interactions=log, items=roles.items, users=roles.users,
+                       user_id="user", item_id="movie", timestamp="ts")
+    _, test = temporal_split(data, test_fraction=0.25, timestamp="later")
+    assert set(test.index) == set(log.sort_values("later", kind="stable").index[-50:])
+
+
+def test_a_dataset_without_a_timestamp_role_asks_for_the_column():
+    _, data = _renamed_dataset(timestamp=None)
+    with pytest.raises(ValueError, match="`timestamp` must name a column, since the data set "
+                       "'renamed' has no timestamp column"):
+        per_user_temporal_split(data)
+    _, test = temporal_split(data, timestamp="ts", test_fraction=0.25)
+    assert len(test) == 50
+
+
 # --------------------------------------------------------------------------- bad input
 
 

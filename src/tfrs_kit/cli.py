@@ -64,10 +64,7 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     data, epochs = _load(args)
     say(f"Data: {data!r}")
-    train, test = evaluation.per_user_temporal_split(
-        data.interactions, test_fraction=0.2, user_id=data.user_id, item_id=data.item_id,
-        timestamp=data.timestamp or "timestamp",
-    )
+    train, test = evaluation.per_user_temporal_split(data, test_fraction=0.2)
     say(f"Training for {epochs} epochs on {len(train):,} interactions ...")
     model, users = _train(data, train, epochs=epochs, quiet=args.quiet)
     _evaluate(data, model, users, train, test)

@@ -3,8 +3,10 @@
 Every split takes any accepted table and returns ``(train, test)`` of the same kind: a
 DataFrame gives two DataFrames (rows keep their original index and order), a mapping
 gives two dicts of NumPy arrays; a ``tf.data.Dataset`` gives two dicts of NumPy arrays
-(wrap them with ``tf.data.Dataset.from_tensor_slices`` if needed). A split that would
-leave the train or the test side empty raises ``ValueError``.
+(wrap them with ``tf.data.Dataset.from_tensor_slices`` if needed). An
+:class:`~tfrs_kit.datasets.InteractionDataset` splits its ``interactions`` (two
+DataFrames), and its column roles name every column the caller leaves out. A split that
+would leave the train or the test side empty raises ``ValueError``.
 
 Counts derived from a fraction are rounded up exactly: ``ceil(0.2 * 35)`` is 7, although
 ``0.2 * 35`` is ``7.000000000000001`` in floating point.
@@ -29,6 +31,38 @@ __all__ = [
     "random_split",
     "temporal_split",
 ]
+
+
+def _is_interaction_dataset(data: Any) -> bool:
+    # Recognised by its fields: datasets sits beside evaluation on the layer map, so
+    # InteractionDataset cannot be imported here.
+    return isinstance(getattr(data, "interactions", None), pd.DataFrame) and all(
+        hasattr(data, role) for role in ("user_id", "item_id", "timestamp")
+    )
+
+
+def _log(data: Any) -> TableLike:
+    """The interactions to split: an InteractionDataset's, or ``data`` itself."""
+    return data.interactions if _is_interaction_dataset(data) else data
+
+
+def _role(data: Any, role: str, column: str | None) -> str:
+    """The column for ``role``: as given, else the InteractionDataset's, else ``role``.
+
+    >>> _role({"user_id": [1]}, "user_id", None), _role({"u": [1]}, "user_id", "u")
+    ('user_id', 'u')
+    """
+    if column is not None:
+        return column
+    if not _is_interaction_dataset(data):
+        return role
+    named = getattr(data, role)
+    if named is None:
+        raise invalid_argument(
+            role, f"name a column, since the data set {data.name!r} has no {role} column",
+            None, hint=f"Pass {role}= with the name of the column to use.",
+        )
+    return str(named)
 
 
 def _ceil_fraction(fraction: float, counts: Any) -> np.ndarray:
@@ -69,7 +103,7 @@ def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) 
     """Puts a random ``ceil(test_fraction * n)`` of the interactions in the test set.
 
     Args:
-        data: The interactions (any accepted table).
+        data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The test share, in (0, 1).
         seed: Seeds the shuffle; the same seed gives the same split.
 
@@ -83,6 +117,7 @@ def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) 
     """
     fraction = check_fraction("test_fraction", test_fraction)
     seed = check_int("seed", seed, minimum=0)
+    data = _log(data)
     table = None if type(data).__name__ == "DataFrame" else to_table(data, argument="data")
     n = len(data) if table is None else num_rows(table)
     if n == 0:
@@ -94,7 +129,7 @@ def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) 
 
 
 def temporal_split(
-    data: TableLike, *, test_fraction: float = 0.2, timestamp: str = "timestamp"
+    data: TableLike, *, test_fraction: float = 0.2, timestamp: str | None = None
 ) -> tuple[Any, Any]:
     """Global temporal split: the latest ``ceil(test_fraction * n)`` interactions are test.
 
@@ -102,9 +137,10 @@ def temporal_split(
     train interaction.
 
     Args:
-        data: The interactions (any accepted table).
+        data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The test share, in (0, 1).
-        timestamp: The timestamp column (numbers, datetimes or sortable strings).
+        timestamp: The timestamp column (numbers, datetimes or sortable strings);
+            default the InteractionDataset's, else ``"timestamp"``.
 
     Returns:
         ``(train, test)``.
@@ -115,6 +151,8 @@ def temporal_split(
         [5, 4]
     """
     fraction = check_fraction("test_fraction", test_fraction)
+    timestamp = _role(data, "timestamp", timestamp)
+    data = _log(data)
     table, columns = _columns(data, [timestamp])
     n = len(columns[timestamp])
     order = np.argsort(_codes(columns[timestamp]), kind="stable")
@@ -125,7 +163,7 @@ def temporal_split(
 
 def per_user_temporal_split(
     data: TableLike, *, test_fraction: float | None = None, last_n: int | None = None,
-    user_id: str = "user_id", item_id: str = "item_id", timestamp: str = "timestamp",
+    user_id: str | None = None, item_id: str | None = None, timestamp: str | None = None,
 ) -> tuple[Any, Any]:
     """Per-user temporal holdout (protocol P1): each user's latest interactions are test.
 
@@ -135,13 +173,16 @@ def per_user_temporal_split(
     nothing in train.
 
     Args:
-        data: The interactions (any accepted table).
+        data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The per-user test share, in (0, 1); 0.2 when neither it nor
             ``last_n`` is given.
         last_n: Instead of a share, this many interactions per user go to test.
-        user_id: The user id column.
-        item_id: The item id column.
-        timestamp: The timestamp column.
+        user_id: The user id column; default the InteractionDataset's, else
+            ``"user_id"``.
+        item_id: The item id column; default the InteractionDataset's, else
+            ``"item_id"``.
+        timestamp: The timestamp column; default the InteractionDataset's, else
+            ``"timestamp"``.
 
     Returns:
         ``(train, test)``.
@@ -152,6 +193,11 @@ def per_user_temporal_split(
         >>> train, test = per_user_temporal_split(log, test_fraction=0.2)
         >>> test["item_id"].tolist()
         [7, 8]
+        >>> from tfrs_kit import datasets
+        >>> data = datasets.synthetic(1_000)  # its column roles name the columns
+        >>> train, test = per_user_temporal_split(data, last_n=1)
+        >>> len(test) == data.num_users
+        True
     """
     if test_fraction is not None and last_n is not None:
         raise invalid_argument(
@@ -162,6 +208,9 @@ def per_user_temporal_split(
     fraction = None if last_n is not None else check_fraction(
         "test_fraction", 0.2 if test_fraction is None else test_fraction
     )
+    user_id, item_id, timestamp = (_role(data, role, column) for role, column in (
+        ("user_id", user_id), ("item_id", item_id), ("timestamp", timestamp)))
+    data = _log(data)
     table, columns = _columns(data, [user_id, item_id, timestamp])
     users = _codes(columns[user_id])
     n = len(users)
@@ -180,8 +229,8 @@ def per_user_temporal_split(
 
 
 def leave_last_one_out(
-    data: TableLike, *, user_id: str = "user_id", item_id: str = "item_id",
-    timestamp: str = "timestamp",
+    data: TableLike, *, user_id: str | None = None, item_id: str | None = None,
+    timestamp: str | None = None,
 ) -> tuple[Any, Any]:
     """Each user's latest interaction is test: ``per_user_temporal_split(last_n=1)``.
 
@@ -196,9 +245,12 @@ def leave_last_one_out(
     )
 
 
-def _group_split(data: TableLike, column: str, fraction: Any, seed: Any) -> tuple[Any, Any]:
+def _group_split(data: TableLike, role: str, column: str | None, fraction: Any,
+                 seed: Any) -> tuple[Any, Any]:
     fraction = check_fraction("test_fraction", fraction)
     seed = check_int("seed", seed, minimum=0)
+    column = _role(data, role, column)
+    data = _log(data)
     table, columns = _columns(data, [column])
     codes = _codes(columns[column])
     n_groups = int(codes.max()) + 1
@@ -211,7 +263,7 @@ def _group_split(data: TableLike, column: str, fraction: Any, seed: Any) -> tupl
 
 
 def cold_start_user_split(
-    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, user_id: str = "user_id"
+    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, user_id: str | None = None
 ) -> tuple[Any, Any]:
     """Holds out ``ceil(test_fraction * n_users)`` random users with all their interactions.
 
@@ -219,10 +271,11 @@ def cold_start_user_split(
     :func:`~tfrs_kit.evaluation.evaluate` for how recommenders score them.
 
     Args:
-        data: The interactions (any accepted table).
+        data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The share of users held out, in (0, 1).
         seed: Seeds the choice of users.
-        user_id: The user id column.
+        user_id: The user id column; default the InteractionDataset's, else
+            ``"user_id"``.
 
     Returns:
         ``(train, test)``.
@@ -233,11 +286,11 @@ def cold_start_user_split(
         >>> set(train["user_id"]) & set(test["user_id"])
         set()
     """
-    return _group_split(data, user_id, test_fraction, seed)
+    return _group_split(data, "user_id", user_id, test_fraction, seed)
 
 
 def cold_start_item_split(
-    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, item_id: str = "item_id"
+    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, item_id: str | None = None
 ) -> tuple[Any, Any]:
     """Holds out ``ceil(test_fraction * n_items)`` random items with all their interactions.
 
@@ -245,10 +298,11 @@ def cold_start_item_split(
     whose catalogue includes them (a content-based two-tower model) can rank them.
 
     Args:
-        data: The interactions (any accepted table).
+        data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The share of items held out, in (0, 1).
         seed: Seeds the choice of items.
-        item_id: The item id column.
+        item_id: The item id column; default the InteractionDataset's, else
+            ``"item_id"``.
 
     Returns:
         ``(train, test)``.
@@ -259,4 +313,4 @@ def cold_start_item_split(
         >>> set(train["item_id"]) & set(test["item_id"])
         set()
     """
-    return _group_split(data, item_id, test_fraction, seed)
+    return _group_split(data, "item_id", item_id, test_fraction, seed)
