@@ -189,3 +189,63 @@ def test_keras_serialization_round_trip():
     assert type(restored) is tk.TwoTowerRetrieval
     assert restored.get_config() == model.get_config()
     assert restored.temperature == 0.3 and restored.num_random_negatives == 4
+
+
+@pytest.mark.parametrize(("verbose", "expected"), [
+    ("auto", "epoch lines"), (True, "epoch lines"), (2, "epoch lines"),
+    (1, "step bar"), (False, ""), (0, ""),
+])
+def test_fit_verbose(checkerboard, capsys, verbose, expected):
+    log = {name: column[:1000] for name, column in checkerboard.items()}
+    model = _model(log)
+    capsys.readouterr()
+    history = model.fit(log, epochs=2, batch_size=250, verbose=verbose)
+    out = capsys.readouterr().out
+    assert "regularization_loss" not in history.history  # no regulariser: always 0
+    if expected == "":
+        assert out == ""
+        return
+    assert out.count("Epoch ") == 2 and "regularization_loss" not in out
+    assert ("1/4 [" in out) == (expected == "step bar")  # Keras's per-step progress bar
+    if expected == "epoch lines":
+        assert [line.split(" - ")[0] for line in out.splitlines()] == [
+            "Epoch 1/2", "4/4", "Epoch 2/2", "4/4"]
+
+
+def test_regularization_loss_is_logged_when_there_is_one(checkerboard):
+    vocabs = tk.VocabularyBuilder().fit(checkerboard)
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4, l2=0.1),
+                                 tk.Tower(vocabs, features=["item_id"], output_dim=4))
+    history = model.fit(checkerboard, batch_size=1000, validation_data=checkerboard, verbose=0)
+    assert history.history["regularization_loss"][0] > 0
+    assert history.history["val_regularization_loss"][0] > 0
+
+
+@pytest.mark.parametrize(("verbose", "error"), [
+    (3, ValueError), (-1, ValueError), ("yes", ValueError), (1.0, TypeError), (None, TypeError),
+])
+def test_fit_refuses_other_verbosities(checkerboard, verbose, error):
+    model = _model(checkerboard)
+    with pytest.raises(error, match=r"`verbose` must be 'auto', True, False or a Keras "
+                                    r"verbosity 0, 1 or 2\. Received: verbose="):
+        model.fit(checkerboard, verbose=verbose)
+    assert model.optimizer is None  # refused before anything happened
+
+
+@pytest.mark.parametrize(("verbose", "error"), [
+    (0, TypeError), (2, TypeError), (None, TypeError), ("loud", ValueError),
+])
+def test_embeddings_take_auto_true_or_false(checkerboard, verbose, error):
+    model = _model(checkerboard)
+    for embed in (model.query_embeddings, model.candidate_embeddings):
+        with pytest.raises(error, match=r"`verbose` must be 'auto', True or False\. Received"):
+            embed(checkerboard, verbose=verbose)
+
+
+def test_embeddings_show_progress_when_asked(checkerboard, capsys):
+    model = _model(checkerboard)
+    quiet = model.query_embeddings(checkerboard)  # "auto": 4,000 rows stay quiet
+    assert capsys.readouterr().err == ""
+    loud = model.query_embeddings(checkerboard, verbose=True, batch_size=1000)
+    assert "100%" in capsys.readouterr().err
+    np.testing.assert_allclose(loud, quiet, rtol=1e-6)

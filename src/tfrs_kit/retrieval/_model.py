@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -230,6 +231,22 @@ class TwoTowerRetrieval(tfrs.Model):
             kwargs["candidate_sampling_probability"] = probability
         return self.task(query, candidate, compute_metrics=not training, **kwargs)
 
+    def train_step(self, inputs: Any) -> dict[str, Any]:
+        return self._without_zero_regularization(super().train_step(inputs))
+
+    def test_step(self, inputs: Any) -> dict[str, Any]:
+        return self._without_zero_regularization(super().test_step(inputs))
+
+    def _without_zero_regularization(self, logs: dict[str, Any]) -> dict[str, Any]:
+        """Drops ``regularization_loss`` from the logs of a model without regularisation.
+
+        It would be 0 at every step, and a line of ``fit``'s output; the towers
+        are built by now, so ``self.losses`` holds their regularisers, if any.
+        """
+        if not self.losses:
+            logs.pop("regularization_loss", None)
+        return logs
+
     def fit(  # type: ignore[override]
         self,
         x: TableLike,
@@ -273,7 +290,9 @@ class TwoTowerRetrieval(tfrs.Model):
                 candidate with the candidate tower's features); default: the
                 distinct candidates of ``x``.
             callbacks: Keras callbacks (checkpoints, backup and restore, ...).
-            verbose: Keras verbosity: 0 silent, 1 progress bar, 2 a line per epoch.
+            verbose: ``"auto"`` or ``True``: one line per epoch with its losses;
+                ``False``: silent. Keras's integers work too: 0 silent, 1 a
+                progress bar per step, 2 one line per epoch.
             **kwargs: Passed on to ``tf.keras.Model.fit``.
 
         If the model is not compiled yet, ``fit`` compiles it with Adagrad at
@@ -299,6 +318,7 @@ class TwoTowerRetrieval(tfrs.Model):
             raise invalid_argument("batch_size", "be a positive integer", batch_size)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise invalid_argument("epochs", "be a positive integer", epochs)
+        keras_verbose = _keras_verbosity(check_verbose("verbose", verbose, keras=True))
         if self.optimizer is not None:
             _check_not_compiled(learning_rate=learning_rate,
                                 learning_rate_schedule=learning_rate_schedule)
@@ -350,7 +370,7 @@ class TwoTowerRetrieval(tfrs.Model):
         callbacks += shuffle_callbacks  # after the user's: BackupAndRestore restores first
         return super().fit(
             dataset, epochs=epochs, validation_data=validation, callbacks=callbacks,
-            verbose=verbose, **kwargs,
+            verbose=keras_verbose, **kwargs,
         )
 
     @property
@@ -382,22 +402,50 @@ class TwoTowerRetrieval(tfrs.Model):
         return {**table, _SAMPLING_PROBABILITY: probability}
 
     def query_embeddings(self, data: TableLike, *, batch_size: int = 8192,
-                         verbose: Any = "auto") -> np.ndarray:
+                         verbose: bool | str = "auto") -> np.ndarray:
         """The query tower's embeddings of each row of ``data``, as a NumPy array.
 
-        ``verbose`` shows progress: ``"auto"`` (a million rows or more), ``True``
-        or ``False``.
+        Args:
+            data: One row per query with every feature the query tower reads.
+            batch_size: Rows encoded at once.
+            verbose: Show progress: ``"auto"`` (a million rows or more),
+                ``True`` or ``False``.
+
+        Returns:
+            A ``[rows, output_dim]`` float32 array, in the rows' order.
+
+        Example:
+            >>> import tfrs_kit as tk
+            >>> log = {"user_id": ["a", "b"], "item_id": ["x", "y"]}
+            >>> vocabs = tk.VocabularyBuilder().fit(log)
+            >>> model = tk.TwoTowerRetrieval(
+            ...     tk.Tower(vocabs, features=["user_id"], output_dim=4),
+            ...     tk.Tower(vocabs, features=["item_id"], output_dim=4))
+            >>> model.query_embeddings(log, verbose=False).shape
+            (2, 4)
+            >>> model.query_embeddings(log, verbose=0)
+            Traceback (most recent call last):
+            TypeError: `verbose` must be 'auto', True or False. Received: verbose=0.
         """
-        return self.query_tower.embed(data, batch_size=batch_size, verbose=verbose)
+        return self.query_tower.embed(data, batch_size=batch_size,
+                                      verbose=check_verbose("verbose", verbose))
 
     def candidate_embeddings(self, data: TableLike, *, batch_size: int = 8192,
-                             verbose: Any = "auto") -> np.ndarray:
+                             verbose: bool | str = "auto") -> np.ndarray:
         """The candidate tower's embeddings of each row of ``data``, as a NumPy array.
 
-        ``verbose`` shows progress: ``"auto"`` (a million rows or more), ``True``
-        or ``False``.
+        Args:
+            data: One row per candidate with every feature the candidate tower
+                reads.
+            batch_size: Rows encoded at once.
+            verbose: Show progress: ``"auto"`` (a million rows or more),
+                ``True`` or ``False``.
+
+        Returns:
+            A ``[rows, output_dim]`` float32 array, in the rows' order.
         """
-        return self.candidate_tower.embed(data, batch_size=batch_size, verbose=verbose)
+        return self.candidate_tower.embed(data, batch_size=batch_size,
+                                          verbose=check_verbose("verbose", verbose))
 
     def as_recommender(
         self,
@@ -478,6 +526,36 @@ def _share_embedding(query_tower: Tower, query_feature: str, candidate_tower: To
 def _last_rows(table: Table, key: str, features: Sequence[str], argument: str) -> Table:
     columns = list(dict.fromkeys([key, *features]))
     return last_rows(select(table, columns, argument=argument), key)
+
+
+def check_verbose(argument: str, value: Any, *, keras: bool = False) -> Any:
+    """A verbosity: ``"auto"``, ``True`` or ``False``, and with ``keras`` also 0, 1 or 2.
+
+    Raises:
+        TypeError: ``value`` is neither a bool, a string nor (with ``keras``) an
+            integer; an integer without ``keras``.
+        ValueError: another string than ``"auto"``, or an integer out of 0-2.
+    """
+    rule = "be 'auto', True, False or a Keras verbosity 0, 1 or 2" if keras else (
+        "be 'auto', True or False")
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        if value != "auto":
+            raise invalid_argument(argument, rule, value)
+        return value
+    if keras and isinstance(value, numbers.Integral):
+        if int(value) not in (0, 1, 2):
+            raise invalid_argument(argument, rule, value)
+        return int(value)
+    raise invalid_argument(argument, rule, value, error=TypeError)
+
+
+def _keras_verbosity(verbose: bool | str | int) -> int:
+    """Keras's verbosity for fit's: ``"auto"`` and ``True`` are one line per epoch (2)."""
+    if isinstance(verbose, (bool, str)):
+        return 2 if verbose else 0
+    return verbose
 
 
 def _check_not_compiled(**settings: Any) -> None:
