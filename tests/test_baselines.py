@@ -301,10 +301,10 @@ def timed_log(seed=0, n_users=30, n_items=20, per_user=6):
 PHANTOMS = np.arange(10_000, 10_050)  # never trained on, so never masked
 
 
-def oracle(log, peak, *, log_scale=False, minimum=None, open_minimum=False):
+def oracle(log, distance, *, minimum=None, open_minimum=False):
     """A fake model that knows the validation slice of ``log`` (computed here, by hand):
-    it ranks each user's validation items right after ``distance(x, peak)`` phantom
-    items, so the validation score falls strictly as ``x`` moves away from ``peak``."""
+    it ranks each user's validation items right after about ``distance(x)`` phantom
+    items, so the validation score falls strictly as ``distance(x)`` grows (by >= 1)."""
     _, validation = per_user_temporal_split(log, test_fraction=0.2)
     answers = validation.groupby("user_id")["item_id"].apply(set).to_dict()
 
@@ -322,15 +322,13 @@ def oracle(log, peak, *, log_scale=False, minimum=None, open_minimum=False):
             return self
 
         def score(self, user_ids):
-            distance = (abs(np.log10(self.x) - np.log10(peak)) if log_scale
-                        else abs(self.x - peak))
             scores = np.full((len(user_ids), len(self.item_ids)), -1000.0)
             scores[:, -len(PHANTOMS):] = -np.arange(len(PHANTOMS)) - 0.5
             column = {item: j for j, item in enumerate(self.item_ids)}
             for row, user in enumerate(user_ids):
                 for item in answers.get(user, ()):
                     if item in column:
-                        scores[row, column[item]] = -distance
+                        scores[row, column[item]] = -distance(self.x)
             return scores
 
     return Oracle
@@ -338,7 +336,7 @@ def oracle(log, peak, *, log_scale=False, minimum=None, open_minimum=False):
 
 def test_tune_extends_an_edge_until_the_best_is_interior():
     log = timed_log()
-    model_class = oracle(log, peak=5)
+    model_class = oracle(log, lambda x: abs(x - 5))
     model, result = tune(model_class, log, grid={"x": [1, 2, 3]})
     assert result.grid == {"x": [1, 2, 3, 4, 5, 6]}
     assert result.best_params == {"x": 5} and model.x == 5
@@ -353,19 +351,25 @@ def test_tune_extends_an_edge_until_the_best_is_interior():
 
 def test_tune_reports_an_edge_it_could_not_leave():
     log = timed_log()
-    _, result = tune(oracle(log, peak=9), log, grid={"x": [1, 2, 3]}, max_extensions=3)
+    far = oracle(log, lambda x: abs(x - 9))
+    _, result = tune(far, log, grid={"x": [1, 2, 3]}, max_extensions=3)
     assert result.best_params == {"x": 6} and result.at_edge == ("x",)
-    _, result = tune(oracle(log, peak=9), log, grid={"x": [1, 2, 3]}, extend_edges=False)
+    _, result = tune(far, log, grid={"x": [1, 2, 3]}, extend_edges=False)
     assert result.best_params == {"x": 3} and result.at_edge == ("x",)
     assert len(result.scores) == 3
 
 
 def test_tune_extends_a_geometric_grid_by_its_ratio():
     log = timed_log()
-    _, result = tune(oracle(log, peak=10.0, log_scale=True), log,
+    _, result = tune(oracle(log, lambda x: abs(np.log10(x) - 1)), log,
                      grid={"x": [0.001, 0.01, 0.1]})
     np.testing.assert_allclose(result.grid["x"], [0.001, 0.01, 0.1, 1.0, 10.0, 100.0])
     assert result.best_params["x"] == pytest.approx(10.0) and result.at_edge == ()
+    # A leading zero (an "off" value) does not make the grid arithmetic upwards.
+    _, result = tune(oracle(log, lambda x: abs(np.log10(x + 1) - 3), minimum=0.0), log,
+                     grid={"x": [0.0, 10.0, 100.0]})
+    np.testing.assert_allclose(result.grid["x"], [0.0, 10.0, 100.0, 1000.0, 10000.0])
+    assert result.best_params["x"] == pytest.approx(1000.0)
 
 
 @pytest.mark.parametrize(("grid", "minimum", "expected"), [
@@ -374,14 +378,14 @@ def test_tune_extends_a_geometric_grid_by_its_ratio():
 ])
 def test_tune_never_goes_below_a_parameters_minimum(grid, minimum, expected):
     log = timed_log()
-    _, result = tune(oracle(log, peak=0.0, minimum=minimum), log, grid={"x": grid})
+    _, result = tune(oracle(log, abs, minimum=minimum), log, grid={"x": grid})
     assert result.grid == {"x": expected}
     assert result.best_params == {"x": expected[0]} and result.at_edge == ()
 
 
 def test_tune_tries_half_the_edge_when_a_step_would_reach_an_open_minimum():
     log = timed_log()
-    _, result = tune(oracle(log, peak=0.0, minimum=0.0, open_minimum=True), log,
+    _, result = tune(oracle(log, abs, minimum=0.0, open_minimum=True), log,
                      grid={"x": [3.0, 6.0, 9.0]}, max_extensions=1)
     assert result.grid == {"x": [1.5, 3.0, 6.0, 9.0]}
 

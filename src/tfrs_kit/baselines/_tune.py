@@ -35,8 +35,8 @@ _METRIC = re.compile(r"^(?P<name>[a-z_]+)@(?P<k>[0-9]+)$")
 # Ranges that hold the best value on MovieLens-sized data; edges extend when they do not.
 _DEFAULT_GRIDS: dict[type, dict[str, list[Any]]] = {
     Popularity: {},
-    ItemKNN: {"neighbors": [25, 50, 100, 200, 400], "shrinkage": [0.0, 10.0, 50.0]},
-    UserKNN: {"neighbors": [10, 20, 50, 100, 200], "shrinkage": [0.0, 10.0, 50.0]},
+    ItemKNN: {"neighbors": [25, 50, 100, 200, 400], "shrinkage": [0.0, 10.0, 100.0]},
+    UserKNN: {"neighbors": [10, 20, 50, 100, 200], "shrinkage": [0.0, 10.0, 100.0]},
     EASE: {"l2": [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]},
     RP3beta: {"alpha": [0.5, 0.75, 1.0, 1.25, 1.5], "beta": [0.0, 0.2, 0.4, 0.6, 0.8],
               "neighbors": [50, 100, 200]},
@@ -136,7 +136,7 @@ def _is_numeric(values: list[Any]) -> bool:
 
 def _geometric(ordered: list[float]) -> bool:
     """Whether the values are spread more evenly on a log scale than on a linear one."""
-    if ordered[0] <= 0:
+    if len(ordered) < 2 or ordered[0] <= 0:
         return False
 
     def unevenness(steps: np.ndarray) -> float:
@@ -147,10 +147,15 @@ def _geometric(ordered: list[float]) -> bool:
 
 def _beyond(values: list[Any], high: bool) -> list[Any]:
     """Values one step past an edge, best first: the grid's own step there (a ratio when
-    the grid is geometric), and when that crosses zero, zero or half the edge."""
+    the grid is geometric), and when that crosses zero, zero or half the edge.
+
+    Upwards a leading zero (an "off" value, as in ``[0, 10, 100]``) does not make the
+    grid arithmetic: its positive values decide.
+    """
     ordered = sorted(values)
     edge, inner = (ordered[-1], ordered[-2]) if high else (ordered[0], ordered[1])
-    step = edge * edge / inner if _geometric(ordered) else 2 * edge - inner
+    spread = [v for v in ordered if v > 0] if high else ordered
+    step = edge * edge / inner if _geometric(spread) else 2 * edge - inner
     candidates = [step] + ([0, edge / 2] if not high and edge > 0 >= step else [])
     if all(isinstance(v, numbers.Integral) for v in values):
         rounded = [round(float(c)) for c in candidates]
