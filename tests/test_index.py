@@ -110,10 +110,18 @@ def test_save_refuses_to_replace_a_directory_that_is_not_an_index(index, tmp_pat
     assert (tmp_path / "precious" / "thesis.txt").exists()
 
 
-@pytest.mark.parametrize("k", [0, 21, 2.5])
+@pytest.mark.parametrize("k", [0, 21])
 def test_k_out_of_range(index, k):
     with pytest.raises(ValueError, match=r"`k` must be an integer from 1 to 20"):
         index.recommend({"user_id": ["u1"]}, k=k)
+
+
+@pytest.mark.parametrize("k", [2.5, True, "3"])
+def test_k_of_the_wrong_type(index, k):
+    with pytest.raises(TypeError, match=r"`k` must be an integer\. Received: k="):
+        index.recommend({"user_id": ["u1"]}, k=k)
+    with pytest.raises(TypeError, match=r"`k` must be an integer\. Received: k="):
+        index.similar_items(["i1"], k=k)
 
 
 def test_k_larger_than_the_catalogue(model):
@@ -148,6 +156,8 @@ def test_load_errors(tmp_path, index):
 def test_unknown_backend_lists_the_known():
     with pytest.raises(ValueError, match="Known: 'auto', 'brute_force', 'scann'"):
         tk.IndexBuilder(backend="annoy")
+    with pytest.raises(ValueError, match=r"backend='scan'\. Did you mean 'scann'\?"):
+        tk.IndexBuilder(backend="scan")
 
 
 def test_integer_ids(model):
@@ -243,8 +253,26 @@ def test_bad_backend_options():
         tk.IndexBuilder(backend="brute_force", backend_options={"num_leaves": 10})
     with pytest.raises(TypeError, match="`backend_options` must be a dict"):
         tk.IndexBuilder(backend_options=[("chunk_size", 3)])
-    with pytest.raises(ValueError, match=r"`k_max` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"`k_max` must be an integer >= 1"):
         tk.IndexBuilder(k_max=0)
+    with pytest.raises(TypeError, match=r"`k_max` must be an integer >= 1\. Received: k_max='5'"):
+        tk.IndexBuilder(k_max="5")
+    with pytest.raises(TypeError, match=r"`batch_size` must be an integer >= 1"):
+        tk.IndexBuilder(batch_size=True)
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (True, TypeError), (2.0, TypeError)])
+def test_bad_chunk_size(model, value, error):
+    builder = tk.IndexBuilder(backend="brute_force", backend_options={"chunk_size": value})
+    with pytest.raises(error, match=r"`backend_options\['chunk_size'\]` must be an integer >= 1"):
+        builder.build(model, ITEMS)
+
+
+def test_bad_recommend_batch_size(index):
+    with pytest.raises(ValueError, match=r"`batch_size` must be an integer >= 1"):
+        index.recommend({"user_id": ["u1"]}, k=2, batch_size=0)
+    with pytest.raises(TypeError, match=r"`batch_size` must be an integer >= 1"):
+        index.recommend({"user_id": ["u1"]}, k=2, batch_size=8.0)
 
 
 def test_artifact_holds_vocabularies_and_backend_metadata(model, index, tmp_path):
@@ -373,7 +401,7 @@ def test_refresh_bad_input(model, index, tmp_path):
         index.with_candidates("model", ITEMS)
     with pytest.raises(ValueError, match="candidate id"):
         index.with_candidates(model, {"item": ["x"]})
-    with pytest.raises(ValueError, match="hold string ids like the index"):
+    with pytest.raises(TypeError, match=r"ids of the same kind as the index \(string ids\)"):
         index.with_candidates(model, {"item_id": [1, 2]})
     wide = tk.Tower(model.query_tower.vocabularies, features=["item_id"], output_dim=5)
     with pytest.raises(ValueError, match="embed candidates in 8 dimensions"):

@@ -98,6 +98,20 @@ def test_options_override_the_defaults(model):
             model, {"item_id": ITEMS})
 
 
+@pytest.mark.parametrize("options, error, message", [
+    ({"num_leaves": 3001}, ValueError, r"`backend_options\['num_leaves'\]` must be an integer "
+                                       r"between 0 and 3000\. Received: .*=3001"),
+    ({"num_leaves": "10"}, TypeError, r"`backend_options\['num_leaves'\]` must be an integer"),
+    ({"training_iterations": 0}, ValueError,
+     r"`backend_options\['training_iterations'\]` must be an integer >= 1"),
+    ({"num_reordering_candidates": 1.5}, TypeError,
+     r"`backend_options\['num_reordering_candidates'\]` must be an integer >= 1"),
+])
+def test_bad_option_values(options, error, message):
+    with pytest.raises(error, match=message):
+        _backends.ScaNN(**options).resolve(3000, 16, 10)
+
+
 def test_auto_picks_scann_for_large_catalogues(model, monkeypatch):
     monkeypatch.setattr(_backends, "AUTO_SCANN_THRESHOLD", 1000)
     assert tk.IndexBuilder(k_max=5).build(model, {"item_id": ITEMS}).backend == "scann"

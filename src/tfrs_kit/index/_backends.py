@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 
-from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_choice, check_int
 
 __all__ = ["AUTO_SCANN_THRESHOLD", "BACKENDS", "Backend", "BruteForce", "ScaNN", "Searcher",
            "get_backend", "import_scann", "scann_available"]
@@ -89,9 +90,8 @@ class Backend:
 
     def __init__(self, **options: Any) -> None:
         for option in options:
-            if option not in self.option_names:
-                raise unknown_name("backend_options", option, self.option_names,
-                                   what=f"option of the {self.name!r} backend")
+            check_choice("backend_options", option, self.option_names,
+                         what=f"option of the {self.name!r} backend")
         self.options = dict(options)
 
     @classmethod
@@ -126,9 +126,9 @@ class BruteForce(Backend):
     option_names = ("chunk_size",)
 
     def resolve(self, num_candidates: int, dim: int, k_max: int) -> dict[str, Any]:
-        chunk = self.options.get("chunk_size", 65_536)
-        _check_positive_int("chunk_size", chunk)
-        return {"chunk_size": int(chunk)}
+        chunk = check_int("backend_options['chunk_size']", self.options.get("chunk_size", 65_536),
+                          minimum=1)
+        return {"chunk_size": chunk}
 
     def make_searcher(self, embeddings: tf.Variable, params: dict[str, Any]) -> Searcher:
         return _BruteForceSearcher(embeddings, params["chunk_size"])
@@ -209,12 +209,10 @@ class ScaNN(Backend):
         for option in ("num_leaves_to_search", "num_reordering_candidates",
                        "dimensions_per_block", "training_sample_size", "training_iterations"):
             if option in given:
-                _check_positive_int(option, given[option])
-        leaves = given.get("num_leaves", round(math.sqrt(n)) if n >= 1024 else 0)
-        if isinstance(leaves, bool) or not isinstance(leaves, (int, np.integer)) or \
-                not 0 <= leaves <= n:
-            raise invalid_argument("backend_options['num_leaves']",
-                                   f"be an integer from 0 to the {n} candidates", leaves)
+                check_int(f"backend_options[{option!r}]", given[option], minimum=1)
+        leaves = check_int("backend_options['num_leaves']",
+                           given.get("num_leaves", round(math.sqrt(n)) if n >= 1024 else 0),
+                           minimum=0, maximum=n)
         reorder = min(n, given.get("num_reordering_candidates", max(100, 4 * k_max)))
         if leaves:
             # Search 5% of the leaves, at least 10, holding at least twice the reordered
@@ -317,7 +315,3 @@ def _contains(excluded: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
     where = tf.minimum(tf.searchsorted(table, positions, side="left"), tf.shape(table)[1] - 1)
     return tf.gather(table, where, batch_dims=1) == positions
 
-
-def _check_positive_int(option: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise invalid_argument(f"backend_options[{option!r}]", "be a positive integer", value)

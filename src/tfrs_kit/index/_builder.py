@@ -14,7 +14,8 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_kit._data import Table, TableLike, is_multivalued, last_rows, to_table
-from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
+from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit._validation import check_choice, check_int, check_same_kind
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, ScaNN, get_backend, import_scann
 from tfrs_kit.index._index import Index
@@ -65,22 +66,18 @@ class IndexBuilder:
 
     def __init__(self, *, backend: str = "auto", k_max: int = 100, batch_size: int = 8192,
                  backend_options: Mapping[str, Any] | None = None) -> None:
-        if backend not in ("auto", *BACKENDS):
-            raise unknown_name("backend", backend, ("auto", *BACKENDS), what="index backend")
-        if isinstance(k_max, bool) or not isinstance(k_max, int) or k_max < 1:
-            raise invalid_argument("k_max", "be a positive integer", k_max)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise invalid_argument("batch_size", "be a positive integer", batch_size)
+        backend = check_choice("backend", backend, ("auto", *BACKENDS), what="index backend")
+        k_max = check_int("k_max", k_max, minimum=1)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         if backend_options is not None and not isinstance(backend_options, Mapping):
             raise invalid_argument("backend_options", "be a dict of option name to value",
                                    backend_options, error=TypeError)
         options = dict(backend_options or {})
         # Fail here, not after embedding a catalogue: unknown options, missing scann.
+        known = ScaNN.option_names if backend == "auto" else BACKENDS[backend].option_names
         for option in options:
-            known = ScaNN.option_names if backend == "auto" else BACKENDS[backend].option_names
-            if option not in known:
-                raise unknown_name("backend_options", option, known,
-                                   what=f"option of the {backend!r} backend")
+            check_choice("backend_options", option, known,
+                         what=f"option of the {backend!r} backend")
         if backend == "scann":
             import_scann()
         self.backend = backend
@@ -125,12 +122,8 @@ class IndexBuilder:
             keep_existing: Keep the candidates not in ``candidates``.
         """
         tower, candidate_id = _candidate_tower(model, candidate_id)
-        table, new_ids, new_dtype = _candidate_table(candidates, candidate_id)
-        if new_dtype != id_dtype:
-            raise invalid_argument(
-                f"candidates[{candidate_id!r}]", f"hold {id_dtype.name} ids like the index",
-                new_ids[:3].tolist(),
-            )
+        table, new_ids, _ = _candidate_table(candidates, candidate_id)
+        check_same_kind(f"candidates[{candidate_id!r}]", new_ids, ids, reference_name="the index")
         embeddings = tower.embed(table, batch_size=self.batch_size).astype(np.float32)
         old = module.embeddings.numpy()
         if embeddings.shape[1] != old.shape[1]:

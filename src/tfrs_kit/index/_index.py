@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_int
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS
 from tfrs_kit.index._export import export, index_metadata
@@ -134,8 +135,7 @@ class Index:
                          columns=self.query_features)
         n = len(next(iter(table.values())))
         self._check_k(k)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise invalid_argument("batch_size", "be a positive integer", batch_size)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         batch_size = min(batch_size, self._max_batch or batch_size)
         excluded = exclusion_tensor(exclude, n, self._id_dtype, self._id_index)
         inputs = {name: query_tensor(name, table[name], self._query_specs[name])
@@ -265,12 +265,12 @@ class Index:
 
     def _check_k(self, k: int) -> None:
         limit = min(self.k_max, len(self))
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= limit:
+        # check_int has no room for the limit's reasons or the k_max hint: range checked here.
+        if not 1 <= check_int("k", k) <= limit:
             raise invalid_argument(
                 "k", f"be an integer from 1 to {limit} (k_max={self.k_max}, "
                 f"{len(self)} candidates)", k,
-                hint="Build the index with a larger k_max for more."
-                if isinstance(k, (int, float)) and k > self.k_max else None,
+                hint="Build the index with a larger k_max for more." if k > self.k_max else None,
             )
 
     def _results(self, parts: list[dict[str, tf.Tensor]]) -> Recommendations:
