@@ -85,7 +85,6 @@ class Backend:
     """
 
     name: ClassVar[str]
-    exact: ClassVar[bool]
     option_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
@@ -93,11 +92,6 @@ class Backend:
             check_choice("backend_options", option, self.option_names,
                          what=f"option of the {self.name!r} backend")
         self.options = dict(options)
-
-    @classmethod
-    def available(cls) -> bool:
-        """Whether the engine can run here (its optional package is installed)."""
-        return True
 
     def resolve(self, num_candidates: int, dim: int, k_max: int) -> dict[str, Any]:
         """Every option's value for this catalogue: the user's, else a derived default."""
@@ -122,7 +116,6 @@ class BruteForce(Backend):
     """
 
     name = "brute_force"
-    exact = True
     option_names = ("chunk_size",)
 
     def resolve(self, num_candidates: int, dim: int, k_max: int) -> dict[str, Any]:
@@ -191,7 +184,6 @@ class ScaNN(Backend):
     """
 
     name = "scann"
-    exact = False
     option_names = ("num_leaves", "num_leaves_to_search", "num_reordering_candidates",
                     "dimensions_per_block", "anisotropic_quantization_threshold",
                     "training_sample_size", "training_iterations")
@@ -199,10 +191,6 @@ class ScaNN(Backend):
     def __init__(self, **options: Any) -> None:
         import_scann()
         super().__init__(**options)
-
-    @classmethod
-    def available(cls) -> bool:
-        return scann_available()
 
     def resolve(self, num_candidates: int, dim: int, k_max: int) -> dict[str, Any]:
         n, given = num_candidates, self.options
