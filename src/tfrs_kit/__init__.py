@@ -22,8 +22,8 @@ from tfrs_kit._vocabulary import (  # noqa: E402
     VocabularyBuilder,
     VocabularyCounts,
 )
-from tfrs_kit.index._index import Index, IndexBuilder, Recommendations, load_index  # noqa: E402
-from tfrs_kit.retrieval._model import TwoTowerRetrieval  # noqa: E402
+from tfrs_kit.index import Index, IndexBuilder, Recommendations, load_index  # noqa: E402
+from tfrs_kit.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfrs_kit.towers import Tower  # noqa: E402
 
 if _TYPE_CHECKING:

@@ -116,6 +116,9 @@ def check_choice(argument: str, value: Any, choices: Iterable[str], *,
     choices = tuple(choices)
     if isinstance(value, str) and value in choices:
         return value
+    if not isinstance(value, str):
+        raise invalid_argument(argument, f"be one of {', '.join(map(repr, choices))}", value,
+                               error=TypeError)
     if what is None and len(choices) <= 10:
         shown = ", ".join(repr(c) for c in choices)
         hint = closest(value, choices)
@@ -161,7 +164,7 @@ def check_same_kind(argument: str, values: Any, reference: Any, *, what: str = "
         name = argument if kind == "mixed" else reference_name
         raise invalid_argument(
             name, f"hold {what} of one kind (all numbers or all strings)",
-            f"a mix such as {_first_of_each_kind(mixed)}", error=TypeError,
+            _Shown(f"a mix such as {_first_of_each_kind(mixed)}"), error=TypeError,
             hint="Convert the column with .astype(str) (or to int) first.",
         )
     if "empty" in (kind, reference_kind) or kind == reference_kind:
@@ -169,7 +172,7 @@ def check_same_kind(argument: str, values: Any, reference: Any, *, what: str = "
     first = next(v for v in np.asarray(values).ravel() if not pd.isna(v))
     raise invalid_argument(
         argument, f"hold {what} of the same kind as {reference_name} ({reference_kind} ids)",
-        f"{kind} ids such as {first!r}", error=TypeError,
+        _Shown(f"{kind} ids such as {_plain(first)!r}"), error=TypeError,
         hint="Convert the ids of both tables to str, or both to int.",
     )
 
@@ -178,7 +181,19 @@ def _first_of_each_kind(values: Any) -> str:
     seen: dict[bool, Any] = {}
     for value in np.asarray(values).ravel():
         if not pd.isna(value):
-            seen.setdefault(isinstance(value, (str, bytes)), value)
+            seen.setdefault(isinstance(value, (str, bytes)), _plain(value))
             if len(seen) == 2:
                 break
     return " and ".join(repr(v) for v in seen.values())
+
+
+class _Shown(str):
+    """A description shown as is after "Received:" (not quoted like a value)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _plain(value: Any) -> Any:
+    """``np.int64(3)`` as ``3``: NumPy scalars as the Python values users wrote."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -16,10 +16,12 @@ from tfrs_kit.towers._registry import (
     get_tower,
     register_tower,
 )
+from tfrs_kit.towers._sequence import SequenceEncoder
 from tfrs_kit.towers._tower import Tower
 
 __all__ = [
     "CrossTower",
+    "SequenceEncoder",
     "Tower",
     "available_towers",
     "get_tower",

@@ -13,8 +13,9 @@ from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
 from tfrs_kit._progress import Progress
 from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import check_int, check_number
-from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit._vocabulary import Vocabularies, layer_name
 from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
+from tfrs_kit.towers._sequence import SequenceEncoder
 
 __all__ = ["Tower"]
 
@@ -48,6 +49,10 @@ class Tower(tf.keras.Model):
         l2: L2 regularisation weight of every feature embedding table.
         max_length: Multi-valued features (histories) keep only their last
             ``max_length`` values; longer inputs are cut, never refused.
+        sequence_features: Multi-valued features read in order, such as a
+            history of items (oldest first): an order-aware
+            :class:`~tfrs_kit.towers.SequenceEncoder` (positions, recency,
+            causal self-attention) instead of the mean of their embeddings.
         name: The Keras name of the tower.
 
     Example:
@@ -76,6 +81,7 @@ class Tower(tf.keras.Model):
         normalize: bool = False,
         l2: float = 0.0,
         max_length: int | None = None,
+        sequence_features: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,6 +95,7 @@ class Tower(tf.keras.Model):
         self.normalize = bool(normalize)
         self.l2 = check_number("l2", l2, minimum=0.0)
         self.max_length = check_int("max_length", max_length, minimum=1, allow_none=True)
+        self.sequence_features = self._check_sequence_features(sequence_features)
         self.encoders = self._build_encoders()
         self.hidden = [tf.keras.layers.Dense(d, activation="relu") for d in self.hidden_dims]
         self.dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.hidden_dims]
@@ -103,12 +110,32 @@ class Tower(tf.keras.Model):
                 if self.requires_vocabularies:
                     raise self._no_vocabulary(feature)
                 continue
-            encoder = make_encoder(self.vocabularies[feature], self.embedding_dim,
-                                   max_length=self.max_length)
+            vocabulary = self.vocabularies[feature]
+            if feature in self.sequence_features:
+                encoder: FeatureEncoder = SequenceEncoder(
+                    vocabulary, self.embedding_dim, max_length=self.max_length,
+                    name=f"{layer_name(feature)}_sequence_encoder")
+            else:
+                encoder = make_encoder(vocabulary, self.embedding_dim,
+                                       max_length=self.max_length)
             if self.l2 and hasattr(encoder, "embedding"):
                 encoder.embedding.embeddings_regularizer = tf.keras.regularizers.L2(self.l2)
             encoders[feature] = encoder
         return encoders
+
+    def _check_sequence_features(self, names: Sequence[str]) -> tuple[str, ...]:
+        if isinstance(names, str):
+            raise invalid_argument("sequence_features", "be a list of feature names", names,
+                                   hint=f"Did you mean sequence_features=[{names!r}]?",
+                                   error=TypeError)
+        for name in names:
+            if name not in self.features or name not in self.vocabularies or (
+                    self.vocabularies[name].kind != "multi"):
+                raise invalid_argument(
+                    "sequence_features", "name multi-valued features the tower reads", name,
+                    hint="A sequence is a list per row, such as a HistoryBuilder column; "
+                    "list it in features= with a 'multi' vocabulary.")
+        return tuple(str(n) for n in names)
 
     def _no_vocabulary(self, feature: str) -> ValueError:
         error = unknown_name("features", feature, self.vocabularies,
@@ -238,6 +265,7 @@ class Tower(tf.keras.Model):
             "normalize": self.normalize,
             "l2": self.l2,
             "max_length": self.max_length,
+            "sequence_features": list(self.sequence_features),
             "name": self.name,
         }
 

@@ -1,0 +1,154 @@
+"""Quality on any dataset: tk.Recipe against every baseline, on logs of different shapes.
+
+Protocol (shared/BENCHMARKS.md, "Suite"): per-user temporal split (each user's latest
+ceil(20%) interactions are test), full-catalogue ranking with training items masked, every
+model scored by the same ``tk.evaluate`` call. Settings of every model are chosen on a
+validation slice carved from the training data only: the Recipe by its own search
+(``time_budget`` seconds), each baseline by ``tk.baselines.tune`` on its default grid.
+Numbers are means over seeds (the seed of the synthetic data and of the models).
+
+Datasets: MovieLens 100K under P1 (20% holdout), a 10% holdout and leave-last-one-out
+(``--data-dir``), and the five synthetic shapes of ``benchmarks/suite_logs.py``.
+
+    python benchmarks/quality_suite.py --data-dir ../shared/data/ml-100k
+    python benchmarks/quality_suite.py --datasets drift short --seeds 0   # a subset
+
+One line per dataset, then the summary line:
+
+    SUITE dataset=<name> recipe_recall@10=... recipe_ndcg@10=... best_baseline=<name> ...
+    SUITE wins=<datasets where the Recipe is >= the best baseline on both>/<all> p1_recall@10=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from suite_logs import LOGS, SuiteLog  # noqa: E402
+
+import tfrs_kit as tk  # noqa: E402
+from tfrs_kit import baselines  # noqa: E402
+
+KEYS = ("recall@10", "ndcg@10")
+BASELINES = ["Popularity", "ItemKNN", "UserKNN", "EASE", "RP3beta", "ImplicitALS", "BPR"]
+ML_SPLITS = {  # name: split arguments of per_user_temporal_split
+    "ml100k_p1": {"test_fraction": 0.2},
+    "ml100k_holdout10": {"test_fraction": 0.1},
+    "ml100k_last_one": {"last_n": 1},
+}
+
+
+def movielens(data_dir: str) -> SuiteLog:
+    data = tk.datasets.movielens("100k", data_dir=data_dir)
+    log = data.interactions.rename(columns={"movie_id": "item_id"})
+    # P1 breaks timestamp ties by numeric item id.
+    log = log.assign(item_id=log["item_id"].astype(int))
+    items = data.items.rename(columns={"movie_id": "item_id"})
+    items = items.assign(item_id=items["item_id"].astype(int))
+    return SuiteLog("movielens", log[["user_id", "item_id", "timestamp"]],
+                    items[["item_id", "movie_genres"]],
+                    data.users[["user_id", "user_gender", "bucketized_user_age",
+                                "user_occupation_text"]])
+
+
+def features(log: SuiteLog) -> tuple[list[str], list[str]]:
+    item = [c for c in log.items.columns if c != "item_id"]
+    item += [c for c in log.interactions.columns
+             if c not in ("user_id", "item_id", "timestamp") and c not in item]
+    user = [] if log.users is None else [c for c in log.users.columns if c != "user_id"]
+    return item, user
+
+
+def available_baselines() -> list[str]:
+    try:
+        import implicit  # noqa: F401
+    except ImportError:
+        print("implicit is not installed: ImplicitALS and BPR are left out "
+              '(pip install "tfrs-kit[implicit]")', file=sys.stderr)
+        return [b for b in BASELINES if b not in ("ImplicitALS", "BPR")]
+    return BASELINES
+
+
+def run_one(log: SuiteLog, split: dict, seed: int, time_budget: float,
+            names: list[str]) -> tuple[dict[str, dict[str, float]], dict[str, float], str]:
+    train, test = tk.evaluation.per_user_temporal_split(log.interactions, **split)
+    item_features, user_features = features(log)
+    models, seconds = {}, {}
+    start = time.perf_counter()
+    recipe = tk.Recipe(item_features=item_features, user_features=user_features,
+                       time_budget=time_budget, seed=seed, verbose=False)
+    recipe.fit(train, items=log.items, users=log.users)
+    models["Recipe"], seconds["Recipe"] = recipe, time.perf_counter() - start
+    for name in names:
+        start = time.perf_counter()
+        models[name], _ = baselines.tune(getattr(baselines, name), train)
+        seconds[name] = time.perf_counter() - start
+    report = tk.evaluate(models, test, train=train, k=10, metrics=["recall", "ndcg"],
+                         verbose=False)
+    return report.to_dict(), seconds, recipe.report.chosen.describe()
+
+
+def run_dataset(name: str, make, split: dict, seeds: list[int], time_budget: float,
+                names: list[str]) -> dict[str, dict[str, float]]:
+    runs, times = [], []
+    for seed in seeds:
+        scores, seconds, chosen = run_one(make(seed), split, seed, time_budget, names)
+        runs.append(scores)
+        times.append(seconds)
+        print(f"  {name} seed {seed}: Recipe chose {chosen}; "
+              + ", ".join(f"{m} {s['ndcg@10']:.4f}" for m, s in scores.items()), flush=True)
+    mean = {m: {k: float(np.mean([r[m][k] for r in runs])) for k in KEYS} for m in runs[0]}
+    for m in mean:
+        mean[m]["std_ndcg@10"] = float(np.std([r[m]["ndcg@10"] for r in runs]))
+        mean[m]["fit_s"] = float(np.mean([t[m] for t in times]))
+    return mean
+
+
+def print_dataset(name: str, mean: dict[str, dict[str, float]]) -> bool:
+    frame = pd.DataFrame(mean).T.sort_values("ndcg@10", ascending=False)
+    print(f"\n{name}\n{frame.round(4).to_string()}")
+    best = max((m for m in mean if m != "Recipe"), key=lambda m: mean[m]["ndcg@10"])
+    recipe = mean["Recipe"]
+    print(f"SUITE dataset={name} recipe_recall@10={recipe['recall@10']:.4f} "
+          f"recipe_ndcg@10={recipe['ndcg@10']:.4f} best_baseline={best} "
+          f"best_recall@10={mean[best]['recall@10']:.4f} "
+          f"best_ndcg@10={mean[best]['ndcg@10']:.4f}", flush=True)
+    return all(recipe[k] >= mean[best][k] for k in KEYS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default="../shared/data/ml-100k")
+    parser.add_argument("--datasets", nargs="*", default=None,
+                        help=f"among {[*ML_SPLITS, *LOGS]}")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--time-budget", type=float, default=45.0)
+    args = parser.parse_args()
+    names = available_baselines()
+    datasets = {}
+    if Path(args.data_dir).exists():
+        ml = movielens(args.data_dir)
+        datasets.update({n: (lambda seed, ml=ml: ml, s) for n, s in ML_SPLITS.items()})
+    datasets.update({n: (lambda seed, g=g: g(seed=seed), {"test_fraction": 0.2})
+                     for n, g in LOGS.items()})
+    chosen = args.datasets or list(datasets)
+    wins, p1 = 0, float("nan")
+    for name in chosen:
+        make, split = datasets[name]
+        mean = run_dataset(name, make, split, args.seeds, args.time_budget, names)
+        wins += print_dataset(name, mean)
+        if name == "ml100k_p1":
+            p1 = mean["Recipe"]["recall@10"]
+    print(f"SUITE wins={wins}/{len(chosen)} p1_recall@10={p1:.4f}")
+
+
+if __name__ == "__main__":
+    main()
