@@ -279,14 +279,3 @@ class Index:
             ids = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(ids)
         scores = np.concatenate([p["scores"].numpy() for p in parts], axis=0)
         return Recommendations(ids=ids, scores=scores)
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional: tfrs_kit/__init__.py still imports these two from here, but they now
-    # live in _builder and _load (which import this module). Delete once it imports them
-    # from tfrs_kit.index.
-    if name in ("IndexBuilder", "load_index"):
-        import tfrs_kit.index
-
-        return getattr(tfrs_kit.index, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
