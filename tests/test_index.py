@@ -158,6 +158,8 @@ def test_unknown_backend_lists_the_known():
         tk.IndexBuilder(backend="annoy")
     with pytest.raises(ValueError, match=r"backend='scan'\. Did you mean 'scann'\?"):
         tk.IndexBuilder(backend="scan")
+    with pytest.raises(TypeError, match="`backend` must be one of 'auto', 'brute_force', 'scann'"):
+        tk.IndexBuilder(backend=None)
 
 
 def test_integer_ids(model):
