@@ -139,14 +139,16 @@ def rp3beta_reference(dense, alpha, beta, neighbors):
     for i in range(dense.shape[1]):  # item -> user -> item, one path at a time
         for u in range(dense.shape[0]):
             for j in range(dense.shape[1]):
-                weights[i, j] += item_to_user[i, u] ** alpha * user_to_item[u, j] ** alpha
+                if dense[u, i] and dense[u, j]:
+                    weights[i, j] += item_to_user[i, u] ** alpha * user_to_item[u, j] ** alpha
     weights /= dense.sum(axis=0)[None, :] ** beta
     np.fill_diagonal(weights, 0)
     return top(weights, neighbors)
 
 
 @pytest.mark.parametrize(("alpha", "beta", "neighbors"),
-                         [(1.0, 0.0, 50), (0.6, 0.0, 50), (1.0, 0.7, 50), (1.3, 0.4, 3)])
+                         [(1.0, 0.0, 50), (0.6, 0.0, 50), (1.0, 0.7, 50), (1.3, 0.4, 3),
+                          (0.0, 0.5, 50)])
 def test_rp3beta_matches_dense_reference(alpha, beta, neighbors):
     dense, log = random_interactions(10)
     weights = rp3beta_reference(dense, alpha, beta, neighbors)

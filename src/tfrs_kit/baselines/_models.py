@@ -155,6 +155,13 @@ class EASE(InteractionRecommender):
         return np.asarray(self.interactions_[rows] @ self.weights_)
 
 
+def _powered(matrix: sp.spmatrix, exponent: float) -> sp.csr_matrix:
+    """The stored entries raised to ``exponent``; with 0 they become 1 and the rest stay 0."""
+    out = sp.csr_matrix(matrix, dtype=np.float64)
+    out.data = out.data**exponent
+    return out
+
+
 class RP3beta(InteractionRecommender):
     """RP3beta (Paudel et al., 2017; Dacrema et al., 2019): a popularity-damped random walk.
 
@@ -189,8 +196,8 @@ class RP3beta(InteractionRecommender):
     def _fit_matrix(self, interactions: sp.csr_matrix) -> None:
         popularity = self.item_popularity_.astype(np.float64)
         activity = np.asarray(interactions.sum(axis=1), dtype=np.float64).ravel()
-        user_to_item = (sp.diags(1.0 / activity) @ interactions).tocsr().power(self.alpha)
-        item_to_user = (sp.diags(1.0 / popularity) @ interactions.T).tocsr().power(self.alpha)
+        user_to_item = _powered(sp.diags(1.0 / activity) @ interactions, self.alpha)
+        item_to_user = _powered(sp.diags(1.0 / popularity) @ interactions.T, self.alpha)
         penalty = popularity ** -self.beta
 
         def rows(start: int, stop: int) -> np.ndarray:
