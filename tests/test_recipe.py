@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
+from tfrs_kit.retrieval._model import _early_stopping, _hold_out
 from tfrs_kit.retrieval._negatives import NegativePool
 
 
@@ -200,22 +201,79 @@ def test_optimizer_settings_on_a_compiled_model_are_refused(checkerboard, settin
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
     ({"early_stopping_patience": 2}, ValueError, "come with validation_data"),
+    ({"early_stopping_patience": -1, "validation_fraction": 0.1}, ValueError,
+     "`early_stopping_patience` must be an integer >= 0 or None"),
+    ({"early_stopping_patience": 1.5, "validation_fraction": 0.1}, TypeError,
+     "`early_stopping_patience` must be an integer >= 0 or None"),
     ({"learning_rate_schedule": "cosin"}, ValueError, "Did you mean 'cosine'"),
-    ({"validation_fraction": 1.5}, ValueError, r"`validation_fraction` must be in \(0, 1\)"),
+    ({"learning_rate_schedule": 1}, TypeError, "`learning_rate_schedule` must be one of"),
+    ({"learning_rate": 0}, ValueError, "`learning_rate` must be a finite number > 0 or None"),
+    ({"learning_rate": "0.1"}, TypeError, "`learning_rate` must be a finite number > 0"),
+    ({"validation_fraction": 1.5}, ValueError,
+     r"`validation_fraction` must be a finite number > 0\.0 and < 1\.0 or None"),
+    ({"validation_fraction": 0.1, "validation_data": {"user_id": ["u1"], "item_id": ["i1"]}},
+     ValueError, "`validation_fraction` must be None when validation_data is given"),
 ])
 def test_bad_recipe_settings(checkerboard, kwargs, error, message):
+    model = _model(checkerboard)
     with pytest.raises(error, match=message):
-        _model(checkerboard).fit(checkerboard, **kwargs)
+        model.fit(checkerboard, **kwargs)
+    assert model.candidate_frequencies_ is None and model.optimizer is None  # nothing done
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"num_hard_negatives": 0}, "`num_hard_negatives` must be a positive integer or None"),
-    ({"num_random_negatives": -1}, "`num_random_negatives` must be an integer >= 0"),
-    ({"temperature": 0}, "`temperature` must be a positive number"),
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"num_hard_negatives": 0}, ValueError,
+     "`num_hard_negatives` must be an integer >= 1 or None"),
+    ({"num_hard_negatives": True}, TypeError, "`num_hard_negatives` must be an integer"),
+    ({"num_random_negatives": -1}, ValueError, "`num_random_negatives` must be an integer >= 0"),
+    ({"num_random_negatives": 4.0}, TypeError, "`num_random_negatives` must be an integer"),
+    ({"temperature": 0}, ValueError, "`temperature` must be a finite number > 0 or None"),
+    ({"temperature": float("nan")}, ValueError, "`temperature` must be a finite number > 0"),
+    ({"temperature": float("inf")}, ValueError, "`temperature` must be a finite number > 0"),
+    ({"temperature": "0.1"}, TypeError, "`temperature` must be a finite number > 0"),
 ])
-def test_bad_model_settings(checkerboard, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_model_settings(checkerboard, kwargs, error, message):
+    with pytest.raises(error, match=message):
         _model(checkerboard, **kwargs)
+
+
+def test_checked_settings_are_stored_as_plain_python_values(checkerboard):
+    model = _model(checkerboard, temperature=np.float32(0.5), num_hard_negatives=np.int64(3),
+                   num_random_negatives=np.int64(2))
+    assert type(model.temperature) is float and model.temperature == 0.5
+    assert type(model.num_hard_negatives) is int and type(model.num_random_negatives) is int
+    assert model.task._temperature == 0.5
+
+
+def test_hold_out_splits_rows_at_random_reproducibly():
+    table = {"row": np.arange(10_000), "label": np.arange(10_000) % 7}
+    train, held_out = _hold_out(table, 0.25, seed=3)
+    assert sorted(np.r_[train["row"], held_out["row"]]) == list(range(10_000))
+    assert 2300 < len(held_out["row"]) < 2700  # about a quarter
+    np.testing.assert_array_equal(held_out["label"], held_out["row"] % 7)  # rows stay whole
+    again, _ = _hold_out(table, 0.25, seed=3)
+    other, _ = _hold_out(table, 0.25, seed=4)
+    np.testing.assert_array_equal(again["row"], train["row"])
+    assert not np.array_equal(other["row"], train["row"])
+
+
+def test_early_stopping_watches_the_validation_loss():
+    assert _early_stopping(None) == []
+    (callback,) = _early_stopping(0)
+    assert isinstance(callback, tf.keras.callbacks.EarlyStopping)
+    assert (callback.monitor, callback.patience, callback.restore_best_weights) == (
+        "val_loss", 0, True)
+
+
+def test_default_compile_uses_adagrad_at_the_given_rate(checkerboard):
+    model = _model(checkerboard)
+    model._compile_default(None, None, steps=10)
+    assert isinstance(model.optimizer, tf.keras.optimizers.Adagrad)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    model._compile_default(0.3, "cosine", steps=10)
+    schedule = model.optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.3) and float(schedule(10)) == 0.0
+    assert float(schedule(5)) == pytest.approx(0.15)  # half-way down the cosine
 
 
 def test_feature_missing_at_serving_is_named(checkerboard):

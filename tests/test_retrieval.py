@@ -81,13 +81,19 @@ def test_missing_ids_are_refused():
         model.fit(log, verbose=0)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"batch_size": 0}, "`batch_size` must be a positive integer"),
-    ({"epochs": 0}, "`epochs` must be a positive integer"),
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"batch_size": 0}, ValueError, r"`batch_size` must be an integer >= 1\. Received: batch_"),
+    ({"batch_size": 256.0}, TypeError, "`batch_size` must be an integer >= 1"),
+    ({"epochs": 0}, ValueError, r"`epochs` must be an integer >= 1\. Received: epochs=0"),
+    ({"epochs": True}, TypeError, "`epochs` must be an integer >= 1"),
+    ({"seed": -1}, ValueError, "`seed` must be an integer >= 0 or None"),
+    ({"seed": "1"}, TypeError, "`seed` must be an integer >= 0 or None"),
 ])
-def test_bad_fit_settings(checkerboard, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        _model(checkerboard).fit(checkerboard, **kwargs)
+def test_bad_fit_settings(checkerboard, kwargs, error, message):
+    model = _model(checkerboard)
+    with pytest.raises(error, match=message):
+        model.fit(checkerboard, **kwargs)
+    assert model.candidate_frequencies_ is None and model.optimizer is None  # nothing done
 
 
 def test_towers_must_be_towers(checkerboard):

@@ -12,8 +12,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_kit._data import Table, TableLike, last_rows, num_rows, select, to_table
-from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column, unknown_name
+from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column
 from tfrs_kit._tensors import make_dataset
+from tfrs_kit._validation import check_choice, check_fraction, check_int, check_number
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
 from tfrs_kit.retrieval._negatives import NegativePool
 from tfrs_kit.retrieval._pipeline import training_dataset
@@ -114,46 +115,31 @@ class TwoTowerRetrieval(tfrs.Model):
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
-        for argument, tower in (("query_tower", query_tower), ("candidate_tower", candidate_tower)):
-            if not isinstance(tower, tf.keras.layers.Layer) or not hasattr(tower, "features"):
-                raise invalid_argument(
-                    argument, "be a tfrs_kit Tower (a Keras layer with `features`)",
-                    type(tower).__name__, error=TypeError,
-                )
-        if temperature is not None and not temperature > 0:
-            raise invalid_argument("temperature", "be a positive number or None", temperature)
-        self.query_tower = query_tower
-        self.candidate_tower = candidate_tower
+        self.query_tower = _check_tower("query_tower", query_tower)
+        self.candidate_tower = _check_tower("candidate_tower", candidate_tower)
         self.candidate_id = candidate_id or candidate_tower.features[0]
-        self.temperature = temperature
+        self.temperature = check_number("temperature", temperature, minimum=0, low_open=True,
+                                        allow_none=True)
         self.remove_accidental_hits = bool(remove_accidental_hits)
         self.logq_correction = bool(logq_correction)
-        if num_hard_negatives is not None and (
-            isinstance(num_hard_negatives, bool) or not isinstance(num_hard_negatives, int)
-            or num_hard_negatives < 1
-        ):
-            raise invalid_argument("num_hard_negatives", "be a positive integer or None",
-                                   num_hard_negatives)
-        if (isinstance(num_random_negatives, bool) or not isinstance(num_random_negatives, int)
-                or num_random_negatives < 0):
-            raise invalid_argument("num_random_negatives", "be an integer >= 0",
-                                   num_random_negatives)
-        self.num_hard_negatives = num_hard_negatives
-        self.num_random_negatives = num_random_negatives
+        self.num_hard_negatives = check_int("num_hard_negatives", num_hard_negatives, minimum=1,
+                                            allow_none=True)
+        self.num_random_negatives = check_int("num_random_negatives", num_random_negatives,
+                                              minimum=0)
         self.share_embeddings = dict(share_embeddings or {})
         for query_feature, candidate_feature in self.share_embeddings.items():
             _share_embedding(query_tower, query_feature, candidate_tower, candidate_feature)
-        self._negatives: NegativePool | None = None
-        self.candidate_frequencies_: pd.Series | None = None
+        self.unique_candidates = bool(unique_candidates)
         self.cross_replica_negatives = bool(cross_replica_negatives)
         task = CrossReplicaRetrieval if self.cross_replica_negatives else FastRetrieval
-        self.unique_candidates = bool(unique_candidates)
         self.task = task(
-            temperature=temperature,
+            temperature=self.temperature,
             remove_accidental_hits=self.remove_accidental_hits,
-            num_hard_negatives=num_hard_negatives,
+            num_hard_negatives=self.num_hard_negatives,
             unique_candidates=self.unique_candidates,
         )
+        self._negatives: NegativePool | None = None
+        self.candidate_frequencies_: pd.Series | None = None
 
     def get_config(self) -> dict[str, Any]:
         """Every constructor argument as plain values; the towers as Keras configs.
@@ -262,7 +248,7 @@ class TwoTowerRetrieval(tfrs.Model):
         early_stopping_patience: int | None = None,
         candidates: TableLike | None = None,
         callbacks: Sequence[Any] | None = None,
-        verbose: Any = "auto",
+        verbose: bool | str | int = "auto",
         **kwargs: Any,
     ) -> Any:
         """Trains on an interaction table; returns the Keras ``History``.
@@ -295,6 +281,12 @@ class TwoTowerRetrieval(tfrs.Model):
                 progress bar per step, 2 one line per epoch.
             **kwargs: Passed on to ``tf.keras.Model.fit``.
 
+        Raises:
+            TypeError: A setting of the wrong type (``epochs=2.0``).
+            ValueError: A setting out of range or not one of its choices;
+                ``learning_rate`` or ``learning_rate_schedule`` on a compiled
+                model; ``x`` without a feature the towers read.
+
         If the model is not compiled yet, ``fit`` compiles it with Adagrad at
         ``learning_rate``. To choose another optimizer, call ``compile`` first:
         ``fit`` then keeps it (also in later calls of ``fit``), and passing
@@ -314,56 +306,25 @@ class TwoTowerRetrieval(tfrs.Model):
             Traceback (most recent call last):
             ValueError: `learning_rate` must be None when the model is already compiled. ...
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise invalid_argument("batch_size", "be a positive integer", batch_size)
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise invalid_argument("epochs", "be a positive integer", epochs)
-        keras_verbose = _keras_verbosity(check_verbose("verbose", verbose, keras=True))
-        if self.optimizer is not None:
-            _check_not_compiled(learning_rate=learning_rate,
-                                learning_rate_schedule=learning_rate_schedule)
-        if learning_rate_schedule is not None and learning_rate_schedule not in _SCHEDULES:
-            raise unknown_name("learning_rate_schedule", learning_rate_schedule, _SCHEDULES,
-                               what="schedule")
-        if validation_fraction is not None and not 0.0 < validation_fraction < 1.0:
-            raise invalid_argument("validation_fraction", "be in (0, 1)", validation_fraction)
-        if validation_fraction is not None and validation_data is not None:
-            raise invalid_argument("validation_fraction", "be None when validation_data is given",
-                                   validation_fraction)
-        train = self._read(x, "x")
-        self.candidate_frequencies_ = pd.Series(train[self.candidate_id]).value_counts(
+        keras_verbose = _check_fit_settings(
+            compiled=self.optimizer is not None, epochs=epochs, batch_size=batch_size,
+            seed=seed, learning_rate=learning_rate, learning_rate_schedule=learning_rate_schedule,
+            validation_data=validation_data, validation_fraction=validation_fraction,
+            early_stopping_patience=early_stopping_patience, verbose=verbose,
+        )
+        table = self._read(x, "x")
+        self.candidate_frequencies_ = pd.Series(table[self.candidate_id]).value_counts(
             normalize=True)
-        train = self._prepare(train)
         if validation_fraction is not None:
-            held_out = np.random.default_rng(seed).random(num_rows(train)) < validation_fraction
-            validation_data = {name: column[held_out] for name, column in train.items()}
-            train = {name: column[~held_out] for name, column in train.items()}
-        validation = None
-        if validation_data is not None:
-            validation = make_dataset(
-                self._prepare(self._read(validation_data, "validation_data")), self._columns,
-                batch_size=batch_size,
-            )
-        callbacks = list(callbacks or [])
-        if early_stopping_patience is not None:
-            if validation is None:
-                raise invalid_argument(
-                    "early_stopping_patience", "come with validation_data or validation_fraction",
-                    early_stopping_patience,
-                )
-            callbacks.append(tf.keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=early_stopping_patience, restore_best_weights=True))
+            table, validation_data = _hold_out(table, validation_fraction, seed=seed)
+        train = self._prepare(table)
+        validation = self._validation_dataset(validation_data, batch_size=batch_size)
+        callbacks = [*(callbacks or []), *_early_stopping(early_stopping_patience)]
         if self.num_random_negatives:
-            self._negatives = NegativePool.build(
-                candidates if candidates is not None else x, candidate_id=self.candidate_id,
-                features=self.candidate_tower.features,
-                frequencies=self.candidate_frequencies_)
+            self._negatives = self._negative_pool(candidates if candidates is not None else x)
         if self.optimizer is None:
-            steps = epochs * -(-num_rows(train) // batch_size)
-            rate: Any = _LEARNING_RATE if learning_rate is None else learning_rate
-            if learning_rate_schedule == "cosine":
-                rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
-            self.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
+            self._compile_default(learning_rate, learning_rate_schedule,
+                                  steps=epochs * -(-num_rows(train) // batch_size))
         dataset, shuffle_callbacks = training_dataset(
             train, self._columns, batch_size=batch_size, shuffle=shuffle, seed=seed,
             strategy=self.distribute_strategy)
@@ -372,6 +333,28 @@ class TwoTowerRetrieval(tfrs.Model):
             dataset, epochs=epochs, validation_data=validation, callbacks=callbacks,
             verbose=keras_verbose, **kwargs,
         )
+
+    def _validation_dataset(self, data: TableLike | None, *,
+                            batch_size: int) -> tf.data.Dataset | None:
+        """The batches of ``fit``'s validation table, if there is one."""
+        if data is None:
+            return None
+        return make_dataset(self._prepare(self._read(data, "validation_data")), self._columns,
+                            batch_size=batch_size)
+
+    def _negative_pool(self, data: TableLike) -> NegativePool:
+        """The catalogue of ``data``'s distinct candidates, for ``num_random_negatives``."""
+        return NegativePool.build(data, candidate_id=self.candidate_id,
+                                  features=self.candidate_tower.features,
+                                  frequencies=self.candidate_frequencies_)
+
+    def _compile_default(self, learning_rate: float | None, schedule: str | None, *,
+                         steps: int) -> None:
+        """Compiles with Adagrad, its rate constant or in cosine decay to zero over ``steps``."""
+        rate: Any = _LEARNING_RATE if learning_rate is None else learning_rate
+        if schedule == "cosine":
+            rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
+        self.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
 
     @property
     def _columns(self) -> tuple[str, ...]:
@@ -497,6 +480,13 @@ class _TwoTowerRecommender:
         return self._user_embeddings[positions] @ self.item_embeddings.T
 
 
+def _check_tower(argument: str, tower: Any) -> Tower:
+    if not isinstance(tower, tf.keras.layers.Layer) or not hasattr(tower, "features"):
+        raise invalid_argument(argument, "be a tfrs_kit Tower (a Keras layer with `features`)",
+                               type(tower).__name__, error=TypeError)
+    return tower
+
+
 def _share_embedding(query_tower: Tower, query_feature: str, candidate_tower: Tower,
                      candidate_feature: str) -> None:
     encoders = []
@@ -526,6 +516,63 @@ def _share_embedding(query_tower: Tower, query_feature: str, candidate_tower: To
 def _last_rows(table: Table, key: str, features: Sequence[str], argument: str) -> Table:
     columns = list(dict.fromkeys([key, *features]))
     return last_rows(select(table, columns, argument=argument), key)
+
+
+def _check_fit_settings(
+    *,
+    compiled: bool,
+    epochs: Any,
+    batch_size: Any,
+    seed: Any,
+    learning_rate: Any,
+    learning_rate_schedule: Any,
+    validation_data: Any,
+    validation_fraction: Any,
+    early_stopping_patience: Any,
+    verbose: Any,
+) -> int:
+    """Checks ``fit``'s settings before it does any work; returns Keras's verbosity."""
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0, allow_none=True)
+    if compiled:
+        _check_not_compiled(learning_rate=learning_rate,
+                            learning_rate_schedule=learning_rate_schedule)
+    check_number("learning_rate", learning_rate, minimum=0, low_open=True, allow_none=True)
+    if learning_rate_schedule is not None:
+        check_choice("learning_rate_schedule", learning_rate_schedule, _SCHEDULES)
+    check_fraction("validation_fraction", validation_fraction, allow_none=True)
+    if validation_fraction is not None and validation_data is not None:
+        raise invalid_argument("validation_fraction", "be None when validation_data is given",
+                               validation_fraction)
+    check_int("early_stopping_patience", early_stopping_patience, minimum=0, allow_none=True)
+    if early_stopping_patience is not None and validation_data is None and (
+            validation_fraction is None):
+        raise invalid_argument(
+            "early_stopping_patience", "come with validation_data or validation_fraction",
+            early_stopping_patience,
+        )
+    return _keras_verbosity(check_verbose("verbose", verbose, keras=True))
+
+
+def _hold_out(table: Table, fraction: float, *, seed: int | None) -> tuple[Table, Table]:
+    """``table`` split at random into the rows to train on and ``fraction`` of them held out.
+
+    >>> train, held_out = _hold_out({"row": np.arange(1000)}, 0.2, seed=0)
+    >>> len(train["row"]) + len(held_out["row"]), len(held_out["row"])
+    (1000, 193)
+    """
+    held_out = np.random.default_rng(seed).random(num_rows(table)) < fraction
+    return ({name: column[~held_out] for name, column in table.items()},
+            {name: column[held_out] for name, column in table.items()})
+
+
+def _early_stopping(patience: int | None) -> list[tf.keras.callbacks.Callback]:
+    """Stops when the validation loss has not improved for ``patience`` epochs; keeps the best."""
+    if patience is None:
+        return []
+    return [tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                             restore_best_weights=True)]
 
 
 def check_verbose(argument: str, value: Any, *, keras: bool = False) -> Any:
