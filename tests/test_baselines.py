@@ -437,6 +437,7 @@ def test_default_grid_of_an_unknown_class():
     ({"grid": {"neighbors": []}}, ValueError, r"`grid\['neighbors'\]` must be a non-empty"),
     ({"grid": [5]}, TypeError, "`grid` must be a dict"),
     ({"metric": "ndcg"}, ValueError, "`metric` must be a ranking metric at a cut-off"),
+    ({"metric": "ndcg@0"}, ValueError, "`metric` must be a ranking metric at a cut-off"),
     ({"metric": "coverage@10"}, ValueError, "`metric` must be one of"),
     ({"validation_fraction": 1.5}, ValueError, "`validation_fraction` must be"),
     ({"extend_edges": "yes"}, TypeError, "`extend_edges` must be True or False"),

@@ -30,7 +30,7 @@ from tfrs_kit.evaluation import evaluate, per_user_temporal_split
 __all__ = ["TuningResult", "default_grid", "tune"]
 
 _RANKING_METRICS = ("recall", "precision", "ndcg", "map", "mrr", "hit_rate")
-_METRIC = re.compile(r"^(?P<name>[a-z_]+)@(?P<k>[0-9]+)$")
+_METRIC = re.compile(r"^(?P<name>[a-z_]+)@(?P<k>[1-9][0-9]*)$")
 
 # Ranges that hold the best value on MovieLens-sized data; edges extend when they do not.
 _DEFAULT_GRIDS: dict[type, dict[str, list[Any]]] = {
@@ -61,8 +61,8 @@ class TuningResult:
         grid: The grid searched in the end, extensions included.
         at_edge: Parameters whose best value is still on an edge of the grid that could
             have been extended further (with ``extend_edges=False``, or out of rounds): a
-            better value may lie beyond. Empty when every best value is interior or at
-            the parameter's smallest valid value.
+            better value may lie beyond. Empty when every best value is interior or
+            at a bound of the parameter's valid range.
     """
 
     scores: pd.DataFrame
@@ -125,7 +125,7 @@ def _check_metric(metric: Any) -> tuple[str, int]:
         raise invalid_argument("metric", "be a ranking metric at a cut-off, such as 'ndcg@10'",
                                metric)
     check_choice("metric", match["name"], _RANKING_METRICS)
-    return match["name"], check_int("metric", int(match["k"]), minimum=1)
+    return match["name"], int(match["k"])
 
 
 def _is_numeric(values: list[Any]) -> bool:
