@@ -203,3 +203,55 @@ def test_categorical_tower_casts_whole_floats_and_booleans():
     tower = tk.Tower(vocabs, features=["age", "male"], output_dim=3)
     out = tower({"age": tf.constant([25.0, 99.0]), "male": tf.constant([True, False])})
     assert out.shape == (2, 3)
+
+
+def _lookup_embedding(tower, feature, values):
+    encoder = tower.encoders[feature]
+    return encoder.embedding(encoder.lookup(tf.constant(values))).numpy()
+
+
+def test_sum_combination_adds_the_feature_embeddings_without_projection():
+    vocabs = tk.VocabularyBuilder().fit({"item_id": ["a", "b", "c"], "brand": ["x", "x", "y"]})
+    tower = tk.Tower(vocabs, features=["item_id", "brand"], output_dim=4, combine="sum")
+    out = tower({"item_id": tf.constant(["a", "c"]), "brand": tf.constant(["x", "y"])}).numpy()
+    expected = (_lookup_embedding(tower, "item_id", ["a", "c"])
+                + _lookup_embedding(tower, "brand", ["x", "y"]))
+    assert tower.projection is None
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    concat = tk.Tower(vocabs, features=["item_id", "brand"], output_dim=4)
+    assert concat.projection is not None  # concatenation needs a projection back to 4
+    with pytest.raises(ValueError, match="`combine` must be one of 'concat', 'sum'"):
+        tk.Tower(vocabs, features=["item_id"], combine="add")
+
+
+def test_feature_dropout_zeroes_a_feature_for_a_share_of_training_rows_only():
+    ids = [f"i{n}" for n in range(400)]
+    vocabs = tk.VocabularyBuilder().fit({"item_id": ids, "brand": ["x"] * 400})
+    tower = tk.Tower(vocabs, features=["item_id", "brand"], output_dim=4, combine="sum",
+                     feature_dropout={"item_id": 0.5})
+    batch = {"item_id": tf.constant(ids), "brand": tf.constant(["x"] * 400)}
+    brand = _lookup_embedding(tower, "brand", ["x"] * 400)
+    served = tower(batch, training=False).numpy()
+    np.testing.assert_allclose(served, _lookup_embedding(tower, "item_id", ids) + brand,
+                               rtol=1e-6)
+    trained = tower(batch, training=True).numpy()
+    dropped = np.all(np.isclose(trained, brand), axis=1)
+    assert 120 < dropped.sum() < 280  # about half of 400 rows lost their id
+    with pytest.raises(ValueError, match="`feature_dropout` must be a known feature"):
+        tk.Tower(vocabs, features=["item_id"], feature_dropout={"brand": 0.1})
+    with pytest.raises(ValueError, match=r"`feature_dropout\['item_id'\]` must be"):
+        tk.Tower(vocabs, features=["item_id"], feature_dropout={"item_id": 1.0})
+
+
+def test_new_tower_settings_round_trip_through_the_config():
+    vocabs = tk.VocabularyBuilder().fit({"item_id": ["a", "b"], "brand": ["x", "y"],
+                                         "history": [["a"], ["a", "b"]]},
+                                        features={"item_id": "categorical",
+                                                  "brand": "categorical", "history": "multi"})
+    tower = tk.Tower(vocabs, features=["item_id", "brand", "history"], output_dim=4,
+                     combine="sum", feature_dropout={"item_id": 0.25},
+                     sequence_features=["history"])
+    clone = tk.Tower.from_config(tower.get_config())
+    assert (clone.combine, clone.feature_dropout, clone.sequence_features) == (
+        "sum", {"item_id": 0.25}, ("history",))
+    assert type(clone.encoders["history"]).__name__ == "SequenceEncoder"

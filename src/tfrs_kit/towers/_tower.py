@@ -12,7 +12,7 @@ from tfrs_kit._data import TableLike, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
 from tfrs_kit._progress import Progress
 from tfrs_kit._tensors import make_dataset
-from tfrs_kit._validation import check_int, check_number
+from tfrs_kit._validation import check_choice, check_int, check_number
 from tfrs_kit._vocabulary import Vocabularies, layer_name
 from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
 from tfrs_kit.towers._sequence import SequenceEncoder
@@ -49,6 +49,17 @@ class Tower(tf.keras.Model):
         l2: L2 regularisation weight of every feature embedding table.
         max_length: Multi-valued features (histories) keep only their last
             ``max_length`` values; longer inputs are cut, never refused.
+        combine: How the features' encodings join: ``"concat"`` (side by
+            side, then a learned projection to ``output_dim``) or ``"sum"``
+            (added, each at ``embedding_dim``; no projection when that is
+            ``output_dim`` and there are no hidden layers). With ``"sum"`` an
+            item's id embedding and its content embeddings live in one space:
+            an id-only tower is the special case of zero content, and a rare or
+            unseen item is carried by its content.
+        feature_dropout: Per feature, the share of training rows whose encoding
+            of that feature is zeroed (Keras dropout on the whole feature), e.g.
+            ``{"item_id": 0.2}``: the other features learn to stand alone,
+            which is what a cold item (no trained id) needs.
         sequence_features: Multi-valued features read in order, such as a
             history of items (oldest first): an order-aware
             :class:`~tfrs_kit.towers.SequenceEncoder` (positions, recency,
@@ -82,6 +93,8 @@ class Tower(tf.keras.Model):
         l2: float = 0.0,
         max_length: int | None = None,
         sequence_features: Sequence[str] = (),
+        combine: str = "concat",
+        feature_dropout: Mapping[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,7 +109,11 @@ class Tower(tf.keras.Model):
         self.l2 = check_number("l2", l2, minimum=0.0)
         self.max_length = check_int("max_length", max_length, minimum=1, allow_none=True)
         self.sequence_features = self._check_sequence_features(sequence_features)
+        self.combine = check_choice("combine", combine, _COMBINE)
+        self.feature_dropout = _check_feature_dropout(feature_dropout, self.features)
         self.encoders = self._build_encoders()
+        self.feature_dropouts = {name: tf.keras.layers.Dropout(rate, noise_shape=(None, 1))
+                                 for name, rate in self.feature_dropout.items()}
         self.hidden = [tf.keras.layers.Dense(d, activation="relu") for d in self.hidden_dims]
         self.dropouts = [tf.keras.layers.Dropout(self.dropout) for _ in self.hidden_dims]
         self.projection = (None if self._is_plain_embedding()
@@ -146,13 +163,20 @@ class Tower(tf.keras.Model):
                           "vocabulary, set `requires_vocabularies = False` on the class.")
 
     def _is_plain_embedding(self) -> bool:
-        """Whether the tower is one embedding table, output as is (no projection).
+        """Whether the tower outputs its features' embeddings as they are (no projection).
 
-        So it is for one id, category, list or text feature, no hidden layers and
+        So it is for one id, category, list or text feature (or, with
+        ``combine="sum"``, a sum of such), no hidden layers and
         ``embedding_dim == output_dim``, encoded by the built-in :meth:`encode`:
-        only that one is known to output exactly the feature's embedding.
+        only that one is known to output exactly the features' embeddings.
         """
-        if type(self).encode is not Tower.encode or len(self.features) != 1:
+        if type(self).encode is not Tower.encode or self.hidden_dims or (
+                self.embedding_dim != self.output_dim):
+            return False
+        if self.combine == "sum":
+            return all(e.vocabulary.kind not in ("numeric", "timestamp")
+                       for e in self.encoders.values())
+        if len(self.features) != 1:
             return False
         encoder = self.encoders.get(self.features[0])
         return (encoder is not None and not self.hidden_dims
@@ -162,8 +186,9 @@ class Tower(tf.keras.Model):
     def encode(self, features: Mapping[str, Any]) -> tf.Tensor:
         """Encodes the raw features into one ``[batch, d]`` tensor.
 
-        Override this method for a custom tower. The default concatenates the
-        built-in encoders' outputs in the order of ``features``.
+        Override this method for a custom tower. The default joins the
+        built-in encoders' outputs (in the order of ``features``) as ``combine``
+        says, after ``feature_dropout``.
 
         Args:
             features: The input batch, by feature name.
@@ -172,7 +197,11 @@ class Tower(tf.keras.Model):
             A float tensor of shape ``[batch, d]``; ``d`` need not be ``output_dim``.
         """
         parts = [self.encoders[name](features[name]) for name in self.features]
-        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+        parts = [self.feature_dropouts[name](part) if name in self.feature_dropouts else part
+                 for name, part in zip(self.features, parts, strict=True)]
+        if len(parts) == 1:
+            return parts[0]
+        return tf.add_n(parts) if self.combine == "sum" else tf.concat(parts, axis=1)
 
     def input_signature(self) -> dict[str, tf.TensorSpec]:
         """The spec of each raw input feature, for serving signatures.
@@ -266,6 +295,8 @@ class Tower(tf.keras.Model):
             "l2": self.l2,
             "max_length": self.max_length,
             "sequence_features": list(self.sequence_features),
+            "combine": self.combine,
+            "feature_dropout": dict(self.feature_dropout),
             "name": self.name,
         }
 
@@ -277,6 +308,25 @@ class Tower(tf.keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Tower:
         return cls(**config)
+
+
+_COMBINE = ("concat", "sum")
+
+
+def _check_feature_dropout(rates: Any, features: tuple[str, ...]) -> dict[str, float]:
+    """``{feature: rate}``: features the tower reads, rates in [0, 1)."""
+    if rates is None:
+        return {}
+    if not isinstance(rates, Mapping):
+        raise invalid_argument("feature_dropout", "be a dict of feature name to rate", rates,
+                               hint='For example feature_dropout={"item_id": 0.2}.',
+                               error=TypeError)
+    for name in rates:
+        if name not in features:
+            raise unknown_name("feature_dropout", name, features, what="feature of the tower")
+    return {str(name): check_number(f"feature_dropout[{name!r}]", rate, minimum=0.0,
+                                    maximum=1.0, high_open=True)
+            for name, rate in rates.items()}
 
 
 def _as_vocabularies(vocabularies: Any) -> Vocabularies:
