@@ -361,3 +361,11 @@ def test_report_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_pat
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r'pip install "tfrs-kit\[plot\]"'):
         Report({"pop": {"recall@10": 0.1}}).plot(tmp_path / "x.png")
+
+
+@pytest.mark.parametrize(("verbose", "error"), [
+    (0, TypeError), (1, TypeError), (None, TypeError), ("yes", ValueError),
+])
+def test_bad_verbose(verbose, error):
+    with pytest.raises(error, match=r"`verbose` must be 'auto', True or False\. Received: "):
+        evaluate(Popularity().fit(TRAIN), TEST, train=TRAIN, k=1, verbose=verbose)

@@ -411,3 +411,11 @@ def test_refresh_bad_input(model, index, tmp_path):
     index.save(tmp_path / "index")
     with pytest.raises(ValueError, match="built in this process to be refreshed"):
         tk.load_index(tmp_path / "index").with_candidates(model, {"item_id": ["i1"]})
+
+
+@pytest.mark.parametrize(("verbose", "error"), [
+    (0, TypeError), (1, TypeError), (None, TypeError), ("loud", ValueError),
+])
+def test_build_takes_auto_true_or_false(model, verbose, error):
+    with pytest.raises(error, match=r"`verbose` must be 'auto', True or False\. Received: "):
+        tk.IndexBuilder(k_max=2).build(model, ITEMS, verbose=verbose)

@@ -120,7 +120,9 @@ def test_a_budget_too_small_for_one_epoch_still_trains_one_model():
     ({"histories": ["bag"]}, ValueError, "`histories` must be one of"),
     ({"item_features": "genre"}, TypeError, r"item_features=\['genre'\]"),
     ({"max_trials": 0}, ValueError, "`max_trials` must be an integer >= 1"),
-    ({"verbose": 2}, ValueError, "`verbose` must be 'auto', True or False"),
+    ({"verbose": 2}, TypeError, "`verbose` must be 'auto', True or False"),
+    ({"verbose": 1}, TypeError, "`verbose` must be 'auto', True or False"),
+    ({"verbose": "loud"}, ValueError, "`verbose` must be 'auto', True or False"),
 ])
 def test_bad_settings_are_clear_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -135,3 +137,8 @@ def test_bad_data_is_a_clear_error():
         tk.Recipe(item_features=["genre"], verbose=False).fit(log)
     with pytest.raises(tk.NotFittedError, match="call fit"):
         tk.Recipe().model  # noqa: B018
+
+
+def test_verbose_is_stored_as_a_plain_bool():
+    assert tk.Recipe(verbose=np.True_).verbose is True
+    assert tk.Recipe(verbose=np.False_).verbose is False

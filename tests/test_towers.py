@@ -255,3 +255,20 @@ def test_new_tower_settings_round_trip_through_the_config():
     assert (clone.combine, clone.feature_dropout, clone.sequence_features) == (
         "sum", {"item_id": 0.25}, ("history",))
     assert type(clone.encoders["history"]).__name__ == "SequenceEncoder"
+
+
+@pytest.mark.parametrize(("verbose", "error"), [
+    (0, TypeError), (2, TypeError), (None, TypeError), (1.0, TypeError), ("loud", ValueError),
+])
+def test_embed_takes_auto_true_or_false(vocabs, verbose, error):
+    tower = tk.Tower(vocabs, features=["user"], output_dim=4)
+    with pytest.raises(error, match=r"`verbose` must be 'auto', True or False\. Received: "):
+        tower.embed({"user": ["a"]}, verbose=verbose)
+
+
+def test_embed_takes_numpy_bools(vocabs, capsys):
+    tower = tk.Tower(vocabs, features=["user"], output_dim=4)
+    tower.embed({"user": ["a", "b"]}, verbose=np.True_)
+    assert "Embedding with" in capsys.readouterr().err
+    tower.embed({"user": ["a", "b"]}, verbose=np.False_)
+    assert capsys.readouterr().err == ""

@@ -156,3 +156,13 @@ def test_booleans_and_whole_floats_are_integer_categories():
     assert vocabs["age"].tokens == (25, 35) and vocabs["male"].tokens == (1, 0)
     with pytest.raises(ValueError, match="whole numbers to be a categorical feature"):
         tk.VocabularyBuilder().fit({"x": [0.5, 1.0]}, features={"x": "categorical"})
+
+
+@pytest.mark.parametrize(("verbose", "error"), [
+    (0, TypeError), (2, TypeError), (None, TypeError), ("quiet", ValueError),
+])
+def test_bad_verbose(verbose, error):
+    builder = tk.VocabularyBuilder()
+    for method in (builder.fit, builder.count):
+        with pytest.raises(error, match=r"`verbose` must be 'auto', True or False\. Received: "):
+            method({"u": ["a", "b"]}, verbose=verbose)

@@ -39,6 +39,7 @@ __all__ = [
     "check_int",
     "check_number",
     "check_same_kind",
+    "check_verbose",
     "id_kind",
 ]
 
@@ -125,6 +126,29 @@ def check_choice(argument: str, value: Any, choices: Iterable[str], *,
         raise invalid_argument(argument, f"be one of {shown}", value,
                                hint=f"Did you mean {hint!r}?" if hint else None)
     raise unknown_name(argument, value, choices, what=what or "name")
+
+
+def check_verbose(argument: str, value: Any, *, keras: bool = False) -> Any:
+    """A verbosity: ``"auto"``, ``True`` or ``False``, and with ``keras`` also 0, 1 or 2.
+
+    Raises:
+        TypeError: ``value`` is neither a bool, a string nor (with ``keras``) an
+            integer; an integer without ``keras``.
+        ValueError: another string than ``"auto"``, or an integer out of 0-2.
+    """
+    rule = "be 'auto', True, False or a Keras verbosity 0, 1 or 2" if keras else (
+        "be 'auto', True or False")
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        if value != "auto":
+            raise invalid_argument(argument, rule, value)
+        return value
+    if keras and isinstance(value, numbers.Integral):
+        if int(value) not in (0, 1, 2):
+            raise invalid_argument(argument, rule, value)
+        return int(value)
+    raise invalid_argument(argument, rule, value, error=TypeError)
 
 
 def id_kind(values: Any) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 from tfrs_kit._data import Table, TableLike, is_multivalued, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
-from tfrs_kit._validation import check_choice, check_int
+from tfrs_kit._validation import check_choice, check_int, check_verbose
 
 __all__ = [
     "FeatureKind",
@@ -407,6 +407,7 @@ class VocabularyBuilder:
         verbose: Any = "auto",
     ) -> VocabularyCounts:
         """Counts features without building vocabularies; merge shards with ``+``."""
+        verbose = check_verbose("verbose", verbose)
         kinds = _feature_kinds(features)
         table = to_table(data, columns=list(kinds) if kinds else None)
         with Progress(len(table), description="Counting vocabularies", verbose=verbose,

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from tfrs_kit._data import Table, TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
-from tfrs_kit._validation import check_choice, check_int, check_same_kind
+from tfrs_kit._validation import check_choice, check_int, check_same_kind, check_verbose
 from tfrs_kit.evaluation._metrics import (
     _ild_from_positions,
     _per_list_mean,
@@ -518,6 +518,7 @@ def evaluate(
     ks = _check_ks(k)
     chosen = _check_metrics(metrics, item_features is not None)
     batch_size = check_int("batch_size", batch_size, minimum=1, allow_none=True)
+    verbose = check_verbose("verbose", verbose)
     named = _name_models(models)
     train_table = to_table(train, argument="train", columns=[user_id, item_id])
     test_table = to_table(test, argument="test", columns=[user_id, item_id])

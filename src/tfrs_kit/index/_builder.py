@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfrs_kit._data import Table, TableLike, is_multivalued, last_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
-from tfrs_kit._validation import check_choice, check_int, check_same_kind
+from tfrs_kit._validation import check_choice, check_int, check_same_kind, check_verbose
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, ScaNN, get_backend, import_scann
 from tfrs_kit.index._index import Index
@@ -102,6 +102,7 @@ class IndexBuilder:
             verbose: Show progress while embedding: ``"auto"`` (a million
                 candidates or more), ``True`` or ``False``.
         """
+        verbose = check_verbose("verbose", verbose)
         table, ids, id_dtype = _candidate_table(candidates, candidate_id or model.candidate_id)
         embeddings = model.candidate_embeddings(table, batch_size=self.batch_size,
                                                 verbose=verbose)

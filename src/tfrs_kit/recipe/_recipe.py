@@ -12,7 +12,13 @@ import pandas as pd
 
 from tfrs_kit._data import TableLike
 from tfrs_kit._errors import NotFittedError, invalid_argument
-from tfrs_kit._validation import check_choice, check_fraction, check_int, check_number
+from tfrs_kit._validation import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_verbose,
+)
 from tfrs_kit.recipe._inputs import (
     Columns,
     attribute_table,
@@ -112,9 +118,7 @@ class Recipe:
         self.max_history = check_int("max_history", max_history, minimum=1)
         self.max_epochs = check_int("max_epochs", max_epochs, minimum=1, allow_none=True)
         self.seed = check_int("seed", seed, minimum=0)
-        if verbose not in ("auto", True, False):
-            raise invalid_argument("verbose", "be 'auto', True or False", verbose)
-        self.verbose = verbose
+        self.verbose = check_verbose("verbose", verbose)
         self._trained: Trained | None = None
         self._data: Data | None = None
         self.report_: RecipeReport | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +13,13 @@ import tensorflow_recommenders as tfrs
 from tfrs_kit._data import Table, TableLike, last_rows, num_rows, select, to_table
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column
 from tfrs_kit._tensors import make_dataset
-from tfrs_kit._validation import check_choice, check_fraction, check_int, check_number
+from tfrs_kit._validation import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_verbose,
+)
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
 from tfrs_kit.retrieval._negatives import NegativePool
 from tfrs_kit.retrieval._pipeline import training_dataset
@@ -573,29 +578,6 @@ def _early_stopping(patience: int | None) -> list[tf.keras.callbacks.Callback]:
         return []
     return [tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                              restore_best_weights=True)]
-
-
-def check_verbose(argument: str, value: Any, *, keras: bool = False) -> Any:
-    """A verbosity: ``"auto"``, ``True`` or ``False``, and with ``keras`` also 0, 1 or 2.
-
-    Raises:
-        TypeError: ``value`` is neither a bool, a string nor (with ``keras``) an
-            integer; an integer without ``keras``.
-        ValueError: another string than ``"auto"``, or an integer out of 0-2.
-    """
-    rule = "be 'auto', True, False or a Keras verbosity 0, 1 or 2" if keras else (
-        "be 'auto', True or False")
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, str):
-        if value != "auto":
-            raise invalid_argument(argument, rule, value)
-        return value
-    if keras and isinstance(value, numbers.Integral):
-        if int(value) not in (0, 1, 2):
-            raise invalid_argument(argument, rule, value)
-        return int(value)
-    raise invalid_argument(argument, rule, value, error=TypeError)
 
 
 def _keras_verbosity(verbose: bool | str | int) -> int:

@@ -12,7 +12,7 @@ from tfrs_kit._data import TableLike, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
 from tfrs_kit._progress import Progress
 from tfrs_kit._tensors import make_dataset
-from tfrs_kit._validation import check_choice, check_int, check_number
+from tfrs_kit._validation import check_choice, check_int, check_number, check_verbose
 from tfrs_kit._vocabulary import Vocabularies, layer_name
 from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
 from tfrs_kit.towers._sequence import SequenceEncoder
@@ -268,6 +268,7 @@ class Tower(tf.keras.Model):
             (3, 4)
         """
         batch_size = check_int("batch_size", batch_size, minimum=1)
+        verbose = check_verbose("verbose", verbose)
         table = to_table(data, argument="data")
         missing = [f for f in self.features if f not in table]
         if missing:
