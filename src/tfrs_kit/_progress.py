@@ -1,7 +1,8 @@
 """A minimal progress bar for long stages (vocabularies, evaluation, index builds).
 
 ``verbose="auto"`` shows it only for large inputs, so small jobs and tests stay quiet;
-``verbose=False`` always silences it, ``True`` always shows it.
+``verbose=False`` always silences it, ``True`` always shows it; anything else is refused
+by the check every public ``verbose`` goes through (``_validation.check_verbose``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import Any, TextIO
+
+from tfrs_kit._validation import check_verbose
 
 __all__ = ["Progress", "LARGE"]
 
@@ -25,10 +28,7 @@ class Progress:
 
     def __init__(self, total: int, *, description: str, verbose: Any = "auto",
                  size: int | None = None, stream: TextIO | None = None) -> None:
-        if verbose not in ("auto", True, False, 0, 1, 2):
-            from tfrs_kit._errors import invalid_argument
-
-            raise invalid_argument("verbose", "be 'auto', True or False", verbose)
+        verbose = check_verbose("verbose", verbose)
         self.total = max(int(total), 1)
         self.description = description
         self.enabled = bool(verbose) if verbose != "auto" else (size or total) >= LARGE
