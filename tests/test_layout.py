@@ -17,7 +17,8 @@ MAX_FUNCTION_LINES = 60  # besides the docstring
 # Lowest first. A module may import a module of a lower layer or of its own group.
 LAYERS: list[tuple[str, ...]] = [
     ("_keras", "_version", "_errors"),
-    ("_progress", "_plugins", "_validation"),
+    ("_validation",),
+    ("_progress", "_plugins"),
     ("_data",),
     ("_tensors", "_vocabulary", "_history"),
     ("evaluation", "datasets"),

@@ -212,7 +212,8 @@ def tune(
     """Picks hyperparameters on the latest interactions of ``train``, then refits on all of it.
 
     ``train`` is split per user by time (:func:`~tfrs_kit.evaluation.per_user_temporal_split`
-    with ``test_fraction=validation_fraction``): every point of ``grid`` is fitted on the
+    with ``test_fraction=validation_fraction`` and ``min_train=1``, the slice
+    :class:`~tfrs_kit.Recipe` validates on): every point of ``grid`` is fitted on the
     earlier part and scored by ``metric`` on the latest part, training items masked, as
     :func:`~tfrs_kit.evaluation.evaluate` does. Nothing but ``train`` is read, so the test
     set stays unseen. When the best value of a numeric parameter (two or more numbers) is
@@ -264,7 +265,8 @@ def tune(
         raise invalid_argument("extend_edges", "be True or False", extend_edges, error=TypeError)
     table = to_table(train, argument="train", columns=[user_id, item_id, timestamp])
     fit_on, validation = per_user_temporal_split(
-        table, test_fraction=fraction, user_id=user_id, item_id=item_id, timestamp=timestamp)
+        table, test_fraction=fraction, user_id=user_id, item_id=item_id, timestamp=timestamp,
+        min_train=1)  # as tk.Recipe: a user's only interaction stays in the fit part
 
     def score(params: dict[str, Any]) -> float:
         return _validation_score(model_class, params, fit_on, validation, chosen_metric,

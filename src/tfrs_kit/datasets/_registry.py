@@ -33,8 +33,9 @@ _DATASETS: Registry[Callable[..., InteractionDataset]] = Registry(
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
     """A decorator that registers a data source: a callable returning an InteractionDataset.
 
-    Registering the same callable under the same name again is a no-op; another
-    callable under a taken name is refused.
+    Registering the same callable under the same name again is a no-op, and a new
+    definition of it (same module and qualified name, as when a notebook cell runs
+    again) replaces it; another callable under a taken name is refused.
 
     Args:
         name: The name :func:`load_dataset` finds it by. To ship the source in

@@ -164,13 +164,16 @@ def temporal_split(
 def per_user_temporal_split(
     data: TableLike, *, test_fraction: float | None = None, last_n: int | None = None,
     user_id: str | None = None, item_id: str | None = None, timestamp: str | None = None,
+    min_train: int = 0,
 ) -> tuple[Any, Any]:
     """Per-user temporal holdout (protocol P1): each user's latest interactions are test.
 
     Each user's interactions are sorted by (timestamp, item id, row); the last
     ``ceil(test_fraction * n_user)`` (or ``min(last_n, n_user)``) go to test, the rest to
-    train. No user is dropped, so a user with a single interaction has it in test and
-    nothing in train.
+    train. No user is dropped, so by default a user with a single interaction has it in
+    test and nothing in train; ``min_train=1`` keeps it in train instead (what a
+    validation slice carved from training data wants: a held-out interaction is only
+    scored against something that came before it).
 
     Args:
         data: The interactions (any accepted table, or an InteractionDataset).
@@ -183,16 +186,21 @@ def per_user_temporal_split(
             ``"item_id"``.
         timestamp: The timestamp column; default the InteractionDataset's, else
             ``"timestamp"``.
+        min_train: Each user keeps at least this many interactions in train (so
+            fewer go to test when a user has few).
 
     Returns:
         ``(train, test)``.
 
     Example:
-        >>> log = {"user_id": [1, 1, 1, 2, 2], "item_id": [7, 8, 9, 7, 8],
-        ...        "timestamp": [3, 1, 2, 1, 1]}
+        >>> log = {"user_id": [1, 1, 1, 2, 2, 3], "item_id": [7, 8, 9, 7, 8, 9],
+        ...        "timestamp": [3, 1, 2, 1, 1, 5]}
         >>> train, test = per_user_temporal_split(log, test_fraction=0.2)
         >>> test["item_id"].tolist()
-        [7, 8]
+        [7, 8, 9]
+        >>> train, test = per_user_temporal_split(log, test_fraction=0.2, min_train=1)
+        >>> test["user_id"].tolist()  # user 3's only interaction stays in train
+        [1, 2]
         >>> from tfrs_kit import datasets
         >>> data = datasets.synthetic(1_000)  # its column roles name the columns
         >>> train, test = per_user_temporal_split(data, last_n=1)
@@ -223,6 +231,8 @@ def per_user_temporal_split(
     rank = np.arange(n) - starts[sorted_users]
     n_test = (_ceil_fraction(fraction, counts) if fraction is not None
               else np.minimum(int(last_n or 1), counts))
+    n_test = np.minimum(n_test, np.maximum(counts - check_int("min_train", min_train,
+                                                                minimum=0), 0))
     mask = np.zeros(n, dtype=bool)
     mask[order] = rank >= (counts - n_test)[sorted_users]
     return _split(data, table, mask)

@@ -103,14 +103,11 @@ def split_validation(log: pd.DataFrame, columns: Columns, fraction: float,
             "timestamp", "name a time column, for a temporal validation slice", None,
             hint="The Recipe validates on each user's latest interactions.",
         )
+    if (log[columns.user_id].value_counts() >= 2).sum() < min_users:
+        return log, None
     fit, validation = per_user_temporal_split(
         log, test_fraction=fraction, user_id=columns.user_id, item_id=columns.item_id,
-        timestamp=columns.timestamp)
-    alone = ~validation[columns.user_id].isin(fit[columns.user_id])
-    fit = pd.concat([fit, validation[alone]]).sort_index()
-    validation = validation[~alone]
-    if validation[columns.user_id].nunique() < min_users:
-        return log, None
+        timestamp=columns.timestamp, min_train=1)
     return fit, validation
 
 

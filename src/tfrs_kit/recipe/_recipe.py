@@ -76,11 +76,14 @@ class Recipe:
 
     Example:
         >>> import tfrs_kit as tk
-        >>> data = tk.datasets.synthetic(num_users=60, num_items=40, seed=0)
-        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, verbose=False)
+        >>> data = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=0)
+        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False)
         >>> recipe = recipe.fit(data.interactions)
-        >>> recipe.report.chosen.history
+        >>> recipe.report.chosen.history  # the first setting tried: the default recipe
         'mean'
+        >>> tk.evaluate(recipe, data.interactions.tail(50), train=data.interactions,
+        ...             metrics=["recall"], k=10).models
+        ('Recipe',)
     """
 
     def __init__(

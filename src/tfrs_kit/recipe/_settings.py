@@ -15,7 +15,7 @@ __all__ = [
 
 # "none": ids (and features) only; "mean": the mean-pooled bag of the last items;
 # "sequence": an order-aware encoder of the last items (positions and recency).
-HISTORY_ENCODERS = ("none", "mean")
+HISTORY_ENCODERS = ("none", "mean", "sequence")
 _DIMS = (32, 64, 128)
 
 
@@ -32,6 +32,11 @@ class Settings:
         learning_rate: Adagrad's learning rate.
         item_features: The item features the candidate tower reads.
         user_features: The user features the query tower reads.
+        user_id: Whether the query tower reads the user id (without it, a
+            user is their history and features: better when histories are
+            short or users new).
+        id_dropout: With item features, the share of training rows whose item
+            id is hidden, so the features learn to carry cold items.
         batch_size: Rows per step (and in-batch negatives).
     """
 
@@ -42,6 +47,8 @@ class Settings:
     learning_rate: float = 0.05
     item_features: tuple[str, ...] = ()
     user_features: tuple[str, ...] = ()
+    user_id: bool = True
+    id_dropout: float = 0.0
     batch_size: int = 1024
 
     def as_params(self) -> dict[str, Any]:
@@ -49,7 +56,10 @@ class Settings:
         params: dict[str, Any] = {
             "history": self.history, "embedding_dim": self.embedding_dim,
             "normalize": self.normalize, "learning_rate": self.learning_rate,
+            "user_id": self.user_id,
         }
+        if self.item_features:
+            params["id_dropout"] = self.id_dropout
         if self.normalize:
             params["temperature"] = self.temperature
         return params
@@ -60,8 +70,10 @@ class Settings:
                  f"lr={self.learning_rate:.3g}"]
         if self.normalize:
             parts.append(f"cosine/T={self.temperature:.3g}")
+        if not self.user_id:
+            parts.append("no user id")
         if self.item_features:
-            parts.append(f"items+{list(self.item_features)}")
+            parts.append(f"items+{list(self.item_features)} id_dropout={self.id_dropout:g}")
         if self.user_features:
             parts.append(f"users+{list(self.user_features)}")
         return " ".join(parts)
@@ -82,21 +94,24 @@ def candidate_settings(item_features: Sequence[str], user_features: Sequence[str
 
     The first is the library's default recipe with every feature the user
     named; the others are the alternatives that most often win on some shape
-    of data (no history for logs where the past says little about the next
-    item, cosine scores for long tails, no features when they carry no signal).
+    of data: an order-aware history where the last items say most, no user id
+    where histories are short, no features where they carry no signal, no
+    history where the past says little about the next item, cosine scores.
     """
     features = {"item_features": tuple(item_features), "user_features": tuple(user_features),
-                "batch_size": batch_size}
+                "batch_size": batch_size, "id_dropout": 0.2 if item_features else 0.0}
     default_history = "mean" if "mean" in histories else histories[0]
     seeds = [Settings(history=default_history, **features)]
     if "sequence" in histories:
         seeds.append(Settings(history="sequence", **features))
-    seeds.append(Settings(history=default_history, normalize=True, temperature=0.1,
-                          learning_rate=0.1, **features))
+    if default_history != "none":
+        seeds.append(Settings(history=default_history, user_id=False, **features))
     if item_features or user_features:
         seeds.append(Settings(history=default_history, batch_size=batch_size))
     if "none" in histories:
         seeds.append(Settings(history="none", **features))
+    seeds.append(Settings(history=default_history, normalize=True, temperature=0.1,
+                          learning_rate=0.1, **features))
     return list(dict.fromkeys(seeds))
 
 
@@ -104,6 +119,7 @@ def suggest(trial: Any, item_features: Sequence[str], user_features: Sequence[st
             histories: Sequence[str], batch_size: int) -> Settings:
     """Draws settings from an Optuna trial (enqueued trials get their fixed values)."""
     history = trial.suggest_categorical("history", list(histories))
+    items = _suggest_subset(trial, "item", item_features)
     normalize = trial.suggest_categorical("normalize", [False, True])
     temperature = (trial.suggest_float("temperature", 0.03, 0.3, log=True)
                    if normalize else None)
@@ -113,8 +129,12 @@ def suggest(trial: Any, item_features: Sequence[str], user_features: Sequence[st
         normalize=normalize,
         temperature=temperature,
         learning_rate=trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        item_features=_suggest_subset(trial, "item", item_features),
+        item_features=items,
         user_features=_suggest_subset(trial, "user", user_features),
+        # A user with neither id nor history would be a constant query.
+        user_id=trial.suggest_categorical("user_id", [True, False]) if history != "none"
+        else True,
+        id_dropout=trial.suggest_float("id_dropout", 0.0, 0.5) if items else 0.0,
         batch_size=batch_size,
     )
 

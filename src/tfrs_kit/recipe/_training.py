@@ -22,8 +22,6 @@ from tfrs_kit.towers import Tower
 
 __all__ = ["Data", "Trained", "train"]
 
-_HISTORY_KINDS = {"mean": "multi", "sequence": "sequence"}
-
 
 @dataclasses.dataclass(frozen=True)
 class Data:
@@ -75,18 +73,24 @@ def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowe
     """The two-tower model of ``settings``, its vocabularies counted on ``rows``."""
     c = data.columns
     kinds: dict[str, str] = {c.user_id: "categorical", c.item_id: "categorical"}
-    query = [c.user_id, *settings.user_features]
+    query = [c.user_id] if settings.user_id else []
     if settings.history != "none":
-        kinds[c.history] = _HISTORY_KINDS[settings.history]
-        query.insert(1, c.history)
+        kinds[c.history] = "multi"
+        query.append(c.history)
+    query += settings.user_features
+    sequence = [c.history] if settings.history == "sequence" else []
     features = [*settings.item_features, *settings.user_features]
     vocabularies = VocabularyBuilder().fit(rows, features=list(kinds) + features,
                                            verbose=False)
     vocabularies = _with_kinds(vocabularies, kinds)
     tower = dict(output_dim=settings.embedding_dim, normalize=settings.normalize)
+    # Item features join the id additively, in its space: a rare or cold item is
+    # carried by its content, and id-only matrix factorisation stays a special case.
+    dropout = {c.item_id: settings.id_dropout} if settings.id_dropout else None
     return TwoTowerRetrieval(
-        Tower(vocabularies, features=query, **tower),
-        Tower(vocabularies, features=[c.item_id, *settings.item_features], **tower),
+        Tower(vocabularies, features=query, sequence_features=sequence, **tower),
+        Tower(vocabularies, features=[c.item_id, *settings.item_features], combine="sum",
+              feature_dropout=dropout, **tower),
         temperature=settings.temperature if settings.normalize else None,
     )
 
@@ -112,6 +116,10 @@ class RankingMonitor(tf.keras.callbacks.Callback):
         self.best: dict[str, float] = {}
         self.best_epoch = 0
         self._best_weights: list[np.ndarray] | None = None
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch_start = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         scores = self._score()
@@ -121,8 +129,9 @@ class RankingMonitor(tf.keras.callbacks.Callback):
         if self._report is not None:
             self._report(epoch, scores[self.metric])
         waited = epoch + 1 - self.best_epoch
-        if waited >= self.patience or time.monotonic() > self.deadline:
-            self.model.stop_training = True
+        now = time.monotonic()
+        if waited >= self.patience or now + (now - self._epoch_start) > self.deadline:
+            self.model.stop_training = True  # no patience left, or no time for another epoch
 
     def restore(self) -> None:
         if self._best_weights is not None:
