@@ -68,9 +68,10 @@ def check_int(argument: str, value: Any, *, minimum: int | None = None,
     rule = "be an integer" + _range_rule(minimum, maximum) + (" or None" if allow_none else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise invalid_argument(argument, rule, value, error=TypeError)
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    number = int(value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         raise invalid_argument(argument, rule, value)
-    return int(value)
+    return number
 
 
 def check_number(argument: str, value: Any, *, minimum: float | None = None,

@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tfrs_kit._data import TableLike, is_multivalued, to_table
@@ -51,14 +50,16 @@ def attribute_table(log: pd.DataFrame, key: str, features: Sequence[str],
     if given is not None:
         missing = [f for f in features if f not in given and f not in log]
         if missing:
-            raise missing_column(argument, missing[0], given, role="a feature you named")
+            raise missing_column(argument, missing[0], map(str, given.columns),
+                                 role="a feature you named")
         given = given.drop_duplicates(key, keep="last")
         wanted = [key, *[f for f in features if f in given]]
         table = pd.concat([given[wanted], table[~table[key].isin(given[key])]],
                           ignore_index=True)
     missing = [f for f in features if f not in table]
     if missing:
-        raise missing_column("train", missing[0], log, role="a feature you named")
+        raise missing_column("train", missing[0], map(str, log.columns),
+                             role="a feature you named")
     return table.reset_index(drop=True)
 
 
@@ -118,5 +119,5 @@ def attach(rows: Mapping[str, Any], table: pd.DataFrame, key: str,
     Every id of ``rows`` is in ``table`` (:func:`attribute_table` covers the log).
     """
     lookup = table.set_index(key)
-    positions = lookup.index.get_indexer(np.asarray(rows[key]))
+    positions = lookup.index.get_indexer(pd.Index(rows[key]))
     return {**rows, **{name: lookup[name].to_numpy()[positions] for name in features}}

@@ -26,7 +26,7 @@ from tfrs_kit.recipe._inputs import (
     to_frame,
     usable_features,
 )
-from tfrs_kit.recipe._report import RecipeReport
+from tfrs_kit.recipe._report import RecipeReport, Trial
 from tfrs_kit.recipe._search import search
 from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings, batch_size_for
 from tfrs_kit.recipe._training import Data, Trained, train_final
@@ -152,7 +152,8 @@ class Recipe:
         features = (tuple(f for f in self.item_features if f not in dropped),
                     tuple(f for f in self.user_features if f not in dropped))
         if validation is None:
-            trials, epochs = [], 5
+            trials: list[Trial] = []
+            epochs = 5
             chosen = Settings(history=self._default_history(), item_features=features[0],
                               user_features=features[1],
                               batch_size=batch_size_for(len(data.log)))

@@ -98,20 +98,20 @@ def candidate_settings(item_features: Sequence[str], user_features: Sequence[str
     where histories are short, no features where they carry no signal, no
     history where the past says little about the next item, cosine scores.
     """
-    features = {"item_features": tuple(item_features), "user_features": tuple(user_features),
-                "batch_size": batch_size, "id_dropout": 0.2 if item_features else 0.0}
     default_history = "mean" if "mean" in histories else histories[0]
-    seeds = [Settings(history=default_history, **features)]
+    base = Settings(history=default_history, item_features=tuple(item_features),
+                    user_features=tuple(user_features), batch_size=batch_size,
+                    id_dropout=0.2 if item_features else 0.0)
+    seeds = [base]
     if "sequence" in histories:
-        seeds.append(Settings(history="sequence", **features))
+        seeds.append(dataclasses.replace(base, history="sequence"))
     if default_history != "none":
-        seeds.append(Settings(history=default_history, user_id=False, **features))
+        seeds.append(dataclasses.replace(base, user_id=False))
     if item_features or user_features:
         seeds.append(Settings(history=default_history, batch_size=batch_size))
     if "none" in histories:
-        seeds.append(Settings(history="none", **features))
-    seeds.append(Settings(history=default_history, normalize=True, temperature=0.1,
-                          learning_rate=0.1, **features))
+        seeds.append(dataclasses.replace(base, history="none"))
+    seeds.append(dataclasses.replace(base, normalize=True, temperature=0.1, learning_rate=0.1))
     return list(dict.fromkeys(seeds))
 
 

@@ -54,8 +54,8 @@ class Data:
             users = pd.DataFrame(self.history().for_users(self.log))
         else:
             users = pd.DataFrame({c.user_id: pd.unique(self.log[c.user_id])})
-        return pd.DataFrame(attach(users.to_dict("series"), self.users, c.user_id,
-                                   settings.user_features))
+        columns = {str(name): users[name].to_numpy() for name in users.columns}
+        return pd.DataFrame(attach(columns, self.users, c.user_id, settings.user_features))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,14 +83,15 @@ def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowe
     vocabularies = VocabularyBuilder().fit(rows, features=list(kinds) + features,
                                            verbose=False)
     vocabularies = _with_kinds(vocabularies, kinds)
-    tower = dict(output_dim=settings.embedding_dim, normalize=settings.normalize)
+    size = settings.embedding_dim
     # Item features join the id additively, in its space: a rare or cold item is
     # carried by its content, and id-only matrix factorisation stays a special case.
     dropout = {c.item_id: settings.id_dropout} if settings.id_dropout else None
     return TwoTowerRetrieval(
-        Tower(vocabularies, features=query, sequence_features=sequence, **tower),
+        Tower(vocabularies, features=query, sequence_features=sequence, output_dim=size,
+              normalize=settings.normalize),
         Tower(vocabularies, features=[c.item_id, *settings.item_features], combine="sum",
-              feature_dropout=dropout, **tower),
+              feature_dropout=dropout, output_dim=size, normalize=settings.normalize),
         temperature=settings.temperature if settings.normalize else None,
     )
 
