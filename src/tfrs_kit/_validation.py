@@ -117,7 +117,7 @@ def check_choice(argument: str, value: Any, choices: Iterable[str], *,
     """
     choices = tuple(choices)
     if isinstance(value, str) and value in choices:
-        return value
+        return str(value)
     if not isinstance(value, str):
         raise invalid_argument(argument, f"be one of {', '.join(map(repr, choices))}", value,
                                error=TypeError)
@@ -161,7 +161,8 @@ def id_kind(values: Any) -> str:
     >>> id_kind([1, 2, 3]), id_kind(["a", "b"]), id_kind(np.array([1, "a"], dtype=object))
     ('number', 'string', 'mixed')
     """
-    array = np.asarray(values)
+    array = np.asarray(values, dtype=object) if isinstance(values, (list, tuple)) else (
+        np.asarray(values))  # a list [1, "a"] must not become the strings ["1", "a"]
     if array.dtype.kind in "iufb":
         return "number"
     if array.dtype.kind in "US":
@@ -194,7 +195,7 @@ def check_same_kind(argument: str, values: Any, reference: Any, *, what: str = "
         )
     if "empty" in (kind, reference_kind) or kind == reference_kind:
         return
-    first = next(v for v in np.asarray(values).ravel() if not pd.isna(v))
+    first = next((v for v in np.asarray(values).ravel() if not pd.isna(v)), None)
     raise invalid_argument(
         argument, f"hold {what} of the same kind as {reference_name} ({reference_kind} ids)",
         _Shown(f"{kind} ids such as {_plain(first)!r}"), error=TypeError,
