@@ -40,6 +40,7 @@ from tfrs_kit import baselines  # noqa: E402
 KEYS = ("recall@10", "ndcg@10")
 BASELINES = ["Popularity", "ItemKNN", "UserKNN", "EASE", "RP3beta", "ImplicitALS", "BPR"]
 EASE_MAX_ITEMS = 12_000  # EASE inverts an items x items matrix: O(items^3)
+USERKNN_MAX_USERS = 10_000  # its tuning scores every user against every user per grid point
 ML_SPLITS = {  # name: split arguments of per_user_temporal_split
     "ml100k_p1": {"test_fraction": 0.2},
     "ml100k_holdout10": {"test_fraction": 0.1},
@@ -92,6 +93,11 @@ def run_one(log: SuiteLog, split: dict, seed: int, time_budget: float,
         if name == "EASE" and train["item_id"].nunique() > EASE_MAX_ITEMS:
             print(f"  EASE left out on {log.name}: a dense {EASE_MAX_ITEMS}+ item Gram "
                   "matrix does not fit this machine's time", file=sys.stderr)
+            continue
+        if name == "UserKNN" and train["user_id"].nunique() > USERKNN_MAX_USERS:
+            print(f"  UserKNN left out on {log.name}: tuning it over "
+                  f"{USERKNN_MAX_USERS}+ users does not fit this machine's time",
+                  file=sys.stderr)
             continue
         start = time.perf_counter()
         models[name], _ = baselines.tune(getattr(baselines, name), train)
