@@ -103,7 +103,10 @@ def test_a_log_too_small_to_validate_trains_the_defaults_and_says_so():
     recipe = tk.Recipe(time_budget=None, verbose=False).fit(log)
     assert recipe.report.trials == ()
     assert "no validation slice" in recipe.report.note
-    assert recipe.report.chosen == Settings(batch_size=32)
+    chosen = recipe.report.chosen
+    # 3 rows: the smallest batch (32), one step an epoch, so the 30-epoch cap of ~600 steps.
+    assert (chosen.history, chosen.batch_size, chosen.epochs) == ("mean", 32, 30)
+    assert recipe.report.epochs == 30  # no trial to stop it earlier
 
 
 def test_a_budget_too_small_for_one_epoch_still_trains_one_model():

@@ -28,7 +28,7 @@ from tfrs_kit.recipe._inputs import (
 )
 from tfrs_kit.recipe._report import RecipeReport, Trial
 from tfrs_kit.recipe._search import search
-from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings, batch_size_for
+from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings, base_settings
 from tfrs_kit.recipe._training import Data, Trained, train_final
 
 __all__ = ["Recipe"]
@@ -67,9 +67,10 @@ class Recipe:
         histories: The history encoders to choose among (a subset of
             ``"none"``, ``"mean"``, ``"sequence"``).
         max_history: The most recent items a history holds.
-        max_epochs: The most epochs a trial trains (each stops earlier when
-            the validation metric has not improved for 2 epochs); default:
-            about 2,000 steps' worth, 3 to 30 epochs.
+        max_epochs: The most epochs of the default recipe (the search tries
+            up to three times as many); default: about 600 optimizer steps'
+            worth, 1 to 30. Each trial stops earlier when its validation
+            metric has not improved for 2 epochs.
         seed: Seeds the split-independent parts: weights, shuffles, the search.
         verbose: Show progress: ``True``, ``False`` or ``"auto"`` (a line per
             trial when the budget exceeds a minute).
@@ -151,20 +152,19 @@ class Recipe:
             data.log, self.columns, self.validation_fraction, min_users=_MIN_VALIDATION_USERS)
         features = (tuple(f for f in self.item_features if f not in dropped),
                     tuple(f for f in self.user_features if f not in dropped))
+        base = base_settings(len(fit_log), histories=self.histories, item_features=features[0],
+                             user_features=features[1], max_epochs=self.max_epochs)
         if validation is None:
             trials: list[Trial] = []
-            epochs = 5
-            chosen = Settings(history=self._default_history(), item_features=features[0],
-                              user_features=features[1],
-                              batch_size=batch_size_for(len(data.log)))
+            chosen, epochs = base, base.epochs
             note = (f"fewer than {_MIN_VALIDATION_USERS} users have two or more "
                     "interactions: no validation slice, default settings")
         else:
             trials, chosen, epochs = search(
-                dataclasses.replace(data, log=fit_log), validation, features=features,
-                histories=self.histories, metric=self.metric, max_trials=self.max_trials,
-                seed=self.seed, deadline=_deadline(start, self.time_budget), log=self._log,
-                max_epochs=self.max_epochs)
+                dataclasses.replace(data, log=fit_log), validation, base=base,
+                features=features, histories=self.histories, metric=self.metric,
+                max_trials=self.max_trials, seed=self.seed,
+                deadline=_deadline(start, self.time_budget), log=self._log)
             note = ""
         self._log(f"final training: {chosen.describe()}, {epochs} epochs on all of train")
         self._trained = train_final(data, chosen, epochs=epochs, seed=self.seed)
@@ -242,9 +242,6 @@ class Recipe:
         data = Data(log=log[c.ids()].reset_index(drop=True), items=item_table,
                     users=user_table, columns=c, max_history=self.max_history)
         return data, {**dropped_items, **dropped_users}
-
-    def _default_history(self) -> str:
-        return "mean" if "mean" in self.histories else self.histories[0]
 
     def _log(self, message: str) -> None:
         if self.verbose is True or (self.verbose == "auto" and (

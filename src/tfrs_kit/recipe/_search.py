@@ -9,14 +9,8 @@ from typing import Any
 import pandas as pd
 
 from tfrs_kit.recipe._report import Trial
-from tfrs_kit.recipe._settings import (
-    Settings,
-    batch_size_for,
-    candidate_settings,
-    feature_params,
-    suggest,
-)
-from tfrs_kit.recipe._training import Data, Trained, epochs_for, train
+from tfrs_kit.recipe._settings import Settings, candidate_settings, feature_params, suggest
+from tfrs_kit.recipe._training import Data, Trained, train
 
 __all__ = ["search"]
 
@@ -32,14 +26,17 @@ def _optuna() -> Any:
     return optuna
 
 
-def search(data: Data, validation: pd.DataFrame, *, features: tuple[tuple[str, ...], ...],
-           histories: Sequence[str], metric: str, max_trials: int, seed: int,
-           deadline: float | None, log: Any,
-           max_epochs: int | None = None) -> tuple[list[Trial], Settings, int]:
+def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: Sequence[str],
+           features: tuple[Sequence[str], Sequence[str]], metric: str, max_trials: int,
+           seed: int, deadline: float | None, log: Any) -> tuple[list[Trial], Settings, int]:
     """Trains settings on ``data`` until the budget ends; the best on ``validation`` wins.
 
+    Args:
+        base: The default recipe for this log, tried first; the others vary it.
+        features: The item and user features the search may keep or leave out.
+
     Returns:
-        Every trial, the chosen settings and the number of epochs they needed.
+        Every trial, the chosen settings and their best epoch.
     """
     optuna = _optuna()
     item_features, user_features = features
@@ -47,17 +44,15 @@ def search(data: Data, validation: pd.DataFrame, *, features: tuple[tuple[str, .
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
-    batch_size = batch_size_for(len(data.log))
-    for settings in candidate_settings(item_features, user_features, histories, batch_size):
+    for settings in candidate_settings(base, histories):
         study.enqueue_trial({**settings.as_params(),
                              **feature_params(settings, item_features, user_features)})
     budget = _Budget(deadline)
     best: dict[str, Trained] = {}
     trials: list[Trial] = []
-    max_epochs = max_epochs or epochs_for(len(data.log), batch_size)
 
     def objective(trial: Any) -> float:
-        settings = suggest(trial, item_features, user_features, histories, batch_size)
+        settings = suggest(trial, base, item_features, user_features, histories)
 
         seen: list[float] = []
 
@@ -70,8 +65,8 @@ def search(data: Data, validation: pd.DataFrame, *, features: tuple[tuple[str, .
         started = time.monotonic()
         try:
             trained = train(data, settings, validation=validation, metric=metric,
-                            max_epochs=max_epochs, patience=_PATIENCE,
-                            deadline=budget.trial_deadline(), seed=seed, report=report)
+                            patience=_PATIENCE, deadline=budget.trial_deadline(), seed=seed,
+                            report=report)
         except optuna.TrialPruned:
             trials.append(Trial(settings, "pruned", len(seen), {metric: max(seen)},
                                 time.monotonic() - started))
@@ -79,7 +74,10 @@ def search(data: Data, validation: pd.DataFrame, *, features: tuple[tuple[str, .
             raise
         trials.append(Trial(settings, "complete", trained.epochs, trained.scores,
                             trained.seconds))
-        budget.add(trained.seconds, final=trained.seconds)
+        # The final model trains up to the best epoch on the whole log (the slice too).
+        share = (len(data.log) + len(validation)) / len(data.log)
+        budget.add(trained.seconds,
+                   final=trained.seconds * share * trained.epochs / max(trained.epochs_run, 1))
         if "model" not in best or trained.scores[metric] > best["model"].scores[metric]:
             best["model"] = trained
         log(f"trial {len(trials)}: {settings.describe()} -> "

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "HISTORY_ENCODERS", "Settings", "batch_size_for", "candidate_settings", "feature_params",
+    "HISTORY_ENCODERS", "Settings", "base_settings", "candidate_settings", "feature_params",
     "suggest",
 ]
 
@@ -17,6 +17,8 @@ __all__ = [
 # "sequence": an order-aware encoder of the last items (positions and recency).
 HISTORY_ENCODERS = ("none", "mean", "sequence")
 _DIMS = (32, 64, 128)
+_SCHEDULES = ("cosine", "constant")
+_STEPS = 600  # optimizer steps a default run may take: several hundred, whatever the size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +31,12 @@ class Settings:
         embedding_dim: The size of both towers' output.
         normalize: Unit-length embeddings (cosine scores) with ``temperature``.
         temperature: Divides the logits; only with ``normalize``.
-        learning_rate: Adagrad's learning rate.
+        learning_rate: Adagrad's (initial) learning rate.
+        schedule: ``"cosine"`` (decays to zero over ``epochs``) or ``"constant"``.
+        epochs: The planned passes over the log (the schedule's length). A
+            trial stops earlier when its validation score has not improved for
+            two epochs; the final model follows the same schedule and stops at
+            the trial's best epoch.
         item_features: The item features the candidate tower reads.
         user_features: The user features the query tower reads.
         user_id: Whether the query tower reads the user id (without it, a
@@ -45,6 +52,8 @@ class Settings:
     normalize: bool = False
     temperature: float | None = None
     learning_rate: float = 0.05
+    schedule: str = "constant"
+    epochs: int = 8
     item_features: tuple[str, ...] = ()
     user_features: tuple[str, ...] = ()
     user_id: bool = True
@@ -56,86 +65,103 @@ class Settings:
         params: dict[str, Any] = {
             "history": self.history, "embedding_dim": self.embedding_dim,
             "normalize": self.normalize, "learning_rate": self.learning_rate,
-            "user_id": self.user_id,
+            "schedule": self.schedule, "epochs": self.epochs,
         }
-        if self.item_features:
-            params["id_dropout"] = self.id_dropout
+        if self.history != "none":
+            params["user_id"] = self.user_id
         if self.normalize:
             params["temperature"] = self.temperature
+        if self.item_features:
+            params["id_dropout"] = self.id_dropout
         return params
 
     def describe(self) -> str:
-        """A one-line summary, e.g. ``history=mean dim=64 lr=0.05``."""
+        """A one-line summary, e.g. ``history=mean dim=64 lr=0.1 cosine x5``."""
         parts = [f"history={self.history}", f"dim={self.embedding_dim}",
-                 f"lr={self.learning_rate:.3g}"]
+                 f"lr={self.learning_rate:.3g} {self.schedule} x{self.epochs}"]
         if self.normalize:
             parts.append(f"cosine/T={self.temperature:.3g}")
         if not self.user_id:
             parts.append("no user id")
         if self.item_features:
-            parts.append(f"items+{list(self.item_features)} id_dropout={self.id_dropout:g}")
+            parts.append(f"items+{list(self.item_features)} id_dropout={self.id_dropout:.2g}")
         if self.user_features:
             parts.append(f"users+{list(self.user_features)}")
         return " ".join(parts)
 
 
-def batch_size_for(rows: int) -> int:
-    """1,024 rows per step, smaller for small logs so an epoch has 20 steps or more.
+def base_settings(rows: int, *, histories: Sequence[str], item_features: Sequence[str],
+                  user_features: Sequence[str], max_epochs: int | None = None) -> Settings:
+    """The default recipe sized for a log of ``rows`` interactions.
 
-    >>> batch_size_for(100_000), batch_size_for(2_000), batch_size_for(10)
-    (1024, 64, 32)
+    Batches of 1,024 rows (smaller for small logs, so an epoch has 20 steps or
+    more) and up to about 600 optimizer steps (1 to 30 epochs), stopped on the
+    validation slice.
+
+    >>> base = base_settings(80_000, histories=("mean",), item_features=(), user_features=())
+    >>> base.batch_size, base.epochs
+    (1024, 8)
+    >>> small = base_settings(2_000, histories=("mean",), item_features=(), user_features=())
+    >>> small.batch_size, small.epochs
+    (64, 19)
     """
-    return int(min(1024, max(32, 2 ** int(np.log2(max(rows, 1) / 20)))))
+    batch_size = int(min(1024, max(32, 2 ** int(np.log2(max(rows, 1) / 20)))))
+    steps = -(-max(rows, 1) // batch_size)
+    epochs = int(np.clip(round(_STEPS / steps), 1, 30))
+    return Settings(history="mean" if "mean" in histories else histories[0],
+                    epochs=min(epochs, max_epochs or epochs), batch_size=batch_size,
+                    item_features=tuple(item_features), user_features=tuple(user_features),
+                    id_dropout=0.2 if item_features else 0.0)
 
 
-def candidate_settings(item_features: Sequence[str], user_features: Sequence[str],
-                       histories: Sequence[str], batch_size: int) -> list[Settings]:
+def candidate_settings(base: Settings, histories: Sequence[str]) -> list[Settings]:
     """The settings tried first, most promising first, before the tuner explores.
 
-    The first is the library's default recipe with every feature the user
+    The first is ``base``, the default recipe with every feature the user
     named; the others are the alternatives that most often win on some shape
     of data: an order-aware history where the last items say most, no user id
     where histories are short, no features where they carry no signal, no
-    history where the past says little about the next item, cosine scores.
+    history where the past says little about the next item, a decaying
+    learning rate, cosine scores.
     """
-    default_history = "mean" if "mean" in histories else histories[0]
-    base = Settings(history=default_history, item_features=tuple(item_features),
-                    user_features=tuple(user_features), batch_size=batch_size,
-                    id_dropout=0.2 if item_features else 0.0)
     seeds = [base]
     if "sequence" in histories:
         seeds.append(dataclasses.replace(base, history="sequence"))
-    if default_history != "none":
+    if base.history != "none":
         seeds.append(dataclasses.replace(base, user_id=False))
-    if item_features or user_features:
-        seeds.append(Settings(history=default_history, batch_size=batch_size))
-    if "none" in histories:
+    if base.item_features or base.user_features:
+        seeds.append(dataclasses.replace(base, item_features=(), user_features=(),
+                                         id_dropout=0.0))
+    if "none" in histories and base.history != "none":
         seeds.append(dataclasses.replace(base, history="none"))
-    seeds.append(dataclasses.replace(base, normalize=True, temperature=0.1, learning_rate=0.1))
+    seeds.append(dataclasses.replace(base, learning_rate=0.1, schedule="cosine"))
+    seeds.append(dataclasses.replace(base, normalize=True, temperature=0.1))
     return list(dict.fromkeys(seeds))
 
 
-def suggest(trial: Any, item_features: Sequence[str], user_features: Sequence[str],
-            histories: Sequence[str], batch_size: int) -> Settings:
+def suggest(trial: Any, base: Settings, item_features: Sequence[str],
+            user_features: Sequence[str], histories: Sequence[str]) -> Settings:
     """Draws settings from an Optuna trial (enqueued trials get their fixed values)."""
     history = trial.suggest_categorical("history", list(histories))
     items = _suggest_subset(trial, "item", item_features)
     normalize = trial.suggest_categorical("normalize", [False, True])
     temperature = (trial.suggest_float("temperature", 0.03, 0.3, log=True)
                    if normalize else None)
-    return Settings(
+    return dataclasses.replace(
+        base,
         history=history,
         embedding_dim=trial.suggest_categorical("embedding_dim", list(_DIMS)),
         normalize=normalize,
         temperature=temperature,
         learning_rate=trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        schedule=trial.suggest_categorical("schedule", list(_SCHEDULES)),
+        epochs=trial.suggest_int("epochs", max(1, base.epochs // 2), 3 * base.epochs),
         item_features=items,
         user_features=_suggest_subset(trial, "user", user_features),
         # A user with neither id nor history would be a constant query.
         user_id=trial.suggest_categorical("user_id", [True, False]) if history != "none"
         else True,
         id_dropout=trial.suggest_float("id_dropout", 0.0, 0.5) if items else 0.0,
-        batch_size=batch_size,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,9 +63,10 @@ class Trained:
 
     model: TwoTowerRetrieval
     settings: Settings
-    epochs: int
+    epochs: int  # the best epoch (the weights kept)
     scores: dict[str, float]
     seconds: float
+    epochs_run: int = 0  # the epochs trained before the trial stopped
 
 
 def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowerRetrieval:
@@ -140,7 +140,7 @@ class RankingMonitor(tf.keras.callbacks.Callback):
 
 
 def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: str,
-          max_epochs: int, patience: int, deadline: float, seed: int,
+          patience: int, deadline: float, seed: int,
           report: Callable[[int, float], None] | None = None) -> Trained:
     """Trains until the validation ranking metric stops improving; keeps the best epoch."""
     start = time.monotonic()
@@ -160,28 +160,40 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
         return dict(result[result.models[0]])
 
     monitor = RankingMonitor(score, metric, patience, deadline, report)
-    model.fit(rows, epochs=max_epochs, batch_size=settings.batch_size,
-              learning_rate=settings.learning_rate, seed=seed, verbose=0, callbacks=[monitor])
+    _compile(model, settings, rows=len(rows[c.item_id]))
+    history = model.fit(rows, epochs=settings.epochs, batch_size=settings.batch_size,
+                        seed=seed, verbose=0, callbacks=[monitor])
     monitor.restore()
     return Trained(model, settings, monitor.best_epoch, monitor.best,
-                   time.monotonic() - start)
+                   time.monotonic() - start, epochs_run=len(history.epoch))
 
 
 def train_final(data: Data, settings: Settings, *, epochs: int, seed: int) -> Trained:
-    """Trains ``settings`` on all of ``data`` for ``epochs`` (the validated count)."""
+    """Trains ``settings`` on all of ``data``: its schedule, stopped after ``epochs``.
+
+    ``epochs`` is the validated trial's best epoch: with the same schedule
+    (planned over ``settings.epochs``), the final model stops where the trial
+    did best.
+    """
     start = time.monotonic()
     tf.keras.utils.set_random_seed(seed)
     rows = data.rows(settings)
     model = build_model(data, settings, rows)
-    model.fit(rows, epochs=max(epochs, 1), batch_size=settings.batch_size,
-              learning_rate=settings.learning_rate, seed=seed, verbose=0)
-    return Trained(model, settings, epochs, {}, time.monotonic() - start)
+    _compile(model, settings, rows=len(rows[data.columns.item_id]))
+    model.fit(rows, epochs=max(epochs, 1), batch_size=settings.batch_size, seed=seed,
+              verbose=0)
+    return Trained(model, settings, epochs, {}, time.monotonic() - start,
+                   epochs_run=max(epochs, 1))
+
+
+def _compile(model: TwoTowerRetrieval, settings: Settings, *, rows: int) -> None:
+    """Adagrad at the settings' rate; a cosine decay spans the planned epochs."""
+    rate: Any = settings.learning_rate
+    if settings.schedule == "cosine":
+        steps = settings.epochs * -(-rows // settings.batch_size)
+        rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
+    model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
 
 
 def _candidates(data: Data, settings: Settings) -> pd.DataFrame:
     return data.items[[data.columns.item_id, *settings.item_features]]
-
-
-def epochs_for(rows: int, batch_size: int, *, steps: int = 2_000, cap: int = 30) -> int:
-    """The most epochs worth validating: about ``steps`` optimizer steps, 3 to ``cap``."""
-    return int(min(cap, max(3, math.ceil(steps * batch_size / max(rows, 1)))))
