@@ -272,3 +272,35 @@ def test_embed_takes_numpy_bools(vocabs, capsys):
     assert "Embedding with" in capsys.readouterr().err
     tower.embed({"user": ["a", "b"]}, verbose=np.False_)
     assert capsys.readouterr().err == ""
+
+
+def _sequence_tower(max_length=4):
+    vocabs = tk.VocabularyBuilder().fit({"history": [["a", "b", "c", "d", "e", "f"]]},
+                                        features={"history": "multi"})
+    return tk.Tower(vocabs, features=["history"], output_dim=8, max_length=max_length,
+                    sequence_features=["history"])
+
+
+def test_sequence_encoder_reads_order_and_only_the_most_recent_items():
+    tower = _sequence_tower(max_length=4)
+    encode = lambda rows: tower(  # noqa: E731
+        {"history": tf.ragged.constant(rows, dtype=tf.string)}).numpy()
+    long, recent = encode([["a", "b", "c", "d", "e", "f"]]), encode([["c", "d", "e", "f"]])
+    np.testing.assert_allclose(long, recent, rtol=1e-5)  # only the last 4 items count
+    assert not np.allclose(encode([["c", "d", "e", "f"]]), encode([["d", "c", "e", "f"]]))
+    np.testing.assert_array_equal(encode([[]]), np.zeros((1, 8)))  # no history: zeros
+    padded = tower({"history": tf.constant([["c", "d", "", ""]])}).numpy()
+    np.testing.assert_allclose(padded, encode([["c", "d"]]), rtol=1e-5)  # "" is padding
+    assert type(tower.encoders["history"]).__name__ == "SequenceEncoder"
+    assert tower.encoders["history"].max_length == 4
+
+
+def test_sequence_features_must_be_lists_the_tower_reads():
+    vocabs = tk.VocabularyBuilder().fit({"user_id": ["a"], "history": [["x"]]},
+                                        features={"user_id": "categorical", "history": "multi"})
+    with pytest.raises(ValueError, match="`sequence_features` must name multi-valued"):
+        tk.Tower(vocabs, features=["user_id"], sequence_features=["user_id"])
+    with pytest.raises(ValueError, match="`sequence_features` must name multi-valued"):
+        tk.Tower(vocabs, features=["user_id"], sequence_features=["history"])
+    with pytest.raises(TypeError, match=r"sequence_features=\['history'\]"):
+        tk.Tower(vocabs, features=["history"], sequence_features="history")
