@@ -145,3 +145,14 @@ def test_bad_data_is_a_clear_error():
 def test_verbose_is_stored_as_a_plain_bool():
     assert tk.Recipe(verbose=np.True_).verbose is True
     assert tk.Recipe(verbose=np.False_).verbose is False
+
+
+def test_attributes_keep_their_types_from_the_catalogue():
+    log = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1, 2]})
+    users = pd.DataFrame({"user_id": ["a", "b"], "vip": [True, False], "age": [30, 40]})
+    table = attribute_table(log, "user_id", ["vip", "age"], users, argument="users")
+    assert table["vip"].dtype == bool and table["age"].dtype.kind == "i"
+    more = attribute_table(log.assign(user_id=["a", "c"]), "user_id", ["vip"],
+                           users.iloc[:1], argument="users")
+    by_id = more.set_index("user_id")["vip"]
+    assert by_id["a"] == True and pd.isna(by_id["c"])  # noqa: E712 (c is not in the table)

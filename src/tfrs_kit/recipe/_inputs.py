@@ -54,8 +54,10 @@ def attribute_table(log: pd.DataFrame, key: str, features: Sequence[str],
                                  role="a feature you named")
         given = given.drop_duplicates(key, keep="last")
         wanted = [key, *[f for f in features if f in given]]
-        table = pd.concat([given[wanted], table[~table[key].isin(given[key])]],
-                          ignore_index=True)
+        extra = table[~table[key].isin(given[key])]
+        # Concatenating an empty frame would turn a column of booleans into objects.
+        table = (pd.concat([given[wanted], extra], ignore_index=True).infer_objects()
+                 if len(extra) else given[wanted])
     missing = [f for f in features if f not in table]
     if missing:
         raise missing_column("train", missing[0], map(str, log.columns),
