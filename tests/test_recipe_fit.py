@@ -156,3 +156,14 @@ def test_attributes_keep_their_types_from_the_catalogue():
                            users.iloc[:1], argument="users")
     by_id = more.set_index("user_id")["vip"]
     assert by_id["a"] == True and pd.isna(by_id["c"])  # noqa: E712 (c is not in the table)
+
+
+def test_a_feature_only_in_the_log_joins_the_catalogues():
+    log = pd.DataFrame({"user_id": ["a", "b", "a"], "item_id": ["x", "x", "y"],
+                        "price": [1.0, 3.0, 5.0]})
+    catalogue = pd.DataFrame({"item_id": ["x", "y", "z"], "brand": ["p", "q", "r"]})
+    table = attribute_table(log, "item_id", ["brand", "price"], catalogue, argument="items")
+    by_id = table.set_index("item_id")
+    assert by_id["brand"].to_dict() == {"x": "p", "y": "q", "z": "r"}
+    assert by_id.loc["x", "price"] == 2.0 and by_id.loc["y", "price"] == 5.0
+    assert pd.isna(by_id.loc["z", "price"])  # never sold: no price paid

@@ -53,11 +53,13 @@ def attribute_table(log: pd.DataFrame, key: str, features: Sequence[str],
             raise missing_column(argument, missing[0], map(str, given.columns),
                                  role="a feature you named")
         given = given.drop_duplicates(key, keep="last")
-        wanted = [key, *[f for f in features if f in given]]
+        from_log = [f for f in features if f not in given]
+        known = given[[key, *[f for f in features if f in given]]].merge(
+            table[[key, *from_log]], on=key, how="left")
         extra = table[~table[key].isin(given[key])]
         # Concatenating an empty frame would turn a column of booleans into objects.
-        table = (pd.concat([given[wanted], extra], ignore_index=True).infer_objects()
-                 if len(extra) else given[wanted])
+        table = (pd.concat([known, extra], ignore_index=True).infer_objects()
+                 if len(extra) else known)
     missing = [f for f in features if f not in table]
     if missing:
         raise missing_column("train", missing[0], map(str, log.columns),
