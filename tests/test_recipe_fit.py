@@ -167,3 +167,20 @@ def test_a_feature_only_in_the_log_joins_the_catalogues():
     assert by_id["brand"].to_dict() == {"x": "p", "y": "q", "z": "r"}
     assert by_id.loc["x", "price"] == 2.0 and by_id.loc["y", "price"] == 5.0
     assert pd.isna(by_id.loc["z", "price"])  # never sold: no price paid
+
+
+def test_users_the_log_never_saw_are_scored_as_the_average_user():
+    from tfrs_kit.recipe._recommender import RecipeRecommender
+
+    vocabs = tk.VocabularyBuilder().fit({"user_id": ["a", "b", "b"],
+                                         "item_id": ["x", "y", "z"]})
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4),
+                                 tk.Tower(vocabs, features=["item_id"], output_dim=4))
+    recommender = RecipeRecommender(
+        model, queries=pd.DataFrame({"user_id": ["a", "b"]}),
+        items=pd.DataFrame({"item_id": ["x", "y", "z"]}), user_id="user_id", item_id="item_id")
+    users = model.query_tower.embed({"user_id": ["a", "b"]})
+    items = model.candidate_tower.embed({"item_id": ["x", "y", "z"]})
+    scores = recommender.score(["b", "new"])
+    np.testing.assert_allclose(scores[0], users[1] @ items.T, rtol=1e-5)
+    np.testing.assert_allclose(scores[1], users.mean(axis=0) @ items.T, rtol=1e-5)

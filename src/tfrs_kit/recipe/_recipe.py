@@ -26,6 +26,7 @@ from tfrs_kit.recipe._inputs import (
     to_frame,
     usable_features,
 )
+from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import RecipeReport, Trial
 from tfrs_kit.recipe._search import search
 from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings, base_settings
@@ -207,7 +208,8 @@ class Recipe:
         """The trained model as a :class:`~tfrs_kit.evaluation.Recommender` for ``tk.evaluate``.
 
         Users are scored from their query features at the end of the training
-        log; the catalogue is every item of the log and of ``fit(items=...)``.
+        log; a user it never saw, as the average known user. The catalogue is
+        every item of the log and of ``fit(items=...)``.
         ``tk.evaluate(recipe, test, train=train)`` calls this itself.
         """
         c = self.columns
@@ -216,9 +218,8 @@ class Recipe:
             if value is not None and value != expected:
                 raise invalid_argument(argument, f"be {expected!r}, the column the Recipe "
                                        "was fitted with", value)
-        data = self._data_or_raise()
-        return self.model.as_recommender(data.log, user_id=c.user_id, item_id=c.item_id,
-                                         users=self.queries(), items=self.candidates())
+        return RecipeRecommender(self.model, queries=self.queries(), items=self.candidates(),
+                                 user_id=c.user_id, item_id=c.item_id)
 
     def build_index(self, *, k_max: int = 100, backend: str = "auto", **options: Any) -> Any:
         """A servable :class:`~tfrs_kit.Index` over every candidate (see :class:`IndexBuilder`)."""
