@@ -27,13 +27,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from quality_suite import movielens  # noqa: E402
-from suite_logs import LOGS  # noqa: E402
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from quality_suite import movielens
+from suite_logs import LOGS
 
-import tfrs_kit as tk  # noqa: E402
+import tfrs_kit as tk
 
 
 def two_tower(train, items, *, history="mean", features=(), combine="sum", id_dropout=0.0,

@@ -30,12 +30,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from suite_logs import LOGS, SuiteLog  # noqa: E402
+import numpy as np
+import pandas as pd
+from suite_logs import LOGS, SuiteLog
 
-import tfrs_kit as tk  # noqa: E402
-from tfrs_kit import baselines  # noqa: E402
+import tfrs_kit as tk
+from tfrs_kit import baselines
 
 KEYS = ("recall@10", "ndcg@10")
 BASELINES = ["Popularity", "ItemKNN", "UserKNN", "EASE", "RP3beta", "ImplicitALS", "BPR"]
