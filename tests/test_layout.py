@@ -114,7 +114,8 @@ def test_no_function_is_longer_than_a_screen():
 def test_the_checks_catch_what_they_name(tmp_path):
     body = "    x = 1\n" * (MAX_FUNCTION_LINES + 1)
     path = tmp_path / "m.py"
-    path.write_text(f"def long():\n    \"\"\"Doc.\n\n    More.\"\"\"\n{body}\ndef short():\n    pass\n")
+    docstring = '    """Doc.\n\n    More."""\n'
+    path.write_text(f"def long():\n{docstring}{body}\ndef short():\n    pass\n")
     assert _function_lengths(path, tmp_path) == [
         ("m.py:1 long", MAX_FUNCTION_LINES + 2), (f"m.py:{MAX_FUNCTION_LINES + 7} short", 2),
     ]
