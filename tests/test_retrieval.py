@@ -208,12 +208,10 @@ def test_fit_verbose(checkerboard, capsys, verbose, expected):
     history = model.fit(log, epochs=2, batch_size=250, verbose=verbose)
     out = capsys.readouterr().out
     assert "regularization_loss" not in history.history  # no regulariser: always 0
-    assert "total_loss" not in history.history  # the loss again
     if expected == "":
         assert out == ""
         return
     assert out.count("Epoch ") == 2 and "regularization_loss" not in out
-    assert "total_loss" not in out
     assert ("1/4 [" in out) == (expected == "step bar")  # Keras's per-step progress bar
     if expected == "epoch lines":
         assert [line.split(" - ")[0] for line in out.splitlines()] == [
@@ -257,62 +255,3 @@ def test_embeddings_show_progress_when_asked(checkerboard, capsys):
     loud = model.query_embeddings(checkerboard, verbose=True, batch_size=1000)
     assert "100%" in capsys.readouterr().err
     np.testing.assert_allclose(loud, quiet, rtol=1e-6)
-
-
-def _batch_losses(query, candidate, probability, batch_size):
-    """Each batch's in-batch softmax loss with logQ correction, summed over its rows (NumPy)."""
-    losses = []
-    for start in range(0, len(query), batch_size):
-        rows = slice(start, start + batch_size)
-        scores = (query[rows].astype(np.float64) @ candidate[rows].astype(np.float64).T
-                  - np.log(probability[rows])[None, :])
-        top = scores.max(axis=1)
-        log_norm = np.log(np.exp(scores - top[:, None]).sum(axis=1)) + top
-        losses.append(float(np.sum(log_norm - np.diag(scores))))
-    return losses
-
-
-def test_logged_losses_are_the_mean_over_the_epochs_batches():
-    train = {"user_id": np.array([f"u{i % 4}" for i in range(10)], dtype=object),
-             "item_id": np.array([f"i{i}" for i in (0, 1, 2, 3, 4, 0, 1, 0, 2, 0)], dtype=object)}
-    validation = {"user_id": np.array([f"u{i % 3}" for i in range(7)], dtype=object),
-                  "item_id": np.array([f"i{i}" for i in (4, 3, 0, 0, 1, 2, 4)], dtype=object)}
-    tf.keras.utils.set_random_seed(3)
-    model = _model(train)
-    model.compile(optimizer=tf.keras.optimizers.SGD(0.0))  # the weights never move
-    history = model.fit(train, epochs=2, batch_size=4, shuffle=False, validation_data=validation,
-                        verbose=0)
-    frequency = pd.Series(train["item_id"]).value_counts(normalize=True)
-
-    def batch_losses(table):
-        probability = pd.Series(table["item_id"]).map(frequency).to_numpy(np.float64)
-        return _batch_losses(model.query_embeddings(table), model.candidate_embeddings(table),
-                             probability, batch_size=4)
-
-    train_losses, validation_losses = batch_losses(train), batch_losses(validation)
-    assert len(train_losses) == 3 and len(validation_losses) == 2
-    # The last batches (2 and 3 rows) alone are far from the means.
-    assert abs(train_losses[-1] - np.mean(train_losses)) > 0.1
-    assert abs(validation_losses[-1] - np.mean(validation_losses)) > 0.1
-    np.testing.assert_allclose(history.history["loss"], [np.mean(train_losses)] * 2, rtol=1e-5)
-    np.testing.assert_allclose(history.history["val_loss"], [np.mean(validation_losses)] * 2,
-                               rtol=1e-5)
-    assert sorted(history.history) == ["loss", "val_loss"]  # no regulariser: no total_loss
-
-
-def test_regularization_and_total_loss_are_epoch_means_too(checkerboard):
-    log = {name: column[:900] for name, column in checkerboard.items()}
-    vocabs = tk.VocabularyBuilder().fit(log)
-    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4, l2=0.1),
-                                 tk.Tower(vocabs, features=["item_id"], output_dim=4))
-    model.compile(optimizer=tf.keras.optimizers.SGD(0.0))
-    history = model.fit(log, batch_size=400, shuffle=False, validation_data=log, verbose=0)
-    penalty = float(tf.add_n(model.losses))  # the same at every step: the weights never move
-    assert penalty > 0
-    for prefix in ("", "val_"):
-        logged = {name: history.history[prefix + name][0]
-                  for name in ("loss", "regularization_loss", "total_loss")}
-        np.testing.assert_allclose(logged["regularization_loss"], penalty, rtol=1e-5)
-        np.testing.assert_allclose(logged["total_loss"], logged["loss"] + penalty, rtol=1e-5)
-    # Training and validation saw the same rows in the same batches with the same weights.
-    np.testing.assert_allclose(history.history["val_loss"], history.history["loss"], rtol=1e-5)

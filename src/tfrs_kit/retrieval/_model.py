@@ -20,7 +20,7 @@ from tfrs_kit._validation import (
     check_number,
     check_verbose,
 )
-from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval, num_replicas
+from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
 from tfrs_kit.retrieval._negatives import NegativePool
 from tfrs_kit.retrieval._pipeline import training_dataset
 from tfrs_kit.retrieval._task import FastRetrieval
@@ -145,9 +145,6 @@ class TwoTowerRetrieval(tfrs.Model):
         )
         self._negatives: NegativePool | None = None
         self.candidate_frequencies_: pd.Series | None = None
-        # Metrics held as attributes are in `self.metrics`: Keras resets them each epoch.
-        self._loss_mean = tf.keras.metrics.Mean(name="loss")
-        self._regularization_mean = tf.keras.metrics.Mean(name="regularization_loss")
 
     def get_config(self) -> dict[str, Any]:
         """Every constructor argument as plain values; the towers as Keras configs.
@@ -226,31 +223,19 @@ class TwoTowerRetrieval(tfrs.Model):
         return self.task(query, candidate, compute_metrics=not training, **kwargs)
 
     def train_step(self, inputs: Any) -> dict[str, Any]:
-        return self._epoch_means(super().train_step(inputs))
+        return self._without_zero_regularization(super().train_step(inputs))
 
     def test_step(self, inputs: Any) -> dict[str, Any]:
-        return self._epoch_means(super().test_step(inputs))
+        return self._without_zero_regularization(super().test_step(inputs))
 
-    def _epoch_means(self, logs: dict[str, Any]) -> dict[str, Any]:
-        """The step's logs with the losses averaged over the epoch's batches so far.
+    def _without_zero_regularization(self, logs: dict[str, Any]) -> dict[str, Any]:
+        """Drops ``regularization_loss`` from the logs of a model without regularisation.
 
-        TFRS logs the step's own loss, so Keras would report the last (often
-        partial) batch's. Under a strategy each replica's loss covers its slice
-        of the batch, so each adds ``replicas`` times it at weight
-        ``1 / replicas``: the batch counts once, at the sum over replicas.
-        Without regularisation ``regularization_loss`` would be 0 at every step
-        and ``total_loss`` the loss again, so both are left out; the towers are
-        built by now, so ``self.losses`` holds their regularisers, if any.
+        It would be 0 at every step, and a line of ``fit``'s output; the towers
+        are built by now, so ``self.losses`` holds their regularisers, if any.
         """
-        replicas = num_replicas()
-        self._loss_mean.update_state(logs["loss"] * replicas, sample_weight=1.0 / replicas)
-        logs["loss"] = self._loss_mean.result()
         if not self.losses:
-            del logs["regularization_loss"], logs["total_loss"]
-            return logs
-        self._regularization_mean.update_state(logs["regularization_loss"])
-        logs["regularization_loss"] = self._regularization_mean.result()
-        logs["total_loss"] = logs["loss"] + logs["regularization_loss"]
+            logs.pop("regularization_loss", None)
         return logs
 
     def fit(  # type: ignore[override]
@@ -300,14 +285,6 @@ class TwoTowerRetrieval(tfrs.Model):
                 ``False``: silent. Keras's integers work too: 0 silent, 1 a
                 progress bar per step, 2 one line per epoch.
             **kwargs: Passed on to ``tf.keras.Model.fit``.
-
-        Returns:
-            The Keras ``History``. Its ``loss`` (and ``val_loss``, which
-            ``early_stopping_patience`` watches) is the mean of the epoch's
-            per-batch losses, each batch's loss being TFRS's sum over its rows:
-            a partial last batch counts as one batch like the others. A model
-            with regularisers also logs ``regularization_loss`` and
-            ``total_loss`` (their sum with ``loss``), averaged alike.
 
         Raises:
             TypeError: A setting of the wrong type (``epochs=2.0``).
