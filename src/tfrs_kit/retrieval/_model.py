@@ -258,6 +258,12 @@ class TwoTowerRetrieval(tfrs.Model):
     ) -> Any:
         """Trains on an interaction table; returns the Keras ``History``.
 
+        If the model is not compiled yet, ``fit`` compiles it with Adagrad at
+        ``learning_rate``. To choose another optimizer, call ``compile`` first:
+        ``fit`` then keeps it (also in later calls of ``fit``), and passing
+        ``learning_rate`` or ``learning_rate_schedule`` is a ``ValueError``
+        rather than a setting that would be silently ignored.
+
         Args:
             x: One row per (query, candidate) interaction holding every feature
                 of both towers: a DataFrame, a dict of arrays or a
@@ -286,17 +292,15 @@ class TwoTowerRetrieval(tfrs.Model):
                 progress bar per step, 2 one line per epoch.
             **kwargs: Passed on to ``tf.keras.Model.fit``.
 
+        Returns:
+            The Keras ``History``: ``loss`` (and ``val_loss``) per epoch, as
+            TFRS reports it for the epoch's last step.
+
         Raises:
             TypeError: A setting of the wrong type (``epochs=2.0``).
             ValueError: A setting out of range or not one of its choices;
                 ``learning_rate`` or ``learning_rate_schedule`` on a compiled
                 model; ``x`` without a feature the towers read.
-
-        If the model is not compiled yet, ``fit`` compiles it with Adagrad at
-        ``learning_rate``. To choose another optimizer, call ``compile`` first:
-        ``fit`` then keeps it (also in later calls of ``fit``), and passing
-        ``learning_rate`` or ``learning_rate_schedule`` is a ``ValueError``
-        rather than a setting that would be silently ignored.
 
         Example:
             >>> import tensorflow as tf
