@@ -12,7 +12,9 @@ from tfrs_kit._data import TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit.evaluation import per_user_temporal_split
 
-__all__ = ["Columns", "attribute_table", "split_validation", "usable_features"]
+__all__ = [
+    "Columns", "attach", "attribute_table", "split_validation", "to_frame", "usable_features",
+]
 
 
 @dataclasses.dataclass(frozen=True)
