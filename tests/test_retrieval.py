@@ -208,6 +208,7 @@ def test_fit_verbose(checkerboard, capsys, verbose, expected):
     history = model.fit(log, epochs=2, batch_size=250, verbose=verbose)
     out = capsys.readouterr().out
     assert "regularization_loss" not in history.history  # no regulariser: always 0
+    assert "total_loss" not in history.history  # ... and the loss again
     if expected == "":
         assert out == ""
         return
@@ -225,6 +226,8 @@ def test_regularization_loss_is_logged_when_there_is_one(checkerboard):
     history = model.fit(checkerboard, batch_size=1000, validation_data=checkerboard, verbose=0)
     assert history.history["regularization_loss"][0] > 0
     assert history.history["val_regularization_loss"][0] > 0
+    np.testing.assert_allclose(history.history["total_loss"], np.add(
+        history.history["loss"], history.history["regularization_loss"]), rtol=1e-5)
 
 
 @pytest.mark.parametrize(("verbose", "error"), [

@@ -229,13 +229,15 @@ class TwoTowerRetrieval(tfrs.Model):
         return self._without_zero_regularization(super().test_step(inputs))
 
     def _without_zero_regularization(self, logs: dict[str, Any]) -> dict[str, Any]:
-        """Drops ``regularization_loss`` from the logs of a model without regularisation.
+        """Drops ``regularization_loss`` and ``total_loss`` without regularisation.
 
-        It would be 0 at every step, and a line of ``fit``'s output; the towers
-        are built by now, so ``self.losses`` holds their regularisers, if any.
+        They would be 0 and the loss again at every step, two more figures in
+        each line of ``fit``'s output; the towers are built by now, so
+        ``self.losses`` holds their regularisers, if any.
         """
         if not self.losses:
             logs.pop("regularization_loss", None)
+            logs.pop("total_loss", None)
         return logs
 
     def fit(  # type: ignore[override]
