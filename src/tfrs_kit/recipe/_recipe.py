@@ -200,8 +200,7 @@ class Recipe:
 
     def candidates(self) -> pd.DataFrame:
         """One row per item (the log's and the catalogue's) with its candidate features."""
-        data = self._data_or_raise()
-        return data.items[[self.columns.item_id, *self.settings.item_features]]
+        return self._data_or_raise().candidates(self.settings)
 
     def as_recommender(self, train: TableLike | None = None, *, user_id: str | None = None,
                        item_id: str | None = None) -> Any:

@@ -103,9 +103,7 @@ class _Budget:
 
     def add(self, seconds: float, *, final: float | None = None) -> None:
         self._trial_seconds.append(seconds)
-        if final is not None:
-            # The final model trains on the whole log without validation scoring:
-            # about as long as the longest complete trial.
+        if final is not None:  # the caller's estimate of the final training's seconds
             self._final = max(self._final, final)
 
     def trial_deadline(self) -> float:

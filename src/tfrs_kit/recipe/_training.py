@@ -15,6 +15,7 @@ from tfrs_kit._history import HistoryBuilder
 from tfrs_kit._vocabulary import VocabularyBuilder
 from tfrs_kit.evaluation import evaluate
 from tfrs_kit.recipe._inputs import Columns, attach
+from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._settings import Settings
 from tfrs_kit.retrieval import TwoTowerRetrieval
 from tfrs_kit.towers import Tower
@@ -55,6 +56,10 @@ class Data:
             users = pd.DataFrame({c.user_id: pd.unique(self.log[c.user_id])})
         columns = {str(name): users[name].to_numpy() for name in users.columns}
         return pd.DataFrame(attach(columns, self.users, c.user_id, settings.user_features))
+
+    def candidates(self, settings: Settings) -> pd.DataFrame:
+        """One row per item (the log's and the catalogue's) with the candidate features."""
+        return self.items[[self.columns.item_id, *settings.item_features]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,23 +149,20 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
           report: Callable[[int, float], None] | None = None) -> Trained:
     """Trains until the validation ranking metric stops improving; keeps the best epoch."""
     start = time.monotonic()
-    tf.keras.utils.set_random_seed(seed)
-    rows = data.rows(settings)
-    model = build_model(data, settings, rows)
-    queries = data.queries(settings)
+    rows, model = _compiled_model(data, settings, seed)
     name, k = metric.split("@")
     c = data.columns
+    queries, candidates = data.queries(settings), data.candidates(settings)
 
     def score() -> dict[str, float]:
-        recommender = model.as_recommender(data.log, user_id=c.user_id, item_id=c.item_id,
-                                           users=queries, items=_candidates(data, settings))
+        recommender = RecipeRecommender(model, queries=queries, items=candidates,
+                                        user_id=c.user_id, item_id=c.item_id)
         result = evaluate(recommender, validation, train=data.log, k=int(k),
                           user_id=c.user_id, item_id=c.item_id,
                           metrics=sorted({name, "recall", "ndcg"}), verbose=False)
         return dict(result[result.models[0]])
 
     monitor = RankingMonitor(score, metric, patience, deadline, report)
-    _compile(model, settings, rows=len(rows[c.item_id]))
     history = model.fit(rows, epochs=settings.epochs, batch_size=settings.batch_size,
                         seed=seed, verbose=0, callbacks=[monitor])
     monitor.restore()
@@ -176,24 +178,25 @@ def train_final(data: Data, settings: Settings, *, epochs: int, seed: int) -> Tr
     did best.
     """
     start = time.monotonic()
-    tf.keras.utils.set_random_seed(seed)
-    rows = data.rows(settings)
-    model = build_model(data, settings, rows)
-    _compile(model, settings, rows=len(rows[data.columns.item_id]))
+    rows, model = _compiled_model(data, settings, seed)
     model.fit(rows, epochs=max(epochs, 1), batch_size=settings.batch_size, seed=seed,
               verbose=0)
     return Trained(model, settings, epochs, {}, time.monotonic() - start,
                    epochs_run=max(epochs, 1))
 
 
-def _compile(model: TwoTowerRetrieval, settings: Settings, *, rows: int) -> None:
-    """Adagrad at the settings' rate; a cosine decay spans the planned epochs."""
+def _compiled_model(data: Data, settings: Settings,
+                    seed: int) -> tuple[dict[str, Any], TwoTowerRetrieval]:
+    """The training rows and a new model compiled for them (seeded weights).
+
+    Adagrad at the settings' rate; a cosine decay spans the planned epochs.
+    """
+    tf.keras.utils.set_random_seed(seed)
+    rows = data.rows(settings)
+    model = build_model(data, settings, rows)
     rate: Any = settings.learning_rate
     if settings.schedule == "cosine":
-        steps = settings.epochs * -(-rows // settings.batch_size)
+        steps = settings.epochs * -(-len(rows[data.columns.item_id]) // settings.batch_size)
         rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
     model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
-
-
-def _candidates(data: Data, settings: Settings) -> pd.DataFrame:
-    return data.items[[data.columns.item_id, *settings.item_features]]
+    return rows, model
