@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tfrs_kit._data import to_table
+from tfrs_kit._data import select, to_table
 
 
 def _expected(table):
@@ -46,3 +46,19 @@ def test_unknown_type_is_refused():
 def test_unknown_column_suggests_the_closest():
     with pytest.raises(ValueError, match=r"Did you mean to rename 'user_id' to 'userid'"):
         to_table({"user_id": [1]}, columns=["userid"])
+
+
+def test_a_column_named_by_an_argument_suggests_the_argument():
+    """`item_id="movieid"` is fixed by `item_id='movie_id'`, not by renaming the data."""
+    data = {"movie_id": [1], "user_id": [2]}
+    with pytest.raises(ValueError, match=r"\(named by `item_id`\)\. Received: columns "
+                       r"\['movie_id', 'user_id'\]\. Did you mean item_id='movie_id'\?$"):
+        to_table(data, columns=["movieid"], settings={"movieid": "item_id"})
+    with pytest.raises(ValueError, match=r"Did you mean item_id='movie_id'\?$"):
+        select(to_table(data), ["movieid"], settings={"movieid": "item_id"})
+
+
+def test_a_missing_history_points_to_history_builder():
+    with pytest.raises(ValueError, match=r"must have a column 'history'.*HistoryBuilder.*"
+                       r"history\.for_users\(train\)"):
+        select(to_table({"user_id": [1]}), ["user_id", "history"])

@@ -237,3 +237,19 @@ def test_fraction_and_last_n_are_exclusive_and_checked():
 def test_missing_column_names_the_column():
     with pytest.raises(ValueError, match="'timestamps'"):
         per_user_temporal_split(random_log(0), timestamp="timestamps")
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_a_wrong_column_name_suggests_the_argument_not_a_rename(as_dict):
+    log = random_log(0).rename(columns={"item_id": "movie_id"})
+    data = {c: log[c].to_numpy() for c in log} if as_dict else log
+    with pytest.raises(ValueError, match=r"a column 'movieid' \(named by `item_id`\).*"
+                       r"Did you mean item_id='movie_id'\?$"):
+        per_user_temporal_split(data, item_id="movieid")
+    with pytest.raises(ValueError, match=r"a column 'item_id' \(named by `item_id`\).*"
+                       r"pass item_id='\.\.\.' with the name of your column"):
+        per_user_temporal_split(data)  # the default column is missing: name the argument
+    with pytest.raises(ValueError, match=r"Did you mean user_id='user_id'\?"):
+        cold_start_user_split(data, user_id="userid")
+    with pytest.raises(ValueError, match=r"Did you mean timestamp='timestamp'\?"):
+        temporal_split(data, timestamp="timestmp")

@@ -116,7 +116,8 @@ def _from_dataset(dataset: Any, argument: str) -> Table:
 
 
 def to_table(
-    data: TableLike, *, argument: str = "data", columns: Iterable[str] | None = None
+    data: TableLike, *, argument: str = "data", columns: Iterable[str] | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> Table:
     """Converts ``data`` into a :data:`Table` and validates it.
 
@@ -125,6 +126,9 @@ def to_table(
             of feature dicts.
         argument: The argument's name, for error messages.
         columns: If given, only these columns are converted, and each must exist.
+        settings: For a column that a keyword argument named, that argument
+            (``{"movieid": "item_id"}``): the error for a missing column then
+            suggests ``item_id='movie_id'`` instead of renaming the user's column.
 
     Returns:
         A dict of equal-length NumPy arrays.
@@ -137,16 +141,16 @@ def to_table(
     wanted = list(columns) if columns is not None else None
     if _is_dataframe(data):
         names = list(data.columns)
-        _check_columns(wanted, names, argument)
+        _check_columns(wanted, names, argument, settings)
         table = {str(c): _normalize_column(str(c), data[c].to_numpy(), argument)
                  for c in (wanted or names)}
     elif isinstance(data, Mapping):
         names = list(data)
-        _check_columns(wanted, names, argument)
+        _check_columns(wanted, names, argument, settings)
         table = {str(c): _normalize_column(str(c), data[c], argument) for c in (wanted or names)}
     elif _is_dataset(data):
         table = _from_dataset(data, argument)
-        _check_columns(wanted, list(table), argument)
+        _check_columns(wanted, list(table), argument, settings)
         if wanted is not None:
             table = {c: table[c] for c in wanted}
     else:
@@ -171,13 +175,15 @@ def to_table(
     return table
 
 
-def _check_columns(wanted: Sequence[str] | None, names: Sequence[Any], argument: str) -> None:
+def _check_columns(wanted: Sequence[str] | None, names: Sequence[Any], argument: str,
+                   settings: Mapping[str, str] | None = None) -> None:
     if wanted is None:
         return
     known = [str(n) for n in names]
     for column in wanted:
         if column not in known:
-            raise missing_column(argument, column, known)
+            raise missing_column(argument, column, known,
+                                 setting=(settings or {}).get(column))
 
 
 def _is_dataframe(data: Any) -> bool:
@@ -198,10 +204,14 @@ def is_multivalued(column: np.ndarray) -> bool:
     return column.dtype == object and len(column) > 0 and isinstance(column[0], np.ndarray)
 
 
-def select(table: Table, columns: Iterable[str], *, argument: str = "data") -> Table:
-    """The named columns of a table, with an error naming any missing one."""
+def select(table: Table, columns: Iterable[str], *, argument: str = "data",
+           settings: Mapping[str, str] | None = None) -> Table:
+    """The named columns of a table, with an error naming any missing one.
+
+    ``settings`` is as in :func:`to_table`.
+    """
     columns = list(columns)
-    _check_columns(columns, list(table), argument)
+    _check_columns(columns, list(table), argument, settings)
     return {c: table[c] for c in columns}
 
 

@@ -66,12 +66,47 @@ def unknown_name(argument: str, name: Any, known: Iterable[str], *,
 
 
 def missing_column(argument: str, column: str, available: Iterable[str], *,
-                   role: str = "") -> ValueError:
-    """An error for a table that lacks a column it needs, with the closest one it has."""
+                   role: str = "", setting: str | None = None) -> ValueError:
+    """An error for a table that lacks a column it needs, with the fix.
+
+    Args:
+        argument: The table's argument name.
+        column: The column it lacks.
+        available: The columns it has.
+        role: What the column is for, shown in brackets.
+        setting: The keyword argument that named the column (``"item_id"``), if
+            one did: the fix is then that argument, ``item_id='movie_id'``, not
+            renaming the user's column.
+
+    Example:
+        >>> print(missing_column("train", "movieid", ["movie_id", "user_id"],
+        ...                      setting="item_id"))
+        `train` must have a column 'movieid' (named by `item_id`). Received: columns \
+['movie_id', 'user_id']. Did you mean item_id='movie_id'?
+        >>> print(missing_column("data", "history", ["user_id"]))  # doctest: +ELLIPSIS
+        `data` must have a column 'history'. Received: columns ['user_id']. A history \
+column is built by tfrs_kit.HistoryBuilder: ...
+    """
     available = [str(c) for c in available]
-    needed = f"have a column {column!r}" + (f" ({role})" if role else "")
+    what = role or (f"named by `{setting}`" if setting else "")
+    needed = f"have a column {column!r}" + (f" ({what})" if what else "")
     message = f"`{argument}` must {needed}. Received: columns {sorted(available)[:30]}."
     close = closest(column, available)
-    if close:
+    if setting and close:
+        message += f" Did you mean {setting}={close!r}?"
+    elif setting:
+        message += (f" `{setting}` names this column: pass {setting}='...' with the name of "
+                    "your column that holds it.")
+    elif close:
         message += f" Did you mean to rename {close!r} to {column!r}?"
+    if "history" in column.lower():
+        message += _HISTORY_HINT
     return ValueError(message)
+
+
+_HISTORY_HINT = (
+    " A history column is built by tfrs_kit.HistoryBuilder (history = tk.HistoryBuilder()): "
+    "`history.transform(train)` adds it to the training rows, and `history.for_users(train)` "
+    "gives each user's latest one, the query rows of "
+    "`model.as_recommender(train, users=history.for_users(train))`, which tk.evaluate scores."
+)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from tfrs_kit._data import Table, TableLike, num_rows, select, take, to_table
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._validation import check_fraction, check_int
+from tfrs_kit._validation import check_fraction, check_int, check_no_missing
 
 __all__ = [
     "cold_start_item_split",
@@ -70,12 +70,22 @@ def _ceil_fraction(fraction: float, counts: Any) -> np.ndarray:
     return np.ceil(np.round(fraction * np.asarray(counts, dtype=np.float64), 9)).astype(np.int64)
 
 
-def _columns(data: TableLike, names: list[str]) -> tuple[Table | None, Table]:
-    """The needed columns, and the whole table unless ``data`` is a DataFrame."""
+def _columns(data: TableLike, roles: dict[str, str]) -> tuple[Table | None, Table]:
+    """The columns of ``roles`` (argument to column), and the whole table unless
+    ``data`` is a DataFrame. A missing column's error names the argument that
+    sets it (``item_id='movie_id'``)."""
+    names = list(roles.values())
+    settings = {column: role for role, column in roles.items()}
     if type(data).__name__ == "DataFrame" and hasattr(data, "iloc"):
-        return None, to_table(data, argument="data", columns=names)
-    table = to_table(data, argument="data")
-    return table, select(table, names, argument="data")
+        table, columns = None, to_table(data, argument="data", columns=names, settings=settings)
+    else:
+        table = to_table(data, argument="data")
+        columns = select(table, names, argument="data", settings=settings)
+    for role, column in roles.items():
+        if role != "timestamp":  # a missing id would join the previous user's rows
+            check_no_missing(f"data[{column!r}]", columns[column], what=role.replace("_", " ")
+                             + "s")
+    return table, columns
 
 
 def _split(data: TableLike, table: Table | None, test_mask: np.ndarray) -> tuple[Any, Any]:
@@ -153,7 +163,7 @@ def temporal_split(
     fraction = check_fraction("test_fraction", test_fraction)
     timestamp = _role(data, "timestamp", timestamp)
     data = _log(data)
-    table, columns = _columns(data, [timestamp])
+    table, columns = _columns(data, {"timestamp": timestamp})
     n = len(columns[timestamp])
     order = np.argsort(_codes(columns[timestamp]), kind="stable")
     mask = np.zeros(n, dtype=bool)
@@ -219,7 +229,8 @@ def per_user_temporal_split(
     user_id, item_id, timestamp = (_role(data, role, column) for role, column in (
         ("user_id", user_id), ("item_id", item_id), ("timestamp", timestamp)))
     data = _log(data)
-    table, columns = _columns(data, [user_id, item_id, timestamp])
+    table, columns = _columns(data, {"user_id": user_id, "item_id": item_id,
+                                     "timestamp": timestamp})
     users = _codes(columns[user_id])
     n = len(users)
     order = np.lexsort(
@@ -261,7 +272,7 @@ def _group_split(data: TableLike, role: str, column: str | None, fraction: Any,
     seed = check_int("seed", seed, minimum=0)
     column = _role(data, role, column)
     data = _log(data)
-    table, columns = _columns(data, [column])
+    table, columns = _columns(data, {role: column})
     codes = _codes(columns[column])
     n_groups = int(codes.max()) + 1
     chosen = np.random.default_rng(seed).permutation(n_groups)[

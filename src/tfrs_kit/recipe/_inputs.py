@@ -29,13 +29,23 @@ class Columns:
     def ids(self) -> list[str]:
         return [c for c in (self.user_id, self.item_id, self.timestamp) if c is not None]
 
+    def settings(self) -> dict[str, str]:
+        """The id columns by the argument that names them (``{"item_id": "movie_id"}``)."""
+        return {role: column for role, column in (("user_id", self.user_id),
+                ("item_id", self.item_id), ("timestamp", self.timestamp)) if column is not None}
 
-def to_frame(data: TableLike, argument: str, required: Sequence[str]) -> pd.DataFrame:
-    """Any accepted table as a DataFrame holding the ``required`` columns."""
+
+def to_frame(data: TableLike, argument: str, required: Mapping[str, str]) -> pd.DataFrame:
+    """Any accepted table as a DataFrame holding the ``required`` columns.
+
+    ``required`` maps the argument that names a column to the column
+    (``{"item_id": "movie_id"}``), so that a missing one's error says which
+    argument to change.
+    """
     table = to_table(data, argument=argument)
-    for column in required:
+    for setting, column in required.items():
         if column not in table:
-            raise missing_column(argument, column, table)
+            raise missing_column(argument, column, table, setting=setting)
     return pd.DataFrame(table)
 
 

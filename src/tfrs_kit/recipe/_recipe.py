@@ -230,9 +230,9 @@ class Recipe:
     def _prepare(self, train: TableLike, items: TableLike | None,
                  users: TableLike | None) -> tuple[Data, dict[str, str]]:
         c = self.columns
-        log = to_frame(train, "train", c.ids())
-        given_items = None if items is None else to_frame(items, "items", [c.item_id])
-        given_users = None if users is None else to_frame(users, "users", [c.user_id])
+        log = to_frame(train, "train", c.settings())
+        given_items = None if items is None else to_frame(items, "items", {"item_id": c.item_id})
+        given_users = None if users is None else to_frame(users, "users", {"user_id": c.user_id})
         item_table = attribute_table(log, c.item_id, self.item_features, given_items,
                                      argument="items")
         user_table = attribute_table(log, c.user_id, self.user_features, given_users,
