@@ -345,8 +345,8 @@ def test_query_features_of_the_wrong_dtype(index):
     with pytest.raises(ValueError, match=r"`query_features\['user'\]` must hold values of dtype "
                                          "int64"):
         int_index.recommend({"user": ["alice"]}, k=2)
-    with pytest.raises(ValueError, match="must hold int64 ids like the index"):
-        int_index.recommend({"user": [1]}, k=2, exclude=[["x"]])
+    with pytest.raises(TypeError, match="must hold int64 ids like the index"):
+        int_index.recommend({"user": [1]}, k=2, exclude=[["x"]])  # ids of another kind
     with pytest.raises(ValueError, match="not single ids"):
         index.recommend({"user_id": ["u1"]}, k=2, exclude=["i1"])
 

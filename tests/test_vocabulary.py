@@ -134,8 +134,18 @@ def test_missing_ids_are_refused_with_their_position():
 
 
 def test_mixed_id_types_are_refused():
-    with pytest.raises(ValueError, match="ids of one type"):
+    with pytest.raises(TypeError, match="ids of one type"):
         tk.VocabularyBuilder().fit({"u": np.array(["a", 1], dtype=object)})
+
+
+def test_mixed_id_types_are_found_anywhere_in_the_column():
+    # One integer after 5,000 strings: the old check looked at the first 1,000 values only.
+    late = np.array(["x"] * 5000 + [1], dtype=object)
+    with pytest.raises(TypeError, match=r"str \(such as 'x'\), int \(such as 1\)"):
+        tk.VocabularyBuilder().fit({"u": late})
+    late_string = np.array([7] * 5000 + ["7"], dtype=object)
+    with pytest.raises(TypeError, match="ids of one type"):
+        tk.VocabularyBuilder().fit({"u": late_string})
 
 
 def test_unknown_feature_and_kind():

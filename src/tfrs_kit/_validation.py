@@ -35,12 +35,16 @@ from tfrs_kit._errors import closest, invalid_argument, unknown_name
 
 __all__ = [
     "check_choice",
+    "check_features",
     "check_fraction",
     "check_int",
+    "check_no_infinity",
+    "check_no_missing",
     "check_number",
     "check_same_kind",
     "check_verbose",
     "id_kind",
+    "padding_value",
 ]
 
 
@@ -173,6 +177,84 @@ def id_kind(values: Any) -> str:
     if inferred in ("integer", "floating", "decimal", "boolean", "mixed-integer-float"):
         return "number"
     return "empty" if inferred == "empty" else "mixed"
+
+
+def padding_value(dtype: str) -> Any:
+    """The value that pads lists of ids (histories, exclusions): ``""`` or ``-1``.
+
+    Lists are padded to a rectangle with it, so it can never be a real value of a
+    list-valued feature, nor a candidate id of an index.
+
+    >>> padding_value("string"), padding_value("int64")
+    ('', -1)
+    """
+    return "" if dtype == "string" else -1
+
+
+def check_no_infinity(argument: str, values: Any) -> None:
+    """Float values that are finite or NaN (a missing value); ``inf`` is an error.
+
+    Raises:
+        ValueError: naming the argument, the count and the first position.
+    """
+    array = np.asarray(values)
+    if array.dtype.kind != "f":
+        return
+    infinite = np.isinf(array)
+    if infinite.any():
+        first = int(np.flatnonzero(infinite.ravel())[0])
+        raise invalid_argument(
+            argument, "hold finite numbers (NaN marks a missing value)",
+            _Shown(f"{int(infinite.sum())} infinite values, the first at row {first}"),
+            hint="Replace or drop them first, e.g. df[col].replace([np.inf, -np.inf], np.nan).",
+        )
+
+
+def check_no_missing(argument: str, values: Any, *, what: str = "ids") -> None:
+    """Values without ``None`` or NaN (ids are never missing).
+
+    Raises:
+        ValueError: naming the argument, the count and the first position.
+    """
+    array = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if array.dtype.kind not in "fOc" or not len(array):
+        return
+    missing = pd.isna(array) if array.ndim == 1 else pd.isna(array.ravel())
+    if np.any(missing):
+        raise invalid_argument(
+            argument, f"hold no missing (None or NaN) {what}",
+            _Shown(f"{int(np.sum(missing))} missing, the first at row "
+                   f"{int(np.flatnonzero(missing)[0])}"),
+            hint="Drop or fill those rows first.",
+        )
+
+
+def check_features(argument: str, table: Any, vocabularies: Any, features: Iterable[str]) -> None:
+    """Raw feature columns that fit their vocabularies, checked before TensorFlow sees them.
+
+    Numbers (``"numeric"``, ``"timestamp"``) must not be strings nor infinite
+    (NaN is a missing value); one-value id and category columns must not be
+    missing (``None``/NaN would silently become the unknown id).
+
+    Raises:
+        TypeError: A numeric feature given as strings.
+        ValueError: An infinite number, or a missing id or category.
+    """
+    for name in features:
+        if name not in table or name not in vocabularies:
+            continue  # a missing column is the caller's error; no vocabulary, no rule
+        column, vocab = table[name], vocabularies[name]
+        shown = f"{argument}[{name!r}]"
+        if vocab.kind in ("numeric", "timestamp"):
+            if column.dtype.kind in "OUS" and id_kind(column) in ("string", "mixed"):
+                raise invalid_argument(
+                    shown, f"hold numbers for the {vocab.kind} feature {name!r}",
+                    list(column[:3]), error=TypeError,
+                    hint="Convert the column first, e.g. df[col].astype(float).",
+                )
+            check_no_infinity(shown, column)
+        elif vocab.kind == "categorical":
+            check_no_missing(shown, column, what="values")
 
 
 def check_same_kind(argument: str, values: Any, reference: Any, *, what: str = "ids",

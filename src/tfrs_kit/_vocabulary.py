@@ -22,7 +22,14 @@ import pandas as pd
 from tfrs_kit._data import Table, TableLike, is_multivalued, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
-from tfrs_kit._validation import check_choice, check_int, check_verbose
+from tfrs_kit._validation import (
+    check_choice,
+    check_int,
+    check_no_infinity,
+    check_verbose,
+    id_kind,
+    padding_value,
+)
 
 __all__ = [
     "FeatureKind",
@@ -240,6 +247,9 @@ class Vocabularies(Mapping[str, Vocabulary]):
             ('x', 'y')
         """
         vocab = dataclasses.replace(self[source], name=name, kind=kind or self[source].kind)
+        if vocab.kind == "multi":
+            check_no_padding_tokens(source, np.asarray(vocab.tokens, dtype=object), vocab.dtype,
+                                    argument=f"vocabularies[{source!r}].tokens")
         return self | Vocabularies([vocab])
 
     def to_dict(self) -> dict[str, Any]:
@@ -432,6 +442,8 @@ class VocabularyBuilder:
                 column = _integral_to_int(name, column, kind)
             values = _flat_values(name, column, kind, self.ngrams)
             dtype_of[name] = _token_dtype(name, values, kind)
+            if kind == "multi":
+                check_no_padding_tokens(name, values, dtype_of[name])
             counts[name] = pd.Series(values, dtype=object if dtype_of[name] == "string" else
                                      np.int64).value_counts(sort=False)
         return VocabularyCounts(kind_of, dtype_of, counts, numeric, self.ngrams)
@@ -526,12 +538,23 @@ def _infer_kind(column: np.ndarray) -> str:
 
 
 def _numeric_values(name: str, column: np.ndarray) -> np.ndarray:
+    """A numeric column as float64: NaN is a missing value, infinities and strings are errors."""
+    argument = f"data[{name!r}]"
+    if (column.dtype.kind in "OUS" and not is_multivalued(column)
+            and id_kind(column) in ("string", "mixed")):
+        raise invalid_argument(
+            argument, "hold numbers (int or float) for a numeric feature",
+            column[:3].tolist(), error=TypeError,
+            hint="Convert the column first, e.g. df[col].astype(float).",
+        )
     try:
-        return np.asarray(column, dtype=np.float64)
+        values = np.asarray(column, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise invalid_argument(
-            f"data[{name!r}]", "hold numbers for a numeric feature", column[:3].tolist()
+            argument, "hold numbers for a numeric feature", column[:3].tolist()
         ) from error
+    check_no_infinity(argument, values)
+    return values
 
 
 def _flat_values(name: str, column: np.ndarray, kind: str, ngrams: int) -> np.ndarray:
@@ -573,13 +596,16 @@ def _flat_values(name: str, column: np.ndarray, kind: str, ngrams: int) -> np.nd
 def _token_dtype(name: str, values: np.ndarray, kind: str) -> str:
     if kind == "text" or values.dtype == object or values.dtype.kind in "US":
         if values.dtype == object and len(values):
-            types = {type(v) for v in values[: min(len(values), 1000)]}
-            if any(issubclass(t, (int, np.integer)) for t in types) and str in types:
+            # Every value is looked at (vectorised): a string among a million integers
+            # would otherwise make the integers strings, or fail inside TensorFlow.
+            inferred = pd.api.types.infer_dtype(values, skipna=False)
+            if id_kind(values) == "mixed" or inferred.startswith("mixed-integer"):
                 raise invalid_argument(
                     f"data[{name!r}]", "hold ids of one type (all strings or all integers)",
-                    sorted(t.__name__ for t in types),
+                    _mixed_types(values), error=TypeError,
+                    hint="Convert the column with .astype(str) (or to int) first.",
                 )
-            if types and all(issubclass(t, (int, np.integer)) for t in types):
+            if inferred in ("integer", "boolean"):
                 return "int64"
         return "string"
     if values.dtype.kind in "iub":
@@ -588,3 +614,30 @@ def _token_dtype(name: str, values: np.ndarray, kind: str) -> str:
         f"data[{name!r}]", "hold strings or integers for a vocabulary", f"dtype {values.dtype}",
         hint="Declare floats as 'numeric'.",
     )
+
+
+def _mixed_types(values: np.ndarray) -> Any:
+    """The value types of a mixed column, each with its first example."""
+    types = pd.Series(values).map(type)
+    first = types.drop_duplicates()
+    pairs = zip(first.index.tolist(), first.tolist(), strict=True)
+    return ", ".join(f"{t.__name__} (such as {values[i]!r})" for i, t in pairs)
+
+
+def check_no_padding_tokens(name: str, values: np.ndarray, dtype: str, *,
+                            argument: str | None = None) -> None:
+    """Multi-valued features pad rows with ``""`` (strings) or ``-1`` (integers).
+
+    A real value equal to the padding would be dropped from every list it is in
+    (a history, an exclusion list), so it is refused.
+    """
+    pad = padding_value(dtype)
+    if len(values) and np.any(np.asarray(values == pad)):
+        where = int(np.flatnonzero(values == pad)[0])
+        raise invalid_argument(
+            argument or f"data[{name!r}]",
+            f"hold no {pad!r} in a list-valued feature ({pad!r} pads lists of ids)",
+            f"{pad!r} (value number {where})",
+            hint=f"Map {pad!r} to another id first"
+            + (" (e.g. '<empty>')." if pad == "" else " (e.g. a large unused integer)."),
+        )

@@ -14,7 +14,13 @@ import scipy.sparse as sp
 from tfrs_kit._data import Table, TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
-from tfrs_kit._validation import check_choice, check_int, check_same_kind, check_verbose
+from tfrs_kit._validation import (
+    check_choice,
+    check_int,
+    check_no_missing,
+    check_same_kind,
+    check_verbose,
+)
 from tfrs_kit.evaluation._metrics import (
     _ild_from_positions,
     _per_list_mean,
@@ -227,6 +233,8 @@ class _Interactions:
     def __init__(self, train: Table, test: Table, user_id: str, item_id: str) -> None:
         self.user_id, self.item_id = user_id, item_id
         for column, what in ((user_id, "user ids"), (item_id, "item ids")):
+            for name, table in (("train", train), ("test", test)):
+                check_no_missing(f"{name}[{column!r}]", table[column], what=what)
             check_same_kind(f"test[{column!r}]", test[column], train[column], what=what,
                             reference_name=f"train[{column!r}]")
         user_codes, users = pd.factorize(test[user_id], sort=True)
@@ -520,8 +528,9 @@ def evaluate(
     batch_size = check_int("batch_size", batch_size, minimum=1, allow_none=True)
     verbose = check_verbose("verbose", verbose)
     named = _name_models(models)
-    train_table = to_table(train, argument="train", columns=[user_id, item_id])
-    test_table = to_table(test, argument="test", columns=[user_id, item_id])
+    settings = {user_id: "user_id", item_id: "item_id"}  # a missing one's error names them
+    train_table = to_table(train, argument="train", columns=[user_id, item_id], settings=settings)
+    test_table = to_table(test, argument="test", columns=[user_id, item_id], settings=settings)
     data = _Interactions(train_table, test_table, user_id, item_id)
     diversity = (item_features, diversity_feature) if item_features is not None else None
     results = {}

@@ -15,7 +15,15 @@ import tensorflow as tf
 
 from tfrs_kit._data import Table, TableLike, is_multivalued, last_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
-from tfrs_kit._validation import check_choice, check_int, check_same_kind, check_verbose
+from tfrs_kit._validation import (
+    check_choice,
+    check_int,
+    check_no_missing,
+    check_same_kind,
+    check_verbose,
+    id_kind,
+    padding_value,
+)
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, ScaNN, get_backend, import_scann
 from tfrs_kit.index._index import Index
@@ -166,9 +174,23 @@ def _candidate_table(candidates: TableLike,
         raise invalid_argument(
             f"candidates[{candidate_id!r}]", "hold string or integer ids", ids[:3].tolist(),
         )
+    argument = f"candidates[{candidate_id!r}]"
+    check_no_missing(argument, ids)
+    kind = id_kind(ids)
+    if kind == "mixed":
+        check_same_kind(argument, ids, ids)  # raises, naming one id of each kind
     table = last_rows(table, candidate_id)
     ids = table[candidate_id]
+    if kind == "number" and ids.dtype == object:
+        ids = ids.astype(np.int64)
     id_dtype = tf.int64 if ids.dtype.kind in "iu" else tf.string
+    pad = padding_value("string" if id_dtype == tf.string else "int64")
+    if np.any(ids == pad):
+        raise invalid_argument(
+            argument, f"hold no {pad!r}: it pads exclusion lists and empty result slots",
+            f"{pad!r} at row {int(np.flatnonzero(ids == pad)[0])}",
+            hint="Give that candidate another id.",
+        )
     ids = ids.astype(np.int64) if id_dtype == tf.int64 else ids.astype(str).astype(object)
     return table, ids, id_dtype
 

@@ -6,11 +6,13 @@ reads it back.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,14 +24,15 @@ from tfrs_kit._version import __version__
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._serving import ServingModule
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "METADATA", "SAVED_MODEL", "VOCABULARIES",
-           "export", "index_metadata"]
+__all__ = ["FINGERPRINT", "FORMAT", "FORMAT_VERSION", "METADATA", "SAVED_MODEL", "VOCABULARIES",
+           "export", "fingerprint", "index_metadata", "recover"]
 
 FORMAT = "tfrs_kit.index"
 FORMAT_VERSION = 1
 METADATA = "tfrs_kit_index.json"
 SAVED_MODEL = "saved_model"
 VOCABULARIES = "vocabularies.json"
+FINGERPRINT = "vocabularies_sha256"  # a variable of the SavedModel
 
 
 def export(path: str | os.PathLike[str], module: ServingModule, *,
@@ -37,15 +40,19 @@ def export(path: str | os.PathLike[str], module: ServingModule, *,
     """Writes the index directory beside ``path``, then moves it in place.
 
     A crash midway leaves any earlier export at ``path`` untouched; the staging
-    directory is removed.
+    directory is removed. Directories are created with the process's umask
+    (like ``mkdir``), so a server running as another user can read them.
 
     Raises:
         FileExistsError: ``path`` is a non-empty directory that is not an index.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    recover(target, clean=True)
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
     try:
+        _set_fingerprint(module, vocabularies)
         tf.saved_model.save(module, str(staging / SAVED_MODEL), signatures={
             "serving_default": module.serve,
             "recommend": module.recommend,
@@ -53,11 +60,82 @@ def export(path: str | os.PathLike[str], module: ServingModule, *,
         })
         vocabularies.save(staging / VOCABULARIES)
         with open(staging / METADATA, "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
+            json.dump(metadata, f, indent=2)  # written last: its presence marks a whole export
         _replace_directory(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def fingerprint(vocabularies: Vocabularies) -> str:
+    """The SHA-256 of the vocabularies' canonical JSON: ties vocabularies.json to its model."""
+    text = json.dumps(vocabularies.to_dict(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _set_fingerprint(module: ServingModule, vocabularies: Vocabularies) -> None:
+    value = fingerprint(vocabularies)
+    if isinstance(getattr(module, FINGERPRINT, None), tf.Variable):
+        getattr(module, FINGERPRINT).assign(value)
+    else:
+        setattr(module, FINGERPRINT, tf.Variable(value, trainable=False, name=FINGERPRINT))
+
+
+def recover(target: Path, *, clean: bool = False) -> Path | None:
+    """Repairs what a killed :func:`export` left beside ``target``.
+
+    A process killed between the two renames of the swap leaves no ``target``
+    and the previous export in ``.NAME.old-*``: it is moved back. With
+    ``clean``, staging and backup directories of processes that no longer run
+    are deleted.
+
+    Returns:
+        The directory holding the index when ``target`` itself is missing and a
+        backup could not be moved back (a read-only folder), else ``None``.
+    """
+    if not target.parent.is_dir():
+        return None
+    leftovers = sorted(target.parent.glob(f".{glob.escape(target.name)}.*-*"),
+                       key=_modified, reverse=True)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(tmp|old)-(?:(\d+)-)?[0-9a-f]+")
+    stale = [(m.group(1), p) for p in leftovers
+             if (m := pattern.fullmatch(p.name)) and not _running(m.group(2))]
+    fallback = None
+    if not target.exists():
+        for kind, backup in stale:
+            if kind == "old" and (backup / METADATA).is_file():
+                try:
+                    os.replace(backup, target)
+                except OSError:
+                    fallback = backup
+                break
+    if clean:
+        for _, leftover in stale:
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+    return fallback if not target.exists() else None
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _running(pid: str | None) -> bool:
+    """Whether the process that named a staging directory still runs (on this machine)."""
+    if pid is None:
+        return False  # written by an older version: no owner to wait for
+    if int(pid) == os.getpid():
+        return False  # this process exports one index at a time per call
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def index_metadata(module: ServingModule, *, backend: str, backend_options: dict[str, Any],
@@ -100,7 +178,7 @@ def _replace_directory(staging: Path, target: Path) -> None:
                 hint="Refusing to replace a directory that is not an index.",
                 error=FileExistsError,
             )
-        backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        backup = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         os.replace(target, backup)
         os.replace(staging, target)
         shutil.rmtree(backup, ignore_errors=True)

@@ -28,7 +28,7 @@ from tfrs_kit._validation import check_int
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS
 from tfrs_kit.index._export import export, index_metadata
-from tfrs_kit.index._inputs import check_known, exclusion_tensor, query_tensor
+from tfrs_kit.index._inputs import check_ids, exclusion_tensor, query_tensor
 from tfrs_kit.index._serving import ServingModule
 
 __all__ = ["Index", "Recommendations"]
@@ -39,9 +39,11 @@ class Recommendations:
     """Top-k results, one row per query, best first.
 
     Attributes:
-        ids: ``[queries, k]`` candidate ids.
-        scores: ``[queries, k]`` float32 scores (``-inf`` where fewer than ``k``
-            candidates were left after exclusions).
+        ids: ``[queries, k]`` candidate ids. Where fewer than ``k``
+            candidates are left after exclusions, the empty slots hold the
+            padding id: ``""`` for string ids, ``-1`` for integer ids (neither
+            can be a candidate id).
+        scores: ``[queries, k]`` float32 scores; ``-inf`` in the empty slots.
     """
 
     ids: np.ndarray
@@ -138,7 +140,8 @@ class Index:
         batch_size = check_int("batch_size", batch_size, minimum=1)
         batch_size = min(batch_size, self._max_batch or batch_size)
         excluded = exclusion_tensor(exclude, n, self._id_dtype, self._id_index)
-        inputs = {name: query_tensor(name, table[name], self._query_specs[name])
+        inputs = {name: query_tensor(name, table[name], self._query_specs[name],
+                                     kind=self._kind(name))
                   for name in self.query_features}
         parts = []
         for start in range(0, n, batch_size):
@@ -163,8 +166,13 @@ class Index:
             >>> index.similar_items(["x"], k=1).ids.tolist()
             [['y']]
         """
-        ids = np.asarray(item_ids, dtype=object if self._id_dtype == tf.string else np.int64)
-        check_known(ids, self._id_index, "item_ids")
+        if isinstance(item_ids, (str, bytes)):
+            raise invalid_argument("item_ids", "be a list of candidate ids", item_ids,
+                                   error=TypeError, hint=f"Did you mean [{item_ids!r}]?")
+        ids = np.empty(len(item_ids), dtype=object)
+        ids[:] = [_plain(v) for v in item_ids]
+        check_ids(ids, self._id_index, "item_ids")
+        ids = ids.astype(np.int64) if self._id_dtype == tf.int64 else ids
         self._check_k(k)
         out = self._functions.similar_items(tf.constant(ids, self._id_dtype),
                                             tf.constant(k, tf.int32))
@@ -230,8 +238,11 @@ class Index:
 
         It is written beside ``path`` and moved in place when complete: a crash
         midway leaves any earlier artifact at ``path`` untouched. A process
-        killed midway cannot clean up after itself: its hidden
-        ``.NAME.tmp-*`` directory beside ``path`` is safe to delete.
+        killed midway leaves a hidden ``.NAME.tmp-*`` directory beside
+        ``path``, removed by the next ``save`` to that path; one killed between
+        the two renames of the final swap leaves the previous export in
+        ``.NAME.old-*``, moved back by the next ``save`` or :func:`load_index`.
+        Directories follow the process's umask. See ``docs/reliability.md``.
 
         Example:
             >>> import tfrs_kit as tk
@@ -263,6 +274,10 @@ class Index:
             )
         return self._functions, self._builder
 
+    def _kind(self, feature: str) -> str | None:
+        vocab = self.vocabularies.get(feature)
+        return vocab.kind if vocab is not None else None
+
     def _check_k(self, k: int) -> None:
         limit = min(self.k_max, len(self))
         # check_int has no room for the limit's reasons or the k_max hint: range checked here.
@@ -279,3 +294,9 @@ class Index:
             ids = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(ids)
         scores = np.concatenate([p["scores"].numpy() for p in parts], axis=0)
         return Recommendations(ids=ids, scores=scores)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars as Python values, bytes decoded: ids as the index holds them."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return value.decode("utf-8") if isinstance(value, bytes) else value

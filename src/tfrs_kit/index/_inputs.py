@@ -18,9 +18,10 @@ import tensorflow as tf
 
 from tfrs_kit._data import is_multivalued
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_no_infinity, check_no_missing, id_kind
 from tfrs_kit.towers._encoders import padding_value
 
-__all__ = ["check_known", "exclusion_tensor", "padded", "query_tensor"]
+__all__ = ["check_ids", "check_known", "exclusion_tensor", "padded", "query_tensor"]
 
 
 def padded(rows: Sequence[Sequence[Any]], pad: Any) -> np.ndarray:
@@ -40,17 +41,34 @@ def padded(rows: Sequence[Sequence[Any]], pad: Any) -> np.ndarray:
     return dense
 
 
-def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
+def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec, *,
+                 kind: str | None = None) -> tf.Tensor:
     """One raw query feature as the tensor its serving signature takes.
 
+    Args:
+        name: The feature's name.
+        column: Its raw values.
+        spec: Its serving signature's spec.
+        kind: Its vocabulary's kind, if it has one (text may hold ``None``).
+
     Raises:
-        ValueError: The column's values do not fit ``spec``'s dtype.
+        TypeError: Numbers given as strings.
+        ValueError: The column's values do not fit ``spec``'s dtype, a missing
+            (``None``/NaN) id, or an infinite number.
     """
     argument = f"query_features[{name!r}]"
     values = np.asarray(column) if not is_multivalued(column) else column
     if spec.dtype == tf.string and values.dtype.kind in "fbc":
         raise invalid_argument(argument, "hold string values", values[:3].tolist(),
                                hint="Convert the ids to str as in training.")
+    if spec.dtype.is_floating:
+        if values.dtype.kind in "OUS" and id_kind(values) in ("string", "mixed"):
+            raise invalid_argument(argument, "hold numbers", values[:3].tolist(),
+                                   error=TypeError, hint="Convert the column with .astype(float).")
+        check_no_infinity(argument, values)
+    elif spec.shape.rank == 1 and kind != "text":
+        # A missing id would become the string "None" (or fail): an unknown user, silently.
+        check_no_missing(argument, values)
     try:
         if spec.shape.rank == 2:
             rows = list(column) if is_multivalued(column) else [[v] for v in column]
@@ -98,11 +116,31 @@ def exclusion_tensor(exclude: Sequence[Sequence[Any]] | None, n: int, id_dtype: 
         dense = padded(exclude, pad)
     except (TypeError, ValueError) as error:
         raise invalid_argument(
-            "exclude", f"hold {id_dtype.name} ids like the index", str(error),
+            "exclude", f"hold {id_dtype.name} ids like the index", str(error), error=TypeError,
         ) from error
     flat = dense[dense != pad] if dense.shape[1] else dense.ravel()
-    check_known(np.asarray(flat, dtype=dense.dtype), known, "exclude")
+    check_ids(np.asarray(flat, dtype=dense.dtype), known, "exclude")
     return tf.constant(dense, dtype=id_dtype)
+
+
+def check_ids(ids: np.ndarray, known: pd.Index, argument: str) -> None:
+    """Ids of the index's kind, none missing, all in the index.
+
+    Raises:
+        TypeError: Integers for an index of string ids, or the other way round.
+        ValueError: A ``None``/NaN id, or an id not in the index.
+    """
+    check_no_missing(argument, ids)
+    kind, index_kind = id_kind(ids), id_kind(known)
+    if kind != "empty" and (kind == "mixed" or kind != index_kind):
+        example = next(iter(ids.ravel()), None)
+        raise invalid_argument(
+            argument, f"hold {index_kind} ids like the index's candidates", ids[:5].tolist(),
+            error=TypeError,
+            hint=f"The index's ids are {index_kind}s such as {known[0]!r}; "
+            f"{example!r} is a {type(example).__name__}. Convert the ids, e.g. with str().",
+        )
+    check_known(ids, known, argument)
 
 
 def check_known(ids: np.ndarray, known: pd.Index, argument: str) -> None:

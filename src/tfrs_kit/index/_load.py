@@ -18,7 +18,16 @@ import tensorflow as tf
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, import_scann
-from tfrs_kit.index._export import FORMAT, FORMAT_VERSION, METADATA, SAVED_MODEL, VOCABULARIES
+from tfrs_kit.index._export import (
+    FINGERPRINT,
+    FORMAT,
+    FORMAT_VERSION,
+    METADATA,
+    SAVED_MODEL,
+    VOCABULARIES,
+    fingerprint,
+    recover,
+)
 from tfrs_kit.index._index import Index
 
 __all__ = ["load_index"]
@@ -31,9 +40,10 @@ def load_index(path: str | os.PathLike[str]) -> Index:
     again or refreshed (rebuild it from the model for that).
 
     Raises:
-        FileNotFoundError: ``path`` is not a complete index directory.
-        ValueError: Its metadata, vocabularies or SavedModel are corrupt, or
-            it is from an incompatible version.
+        FileNotFoundError: ``path`` is missing, is a file, is the
+            ``saved_model/`` inside an index, or lacks one of its files.
+        ValueError: Its metadata, vocabularies or SavedModel are corrupt, do
+            not match each other, or are from an incompatible version.
         ImportError: It is a ScaNN index and ``scann`` is not installed.
 
     Example:
@@ -49,6 +59,7 @@ def load_index(path: str | os.PathLike[str]) -> Index:
         import_scann()  # registers ScaNN's ops, which the SavedModel calls
     vocabularies = _read_vocabularies(root / VOCABULARIES)
     restored, ids = _read_saved_model(root / SAVED_MODEL, metadata.num_candidates)
+    _check_vocabularies(restored, vocabularies, root / VOCABULARIES)
     return Index(restored, ids=ids, k_max=metadata.k_max, backend=metadata.backend,
                  backend_options=metadata.backend_options, query_specs=metadata.query_specs,
                  id_dtype=metadata.id_dtype, vocabularies=vocabularies)
@@ -69,11 +80,29 @@ class _Metadata:
 
 
 def _index_directory(path: str | os.PathLike[str]) -> Path:
-    """``path``, once it is a directory holding every file of an index."""
+    """``path``, once it is a directory holding every file of an index.
+
+    A directory whose export was killed between its two renames is repaired
+    first (the previous export moved back in place).
+    """
     root = Path(path)
+    if not root.exists():
+        root = recover(root) or root
     required = {METADATA: Path.is_file, SAVED_MODEL: Path.is_dir, VOCABULARIES: Path.is_file}
+    if root.name == SAVED_MODEL and (root.parent / METADATA).is_file():
+        raise invalid_argument(
+            "path", "be the index directory written by Index.save, not its SavedModel",
+            str(path), hint=f"Pass its parent: load_index({str(root.parent)!r}).",
+            error=FileNotFoundError,
+        )
+    if not root.exists() or root.is_file():
+        raise invalid_argument(
+            "path", "be a directory written by Index.save", str(path),
+            hint="It does not exist." if not root.exists() else "It is a file.",
+            error=FileNotFoundError,
+        )
     missing = [name for name, check in required.items() if not check(root / name)]
-    if not root.is_dir() or missing:
+    if missing:
         raise invalid_argument(
             "path", "be a directory written by Index.save", str(path),
             hint=f"It needs {', '.join(required)}; missing: {', '.join(missing)}.",
@@ -130,6 +159,19 @@ def _read_vocabularies(file: Path) -> Vocabularies:
         raise invalid_argument(
             "path", "hold valid vocabularies", str(file), hint=f"Problem: {error}",
         ) from error
+
+
+def _check_vocabularies(restored: Any, vocabularies: Vocabularies, file: Path) -> None:
+    """Raises a ValueError when ``vocabularies.json`` is not the one exported with the model."""
+    saved = getattr(restored, FINGERPRINT, None)
+    if saved is None:
+        return  # written before fingerprints: nothing to compare against
+    if saved.numpy().decode("utf-8") != fingerprint(vocabularies):
+        raise invalid_argument(
+            "path", "hold the vocabularies exported with its SavedModel", str(file),
+            hint="vocabularies.json was replaced or edited after export (the SavedModel "
+            "records its SHA-256); export the index again.",
+        )
 
 
 def _read_saved_model(directory: Path, num_candidates: int) -> tuple[Any, np.ndarray]:

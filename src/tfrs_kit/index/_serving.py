@@ -61,7 +61,13 @@ class ServingModule(tf.Module):
     def _top_k(self, queries: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor) -> dict[str, tf.Tensor]:
         k = tf.minimum(k, tf.shape(self.ids)[0])
         scores, positions = self.searcher.search(queries, k, self.positions.lookup(exclude))
-        return {"ids": tf.gather(self.ids, positions), "scores": scores}
+        # Slots left empty by exclusions (score -inf) hold the padding id, never a
+        # real (possibly excluded) candidate; a NaN score counts as empty too.
+        found = scores > tf.constant(-np.inf, scores.dtype)
+        pad = tf.fill(tf.shape(positions), tf.constant("" if self.ids.dtype == tf.string
+                                                       else -1, self.ids.dtype))
+        return {"ids": tf.where(found, tf.gather(self.ids, positions), pad),
+                "scores": tf.where(found, scores, tf.constant(-np.inf, scores.dtype))}
 
     def _serve(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         queries = self.query_tower(features, training=False)

@@ -15,6 +15,7 @@ from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column
 from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import (
     check_choice,
+    check_features,
     check_fraction,
     check_int,
     check_number,
@@ -330,7 +331,8 @@ class TwoTowerRetrieval(tfrs.Model):
             table, validation_data = _hold_out(table, validation_fraction, seed=seed)
         train = self._prepare(table)
         validation = self._validation_dataset(validation_data, batch_size=batch_size)
-        callbacks = [*(callbacks or []), *_early_stopping(early_stopping_patience)]
+        callbacks = [*(callbacks or []), *_early_stopping(early_stopping_patience),
+                     _StopOnNonFiniteLoss()]
         if self.num_random_negatives:
             self._negatives = self._negative_pool(candidates if candidates is not None else x)
         if self.optimizer is None:
@@ -379,6 +381,8 @@ class TwoTowerRetrieval(tfrs.Model):
             raise missing_column(argument, missing[0], table, role="a feature the towers read")
         table = {f: table[f] for f in self.features}
         _check_no_missing_ids(table, self.candidate_id, argument)
+        for tower in (self.query_tower, self.candidate_tower):
+            check_features(argument, table, getattr(tower, "vocabularies", {}), tower.features)
         return table
 
     def _prepare(self, table: Table) -> Table:
@@ -584,6 +588,31 @@ def _early_stopping(patience: int | None) -> list[tf.keras.callbacks.Callback]:
         return []
     return [tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                              restore_best_weights=True)]
+
+
+class _StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
+    """Stops ``fit`` with an error at the first step whose loss is NaN or infinite.
+
+    Keras would go on training on NaN weights and report ``loss: nan``; every
+    later answer of the model would be silently wrong.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise FloatingPointError(
+                f"fit stopped: the training loss became {float(loss)} at epoch "
+                f"{self._epoch + 1}, step {batch + 1}; the weights now hold non-finite values. "
+                "Rebuild the model and train with a lower learning_rate (or a larger "
+                "temperature), and check the features for extreme values.")
 
 
 def _keras_verbosity(verbose: bool | str | int) -> int:

@@ -12,7 +12,13 @@ from tfrs_kit._data import TableLike, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
 from tfrs_kit._progress import Progress
 from tfrs_kit._tensors import make_dataset
-from tfrs_kit._validation import check_choice, check_int, check_number, check_verbose
+from tfrs_kit._validation import (
+    check_choice,
+    check_features,
+    check_int,
+    check_number,
+    check_verbose,
+)
 from tfrs_kit._vocabulary import Vocabularies, layer_name
 from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
 from tfrs_kit.towers._sequence import SequenceEncoder
@@ -273,6 +279,7 @@ class Tower(tf.keras.Model):
         missing = [f for f in self.features if f not in table]
         if missing:
             raise missing_column("data", missing[0], table, role="a feature the tower reads")
+        check_features("data", table, getattr(self, "vocabularies", {}), self.features)
         dataset = make_dataset(table, self.features, batch_size=batch_size)
         rows = num_rows(table)
         with Progress(rows, description=f"Embedding with {self.name}", verbose=verbose) as bar:
