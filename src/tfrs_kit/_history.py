@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from tfrs_kit._data import Table, TableLike, to_table
-from tfrs_kit._errors import missing_column
-from tfrs_kit._validation import check_int
+from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit._validation import check_int, check_no_missing, padding_value
 
 __all__ = ["HistoryBuilder"]
 
@@ -68,6 +68,16 @@ class HistoryBuilder:
         for column in (self.user_id, self.item_id, self.timestamp):
             if column is not None and column not in table:
                 raise missing_column("data", column, table)
+        for column in (self.user_id, self.item_id):
+            check_no_missing(f"data[{column!r}]", table[column])
+        items = table[self.item_id]
+        pad = padding_value("int64" if items.dtype.kind in "iu" else "string")
+        if np.any(items == pad):
+            raise invalid_argument(
+                f"data[{self.item_id!r}]", f"hold no {pad!r}: it pads histories",
+                f"{pad!r} at row {int(np.flatnonzero(items == pad)[0])}",
+                hint="Give that item another id in every table.",
+            )
         users = pd.factorize(table[self.user_id])[0]
         keys = [np.arange(len(users))]
         if self.timestamp is not None:

@@ -1,16 +1,18 @@
 """A name-to-object registry fed by decorators and by other distributions' entry points.
 
 The towers and datasets registries are two instances of :class:`Registry`. Entry
-points are read on the first lookup (``get``/``names``), not at import, so a
-broken plugin costs nothing until it is asked for, and then fails loudly: a plugin
+points are read on the first lookup (``get``/``names``), not at import. A plugin
 that does not import, loads an object of the wrong kind or reuses a taken name
-raises an error naming its entry point, and is never skipped.
+is reported with a warning naming its entry point, and looking up its own name
+raises that error (every time); the built-ins and the other plugins keep
+working, so one broken distribution cannot take the whole registry down.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -71,6 +73,7 @@ class Registry(Generic[T]):
         self._on_register = on_register
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str] = {}
+        self._broken: dict[str, Exception] = {}  # plugins that failed, by entry point name
         self._loaded = False
         self._loading = False
         self._entry_points: list[importlib.metadata.EntryPoint] | None = None  # None: installed
@@ -108,24 +111,35 @@ class Registry(Generic[T]):
         self._origins[name] = origin
 
     def get(self, name: str) -> T:
-        """The object registered as ``name``; entry points are loaded first."""
+        """The object registered as ``name``; entry points are loaded first.
+
+        Raises:
+            ImportError, TypeError, ValueError: ``name`` is the name of a
+                plugin that failed to load (the error it failed with).
+        """
         self.load_entry_points()
         if not isinstance(name, str):
             raise invalid_argument("name", f"be a {self.what} name (a string)", name,
                                    error=TypeError)
+        if name in self._broken and not (
+                name in self._entries and not self._origins[name].startswith("entry point")):
+            raise self._broken[name]  # only a built-in or decorated name outranks it
         if name not in self._entries:
             raise unknown_name("name", name, self._entries, what=f"{self.what} name")
         return self._entries[name]
 
     def names(self) -> list[str]:
-        """The sorted registered names; entry points are loaded first."""
+        """The sorted registered names (broken plugins left out); entry points are loaded first."""
         self.load_entry_points()
         return sorted(self._entries)
 
     def load_entry_points(self) -> None:
         """Imports and registers every entry point of the group, once.
 
-        A failure leaves the registry unloaded, so the next lookup raises again.
+        A plugin that fails (does not import, loads an object of the wrong
+        kind, takes a name already taken) is left out with a warning naming its
+        entry point; looking up its name raises the error it failed with. The
+        other plugins and the built-ins keep working.
         """
         if self._loaded or self._loading:
             return
@@ -134,19 +148,30 @@ class Registry(Generic[T]):
             entry_points = (importlib.metadata.entry_points(group=self.group)
                             if self._entry_points is None else self._entry_points)
             for entry_point in entry_points:
-                origin = describe_entry_point(entry_point)
-                try:
-                    obj = entry_point.load()
-                except Exception as error:
-                    raise ImportError(
-                        f"The tfrs_kit {self.what} plugin {origin} failed to load: "
-                        f"{type(error).__name__}: {error}. Fix or uninstall the distribution "
-                        "that declares it."
-                    ) from error
-                self.register(entry_point.name, obj, origin=origin)
+                self._load_one(entry_point)
             self._loaded = True
         finally:
             self._loading = False
+
+    def _load_one(self, entry_point: importlib.metadata.EntryPoint) -> None:
+        origin = describe_entry_point(entry_point)
+        try:
+            obj = entry_point.load()
+        except Exception as error:
+            failure: Exception = ImportError(
+                f"The tfrs_kit {self.what} plugin {origin} failed to load: "
+                f"{type(error).__name__}: {error}. Fix or uninstall the distribution "
+                "that declares it.")
+            failure.__cause__ = error
+        else:
+            try:
+                self.register(entry_point.name, obj, origin=origin)
+                return
+            except (TypeError, ValueError) as error:
+                failure = error
+        self._broken[entry_point.name] = failure
+        warnings.warn(f"{failure} The {self.what} {entry_point.name!r} is unavailable; the "
+                      f"other {self.what}s work.", RuntimeWarning, stacklevel=4)
 
     @contextlib.contextmanager
     def isolated(
@@ -174,14 +199,17 @@ class Registry(Generic[T]):
             >>> numbers.names()
             []
         """
-        saved = (dict(self._entries), dict(self._origins), self._loaded, self._entry_points)
+        saved = (dict(self._entries), dict(self._origins), self._loaded, self._entry_points,
+                 dict(self._broken))
         self._loaded = False
+        self._broken = {}
         if entry_points is not None:
             self._entry_points = list(entry_points)
         try:
             yield self
         finally:
-            self._entries, self._origins, self._loaded, self._entry_points = saved
+            (self._entries, self._origins, self._loaded, self._entry_points,
+             self._broken) = saved
 
 
 def _qualname(obj: Any) -> str:
