@@ -315,3 +315,66 @@ def test_real_movielens_100k(mocked_tfds):
     assert first["movie_title"] == "Kolya (1996)"
     assert first["movie_genres"].tolist() == [MOVIELENS_GENRES.index("Comedy")]
     assert data.interactions["user_rating"].mean() == pytest.approx(3.52986, abs=1e-5)
+
+
+# --- malformed GroupLens files: errors name the file and the line ---------------------
+
+
+@pytest.mark.parametrize("folder, files, name, broken, line", [
+    ("ml-100k", FILES_100K, "u.data", "1\t1\t5\t874965758\n2\t2\n", 2),           # short line
+    ("ml-100k", FILES_100K, "u.data", "1\t1\t5\t874965758\n2\tx\t3\t87\n", 2),    # not a number
+    ("ml-1m", FILES_1M, "ratings.dat", "1::1::5::978300760\n2::2::3\n", 2),
+    ("ml-latest-small", FILES_CSV, "ratings.csv",
+     "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,four,964981247\n", 3),
+])
+def test_a_malformed_line_is_named(tmp_path, folder, files, name, broken, line):
+    variant = folder.removeprefix("ml-")
+    root = _write(tmp_path, folder, {**files, name: broken})
+    with pytest.raises(ValueError, match=rf"MovieLens file .*{folder}/{name}, line {line}, must "
+                                         "hold a number"):
+        movielens(variant, data_dir=root)
+
+
+def test_too_many_fields_name_the_file_and_line(tmp_path):
+    root = _write(tmp_path, "ml-100k", {**FILES_100K, "u.data": "1\t1\t5\t8\n2\t2\t3\t8\t9\n"})
+    with pytest.raises(ValueError, match=r"ml-100k/u.data is malformed: .*line 2"):
+        movielens("100k", data_dir=root)
+
+
+def test_bad_encoding_names_the_file_and_line(tmp_path):
+    root = _write(tmp_path, "ml-latest-small", FILES_CSV)
+    movies = (root / "movies.csv").read_bytes()
+    (root / "movies.csv").write_bytes(movies.replace("Amélie".encode(), b"Am\xe9lie"))  # latin-1
+    with pytest.raises(ValueError, match=r"movies.csv, line 5, must be utf-8 text"):
+        movielens("latest-small", data_dir=root)
+
+
+@pytest.mark.parametrize("folder, files, name, extra, line", [
+    ("ml-100k", FILES_100K, "u.item",
+     "1|Toy Story again (1995)|01-Jan-1995|||0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n", 5),
+    ("ml-1m", FILES_1M, "movies.dat", "2::Jumanji (1995)::Adventure\n", 4),
+    ("ml-latest-small", FILES_CSV, "movies.csv", "3,Avatar (2009),Action\n", 6),
+])
+def test_a_duplicate_movie_id_is_named(tmp_path, folder, files, name, extra, line):
+    root = _write(tmp_path, folder, {**files, name: files[name] + extra})
+    with pytest.raises(ValueError, match=rf"{name}, line {line}, repeats the movie id"):
+        movielens(folder.removeprefix("ml-"), data_dir=root)
+
+
+def test_a_truncated_zip_says_so(ml100k, tmp_path):
+    archive = tmp_path / "ml-100k.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zipped:
+        for name in FILES_100K:
+            zipped.write(ml100k / name, "ml-100k/" + name)
+    whole = archive.read_bytes()
+    (tmp_path / "cut.zip").write_bytes(whole[: len(whole) // 2])  # no central directory
+    with pytest.raises(ValueError, match=r"cut.zip.*not a valid zip archive \(a truncated"):
+        movielens("100k", data_dir=tmp_path / "cut.zip")
+    # A member whose bytes are damaged (the directory at the end intact): its name is given.
+    offset = whole.index(b"u.data") + len("u.data") + 2
+    damaged = whole[:offset] + bytes(b ^ 0xFF for b in whole[offset:offset + 20]) + whole[
+        offset + 20:]
+    (tmp_path / "damaged.zip").write_bytes(damaged)
+    with pytest.raises(ValueError, match=r"damaged.zip:ml-100k/u.data cannot be read.*download "
+                                         "it again"):
+        movielens("100k", data_dir=tmp_path / "damaged.zip")

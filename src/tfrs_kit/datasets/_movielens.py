@@ -15,6 +15,7 @@ import dataclasses
 import io
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -191,7 +192,8 @@ def _open_files(data_dir: Path, layout: _Layout) -> Iterator[Opener]:
                 None,
             )
             if prefix is not None:
-                yield lambda name: archive.open(prefix + name)
+                yield _Files(lambda name: archive.open(prefix + name),
+                             f"{data_dir}:{prefix.rstrip('/')}" if prefix else f"{data_dir}:")
                 return
         found = sorted(n for n in names if not n.endswith("/"))
     elif data_dir.is_dir():
@@ -199,9 +201,15 @@ def _open_files(data_dir: Path, layout: _Layout) -> Iterator[Opener]:
         candidates += sorted(p for p in data_dir.iterdir() if p.is_dir())
         folder = next((c for c in candidates if all((c / f).is_file() for f in files)), None)
         if folder is not None:
-            yield lambda name: (folder / name).open("rb")
+            yield _Files(lambda name: (folder / name).open("rb"), str(folder))
             return
         found = sorted(p.name + ("/" if p.is_dir() else "") for p in data_dir.iterdir())
+    elif data_dir.is_file() and data_dir.suffix.lower() == ".zip":
+        raise ValueError(
+            f"`data_dir` must be a readable .zip file. Received: data_dir={str(data_dir)!r}, "
+            "which is not a valid zip archive (a truncated or corrupt download?). Download "
+            f"{layout.folder}.zip from https://grouplens.org/datasets/movielens/ again."
+        )
     else:
         raise FileNotFoundError(
             f"`data_dir` must be an existing folder or .zip file. Received: "
@@ -220,6 +228,20 @@ def _open_files(data_dir: Path, layout: _Layout) -> Iterator[Opener]:
 # --- parsing GroupLens files ------------------------------------------------------------
 
 
+class _Files:
+    """Opens the layout's files by name, and says where each one is for error messages."""
+
+    def __init__(self, open_file: Opener, where: str) -> None:
+        self._open = open_file
+        self.where = where
+
+    def __call__(self, name: str) -> IO[bytes]:
+        return self._open(name)
+
+    def label(self, name: str) -> str:
+        return self.where + ("" if self.where.endswith(":") else "/") + name
+
+
 def _read_table(
     opener: Opener,
     name: str,
@@ -229,26 +251,88 @@ def _read_table(
     encoding: str = "latin-1",
     header: bool = False,
     dtype: dict[str, Any] | None = None,
+    numeric: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    with opener(name) as handle:
-        raw = handle.read()
+    """One GroupLens file as a frame; a malformed one is a ValueError naming file and line.
+
+    Columns in ``numeric`` must hold a number on every line (a short line
+    leaves its last fields empty, which is caught here too).
+    """
+    label = _label(opener, name)
+    try:
+        with opener(name) as handle:
+            raw = handle.read()
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
+        raise ValueError(
+            f"The MovieLens file {label} cannot be read: {type(error).__name__}: {error}. "
+            "The download is truncated or corrupt: download it again."
+        ) from error
     if len(sep) > 1:
         # ml-1m's "::" separator: the C parser takes one character only. A tab never
         # occurs in these files.
         raw = raw.replace(sep.encode(), b"\t")
         sep = "\t"
-    frame = pd.read_csv(
-        io.BytesIO(raw),
-        sep=sep,
-        header=0 if header else None,
-        names=columns,
-        encoding=encoding,
-        dtype=dtype,
-        quoting=csv.QUOTE_MINIMAL if header else csv.QUOTE_NONE,
-        keep_default_na=False,
-        engine="c",
-    )
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(raw), sep=sep, header=0 if header else None, names=columns,
+            encoding=encoding, dtype=dtype,
+            quoting=csv.QUOTE_MINIMAL if header else csv.QUOTE_NONE,
+            keep_default_na=False, engine="c",
+        )
+    except UnicodeDecodeError as error:
+        line = _line_of_byte(raw, encoding)
+        raise ValueError(
+            f"The MovieLens file {label}, line {line}, must be {encoding} text: {error.reason} "
+            f"({error.object[error.start:error.start + 8]!r}). The file is corrupt or not from "
+            "GroupLens: download it again."
+        ) from error
+    except (pd.errors.ParserError, ValueError) as error:
+        raise ValueError(
+            f"The MovieLens file {label} is malformed: {error}. Download it again."
+        ) from error
+    for column in numeric:
+        frame[column] = _numbers(frame[column], label, column, header=header)
     return frame
+
+
+def _label(opener: Opener, name: str) -> str:
+    return opener.label(name) if isinstance(opener, _Files) else name
+
+
+def _line_of_byte(raw: bytes, encoding: str) -> int:
+    """The 1-based line holding the first byte that does not decode."""
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        return raw.count(b"\n", 0, error.start) + 1
+    return 0
+
+
+def _numbers(values: pd.Series, label: str, column: str, *, header: bool) -> pd.Series:
+    """A column as numbers; the first line that holds none is named in a ValueError."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero(numbers.isna().to_numpy())
+    if len(bad):
+        line = int(bad[0]) + 1 + int(header)
+        raise ValueError(
+            f"The MovieLens file {label}, line {line}, must hold a number in column "
+            f"{column!r}. Received: {values.iloc[bad[0]]!r} ({len(bad)} such lines). The file "
+            "is malformed (a short or edited line): download it again."
+        )
+    return numbers
+
+
+def _check_unique(ids: np.ndarray, label: str, column: str, *, header: bool) -> None:
+    """Raises a ValueError naming the line of the first repeated id of a file."""
+    repeated = np.flatnonzero(pd.Series(ids).duplicated().to_numpy())
+    if len(repeated):
+        line = int(repeated[0]) + 1 + int(header)
+        raise ValueError(
+            f"The MovieLens file {label}, line {line}, repeats the {column} "
+            f"{ids[repeated[0]]!r}: each must appear once. The file is malformed."
+        )
 
 
 def _string_ids(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -313,7 +397,8 @@ def _join(
 
 def _read_100k(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     events = _events(
-        _read_table(opener, "u.data", ["user_id", "movie_id", "user_rating", "timestamp"], sep="\t")
+        _read_table(opener, "u.data", ["user_id", "movie_id", "user_rating", "timestamp"],
+                    sep="\t", numeric=("user_id", "movie_id", "user_rating", "timestamp"))
     )
     flags = [f"g{i}" for i in range(len(_GENRES_100K))]
     item = _read_table(
@@ -322,7 +407,10 @@ def _read_100k(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
         ["movie_id", "movie_title", "release", "video", "url", *flags],
         sep="|",
         dtype={"movie_title": object},
+        numeric=("movie_id", *flags),
     )
+    _check_unique(item["movie_id"].to_numpy(), _label(opener, "u.item"), "movie id",
+                  header=False)
     flag_matrix = item[flags].to_numpy(np.int64) == 1
     to_label = np.array([MOVIELENS_GENRES.index(g) for g in _GENRES_100K], dtype=np.int64)
     _, flag = np.nonzero(flag_matrix)  # row-major: each movie's genres in flag order
@@ -334,7 +422,10 @@ def _read_100k(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
         ["user_id", "age", "gender", "occupation", "zip"],
         sep="|",
         dtype={"zip": object, "occupation": object, "gender": object},
+        numeric=("user_id", "age"),
     )
+    _check_unique(user["user_id"].to_numpy(), _label(opener, "u.user"), "user id",
+                  header=False)
     age = user["age"].to_numpy(np.int64)
     buckets = np.concatenate([[1], _AGE_THRESHOLDS])
     occupation = user["occupation"].to_numpy(object)
@@ -364,7 +455,8 @@ def _read_100k(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
 def _read_1m(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     events = _events(
         _read_table(
-            opener, "ratings.dat", ["user_id", "movie_id", "user_rating", "timestamp"], sep="::"
+            opener, "ratings.dat", ["user_id", "movie_id", "user_rating", "timestamp"], sep="::",
+            numeric=("user_id", "movie_id", "user_rating", "timestamp"),
         )
     )
     movie = _read_table(
@@ -373,7 +465,10 @@ def _read_1m(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         ["movie_id", "movie_title", "genres"],
         sep="::",
         dtype={"movie_title": object, "genres": object},
+        numeric=("movie_id",),
     )
+    _check_unique(movie["movie_id"].to_numpy(), _label(opener, "movies.dat"), "movie id",
+                  header=False)
     items = _movies(
         movie["movie_id"].to_numpy(),
         movie["movie_title"],
@@ -385,7 +480,10 @@ def _read_1m(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         ["user_id", "gender", "age", "occupation", "zip"],
         sep="::",
         dtype={"zip": object, "gender": object},
+        numeric=("user_id", "age", "occupation"),
     )
+    _check_unique(user["user_id"].to_numpy(), _label(opener, "users.dat"), "user id",
+                  header=False)
     index = user["occupation"].to_numpy(np.int64)
     if ((index < 0) | (index >= len(_OCCUPATIONS_1M))).any():
         raise ValueError(
@@ -416,6 +514,7 @@ def _read_csv_layout(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
         sep=",",
         encoding="utf-8",
         header=True,
+        numeric=("user_id", "movie_id", "user_rating", "timestamp"),
     )
     events = _events(ratings)
     movie = _read_table(
@@ -426,7 +525,10 @@ def _read_csv_layout(opener: Opener) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
         encoding="utf-8",
         header=True,
         dtype={"movie_title": object, "genres": object},
+        numeric=("movie_id",),
     )
+    _check_unique(movie["movie_id"].to_numpy(), _label(opener, "movies.csv"), "movie id",
+                  header=True)
     items = _movies(
         movie["movie_id"].to_numpy(),
         movie["movie_title"],
