@@ -58,3 +58,37 @@ def test_bad_numbers_say_the_rule(argv, message, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert message in capsys.readouterr().err
+
+
+def _never_load(args):
+    raise AssertionError("the data was loaded before --export was checked")
+
+
+@pytest.mark.parametrize("make", ["file", "folder of other files", "path under a file"])
+def test_a_bad_export_path_fails_before_any_training(make, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("tfrs_kit.cli._load", _never_load)
+    if make == "file":
+        export = tmp_path / "index"
+        export.write_text("not a folder")
+    elif make == "folder of other files":
+        export = tmp_path / "thesis"
+        export.mkdir()
+        (export / "chapter1.txt").write_text("keep me")
+    else:
+        (tmp_path / "plain").write_text("")
+        export = tmp_path / "plain" / "index"
+    assert main(["demo", "--quiet", "--export", str(export)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tfrs-kit: error: `path` must") and "Traceback" not in err
+    assert str(export) in err
+
+
+def test_a_malformed_data_file_is_a_message_naming_it(capsys, tmp_path):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t1\t5\t874965758\n2\t2\n")
+    (folder / "u.item").write_text("1|Toy|01-Jan-1995|||" + "|".join("0" * 19) + "\n")
+    (folder / "u.user").write_text("1|24|M|technician|85711\n")
+    assert main(["demo", "--dataset", "movielens-100k", "--data-dir", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "u.data, line 2" in err and "Traceback" not in err

@@ -62,6 +62,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     start = time.perf_counter()
+    if args.export:
+        from tfrs_kit.index._export import check_target
+
+        check_target(args.export)  # before minutes of training, not after
     data, epochs = _load(args)
     say(f"Data: {data!r}")
     train, test = evaluation.per_user_temporal_split(data, test_fraction=0.2)
@@ -167,9 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _demo(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as error:
+        # Bad input, files and environment: a message and an exit status, no traceback.
         print(f"tfrs-kit: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("tfrs-kit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

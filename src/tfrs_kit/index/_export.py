@@ -25,7 +25,7 @@ from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._serving import ServingModule
 
 __all__ = ["FINGERPRINT", "FORMAT", "FORMAT_VERSION", "METADATA", "SAVED_MODEL", "VOCABULARIES",
-           "export", "fingerprint", "index_metadata", "recover"]
+           "check_target", "export", "fingerprint", "index_metadata", "recover"]
 
 FORMAT = "tfrs_kit.index"
 FORMAT_VERSION = 1
@@ -44,9 +44,10 @@ def export(path: str | os.PathLike[str], module: ServingModule, *,
     (like ``mkdir``), so a server running as another user can read them.
 
     Raises:
-        FileExistsError: ``path`` is a non-empty directory that is not an index.
+        FileExistsError: ``path`` is a file, or a non-empty directory that is not an index.
+        PermissionError: ``path`` cannot be written.
     """
-    target = Path(path)
+    target = check_target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target, clean=True)
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -65,6 +66,36 @@ def export(path: str | os.PathLike[str], module: ServingModule, *,
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_target(path: str | os.PathLike[str]) -> Path:
+    """``path`` as an export target: a new path, an empty folder or an earlier index export.
+
+    Checked before any work (the CLI calls it before training): the nearest
+    existing folder on the way must be writable.
+
+    Raises:
+        FileExistsError: ``path`` is a file, or a non-empty folder that is not an index.
+        PermissionError: ``path`` (or the folder it would be created in) is not writable.
+    """
+    target = Path(path)
+    if target.is_file() or (target.exists() and not target.is_dir()):
+        raise invalid_argument("path", "name a folder for the index", str(target),
+                               hint="It is a file.", error=FileExistsError)
+    if target.is_dir() and not (target / METADATA).is_file() and any(target.iterdir()):
+        raise invalid_argument(
+            "path", "be new, empty, or an earlier index export", str(target),
+            hint="Refusing to replace a directory that is not an index.", error=FileExistsError)
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise invalid_argument("path", "be inside a folder", str(target),
+                               hint=f"{existing} is a file.", error=FileExistsError)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise invalid_argument("path", "be in a folder this process can write to", str(target),
+                               hint=f"{existing} is not writable.", error=PermissionError)
+    return target
 
 
 def fingerprint(vocabularies: Vocabularies) -> str:
