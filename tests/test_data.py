@@ -62,3 +62,18 @@ def test_a_missing_history_points_to_history_builder():
     with pytest.raises(ValueError, match=r"must have a column 'history'.*HistoryBuilder.*"
                        r"history\.for_users\(train\)"):
         select(to_table({"user_id": [1]}), ["user_id", "history"])
+
+
+def test_a_column_of_fixed_length_float_arrays_is_a_dense_vector():
+    from tfrs_kit._tensors import to_tensors
+
+    vectors = np.arange(12, dtype=np.float64).reshape(4, 3)
+    frame = pd.DataFrame({"vector": list(vectors), "ragged": [[0.5], [1.0, 2.0], [], [3.0]],
+                          "tags": [["a", "b"]] * 4, "history": [[1, 2]] * 4})
+    tensors = to_tensors(to_table(frame), ["vector", "ragged", "tags", "history"])
+    assert not isinstance(tensors["vector"], tf.RaggedTensor)
+    assert tensors["vector"].dtype == tf.float32 and tensors["vector"].shape == (4, 3)
+    np.testing.assert_array_equal(tensors["vector"].numpy(), vectors)
+    # Lists of varying length, and lists of ids or strings (even of one length), stay ragged.
+    assert all(isinstance(tensors[name], tf.RaggedTensor) for name in ("ragged", "tags",
+                                                                        "history"))

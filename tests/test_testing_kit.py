@@ -78,6 +78,73 @@ def test_a_registered_tower_without_vocabularies_conforms():
         check_tower(LengthTower, features=["raw"], output_dim=3)
 
 
+VECTOR_DIM = 6
+
+
+class _TextVectorTower(tk.Tower):
+    """Item ids (with a vocabulary) beside a precomputed text embedding (without one)."""
+
+    requires_vocabularies = False
+
+    def encode(self, features):
+        parts = [self.encoders[name](features[name]) for name in self.features
+                 if name in self.encoders]
+        return tf.concat([*parts, tf.cast(features["text_vector"], tf.float32)], axis=1)
+
+    def input_signature(self):
+        specs = super().input_signature()  # the features with vocabularies
+        specs["text_vector"] = tf.TensorSpec([None, VECTOR_DIM], tf.float32, name="text_vector")
+        return specs
+
+
+def _vector_log(seed=0):
+    """Users who each read one of two topics; an item's vector says its topic."""
+    rng = np.random.default_rng(seed)
+    topic = np.arange(20) % 2
+    vectors = rng.normal(size=(20, VECTOR_DIM)).astype(np.float32) * 0.1
+    vectors[:, 0] += np.where(topic == 1, 1.0, -1.0)
+    items = pd.DataFrame({"item_id": np.arange(20), "text_vector": list(vectors)})
+    users = rng.integers(0, 30, 600)
+    picks = 2 * rng.integers(0, 10, 600) + users % 2  # user u reads topic u % 2
+    log = pd.DataFrame({"user_id": [f"u{u}" for u in users], "item_id": picks})
+    return log.merge(items, on="item_id"), items
+
+
+@pytest.mark.parametrize("side", ["candidate", "query"])
+def test_a_vector_tower_that_passes_check_tower_trains_and_serves(side, tmp_path):
+    """What check_tower certifies must also work in fit, IndexBuilder, recommend and load."""
+    with _isolated_registries():
+        tk.towers.register_tower("text_vector", package="kit_tests")(_TextVectorTower)
+        ids = tk.VocabularyBuilder().fit({"item_id": [1, 2, 3]})
+        check_tower(_TextVectorTower, ids, features=["item_id", "text_vector"], output_dim=4)
+
+        log, items = _vector_log()  # on the query side, a row's vector is the user's context
+        vocabs = tk.VocabularyBuilder().fit(log, features={"user_id": "categorical",
+                                                           "item_id": "categorical"})
+        vector_tower = _TextVectorTower(
+            vocabs, features=["item_id" if side == "candidate" else "user_id", "text_vector"],
+            output_dim=4)
+        plain = tk.Tower(vocabs, features=["user_id" if side == "candidate" else "item_id"],
+                         output_dim=4)
+        query, candidate = (plain, vector_tower) if side == "candidate" else (vector_tower,
+                                                                              plain)
+        model = tk.TwoTowerRetrieval(query, candidate)
+        model.fit(log, epochs=2, batch_size=128, seed=0, verbose=0)  # a column of arrays
+
+        catalogue = items if side == "candidate" else items[["item_id"]]
+        index = tk.IndexBuilder(k_max=5).build(model, catalogue)
+        queries = log.drop_duplicates("user_id").head(4).reset_index(drop=True)
+        query_columns = {name: queries[name] for name in query.features}
+        # The known answer: the full dot-product ranking of the towers' own embeddings.
+        scores = (model.query_embeddings(query_columns, verbose=False)
+                  @ model.candidate_embeddings(catalogue, verbose=False).T)
+        expected = catalogue["item_id"].to_numpy()[np.argsort(-scores, axis=1)[:, :3]]
+        np.testing.assert_array_equal(index.recommend(query_columns, k=3).ids, expected)
+        index.save(tmp_path / "index")
+        reloaded = tk.load_index(tmp_path / "index")
+        np.testing.assert_array_equal(reloaded.recommend(query_columns, k=3).ids, expected)
+
+
 # --- broken towers fail with a message naming the check -----------------------------------
 
 
@@ -121,6 +188,15 @@ class _NoSignature(tk.Tower):
         return tf.cast(tf.strings.length(features["raw"]), tf.float32)[:, None]
 
 
+class _DenseListsOnly(tk.Tower):
+    """Reads its lists as padded dense tensors only: serving works, fit's ragged batches fail."""
+
+    def encode(self, features):
+        padded = tf.convert_to_tensor(features["genres"])
+        count = tf.reduce_sum(tf.cast(padded != "", tf.float32), axis=1, keepdims=True)
+        return tf.concat([super().encode(features), count], axis=1)
+
+
 class _Truncated(tk.Tower):
     def call(self, features, training=None):
         return super().call(features, training=training)[:, :1]
@@ -139,8 +215,10 @@ class _Float64(tk.Tower):
     (_Noisy, {}, r"'determinism' check: the same input gave different outputs"),
     (_RawAge, {}, r"'out-of-vocabulary' check: unseen values, empty lists and NaN .* must give "
      r"a finite"),
-    (_NoSignature, {"features": ["raw"]}, r"'input_signature' check: input_signature\(\) raised "
-     r"ValueError: .* must override input_signature\(\)"),
+    (_NoSignature, {"features": ["raw"]}, r"'input_signature' check: it has no spec for the "
+     r"features \['raw'\] .* overrides input_signature\(\): specs = super\(\)"),
+    (_DenseListsOnly, {}, r"'output' check: calling the tower on a batch as fit feeds it .* "
+     r"raised"),
     (_Truncated, {}, r"'output' check: the output shape must be \[batch, output_dim\] = \[3, 8\]\. "
      r"It is \[3, 1\]"),
     (_Float64, {}, r"'output' check: the output dtype must be float32\. It is float64"),

@@ -91,10 +91,18 @@ def test_custom_tower_overrides_encode(vocabs):
             length = tf.cast(tf.strings.length(features["raw_title"]), tf.float32)[:, None]
             return tf.concat([self.encoders["user"](features["user"]), length], axis=1)
 
+        def input_signature(self):
+            specs = super().input_signature()  # only the features with vocabularies
+            specs["raw_title"] = tf.TensorSpec([None], tf.string, name="raw_title")
+            return specs
+
     tower = LengthTower(vocabs, features=["user", "raw_title"], output_dim=3)
     assert sorted(tower.encoders) == ["user"]
     batch = {"user": tf.constant(["a", "b"]), "raw_title": tf.constant(["abc", ""])}
     assert tower(batch).shape == (2, 3)
+    specs = tower.input_signature()
+    assert specs == {"user": tf.TensorSpec([None], tf.string, name="user"),
+                     "raw_title": tf.TensorSpec([None], tf.string, name="raw_title")}
 
 
 def test_a_subclass_needs_vocabularies_unless_it_says_otherwise(vocabs):

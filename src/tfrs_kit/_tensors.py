@@ -15,10 +15,12 @@ import tensorflow as tf
 from tfrs_kit._data import Table, is_multivalued, num_rows
 from tfrs_kit._errors import invalid_argument
 
-__all__ = ["make_dataset", "to_tensors"]
+__all__ = ["is_vector", "make_dataset", "to_tensors"]
 
 
 def _column_tensor(name: str, column: np.ndarray) -> tf.Tensor | tf.RaggedTensor:
+    if is_vector(column):
+        return tf.constant(np.stack(list(column)).astype(np.float32))
     if is_multivalued(column):
         lengths = np.fromiter((len(v) for v in column), dtype=np.int64, count=len(column))
         non_empty = [np.asarray(v) for v in column if len(v)]
@@ -43,8 +45,32 @@ def _column_tensor(name: str, column: np.ndarray) -> tf.Tensor | tf.RaggedTensor
     return tf.constant(column)
 
 
+def is_vector(column: np.ndarray) -> bool:
+    """Whether a column holds one float vector per row, all of one length.
+
+    Such a column (a pretrained embedding, a DataFrame column of fixed-length
+    arrays) becomes a dense ``[rows, length]`` float32 tensor; lists of ids or
+    strings, and lists of varying length, stay ragged.
+
+    >>> rows = np.empty(2, dtype=object)
+    >>> rows[:] = [np.zeros(3), np.ones(3)]
+    >>> is_vector(rows)
+    True
+    >>> rows[:] = [np.zeros(3), np.ones(2)]
+    >>> is_vector(rows)
+    False
+    """
+    if not is_multivalued(column):
+        return False
+    first = column[0]
+    length = len(first)
+    return length > 0 and all(
+        isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.ndim == 1 and len(v) == length
+        for v in column)
+
+
 def to_tensors(table: Table, columns: Iterable[str]) -> dict[str, Any]:
-    """The named columns as tensors (multi-valued ones ragged)."""
+    """The named columns as tensors: lists of ids ragged, float vectors of one length dense."""
     return {name: _column_tensor(name, table[name]) for name in columns}
 
 

@@ -30,11 +30,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrs_kit._data import to_table
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import id_kind
 from tfrs_kit._vocabulary import Vocabularies, VocabularyBuilder
 from tfrs_kit.datasets import InteractionDataset, load_dataset
 from tfrs_kit.datasets._registry import _DATASETS
+from tfrs_kit.index._inputs import query_tensor
 from tfrs_kit.towers import Tower
 from tfrs_kit.towers._registry import _TOWERS
 
@@ -87,11 +90,22 @@ def check_tower(
 ) -> None:
     """Checks that a tower class keeps the contract of the built-in towers.
 
+    The tower is fed the way ``fit`` and the index feed it: a batch of a
+    table's rows through the training input pipeline (lists of ids as ragged
+    tensors, lists of floats of one length as dense ``[batch, length]``
+    vectors), which is also how :class:`~tfrs_kit.IndexBuilder` embeds the
+    candidates, and the same rows padded to ``input_signature()``, which is how
+    the exported index serves queries. A tower that passes therefore trains
+    and serves.
+
     Builds ``tower_cls(vocabularies, **kwargs)`` and checks, in order:
     ``input_signature()`` (a spec per feature, any batch size); output shape
-    ``[batch, output_dim]`` and dtype float32; determinism (the same input twice
+    ``[batch, output_dim]`` and dtype float32; the same rows give the same
+    output fed as ``fit`` feeds them, padded as serving feeds them, and through
+    :meth:`~tfrs_kit.Tower.embed`; determinism (the same input twice
     gives the same output); out-of-vocabulary input (unseen ids, empty lists,
-    NaN) gives finite output; gradients reach its weights; ``get_config`` is
+    NaN; finite numbers for a feature without a vocabulary, such as a
+    precomputed vector) gives finite output; gradients reach its weights; ``get_config`` is
     JSON-serialisable and ``from_config`` rebuilds a tower that, given the same
     weights, outputs the same; Keras reloads it by its registered name
     (``tf.keras.utils.serialize_keras_object``, then
@@ -143,10 +157,14 @@ def check_tower(
     batch = (_as_batch(subject, inputs, specs) if inputs is not None
              else _sample_batch(specs, tower.vocabularies, size=_BATCH, oov=False))
     oov_batch = _sample_batch(specs, tower.vocabularies, size=2, oov=True)
-    expected = _check_output(subject, tower, batch)
-    _check_determinism(subject, tower, batch, expected)
+    rows, oov_rows = (_as_rows(b, tower.vocabularies) for b in (batch, oov_batch))
+    fit_batch = _fit_batch(subject, rows, specs)
+    expected = _check_output(subject, tower, fit_batch)
+    _check_determinism(subject, tower, fit_batch, expected)
+    _check_input_paths(subject, tower, batch, rows, expected)
     _check_out_of_vocabulary(subject, tower, oov_batch)
-    _check_trainable(subject, tower, batch)
+    _check_out_of_vocabulary(subject, tower, _fit_batch(subject, oov_rows, specs))
+    _check_trainable(subject, tower, fit_batch)
     _check_config(subject, tower, batch, expected)
     _check_keras_name(subject, tower)
     _check_saved_model(subject, tower, specs, batch, expected)
@@ -171,16 +189,19 @@ def _check_input_signature(subject: str, tower: Tower) -> dict[str, tf.TensorSpe
     try:
         specs = tower.input_signature()
     except Exception as error:
-        raise _fail(subject, check, f"input_signature() raised {type(error).__name__}: {error}. "
-                    "A tower with requires_vocabularies = False must override "
-                    "input_signature() to give the specs of the features it reads without "
-                    "vocabularies.") from error
+        raise _fail(subject, check, f"input_signature() raised {type(error).__name__}: "
+                    f"{str(error).rstrip('.')}. A tower with requires_vocabularies = False "
+                    "must override input_signature() to give the specs of the features it "
+                    "reads without vocabularies.") from error
     if not isinstance(specs, Mapping):
         raise _fail(subject, check, "input_signature() must return a dict of feature name to "
                     f"tf.TensorSpec, not {type(specs).__name__}.")
     missing = [name for name in tower.features if name not in specs]
     if missing:
-        raise _fail(subject, check, f"it has no spec for the features {missing} the tower reads.")
+        raise _fail(subject, check, f"it has no spec for the features {missing} the tower reads."
+                    " A tower with requires_vocabularies = False overrides input_signature(): "
+                    "specs = super().input_signature(), then adds a tf.TensorSpec for each "
+                    "feature without a vocabulary.")
     for name, spec in specs.items():
         if not isinstance(spec, tf.TensorSpec):
             raise _fail(subject, check, f"the spec of {name!r} must be a tf.TensorSpec, not "
@@ -195,8 +216,8 @@ def _check_output(subject: str, tower: Tower, batch: dict[str, tf.Tensor]) -> np
     try:
         output = tower(batch, training=False)
     except Exception as error:
-        raise _fail(subject, "output", f"calling the tower on {_describe(batch)} raised "
-                    f"{type(error).__name__}: {error}") from error
+        raise _fail(subject, "output", f"calling the tower on a batch as fit feeds it "
+                    f"({_describe(batch)}) raised {type(error).__name__}: {error}") from error
     if not tf.is_tensor(output):
         raise _fail(subject, "output", f"it must return a tensor, not {type(output).__name__}.")
     size = _batch_size(batch)
@@ -210,6 +231,37 @@ def _check_output(subject: str, tower: Tower, batch: dict[str, tf.Tensor]) -> np
     if not np.all(np.isfinite(values)):
         raise _fail(subject, "output", f"the output must be finite. It is {values.tolist()}.")
     return values
+
+
+def _check_input_paths(subject: str, tower: Tower, batch: dict[str, tf.Tensor],
+                       rows: dict[str, np.ndarray], expected: np.ndarray) -> None:
+    """The same rows padded as serving feeds them, and through ``embed``, give ``expected``."""
+    check = "input paths"
+    specs = tower.input_signature()
+
+    def as_queries() -> dict[str, tf.Tensor]:
+        return {name: query_tensor(name, rows[name], spec, kind=getattr(
+            tower.vocabularies.get(name), "kind", None)) for name, spec in specs.items()}
+
+    for path, run in (
+        (f"padded to input_signature() as the exported index serves them ({_describe(batch)})",
+         lambda: tower(batch, training=False).numpy()),
+        ("converted as Index.recommend converts a table of queries",
+         lambda: tower(as_queries(), training=False).numpy()),
+        ("through tower.embed(table), as IndexBuilder embeds the candidates",
+         lambda: tower.embed(rows, verbose=False)),
+    ):
+        try:
+            output = np.asarray(run())
+        except Exception as error:
+            raise _fail(subject, check, f"the rows as fit feeds them work, but {path} raised "
+                        f"{type(error).__name__}: {error}") from error
+        if output.shape != expected.shape or not np.allclose(output, expected, rtol=1e-5,
+                                                             atol=1e-6):
+            raise _fail(subject, check, f"the same rows give other outputs {path} than as fit "
+                        "feeds them (lists ragged, vectors dense). Accept both: "
+                        "tfrs_kit.towers's built-in encoders read lists padded with '' or -1 "
+                        "and ragged lists alike.")
 
 
 def _check_determinism(subject: str, tower: Tower, batch: dict[str, tf.Tensor],
@@ -327,7 +379,7 @@ def _sample_batch(specs: Mapping[str, tf.TensorSpec], vocabularies: Vocabularies
         if dtype == tf.bool:
             values = np.arange(count) % 2 == 0
         elif dtype.is_floating:
-            if oov:
+            if oov and vocab is not None:  # a raw vector (no vocabulary) has no missing value
                 values = np.resize(np.array([np.nan, 1e9, -1e9]), count)
             else:
                 mean, std = (vocab.mean, vocab.std) if vocab is not None else (0.0, 1.0)
@@ -369,6 +421,28 @@ def _pad_rows(values: np.ndarray, pad: Any, oov: bool) -> np.ndarray:
     return values
 
 
+def _as_rows(batch: Mapping[str, tf.Tensor], vocabularies: Vocabularies) -> dict[str, np.ndarray]:
+    """A batch as a table holds it: one value, or one list without padding, per row."""
+    rows = {}
+    for name, value in batch.items():
+        values = value.numpy()
+        vocab = vocabularies.get(name)
+        if values.ndim > 1 and vocab is not None and vocab.kind == "multi":
+            pad = b"" if value.dtype == tf.string else -1
+            column = np.empty(len(values), dtype=object)
+            column[:] = [row[row != pad] for row in values]
+            values = column
+        rows[name] = values
+    return to_table(rows, argument="inputs")
+
+
+def _fit_batch(subject: str, rows: dict[str, np.ndarray],
+               specs: Mapping[str, tf.TensorSpec]) -> dict[str, Any]:
+    """The rows as ``fit`` feeds them: one batch of the training input pipeline."""
+    dataset = make_dataset(rows, list(specs), batch_size=len(next(iter(rows.values()))))
+    return next(iter(dataset))
+
+
 def _as_batch(subject: str, inputs: Mapping[str, Any],
               specs: Mapping[str, tf.TensorSpec]) -> dict[str, tf.Tensor]:
     missing = [name for name in specs if name not in inputs]
@@ -378,12 +452,19 @@ def _as_batch(subject: str, inputs: Mapping[str, Any],
     return {name: tf.constant(inputs[name], dtype=spec.dtype) for name, spec in specs.items()}
 
 
-def _batch_size(batch: Mapping[str, tf.Tensor]) -> int:
-    return int(next(iter(batch.values())).shape[0])
+def _batch_size(batch: Mapping[str, Any]) -> int:
+    first = next(iter(batch.values()))
+    return int(first.nrows() if isinstance(first, tf.RaggedTensor) else first.shape[0])
 
 
-def _describe(batch: Mapping[str, tf.Tensor]) -> str:
-    return ", ".join(f"{name}={value.numpy().tolist()!r}" for name, value in batch.items())
+def _describe(batch: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={_values(value)!r}" for name, value in batch.items())
+
+
+def _values(value: Any) -> Any:
+    if isinstance(value, tf.RaggedTensor):
+        return value.to_list()
+    return value.numpy().tolist()
 
 
 # --- data sources ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tfrs_kit._data import is_multivalued
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._tensors import is_vector
 from tfrs_kit._validation import check_no_infinity, check_no_missing, id_kind
 from tfrs_kit.towers._encoders import padding_value
 
@@ -57,6 +58,8 @@ def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec, *,
             (``None``/NaN) id, or an infinite number.
     """
     argument = f"query_features[{name!r}]"
+    if spec.dtype.is_floating and spec.shape.rank == 2 and is_vector(column):
+        return _vector_tensor(argument, column, spec)  # one float vector per row
     values = np.asarray(column) if not is_multivalued(column) else column
     if spec.dtype == tf.string and values.dtype.kind in "fbc":
         raise invalid_argument(argument, "hold string values", values[:3].tolist(),
@@ -84,6 +87,17 @@ def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec, *,
             argument, f"hold values of dtype {spec.dtype.name}",
             f"{values.dtype} values {list(values[:3])}",
         ) from error
+
+
+def _vector_tensor(argument: str, column: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
+    """A column of float vectors (a precomputed embedding) as a dense ``[rows, length]``."""
+    values = np.stack(list(column))
+    check_no_infinity(argument, values)
+    if spec.shape[1] is not None and values.shape[1] != spec.shape[1]:
+        raise invalid_argument(argument, f"hold vectors of length {spec.shape[1]}, as the "
+                               "query tower's input_signature() says",
+                               f"vectors of length {values.shape[1]}")
+    return tf.constant(values, dtype=spec.dtype)
 
 
 def exclusion_tensor(exclude: Sequence[Sequence[Any]] | None, n: int, id_dtype: tf.DType,

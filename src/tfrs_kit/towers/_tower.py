@@ -215,11 +215,21 @@ class Tower(tf.keras.Model):
         Built from the vocabularies: ids and text are ``[batch]`` strings or
         int64, numbers ``[batch]`` float32, lists ``[batch, length]`` padded with
         ``""`` or ``-1``. A tower with ``requires_vocabularies = False``
-        overrides this to add the specs of the features without a vocabulary.
+        overrides this, calls ``super().input_signature()`` for the features
+        that have a vocabulary (it leaves out the others) and adds the specs of
+        the features without one, such as a ``[None, 384]`` float32 vector::
+
+            def input_signature(self):
+                specs = super().input_signature()
+                specs["text_vector"] = tf.TensorSpec([None, 384], tf.float32,
+                                                     name="text_vector")
+                return specs
         """
         specs = {}
         for name in self.features:
             if name not in self.vocabularies:
+                if not self.requires_vocabularies:
+                    continue  # the subclass's override adds its spec
                 raise invalid_argument(
                     "features", "have vocabularies, or the tower must override input_signature()",
                     name,
