@@ -419,3 +419,106 @@ def test_refresh_bad_input(model, index, tmp_path):
 def test_build_takes_auto_true_or_false(model, verbose, error):
     with pytest.raises(error, match=r"`verbose` must be 'auto', True or False\. Received: "):
         tk.IndexBuilder(k_max=2).build(model, ITEMS, verbose=verbose)
+
+
+# --- artifacts that fail safe (docs/reliability.md) --------------------------------------
+
+
+def test_load_index_says_what_is_wrong_with_the_path(index, tmp_path):
+    index.save(tmp_path / "index")
+    with pytest.raises(FileNotFoundError, match=r"not its SavedModel\. .*Pass its parent: "
+                                                r"load_index\(.*index'\)"):
+        tk.load_index(tmp_path / "index" / "saved_model")
+    with pytest.raises(FileNotFoundError, match="It does not exist"):
+        tk.load_index(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="It is a file"):
+        tk.load_index(tmp_path / "index" / "vocabularies.json")
+
+
+def test_vocabularies_that_do_not_belong_to_the_saved_model_are_refused(index, tmp_path):
+    index.save(tmp_path / "index")
+    other = tk.VocabularyBuilder().fit({"user_id": ["someone", "else"]})
+    other.save(tmp_path / "index" / "vocabularies.json")  # valid JSON, wrong vocabularies
+    with pytest.raises(ValueError, match=r"hold the vocabularies exported with its SavedModel"):
+        tk.load_index(tmp_path / "index")
+
+
+def test_export_directories_follow_the_umask(index, tmp_path):
+    old = __import__("os").umask(0o022)
+    try:
+        index.save(tmp_path / "index")
+    finally:
+        __import__("os").umask(old)
+    for folder in (tmp_path / "index", tmp_path / "index" / "saved_model"):
+        assert folder.stat().st_mode & 0o777 == 0o755, oct(folder.stat().st_mode)
+
+
+def test_a_swap_killed_between_its_renames_is_recovered(index, tmp_path):
+    target = tmp_path / "index"
+    index.save(target)
+    # What a SIGKILL between the two renames leaves (tests/test_export_kill.py does it for
+    # real): no target, the previous export hidden, a whole staged one beside it.
+    dead = 2**22 + 12345  # above the usual pid_max: no such process
+    target.rename(tmp_path / f".index.old-{dead}-0a1b2c3d")
+    shutil.copytree(tmp_path / f".index.old-{dead}-0a1b2c3d", tmp_path / f".index.tmp-{dead}-99")
+    restored = tk.load_index(target)  # moves the previous export back
+    assert len(restored) == 30 and target.is_dir()
+    index.save(target)  # and the next save removes the stale staging directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+
+
+def test_stale_staging_of_a_killed_export_is_cleaned_but_not_a_running_ones(index, tmp_path):
+    import os
+
+    (tmp_path / ".index.tmp-old_style_x").mkdir()  # left by an older version (mkdtemp name)
+    (tmp_path / f".index.tmp-{2**22 + 1}-ab").mkdir()
+    (tmp_path / f".index.tmp-{os.getppid()}-cd").mkdir()  # a live process: left alone
+    (tmp_path / ".other.tmp-1-ab").mkdir()  # another index's: left alone
+    index.save(tmp_path / "index")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".index.tmp-{os.getppid()}-cd", ".other.tmp-1-ab", "index"]
+
+
+def test_saving_over_a_file_or_into_a_file_is_refused_before_any_work(index, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setattr(tf.saved_model, "save", lambda *a, **k: pytest.fail("wrote anyway"))
+    (tmp_path / "a_file").write_text("keep")
+    with pytest.raises(FileExistsError, match="It is a file"):
+        index.save(tmp_path / "a_file")
+    with pytest.raises(FileExistsError, match="a_file is a file"):
+        index.save(tmp_path / "a_file" / "index")
+    assert (tmp_path / "a_file").read_text() == "keep"
+
+
+@pytest.mark.parametrize("failure", ["disk full", "permission denied"])
+def test_a_failed_write_keeps_the_old_artifact_and_leaves_nothing(index, tmp_path,
+                                                                  monkeypatch, failure):
+    import errno
+
+    target = tmp_path / "index"
+    index.save(target)
+    before = tk.load_index(target).recommend({"user_id": ["u1"]}, k=5)
+    code = errno.ENOSPC if failure == "disk full" else errno.EACCES
+
+    def fail(*args, **kwargs):
+        raise OSError(code, failure)
+
+    monkeypatch.setattr(tk.Vocabularies, "save", fail)  # after the SavedModel is written
+    with pytest.raises(OSError, match=failure):
+        index.save(target)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+    after = tk.load_index(target).recommend({"user_id": ["u1"]}, k=5)
+    np.testing.assert_array_equal(after.ids, before.ids)
+
+
+@pytest.mark.parametrize("victim", ["saved_model/saved_model.pb", "vocabularies.json",
+                                    "tfrs_kit_index.json",
+                                    "saved_model/variables/variables.data-00000-of-00001"])
+def test_a_truncated_artifact_file_is_a_clear_error(index, tmp_path, victim):
+    index.save(tmp_path / "index")
+    path = tmp_path / "index" / victim
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"`path` must hold (a complete SavedModel|valid "
+                                         r"vocabularies|valid index metadata)"):
+        tk.load_index(tmp_path / "index")

@@ -128,7 +128,7 @@ def recover(target: Path, *, clean: bool = False) -> Path | None:
         return None
     leftovers = sorted(target.parent.glob(f".{glob.escape(target.name)}.*-*"),
                        key=_modified, reverse=True)
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.(tmp|old)-(?:(\d+)-)?[0-9a-f]+")
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(tmp|old)-(?:(\d+)-)?[A-Za-z0-9_]+")
     stale = [(m.group(1), p) for p in leftovers
              if (m := pattern.fullmatch(p.name)) and not _running(m.group(2))]
     fallback = None
