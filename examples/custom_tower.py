@@ -6,7 +6,7 @@ This tower adds its features' embeddings instead of concatenating them (the
 additive model of factorisation machines). The built-in encoders, dense layers,
 projection, normalisation, saving and serving all still apply. A tower that
 reads features without vocabularies also sets ``requires_vocabularies = False``
-and overrides ``input_signature`` (see ``examples/plugin_package``).
+and overrides ``input_signature`` (see ``examples/vector_tower.py``).
 """
 
 import tempfile

@@ -29,6 +29,7 @@ SCRIPTS = {
     "evaluation.py": (["--epochs", "3"], "best by ndcg@10:"),
     "serving.py": ([], "served by TensorFlow alone:"),
     "custom_tower.py": ([], "registered towers:"),
+    "vector_tower.py": (["--epochs", "2"], "top 3 for u0 from the reloaded index:"),
 }
 
 
