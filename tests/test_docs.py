@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,3 +240,58 @@ def test_sphinx_build_has_no_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-5000:]
     assert (tmp_path / "html" / "api" / "tfrs_kit.html").is_file()
+
+
+def _tested_blocks(page: Path) -> list[str]:
+    """The ```python blocks of a page that follow a ``% tested:`` comment line."""
+    blocks, lines = [], page.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        if not line.startswith("% tested:"):
+            continue
+        start = next(i for i in range(number + 1, len(lines)) if lines[i].strip())
+        assert lines[start].strip() == "```python", f"{page.name}:{start + 1} is not a block"
+        end = lines.index("```", start + 1)
+        blocks.append("\n".join(lines[start + 1 : end]))
+    return blocks
+
+
+def _quickstart_log(n: int = 3000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A small log shaped like the README quickstart's MovieLens: string ids that are
+    numbers ("1", "50"), the item id in a column named ``movie_id``."""
+    import tfrs_kit as tk
+
+    data = tk.datasets.synthetic(n, seed=0)
+    log = data.interactions
+    log = log.assign(user_id=log["user_id"].str[1:], movie_id=log["item_id"].str[1:])
+    items = pd.DataFrame({"movie_id": data.items["item_id"].str[1:]})
+    return log[["user_id", "movie_id", "timestamp"]], items
+
+
+def test_the_serving_page_runs_verbatim_on_the_quickstart_index(tmp_path):
+    """docs/serving.md's TensorFlow-only calls (history padded with "") answer as the
+    Python API does, on an index built as the README quickstart builds it."""
+    import json
+
+    import tfrs_kit as tk
+
+    blocks = _tested_blocks(DOCS / "serving.md")
+    assert blocks, "docs/serving.md has no block marked '% tested:'"
+    train, items = _quickstart_log()
+    recipe = tk.Recipe(item_id="movie_id", histories=["mean"], max_trials=1, max_epochs=2,
+                       verbose=False).fit(train, items=items)
+    index = recipe.build_index(k_max=100)
+    index.save(tmp_path / "movielens_index")
+    code = ("import sys, json\nsys.modules['tfrs_kit'] = None  # TensorFlow alone\n"
+            + "\n".join(blocks)
+            + "\nprint('RESULT', json.dumps({'specs': sorted(specs), "
+              "'ids': out['ids'].numpy().astype(str).tolist()}))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.split("RESULT ", 1)[1])
+    assert served["specs"] == ["history", "user_id"]
+    seen = [["50", "12", "33"], ["1"]]
+    expected = tk.load_index(tmp_path / "movielens_index").recommend(
+        {"user_id": ["1", "2"], "history": seen}, k=5, exclude=seen).ids
+    assert served["ids"] == expected.astype(str).tolist()
+    assert not set(served["ids"][0]) & set(seen[0])
