@@ -141,6 +141,19 @@ def test_string_ids_and_datetime_timestamps():
     assert test["item_id"].tolist() == ["b", "d"]
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_string_ids_that_are_numbers_tie_break_as_numbers(seed):
+    """MovieLens read with string ids splits exactly as with integer ids (the P1 rule)."""
+    log = random_log(seed).assign(item_id=lambda f: f["item_id"] * 7)  # 0..203: "14" < "7"
+    as_strings = log.assign(item_id=log["item_id"].astype(str))
+    _, test = per_user_temporal_split(as_strings, test_fraction=0.3)
+    assert set(test.index) == p1_reference(log, 0.3)
+    mixed = as_strings.assign(item_id="m" + as_strings["item_id"])  # not numbers: as strings
+    _, test = per_user_temporal_split(mixed, test_fraction=0.3)
+    by_string = mixed.assign(item_id=mixed["item_id"].rank(method="dense").astype(int))
+    assert set(test.index) == p1_reference(by_string, 0.3)
+
+
 def _renamed_dataset(timestamp: str | None = "ts"):
     from tfrs_kit.datasets import InteractionDataset
 
