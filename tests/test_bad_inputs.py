@@ -28,7 +28,8 @@ def model(vocabs):
 
 @pytest.fixture(scope="module")
 def index(model):
-    return tk.IndexBuilder(k_max=3, backend="brute_force").build(model, {"item_id": ["x", "y", "z"]})
+    return tk.IndexBuilder(k_max=3, backend="brute_force").build(model,
+                                                                {"item_id": ["x", "y", "z"]})
 
 
 def _int_index(backend="brute_force"):

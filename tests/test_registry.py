@@ -230,9 +230,9 @@ def test_a_plugin_that_fails_to_import_breaks_only_its_own_name(plugin):
 def test_entry_points_may_not_take_a_built_in_or_each_others_names(plugin):
     taken = (r"`name` must be a tower name that is not taken\. Received: name='cross'\. "
              r".*so entry point 'cross = .*PluginTower")
-    with _isolated_registries({TOWERS: [plugin("cross", "PluginTower")]}):
-        with pytest.warns(RuntimeWarning, match=taken):
-            assert tk.towers.get_tower("cross").__module__.startswith("tfrs_kit")  # built-in
+    with _isolated_registries({TOWERS: [plugin("cross", "PluginTower")]}), \
+            pytest.warns(RuntimeWarning, match=taken):
+        assert tk.towers.get_tower("cross").__module__.startswith("tfrs_kit")  # built-in
     twice = [plugin("same", "PluginTower"), plugin("same", "OtherTower")]
     clash = r"'same' is already registered to .*PluginTower by entry point 'same = "
     with _isolated_registries({TOWERS: twice}):

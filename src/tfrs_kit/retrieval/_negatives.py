@@ -86,6 +86,11 @@ class NegativePool:
         batch's draws, which follow popularity (``num_queries`` times its
         frequency), and through the uniform draws (their number over the
         catalogue's size): the correction subtracts the log of that sum.
+        It is returned divided by the number of draws (queries plus random
+        negatives), a probability per draw: the softmax is the same (a
+        constant per query), and TFRS's correction clips probabilities to
+        ``[1e-6, 1]``, so an expected count above 1 (any popular item in a
+        large batch) would otherwise lose its correction.
 
         Args:
             in_batch: The training frequencies of the batch's own candidates.
@@ -94,4 +99,5 @@ class NegativePool:
         """
         count = tf.cast(tf.shape(drawn)[0], tf.float32)
         batch = tf.cast(num_queries, tf.float32)
-        return batch * tf.concat([in_batch, drawn], axis=0) + count / self.size
+        expected = batch * tf.concat([in_batch, drawn], axis=0) + count / self.size
+        return expected / (batch + count)
