@@ -1,4 +1,4 @@
-"""Protocol P1 (BENCHMARKS.md) for every baseline and for the TFRS quickstart recipe.
+"""Protocol P1 (docs/benchmarks.md) for every baseline and for the TFRS quickstart recipe.
 
 MovieLens 100K, per-user temporal holdout (last ceil(20%) of each user's ratings are test),
 full ranking of the catalogue with each user's training items excluded.

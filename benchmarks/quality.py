@@ -1,6 +1,6 @@
 """Quality: the tfrs_kit two-tower recipe against the classical baselines (protocol P1).
 
-MovieLens 100K, per-user temporal holdout (BENCHMARKS.md, P1): the last ceil(20%) of each
+MovieLens 100K, per-user temporal holdout (docs/benchmarks.md, P1): the last ceil(20%) of each
 user's ratings are test; every model ranks the whole catalogue with the user's training
 items excluded. One table holds the baselines, the default recipe and its ablations:
 

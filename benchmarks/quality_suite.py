@@ -1,9 +1,9 @@
 """Quality on any dataset: tk.Recipe against every baseline, on logs of different shapes.
 
-Protocol (shared/BENCHMARKS.md, "Suite"): per-user temporal split (each user's latest
-ceil(20%) interactions are test), full-catalogue ranking with training items masked, every
-model scored by the same ``tk.evaluate`` call. Settings of every model are chosen on a
-validation slice carved from the training data only: the Recipe by its own search
+Protocol (docs/benchmarks.md, "Quality on any dataset"): per-user temporal split (each
+user's latest ceil(20%) interactions are test), full-catalogue ranking with training items
+masked, every model scored by the same ``tk.evaluate`` call. Settings of every model are
+chosen on a validation slice carved from the training data only: the Recipe by its own search
 (``time_budget`` seconds), each baseline by ``tk.baselines.tune`` on its default grid.
 Numbers are means over seeds (the seed of the synthetic data and of the models).
 
