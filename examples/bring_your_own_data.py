@@ -2,7 +2,8 @@
 
     python examples/bring_your_own_data.py                      # a made-up shop log
     python examples/bring_your_own_data.py --csv purchases.csv \
-        --user customer --item product --time bought_at         # your own CSV
+        --user customer --item product --time bought_at \
+        --item-features category price                         # your own CSV
 
 tfrs_kit never needs a special format: any DataFrame, dict of arrays or
 ``tf.data.Dataset`` works, and every step takes the column names as arguments.
@@ -33,6 +34,9 @@ parser.add_argument("--csv", help="a CSV file with one row per interaction")
 parser.add_argument("--user", default="customer", help="the user id column")
 parser.add_argument("--item", default="product", help="the item id column")
 parser.add_argument("--time", default="bought_at", help="the time column")
+parser.add_argument("--item-features", nargs="*", default=None,
+                    help="columns that describe the item (default: category and price "
+                    "for the made-up log, none for a CSV)")
 parser.add_argument("--epochs", type=int, default=5)
 args = parser.parse_args()
 USER, ITEM, TIME = args.user, args.item, args.time
@@ -47,9 +51,14 @@ train, test = tk.evaluation.per_user_temporal_split(log, user_id=USER, item_id=I
 history = tk.HistoryBuilder(user_id=USER, item_id=ITEM, timestamp=TIME)
 rows = history.transform(train)
 
-# The other columns are item features (here category and price). Each feature's kind
-# is inferred: lists are "multi", floats "numeric", anything else "categorical".
-item_features = [c for c in log.columns if c not in (USER, ITEM, TIME)]
+# Item features are named, never guessed: a column such as a rating or a quantity
+# describes the interaction, not the item, and must stay out of the item tower. Each
+# feature's kind is inferred: lists are "multi", floats "numeric", anything else
+# "categorical".
+if args.item_features is not None:
+    item_features = args.item_features
+else:
+    item_features = [] if args.csv else ["category", "price"]
 vocabs = tk.VocabularyBuilder().fit(
     rows, features=[USER, ITEM, "history", *item_features])
 
@@ -58,6 +67,7 @@ model = tk.TwoTowerRetrieval(
     tk.Tower(vocabs, features=[ITEM, *item_features]),
     candidate_id=ITEM, logq_correction=True)
 model.fit(rows, epochs=args.epochs, seed=0, verbose=0)
+print("candidate features:", list(model.candidate_tower.features))
 
 users = history.for_users(train)
 report = tk.evaluate(

@@ -77,12 +77,15 @@ def test_bring_your_own_data_reads_a_csv_with_other_column_names(tmp_path):
         "article": [f"A-{a}" for a in article],
         "seen_at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.permutation(n), unit="min"),
         "section": [f"s{a % 5}" for a in article],
+        "rating": rng.integers(1, 6, n),  # describes the interaction, not the article
     }).drop_duplicates(["visitor", "article"])
     log.to_csv(tmp_path / "log.csv", index=False)
     output = run_example("bring_your_own_data.py", "--csv", "log.csv", "--user", "visitor",
-                         "--item", "article", "--time", "seen_at", "--epochs", "2", cwd=tmp_path)
+                         "--item", "article", "--time", "seen_at", "--epochs", "2",
+                         "--item-features", "section", cwd=tmp_path)
     assert "top 5 for visitor=" in output
     assert "query_features=['visitor', 'history']" in output
+    assert "candidate features: ['article', 'section']" in output  # only the named ones
 
 
 @pytest.mark.slow
