@@ -1,6 +1,6 @@
 """A custom tower: subclass ``tk.Tower``, override ``encode``, register it by name.
 
-    python examples/custom_tower.py
+    python examples/custom_tower.py [--epochs 5]
 
 This tower adds its features' embeddings instead of concatenating them (the
 additive model of factorisation machines). The built-in encoders, dense layers,
@@ -9,6 +9,7 @@ reads features without vocabularies also sets ``requires_vocabularies = False``
 and overrides ``input_signature`` (see ``examples/vector_tower.py``).
 """
 
+import argparse
 import tempfile
 
 import tensorflow as tf
@@ -26,6 +27,10 @@ class SumTower(tk.Tower):
         return tf.add_n(parts)
 
 
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--epochs", type=int, default=5)
+args = parser.parse_args()
+
 # The conformance checks the built-in towers pass: config, SavedModel, OOV input ...
 check_tower(SumTower, output_dim=8)
 print("registered towers:", tk.towers.available_towers())
@@ -42,7 +47,7 @@ query = SumTower(vocabs, features=["user_id", "history"], output_dim=32)
 candidate = SumTower(vocabs, features=["item_id", "item_genres", "item_year"],
                      output_dim=32)
 model = tk.TwoTowerRetrieval(query, candidate, logq_correction=True)
-model.fit(rows, epochs=3, seed=0, verbose=0)
+model.fit(rows, epochs=args.epochs, seed=0, verbose=0)
 
 recommender = model.as_recommender(train, users=history.for_users(train),
                                    items=data.items)

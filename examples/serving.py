@@ -1,6 +1,6 @@
 """Serving: build a top-k index, query it, save it, serve it with TensorFlow alone.
 
-    python examples/serving.py [--export DIR]
+    python examples/serving.py [--export DIR] [--epochs 5]
 
 The index takes raw query features (ids, histories) and returns candidate ids
 and scores; the saved directory is one SavedModel that a process without
@@ -18,6 +18,7 @@ import tfrs_kit as tk
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--export", help="save the index here (default: a temp dir)")
+parser.add_argument("--epochs", type=int, default=5)
 args = parser.parse_args()
 
 # A trained model (see the quickstart).
@@ -29,7 +30,7 @@ vocabs = tk.VocabularyBuilder().fit(rows, features=["user_id", "item_id",
 model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id", "history"]),
                              tk.Tower(vocabs, features=["item_id"]),
                              logq_correction=True)
-model.fit(rows, epochs=3, seed=0, verbose=0)
+model.fit(rows, epochs=args.epochs, seed=0, verbose=0)
 
 # The index embeds every candidate once; k can be anything up to k_max per query.
 index = tk.IndexBuilder(k_max=100).build(model, data.items)

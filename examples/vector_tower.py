@@ -1,6 +1,6 @@
 """A custom tower that reads a feature without a vocabulary: a precomputed text embedding.
 
-    python examples/vector_tower.py [--epochs 3]
+    python examples/vector_tower.py [--epochs 5]
 
 Each item carries a fixed-length float vector (here made up from its title and
 genres, standing in for the output of a pretrained sentence encoder). The tower
@@ -73,7 +73,7 @@ def text_vectors(items, dim=VECTOR_DIM, seed=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
 
     data = tk.datasets.synthetic(10_000, seed=0)

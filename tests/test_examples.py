@@ -27,8 +27,8 @@ SCRIPTS = {
     "bring_your_own_data.py": (["--epochs", "3"], "top 5 for customer="),
     "feature_towers.py": (["--size", "10000", "--epochs", "3"], "id-only (MF)"),
     "evaluation.py": (["--epochs", "3"], "best by ndcg@10:"),
-    "serving.py": ([], "served by TensorFlow alone:"),
-    "custom_tower.py": ([], "registered towers:"),
+    "serving.py": (["--epochs", "3"], "served by TensorFlow alone:"),
+    "custom_tower.py": (["--epochs", "3"], "registered towers:"),
     "vector_tower.py": (["--epochs", "2"], "top 3 for u0 from the reloaded index:"),
 }
 
