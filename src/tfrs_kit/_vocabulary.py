@@ -118,7 +118,7 @@ class Vocabulary:
 
     @property
     def size(self) -> int:
-        """The number of indices: tokens plus out-of-vocabulary buckets."""
+        """The number of indices, tokens plus out-of-vocabulary buckets."""
         return len(self.tokens) + self.num_oov_buckets
 
     def lookup_layer(self, *, invert: bool = False) -> Any:
