@@ -119,7 +119,7 @@ def _resolve_public_name(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"]
-    head, _, rest = target.partition(".")
+    head = target.split(".", 1)[0]
     if head in tfrs_kit.__all__:
         target = f"tfrs_kit.{target}"
     for alias, path in _ALIASES.items():
