@@ -66,3 +66,12 @@ def test_an_unknown_name_among_none_says_so():
     message = str(caught.value)
     assert "None is known yet." in message and "Known: ." not in message
     assert type(caught.value) is KeyError  # a public type, no private subclass
+
+
+def test_history_builder_and_baselines_name_the_argument(log):
+    with pytest.raises(ValueError, match=r"Did you mean item_id='movie_id'\?"):
+        tk.HistoryBuilder(item_id="movieid").transform(log)
+    with pytest.raises(ValueError, match=r"`item_id` names this column: pass item_id="):
+        tk.HistoryBuilder().transform(log)  # the default item_id='item_id' is not a column
+    with pytest.raises(ValueError, match=r"Did you mean item_id='movie_id'\?"):
+        tk.baselines.Popularity().fit(log, item_id="movie")

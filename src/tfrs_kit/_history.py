@@ -65,9 +65,10 @@ class HistoryBuilder:
 
     def _sorted(self, data: TableLike) -> tuple[Table, np.ndarray, np.ndarray, np.ndarray]:
         table = to_table(data)
-        for column in (self.user_id, self.item_id, self.timestamp):
+        for setting, column in (("user_id", self.user_id), ("item_id", self.item_id),
+                                ("timestamp", self.timestamp)):
             if column is not None and column not in table:
-                raise missing_column("data", column, table)
+                raise missing_column("data", column, table, setting=setting)
         for column in (self.user_id, self.item_id):
             check_no_missing(f"data[{column!r}]", table[column])
         items = table[self.item_id]

@@ -43,7 +43,8 @@ class InteractionRecommender:
         Returns:
             ``self``.
         """
-        table = to_table(train, argument="train", columns=[user_id, item_id])
+        table = to_table(train, argument="train", columns=[user_id, item_id],
+                         settings={user_id: "user_id", item_id: "item_id"})
         user_codes, users = pd.factorize(table[user_id], sort=True)
         item_codes, items = pd.factorize(table[item_id], sort=True)
         matrix = sp.csr_matrix(
