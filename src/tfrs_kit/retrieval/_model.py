@@ -599,6 +599,7 @@ class _StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
+        self._supports_tf_logs = True  # reads the loss only: Keras need not convert all logs
         self._epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
