@@ -195,3 +195,28 @@ def test_ids_of_the_other_kind_say_so(index):
     with pytest.raises(TypeError, match="be a list of candidate ids"):
         index.similar_items("x", k=1)
     assert ints.similar_items([np.int64(10)], k=1).ids.shape == (1, 1)
+
+
+def test_missing_timestamps_are_an_error_not_a_sort_order():
+    log = {"user_id": ["a", "a", "a"], "item_id": ["x", "y", "z"], "timestamp": [np.nan, 1, 2]}
+    for split in (evaluation.per_user_temporal_split, evaluation.temporal_split):
+        with pytest.raises(ValueError, match=r"`data\['timestamp'\]` must hold no missing"):
+            split(log, test_fraction=0.34)
+    with pytest.raises(ValueError, match=r"`data\['timestamp'\]` must hold no missing"):
+        tk.HistoryBuilder().transform(log)
+
+
+def test_ids_of_the_other_kind_than_their_vocabulary(model, index):
+    # 1 is not "1": every such id would be out of vocabulary, or fail inside TensorFlow.
+    with pytest.raises(TypeError, match=r"`data\['user_id'\]` must hold string ids like its "
+                                        r"vocabulary"):
+        model.query_tower.embed({"user_id": [1, 2], "age": [1.0, 2.0]})
+    with pytest.raises(TypeError, match=r"`x\['user_id'\]` must hold string ids"):
+        model.fit(dict(LOG, user_id=[1, 2, 1, 3]), epochs=1, verbose=0)
+    with pytest.raises(TypeError, match=r"`query_features\['user_id'\]` must hold string ids"):
+        index.recommend({"user_id": [1], "age": [1.0]}, k=1)
+    ints = _int_index()
+    with pytest.raises(TypeError, match=r"`query_features\['user'\]` must hold number ids"):
+        ints.recommend({"user": ["1"]}, k=1)
+    with pytest.raises(TypeError, match=r"`exclude` must hold one list of ids per query"):
+        index.recommend({"user_id": ["a"], "age": [1.0]}, k=1, exclude=[None])

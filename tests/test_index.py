@@ -335,19 +335,20 @@ def test_incompatible_or_edited_metadata(index, tmp_path, change, message):
 
 
 def test_query_features_of_the_wrong_dtype(index):
-    with pytest.raises(ValueError, match=r"`query_features\['user_id'\]` must hold string"):
+    with pytest.raises(TypeError, match=r"`query_features\['user_id'\]` must hold string"):
         index.recommend({"user_id": np.array([1.5, 2.0])}, k=3)
+    with pytest.raises(TypeError, match=r"`query_features\['user_id'\]` must hold string ids"):
+        index.recommend({"user_id": [1]}, k=3)  # was the unknown user "1", silently
     vocabs = (tk.VocabularyBuilder().fit({"user": [1, 2]}) |
               tk.VocabularyBuilder().fit({"item": [10, 20, 30]}))
     int_model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user"], output_dim=4),
                                      tk.Tower(vocabs, features=["item"], output_dim=4))
     int_index = tk.IndexBuilder(k_max=3).build(int_model, {"item": [10, 20, 30]})
-    with pytest.raises(ValueError, match=r"`query_features\['user'\]` must hold values of dtype "
-                                         "int64"):
+    with pytest.raises(TypeError, match=r"`query_features\['user'\]` must hold number ids"):
         int_index.recommend({"user": ["alice"]}, k=2)
     with pytest.raises(TypeError, match="must hold int64 ids like the index"):
         int_index.recommend({"user": [1]}, k=2, exclude=[["x"]])  # ids of another kind
-    with pytest.raises(ValueError, match="not single ids"):
+    with pytest.raises(TypeError, match="not single ids"):
         index.recommend({"user_id": ["u1"]}, k=2, exclude=["i1"])
 
 
@@ -522,3 +523,10 @@ def test_a_truncated_artifact_file_is_a_clear_error(index, tmp_path, victim):
     with pytest.raises(ValueError, match=r"`path` must hold (a complete SavedModel|valid "
                                          r"vocabularies|valid index metadata)"):
         tk.load_index(tmp_path / "index")
+
+
+def test_a_path_of_the_wrong_type(index):
+    with pytest.raises(TypeError, match=r"`path` must be a str or os\.PathLike"):
+        tk.load_index(None)
+    with pytest.raises(TypeError, match=r"`path` must be a str or os\.PathLike"):
+        index.save(42)

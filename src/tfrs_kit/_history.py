@@ -71,6 +71,9 @@ class HistoryBuilder:
                 raise missing_column("data", column, table, setting=setting)
         for column in (self.user_id, self.item_id):
             check_no_missing(f"data[{column!r}]", table[column])
+        if self.timestamp is not None:  # a NaN time would sort last: a history from the future
+            check_no_missing(f"data[{self.timestamp!r}]", table[self.timestamp],
+                             what="timestamps")
         items = table[self.item_id]
         pad = padding_value("int64" if items.dtype.kind in "iu" else "string")
         if np.any(items == pad):

@@ -43,6 +43,7 @@ __all__ = [
     "check_number",
     "check_same_kind",
     "check_verbose",
+    "check_vocabulary_kind",
     "id_kind",
     "padding_value",
 ]
@@ -255,6 +256,29 @@ def check_features(argument: str, table: Any, vocabularies: Any, features: Itera
             check_no_infinity(shown, column)
         elif vocab.kind == "categorical":
             check_no_missing(shown, column, what="values")
+            check_vocabulary_kind(shown, column, vocab.dtype)
+
+
+def check_vocabulary_kind(argument: str, values: Any, dtype: str) -> None:
+    """Ids of the kind their vocabulary holds: strings for ``"string"``, numbers for ``"int64"``.
+
+    An integer never matches a string token (``1`` is not ``"1"``): every such
+    id would silently be out of vocabulary, or fail inside TensorFlow.
+
+    Raises:
+        TypeError: numbers for a string vocabulary, or strings for an integer one.
+    """
+    kind = id_kind(values)
+    wanted = "string" if dtype == "string" else "number"
+    if kind in ("empty", wanted):
+        return
+    first = next((v for v in np.asarray(values).ravel() if not pd.isna(v)), None)
+    raise invalid_argument(
+        argument, f"hold {wanted} ids like its vocabulary ({dtype} tokens)",
+        _Shown(f"{kind} ids such as {_plain(first)!r}"), error=TypeError,
+        hint="Convert the column as in the data the vocabulary was built from "
+        f"(.astype({'str' if wanted == 'string' else 'int'})).",
+    )
 
 
 def check_same_kind(argument: str, values: Any, reference: Any, *, what: str = "ids",

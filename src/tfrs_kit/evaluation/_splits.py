@@ -81,10 +81,9 @@ def _columns(data: TableLike, roles: dict[str, str]) -> tuple[Table | None, Tabl
     else:
         table = to_table(data, argument="data")
         columns = select(table, names, argument="data", settings=settings)
-    for role, column in roles.items():
-        if role != "timestamp":  # a missing id would join the previous user's rows
-            check_no_missing(f"data[{column!r}]", columns[column], what=role.replace("_", " ")
-                             + "s")
+    for role, column in roles.items():  # a missing id or time would sort with other rows
+        what = {"user_id": "user ids", "item_id": "item ids"}.get(role, "timestamps")
+        check_no_missing(f"data[{column!r}]", columns[column], what=what)
     return table, columns
 
 

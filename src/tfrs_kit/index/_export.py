@@ -78,6 +78,9 @@ def check_target(path: str | os.PathLike[str]) -> Path:
         FileExistsError: ``path`` is a file, or a non-empty folder that is not an index.
         PermissionError: ``path`` (or the folder it would be created in) is not writable.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid_argument("path", "be a str or os.PathLike naming a folder", path,
+                               error=TypeError)
     target = Path(path)
     if target.is_file() or (target.exists() and not target.is_dir()):
         raise invalid_argument("path", "name a folder for the index", str(target),

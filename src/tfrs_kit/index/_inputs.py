@@ -19,7 +19,12 @@ import tensorflow as tf
 from tfrs_kit._data import is_multivalued
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._tensors import is_vector
-from tfrs_kit._validation import check_no_infinity, check_no_missing, id_kind
+from tfrs_kit._validation import (
+    check_no_infinity,
+    check_no_missing,
+    check_vocabulary_kind,
+    id_kind,
+)
 from tfrs_kit.towers._encoders import padding_value
 
 __all__ = ["check_ids", "check_known", "exclusion_tensor", "padded", "query_tensor"]
@@ -63,7 +68,7 @@ def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec, *,
     values = np.asarray(column) if not is_multivalued(column) else column
     if spec.dtype == tf.string and values.dtype.kind in "fbc":
         raise invalid_argument(argument, "hold string values", values[:3].tolist(),
-                               hint="Convert the ids to str as in training.")
+                               hint="Convert the ids to str as in training.", error=TypeError)
     if spec.dtype.is_floating:
         if values.dtype.kind in "OUS" and id_kind(values) in ("string", "mixed"):
             raise invalid_argument(argument, "hold numbers", values[:3].tolist(),
@@ -72,6 +77,7 @@ def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec, *,
     elif spec.shape.rank == 1 and kind != "text":
         # A missing id would become the string "None" (or fail): an unknown user, silently.
         check_no_missing(argument, values)
+        check_vocabulary_kind(argument, values, "string" if spec.dtype == tf.string else "int64")
     try:
         if spec.shape.rank == 2:
             rows = list(column) if is_multivalued(column) else [[v] for v in column]
@@ -120,10 +126,11 @@ def exclusion_tensor(exclude: Sequence[Sequence[Any]] | None, n: int, id_dtype: 
             "exclude", f"hold one list of ids per query ({n} queries)",
             f"{len(exclude) if not isinstance(exclude, (str, bytes)) else exclude} lists",
         )
-    if any(isinstance(e, (str, bytes)) for e in exclude):
+    if any(isinstance(e, (str, bytes)) or not hasattr(e, "__len__") for e in exclude):
         raise invalid_argument(
             "exclude", "hold one list of ids per query, not single ids", list(exclude)[:3],
-            hint="Wrap each query's ids in a list: exclude=[['a', 'b'], ...].",
+            hint="Wrap each query's ids in a list (an empty one for none): "
+            "exclude=[['a', 'b'], [], ...].", error=TypeError,
         )
     pad = padding_value("string" if id_dtype == tf.string else "int64")
     try:

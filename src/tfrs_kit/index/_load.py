@@ -85,6 +85,9 @@ def _index_directory(path: str | os.PathLike[str]) -> Path:
     A directory whose export was killed between its two renames is repaired
     first (the previous export moved back in place).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid_argument("path", "be a str or os.PathLike naming a folder", path,
+                               error=TypeError)
     root = Path(path)
     if not root.exists():
         root = recover(root) or root
