@@ -267,9 +267,12 @@ def _quickstart_log(n: int = 3000) -> tuple[pd.DataFrame, pd.DataFrame]:
     return log[["user_id", "movie_id", "timestamp"]], items
 
 
-def test_the_serving_page_runs_verbatim_on_the_quickstart_index(tmp_path):
+@pytest.mark.parametrize("query_features", [["user_id", "history"], ["user_id"]])
+def test_the_serving_page_runs_verbatim_on_the_quickstart_index(query_features, tmp_path):
     """docs/serving.md's TensorFlow-only calls (history padded with "") answer as the
-    Python API does, on an index built as the README quickstart builds it."""
+    Python API does, on an index shaped like the README quickstart's: string ids, the
+    item id in ``movie_id``, a query tower with a history or without one (the Recipe
+    chooses)."""
     import json
 
     import tfrs_kit as tk
@@ -277,10 +280,14 @@ def test_the_serving_page_runs_verbatim_on_the_quickstart_index(tmp_path):
     blocks = _tested_blocks(DOCS / "serving.md")
     assert blocks, "docs/serving.md has no block marked '% tested:'"
     train, items = _quickstart_log()
-    recipe = tk.Recipe(item_id="movie_id", histories=["mean"], max_trials=1, max_epochs=2,
-                       verbose=False).fit(train, items=items)
-    index = recipe.build_index(k_max=100)
-    index.save(tmp_path / "movielens_index")
+    history = tk.HistoryBuilder(item_id="movie_id")
+    rows = history.transform(train)
+    vocabs = tk.VocabularyBuilder().fit(rows, features={
+        "user_id": "categorical", "movie_id": "categorical", "history": "multi"})
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=query_features, output_dim=16),
+                                 tk.Tower(vocabs, features=["movie_id"], output_dim=16))
+    model.fit(rows, epochs=1, seed=0, verbose=0)
+    tk.IndexBuilder(k_max=100).build(model, items).save(tmp_path / "movielens_index")
     code = ("import sys, json\nsys.modules['tfrs_kit'] = None  # TensorFlow alone\n"
             + "\n".join(blocks)
             + "\nprint('RESULT', json.dumps({'specs': sorted(specs), "
@@ -289,9 +296,10 @@ def test_the_serving_page_runs_verbatim_on_the_quickstart_index(tmp_path):
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.split("RESULT ", 1)[1])
-    assert served["specs"] == ["history", "user_id"]
+    assert served["specs"] == sorted(query_features)
     seen = [["50", "12", "33"], ["1"]]
+    queries = {"user_id": ["1", "2"], "history": seen}
     expected = tk.load_index(tmp_path / "movielens_index").recommend(
-        {"user_id": ["1", "2"], "history": seen}, k=5, exclude=seen).ids
+        {name: queries[name] for name in query_features}, k=5, exclude=seen).ids
     assert served["ids"] == expected.astype(str).tolist()
     assert not set(served["ids"][0]) & set(seen[0])
