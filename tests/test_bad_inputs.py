@@ -220,3 +220,11 @@ def test_ids_of_the_other_kind_than_their_vocabulary(model, index):
         ints.recommend({"user": ["1"]}, k=1)
     with pytest.raises(TypeError, match=r"`exclude` must hold one list of ids per query"):
         index.recommend({"user_id": ["a"], "age": [1.0]}, k=1, exclude=[None])
+
+
+def test_numbers_beyond_float32_are_refused_like_inf(model, index):
+    # 1e300 is finite in float64 but inf in the towers' float32: NaN scores, silently.
+    with pytest.raises(ValueError, match=r"`data\['age'\]` must hold finite numbers"):
+        model.query_tower.embed({"user_id": ["a"], "age": [1e300]})
+    with pytest.raises(ValueError, match=r"`query_features\['age'\]` must hold finite"):
+        index.recommend({"user_id": ["a"], "age": [-1e39]}, k=1)

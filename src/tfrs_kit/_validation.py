@@ -193,7 +193,7 @@ def padding_value(dtype: str) -> Any:
 
 
 def check_no_infinity(argument: str, values: Any) -> None:
-    """Float values that are finite or NaN (a missing value); ``inf`` is an error.
+    """Float values that are finite in float32 or NaN (a missing value); ``inf`` is an error.
 
     Raises:
         ValueError: naming the argument, the count and the first position.
@@ -201,7 +201,9 @@ def check_no_infinity(argument: str, values: Any) -> None:
     array = np.asarray(values)
     if array.dtype.kind != "f":
         return
-    infinite = np.isinf(array)
+    # Features are float32 in the towers: a larger finite float64 becomes inf there.
+    with np.errstate(invalid="ignore"):
+        infinite = np.abs(array) > np.finfo(np.float32).max
     if infinite.any():
         first = int(np.flatnonzero(infinite.ravel())[0])
         raise invalid_argument(
