@@ -387,7 +387,10 @@ def test_refresh_adds_and_replaces_candidates(model):
     assert "i-new" in refreshed.similar_items(["i0"], k=30).ids[0]
     only_new = index.with_candidates(model, new, keep_existing=False)
     assert only_new.ids.tolist() == ["i0", "i-new"]
-    assert only_new.recommend({"user_id": ["u1"]}, k=2).ids.shape == (1, 2)
+    query = model.query_embeddings({"user_id": ["u1"]})[0]
+    own = model.candidate_embeddings(new)  # embedded by `model`'s own candidate tower
+    best_first = np.array(["i0", "i-new"])[np.argsort(-(own @ query))]
+    assert only_new.recommend({"user_id": ["u1"]}, k=2).ids[0].tolist() == best_first.tolist()
 
 
 def test_refreshed_index_saves_and_serves(model, index, tmp_path):
