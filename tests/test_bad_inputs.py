@@ -228,3 +228,14 @@ def test_numbers_beyond_float32_are_refused_like_inf(model, index):
         model.query_tower.embed({"user_id": ["a"], "age": [1e300]})
     with pytest.raises(ValueError, match=r"`query_features\['age'\]` must hold finite"):
         index.recommend({"user_id": ["a"], "age": [-1e39]}, k=1)
+
+
+def test_plain_lists_keep_their_values_so_mixed_and_missing_ids_are_seen(model):
+    # NumPy would turn [1, "a"] into ["1", "a"] and ["x", nan] into ["x", "nan"].
+    with pytest.raises(TypeError, match="ids of one type"):
+        tk.VocabularyBuilder().fit({"id": [1, "a"]})
+    train = {"user_id": ["a", "b"], "item_id": ["x", "y"], "age": [1.0, 2.0]}
+    with pytest.raises(TypeError, match=r"`test\['user_id'\]` must hold user ids of one kind"):
+        tk.evaluate(model, {"user_id": ["a", 3], "item_id": ["x", "y"]}, train=train, k=1)
+    with pytest.raises(ValueError, match=r"`test\['item_id'\]` must hold no missing"):
+        tk.evaluate(model, {"user_id": ["a", "b"], "item_id": ["x", np.nan]}, train=train, k=1)

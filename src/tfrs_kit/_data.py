@@ -42,6 +42,12 @@ def _normalize_column(name: str, values: Any, argument: str) -> np.ndarray:
         except ValueError:  # ragged nested lists
             array = np.empty(len(values), dtype=object)
             array[:] = [np.asarray(v) for v in values]
+        if array.dtype.kind == "U" and array.ndim == 1 and not all(
+                isinstance(v, str) for v in values):
+            # NumPy turns [1, "a"] into ["1", "a"] and [None-like NaN, "a"] into ["nan", "a"]:
+            # keep the values as given, so mixed ids and missing values are seen as such.
+            array = np.empty(len(array), dtype=object)
+            array[:] = list(values)
     if array.ndim == 0:
         raise invalid_argument(
             f"{argument}[{name!r}]", "be a 1-D sequence of values, one per row", values
