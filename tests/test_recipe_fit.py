@@ -78,7 +78,7 @@ def test_fit_chooses_the_best_validated_trial_and_serves_it():
     best = max(complete, key=lambda t: t.scores["ndcg@10"])
     assert report.chosen == best.settings and report.epochs == best.epochs
     assert report.validation_score == best.scores["ndcg@10"]
-    assert str(report).startswith("Recipe: history=")
+    assert str(report).startswith(f"Recipe: {report.chosen.describe()}, {report.epochs} epochs")
     assert len(report.to_frame()) == 3
     scores = tk.evaluate(recipe, test, train=train, k=5, metrics=["recall"]).to_dict()
     assert scores["Recipe"]["recall@5"] > 0.3  # two clean taste groups: well above chance
@@ -212,3 +212,104 @@ def test_content_ranks_cold_items_that_popularity_cannot():
     # 5/70 of the time; content must do far better, popularity cannot do it at all.
     assert report["popularity"]["recall@5"] == 0.0
     assert report["content"]["recall@5"] > 0.3
+
+
+def _data(log):
+    from tfrs_kit.recipe._training import Data
+
+    return Data(log=log[["user_id", "item_id", "timestamp"]].reset_index(drop=True),
+                items=attribute_table(log, "item_id", [], None, argument="items"),
+                users=attribute_table(log, "user_id", [], None, argument="users"),
+                columns=COLUMNS, max_history=10)
+
+
+def test_warm_start_scores_exactly_as_the_factorisation_it_starts_from():
+    pytest.importorskip("implicit")
+    from tfrs_kit.recipe._recommender import RecipeRecommender
+    from tfrs_kit.recipe._settings import warm_settings
+    from tfrs_kit.recipe._training import train_final
+
+    log = _log()
+    data = _data(log)
+    settings = warm_settings(Settings(), embedding_dim=8, warm_regularization=0.1,
+                             warm_alpha=5.0)
+    trained = train_final(data, settings, epochs=0, seed=0)  # zero epochs: the start
+    assert trained.epochs_run == 0
+    recommender = RecipeRecommender(trained.model, queries=data.queries(settings),
+                                    items=data.candidates(settings), user_id="user_id",
+                                    item_id="item_id")
+    als = tk.baselines.ImplicitALS(factors=8, regularization=0.1, alpha=5.0, seed=0).fit(log)
+    columns = pd.Index(recommender.item_ids).get_indexer(als.item_ids_)
+    np.testing.assert_allclose(recommender.score(als.user_ids_)[:, columns],
+                               als.score(als.user_ids_), rtol=1e-4, atol=1e-6)
+
+
+def test_first_only_trains_on_each_pairs_earliest_event():
+    log = pd.DataFrame({"user_id": ["a", "a", "a", "a", "b"],
+                        "item_id": ["x", "y", "x", "z", "x"],
+                        "timestamp": [3, 2, 1, 4, 1]})
+    data = _data(log)
+    rows = data.rows(Settings(first_only=True))
+    events = sorted(zip(rows["user_id"], rows["item_id"], rows["timestamp"], strict=True))
+    assert events == [("a", "x", 1), ("a", "y", 2), ("a", "z", 4), ("b", "x", 1)]
+    # The history before a's z holds x and y once each, oldest first.
+    z = list(rows["item_id"]).index("z")
+    assert list(rows["history"][z]) == ["x", "y"]
+    queries = data.queries(Settings(first_only=True)).set_index("user_id")
+    assert list(queries.loc["a", "history"]) == ["x", "y", "z"]
+    assert len(data.rows(Settings())["item_id"]) == 5  # by default every event stays
+
+
+def test_monitor_can_keep_the_starting_weights():
+    from tfrs_kit.recipe._training import RankingMonitor
+
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    start = [w.copy() for w in model.get_weights()]
+    scores = iter([0.5, 0.4, 0.3])  # training only makes it worse
+    monitor = RankingMonitor(lambda: {"ndcg@10": next(scores)}, "ndcg@10", patience=2,
+                             deadline=float("inf"), initial=True)
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    for epoch in range(2):
+        monitor.on_epoch_begin(epoch)
+        model.set_weights([w + 1.0 for w in model.get_weights()])
+        monitor.on_epoch_end(epoch)
+    assert monitor.best_epoch == 0 and monitor.best == {"ndcg@10": 0.5}
+    assert model.stop_training  # two epochs without improvement
+    monitor.restore()
+    for got, expected in zip(model.get_weights(), start, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_candidate_order_follows_the_logs_shape():
+    from tfrs_kit.recipe._settings import HISTORY_ENCODERS, candidate_settings
+
+    base = Settings(item_features=("genre",), id_dropout=0.2)
+    plain = candidate_settings(base, HISTORY_ENCODERS)
+    assert plain[0] == base and not any(s.warm_start or s.first_only for s in plain)
+    assert plain[1].history == "sequence"
+    shaped = candidate_settings(base, HISTORY_ENCODERS, repeats=True, warm=True)
+    assert shaped[0].warm_start and shaped[0].history == "none"
+    assert shaped[0].item_features == () and shaped[0].epochs <= base.epochs
+    assert shaped[1] == base
+    assert shaped[2].first_only and not shaped[2].warm_start
+    assert all(s.first_only for s in shaped[3:])  # the variants build on first-only
+    short = candidate_settings(base, HISTORY_ENCODERS, warm=True, short=True)
+    assert short[0].history == "sequence" and short[1].warm_start and short[2] == base
+    assert candidate_settings(base, ("mean",), short=True)[0] == base  # no sequence to try
+    no_id = [s for s in plain if not s.user_id]
+    assert no_id and all(s.share_history for s in no_id)
+
+
+def test_a_shared_history_reads_the_candidate_item_table():
+    from tfrs_kit.recipe._training import build_model
+
+    data = _data(_log())
+    settings = Settings(user_id=False, share_history=True, embedding_dim=8)
+    model = build_model(data, settings, data.rows(settings))
+    history = model.query_tower.encoders["history"]
+    item = model.candidate_tower.encoders["item_id"]
+    assert history.embedding is item.embedding
+    unshared = build_model(data, Settings(user_id=False), data.rows(Settings()))
+    assert (unshared.query_tower.encoders["history"].embedding
+            is not unshared.candidate_tower.encoders["item_id"].embedding)

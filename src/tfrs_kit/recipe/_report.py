@@ -95,6 +95,8 @@ class RecipeReport:
 
 
 _KNOBS = {
+    "start": lambda s: "iALS" if s.warm_start else "random",
+    "repeats": lambda s: "first" if s.first_only else "all",
     "history": lambda s: s.history,
     "embedding_dim": lambda s: s.embedding_dim,
     "scores": lambda s: f"cosine/T={s.temperature:.3g}" if s.normalize else "dot",

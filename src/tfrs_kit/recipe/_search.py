@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from tfrs_kit.recipe._training import Data, Trained, train
 __all__ = ["search"]
 
 _PATIENCE = 2  # epochs without a better validation score before a trial stops
+_SHORT_HISTORY = 5  # a median user with this many events or fewer: short histories
 
 
 def _optuna() -> Any:
@@ -44,7 +46,11 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
-    for settings in candidate_settings(base, histories):
+    c = data.columns
+    shape = {"repeats": bool(data.log.duplicated([c.user_id, c.item_id]).any()),
+             "warm": importlib.util.find_spec("implicit") is not None}
+    short = data.log[c.user_id].value_counts().median() <= _SHORT_HISTORY
+    for settings in candidate_settings(base, histories, short=short, **shape):
         study.enqueue_trial({**settings.as_params(),
                              **feature_params(settings, item_features, user_features)})
     budget = _Budget(deadline)
@@ -52,7 +58,7 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
     trials: list[Trial] = []
 
     def objective(trial: Any) -> float:
-        settings = suggest(trial, base, item_features, user_features, histories)
+        settings = suggest(trial, base, item_features, user_features, histories, **shape)
 
         seen: list[float] = []
 

@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = [
     "HISTORY_ENCODERS", "Settings", "base_settings", "candidate_settings", "feature_params",
-    "suggest",
+    "suggest", "warm_settings",
 ]
 
 # "none": ids (and features) only; "mean": the mean-pooled bag of the last items;
@@ -18,6 +18,7 @@ __all__ = [
 HISTORY_ENCODERS = ("none", "mean", "sequence")
 _DIMS = (32, 64, 128)
 _SCHEDULES = ("cosine", "constant")
+_WARM_EPOCHS = 3
 _STEPS = 600  # optimizer steps a default run may take: several hundred, whatever the size
 
 
@@ -45,6 +46,23 @@ class Settings:
         id_dropout: With item features, the share of training rows whose item
             id is hidden, so the features learn to carry cold items.
         batch_size: Rows per step (and in-batch negatives).
+        share_history: The history reads the candidate tower's item id
+            embeddings (one table, trained from both sides: a rare item's
+            embedding learns from every user who had it as well as from being
+            the next item). Only without the user id (the query is then the
+            user's items).
+        first_only: Train on each user's first interaction with an item only:
+            later repeats of a pair (re-purchases, re-plays) leave the log, so
+            the model learns which items a user discovers next, which is what
+            a top-k that masks known items is scored on.
+        warm_start: Start both id tables from an implicit-feedback ALS
+            factorisation of the log (``implicit``'s solver, at
+            ``warm_regularization`` and ``warm_alpha``), then refine them with
+            the softmax at ``learning_rate``; the validation slice may keep
+            the factorisation as it is (zero epochs). Ids only: no history,
+            no features.
+        warm_regularization: The factorisation's L2 weight.
+        warm_alpha: The factorisation's confidence in an interaction.
     """
 
     history: str = "mean"
@@ -59,16 +77,27 @@ class Settings:
     user_id: bool = True
     id_dropout: float = 0.0
     batch_size: int = 1024
+    share_history: bool = False
+    first_only: bool = False
+    warm_start: bool = False
+    warm_regularization: float = 1.0
+    warm_alpha: float = 10.0
 
     def as_params(self) -> dict[str, Any]:
         """The settings as Optuna parameters (features one flag each)."""
-        params: dict[str, Any] = {
+        if self.warm_start:
+            return {"warm_start": True, "warm_regularization": self.warm_regularization,
+                    "warm_alpha": self.warm_alpha, "warm_learning_rate": self.learning_rate,
+                    "embedding_dim": self.embedding_dim}
+        params: dict[str, Any] = {"warm_start": False, "first_only": self.first_only,
             "history": self.history, "embedding_dim": self.embedding_dim,
             "normalize": self.normalize, "learning_rate": self.learning_rate,
             "schedule": self.schedule, "epochs": self.epochs,
         }
         if self.history != "none":
             params["user_id"] = self.user_id
+            if not self.user_id:
+                params["share_history"] = self.share_history
         if self.normalize:
             params["temperature"] = self.temperature
         if self.item_features:
@@ -77,12 +106,18 @@ class Settings:
 
     def describe(self) -> str:
         """A one-line summary, e.g. ``history=mean dim=64 lr=0.1 cosine x5``."""
+        if self.warm_start:
+            return (f"warm start (iALS reg={self.warm_regularization:.3g} "
+                    f"alpha={self.warm_alpha:.3g}) dim={self.embedding_dim} "
+                    f"lr={self.learning_rate:.3g} x{self.epochs}")
         parts = [f"history={self.history}", f"dim={self.embedding_dim}",
                  f"lr={self.learning_rate:.3g} {self.schedule} x{self.epochs}"]
         if self.normalize:
             parts.append(f"cosine/T={self.temperature:.3g}")
         if not self.user_id:
-            parts.append("no user id")
+            parts.append("no user id" + (", shared item table" if self.share_history else ""))
+        if self.first_only:
+            parts.append("first of each pair")
         if self.item_features:
             parts.append(f"items+{list(self.item_features)} id_dropout={self.id_dropout:.2g}")
         if self.user_features:
@@ -114,25 +149,38 @@ def base_settings(rows: int, *, histories: Sequence[str], item_features: Sequenc
                     id_dropout=0.2 if item_features else 0.0)
 
 
-def candidate_settings(base: Settings, histories: Sequence[str]) -> list[Settings]:
+def candidate_settings(base: Settings, histories: Sequence[str], *, repeats: bool = False,
+                       warm: bool = False, short: bool = False) -> list[Settings]:
     """The settings tried first, most promising first, before the tuner explores.
 
-    The first is ``base``, the default recipe with every feature the user
-    named; the others are the alternatives that most often win on some shape
-    of data: an order-aware history where the last items say most (it led by
-    a third on very short histories in ``benchmarks/ablations.py``), no
-    features where they carry no signal, no user id where histories are short, no
-    history where the past says little about the next item, a decaying
-    learning rate, cosine scores.
+    With ``warm`` (``implicit`` is installed) the first is a factorisation
+    warm start: the cheapest strong model, far ahead of the others on large
+    sparse catalogues (``benchmarks/quality_suite.py``'s ``long_tail``). Then
+    ``base``, the default recipe with every feature the user named, and the
+    alternatives that most often win on some shape of data: training on first
+    interactions only when the log repeats pairs (a top-k that masks known
+    items scores discoveries); an order-aware history where the last items say
+    most (it led by a third on very short histories in
+    ``benchmarks/ablations.py``, so with ``short`` histories it goes first); no
+    features where they carry no signal; no user id where histories are short;
+    no history where the past says little about the next item; a decaying
+    learning rate; cosine scores.
     """
-    seeds = [base]
+    sequence = dataclasses.replace(base, history="sequence")
+    seeds = [sequence] if short and "sequence" in histories else []
+    if warm:
+        seeds.append(warm_settings(base))
+    seeds.append(base)
+    if repeats:
+        seeds.append(dataclasses.replace(base, first_only=True))
+        base = seeds[-1]
     if "sequence" in histories:
         seeds.append(dataclasses.replace(base, history="sequence"))
     if base.item_features or base.user_features:
         seeds.append(dataclasses.replace(base, item_features=(), user_features=(),
                                          id_dropout=0.0))
     if base.history != "none":
-        seeds.append(dataclasses.replace(base, user_id=False))
+        seeds.append(dataclasses.replace(base, user_id=False, share_history=True))
     if "none" in histories and base.history != "none":
         seeds.append(dataclasses.replace(base, history="none"))
     seeds.append(dataclasses.replace(base, learning_rate=0.1, schedule="cosine"))
@@ -140,14 +188,38 @@ def candidate_settings(base: Settings, histories: Sequence[str]) -> list[Setting
     return list(dict.fromkeys(seeds))
 
 
+def warm_settings(base: Settings, **changes: Any) -> Settings:
+    """``base`` as id-only towers warm-started from a factorisation (``changes`` on top).
+
+    The refinement is short (at most 3 epochs at a small rate): the
+    factorisation is most of the model, and the trial stays cheap.
+    """
+    warm: dict[str, Any] = {
+        "warm_start": True, "epochs": min(base.epochs, _WARM_EPOCHS), "history": "none",
+        "item_features": (), "user_features": (), "user_id": True, "id_dropout": 0.0,
+        "share_history": False, "normalize": False, "temperature": None,
+        "schedule": "constant", "learning_rate": 0.005}
+    return dataclasses.replace(base, **{**warm, **changes})
+
+
 def suggest(trial: Any, base: Settings, item_features: Sequence[str],
-            user_features: Sequence[str], histories: Sequence[str]) -> Settings:
+            user_features: Sequence[str], histories: Sequence[str], *,
+            repeats: bool = False, warm: bool = False) -> Settings:
     """Draws settings from an Optuna trial (enqueued trials get their fixed values)."""
+    if warm and trial.suggest_categorical("warm_start", [False, True]):
+        return warm_settings(
+            base, embedding_dim=trial.suggest_categorical("embedding_dim", list(_DIMS)),
+            warm_regularization=trial.suggest_float("warm_regularization", 0.01, 100, log=True),
+            warm_alpha=trial.suggest_float("warm_alpha", 1.0, 100.0, log=True),
+            learning_rate=trial.suggest_float("warm_learning_rate", 1e-3, 0.03, log=True))
     history = trial.suggest_categorical("history", list(histories))
     items = _suggest_subset(trial, "item", item_features)
     normalize = trial.suggest_categorical("normalize", [False, True])
     temperature = (trial.suggest_float("temperature", 0.03, 0.3, log=True)
                    if normalize else None)
+    # A user with neither id nor history would be a constant query.
+    user_id = (trial.suggest_categorical("user_id", [True, False]) if history != "none"
+               else True)
     return dataclasses.replace(
         base,
         history=history,
@@ -159,9 +231,10 @@ def suggest(trial: Any, base: Settings, item_features: Sequence[str],
         epochs=trial.suggest_int("epochs", max(1, base.epochs // 2), 3 * base.epochs),
         item_features=items,
         user_features=_suggest_subset(trial, "user", user_features),
-        # A user with neither id nor history would be a constant query.
-        user_id=trial.suggest_categorical("user_id", [True, False]) if history != "none"
-        else True,
+        user_id=user_id,
+        share_history=(not user_id
+                       and trial.suggest_categorical("share_history", [True, False])),
+        first_only=repeats and trial.suggest_categorical("first_only", [True, False]),
         id_dropout=trial.suggest_float("id_dropout", 0.0, 0.5) if items else 0.0,
     )
 

@@ -38,10 +38,21 @@ class Data:
         return HistoryBuilder(user_id=c.user_id, item_id=c.item_id, timestamp=c.timestamp,
                               max_length=self.max_history, name=c.history)
 
+    def events(self, settings: Settings) -> pd.DataFrame:
+        """The log the model learns from: each (user, item) pair's first row if
+        ``settings.first_only``, in time order."""
+        if not settings.first_only:
+            return self.log
+        c = self.columns
+        log = self.log if c.timestamp is None else self.log.sort_values(c.timestamp,
+                                                                         kind="stable")
+        return log.drop_duplicates([c.user_id, c.item_id], keep="first")
+
     def rows(self, settings: Settings) -> dict[str, Any]:
         """The training rows: the log with history and attribute columns."""
         c = self.columns
-        rows: dict[str, Any] = {n: self.log[n].to_numpy() for n in c.ids()}
+        log = self.events(settings)
+        rows: dict[str, Any] = {n: log[n].to_numpy() for n in c.ids()}
         if settings.history != "none":
             rows = self.history().transform(rows)
         rows = attach(rows, self.items, c.item_id, settings.item_features)
@@ -51,7 +62,7 @@ class Data:
         """One row per user: the query features at the end of the log."""
         c = self.columns
         if settings.history != "none":
-            users = pd.DataFrame(self.history().for_users(self.log))
+            users = pd.DataFrame(self.history().for_users(self.events(settings)))
         else:
             users = pd.DataFrame({c.user_id: pd.unique(self.log[c.user_id])})
         columns = {str(name): users[name].to_numpy() for name in users.columns}
@@ -88,6 +99,10 @@ def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowe
     vocabularies = VocabularyBuilder().fit(rows, features=list(kinds) + features,
                                            verbose=False)
     vocabularies = _with_kinds(vocabularies, kinds)
+    share = {}
+    if settings.share_history and settings.history != "none":
+        vocabularies = vocabularies.alias(c.history, c.item_id, kind="multi")
+        share = {c.history: c.item_id}
     size = settings.embedding_dim
     # Item features join the id additively, in its space: a rare or cold item is
     # carried by its content, and id-only matrix factorisation stays a special case.
@@ -98,6 +113,7 @@ def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowe
         Tower(vocabularies, features=[c.item_id, *settings.item_features], combine="sum",
               feature_dropout=dropout, output_dim=size, normalize=settings.normalize),
         temperature=settings.temperature if settings.normalize else None,
+        share_embeddings=share,
     )
 
 
@@ -112,11 +128,15 @@ class RankingMonitor(tf.keras.callbacks.Callback):
     """Scores the validation slice after each epoch; keeps the best weights; stops early.
 
     ``report(epoch, score)`` may raise to end the run (a pruned Optuna trial).
+    With ``initial``, the weights before the first epoch are scored too (best
+    epoch 0).
     """
 
     def __init__(self, score: Callable[[], dict[str, float]], metric: str, patience: int,
-                 deadline: float, report: Callable[[int, float], None] | None = None) -> None:
+                 deadline: float, report: Callable[[int, float], None] | None = None, *,
+                 initial: bool = False) -> None:
         super().__init__()
+        self.initial = initial
         self._score, self.metric, self.patience = score, metric, patience
         self.deadline, self._report = deadline, report
         self.best: dict[str, float] = {}
@@ -127,17 +147,25 @@ class RankingMonitor(tf.keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch_start = time.monotonic()
 
+    def on_train_begin(self, logs: Any = None) -> None:
+        if self.initial:  # a warm-started model may be best as it is
+            self._keep_if_better(0)
+
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        scores = self._score()
-        if not self.best or scores[self.metric] > self.best[self.metric]:
-            self.best, self.best_epoch = scores, epoch + 1
-            self._best_weights = self.model.get_weights()
+        score = self._keep_if_better(epoch + 1)
         if self._report is not None:
-            self._report(epoch, scores[self.metric])
+            self._report(epoch, score)
         waited = epoch + 1 - self.best_epoch
         now = time.monotonic()
         if waited >= self.patience or now + (now - self._epoch_start) > self.deadline:
             self.model.stop_training = True  # no patience left, or no time for another epoch
+
+    def _keep_if_better(self, epochs: int) -> float:
+        scores = self._score()
+        if not self.best or scores[self.metric] > self.best[self.metric]:
+            self.best, self.best_epoch = scores, epochs
+            self._best_weights = self.model.get_weights()
+        return scores[self.metric]
 
     def restore(self) -> None:
         if self._best_weights is not None:
@@ -162,7 +190,8 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
                           metrics=sorted({name, "recall", "ndcg"}), verbose=False)
         return dict(result[result.models[0]])
 
-    monitor = RankingMonitor(score, metric, patience, deadline, report)
+    monitor = RankingMonitor(score, metric, patience, deadline, report,
+                             initial=settings.warm_start)
     history = model.fit(rows, epochs=settings.epochs, batch_size=settings.batch_size,
                         seed=seed, verbose=0, callbacks=[monitor])
     monitor.restore()
@@ -175,14 +204,14 @@ def train_final(data: Data, settings: Settings, *, epochs: int, seed: int) -> Tr
 
     ``epochs`` is the validated trial's best epoch: with the same schedule
     (planned over ``settings.epochs``), the final model stops where the trial
-    did best.
+    did best (a warm start at zero epochs is its factorisation).
     """
     start = time.monotonic()
     rows, model = _compiled_model(data, settings, seed)
-    model.fit(rows, epochs=max(epochs, 1), batch_size=settings.batch_size, seed=seed,
-              verbose=0)
-    return Trained(model, settings, epochs, {}, time.monotonic() - start,
-                   epochs_run=max(epochs, 1))
+    epochs = epochs if settings.warm_start else max(epochs, 1)
+    if epochs:
+        model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
+    return Trained(model, settings, epochs, {}, time.monotonic() - start, epochs_run=epochs)
 
 
 def _compiled_model(data: Data, settings: Settings,
@@ -194,9 +223,34 @@ def _compiled_model(data: Data, settings: Settings,
     tf.keras.utils.set_random_seed(seed)
     rows = data.rows(settings)
     model = build_model(data, settings, rows)
+    if settings.warm_start:
+        warm_start(model, data, settings, seed)
     rate: Any = settings.learning_rate
     if settings.schedule == "cosine":
         steps = settings.epochs * -(-len(rows[data.columns.item_id]) // settings.batch_size)
         rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
     model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
     return rows, model
+
+
+def warm_start(model: TwoTowerRetrieval, data: Data, settings: Settings, seed: int) -> None:
+    """Sets the user and item id tables to an implicit-feedback ALS factorisation.
+
+    With id-only towers (plain embedding tables) the model then scores exactly
+    as the factorisation does, before any training.
+    """
+    from tfrs_kit.baselines import ImplicitALS
+
+    c = data.columns
+    als = ImplicitALS(factors=settings.embedding_dim, alpha=settings.warm_alpha,
+                      regularization=settings.warm_regularization, seed=seed)
+    als.fit(data.events(settings), user_id=c.user_id, item_id=c.item_id)
+    for tower, feature, ids, factors in (
+        (model.query_tower, c.user_id, als.user_ids_, als.user_factors_),
+        (model.candidate_tower, c.item_id, als.item_ids_, als.item_factors_),
+    ):
+        encoder = tower.encoders[feature]
+        table = np.zeros((encoder.vocabulary.size, settings.embedding_dim), np.float32)
+        table[encoder.lookup(tf.constant(ids)).numpy()] = factors
+        encoder.embedding.build((None,))
+        encoder.embedding.set_weights([table])
