@@ -239,3 +239,16 @@ def test_plain_lists_keep_their_values_so_mixed_and_missing_ids_are_seen(model):
         tk.evaluate(model, {"user_id": ["a", 3], "item_id": ["x", "y"]}, train=train, k=1)
     with pytest.raises(ValueError, match=r"`test\['item_id'\]` must hold no missing"):
         tk.evaluate(model, {"user_id": ["a", "b"], "item_id": ["x", np.nan]}, train=train, k=1)
+
+
+def test_integer_ids_are_never_truncated_or_wrapped():
+    ints = _int_index()
+    with pytest.raises(TypeError, match=r"`exclude` must hold int64 ids"):
+        ints.recommend({"user": [1]}, k=3, exclude=[[10.5]])  # NumPy would exclude 10
+    with pytest.raises(TypeError, match=r"`item_ids` must hold whole-number ids"):
+        ints.similar_items([10.5], k=1)
+    whole = ints.recommend({"user": [1]}, k=3, exclude=[[10.0]])  # a whole float is the id
+    assert 10 not in whole.ids[0] and whole.ids[0, -1] == -1
+    huge = np.array([2**63 + 5, 7], dtype=np.uint64)  # int64 would wrap it to a negative id
+    with pytest.raises(ValueError, match=r"must hold integers below 2\*\*63"):
+        tk.VocabularyBuilder().fit({"item": huge})

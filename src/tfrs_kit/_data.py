@@ -71,6 +71,12 @@ def _normalize_column(name: str, values: Any, argument: str) -> np.ndarray:
             out = np.empty(len(array), dtype=object)
             out[:] = [_normalize_sequence(v) for v in array]
             return out
+    if array.dtype.kind == "u" and len(array) and array.max() > np.iinfo(np.int64).max:
+        raise invalid_argument(  # int64 would wrap them around to negative ids
+            f"{argument}[{name!r}]", "hold integers below 2**63 (int64)",
+            array[array > np.iinfo(np.int64).max][:3].tolist(),
+            hint="Convert such ids to str.",
+        )
     if array.dtype.kind in "iu":
         return array.astype(np.int64, copy=False)
     return array

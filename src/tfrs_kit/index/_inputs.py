@@ -41,10 +41,19 @@ def padded(rows: Sequence[Sequence[Any]], pad: Any) -> np.ndarray:
     dense = np.full((len(rows), width), pad, dtype=object if pad == "" else np.int64)
     for number, row in enumerate(rows):
         try:
+            if pad != "" and not all(_whole(v) for v in row):
+                raise TypeError("not whole numbers")  # NumPy would truncate 1.5 to 1
             dense[number, : len(row)] = list(row)
         except (TypeError, ValueError) as error:
             raise type(error)(f"row {number}: {list(row)[:5]}") from error
     return dense
+
+
+def _whole(value: Any) -> bool:
+    """Whether an id is usable as an integer id: not a fractional float (nor a string)."""
+    if isinstance(value, (float, np.floating)):
+        return float(value).is_integer()
+    return not isinstance(value, (str, bytes))
 
 
 def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec, *,
@@ -161,6 +170,9 @@ def check_ids(ids: np.ndarray, known: pd.Index, argument: str) -> None:
             hint=f"The index's ids are {index_kind}s such as {known[0]!r}; "
             f"{example!r} is a {type(example).__name__}. Convert the ids, e.g. with str().",
         )
+    if index_kind == "number" and not all(_whole(v) for v in ids.ravel()):
+        raise invalid_argument(argument, "hold whole-number ids like the index's",
+                               ids[:5].tolist(), error=TypeError)
     check_known(ids, known, argument)
 
 
