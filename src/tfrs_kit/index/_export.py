@@ -145,7 +145,7 @@ def recover(target: Path, *, clean: bool = False) -> Path | None:
                 break
     if clean:
         for _, leftover in stale:
-            if leftover.exists():
+            if leftover.exists() and leftover != fallback:  # never the only copy left
                 shutil.rmtree(leftover, ignore_errors=True)
     return fallback if not target.exists() else None
 
