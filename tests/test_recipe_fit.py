@@ -313,3 +313,14 @@ def test_a_shared_history_reads_the_candidate_item_table():
     unshared = build_model(data, Settings(user_id=False), data.rows(Settings()))
     assert (unshared.query_tower.encoders["history"].embedding
             is not unshared.candidate_tower.encoders["item_id"].embedding)
+
+
+def test_the_warm_start_comes_first_only_where_a_query_may_go_without_history():
+    pytest.importorskip("implicit")
+    train = _log()
+    default = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False).fit(train)
+    assert default.report.trials[0].settings.warm_start
+    mean_only = tk.Recipe(histories=["mean"], time_budget=None, max_trials=2, max_epochs=1,
+                          verbose=False).fit(train)
+    assert not any(t.settings.warm_start for t in mean_only.report.trials)
+    assert all(t.settings.history == "mean" for t in mean_only.report.trials)

@@ -48,7 +48,8 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
     c = data.columns
     shape = {"repeats": bool(data.log.duplicated([c.user_id, c.item_id]).any()),
-             "warm": importlib.util.find_spec("implicit") is not None}
+             # The warm start is ids only: a query without history.
+             "warm": "none" in histories and importlib.util.find_spec("implicit") is not None}
     short = data.log[c.user_id].value_counts().median() <= _SHORT_HISTORY
     for settings in candidate_settings(base, histories, short=short, **shape):
         study.enqueue_trial({**settings.as_params(),
