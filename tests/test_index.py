@@ -533,3 +533,13 @@ def test_a_path_of_the_wrong_type(index):
         tk.load_index(None)
     with pytest.raises(TypeError, match=r"`path` must be a str or os\.PathLike"):
         index.save(42)
+
+
+def test_a_flipped_byte_in_the_variables_is_caught_by_their_checksums(index, tmp_path):
+    index.save(tmp_path / "index")
+    data = tmp_path / "index" / "saved_model" / "variables" / "variables.data-00000-of-00001"
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # a silent disk error: same size, one bit pattern off
+    data.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match=r"`path` must hold a complete SavedModel.*Checksum"):
+        tk.load_index(tmp_path / "index")
