@@ -324,3 +324,28 @@ def test_the_warm_start_comes_first_only_where_a_query_may_go_without_history():
                           verbose=False).fit(train)
     assert not any(t.settings.warm_start for t in mean_only.report.trials)
     assert all(t.settings.history == "mean" for t in mean_only.report.trials)
+
+
+def test_a_diverged_setting_is_left_behind_and_all_diverged_is_a_clear_error(monkeypatch):
+    from tfrs_kit.recipe import _search
+
+    real, calls = _search.train, []
+
+    def first_diverges(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise FloatingPointError("the loss became NaN")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_search, "train", first_diverges)
+    recipe = tk.Recipe(time_budget=None, max_trials=2, max_epochs=1, verbose=False)
+    report = recipe.fit(_log()).report
+    assert [t.state for t in report.trials] == ["diverged", "complete"]
+    assert report.chosen == report.trials[1].settings
+
+    def always(*args, **kwargs):
+        raise FloatingPointError("the loss became NaN")
+
+    monkeypatch.setattr(_search, "train", always)
+    with pytest.raises(FloatingPointError, match="every setting tried \\(2\\) diverged"):
+        tk.Recipe(time_budget=None, max_trials=2, max_epochs=1, verbose=False).fit(_log())

@@ -15,7 +15,8 @@ __all__ = ["RecipeReport", "Trial"]
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
-    """One trained setting: its state (``"complete"`` or ``"pruned"``) and validation scores."""
+    """One trained setting: its state (``"complete"``, ``"pruned"`` or ``"diverged"``: a
+    NaN loss) and validation scores."""
 
     settings: Settings
     state: str

@@ -42,18 +42,8 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
     """
     optuna = _optuna()
     item_features, user_features = features
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
-    c = data.columns
-    shape = {"repeats": bool(data.log.duplicated([c.user_id, c.item_id]).any()),
-             # The warm start is ids only: a query without history.
-             "warm": "none" in histories and importlib.util.find_spec("implicit") is not None}
-    short = data.log[c.user_id].value_counts().median() <= _SHORT_HISTORY
-    for settings in candidate_settings(base, histories, short=short, **shape):
-        study.enqueue_trial({**settings.as_params(),
-                             **feature_params(settings, item_features, user_features)})
+    study, shape = _study(optuna, data, base=base, histories=histories, features=features,
+                          seed=seed)
     budget = _Budget(deadline)
     best: dict[str, Trained] = {}
     trials: list[Trial] = []
@@ -74,11 +64,14 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
             trained = train(data, settings, validation=validation, metric=metric,
                             patience=_PATIENCE, deadline=budget.trial_deadline(), seed=seed,
                             report=report)
-        except optuna.TrialPruned:
-            trials.append(Trial(settings, "pruned", len(seen), {metric: max(seen)},
+        except (optuna.TrialPruned, FloatingPointError) as stop:
+            # A diverged setting (a NaN loss) is left behind like a pruned one.
+            state = "pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"
+            trials.append(Trial(settings, state, len(seen),
+                                {metric: max(seen, default=float("nan"))},
                                 time.monotonic() - started))
             budget.add(time.monotonic() - started)
-            raise
+            raise optuna.TrialPruned() from stop
         trials.append(Trial(settings, "complete", trained.epochs, trained.scores,
                             trained.seconds))
         # The final model trains up to the best epoch on the whole log (the slice too).
@@ -96,8 +89,31 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
             study.stop()
 
     study.optimize(objective, n_trials=max_trials, callbacks=[stop_when_out_of_time])
+    if "model" not in best:
+        raise FloatingPointError(
+            f"Recipe.fit: every setting tried ({len(trials)}) diverged or was stopped before "
+            "its first epoch ended. Look for extreme values in the numeric features, or "
+            "give a larger time_budget or max_trials.")
     chosen = best["model"]
     return trials, chosen.settings, chosen.epochs
+
+
+def _study(optuna: Any, data: Data, *, base: Settings, histories: Sequence[str],
+           features: tuple[Sequence[str], Sequence[str]], seed: int) -> tuple[Any, dict]:
+    """An Optuna study with the candidate settings enqueued, and the log's shape."""
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    c = data.columns
+    shape = {"repeats": bool(data.log.duplicated([c.user_id, c.item_id]).any()),
+             # The warm start is ids only: a query without history.
+             "warm": "none" in histories and importlib.util.find_spec("implicit") is not None}
+    short = data.log[c.user_id].value_counts().median() <= _SHORT_HISTORY
+    for settings in candidate_settings(base, histories, short=short, **shape):
+        study.enqueue_trial({**settings.as_params(),
+                             **feature_params(settings, *features)})
+    return study, shape
 
 
 class _Budget:
