@@ -92,3 +92,14 @@ def test_a_malformed_data_file_is_a_message_naming_it(capsys, tmp_path):
     assert main(["demo", "--dataset", "movielens-100k", "--data-dir", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "u.data, line 2" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["demo", "--help"]])
+def test_help_is_plain_text(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tfrs-kit")
+    for markup in ("``", ":class:", ":func:", ":meth:", ".. "):
+        assert markup not in out, markup

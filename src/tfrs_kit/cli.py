@@ -22,7 +22,10 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfrs-kit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tfrs-kit",
+        description="The end-to-end job from an interaction log to recommendations.",
+        epilog="Run `tfrs-kit demo --help` for the demo's options.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
