@@ -386,3 +386,16 @@ def test_report_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_pat
 def test_bad_verbose(verbose, error):
     with pytest.raises(error, match=r"`verbose` must be 'auto', True or False\. Received: "):
         evaluate(Popularity().fit(TRAIN), TEST, train=TRAIN, k=1, verbose=verbose)
+
+
+def test_a_single_wrapped_model_is_reported_under_the_models_name_not_a_private_class():
+    import tfrs_kit as tk
+
+    log = tk.datasets.synthetic(600, num_users=40, num_items=30, seed=0).interactions
+    vocabs = tk.VocabularyBuilder().fit(log, features=["user_id", "item_id"], verbose=False)
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4),
+                                 tk.Tower(vocabs, features=["item_id"], output_dim=4))
+    train, test = tk.evaluation.per_user_temporal_split(log)
+    for given in (model, model.as_recommender(train)):
+        report = tk.evaluate(given, test, train=train, k=5, metrics=["recall"])
+        assert report.models == ("TwoTowerRetrieval",)

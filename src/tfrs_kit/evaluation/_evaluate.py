@@ -487,7 +487,9 @@ def evaluate(
     Args:
         models: A :class:`Recommender`, an object with ``as_recommender(train, *, user_id,
             item_id)`` (called with the ``train`` given here, unconverted), or a mapping of
-            display names to either. A single model is named after its class.
+            display names to either. A single model is named after its class (or
+            its ``display_name`` attribute, which a wrapper such as
+            ``as_recommender()``'s sets to the model it wraps).
         test: The test interactions (any accepted table); each distinct (user, item)
             pair is one relevant item.
         train: The training interactions: their items are masked per user, and they
@@ -550,5 +552,5 @@ def _name_models(models: Any) -> dict[str, Any]:
         if not models:
             raise invalid_argument("models", "hold at least one model", models)
         return {str(name): model for name, model in models.items()}
-    return {type(models).__name__: models}
+    return {str(getattr(models, "display_name", type(models).__name__)): models}
 

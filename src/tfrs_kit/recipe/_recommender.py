@@ -26,6 +26,8 @@ class RecipeRecommender:
         item_id: The item id column.
     """
 
+    display_name = "Recipe"  # the name tk.evaluate reports it under
+
     def __init__(self, model: Any, *, queries: pd.DataFrame, items: pd.DataFrame,
                  user_id: str, item_id: str) -> None:
         self._known = pd.Index(queries[user_id])
