@@ -168,7 +168,7 @@ def check_ids(ids: np.ndarray, known: pd.Index, argument: str) -> None:
             argument, f"hold {index_kind} ids like the index's candidates", ids[:5].tolist(),
             error=TypeError,
             hint=f"The index's ids are {index_kind}s such as {known[0]!r}; "
-            f"{example!r} is a {type(example).__name__}. Convert the ids, e.g. with str().",
+            f"{example!r} has type {type(example).__name__}. Convert the ids, e.g. with str().",
         )
     if index_kind == "number" and not all(_whole(v) for v in ids.ravel()):
         raise invalid_argument(argument, "hold whole-number ids like the index's",
