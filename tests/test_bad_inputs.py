@@ -185,7 +185,7 @@ def test_mixed_candidate_ids_are_a_type_error(model):
 
 
 def test_ids_of_the_other_kind_say_so(index):
-    with pytest.raises(TypeError, match=r"`item_ids` must hold string ids.*5 is a int"):
+    with pytest.raises(TypeError, match=r"`item_ids` must hold string ids.*5 has type int"):
         index.similar_items([5], k=1)
     with pytest.raises(TypeError, match=r"`exclude` must hold string ids"):
         index.recommend({"user_id": ["a"], "age": [1.0]}, k=1, exclude=[[5]])
