@@ -13,6 +13,7 @@ EXPECTED = [
     "Index",
     "IndexBuilder",
     "NotFittedError",
+    "Ranker",
     "Recipe",
     "Recommendations",
     "Report",

@@ -23,6 +23,7 @@ from tfrs_kit._vocabulary import (  # noqa: E402
     VocabularyCounts,
 )
 from tfrs_kit.index import Index, IndexBuilder, Recommendations, load_index  # noqa: E402
+from tfrs_kit.ranking import Ranker  # noqa: E402
 from tfrs_kit.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfrs_kit.towers import Tower  # noqa: E402
 
@@ -63,6 +64,7 @@ __all__ = [
     "Index",
     "IndexBuilder",
     "NotFittedError",
+    "Ranker",
     "Recipe",
     "Recommendations",
     "Report",

@@ -1,0 +1,19 @@
+"""Ranking: the second stage of retrieve-then-rank.
+
+Modules, in the order a batch flows through them:
+
+- ``_sampling``: the training set, the log's positives with hard negatives (the
+  retriever's own top candidates) and random ones;
+- ``_model``: :class:`Ranker` (``fit``, ``score``, ``cascade``);
+- ``_cascade``: :class:`Cascade`, the retriever's top candidates re-ranked, as a
+  recommender :func:`tfrs_kit.evaluate` scores.
+
+>>> from tfrs_kit.ranking import Cascade, Ranker
+>>> Ranker.__name__, Cascade.__name__
+('Ranker', 'Cascade')
+"""
+
+from tfrs_kit.ranking._cascade import Cascade
+from tfrs_kit.ranking._model import Ranker
+
+__all__ = ["Cascade", "Ranker"]

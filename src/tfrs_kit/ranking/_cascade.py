@@ -1,0 +1,170 @@
+"""Retrieve, then rank, in memory: the :class:`Cascade` and the recommender ``evaluate`` scores.
+
+The exported artifact does the same in one SavedModel (``index/_cascade.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tfrs_kit._data import Table, TableLike, last_rows, select, to_table
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_int
+from tfrs_kit.ranking._model import Ranker, pair_table
+
+__all__ = ["Cascade"]
+
+
+class Cascade:
+    """A retriever's top ``retrieve_k`` candidates, re-ranked by a :class:`~tfrs_kit.Ranker`.
+
+    Build one with :meth:`Ranker.cascade <tfrs_kit.Ranker.cascade>`. It is what
+    :func:`tfrs_kit.evaluate` scores (through :meth:`as_recommender`); serve it
+    with ``IndexBuilder(...).build(retriever, items, ranker=ranker, retrieve_k=N)``.
+
+    Args:
+        retriever: A trained :class:`~tfrs_kit.TwoTowerRetrieval`.
+        ranker: A trained :class:`~tfrs_kit.Ranker`.
+        retrieve_k: Candidates retrieved per query, then re-ranked.
+
+    Example:
+        >>> import tfrs_kit as tk
+        >>> log = {"user_id": ["a", "a", "b", "c"], "item_id": ["x", "y", "y", "z"]}
+        >>> vocabs = tk.VocabularyBuilder().fit(log)
+        >>> def towers():
+        ...     return (tk.Tower(vocabs, features=["user_id"], output_dim=4),
+        ...             tk.Tower(vocabs, features=["item_id"], output_dim=4))
+        >>> retriever, ranker = tk.TwoTowerRetrieval(*towers()), tk.Ranker(*towers())
+        >>> cascade = ranker.cascade(retriever, retrieve_k=2)
+        >>> tk.evaluate(cascade, {"user_id": ["b"], "item_id": ["x"]}, train=log,
+        ...             k=1, metrics=["recall"]).to_dict().keys()
+        dict_keys(['Cascade'])
+    """
+
+    def __init__(self, retriever: Any, ranker: Ranker, *, retrieve_k: int = 100) -> None:
+        if not all(hasattr(retriever, name) for name in ("query_tower", "candidate_tower")):
+            raise invalid_argument(
+                "retriever", "be a TwoTowerRetrieval (with query_tower and candidate_tower)",
+                type(retriever).__name__, error=TypeError)
+        if not isinstance(ranker, Ranker):
+            raise invalid_argument("ranker", "be a tfrs_kit Ranker", type(ranker).__name__,
+                                   error=TypeError)
+        self.retriever = retriever
+        self.ranker = ranker
+        self.retrieve_k = check_int("retrieve_k", retrieve_k, minimum=1)
+
+    def __repr__(self) -> str:
+        return f"Cascade(retrieve_k={self.retrieve_k})"
+
+    def as_recommender(
+        self,
+        train: TableLike,
+        *,
+        user_id: str = "user_id",
+        item_id: str | None = None,
+        users: TableLike | None = None,
+        items: TableLike | None = None,
+        batch_size: int = 8192,
+    ) -> _CascadeRecommender:
+        """Adapts the cascade to the :class:`tfrs_kit.evaluation.Recommender` protocol.
+
+        Each user's training items (in ``train``) are excluded before
+        retrieval, as the served index excludes the ids it is given. The top
+        ``retrieve_k`` are ordered by the ranker; the rest of the catalogue
+        follows in the retriever's order, so any ``k`` can be evaluated
+        (beyond ``retrieve_k`` it measures retrieval alone).
+
+        Args:
+            train: The training log: the users' seen items, and by default
+                their query features (last row) and the items' features.
+            user_id: The user id column.
+            item_id: The item id column (default: the ranker's ``candidate_id``).
+            users: One row per user with the query features of both stages.
+            items: One row per item with the candidate features of both stages.
+            batch_size: Pairs scored by the ranker at once.
+
+        Raises:
+            ValueError: ``retrieve_k`` larger than the catalogue, or a missing column.
+        """
+        item_id = item_id or self.ranker.candidate_id
+        train_table = to_table(train, argument="train")
+        items_table = _last_rows(items if items is not None else train_table, item_id,
+                                 [*self.retriever.candidate_tower.features,
+                                  *self.ranker.candidate_tower.features], "items")
+        users_table = _last_rows(users if users is not None else train_table, user_id,
+                                 [*self.retriever.query_tower.features,
+                                  *self.ranker.query_tower.features], "users")
+        n_items = len(items_table[item_id])
+        if self.retrieve_k > n_items:
+            raise invalid_argument(
+                "retrieve_k", f"be at most the catalogue size ({n_items} items)",
+                self.retrieve_k, hint="Retrieve fewer candidates, or pass a larger items= table.")
+        return _CascadeRecommender(
+            self, item_ids=items_table[item_id], items=items_table,
+            user_ids=users_table[user_id], users=users_table,
+            seen=(train_table[user_id], train_table[item_id]), batch_size=batch_size)
+
+
+class _CascadeRecommender:
+    """Scores users over a fixed catalogue: retrieval scores, the top re-ranked above the rest."""
+
+    def __init__(self, cascade: Cascade, *, item_ids: np.ndarray, items: Table,
+                 user_ids: np.ndarray, users: Table, seen: tuple[np.ndarray, np.ndarray],
+                 batch_size: int) -> None:
+        self.item_ids = item_ids
+        self._cascade = cascade
+        self._items, self._users = items, users
+        self._user_index = pd.Index(user_ids)
+        self._batch_size = check_int("batch_size", batch_size, minimum=1)
+        retriever = cascade.retriever
+        self._user_embeddings = retriever.query_tower.embed(users, verbose=False)
+        self._item_embeddings = retriever.candidate_tower.embed(items, verbose=False)
+        codes = self._user_index.get_indexer(seen[0])
+        positions = pd.Index(item_ids).get_indexer(seen[1])
+        known = (codes >= 0) & (positions >= 0)
+        order = np.argsort(codes[known], kind="stable")
+        self._seen_items = positions[known][order]
+        self._seen_bounds = np.searchsorted(codes[known][order], np.arange(len(user_ids) + 1))
+
+    def score(self, user_ids: np.ndarray) -> np.ndarray:
+        positions = self._user_index.get_indexer(np.asarray(user_ids))
+        if np.any(positions < 0):
+            unknown = np.asarray(user_ids)[positions < 0][:5].tolist()
+            raise invalid_argument(
+                "user_ids", "name users whose query features are known", unknown,
+                hint="Pass their rows with as_recommender(..., users=table).")
+        scores = (self._user_embeddings[positions] @ self._item_embeddings.T).astype(np.float64)
+        starts, stops = self._seen_bounds[positions], self._seen_bounds[positions + 1]
+        rows = np.repeat(np.arange(len(positions)), stops - starts)
+        seen = np.concatenate([self._seen_items[a:b] for a, b in zip(starts, stops, strict=True)]
+                              or [np.zeros(0, np.int64)])
+        scores[rows, seen] = -np.inf
+        return self._rerank(scores, positions)
+
+    def _rerank(self, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """``scores`` with each row's top ``retrieve_k`` set to ranker scores above the rest."""
+        n = self._cascade.retrieve_k
+        top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        valid = np.take_along_axis(scores, top, axis=1) > -np.inf
+        pairs = pair_table(self._cascade.ranker, self._users, np.repeat(users, n),
+                           self._items, top.ravel())
+        ranked = self._cascade.ranker.score_pairs(pairs, batch_size=self._batch_size)
+        ranked = ranked.reshape(top.shape).astype(np.float64)
+        finite = np.where(np.isfinite(scores), scores, -np.inf).max(axis=1, keepdims=True)
+        floor = np.where(valid, ranked, np.inf).min(axis=1, keepdims=True)
+        base = np.where(np.isfinite(finite), finite, 0.0) + 1.0
+        lifted = np.where(valid, base + ranked - np.where(np.isfinite(floor), floor, 0.0),
+                          -np.inf)
+        out = scores.copy()
+        np.put_along_axis(out, top, lifted, axis=1)
+        return out
+
+
+def _last_rows(data: TableLike, key: str, features: Sequence[str], argument: str) -> Table:
+    table = to_table(data, argument=argument)
+    columns = list(dict.fromkeys([key, *features]))
+    return last_rows(select(table, columns, argument=argument), key)

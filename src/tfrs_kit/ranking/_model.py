@@ -1,0 +1,491 @@
+"""The ranker: one (query, candidate) pair in, one score out, on ``tfrs.tasks.Ranking``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrs_kit._data import Table, TableLike, last_rows, num_rows, select, to_table
+from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit._tensors import make_dataset, to_tensors
+from tfrs_kit._validation import (
+    check_choice,
+    check_features,
+    check_fraction,
+    check_int,
+    check_number,
+    check_verbose,
+)
+from tfrs_kit.ranking._sampling import (
+    LABEL,
+    WEIGHT,
+    Examples,
+    catalogue_table,
+    check_label,
+    check_weights,
+    hard_pools,
+    sample_examples,
+)
+from tfrs_kit.towers import Tower
+
+if TYPE_CHECKING:
+    from tfrs_kit.ranking._cascade import Cascade
+
+__all__ = ["Ranker"]
+
+_LOSSES = ("pointwise", "listwise")
+_LEARNING_RATE = 0.01  # Adam's, when fit compiles the model
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrs_kit")
+class Ranker(tfrs.Model):
+    """Scores (query, candidate) pairs: the second stage of retrieve-then-rank.
+
+    The query tower and the candidate tower (the kit's :class:`~tfrs_kit.Tower`,
+    built from the same vocabularies as a retriever's, possibly with more
+    features) encode each side; their outputs are concatenated into ``x0``, go
+    through ``cross_layers`` DCN-v2 cross layers (``tfrs.layers.dcn.Cross``:
+    ``x_{l+1} = x0 * (W x_l + b) + x_l``, explicit query-candidate feature
+    crosses), then dense ReLU layers, to one score. The loss is
+    ``tfrs.tasks.Ranking``'s:
+
+    - ``"pointwise"``: each pair on its own, sigmoid cross-entropy on the log's
+      positives (label 1) against sampled negatives (label 0), or the mean
+      squared error on an explicit ``label`` column such as a rating (negatives
+      then count as label 0; pass ``negatives=0`` to fit the ratings alone);
+    - ``"listwise"``: a softmax over each positive and its ``negatives``
+      sampled negatives, which is what re-ranking a retrieved list needs.
+
+    :meth:`fit` builds the training set from the retrieval stage's own
+    candidates: every logged row is a positive, with negatives drawn from the
+    retriever's top ``retrieve_k`` for that user (hard: what the ranker will
+    actually be asked to sort) and at random from the catalogue, never one of
+    the user's positives.
+
+    Args:
+        query_tower: Encodes the query (user and context) features.
+        candidate_tower: Encodes the candidate (item) features.
+        candidate_id: The feature that identifies a candidate; default: the
+            candidate tower's first feature.
+        loss: ``"pointwise"`` or ``"listwise"``.
+        cross_layers: The number of stacked cross layers; 0 for none (a plain
+            MLP over the two towers' outputs).
+        projection_dim: Low-rank cross layers: each weight factored through
+            this inner size; default full rank.
+        hidden_dims: Sizes of the dense ReLU layers after the crosses.
+        name: The Keras name of the model.
+
+    Attributes:
+        label_: The label column of the last ``fit`` (``None``: implicit).
+        group_size_: 1 + the negatives per positive in the last ``fit``.
+
+    Example:
+        >>> import tfrs_kit as tk
+        >>> data = tk.datasets.synthetic(400, num_items=60, seed=0)
+        >>> log = data.interactions
+        >>> vocabs = tk.VocabularyBuilder().fit(log[["user_id", "item_id", "item_year"]])
+        >>> retriever = tk.TwoTowerRetrieval(
+        ...     tk.Tower(vocabs, features=["user_id"], output_dim=8),
+        ...     tk.Tower(vocabs, features=["item_id"], output_dim=8))
+        >>> _ = retriever.fit(log, epochs=1, verbose=False)
+        >>> ranker = tk.Ranker(tk.Tower(vocabs, features=["user_id"], output_dim=8),
+        ...                    tk.Tower(vocabs, features=["item_id", "item_year"], output_dim=8),
+        ...                    loss="listwise", cross_layers=1, hidden_dims=[16])
+        >>> history = ranker.fit(log, retriever=retriever, negatives=3, epochs=2, verbose=False)
+        >>> len(history.history["loss"]), ranker.group_size_
+        (2, 4)
+        >>> ranker.score(data.users[:2], data.items[:5]).shape
+        (2, 5)
+    """
+
+    def __init__(
+        self,
+        query_tower: Tower,
+        candidate_tower: Tower,
+        *,
+        candidate_id: str | None = None,
+        loss: str = "pointwise",
+        cross_layers: int = 2,
+        projection_dim: int | None = None,
+        hidden_dims: Sequence[int] = (64, 32),
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.query_tower = _check_tower("query_tower", query_tower)
+        self.candidate_tower = _check_tower("candidate_tower", candidate_tower)
+        self.candidate_id = candidate_id or candidate_tower.features[0]
+        # Not `self.loss`: Keras's compile() owns that attribute.
+        self.ranking_loss = check_choice("loss", loss, _LOSSES, what="ranking loss")
+        self.cross_layers = check_int("cross_layers", cross_layers, minimum=0)
+        self.projection_dim = check_int("projection_dim", projection_dim, minimum=1,
+                                        allow_none=True)
+        self.hidden_dims = _check_dims(hidden_dims)
+        self.crosses = [tfrs.layers.dcn.Cross(projection_dim=self.projection_dim,
+                                              kernel_initializer="glorot_uniform",
+                                              name=f"cross_{i}")
+                        for i in range(self.cross_layers)]
+        self.hidden = [tf.keras.layers.Dense(d, activation="relu") for d in self.hidden_dims]
+        self.output_layer = tf.keras.layers.Dense(1, name="score")
+        self.task = _ranking_task(self.ranking_loss, explicit=False)
+        self.label_: str | None = None
+        self.group_size_: int | None = None
+
+    def get_config(self) -> dict[str, Any]:
+        """Every constructor argument as plain values; the towers as Keras configs."""
+        return {
+            "query_tower": tf.keras.utils.serialize_keras_object(self.query_tower),
+            "candidate_tower": tf.keras.utils.serialize_keras_object(self.candidate_tower),
+            "candidate_id": self.candidate_id,
+            "loss": self.ranking_loss,
+            "cross_layers": self.cross_layers,
+            "projection_dim": self.projection_dim,
+            "hidden_dims": list(self.hidden_dims),
+            "name": self.name,
+        }
+
+    def get_build_config(self) -> None:
+        return None  # as the towers': built on first call, never on float placeholders
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any],
+                    custom_objects: Mapping[str, Any] | None = None) -> Ranker:
+        """A new, untrained ranker from :meth:`get_config`'s output."""
+        settings = dict(config)
+        towers = {key: tf.keras.utils.deserialize_keras_object(settings.pop(key),
+                                                               custom_objects=custom_objects)
+                  for key in ("query_tower", "candidate_tower")}
+        return cls(**towers, **settings)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Every feature the ranker reads, query side first."""
+        return tuple(dict.fromkeys([*self.query_tower.features,
+                                    *self.candidate_tower.features]))
+
+    def call(self, features: Mapping[str, Any], training: bool | None = None) -> tf.Tensor:
+        """The ``[batch]`` scores of a batch of (query, candidate) pairs."""
+        x0 = tf.concat([self.query_tower(features, training=training),
+                        self.candidate_tower(features, training=training)], axis=1)
+        x = x0
+        for cross in self.crosses:
+            x = cross(x0, x)
+        for layer in self.hidden:
+            x = layer(x)
+        return tf.squeeze(self.output_layer(x), axis=1)
+
+    def compute_loss(self, features: Mapping[str, Any], training: bool = False) -> tf.Tensor:
+        scores = self(features, training=training)
+        labels, weights = features[LABEL], features[WEIGHT]
+        if self.ranking_loss == "listwise":
+            group = self.group_size_ or 1
+            scores = tf.reshape(scores, [-1, group])
+            labels = tf.reshape(labels, [-1, group])
+            labels = labels / tf.maximum(tf.reduce_sum(labels, axis=1, keepdims=True), 1e-12)
+            weights = tf.reshape(weights, [-1, group])[:, 0]
+        else:
+            scores, labels = scores[:, None], labels[:, None]
+        return self.task(labels=labels, predictions=scores, sample_weight=weights,
+                         compute_metrics=False)
+
+    def train_step(self, inputs: Any) -> dict[str, Any]:
+        return self._loss_only(super().train_step(inputs))
+
+    def test_step(self, inputs: Any) -> dict[str, Any]:
+        return self._loss_only(super().test_step(inputs))
+
+    def _loss_only(self, logs: dict[str, Any]) -> dict[str, Any]:
+        """Drops ``regularization_loss`` and ``total_loss`` when there is no regulariser."""
+        if not self.losses:
+            logs.pop("regularization_loss", None)
+            logs.pop("total_loss", None)
+        return logs
+
+    def fit(  # type: ignore[override]
+        self,
+        x: TableLike,
+        *,
+        retriever: Any = None,
+        candidates: TableLike | None = None,
+        user_id: str = "user_id",
+        negatives: int = 4,
+        hard_fraction: float | None = None,
+        retrieve_k: int = 100,
+        label: str | None = None,
+        sample_weight: str | None = None,
+        epochs: int = 1,
+        batch_size: int = 256,
+        shuffle: bool = True,
+        seed: int | None = None,
+        learning_rate: float | None = None,
+        callbacks: Sequence[Any] | None = None,
+        verbose: bool | str | int = "auto",
+        **kwargs: Any,
+    ) -> Any:
+        """Trains on the log's positives and sampled negatives; returns the Keras ``History``.
+
+        Negatives are drawn once per call of ``fit``. If the ranker is not
+        compiled yet, ``fit`` compiles it with Adam at ``learning_rate``.
+
+        Args:
+            x: One row per logged (query, candidate) interaction, with
+                ``user_id`` and every feature of both towers (and of the
+                retriever's query tower).
+            retriever: The retrieval stage (a :class:`~tfrs_kit.TwoTowerRetrieval`)
+                whose top ``retrieve_k`` items per user supply the hard negatives.
+            candidates: The catalogue (one row per candidate with the
+                candidate features); default: the distinct candidates of ``x``.
+            user_id: The column that identifies a user (whose positives are
+                never drawn as their negatives).
+            negatives: Negatives per positive (at least 1 unless an explicit
+                ``label`` is fitted pointwise).
+            hard_fraction: The share of ``negatives`` drawn from the
+                retriever's top ``retrieve_k`` (rounded); the rest are uniform
+                over the catalogue. Default 0.5 with a retriever, else 0.
+            retrieve_k: How many of the retriever's best items per user the
+                hard negatives come from; use the cascade's ``retrieve_k``.
+            label: A column of explicit labels (a rating, dwell time): the
+                pointwise loss is then the squared error, negatives count 0.
+            sample_weight: A column of weights of each row (and its negatives).
+            epochs: Passes over the data.
+            batch_size: Positives per step (each with its negatives).
+            shuffle: Reshuffle the groups every epoch.
+            seed: Seed of the negatives and the shuffle.
+            learning_rate: Adam's learning rate when ``fit`` compiles (0.01).
+            callbacks: Keras callbacks.
+            verbose: ``"auto"``/``True`` one line per epoch, ``False`` silent,
+                or Keras's 0, 1, 2.
+            **kwargs: Passed on to ``tf.keras.Model.fit``.
+
+        Raises:
+            ValueError: A missing column or feature, a ``label`` column with
+                NaN or a single value, ``hard_fraction`` without a retriever,
+                a ``label`` with the listwise loss.
+            TypeError: A setting of the wrong type.
+        """
+        keras_verbose = _check_fit_settings(epochs=epochs, batch_size=batch_size, seed=seed,
+                                            learning_rate=learning_rate, verbose=verbose)
+        examples = self._examples(
+            to_table(x, argument="x"), retriever=retriever, candidates=candidates,
+            user_id=user_id, negatives=negatives, hard_fraction=hard_fraction,
+            retrieve_k=retrieve_k, label=label, sample_weight=sample_weight, seed=seed)
+        if self.label_ != label or self.group_size_ != examples.group_size:
+            self.train_function = self.test_function = None  # traced for the old task
+        self.task = _ranking_task(self.ranking_loss, explicit=label is not None)
+        self.label_, self.group_size_ = label, examples.group_size
+        if self.optimizer is None:
+            self.compile(optimizer=tf.keras.optimizers.Adam(
+                learning_rate=_LEARNING_RATE if learning_rate is None else learning_rate))
+        dataset = _group_dataset(examples, (*self.features, LABEL, WEIGHT),
+                                 batch_size=batch_size, shuffle=shuffle, seed=seed)
+        return super().fit(dataset, epochs=epochs, callbacks=list(callbacks or []),
+                           verbose=keras_verbose, **kwargs)
+
+    def _examples(self, table: Table, *, retriever: Any, candidates: TableLike | None,
+                  user_id: str, negatives: Any, hard_fraction: Any, retrieve_k: Any,
+                  label: str | None, sample_weight: str | None, seed: int | None) -> Examples:
+        """The checked training groups of :meth:`fit` (tests read them too)."""
+        negatives = check_int("negatives", negatives, minimum=0)
+        retrieve_k = check_int("retrieve_k", retrieve_k, minimum=1)
+        hard_fraction = _check_hard_fraction(hard_fraction, retriever)
+        self._check_loss_settings(negatives=negatives, label=label)
+        retriever_query = tuple(retriever.query_tower.features) if retriever is not None else ()
+        self._check_columns(table, "x", (user_id, self.candidate_id, *self.query_tower.features,
+                                         *retriever_query))
+        candidate_features = tuple(dict.fromkeys([
+            *self.candidate_tower.features,
+            *(retriever.candidate_tower.features if retriever is not None else ())]))
+        source = to_table(candidates, argument="candidates") if candidates is not None else table
+        self._check_columns(source, "candidates" if candidates is not None else "x",
+                            (self.candidate_id, *candidate_features))
+        catalogue = catalogue_table(source, self.candidate_id, candidate_features, "candidates")
+        labels = (check_label(table, label, "x") if label is not None
+                  else np.ones(num_rows(table)))
+        weights = (check_weights(table, sample_weight, "x") if sample_weight is not None
+                   else np.ones(num_rows(table)))
+        _check_known_items(table[self.candidate_id], catalogue[self.candidate_id],
+                           self.candidate_id)
+        users = pd.Index(pd.unique(table[user_id]))
+        num_hard = round(negatives * hard_fraction)
+        pools = None
+        if num_hard:
+            pools = _retriever_pools(retriever, table, catalogue, user_id=user_id,
+                                     item_id=self.candidate_id, users=users,
+                                     retrieve_k=retrieve_k)
+        return sample_examples(
+            table, catalogue, user_id=user_id, item_id=self.candidate_id,
+            query_features=tuple(self.query_tower.features),
+            candidate_features=tuple(dict.fromkeys([self.candidate_id,
+                                                    *self.candidate_tower.features])),
+            negatives=negatives, num_hard=num_hard, pools=pools, user_index=users,
+            labels=labels, weights=weights, seed=seed)
+
+    def _check_loss_settings(self, *, negatives: int, label: str | None) -> None:
+        if self.ranking_loss == "listwise" and label is not None:
+            raise invalid_argument(
+                "label", "be None with loss='listwise' (a softmax over one positive and its "
+                "negatives)", label, hint="Pass the column as sample_weight= instead, or use "
+                "loss='pointwise' to fit it.")
+        if negatives == 0 and label is None:
+            raise invalid_argument(
+                "negatives", "be >= 1 without an explicit label (every row is a positive)",
+                negatives, hint="Draw negatives, or pass label= with a column to fit.")
+
+    def _check_columns(self, table: Table, argument: str, columns: Sequence[str]) -> None:
+        for column in dict.fromkeys(columns):
+            if column not in table:
+                raise missing_column(argument, column, table, role="a feature the ranker reads")
+        for tower in (self.query_tower, self.candidate_tower):
+            check_features(argument, table, getattr(tower, "vocabularies", {}),
+                           [f for f in tower.features if f in table])
+
+    def score(self, queries: TableLike, candidates: TableLike, *,
+              batch_size: int = 8192) -> np.ndarray:
+        """The score of every (query, candidate) pair: ``[len(queries), len(candidates)]``.
+
+        Args:
+            queries: One row per query with the query tower's features.
+            candidates: One row per candidate with the candidate tower's features.
+            batch_size: Pairs scored at once.
+
+        Returns:
+            A float32 array; higher is better (logits for the implicit
+            pointwise and the listwise loss, the predicted label otherwise).
+        """
+        query_table = to_table(queries, argument="queries")
+        candidate_table = to_table(candidates, argument="candidates")
+        self._check_columns(query_table, "queries", self.query_tower.features)
+        self._check_columns(candidate_table, "candidates", self.candidate_tower.features)
+        n, m = num_rows(query_table), num_rows(candidate_table)
+        pairs = pair_table(self, query_table, np.repeat(np.arange(n), m),
+                           candidate_table, np.tile(np.arange(m), n))
+        return self.score_pairs(pairs, batch_size=batch_size).reshape(n, m)
+
+    def score_pairs(self, pairs: Table, *, batch_size: int = 8192) -> np.ndarray:
+        """The ``[rows]`` scores of a table of (query, candidate) pairs, one per row."""
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        if not num_rows(pairs):
+            return np.zeros(0, np.float32)
+        dataset = make_dataset(pairs, self.features, batch_size=batch_size)
+        return np.concatenate([self(batch, training=False).numpy() for batch in dataset])
+
+    def cascade(self, retriever: Any, *, retrieve_k: int = 100) -> Cascade:
+        """Retrieve ``retrieve_k`` candidates with ``retriever``, re-rank them with this ranker.
+
+        Args:
+            retriever: A trained :class:`~tfrs_kit.TwoTowerRetrieval`.
+            retrieve_k: Candidates retrieved per query, re-ranked.
+
+        Returns:
+            A :class:`~tfrs_kit.ranking.Cascade`, which :func:`tfrs_kit.evaluate`
+            scores like any recommender.
+        """
+        from tfrs_kit.ranking._cascade import Cascade  # _cascade imports this module
+
+        return Cascade(retriever, self, retrieve_k=retrieve_k)
+
+
+def pair_table(ranker: Ranker, queries: Table, query_rows: np.ndarray, candidates: Table,
+               candidate_rows: np.ndarray) -> Table:
+    """Rows of (query, candidate) pairs: query features of ``query_rows``, candidate features."""
+    table = {name: queries[name][query_rows] for name in ranker.query_tower.features}
+    for name in ranker.candidate_tower.features:
+        table[name] = candidates[name][candidate_rows]
+    return table
+
+
+def _ranking_task(loss: str, *, explicit: bool) -> tfrs.tasks.Ranking:
+    if loss == "listwise":
+        objective: Any = tf.keras.losses.CategoricalCrossentropy(from_logits=True)
+    elif explicit:
+        objective = tf.keras.losses.MeanSquaredError()
+    else:
+        objective = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+    return tfrs.tasks.Ranking(loss=objective)
+
+
+def _group_dataset(examples: Examples, columns: Sequence[str], *, batch_size: int,
+                   shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    """Batches of ``batch_size`` whole groups (rows stay group-major), reshuffled per epoch."""
+    tensors = to_tensors(examples.table, columns)
+    group = examples.group_size
+    n_groups = num_rows(examples.table) // group
+    groups = tf.data.Dataset.range(n_groups)
+    if shuffle:
+        groups = groups.shuffle(n_groups, seed=seed, reshuffle_each_iteration=True)
+    offsets = tf.range(group, dtype=tf.int64)
+
+    def gather(ids: tf.Tensor) -> dict[str, Any]:
+        rows = tf.reshape(ids[:, None] * group + offsets, [-1])
+        return {name: tf.gather(t, rows) for name, t in tensors.items()}
+
+    return groups.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
+
+
+def _retriever_pools(retriever: Any, table: Table, catalogue: Table, *, user_id: str,
+                     item_id: str, users: pd.Index,
+                     retrieve_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's top ``retrieve_k`` non-positive catalogue items under the retriever."""
+    query_columns = list(dict.fromkeys([user_id, *retriever.query_tower.features]))
+    user_rows = last_rows(select(table, query_columns, argument="x"), user_id)
+    order = pd.Index(user_rows[user_id]).get_indexer(users)
+    user_rows = {name: column[order] for name, column in user_rows.items()}
+    queries = retriever.query_tower.embed(user_rows, verbose=False)
+    items = retriever.candidate_tower.embed(catalogue, verbose=False)
+    codes = users.get_indexer(pd.Index(table[user_id]))
+    positions = pd.Index(catalogue[item_id]).get_indexer(pd.Index(table[item_id]))
+    by_user = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[by_user], np.arange(len(users) + 1))
+    positives = [np.unique(positions[by_user[bounds[u]:bounds[u + 1]]])
+                 for u in range(len(users))]
+    return hard_pools(queries, items, positives, retrieve_k)
+
+
+def _check_known_items(items: np.ndarray, catalogue: np.ndarray, column: str) -> None:
+    unknown = pd.Index(catalogue).get_indexer(items) < 0
+    if unknown.any():
+        raise invalid_argument(
+            f"x[{column!r}]", "hold candidates of the catalogue", list(items[unknown][:3]),
+            hint="Pass a candidates= table that holds every item of x.")
+
+
+def _check_hard_fraction(value: Any, retriever: Any) -> float:
+    if value is None:
+        return 0.5 if retriever is not None else 0.0
+    fraction = check_fraction("hard_fraction", value, allow_zero=True, allow_one=True)
+    if fraction and retriever is None:
+        raise invalid_argument("hard_fraction", "be 0 or None without a retriever", value,
+                               hint="Pass retriever= (the trained retrieval model).")
+    if retriever is not None and not hasattr(retriever, "query_tower"):
+        raise invalid_argument("retriever", "be a TwoTowerRetrieval (with query_tower and "
+                               "candidate_tower)", type(retriever).__name__, error=TypeError)
+    return fraction
+
+
+def _check_fit_settings(*, epochs: Any, batch_size: Any, seed: Any, learning_rate: Any,
+                        verbose: Any) -> int:
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0, allow_none=True)
+    check_number("learning_rate", learning_rate, minimum=0, low_open=True, allow_none=True)
+    value = check_verbose("verbose", verbose, keras=True)
+    if isinstance(value, (bool, str)):
+        return 2 if value else 0
+    return int(value)
+
+
+def _check_tower(argument: str, tower: Any) -> Tower:
+    if not isinstance(tower, tf.keras.layers.Layer) or not hasattr(tower, "features"):
+        raise invalid_argument(argument, "be a tfrs_kit Tower (a Keras layer with `features`)",
+                               type(tower).__name__, error=TypeError)
+    return tower
+
+
+def _check_dims(dims: Any) -> tuple[int, ...]:
+    if isinstance(dims, str) or not isinstance(dims, Sequence):
+        raise invalid_argument("hidden_dims", "be a list of layer sizes", dims, error=TypeError)
+    return tuple(check_int(f"hidden_dims[{i}]", d, minimum=1) for i, d in enumerate(dims))

@@ -1,0 +1,271 @@
+"""The ranking stage and the cascade, each checked against a NumPy reference on tiny data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrs_kit as tk
+from tfrs_kit._data import to_table
+from tfrs_kit.ranking import Cascade
+from tfrs_kit.ranking._model import _ranking_task
+from tfrs_kit.ranking._sampling import KIND, LABEL, WEIGHT
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tk.datasets.synthetic(500, num_users=50, num_items=100, seed=3)
+
+
+@pytest.fixture(scope="module")
+def vocabs(data):
+    return tk.VocabularyBuilder().fit(
+        data.interactions[["user_id", "user_segment", "item_id", "item_year", "item_genres"]])
+
+
+def _towers(vocabs, query=("user_id",), candidate=("item_id",), dim=4):
+    return (tk.Tower(vocabs, features=list(query), output_dim=dim),
+            tk.Tower(vocabs, features=list(candidate), output_dim=dim))
+
+
+@pytest.fixture(scope="module")
+def retriever(vocabs):
+    tf.keras.utils.set_random_seed(0)
+    return tk.TwoTowerRetrieval(*_towers(vocabs, dim=6))  # untrained: random, fixed scores
+
+
+def _examples(ranker, log, **settings):
+    defaults = dict(retriever=None, candidates=None, user_id="user_id", negatives=4,
+                    hard_fraction=None, retrieve_k=5, label=None, sample_weight=None, seed=0)
+    return ranker._examples(to_table(log), **{**defaults, **settings})
+
+
+def _batch(vocabs, rows=6, seed=0):
+    rng = np.random.default_rng(seed)
+    users = list(vocabs["user_id"].tokens)
+    items = list(vocabs["item_id"].tokens)
+    return {
+        "user_id": tf.constant(rng.choice(users, rows)),
+        "item_id": tf.constant(rng.choice(items, rows)),
+        LABEL: tf.constant(rng.integers(0, 2, rows).astype(np.float32)),
+        WEIGHT: tf.constant(rng.uniform(0.5, 2.0, rows).astype(np.float32)),
+    }
+
+
+def test_pointwise_loss_is_weighted_sigmoid_cross_entropy(vocabs):
+    ranker = tk.Ranker(*_towers(vocabs), cross_layers=1, hidden_dims=[8])
+    batch = _batch(vocabs)
+    logits = ranker(batch).numpy().astype(np.float64)
+    y, w = batch[LABEL].numpy(), batch[WEIGHT].numpy()
+    expected = np.mean(w * (np.logaddexp(0.0, logits) - y * logits))
+    assert float(ranker.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_pointwise_loss_with_explicit_labels_is_weighted_squared_error(vocabs):
+    ranker = tk.Ranker(*_towers(vocabs), cross_layers=0, hidden_dims=[])
+    ranker.task = _ranking_task("pointwise", explicit=True)
+    batch = {**_batch(vocabs), LABEL: tf.constant([4.0, 0.0, 3.0, 5.0, 0.0, 1.0])}
+    scores = ranker(batch).numpy().astype(np.float64)
+    w = batch[WEIGHT].numpy()
+    expected = np.mean(w * (scores - batch[LABEL].numpy()) ** 2)
+    assert float(ranker.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_listwise_loss_is_a_softmax_over_each_group(vocabs):
+    ranker = tk.Ranker(*_towers(vocabs), loss="listwise", cross_layers=2, hidden_dims=[8])
+    ranker.group_size_ = 3
+    batch = _batch(vocabs, rows=6)
+    batch[LABEL] = tf.constant([1.0, 0, 0, 1, 0, 0])
+    scores = ranker(batch).numpy().astype(np.float64).reshape(2, 3)
+    group_weights = batch[WEIGHT].numpy()[[0, 3]]
+    by_hand = [np.log(np.exp(s).sum()) - s[0] for s in scores]  # -log softmax of the positive
+    expected = np.sum(group_weights * by_hand) / 2
+    assert float(ranker.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_negatives_avoid_positives_and_hard_ones_come_from_the_retrievers_top(
+        data, vocabs, retriever):
+    log = data.interactions
+    ranker = tk.Ranker(*_towers(vocabs))
+    examples = _examples(ranker, log, retriever=retriever, negatives=4, hard_fraction=0.5,
+                         retrieve_k=5, seed=1)
+    table, group = examples.table, examples.group_size
+    assert group == 5 and len(table["item_id"]) == 5 * len(log)
+    users = table["user_id"].reshape(-1, group)
+    items = table["item_id"].reshape(-1, group)
+    kinds = table[KIND].reshape(-1, group)
+    np.testing.assert_array_equal(items[:, 0], log["item_id"].to_numpy())
+    np.testing.assert_array_equal(users[:, 0], log["user_id"].to_numpy())
+    assert (users == users[:, :1]).all()
+    np.testing.assert_array_equal(table[LABEL].reshape(-1, group),
+                                  np.tile([1.0, 0, 0, 0, 0], (len(log), 1)))
+    # The reference: each user's 5 best items by the dot product of the embeddings.
+    catalogue = log.drop_duplicates("item_id", keep="last")
+    item_vectors = retriever.candidate_tower.embed(catalogue)
+    positives = log.groupby("user_id")["item_id"].apply(set).to_dict()
+    for user in positives:
+        query = retriever.query_tower.embed({"user_id": [user]})[0]
+        scores = item_vectors @ query
+        order = [i for i in np.argsort(-scores) if catalogue["item_id"].iloc[i]
+                 not in positives[user]]
+        top = set(catalogue["item_id"].iloc[order[:5]])
+        mine = users[:, 0] == user
+        negatives = items[mine, 1:]
+        assert not set(negatives.ravel()) & positives[user]
+        assert set(negatives[kinds[mine, 1:] == 1]) <= top
+    assert (kinds[:, 1:3] == 1).all() and (kinds[:, 3:] == 2).all()
+
+
+def test_random_negatives_cover_the_catalogue_without_positives(data, vocabs):
+    log = data.interactions
+    ranker = tk.Ranker(*_towers(vocabs))
+    table = _examples(ranker, log, negatives=8, seed=2).table
+    assert (table[KIND].reshape(-1, 9)[:, 1:] == 2).all()
+    pairs = set(zip(log["user_id"], log["item_id"], strict=True))
+    negatives = table[KIND] > 0
+    drawn = list(zip(table["user_id"][negatives], table["item_id"][negatives], strict=True))
+    assert not set(drawn) & pairs
+    assert len({item for _, item in drawn}) > 0.9 * log["item_id"].nunique()
+
+
+def test_weights_and_labels_follow_their_rows(data, vocabs):
+    log = data.interactions.copy()
+    log["weight"] = np.arange(len(log), dtype=float) + 1
+    ranker = tk.Ranker(*_towers(vocabs))
+    table = _examples(ranker, log, negatives=2, label="rating", sample_weight="weight").table
+    np.testing.assert_allclose(table[WEIGHT].reshape(-1, 3), np.repeat(log[["weight"]], 3, 1))
+    np.testing.assert_allclose(table[LABEL].reshape(-1, 3)[:, 0], log["rating"])
+    assert (table[LABEL].reshape(-1, 3)[:, 1:] == 0).all()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"rating": np.nan}, r"`x\['rating'\]` must hold a label for every row"),
+    ({"rating": 3.0}, r"`x\['rating'\]` must vary"),
+])
+def test_bad_label_columns_are_named(data, vocabs, change, message):
+    log = data.interactions.copy()
+    column, value = next(iter(change.items()))
+    if np.isnan(value):
+        log.loc[log.index[3], column] = value
+    else:
+        log[column] = value
+    ranker = tk.Ranker(*_towers(vocabs))
+    with pytest.raises(ValueError, match=message):
+        ranker.fit(log, label="rating", verbose=False)
+
+
+def test_bad_settings_are_clear_errors(data, vocabs, retriever):
+    log = data.interactions
+    with pytest.raises(ValueError, match=r"features.*'item_idd'"):
+        tk.Ranker(*_towers(vocabs, candidate=("item_idd",)))
+    ranker = tk.Ranker(*_towers(vocabs, query=("user_id", "user_segment")))
+    with pytest.raises(ValueError, match=r"`x` must have a column 'user_segment'"):
+        ranker.fit(log.drop(columns="user_segment"), verbose=False)
+    with pytest.raises(ValueError, match="hard_fraction"):
+        ranker.fit(log, hard_fraction=0.5, verbose=False)
+    with pytest.raises(ValueError, match="`label` must be None with loss='listwise'"):
+        tk.Ranker(*_towers(vocabs), loss="listwise").fit(log, label="rating", verbose=False)
+    with pytest.raises(ValueError, match="`loss` must be"):
+        tk.Ranker(*_towers(vocabs), loss="pairwise")
+    with pytest.raises(ValueError, match="`negatives` must be >= 1 without an explicit label"):
+        ranker.fit(log, negatives=0, verbose=False)
+    with pytest.raises(ValueError, match="`retrieve_k` must be an integer >= 1"):
+        ranker.cascade(retriever, retrieve_k=0)
+
+
+@pytest.mark.parametrize("loss", ["pointwise", "listwise"])
+def test_a_ranker_without_crosses_trains(data, vocabs, loss):
+    tf.keras.utils.set_random_seed(0)
+    ranker = tk.Ranker(*_towers(vocabs, candidate=("item_id", "item_genres"), dim=8),
+                       loss=loss, cross_layers=0, hidden_dims=[8])
+    history = ranker.fit(data.interactions, negatives=3, epochs=4, batch_size=64, seed=0,
+                         learning_rate=0.05, verbose=False)
+    losses = history.history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0]
+    assert not ranker.crosses
+
+
+def test_score_is_the_model_on_every_pair(data, vocabs):
+    ranker = tk.Ranker(*_towers(vocabs, candidate=("item_id", "item_year")), cross_layers=1)
+    users, items = data.users[:3], data.items[:4]
+    matrix = ranker.score(users, items)
+    for i, user in enumerate(users["user_id"]):
+        for j, (item, year) in enumerate(zip(items["item_id"], items["item_year"], strict=True)):
+            one = ranker({"user_id": tf.constant([user]), "item_id": tf.constant([item]),
+                          "item_year": tf.constant([float(year)])}).numpy()[0]
+            assert matrix[i, j] == pytest.approx(one, abs=1e-5)
+
+
+def test_config_round_trips(vocabs):
+    ranker = tk.Ranker(*_towers(vocabs), loss="listwise", cross_layers=3, projection_dim=2,
+                       hidden_dims=[8, 4])
+    clone = tk.Ranker.from_config(ranker.get_config())
+    assert clone.get_config() == ranker.get_config()
+    assert clone.ranking_loss == "listwise" and len(clone.crosses) == 3
+
+
+def _numpy_cascade(retriever, ranker, log, users, retrieve_k):
+    """Each user's retrieve_k best unseen items by the embeddings, sorted by the ranker."""
+    catalogue = log.drop_duplicates("item_id", keep="last").reset_index(drop=True)
+    retrieval = (retriever.query_tower.embed({"user_id": users})
+                 @ retriever.candidate_tower.embed(catalogue).T)
+    ranked = ranker.score({"user_id": users}, catalogue)
+    seen = log.groupby("user_id")["item_id"].apply(set).to_dict()
+    out = []
+    for row, user in enumerate(users):
+        unseen = [i for i in np.argsort(-retrieval[row], kind="stable")
+                  if catalogue["item_id"][i] not in seen.get(user, set())]
+        top = unseen[:retrieve_k]
+        reranked = sorted(top, key=lambda i: -ranked[row, i])
+        out.append([catalogue["item_id"][i] for i in reranked + unseen[retrieve_k:]])
+    return out
+
+
+def test_cascade_recommender_is_the_retrievers_top_reranked(data, vocabs, retriever):
+    log = data.interactions
+    tf.keras.utils.set_random_seed(1)
+    ranker = tk.Ranker(*_towers(vocabs), cross_layers=1, hidden_dims=[8])
+    cascade = ranker.cascade(retriever, retrieve_k=6)
+    assert isinstance(cascade, Cascade)
+    recommender = cascade.as_recommender(log)
+    users = np.array(sorted(log["user_id"].unique())[:8], dtype=object)
+    scores = recommender.score(users)
+    seen = log.groupby("user_id")["item_id"].apply(set).to_dict()
+    expected = _numpy_cascade(retriever, ranker, log, users, 6)
+    for row, user in enumerate(users):
+        order = np.argsort(-scores[row], kind="stable")
+        got = [recommender.item_ids[i] for i in order if scores[row, i] > -np.inf]
+        assert got[:6] == expected[row][:6]  # the re-ranked head
+        assert got[6:] == expected[row][6:]  # then retrieval's order
+        assert len(got) == len(recommender.item_ids) - len(seen[user])
+
+
+def test_evaluate_scores_the_cascade(data, vocabs, retriever):
+    log = data.interactions
+    held_out = np.random.default_rng(0).random(len(log)) < 0.2
+    train, test = log[~held_out], log[held_out]
+    test = test[test["user_id"].isin(train["user_id"])]
+    ranker = tk.Ranker(*_towers(vocabs), cross_layers=0, hidden_dims=[])
+    report = tk.evaluate({"cascade": ranker.cascade(retriever, retrieve_k=10),
+                          "retrieval": retriever}, test, train=train, k=[5, 20],
+                         metrics=["recall"]).to_dict()
+    # Beyond retrieve_k the cascade is retrieval: the same 20 items, in another order.
+    assert report["cascade"]["recall@20"] == pytest.approx(report["retrieval"]["recall@20"])
+    with pytest.raises(ValueError, match=r"`retrieve_k` must be at most the catalogue size"):
+        ranker.cascade(retriever, retrieve_k=1000).as_recommender(train)
+
+
+def test_a_trained_ranker_puts_positives_above_negatives(data, vocabs, retriever):
+    tf.keras.utils.set_random_seed(0)
+    log = data.interactions
+    ranker = tk.Ranker(*_towers(vocabs, query=("user_id", "user_segment"),
+                                candidate=("item_id", "item_genres"), dim=8),
+                       loss="listwise", cross_layers=1, hidden_dims=[16])
+    ranker.fit(log, retriever=retriever, negatives=4, retrieve_k=10, epochs=8,
+               batch_size=64, seed=0, learning_rate=0.02, verbose=False)
+    table = _examples(ranker, log, retriever=retriever, negatives=4, retrieve_k=10,
+                      seed=9).table
+    scores = ranker.score_pairs(table).reshape(-1, 5)
+    # Share of groups whose positive beats each of its negatives (0.2 by chance).
+    assert (scores[:, :1] > scores[:, 1:]).mean() > 0.6
