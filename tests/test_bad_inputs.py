@@ -190,7 +190,9 @@ def test_ids_of_the_other_kind_say_so(index):
     with pytest.raises(TypeError, match=r"`exclude` must hold string ids"):
         index.recommend({"user_id": ["a"], "age": [1.0]}, k=1, exclude=[[5]])
     ints = _int_index()
-    with pytest.raises(TypeError, match=r"`item_ids` must hold number ids.*'10' is a str"):
+    with pytest.raises(TypeError,
+                       match=r"`item_ids` must hold number ids.*such as 10; '10' has type str"
+                             r".*with int\(\)"):
         ints.similar_items(["10"], k=1)
     with pytest.raises(TypeError, match="be a list of candidate ids"):
         index.similar_items("x", k=1)

@@ -164,11 +164,13 @@ def check_ids(ids: np.ndarray, known: pd.Index, argument: str) -> None:
     kind, index_kind = id_kind(ids), id_kind(known)
     if kind != "empty" and (kind == "mixed" or kind != index_kind):
         example = next(iter(ids.ravel()), None)
+        sample = known[0].item() if hasattr(known[0], "item") else known[0]
+        convert = "str()" if index_kind == "string" else "int()"
         raise invalid_argument(
             argument, f"hold {index_kind} ids like the index's candidates", ids[:5].tolist(),
             error=TypeError,
-            hint=f"The index's ids are {index_kind}s such as {known[0]!r}; "
-            f"{example!r} has type {type(example).__name__}. Convert the ids, e.g. with str().",
+            hint=f"The index's ids are {index_kind}s such as {sample!r}; {example!r} has "
+            f"type {type(example).__name__}. Convert the ids, e.g. with {convert}.",
         )
     if index_kind == "number" and not all(_whole(v) for v in ids.ravel()):
         raise invalid_argument(argument, "hold whole-number ids like the index's",
