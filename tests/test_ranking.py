@@ -269,3 +269,94 @@ def test_a_trained_ranker_puts_positives_above_negatives(data, vocabs, retriever
     scores = ranker.score_pairs(table).reshape(-1, 5)
     # Share of groups whose positive beats each of its negatives (0.2 by chance).
     assert (scores[:, :1] > scores[:, 1:]).mean() > 0.6
+
+
+def _rich_ranker(vocabs):
+    tf.keras.utils.set_random_seed(2)
+    return tk.Ranker(*_towers(vocabs, query=("user_id", "user_segment"),
+                              candidate=("item_id", "item_genres", "item_year"), dim=6),
+                     cross_layers=2, hidden_dims=[8])
+
+
+def _numpy_top(retriever, ranker, users, items, exclude, retrieve_k, k):
+    """The reference cascade: NumPy top retrieve_k by the embeddings, sorted by the ranker."""
+    retrieval = (retriever.query_tower.embed(users) @ retriever.candidate_tower.embed(items).T)
+    ranked = ranker.score(users, items)
+    ids = list(items["item_id"])
+    out_ids, out_scores = [], []
+    for row, excluded in enumerate(exclude):
+        allowed = [i for i in np.argsort(-retrieval[row], kind="stable") if ids[i] not in excluded]
+        top = sorted(allowed[:retrieve_k], key=lambda i: -ranked[row, i])[:k]
+        out_ids.append([ids[i] for i in top])
+        out_scores.append([ranked[row, i] for i in top])
+    return out_ids, np.array(out_scores)
+
+
+def test_cascade_index_reranks_the_retrieved_candidates_and_serves_without_tfrs_kit(
+        data, vocabs, retriever, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    ranker = _rich_ranker(vocabs)
+    items = data.items
+    index = tk.IndexBuilder(k_max=5, backend="brute_force").build(
+        retriever, items, ranker=ranker, retrieve_k=12)
+    assert set(index.query_features) == {"user_id", "user_segment"}
+    users = data.users.iloc[:6][["user_id", "user_segment"]].reset_index(drop=True)
+    exclude = [list(items["item_id"][:3]), [], ["i7"], [], list(items["item_id"][5:30]), []]
+    got = index.recommend(users, k=5, exclude=exclude)
+    expected_ids, expected_scores = _numpy_top(retriever, ranker, users, items, exclude, 12, 5)
+    assert got.ids.tolist() == expected_ids
+    np.testing.assert_allclose(got.scores, expected_scores, rtol=1e-4, atol=1e-4)
+    retrieval_only = tk.IndexBuilder(k_max=5, backend="brute_force").build(retriever, items)
+    assert retrieval_only.recommend(users, k=5, exclude=exclude).ids.tolist() != expected_ids
+
+    index.save(tmp_path / "cascade")
+    reloaded = tk.load_index(tmp_path / "cascade").recommend(users, k=5, exclude=exclude)
+    assert reloaded.ids.tolist() == expected_ids
+    code = (
+        "import sys, json\n"
+        "sys.modules['tfrs_kit'] = None  # importing it now fails\n"
+        "import tensorflow as tf\n"
+        f"served = tf.saved_model.load({str(tmp_path / 'cascade' / 'saved_model')!r})\n"
+        "users, segments, exclude = json.loads(sys.argv[1])\n"
+        "out = served.signatures['recommend'](user_id=tf.constant(users),\n"
+        "    user_segment=tf.constant(segments), k=tf.constant(5), exclude=tf.constant(exclude))\n"
+        "default = served.signatures['serving_default'](user_id=tf.constant(users),\n"
+        "    user_segment=tf.constant(segments))\n"
+        "print(json.dumps([[[b.decode() for b in row] for row in o['ids'].numpy()]\n"
+        "                  for o in (out, default)]))\n"
+    )
+    width = max(len(e) for e in exclude)
+    padded = [e + [""] * (width - len(e)) for e in exclude]
+    argument = json.dumps([list(users["user_id"]), list(users["user_segment"]), padded])
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    result = subprocess.run([sys.executable, "-c", code, argument], capture_output=True,
+                            text=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    served, default = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served == expected_ids
+    assert default == _numpy_top(retriever, ranker, users, items, [[]] * 6, 12, 5)[0]
+
+
+def test_cascade_index_refuses_what_it_cannot_serve(data, vocabs, retriever):
+    ranker = _rich_ranker(vocabs)
+    builder = tk.IndexBuilder(k_max=5, backend="brute_force")
+    items = data.items
+    with pytest.raises(ValueError, match=r"`ranker` must read only candidate features the index "
+                                         r"can serve.*'item_genres'"):
+        builder.build(retriever, items.drop(columns="item_genres"), ranker=ranker, retrieve_k=10)
+    with pytest.raises(ValueError, match=r"`retrieve_k` must be from k_max \(5\) to the "
+                                         r"catalogue size \(100\)"):
+        builder.build(retriever, items, ranker=ranker, retrieve_k=4)
+    with pytest.raises(ValueError, match=r"`retrieve_k` must be from k_max"):
+        builder.build(retriever, items, ranker=ranker, retrieve_k=101)
+    with pytest.raises(ValueError, match=r"`retrieve_k` must be given with a ranker"):
+        builder.build(retriever, items, ranker=ranker)
+    with pytest.raises(TypeError, match=r"`ranker` must be a tfrs_kit Ranker"):
+        builder.build(retriever, items, ranker=retriever, retrieve_k=10)
+    index = builder.build(retriever, items, ranker=ranker, retrieve_k=10)
+    with pytest.raises(ValueError, match="retrieval-only index"):
+        index.with_candidates(retriever, items.iloc[:3])

@@ -26,6 +26,7 @@ from tfrs_kit._validation import (
 )
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, ScaNN, get_backend, import_scann
+from tfrs_kit.index._cascade import build_cascade, check_cascade
 from tfrs_kit.index._index import Index
 from tfrs_kit.index._serving import ServingModule
 
@@ -98,6 +99,7 @@ class IndexBuilder:
                 f"batch_size={self.batch_size}, backend_options={self.backend_options})")
 
     def build(self, model: Any, candidates: TableLike, *, candidate_id: str | None = None,
+              ranker: Any = None, retrieve_k: int | None = None,
               verbose: Any = "auto") -> Index:
         """Embeds every candidate and returns the index.
 
@@ -105,15 +107,29 @@ class IndexBuilder:
             model: A :class:`~tfrs_kit.TwoTowerRetrieval` (or anything with
                 ``query_tower``, ``candidate_tower`` and ``candidate_id``).
             candidates: One row per candidate: its id column and the candidate
-                tower's features. Duplicate ids keep their last row.
+                tower's features (and the ranker's). Duplicate ids keep their last row.
             candidate_id: The id column (default: the model's ``candidate_id``).
+            ranker: A trained :class:`~tfrs_kit.Ranker`: the index then retrieves
+                ``retrieve_k`` candidates per query, re-ranks them with the
+                ranker and returns the top ``k`` (a cascade, one SavedModel; its
+                query features are both stages'). ``similar_items`` stays
+                retrieval's.
+            retrieve_k: With ``ranker``: the candidates re-ranked per query,
+                from ``k_max`` to the catalogue size.
             verbose: Show progress while embedding: ``"auto"`` (a million
                 candidates or more), ``True`` or ``False``.
         """
         verbose = check_verbose("verbose", verbose)
         table, ids, id_dtype = _candidate_table(candidates, candidate_id or model.candidate_id)
+        specs = None
+        if ranker is not None or retrieve_k is not None:
+            specs = check_cascade(ranker, retrieve_k, model=model, candidates=table,
+                                  num_candidates=len(ids), k_max=self.k_max)
         embeddings = model.candidate_embeddings(table, batch_size=self.batch_size,
                                                 verbose=verbose)
+        if specs is not None:
+            return build_cascade(self, model, ranker, table, ids, embeddings.astype(np.float32),
+                                 id_dtype, retrieve_k=retrieve_k, specs=specs)
         return self._assemble(model.query_tower, ids, embeddings.astype(np.float32), id_dtype)
 
     def _refresh(self, module: ServingModule, ids: np.ndarray, id_dtype: tf.DType, model: Any,

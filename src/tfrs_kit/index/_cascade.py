@@ -1,0 +1,172 @@
+"""The cascade as one artifact: retrieve ``retrieve_k`` candidates, re-rank them, return the top k.
+
+:class:`CascadeServingModule` is a :class:`~tfrs_kit.index._serving.ServingModule`
+whose ``serving_default`` and ``recommend`` functions also hold the ranker and the
+catalogue's candidate features, so the exported SavedModel serves both stages with
+TensorFlow alone. ``similar_items`` stays the retriever's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_kit._data import Table
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_features, check_int
+from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.index._backends import Backend, get_backend
+from tfrs_kit.index._index import Index
+from tfrs_kit.index._inputs import query_tensor
+from tfrs_kit.index._serving import ServingModule
+from tfrs_kit.ranking import Ranker
+
+__all__ = ["CascadeServingModule", "build_cascade", "check_cascade"]
+
+
+class CascadeServingModule(ServingModule):
+    """The retrieval module plus the ranker and each candidate's ranker features.
+
+    Args:
+        query_tower: The retriever's query tower.
+        ids: ``[candidates]`` candidate ids, in index order.
+        embeddings: ``[candidates, dim]`` retriever candidate embeddings.
+        id_dtype: ``tf.string`` or ``tf.int64``.
+        k_max: The ``k`` of the default signature.
+        backend: The search engine.
+        params: The backend's options.
+        ranker: The trained ranker.
+        candidate_features: The ranker's candidate features, ``[candidates, ...]``
+            tensors in index order.
+        retrieve_k: Candidates retrieved per query and re-ranked.
+        specs: The signature's query features: both stages' query towers'.
+    """
+
+    def __init__(self, query_tower: Any, ids: np.ndarray, embeddings: np.ndarray,
+                 id_dtype: tf.DType, k_max: int, backend: Backend, params: dict[str, Any], *,
+                 ranker: Ranker, candidate_features: dict[str, tf.Tensor], retrieve_k: int,
+                 specs: dict[str, tf.TensorSpec]) -> None:
+        super().__init__(query_tower, ids, embeddings, id_dtype, k_max, backend, params)
+        self.ranker = ranker
+        self.retrieve_k = retrieve_k
+        self.candidate_features = {
+            name: tf.Variable(tensor, trainable=False, name=f"ranker_candidate_feature_{i}")
+            for i, (name, tensor) in enumerate(candidate_features.items())}
+        k_spec = tf.TensorSpec([], tf.int32, name="k")
+        exclude_spec = tf.TensorSpec([None, None], id_dtype, name="exclude")
+        self.serve = tf.function(self._serve, input_signature=[specs], autograph=False)
+        self.recommend = tf.function(self._recommend, autograph=False,
+                                     input_signature=[specs, k_spec, exclude_spec])
+
+    def _serve(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        rows = tf.shape(next(iter(features.values())))[0]
+        empty = tf.zeros([rows, 0], dtype=self.ids.dtype)
+        return self._rerank(features, tf.constant(self.k_max), empty)
+
+    def _recommend(self, features: dict[str, tf.Tensor], k: tf.Tensor,
+                   exclude: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._rerank(features, k, exclude)
+
+    def _rerank(self, features: dict[str, tf.Tensor], k: tf.Tensor,
+                exclude: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Retrieves ``retrieve_k`` (exclusions left out), scores them with the ranker, keeps k."""
+        n = self.retrieve_k
+        queries = self.query_tower(features, training=False)
+        scores, positions = self.searcher.search(queries, tf.constant(n),
+                                                 self.positions.lookup(exclude))
+        found = scores > tf.constant(-np.inf, scores.dtype)
+        flat = tf.reshape(tf.maximum(positions, 0), [-1])
+        pairs = {name: tf.repeat(features[name], n, axis=0)
+                 for name in self.ranker.query_tower.features}
+        pairs.update({name: tf.gather(values, flat)
+                      for name, values in self.candidate_features.items()})
+        ranked = tf.reshape(tf.cast(self.ranker(pairs, training=False), tf.float32), [-1, n])
+        ranked = tf.where(found, ranked, tf.constant(-np.inf, tf.float32))
+        top, order = tf.math.top_k(ranked, k=tf.minimum(k, n))
+        chosen = tf.gather(positions, order, batch_dims=1)
+        kept = top > tf.constant(-np.inf, top.dtype)
+        pad = tf.fill(tf.shape(chosen), tf.constant("" if self.ids.dtype == tf.string else -1,
+                                                    self.ids.dtype))
+        return {"ids": tf.where(kept, tf.gather(self.ids, chosen), pad),
+                "scores": tf.where(kept, top, tf.constant(-np.inf, top.dtype))}
+
+
+class _NoRefresh:
+    """The builder of a cascade index: ``with_candidates`` would drop the ranker, so it refuses."""
+
+    def _refresh(self, *args: Any, **kwargs: Any) -> Index:
+        raise invalid_argument(
+            "self", "be a retrieval-only index to get new candidates", "a cascade index",
+            hint="Rebuild it: IndexBuilder(...).build(model, candidates, ranker=ranker, "
+            "retrieve_k=N) with the whole new catalogue.")
+
+
+def check_cascade(ranker: Any, retrieve_k: Any, *, model: Any, candidates: Table,
+                  num_candidates: int, k_max: int) -> dict[str, tf.TensorSpec]:
+    """Checks a cascade before any work; returns the signature's query feature specs.
+
+    Raises:
+        TypeError: ``ranker`` is not a Ranker, or ``retrieve_k`` not an integer.
+        ValueError: ``retrieve_k`` below ``k_max`` or above the catalogue size, a
+            ranker candidate feature missing from ``candidates`` (the artifact
+            could not provide it at serving), or a query feature both stages
+            read with different types.
+    """
+    if not isinstance(ranker, Ranker):
+        raise invalid_argument("ranker", "be a tfrs_kit Ranker", type(ranker).__name__,
+                               error=TypeError)
+    if retrieve_k is None:
+        raise invalid_argument("retrieve_k", "be given with a ranker (the candidates "
+                               "retrieved per query and re-ranked)", None)
+    if not k_max <= check_int("retrieve_k", retrieve_k) <= num_candidates:
+        raise invalid_argument(
+            "retrieve_k", f"be from k_max ({k_max}) to the catalogue size ({num_candidates})",
+            retrieve_k, hint="The cascade returns up to k_max of the retrieve_k candidates it "
+            "re-ranks: build with a smaller k_max, or retrieve more.")
+    for name in ranker.candidate_tower.features:
+        if name not in candidates:
+            raise invalid_argument(
+                "ranker", "read only candidate features the index can serve (columns of "
+                "`candidates`, stored in the artifact)", name,
+                hint=f"Add the column {name!r} to the candidates table, or train the ranker "
+                "without it.")
+    check_features("candidates", candidates, getattr(ranker.candidate_tower, "vocabularies", {}),
+                   ranker.candidate_tower.features)
+    specs = dict(model.query_tower.input_signature())
+    for name, spec in ranker.query_tower.input_signature().items():
+        other = specs.setdefault(name, spec)
+        if other.dtype != spec.dtype or other.shape.rank != spec.shape.rank:
+            raise invalid_argument(
+                "ranker", "read each query feature with the retriever's type", name,
+                hint=f"The retriever reads it as {other.dtype.name} {other.shape}, the ranker "
+                f"as {spec.dtype.name} {spec.shape}.")
+    return specs
+
+
+def build_cascade(builder: Any, model: Any, ranker: Ranker, candidates: Table, ids: np.ndarray,
+                  embeddings: np.ndarray, id_dtype: tf.DType, *, retrieve_k: Any,
+                  specs: dict[str, tf.TensorSpec]) -> Index:
+    """The cascade :class:`Index` over ``candidates`` (already checked by :func:`check_cascade`)."""
+    retrieve_k = int(retrieve_k)
+    backend = get_backend(builder.backend, builder.backend_options, len(ids))
+    params = backend.resolve(len(ids), embeddings.shape[1], retrieve_k)
+    vocabularies = _vocabularies(model.query_tower) | _vocabularies(ranker.query_tower)
+    ranker_specs = ranker.candidate_tower.input_signature()
+    features = {}
+    for name in ranker.candidate_tower.features:
+        vocab = _vocabularies(ranker.candidate_tower).get(name)
+        features[name] = query_tensor(name, candidates[name], ranker_specs[name],
+                                      kind=vocab.kind if vocab is not None else None)
+    module = CascadeServingModule(
+        model.query_tower, ids, embeddings, id_dtype, builder.k_max, backend, params,
+        ranker=ranker, candidate_features=features, retrieve_k=retrieve_k, specs=specs)
+    return Index(module, ids=ids, k_max=builder.k_max, backend=backend.name,
+                 backend_options=params, query_specs=specs, id_dtype=id_dtype,
+                 builder=_NoRefresh(), vocabularies=vocabularies)
+
+
+def _vocabularies(tower: Any) -> Vocabularies:
+    vocabularies = getattr(tower, "vocabularies", None)
+    return vocabularies if isinstance(vocabularies, Vocabularies) else Vocabularies()
