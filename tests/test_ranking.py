@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import tfrs_kit as tk
 from tfrs_kit._data import to_table
-from tfrs_kit.ranking import Cascade
+from tfrs_kit.ranking import Cascade, Multitask
 from tfrs_kit.ranking._model import _ranking_task
 from tfrs_kit.ranking._sampling import KIND, LABEL, WEIGHT
 
@@ -360,3 +360,41 @@ def test_cascade_index_refuses_what_it_cannot_serve(data, vocabs, retriever):
     index = builder.build(retriever, items, ranker=ranker, retrieve_k=10)
     with pytest.raises(ValueError, match="retrieval-only index"):
         index.with_candidates(retriever, items.iloc[:3])
+
+
+def _multitask(vocabs, **weights):
+    tf.keras.utils.set_random_seed(5)
+    return Multitask(*_towers(vocabs, dim=4), label="rating", rating_hidden_dims=[8], **weights)
+
+
+def test_multitask_loss_is_the_weighted_sum_of_retrieval_and_squared_error(data, vocabs):
+    log = data.interactions.iloc[:64]
+    both = _multitask(vocabs, retrieval_weight=0.3, rating_weight=2.0)
+    both.fit(log, epochs=1, batch_size=64, verbose=False)  # builds; sets the frequencies
+    batch = next(iter(tk._tensors.make_dataset(both._prepare(both._read(log, "x")),
+                                               both._columns, batch_size=64)))
+    retrieval_only = tk.TwoTowerRetrieval(*_towers(vocabs, dim=4))
+    retrieval_only(batch)
+    retrieval_only.set_weights([w for w in both.get_weights()][:len(retrieval_only.weights)])
+    retrieval_only.candidate_frequencies_ = both.candidate_frequencies_
+    retrieval = float(retrieval_only.compute_loss(batch))
+    predicted = both.predict_ratings(log)
+    squared = np.mean((predicted - log["rating"].to_numpy()) ** 2)
+    assert float(both.compute_loss(batch)) == pytest.approx(0.3 * retrieval + 2.0 * squared,
+                                                            rel=1e-4)
+
+
+def test_multitask_learns_the_rating_and_refuses_bad_labels(data, vocabs):
+    log = data.interactions
+    model = _multitask(vocabs, retrieval_weight=0.1, rating_weight=1.0)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.02))
+    model.fit(log, epochs=15, batch_size=128, seed=0, verbose=False)
+    error = np.mean((model.predict_ratings(log) - log["rating"]) ** 2)
+    assert error < 0.9 * np.var(log["rating"])  # better than predicting the mean
+    clone = Multitask.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    bad = log.assign(rating=np.where(np.arange(len(log)) == 4, np.nan, log["rating"]))
+    with pytest.raises(ValueError, match=r"`x\['rating'\]` must hold a label for every row"):
+        _multitask(vocabs).fit(bad, verbose=False)
+    with pytest.raises(ValueError, match="`rating_weight` must be > 0"):
+        _multitask(vocabs, retrieval_weight=0.0, rating_weight=0.0)

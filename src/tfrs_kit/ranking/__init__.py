@@ -6,7 +6,9 @@ Modules, in the order a batch flows through them:
   retriever's own top candidates) and random ones;
 - ``_model``: :class:`Ranker` (``fit``, ``score``, ``cascade``);
 - ``_cascade``: :class:`Cascade`, the retriever's top candidates re-ranked, as a
-  recommender :func:`tfrs_kit.evaluate` scores.
+  recommender :func:`tfrs_kit.evaluate` scores;
+- ``_multitask``: :class:`Multitask`, a two-tower model trained on retrieval and
+  on an explicit rating in one ``fit``.
 
 >>> from tfrs_kit.ranking import Cascade, Ranker
 >>> Ranker.__name__, Cascade.__name__
@@ -15,5 +17,6 @@ Modules, in the order a batch flows through them:
 
 from tfrs_kit.ranking._cascade import Cascade
 from tfrs_kit.ranking._model import Ranker
+from tfrs_kit.ranking._multitask import Multitask
 
-__all__ = ["Cascade", "Ranker"]
+__all__ = ["Cascade", "Multitask", "Ranker"]
