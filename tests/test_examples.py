@@ -30,6 +30,7 @@ SCRIPTS = {
     "serving.py": (["--epochs", "3"], "served by TensorFlow alone:"),
     "custom_tower.py": (["--epochs", "3"], "registered towers:"),
     "vector_tower.py": (["--epochs", "2"], "top 3 for u0 from the reloaded index:"),
+    "ranking.py": (["--epochs", "3"], "cascade served by TensorFlow alone:"),
 }
 
 
