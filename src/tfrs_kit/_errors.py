@@ -85,7 +85,7 @@ def missing_column(argument: str, column: str, available: Iterable[str], *,
 ['movie_id', 'user_id']. Did you mean item_id='movie_id'?
         >>> print(missing_column("data", "history", ["user_id"]))  # doctest: +ELLIPSIS
         `data` must have a column 'history'. Received: columns ['user_id']. A history \
-column is built by tfrs_kit.HistoryBuilder: ...
+column is built by tfrs_kit.HistoryBuilder ...
     """
     available = [str(c) for c in available]
     what = role or (f"named by `{setting}`" if setting else "")
