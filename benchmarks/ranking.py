@@ -5,8 +5,9 @@ and on P1 with a 10% holdout; full catalogue, train items excluded; mean of ``--
 
 * retrieval  the default recipe of benchmarks/quality.py (user id + last 50 items)
 * cascade    its top ``--retrieve-k`` re-ranked by a ``tk.Ranker`` that also reads the
-             user features (gender, age bucket, occupation) and the movie's genres and title,
-             trained on the retriever's own top candidates as hard negatives
+             user features (gender, age bucket, occupation), the movie's genres and title
+             and the retriever's score, trained on the retriever's own top candidates as
+             hard negatives
 * baselines  those of benchmarks/quality.py; the best by ndcg@10 is shown
 
 Single-query serving latency of both artifacts (brute force, ``Index.recommend`` with one
@@ -51,7 +52,8 @@ def train_ranker(data, train, retriever, args, seed):
     ranker = tk.Ranker(
         tk.Tower(vocabularies, features=RANKER_QUERY, output_dim=args.dim),
         tk.Tower(vocabularies, features=RANKER_CANDIDATE, output_dim=args.dim),
-        loss=args.loss, cross_layers=args.cross_layers, hidden_dims=(64, 32))
+        loss=args.loss, cross_layers=args.cross_layers, hidden_dims=(64, 32),
+        retrieval_score=args.retrieval_score)
     ranker.fit(rows, retriever=retriever, candidates=data.items, negatives=args.negatives,
                hard_fraction=args.hard_fraction, retrieve_k=args.retrieve_k,
                epochs=args.ranker_epochs, batch_size=256, learning_rate=args.learning_rate,
@@ -131,6 +133,8 @@ def main() -> None:
     parser.add_argument("--cross-layers", type=int, default=2)
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=0.005)
+    parser.add_argument("--retrieval-score", action=argparse.BooleanOptionalAction,
+                        default=True, help="the ranker also reads the retriever's score")
     parser.add_argument("--queries", type=int, default=200, help="single queries timed")
     parser.add_argument("--quick", action="store_true", help="one seed, P1 only")
     args = parser.parse_args()

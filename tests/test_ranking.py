@@ -10,7 +10,7 @@ import tfrs_kit as tk
 from tfrs_kit._data import to_table
 from tfrs_kit.ranking import Cascade, Multitask
 from tfrs_kit.ranking._model import _ranking_task
-from tfrs_kit.ranking._sampling import KIND, LABEL, WEIGHT
+from tfrs_kit.ranking._sampling import KIND, LABEL, RETRIEVAL_SCORE, WEIGHT
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def _numpy_cascade(retriever, ranker, log, users, retrieve_k):
     catalogue = log.drop_duplicates("item_id", keep="last").reset_index(drop=True)
     retrieval = (retriever.query_tower.embed({"user_id": users})
                  @ retriever.candidate_tower.embed(catalogue).T)
-    ranked = ranker.score({"user_id": users}, catalogue)
+    ranked = ranker.score({"user_id": users}, catalogue, retriever=retriever)
     seen = log.groupby("user_id")["item_id"].apply(set).to_dict()
     out = []
     for row, user in enumerate(users):
@@ -222,10 +222,13 @@ def _numpy_cascade(retriever, ranker, log, users, retrieve_k):
     return out
 
 
-def test_cascade_recommender_is_the_retrievers_top_reranked(data, vocabs, retriever):
+@pytest.mark.parametrize("retrieval_score", [False, True])
+def test_cascade_recommender_is_the_retrievers_top_reranked(data, vocabs, retriever,
+                                                            retrieval_score):
     log = data.interactions
     tf.keras.utils.set_random_seed(1)
-    ranker = tk.Ranker(*_towers(vocabs), cross_layers=1, hidden_dims=[8])
+    ranker = tk.Ranker(*_towers(vocabs), cross_layers=1, hidden_dims=[8],
+                       retrieval_score=retrieval_score)
     cascade = ranker.cascade(retriever, retrieve_k=6)
     assert isinstance(cascade, Cascade)
     recommender = cascade.as_recommender(log)
@@ -271,17 +274,17 @@ def test_a_trained_ranker_puts_positives_above_negatives(data, vocabs, retriever
     assert (scores[:, :1] > scores[:, 1:]).mean() > 0.6
 
 
-def _rich_ranker(vocabs):
+def _rich_ranker(vocabs, retrieval_score=False):
     tf.keras.utils.set_random_seed(2)
     return tk.Ranker(*_towers(vocabs, query=("user_id", "user_segment"),
                               candidate=("item_id", "item_genres", "item_year"), dim=6),
-                     cross_layers=2, hidden_dims=[8])
+                     cross_layers=2, hidden_dims=[8], retrieval_score=retrieval_score)
 
 
 def _numpy_top(retriever, ranker, users, items, exclude, retrieve_k, k):
     """The reference cascade: NumPy top retrieve_k by the embeddings, sorted by the ranker."""
     retrieval = (retriever.query_tower.embed(users) @ retriever.candidate_tower.embed(items).T)
-    ranked = ranker.score(users, items)
+    ranked = ranker.score(users, items, retriever=retriever)
     ids = list(items["item_id"])
     out_ids, out_scores = [], []
     for row, excluded in enumerate(exclude):
@@ -292,14 +295,15 @@ def _numpy_top(retriever, ranker, users, items, exclude, retrieve_k, k):
     return out_ids, np.array(out_scores)
 
 
+@pytest.mark.parametrize("retrieval_score", [False, True])
 def test_cascade_index_reranks_the_retrieved_candidates_and_serves_without_tfrs_kit(
-        data, vocabs, retriever, tmp_path):
+        data, vocabs, retriever, tmp_path, retrieval_score):
     import json
     import os
     import subprocess
     import sys
 
-    ranker = _rich_ranker(vocabs)
+    ranker = _rich_ranker(vocabs, retrieval_score)
     items = data.items
     index = tk.IndexBuilder(k_max=5, backend="brute_force").build(
         retriever, items, ranker=ranker, retrieve_k=12)
@@ -398,3 +402,20 @@ def test_multitask_learns_the_rating_and_refuses_bad_labels(data, vocabs):
         _multitask(vocabs).fit(bad, verbose=False)
     with pytest.raises(ValueError, match="`rating_weight` must be > 0"):
         _multitask(vocabs, retrieval_weight=0.0, rating_weight=0.0)
+
+
+def test_retrieval_scores_are_the_retrievers_dot_products(data, vocabs, retriever):
+    log = data.interactions
+    ranker = tk.Ranker(*_towers(vocabs), retrieval_score=True)
+    with pytest.raises(ValueError, match="`retriever` must be given to a ranker with "
+                                         "retrieval_score=True"):
+        ranker.fit(log, verbose=False)
+    table = _examples(ranker, log, retriever=retriever, negatives=3, hard_fraction=0.0).table
+    users = retriever.query_tower.embed({"user_id": table["user_id"]})
+    items = retriever.candidate_tower.embed({"item_id": table["item_id"]})
+    np.testing.assert_allclose(table[RETRIEVAL_SCORE], (users * items).sum(axis=1),
+                               rtol=1e-5, atol=1e-6)
+    history = ranker.fit(log, retriever=retriever, negatives=3, epochs=2, verbose=False)
+    assert np.isfinite(history.history["loss"]).all()
+    with pytest.raises(ValueError, match="`retriever` must be given to score"):
+        ranker.score(data.users[:2], data.items[:3])

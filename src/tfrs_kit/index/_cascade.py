@@ -22,6 +22,7 @@ from tfrs_kit.index._index import Index
 from tfrs_kit.index._inputs import query_tensor
 from tfrs_kit.index._serving import ServingModule
 from tfrs_kit.ranking import Ranker
+from tfrs_kit.ranking._sampling import RETRIEVAL_SCORE
 
 __all__ = ["CascadeServingModule", "build_cascade", "check_cascade"]
 
@@ -82,6 +83,9 @@ class CascadeServingModule(ServingModule):
                  for name in self.ranker.query_tower.features}
         pairs.update({name: tf.gather(values, flat)
                       for name, values in self.candidate_features.items()})
+        if self.ranker.retrieval_score:  # the searcher's scores; empty slots masked below
+            pairs[RETRIEVAL_SCORE] = tf.reshape(tf.where(found, scores, tf.zeros_like(scores)),
+                                                [-1])
         ranked = tf.reshape(tf.cast(self.ranker(pairs, training=False), tf.float32), [-1, n])
         ranked = tf.where(found, ranked, tf.constant(-np.inf, tf.float32))
         top, order = tf.math.top_k(ranked, k=tf.minimum(k, n))

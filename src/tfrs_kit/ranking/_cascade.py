@@ -15,6 +15,7 @@ from tfrs_kit._data import Table, TableLike, last_rows, select, to_table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
 from tfrs_kit.ranking._model import Ranker, pair_table
+from tfrs_kit.ranking._sampling import RETRIEVAL_SCORE
 
 __all__ = ["Cascade"]
 
@@ -150,8 +151,11 @@ class _CascadeRecommender:
         n = self._cascade.retrieve_k
         top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
         valid = np.take_along_axis(scores, top, axis=1) > -np.inf
-        pairs = pair_table(self._cascade.ranker, self._users, np.repeat(users, n),
-                           self._items, top.ravel())
+        ranker = self._cascade.ranker
+        pairs = pair_table(ranker, self._users, np.repeat(users, n), self._items, top.ravel())
+        if ranker.retrieval_score:  # retrieval's scores of the pairs (seen items are not kept)
+            pairs[RETRIEVAL_SCORE] = np.where(
+                valid, np.take_along_axis(scores, top, axis=1), 0.0).astype(np.float32).ravel()
         ranked = self._cascade.ranker.score_pairs(pairs, batch_size=self._batch_size)
         ranked = ranked.reshape(top.shape).astype(np.float64)
         finite = np.where(np.isfinite(scores), scores, -np.inf).max(axis=1, keepdims=True)

@@ -23,6 +23,7 @@ from tfrs_kit._validation import (
 )
 from tfrs_kit.ranking._sampling import (
     LABEL,
+    RETRIEVAL_SCORE,
     WEIGHT,
     Examples,
     catalogue_table,
@@ -78,9 +79,15 @@ class Ranker(tfrs.Model):
         projection_dim: Low-rank cross layers: each weight factored through
             this inner size; default full rank.
         hidden_dims: Sizes of the dense ReLU layers after the crosses.
+        retrieval_score: Also read the retriever's score of each pair (its dot
+            product), as an input of the crosses and, linearly, of the output:
+            the ranker then starts from retrieval's order and learns what to
+            change. ``fit`` and :meth:`score` then need the ``retriever``, and
+            the cascade must use the retriever the ranker was trained with.
         name: The Keras name of the model.
 
     Attributes:
+        ranking_loss: The ``loss`` given (Keras's ``compile`` owns ``self.loss``).
         label_: The label column of the last ``fit`` (``None``: implicit).
         group_size_: 1 + the negatives per positive in the last ``fit``.
 
@@ -113,6 +120,7 @@ class Ranker(tfrs.Model):
         cross_layers: int = 2,
         projection_dim: int | None = None,
         hidden_dims: Sequence[int] = (64, 32),
+        retrieval_score: bool = False,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -125,6 +133,7 @@ class Ranker(tfrs.Model):
         self.projection_dim = check_int("projection_dim", projection_dim, minimum=1,
                                         allow_none=True)
         self.hidden_dims = _check_dims(hidden_dims)
+        self.retrieval_score = bool(retrieval_score)
         self.crosses = [tfrs.layers.dcn.Cross(projection_dim=self.projection_dim,
                                               kernel_initializer="glorot_uniform",
                                               name=f"cross_{i}")
@@ -145,6 +154,7 @@ class Ranker(tfrs.Model):
             "cross_layers": self.cross_layers,
             "projection_dim": self.projection_dim,
             "hidden_dims": list(self.hidden_dims),
+            "retrieval_score": self.retrieval_score,
             "name": self.name,
         }
 
@@ -167,15 +177,25 @@ class Ranker(tfrs.Model):
         return tuple(dict.fromkeys([*self.query_tower.features,
                                     *self.candidate_tower.features]))
 
+    @property
+    def _inputs(self) -> tuple[str, ...]:
+        """The columns a batch of pairs holds: the features, and the retrieval score."""
+        return (*self.features, RETRIEVAL_SCORE) if self.retrieval_score else self.features
+
     def call(self, features: Mapping[str, Any], training: bool | None = None) -> tf.Tensor:
         """The ``[batch]`` scores of a batch of (query, candidate) pairs."""
-        x0 = tf.concat([self.query_tower(features, training=training),
-                        self.candidate_tower(features, training=training)], axis=1)
+        parts = [self.query_tower(features, training=training),
+                 self.candidate_tower(features, training=training)]
+        if self.retrieval_score:
+            parts.append(tf.cast(features[RETRIEVAL_SCORE], tf.float32)[:, None])
+        x0 = tf.concat(parts, axis=1)
         x = x0
         for cross in self.crosses:
             x = cross(x0, x)
         for layer in self.hidden:
             x = layer(x)
+        if self.retrieval_score:  # a linear path: the ranker can keep retrieval's order
+            x = tf.concat([x, parts[-1]], axis=1)
         return tf.squeeze(self.output_layer(x), axis=1)
 
     def compute_loss(self, features: Mapping[str, Any], training: bool = False) -> tf.Tensor:
@@ -280,7 +300,7 @@ class Ranker(tfrs.Model):
         if self.optimizer is None:
             self.compile(optimizer=tf.keras.optimizers.Adam(
                 learning_rate=_LEARNING_RATE if learning_rate is None else learning_rate))
-        dataset = _group_dataset(examples, (*self.features, LABEL, WEIGHT),
+        dataset = _group_dataset(examples, (*self._inputs, LABEL, WEIGHT),
                                  batch_size=batch_size, shuffle=shuffle, seed=seed)
         return super().fit(dataset, epochs=epochs, callbacks=list(callbacks or []),
                            verbose=keras_verbose, **kwargs)
@@ -293,8 +313,13 @@ class Ranker(tfrs.Model):
         retrieve_k = check_int("retrieve_k", retrieve_k, minimum=1)
         hard_fraction = _check_hard_fraction(hard_fraction, retriever)
         self._check_loss_settings(negatives=negatives, label=label)
+        if self.retrieval_score and retriever is None:
+            raise invalid_argument("retriever", "be given to a ranker with retrieval_score=True",
+                                   None, hint="Pass retriever= (the trained retrieval model).")
         retriever_query = tuple(retriever.query_tower.features) if retriever is not None else ()
-        self._check_columns(table, "x", (user_id, self.candidate_id, *self.query_tower.features,
+        if user_id not in table:
+            raise missing_column("x", user_id, table, setting="user_id")
+        self._check_columns(table, "x", (self.candidate_id, *self.query_tower.features,
                                          *retriever_query))
         candidate_features = tuple(dict.fromkeys([
             *self.candidate_tower.features,
@@ -316,13 +341,17 @@ class Ranker(tfrs.Model):
             pools = _retriever_pools(retriever, table, catalogue, user_id=user_id,
                                      item_id=self.candidate_id, users=users,
                                      retrieve_k=retrieve_k)
-        return sample_examples(
+        examples = sample_examples(
             table, catalogue, user_id=user_id, item_id=self.candidate_id,
             query_features=tuple(self.query_tower.features),
             candidate_features=tuple(dict.fromkeys([self.candidate_id,
                                                     *self.candidate_tower.features])),
             negatives=negatives, num_hard=num_hard, pools=pools, user_index=users,
             labels=labels, weights=weights, seed=seed)
+        if self.retrieval_score:
+            examples.table[RETRIEVAL_SCORE] = retrieval_scores(
+                retriever, table, examples.train_rows, catalogue, examples.item_rows)
+        return examples
 
     def _check_loss_settings(self, *, negatives: int, label: str | None) -> None:
         if self.ranking_loss == "listwise" and label is not None:
@@ -343,13 +372,17 @@ class Ranker(tfrs.Model):
             check_features(argument, table, getattr(tower, "vocabularies", {}),
                            [f for f in tower.features if f in table])
 
-    def score(self, queries: TableLike, candidates: TableLike, *,
+    def score(self, queries: TableLike, candidates: TableLike, *, retriever: Any = None,
               batch_size: int = 8192) -> np.ndarray:
         """The score of every (query, candidate) pair: ``[len(queries), len(candidates)]``.
 
         Args:
-            queries: One row per query with the query tower's features.
-            candidates: One row per candidate with the candidate tower's features.
+            queries: One row per query with the query tower's features (and the
+                retriever's, with ``retrieval_score``).
+            candidates: One row per candidate with the candidate tower's
+                features (and the retriever's, with ``retrieval_score``).
+            retriever: The retriever whose scores the ranker reads; needed
+                with ``retrieval_score=True`` only.
             batch_size: Pairs scored at once.
 
         Returns:
@@ -360,17 +393,29 @@ class Ranker(tfrs.Model):
         candidate_table = to_table(candidates, argument="candidates")
         self._check_columns(query_table, "queries", self.query_tower.features)
         self._check_columns(candidate_table, "candidates", self.candidate_tower.features)
+        if self.retrieval_score and retriever is None:
+            raise invalid_argument("retriever", "be given to score with retrieval_score=True",
+                                   None, hint="Pass retriever= (the ranker's retriever).")
         n, m = num_rows(query_table), num_rows(candidate_table)
-        pairs = pair_table(self, query_table, np.repeat(np.arange(n), m),
-                           candidate_table, np.tile(np.arange(m), n))
+        query_rows, candidate_rows = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
+        pairs = pair_table(self, query_table, query_rows, candidate_table, candidate_rows)
+        if self.retrieval_score:
+            pairs[RETRIEVAL_SCORE] = retrieval_scores(retriever, query_table, query_rows,
+                                                      candidate_table, candidate_rows)
         return self.score_pairs(pairs, batch_size=batch_size).reshape(n, m)
 
-    def score_pairs(self, pairs: Table, *, batch_size: int = 8192) -> np.ndarray:
-        """The ``[rows]`` scores of a table of (query, candidate) pairs, one per row."""
+    def score_pairs(self, pairs: TableLike, *, batch_size: int = 8192) -> np.ndarray:
+        """The ``[rows]`` scores of a table of (query, candidate) pairs, one per row.
+
+        With ``retrieval_score=True`` the table also holds the retriever's
+        score of each pair in the column ``"tfrs_kit_retrieval_score"``.
+        """
         batch_size = check_int("batch_size", batch_size, minimum=1)
-        if not num_rows(pairs):
+        table = to_table(pairs, argument="pairs")
+        self._check_columns(table, "pairs", self._inputs)
+        if not num_rows(table):
             return np.zeros(0, np.float32)
-        dataset = make_dataset(pairs, self.features, batch_size=batch_size)
+        dataset = make_dataset(table, self._inputs, batch_size=batch_size)
         return np.concatenate([self(batch, training=False).numpy() for batch in dataset])
 
     def cascade(self, retriever: Any, *, retrieve_k: int = 100) -> Cascade:
@@ -451,6 +496,15 @@ def _check_known_items(items: np.ndarray, catalogue: np.ndarray, column: str) ->
         raise invalid_argument(
             f"x[{column!r}]", "hold candidates of the catalogue", list(items[unknown][:3]),
             hint="Pass a candidates= table that holds every item of x.")
+
+
+def retrieval_scores(retriever: Any, queries: Table, query_rows: np.ndarray,
+                     candidates: Table, candidate_rows: np.ndarray) -> np.ndarray:
+    """The retriever's score (dot product) of each pair of a query row and a candidate row."""
+    query_vectors = retriever.query_tower.embed(queries, verbose=False)
+    candidate_vectors = retriever.candidate_tower.embed(candidates, verbose=False)
+    return np.einsum("ij,ij->i", query_vectors[query_rows],
+                     candidate_vectors[candidate_rows]).astype(np.float32)
 
 
 def _check_hard_fraction(value: Any, retriever: Any) -> float:

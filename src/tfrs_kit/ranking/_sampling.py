@@ -18,23 +18,30 @@ import pandas as pd
 from tfrs_kit._data import Table, last_rows, num_rows, select
 from tfrs_kit._errors import invalid_argument, missing_column
 
-__all__ = ["KIND", "LABEL", "WEIGHT", "Examples", "catalogue_table", "check_label",
-           "check_weights", "hard_pools", "sample_examples"]
+__all__ = ["KIND", "LABEL", "RETRIEVAL_SCORE", "WEIGHT", "Examples", "catalogue_table",
+           "check_label", "check_weights", "hard_pools", "sample_examples"]
 
 # No leading underscore: TensorFlow turns feature names into graph node names.
 LABEL = "tfrs_kit_label"
 WEIGHT = "tfrs_kit_weight"
 KIND = "tfrs_kit_kind"  # 0 positive, 1 hard negative, 2 random negative
+RETRIEVAL_SCORE = "tfrs_kit_retrieval_score"  # the retriever's score of a pair
 _REJECTION_ROUNDS = 30
 _SCORED_AT_ONCE = 1 << 22  # users x items scored per block when finding hard pools
 
 
 @dataclasses.dataclass(frozen=True)
 class Examples:
-    """Groups of one positive and its negatives, group-major (positive first)."""
+    """Groups of one positive and its negatives, group-major (positive first).
+
+    ``train_rows`` and ``item_rows`` say, for each row of ``table``, which row of
+    the log its query features and which catalogue row its candidate come from.
+    """
 
     table: Table
     group_size: int
+    train_rows: np.ndarray
+    item_rows: np.ndarray
 
 
 def hard_pools(query_embeddings: np.ndarray, item_embeddings: np.ndarray,
@@ -156,7 +163,7 @@ def _assemble(train: Table, catalogue: Table, *, items: np.ndarray,
     table[LABEL] = np.where(is_positive, labels[train_rows], 0.0).astype(np.float32)
     table[WEIGHT] = weights[train_rows].astype(np.float32)
     table[KIND] = np.concatenate([np.zeros((n, 1), np.int8), kinds], axis=1).ravel()
-    return Examples(table=table, group_size=group)
+    return Examples(table=table, group_size=group, train_rows=train_rows, item_rows=item_rows)
 
 
 def catalogue_table(data: Table, item_id: str, features: tuple[str, ...],
