@@ -7,7 +7,8 @@ and on P1 with a 10% holdout; full catalogue, train items excluded; mean of ``--
 * cascade    its top ``--retrieve-k`` re-ranked by a ``tk.Ranker`` that also reads the
              user features (gender, age bucket, occupation), the movie's genres and title
              and the retriever's score, trained on the retriever's own top candidates as
-             hard negatives
+             hard negatives (by default on each user's latest 20% of train, scored by a
+             retriever trained on the other 80%: ``--stack-fraction``)
 * baselines  those of benchmarks/quality.py; the best by ndcg@10 is shown
 
 Single-query serving latency of both artifacts (brute force, ``Index.recommend`` with one
@@ -42,20 +43,43 @@ RANKER_CANDIDATE = [ITEM, "movie_genres", "movie_title"]
 KEYS = ("recall@10", "ndcg@10", "ndcg@100")
 
 
+def late_rows(train, fraction):
+    """Each user's latest ``ceil(fraction * n)`` training rows (a mask over ``train``'s rows)."""
+    order = train.assign(number=train[ITEM].astype(int)).sort_values(
+        ["user_id", "timestamp", "number"], kind="stable")
+    from_end = order.groupby("user_id").cumcount(ascending=False)
+    size = order.groupby("user_id")["user_id"].transform("size")
+    return (from_end < np.ceil(fraction * size)).reindex(train.index).to_numpy()
+
+
 def train_ranker(data, train, retriever, args, seed):
-    """The ranker, trained on the retriever's top ``retrieve_k`` as hard negatives."""
+    """The ranker, trained on a retriever's top ``retrieve_k`` as hard negatives.
+
+    With ``--stack-fraction`` the ranker learns from each user's latest training rows,
+    scored by a helper retriever trained on the earlier ones only (a retriever scores its
+    own training rows higher than it will score future positives); the cascade then
+    serves with ``retriever``, trained on all.
+    """
     tf.keras.utils.set_random_seed(seed)
     start = time.perf_counter()
+    train = train.reset_index(drop=True)
     rows = tk.HistoryBuilder(item_id=ITEM, max_length=50).transform(train)
     vocabularies = tk.VocabularyBuilder(ngrams=1).fit(
         rows, features={name: KINDS[name] for name in {*RANKER_QUERY, *RANKER_CANDIDATE}})
+    seen = None
+    if args.stack_fraction:
+        late = late_rows(train, args.stack_fraction)
+        retriever, _, _ = train_two_tower(data, train[~late], epochs=args.epochs, seed=seed,
+                                          **ABLATIONS[DEFAULT])
+        rows = {name: column[late] for name, column in rows.items()}
+        seen = train.loc[~late, ["user_id", ITEM]]
     ranker = tk.Ranker(
         tk.Tower(vocabularies, features=RANKER_QUERY, output_dim=args.dim),
         tk.Tower(vocabularies, features=RANKER_CANDIDATE, output_dim=args.dim),
         loss=args.loss, cross_layers=args.cross_layers, hidden_dims=(64, 32),
         retrieval_score=args.retrieval_score)
     ranker.fit(rows, retriever=retriever, candidates=data.items, negatives=args.negatives,
-               hard_fraction=args.hard_fraction, retrieve_k=args.retrieve_k,
+               hard_fraction=args.hard_fraction, retrieve_k=args.retrieve_k, seen=seen,
                epochs=args.ranker_epochs, batch_size=256, learning_rate=args.learning_rate,
                seed=seed, verbose=0)
     return ranker, time.perf_counter() - start
@@ -135,6 +159,10 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=0.005)
     parser.add_argument("--retrieval-score", action=argparse.BooleanOptionalAction,
                         default=True, help="the ranker also reads the retriever's score")
+    parser.add_argument("--stack-fraction", type=float, default=0.2,
+                        help="the ranker learns from each user's latest share of train, "
+                        "scored by a retriever trained on the rest (0: all of train, scored "
+                        "by the served retriever)")
     parser.add_argument("--queries", type=int, default=200, help="single queries timed")
     parser.add_argument("--quick", action="store_true", help="one seed, P1 only")
     args = parser.parse_args()

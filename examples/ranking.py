@@ -33,12 +33,13 @@ retriever = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_d
                                  tk.Tower(vocabs, features=["item_id"], output_dim=32))
 retriever.fit(train, epochs=args.epochs, batch_size=256, seed=0, verbose=0)
 
-# Stage 2: a ranker on more features, with DCN-v2 crosses between the two sides. Its
-# negatives are the retriever's own top 50 for each user (hard) and random items.
+# Stage 2: a ranker on more features, with DCN-v2 crosses between the two sides, that
+# also reads the retriever's score of each pair. Its negatives are the retriever's own
+# top 50 for each user (hard) and random items.
 ranker = tk.Ranker(
     tk.Tower(vocabs, features=["user_id", "user_segment"], output_dim=16),
     tk.Tower(vocabs, features=["item_id", "item_genres", "item_year"], output_dim=16),
-    loss="listwise", cross_layers=2, hidden_dims=[32])
+    loss="listwise", cross_layers=2, hidden_dims=[32], retrieval_score=True)
 ranker.fit(train, retriever=retriever, candidates=data.items, negatives=8,
            hard_fraction=0.5, retrieve_k=50, epochs=args.epochs, seed=0, verbose=0)
 

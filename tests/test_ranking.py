@@ -419,3 +419,25 @@ def test_retrieval_scores_are_the_retrievers_dot_products(data, vocabs, retrieve
     assert np.isfinite(history.history["loss"]).all()
     with pytest.raises(ValueError, match="`retriever` must be given to score"):
         ranker.score(data.users[:2], data.items[:3])
+
+
+def test_seen_interactions_are_never_negatives_nor_in_the_hard_pool(data, vocabs, retriever):
+    log = data.interactions
+    later = log.groupby("user_id").cumcount(ascending=False) < 3  # each user's last 3 rows
+    earlier, recent = log[~later], log[later]
+    ranker = tk.Ranker(*_towers(vocabs))
+    examples = _examples(ranker, recent, retriever=retriever, negatives=6, hard_fraction=0.5,
+                         retrieve_k=4, seed=4, seen=earlier)
+    table = examples.table
+    negative = table[KIND] > 0
+    drawn = set(zip(table["user_id"][negative], table["item_id"][negative], strict=True))
+    assert not drawn & set(zip(log["user_id"], log["item_id"], strict=True))
+    catalogue = recent.drop_duplicates("item_id", keep="last")
+    item_vectors = retriever.candidate_tower.embed(catalogue)
+    everything = log.groupby("user_id")["item_id"].apply(set).to_dict()
+    hard = table[KIND] == 1
+    for user in recent["user_id"].unique():
+        scores = item_vectors @ retriever.query_tower.embed({"user_id": [user]})[0]
+        order = [catalogue["item_id"].iloc[i] for i in np.argsort(-scores)
+                 if catalogue["item_id"].iloc[i] not in everything[user]]
+        assert set(table["item_id"][hard & (table["user_id"] == user)]) <= set(order[:4])

@@ -237,6 +237,7 @@ class Ranker(tfrs.Model):
         retrieve_k: int = 100,
         label: str | None = None,
         sample_weight: str | None = None,
+        seen: TableLike | None = None,
         epochs: int = 1,
         batch_size: int = 256,
         shuffle: bool = True,
@@ -250,6 +251,12 @@ class Ranker(tfrs.Model):
 
         Negatives are drawn once per call of ``fit``. If the ranker is not
         compiled yet, ``fit`` compiles it with Adam at ``learning_rate``.
+
+        A retriever scores the rows it was trained on higher than it will score
+        tomorrow's positives. A ranker that reads ``retrieval_score`` learns
+        best from rows the retriever did not see: train the retriever on each
+        user's earlier interactions, fit the ranker on the later ones with
+        ``seen=`` the earlier ones, then serve with a retriever trained on all.
 
         Args:
             x: One row per logged (query, candidate) interaction, with
@@ -271,6 +278,9 @@ class Ranker(tfrs.Model):
             label: A column of explicit labels (a rating, dwell time): the
                 pointwise loss is then the squared error, negatives count 0.
             sample_weight: A column of weights of each row (and its negatives).
+            seen: Other (``user_id``, candidate id) interactions that are no
+                negatives either, such as the log the retriever was trained on
+                when the ranker learns from later rows (see below).
             epochs: Passes over the data.
             batch_size: Positives per step (each with its negatives).
             shuffle: Reshuffle the groups every epoch.
@@ -292,7 +302,8 @@ class Ranker(tfrs.Model):
         examples = self._examples(
             to_table(x, argument="x"), retriever=retriever, candidates=candidates,
             user_id=user_id, negatives=negatives, hard_fraction=hard_fraction,
-            retrieve_k=retrieve_k, label=label, sample_weight=sample_weight, seed=seed)
+            retrieve_k=retrieve_k, label=label, sample_weight=sample_weight, seed=seed,
+            seen=seen)
         if self.label_ != label or self.group_size_ != examples.group_size:
             self.train_function = self.test_function = None  # traced for the old task
         self.task = _ranking_task(self.ranking_loss, explicit=label is not None)
@@ -307,7 +318,8 @@ class Ranker(tfrs.Model):
 
     def _examples(self, table: Table, *, retriever: Any, candidates: TableLike | None,
                   user_id: str, negatives: Any, hard_fraction: Any, retrieve_k: Any,
-                  label: str | None, sample_weight: str | None, seed: int | None) -> Examples:
+                  label: str | None, sample_weight: str | None, seed: int | None,
+                  seen: TableLike | None = None) -> Examples:
         """The checked training groups of :meth:`fit` (tests read them too)."""
         negatives = check_int("negatives", negatives, minimum=0)
         retrieve_k = check_int("retrieve_k", retrieve_k, minimum=1)
@@ -316,42 +328,48 @@ class Ranker(tfrs.Model):
         if self.retrieval_score and retriever is None:
             raise invalid_argument("retriever", "be given to a ranker with retrieval_score=True",
                                    None, hint="Pass retriever= (the trained retrieval model).")
-        retriever_query = tuple(retriever.query_tower.features) if retriever is not None else ()
         if user_id not in table:
             raise missing_column("x", user_id, table, setting="user_id")
-        self._check_columns(table, "x", (self.candidate_id, *self.query_tower.features,
-                                         *retriever_query))
-        candidate_features = tuple(dict.fromkeys([
-            *self.candidate_tower.features,
-            *(retriever.candidate_tower.features if retriever is not None else ())]))
-        source = to_table(candidates, argument="candidates") if candidates is not None else table
-        self._check_columns(source, "candidates" if candidates is not None else "x",
-                            (self.candidate_id, *candidate_features))
-        catalogue = catalogue_table(source, self.candidate_id, candidate_features, "candidates")
+        self._check_columns(table, "x", (
+            self.candidate_id, *self.query_tower.features,
+            *(retriever.query_tower.features if retriever is not None else ())))
+        catalogue = self._catalogue(table, candidates, retriever)
         labels = (check_label(table, label, "x") if label is not None
                   else np.ones(num_rows(table)))
         weights = (check_weights(table, sample_weight, "x") if sample_weight is not None
                    else np.ones(num_rows(table)))
-        _check_known_items(table[self.candidate_id], catalogue[self.candidate_id],
-                           self.candidate_id)
         users = pd.Index(pd.unique(table[user_id]))
+        excluded = _user_items(table, seen, users, catalogue, user_id=user_id,
+                               item_id=self.candidate_id)
         num_hard = round(negatives * hard_fraction)
         pools = None
         if num_hard:
-            pools = _retriever_pools(retriever, table, catalogue, user_id=user_id,
-                                     item_id=self.candidate_id, users=users,
-                                     retrieve_k=retrieve_k)
+            pools = _retriever_pools(retriever, table, catalogue, user_id=user_id, users=users,
+                                     excluded=excluded, retrieve_k=retrieve_k)
         examples = sample_examples(
             table, catalogue, user_id=user_id, item_id=self.candidate_id,
             query_features=tuple(self.query_tower.features),
             candidate_features=tuple(dict.fromkeys([self.candidate_id,
                                                     *self.candidate_tower.features])),
             negatives=negatives, num_hard=num_hard, pools=pools, user_index=users,
-            labels=labels, weights=weights, seed=seed)
+            excluded=excluded, labels=labels, weights=weights, seed=seed)
         if self.retrieval_score:
             examples.table[RETRIEVAL_SCORE] = retrieval_scores(
                 retriever, table, examples.train_rows, catalogue, examples.item_rows)
         return examples
+
+    def _catalogue(self, table: Table, candidates: TableLike | None, retriever: Any) -> Table:
+        """One row per candidate with both stages' candidate features; every item of ``table``."""
+        features = tuple(dict.fromkeys([
+            *self.candidate_tower.features,
+            *(retriever.candidate_tower.features if retriever is not None else ())]))
+        source = to_table(candidates, argument="candidates") if candidates is not None else table
+        self._check_columns(source, "candidates" if candidates is not None else "x",
+                            (self.candidate_id, *features))
+        catalogue = catalogue_table(source, self.candidate_id, features, "candidates")
+        _check_known_items(table[self.candidate_id], catalogue[self.candidate_id],
+                           self.candidate_id)
+        return catalogue
 
     def _check_loss_settings(self, *, negatives: int, label: str | None) -> None:
         if self.ranking_loss == "listwise" and label is not None:
@@ -471,18 +489,40 @@ def _group_dataset(examples: Examples, columns: Sequence[str], *, batch_size: in
     return groups.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
 
+def _user_items(table: Table, seen: TableLike | None, users: pd.Index, catalogue: Table, *,
+                user_id: str, item_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user code, catalogue position) of every pair never to be drawn as a negative.
+
+    The pairs of ``table`` and of ``seen``; users of ``seen`` not in ``table`` and
+    items outside the catalogue are left out (they cannot be drawn).
+    """
+    codes = [users.get_indexer(pd.Index(table[user_id]))]
+    items = pd.Index(catalogue[item_id])
+    positions = [items.get_indexer(pd.Index(table[item_id]))]
+    if seen is not None:
+        extra = to_table(seen, argument="seen")
+        for column, setting in ((user_id, "user_id"), (item_id, None)):
+            if column not in extra:
+                raise missing_column("seen", column, extra, setting=setting,
+                                     role="" if setting else "the candidate id")
+        codes.append(users.get_indexer(pd.Index(extra[user_id])))
+        positions.append(items.get_indexer(pd.Index(extra[item_id])))
+    code, position = np.concatenate(codes), np.concatenate(positions)
+    known = (code >= 0) & (position >= 0)
+    return code[known], position[known]
+
+
 def _retriever_pools(retriever: Any, table: Table, catalogue: Table, *, user_id: str,
-                     item_id: str, users: pd.Index,
+                     users: pd.Index, excluded: tuple[np.ndarray, np.ndarray],
                      retrieve_k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's top ``retrieve_k`` non-positive catalogue items under the retriever."""
+    """Each user's top ``retrieve_k`` catalogue items under the retriever, ``excluded`` left out."""
     query_columns = list(dict.fromkeys([user_id, *retriever.query_tower.features]))
     user_rows = last_rows(select(table, query_columns, argument="x"), user_id)
     order = pd.Index(user_rows[user_id]).get_indexer(users)
     user_rows = {name: column[order] for name, column in user_rows.items()}
     queries = retriever.query_tower.embed(user_rows, verbose=False)
     items = retriever.candidate_tower.embed(catalogue, verbose=False)
-    codes = users.get_indexer(pd.Index(table[user_id]))
-    positions = pd.Index(catalogue[item_id]).get_indexer(pd.Index(table[item_id]))
+    codes, positions = excluded
     by_user = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[by_user], np.arange(len(users) + 1))
     positives = [np.unique(positions[by_user[bounds[u]:bounds[u + 1]]])

@@ -91,11 +91,15 @@ def sample_examples(
     num_hard: int,
     pools: tuple[np.ndarray, np.ndarray] | None,
     user_index: pd.Index,
+    excluded: tuple[np.ndarray, np.ndarray],
     labels: np.ndarray,
     weights: np.ndarray,
     seed: int | None,
 ) -> Examples:
     """Each row of ``train`` as a group: the row, ``num_hard`` hard and the rest random negatives.
+
+    No negative of a user is among their ``excluded`` pairs (user code, catalogue
+    position), which hold at least the user's rows of ``train``.
 
     Negatives get label 0 and the weight of their positive, so a row's weight
     scales its whole group. Query features are the positive row's; candidate
@@ -105,7 +109,8 @@ def sample_examples(
     item_index = pd.Index(catalogue[item_id])
     users = user_index.get_indexer(pd.Index(train[user_id]))
     items = item_index.get_indexer(pd.Index(train[item_id]))
-    positive_keys = np.unique(users.astype(np.int64) * len(item_index) + items)
+    codes, positions = excluded  # the pairs never drawn: the log's own, and `seen`
+    positive_keys = np.unique(codes.astype(np.int64) * len(item_index) + positions)
     drawn = np.empty((len(users), negatives), dtype=np.int64)
     kinds = np.full((len(users), negatives), 2, dtype=np.int8)
     if num_hard and pools is not None:
