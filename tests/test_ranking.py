@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -292,7 +293,7 @@ def _numpy_top(retriever, ranker, users, items, exclude, retrieve_k, k):
         top = sorted(allowed[:retrieve_k], key=lambda i: -ranked[row, i])[:k]
         out_ids.append([ids[i] for i in top])
         out_scores.append([ranked[row, i] for i in top])
-    return out_ids, np.array(out_scores)
+    return out_ids, out_scores
 
 
 @pytest.mark.parametrize("retrieval_score", [False, True])
@@ -313,7 +314,7 @@ def test_cascade_index_reranks_the_retrieved_candidates_and_serves_without_tfrs_
     got = index.recommend(users, k=5, exclude=exclude)
     expected_ids, expected_scores = _numpy_top(retriever, ranker, users, items, exclude, 12, 5)
     assert got.ids.tolist() == expected_ids
-    np.testing.assert_allclose(got.scores, expected_scores, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.scores, np.array(expected_scores), rtol=1e-4, atol=1e-4)
     retrieval_only = tk.IndexBuilder(k_max=5, backend="brute_force").build(retriever, items)
     assert retrieval_only.recommend(users, k=5, exclude=exclude).ids.tolist() != expected_ids
 
@@ -441,3 +442,21 @@ def test_seen_interactions_are_never_negatives_nor_in_the_hard_pool(data, vocabs
         order = [catalogue["item_id"].iloc[i] for i in np.argsort(-scores)
                  if catalogue["item_id"].iloc[i] not in everything[user]]
         assert set(table["item_id"][hard & (table["user_id"] == user)]) <= set(order[:4])
+
+
+def test_cascade_index_with_integer_ids_pads_with_minus_one():
+    rng = np.random.default_rng(0)
+    log = pd.DataFrame({"user_id": rng.integers(0, 20, 300), "item_id": rng.integers(0, 30, 300)})
+    vocabs = tk.VocabularyBuilder().fit(log)
+    tf.keras.utils.set_random_seed(3)
+    retriever = tk.TwoTowerRetrieval(*_towers(vocabs))
+    ranker = tk.Ranker(*_towers(vocabs), cross_layers=1, hidden_dims=[4])
+    items = pd.DataFrame({"item_id": np.arange(30)})
+    index = tk.IndexBuilder(k_max=4, backend="brute_force").build(
+        retriever, items, ranker=ranker, retrieve_k=5)
+    users = pd.DataFrame({"user_id": [0, 1]})
+    exclude = [list(range(27)), [3]]  # user 0 has only 3 candidates left
+    got = index.recommend(users, k=4, exclude=exclude)
+    expected, _ = _numpy_top(retriever, ranker, users, items, exclude, 5, 4)
+    assert got.ids[1].tolist() == expected[1]
+    assert got.ids[0].tolist() == [*expected[0], -1] and got.scores[0, 3] == -np.inf

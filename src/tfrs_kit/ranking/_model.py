@@ -299,6 +299,11 @@ class Ranker(tfrs.Model):
         """
         keras_verbose = _check_fit_settings(epochs=epochs, batch_size=batch_size, seed=seed,
                                             learning_rate=learning_rate, verbose=verbose)
+        for name in ("validation_data", "validation_split"):
+            if name in kwargs:
+                raise invalid_argument(
+                    name, "be left out (fit draws negatives for x only)", kwargs[name],
+                    hint="Score the cascade on held-out data with tk.evaluate instead.")
         examples = self._examples(
             to_table(x, argument="x"), retriever=retriever, candidates=candidates,
             user_id=user_id, negatives=negatives, hard_fraction=hard_fraction,
