@@ -1,9 +1,10 @@
 """The cascade as one artifact: retrieve ``retrieve_k`` candidates, re-rank them, return the top k.
 
 :class:`CascadeServingModule` is a :class:`~tfrs_kit.index._serving.ServingModule`
-whose ``serving_default`` and ``recommend`` functions also hold the ranker and the
-catalogue's candidate features, so the exported SavedModel serves both stages with
-TensorFlow alone. ``similar_items`` stays the retriever's.
+whose ``serving_default`` and ``recommend`` functions also hold the ranker and its
+candidate tower's output for every candidate (computed once, at build time), so the
+exported SavedModel serves both stages with TensorFlow alone: per request only the
+ranker's query tower and its head run. ``similar_items`` stays the retriever's.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from tfrs_kit._validation import check_features, check_int
 from tfrs_kit._vocabulary import Vocabularies
 from tfrs_kit.index._backends import Backend, get_backend
 from tfrs_kit.index._index import Index
-from tfrs_kit.index._inputs import query_tensor
 from tfrs_kit.index._serving import ServingModule
 from tfrs_kit.ranking import Ranker
-from tfrs_kit.ranking._sampling import RETRIEVAL_SCORE
 
 __all__ = ["CascadeServingModule", "build_cascade", "check_cascade"]
 
@@ -39,22 +38,22 @@ class CascadeServingModule(ServingModule):
         backend: The search engine.
         params: The backend's options.
         ranker: The trained ranker.
-        candidate_features: The ranker's candidate features, ``[candidates, ...]``
-            tensors in index order.
+        ranker_embeddings: ``[candidates, d]`` the ranker's candidate tower
+            outputs, in index order: computed once, only the ranker's query
+            tower and its head run per request.
         retrieve_k: Candidates retrieved per query and re-ranked.
         specs: The signature's query features: both stages' query towers'.
     """
 
     def __init__(self, query_tower: Any, ids: np.ndarray, embeddings: np.ndarray,
                  id_dtype: tf.DType, k_max: int, backend: Backend, params: dict[str, Any], *,
-                 ranker: Ranker, candidate_features: dict[str, tf.Tensor], retrieve_k: int,
+                 ranker: Ranker, ranker_embeddings: np.ndarray, retrieve_k: int,
                  specs: dict[str, tf.TensorSpec]) -> None:
         super().__init__(query_tower, ids, embeddings, id_dtype, k_max, backend, params)
         self.ranker = ranker
         self.retrieve_k = retrieve_k
-        self.candidate_features = {
-            name: tf.Variable(tensor, trainable=False, name=f"ranker_candidate_feature_{i}")
-            for i, (name, tensor) in enumerate(candidate_features.items())}
+        self.ranker_embeddings = tf.Variable(ranker_embeddings, trainable=False,
+                                             name="ranker_candidate_embeddings")
         k_spec = tf.TensorSpec([], tf.int32, name="k")
         exclude_spec = tf.TensorSpec([None, None], id_dtype, name="exclude")
         self.serve = tf.function(self._serve, input_signature=[specs], autograph=False)
@@ -79,14 +78,13 @@ class CascadeServingModule(ServingModule):
                                                  self.positions.lookup(exclude))
         found = scores > tf.constant(-np.inf, scores.dtype)
         flat = tf.reshape(tf.maximum(positions, 0), [-1])
-        pairs = {name: tf.repeat(features[name], n, axis=0)
-                 for name in self.ranker.query_tower.features}
-        pairs.update({name: tf.gather(values, flat)
-                      for name, values in self.candidate_features.items()})
+        ranker_queries = tf.repeat(self.ranker.query_tower(features, training=False), n, axis=0)
+        retrieval = None
         if self.ranker.retrieval_score:  # the searcher's scores; empty slots masked below
-            pairs[RETRIEVAL_SCORE] = tf.reshape(tf.where(found, scores, tf.zeros_like(scores)),
-                                                [-1])
-        ranked = tf.reshape(tf.cast(self.ranker(pairs, training=False), tf.float32), [-1, n])
+            retrieval = tf.reshape(tf.where(found, scores, tf.zeros_like(scores)), [-1])
+        ranked = self.ranker.score_embeddings(
+            ranker_queries, tf.gather(self.ranker_embeddings, flat), retrieval, training=False)
+        ranked = tf.reshape(tf.cast(ranked, tf.float32), [-1, n])
         ranked = tf.where(found, ranked, tf.constant(-np.inf, tf.float32))
         top, order = tf.math.top_k(ranked, k=tf.minimum(k, n))
         chosen = tf.gather(positions, order, batch_dims=1)
@@ -157,15 +155,12 @@ def build_cascade(builder: Any, model: Any, ranker: Ranker, candidates: Table, i
     backend = get_backend(builder.backend, builder.backend_options, len(ids))
     params = backend.resolve(len(ids), embeddings.shape[1], retrieve_k)
     vocabularies = _vocabularies(model.query_tower) | _vocabularies(ranker.query_tower)
-    ranker_specs = ranker.candidate_tower.input_signature()
-    features = {}
-    for name in ranker.candidate_tower.features:
-        vocab = _vocabularies(ranker.candidate_tower).get(name)
-        features[name] = query_tensor(name, candidates[name], ranker_specs[name],
-                                      kind=vocab.kind if vocab is not None else None)
+    ranker_embeddings = ranker.candidate_tower.embed(candidates, batch_size=builder.batch_size,
+                                                     verbose=False).astype(np.float32)
     module = CascadeServingModule(
         model.query_tower, ids, embeddings, id_dtype, builder.k_max, backend, params,
-        ranker=ranker, candidate_features=features, retrieve_k=retrieve_k, specs=specs)
+        ranker=ranker, ranker_embeddings=ranker_embeddings, retrieve_k=retrieve_k,
+        specs=specs)
     return Index(module, ids=ids, k_max=builder.k_max, backend=backend.name,
                  backend_options=params, query_specs=specs, id_dtype=id_dtype,
                  builder=_NoRefresh(), vocabularies=vocabularies)

@@ -14,8 +14,7 @@ import pandas as pd
 from tfrs_kit._data import Table, TableLike, last_rows, select, to_table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
-from tfrs_kit.ranking._model import Ranker, pair_table
-from tfrs_kit.ranking._sampling import RETRIEVAL_SCORE
+from tfrs_kit.ranking._model import Ranker
 
 __all__ = ["Cascade"]
 
@@ -86,7 +85,7 @@ class Cascade:
             item_id: The item id column (default: the ranker's ``candidate_id``).
             users: One row per user with the query features of both stages.
             items: One row per item with the candidate features of both stages.
-            batch_size: Pairs scored by the ranker at once.
+            batch_size: Pairs scored by the ranker's head at once.
 
         Raises:
             ValueError: ``retrieve_k`` larger than the catalogue, or a missing column.
@@ -118,12 +117,14 @@ class _CascadeRecommender:
                  batch_size: int) -> None:
         self.item_ids = item_ids
         self._cascade = cascade
-        self._items, self._users = items, users
         self._user_index = pd.Index(user_ids)
         self._batch_size = check_int("batch_size", batch_size, minimum=1)
-        retriever = cascade.retriever
+        retriever, ranker = cascade.retriever, cascade.ranker
         self._user_embeddings = retriever.query_tower.embed(users, verbose=False)
         self._item_embeddings = retriever.candidate_tower.embed(items, verbose=False)
+        # The ranker's towers, once per user and item; only its head runs per pair.
+        self._ranker_users = ranker.query_tower.embed(users, verbose=False)
+        self._ranker_items = ranker.candidate_tower.embed(items, verbose=False)
         codes = self._user_index.get_indexer(seen[0])
         positions = pd.Index(item_ids).get_indexer(seen[1])
         known = (codes >= 0) & (positions >= 0)
@@ -152,11 +153,12 @@ class _CascadeRecommender:
         top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
         valid = np.take_along_axis(scores, top, axis=1) > -np.inf
         ranker = self._cascade.ranker
-        pairs = pair_table(ranker, self._users, np.repeat(users, n), self._items, top.ravel())
+        retrieval = None
         if ranker.retrieval_score:  # retrieval's scores of the pairs (seen items are not kept)
-            pairs[RETRIEVAL_SCORE] = np.where(
-                valid, np.take_along_axis(scores, top, axis=1), 0.0).astype(np.float32).ravel()
-        ranked = self._cascade.ranker.score_pairs(pairs, batch_size=self._batch_size)
+            retrieval = np.where(valid, np.take_along_axis(scores, top, axis=1), 0.0).ravel()
+        ranked = ranker.score_vectors(self._ranker_users[np.repeat(users, n)],
+                                      self._ranker_items[top.ravel()], retrieval,
+                                      batch_size=self._batch_size)
         ranked = ranked.reshape(top.shape).astype(np.float64)
         finite = np.where(np.isfinite(scores), scores, -np.inf).max(axis=1, keepdims=True)
         floor = np.where(valid, ranked, np.inf).min(axis=1, keepdims=True)

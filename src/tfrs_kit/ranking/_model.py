@@ -184,16 +184,38 @@ class Ranker(tfrs.Model):
 
     def call(self, features: Mapping[str, Any], training: bool | None = None) -> tf.Tensor:
         """The ``[batch]`` scores of a batch of (query, candidate) pairs."""
-        parts = [self.query_tower(features, training=training),
-                 self.candidate_tower(features, training=training)]
+        retrieval = features[RETRIEVAL_SCORE] if self.retrieval_score else None
+        return self.score_embeddings(self.query_tower(features, training=training),
+                                     self.candidate_tower(features, training=training),
+                                     retrieval, training=training)
+
+    def score_embeddings(self, query: tf.Tensor, candidate: tf.Tensor,
+                         retrieval_score: tf.Tensor | None = None, *,
+                         training: bool | None = None) -> tf.Tensor:
+        """The ``[batch]`` scores of pairs from the two towers' outputs.
+
+        The candidate tower does not depend on the query, so a server embeds
+        the catalogue once and calls this on the query tower's output repeated
+        for each retrieved candidate (as the exported cascade does).
+
+        Args:
+            query: ``[batch, d]`` query tower outputs.
+            candidate: ``[batch, d]`` candidate tower outputs.
+            retrieval_score: ``[batch]`` retriever scores, with ``retrieval_score=True``.
+            training: Keras's training flag.
+        """
+        parts = [query, candidate]
         if self.retrieval_score:
-            parts.append(tf.cast(features[RETRIEVAL_SCORE], tf.float32)[:, None])
+            if retrieval_score is None:
+                raise invalid_argument("retrieval_score", "be given to a ranker with "
+                                       "retrieval_score=True", None)
+            parts.append(tf.cast(retrieval_score, tf.float32)[:, None])
         x0 = tf.concat(parts, axis=1)
         x = x0
         for cross in self.crosses:
             x = cross(x0, x)
         for layer in self.hidden:
-            x = layer(x)
+            x = layer(x, training=training)
         if self.retrieval_score:  # a linear path: the ranker can keep retrieval's order
             x = tf.concat([x, parts[-1]], axis=1)
         return tf.squeeze(self.output_layer(x), axis=1)
@@ -421,11 +443,30 @@ class Ranker(tfrs.Model):
                                    None, hint="Pass retriever= (the ranker's retriever).")
         n, m = num_rows(query_table), num_rows(candidate_table)
         query_rows, candidate_rows = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
-        pairs = pair_table(self, query_table, query_rows, candidate_table, candidate_rows)
+        retrieval = None
         if self.retrieval_score:
-            pairs[RETRIEVAL_SCORE] = retrieval_scores(retriever, query_table, query_rows,
-                                                      candidate_table, candidate_rows)
-        return self.score_pairs(pairs, batch_size=batch_size).reshape(n, m)
+            retrieval = retrieval_scores(retriever, query_table, query_rows, candidate_table,
+                                         candidate_rows)
+        queries_out = self.query_tower.embed(query_table, verbose=False)
+        candidates_out = self.candidate_tower.embed(candidate_table, verbose=False)
+        return self.score_vectors(queries_out[query_rows], candidates_out[candidate_rows],
+                                  retrieval, batch_size=batch_size).reshape(n, m)
+
+    def score_vectors(self, query: np.ndarray, candidate: np.ndarray,
+                      retrieval_score: np.ndarray | None = None, *,
+                      batch_size: int = 8192) -> np.ndarray:
+        """:meth:`score_embeddings` over NumPy rows, in batches: ``[rows]`` float32 scores."""
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        out = [np.zeros(0, np.float32)]
+        for start in range(0, len(query), batch_size):
+            stop = start + batch_size
+            retrieval = None if retrieval_score is None else retrieval_score[start:stop]
+            out.append(self.score_embeddings(
+                tf.constant(query[start:stop], tf.float32),
+                tf.constant(candidate[start:stop], tf.float32),
+                None if retrieval is None else tf.constant(retrieval, tf.float32),
+                training=False).numpy())
+        return np.concatenate(out)
 
     def score_pairs(self, pairs: TableLike, *, batch_size: int = 8192) -> np.ndarray:
         """The ``[rows]`` scores of a table of (query, candidate) pairs, one per row.
@@ -455,15 +496,6 @@ class Ranker(tfrs.Model):
         from tfrs_kit.ranking._cascade import Cascade  # _cascade imports this module
 
         return Cascade(retriever, self, retrieve_k=retrieve_k)
-
-
-def pair_table(ranker: Ranker, queries: Table, query_rows: np.ndarray, candidates: Table,
-               candidate_rows: np.ndarray) -> Table:
-    """Rows of (query, candidate) pairs: query features of ``query_rows``, candidate features."""
-    table = {name: queries[name][query_rows] for name in ranker.query_tower.features}
-    for name in ranker.candidate_tower.features:
-        table[name] = candidates[name][candidate_rows]
-    return table
 
 
 def _ranking_task(loss: str, *, explicit: bool) -> tfrs.tasks.Ranking:
