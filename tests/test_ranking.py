@@ -185,6 +185,9 @@ def test_a_ranker_without_crosses_trains(data, vocabs, loss):
     losses = history.history["loss"]
     assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0]
     assert not ranker.crosses
+    with pytest.raises(ValueError, match="`learning_rate` must be None when the ranker is "
+                                         "already compiled"):
+        ranker.fit(data.interactions, learning_rate=0.1, verbose=False)
 
 
 def test_score_is_the_model_on_every_pair(data, vocabs):

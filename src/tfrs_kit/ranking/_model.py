@@ -321,6 +321,10 @@ class Ranker(tfrs.Model):
         """
         keras_verbose = _check_fit_settings(epochs=epochs, batch_size=batch_size, seed=seed,
                                             learning_rate=learning_rate, verbose=verbose)
+        if self.optimizer is not None and learning_rate is not None:
+            raise invalid_argument(
+                "learning_rate", "be None when the ranker is already compiled", learning_rate,
+                hint="fit keeps the optimizer of `compile` (or of an earlier fit).")
         for name in ("validation_data", "validation_split"):
             if name in kwargs:
                 raise invalid_argument(
