@@ -280,9 +280,12 @@ def test_a_trained_ranker_puts_positives_above_negatives(data, vocabs, retriever
 
 def _rich_ranker(vocabs, retrieval_score=False):
     tf.keras.utils.set_random_seed(2)
-    return tk.Ranker(*_towers(vocabs, query=("user_id", "user_segment"),
-                              candidate=("item_id", "item_genres", "item_year"), dim=6),
-                     cross_layers=2, hidden_dims=[8], retrieval_score=retrieval_score)
+    ranker = tk.Ranker(*_towers(vocabs, query=("user_id", "user_segment"),
+                                candidate=("item_id", "item_genres", "item_year"), dim=6),
+                       cross_layers=2, hidden_dims=[8], retrieval_score=retrieval_score)
+    ranker.retrieval_shift.assign(0.3)  # as fit would set them: saved with the artifact
+    ranker.retrieval_scale.assign(0.05)
+    return ranker
 
 
 def _numpy_top(retriever, ranker, users, items, exclude, retrieve_k, k):
@@ -419,6 +422,8 @@ def test_retrieval_scores_are_the_retrievers_dot_products(data, vocabs, retrieve
     items = retriever.candidate_tower.embed({"item_id": table["item_id"]})
     np.testing.assert_allclose(table[RETRIEVAL_SCORE], (users * items).sum(axis=1),
                                rtol=1e-5, atol=1e-6)
+    assert float(ranker.retrieval_shift) == pytest.approx(table[RETRIEVAL_SCORE].mean(), abs=1e-6)
+    assert float(ranker.retrieval_scale) == pytest.approx(table[RETRIEVAL_SCORE].std(), rel=1e-5)
     history = ranker.fit(log, retriever=retriever, negatives=3, epochs=2, verbose=False)
     assert np.isfinite(history.history["loss"]).all()
     with pytest.raises(ValueError, match="`retriever` must be given to score"):

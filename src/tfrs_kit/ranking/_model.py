@@ -134,6 +134,10 @@ class Ranker(tfrs.Model):
                                         allow_none=True)
         self.hidden_dims = _check_dims(hidden_dims)
         self.retrieval_score = bool(retrieval_score)
+        # The retriever's scores standardised by their mean and deviation over fit's pairs:
+        # dot products of any scale then enter the crosses near unit size.
+        self.retrieval_shift = tf.Variable(0.0, trainable=False, name="retrieval_shift")
+        self.retrieval_scale = tf.Variable(1.0, trainable=False, name="retrieval_scale")
         self.crosses = [tfrs.layers.dcn.Cross(projection_dim=self.projection_dim,
                                               kernel_initializer="glorot_uniform",
                                               name=f"cross_{i}")
@@ -209,7 +213,9 @@ class Ranker(tfrs.Model):
             if retrieval_score is None:
                 raise invalid_argument("retrieval_score", "be given to a ranker with "
                                        "retrieval_score=True", None)
-            parts.append(tf.cast(retrieval_score, tf.float32)[:, None])
+            standard = (tf.cast(retrieval_score, tf.float32) - self.retrieval_shift) / (
+                self.retrieval_scale)
+            parts.append(standard[:, None])
         x0 = tf.concat(parts, axis=1)
         x = x0
         for cross in self.crosses:
@@ -385,8 +391,11 @@ class Ranker(tfrs.Model):
             negatives=negatives, num_hard=num_hard, pools=pools, user_index=users,
             excluded=excluded, labels=labels, weights=weights, seed=seed)
         if self.retrieval_score:
-            examples.table[RETRIEVAL_SCORE] = retrieval_scores(
-                retriever, table, examples.train_rows, catalogue, examples.item_rows)
+            scores = retrieval_scores(retriever, table, examples.train_rows, catalogue,
+                                      examples.item_rows)
+            examples.table[RETRIEVAL_SCORE] = scores
+            self.retrieval_shift.assign(float(scores.mean()))
+            self.retrieval_scale.assign(max(float(scores.std()), 1e-6))
         return examples
 
     def _catalogue(self, table: Table, candidates: TableLike | None, retriever: Any) -> Table:
