@@ -468,3 +468,20 @@ def test_cascade_index_with_integer_ids_pads_with_minus_one():
     expected, _ = _numpy_top(retriever, ranker, users, items, exclude, 5, 4)
     assert got.ids[1].tolist() == expected[1]
     assert got.ids[0].tolist() == [*expected[0], -1] and got.scores[0, 3] == -np.inf
+
+
+def test_cascade_index_on_scann_reranks_what_scann_retrieves(data, vocabs, retriever):
+    pytest.importorskip("scann")
+    ranker = _rich_ranker(vocabs, retrieval_score=True)
+    items = data.items
+    index = tk.IndexBuilder(k_max=5, backend="scann").build(
+        retriever, items, ranker=ranker, retrieve_k=12)
+    assert index.backend == "scann"
+    users = data.users.iloc[:5][["user_id", "user_segment"]].reset_index(drop=True)
+    exclude = [["i1", "i2"], [], [], ["i9"], []]
+    # 100 candidates: no tree, and every candidate rescored exactly, so ScaNN finds
+    # brute force's 12.
+    expected, scores = _numpy_top(retriever, ranker, users, items, exclude, 12, 5)
+    got = index.recommend(users, k=5, exclude=exclude)
+    assert got.ids.tolist() == expected
+    np.testing.assert_allclose(got.scores, np.array(scores), rtol=1e-4, atol=1e-4)
