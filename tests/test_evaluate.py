@@ -396,6 +396,6 @@ def test_a_single_wrapped_model_is_reported_under_the_models_name_not_a_private_
     model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4),
                                  tk.Tower(vocabs, features=["item_id"], output_dim=4))
     train, test = tk.evaluation.per_user_temporal_split(log)
-    for given in (model, model.as_recommender(train)):
-        report = tk.evaluate(given, test, train=train, k=5, metrics=["recall"])
+    for wrapped in (model, model.as_recommender(train)):
+        report = tk.evaluate(wrapped, test, train=train, k=5, metrics=["recall"])
         assert report.models == ("TwoTowerRetrieval",)
