@@ -124,15 +124,31 @@ def _keep_top(similarity: np.ndarray, neighbors: int) -> sp.csr_matrix:
 
 
 def _item_neighbors(
-    n_items: int, neighbors: int, rows: Callable[[int, int], np.ndarray]
+    n_items: int, neighbors: int, rows: Callable[[int, int], Any]
 ) -> sp.csr_matrix:
-    """An item-item matrix built in row blocks ``rows(start, stop)``, without its diagonal,
-    each row pruned to its ``neighbors`` largest positive entries."""
+    """An item-item matrix built in row blocks ``rows(start, stop)`` (dense or sparse),
+    without its diagonal, each row pruned to its ``neighbors`` largest positive entries."""
     block = max(1, _MAX_SCORES // n_items)
     parts = []
     for start in range(0, n_items, block):
         stop = min(start + block, n_items)
         weights = rows(start, stop)
+        if sp.issparse(weights):
+            parts.append(_keep_top_sparse(weights.tocoo(), neighbors, start))
+            continue
         weights[np.arange(stop - start), np.arange(start, stop)] = 0.0
         parts.append(_keep_top(weights, neighbors))
     return sp.vstack(parts).tocsr().astype(np.float32)
+
+
+def _keep_top_sparse(block: sp.coo_matrix, neighbors: int, offset: int) -> sp.csr_matrix:
+    """:func:`_keep_top` of a sparse block whose row ``r`` is item ``offset + r``, its
+    diagonal dropped: the same entries, without a dense row per item (a large
+    catalogue's co-occurrences are mostly zero)."""
+    keep = (block.data > 0) & (block.col != block.row + offset)
+    row, col, value = block.row[keep], block.col[keep], block.data[keep]
+    order = np.lexsort((col, -value, row))  # per row: largest first, ties by column
+    row, col, value = row[order], col[order], value[order]
+    rank = np.arange(len(row)) - np.searchsorted(row, row, side="left")
+    kept = rank < neighbors
+    return sp.csr_matrix((value[kept], (row[kept], col[kept])), shape=block.shape)

@@ -70,9 +70,12 @@ class ItemKNN(InteractionRecommender):
         by_item = interactions.T.tocsr()
         norms = np.sqrt(self.item_popularity_.astype(np.float64))
 
-        def rows(start: int, stop: int) -> np.ndarray:
-            return _cosine_block(by_item[start:stop], by_item, norms[start:stop], norms,
-                                 self.shrinkage)
+        def rows(start: int, stop: int) -> sp.coo_matrix:
+            # Sparse: items that share no user have similarity 0 and are never kept.
+            dot = (by_item[start:stop] @ by_item.T).tocoo()
+            dot.data = dot.data / (norms[start:stop][dot.row] * norms[dot.col]
+                                   + self.shrinkage)
+            return dot
 
         self.similarity_ = _item_neighbors(by_item.shape[0], self.neighbors, rows)
 
@@ -200,8 +203,8 @@ class RP3beta(InteractionRecommender):
         item_to_user = _powered(sp.diags(1.0 / popularity) @ interactions.T, self.alpha)
         penalty = popularity ** -self.beta
 
-        def rows(start: int, stop: int) -> np.ndarray:
-            return (item_to_user[start:stop] @ user_to_item).toarray() * penalty
+        def rows(start: int, stop: int) -> sp.csr_matrix:
+            return (item_to_user[start:stop] @ user_to_item) @ sp.diags(penalty)
 
         self.similarity_ = _item_neighbors(len(popularity), self.neighbors, rows)
 
