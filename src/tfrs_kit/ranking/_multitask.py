@@ -27,7 +27,7 @@ class Multitask(TwoTowerRetrieval):
     TFRS's multitask recipe: the towers are shared; the loss is
     ``retrieval_weight`` times the in-batch softmax retrieval loss plus
     ``rating_weight`` times the squared error of a small MLP over the two
-    embeddings (``tfrs.tasks.Ranking``), trained in one :meth:`fit`. It is a
+    embeddings (``tfrs.tasks.Ranking``), trained in one ``fit``. It is a
     retrieval model in every other way (``as_recommender``, ``IndexBuilder``).
 
     When it helps: the explicit signal (ratings, dwell time) is a second view of
@@ -90,7 +90,7 @@ class Multitask(TwoTowerRetrieval):
 
     @property
     def features(self) -> tuple[str, ...]:
-        """Every column the model reads in training: the towers' features and ``label``."""
+        """The columns the model reads in training (the towers' features and ``label``)."""
         return (*super().features, self.label)
 
     def _read(self, data: TableLike, argument: str) -> Table:
