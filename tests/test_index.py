@@ -5,6 +5,7 @@ import shutil
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from hypothesis import given, settings
@@ -543,3 +544,29 @@ def test_a_flipped_byte_in_the_variables_is_caught_by_their_checksums(index, tmp
     data.write_bytes(bytes(damaged))
     with pytest.raises(ValueError, match=r"`path` must hold a complete SavedModel.*Checksum"):
         tk.load_index(tmp_path / "index")
+
+
+def test_whole_floats_and_booleans_query_an_integer_feature_as_fit_read_them():
+    log = pd.DataFrame({"user_id": ["a", "b", "c", "a"], "item_id": ["x", "y", "z", "y"],
+                        "age": [25, 30, 25, 25], "vip": [True, False, True, True]})
+    kinds = {"user_id": "categorical", "item_id": "categorical", "age": "categorical",
+             "vip": "categorical"}
+    vocabs = tk.VocabularyBuilder().fit(log, features=kinds, verbose=False)
+    model = tk.TwoTowerRetrieval(
+        tk.Tower(vocabs, features=["user_id", "age", "vip"], output_dim=4),
+        tk.Tower(vocabs, features=["item_id"], output_dim=4))
+    index = tk.IndexBuilder(k_max=3).build(model, log[["item_id"]].drop_duplicates())
+    as_ints = index.recommend({"user_id": ["a", "b"], "age": np.array([25, 30]),
+                               "vip": np.array([1, 0])}, k=3)
+    as_read = index.recommend({"user_id": ["a", "b"], "age": np.array([25.0, 30.0]),
+                               "vip": np.array([True, False])}, k=3)
+    np.testing.assert_array_equal(as_read.ids, as_ints.ids)
+    np.testing.assert_allclose(as_read.scores, as_ints.scores, rtol=1e-6)
+    # The same rows through the towers directly (what fit reads) give the same scores.
+    queries = model.query_tower.embed({"user_id": ["a", "b"], "age": [25.0, 30.0],
+                                       "vip": [True, False]})
+    items = model.candidate_tower.embed({"item_id": list(as_ints.ids[0])})
+    np.testing.assert_allclose(as_read.scores[0], queries[0] @ items.T, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"must hold whole numbers.*declare the feature as "
+                                         r"'numeric'"):
+        index.recommend({"user_id": ["a"], "age": np.array([25.5]), "vip": [True]}, k=1)

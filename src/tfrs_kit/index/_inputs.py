@@ -87,6 +87,8 @@ def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec, *,
         # A missing id would become the string "None" (or fail): an unknown user, silently.
         check_no_missing(argument, values)
         check_vocabulary_kind(argument, values, "string" if spec.dtype == tf.string else "int64")
+    if spec.shape.rank == 1 and spec.dtype.is_integer and values.dtype.kind in "bf":
+        values = _as_int_ids(argument, values)  # as fit and the towers read them
     try:
         if spec.shape.rank == 2:
             rows = list(column) if is_multivalued(column) else [[v] for v in column]
@@ -102,6 +104,16 @@ def query_tensor(name: str, column: np.ndarray, spec: tf.TensorSpec, *,
             argument, f"hold values of dtype {spec.dtype.name}",
             f"{values.dtype} values {list(values[:3])}",
         ) from error
+
+
+def _as_int_ids(argument: str, values: np.ndarray) -> np.ndarray:
+    """Booleans and whole floats (``25.0``) of an integer-id feature as int64 ids."""
+    if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+        raise invalid_argument(argument, "hold whole numbers (its vocabulary holds integer "
+                               "ids)", values[:3].tolist(),
+                               hint="A fractional value is not an id: declare the feature "
+                               "as 'numeric' when building the vocabularies.")
+    return values.astype(np.int64)
 
 
 def _vector_tensor(argument: str, column: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
