@@ -289,12 +289,14 @@ def test_candidate_order_follows_the_logs_shape():
     assert plain[0] == base and not any(s.warm_start or s.first_only for s in plain)
     assert plain[1].history == "sequence"
     shaped = candidate_settings(base, HISTORY_ENCODERS, repeats=True, warm=True)
-    assert shaped[0].warm_start and shaped[0].history == "none"
-    assert shaped[0].item_features == () and shaped[0].epochs <= base.epochs
-    assert shaped[1] == base
-    assert shaped[2].first_only and not shaped[2].warm_start
+    assert shaped[0] == base
+    assert shaped[1].first_only and not shaped[1].warm_start
+    assert shaped[2].warm_start and shaped[2].history == "none"
+    assert shaped[2].item_features == () and shaped[2].epochs <= base.epochs
     assert all(s.first_only for s in shaped[3:])  # the variants build on first-only
-    short = candidate_settings(base, HISTORY_ENCODERS, warm=True, short=True)
+    sparse = candidate_settings(base, HISTORY_ENCODERS, warm=True, sparse=True)
+    assert sparse[0].warm_start and sparse[1] == base  # a long tail: the factorisation first
+    short = candidate_settings(base, HISTORY_ENCODERS, warm=True, short=True, sparse=True)
     assert short[0].history == "sequence" and short[1].warm_start and short[2] == base
     assert candidate_settings(base, ("mean",), short=True)[0] == base  # no sequence to try
     no_id = [s for s in plain if not s.user_id]
@@ -315,11 +317,12 @@ def test_a_shared_history_reads_the_candidate_item_table():
             is not unshared.candidate_tower.encoders["item_id"].embedding)
 
 
-def test_the_warm_start_comes_first_only_where_a_query_may_go_without_history():
+def test_the_warm_start_is_tried_only_where_a_query_may_go_without_history():
     pytest.importorskip("implicit")
     train = _log()
-    default = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False).fit(train)
-    assert default.report.trials[0].settings.warm_start
+    default = tk.Recipe(time_budget=None, max_trials=2, max_epochs=1, verbose=False).fit(train)
+    # The default recipe and the warm start are the first two, in an order set by sparsity.
+    assert sorted(t.settings.warm_start for t in default.report.trials) == [False, True]
     mean_only = tk.Recipe(histories=["mean"], time_budget=None, max_trials=2, max_epochs=1,
                           verbose=False).fit(train)
     assert not any(t.settings.warm_start for t in mean_only.report.trials)
@@ -349,3 +352,18 @@ def test_a_diverged_setting_is_left_behind_and_all_diverged_is_a_clear_error(mon
     monkeypatch.setattr(_search, "train", always)
     with pytest.raises(FloatingPointError, match="every setting tried \\(2\\) diverged"):
         tk.Recipe(time_budget=None, max_trials=2, max_epochs=1, verbose=False).fit(_log())
+
+
+def test_the_logs_item_counts_decide_whether_the_factorisation_goes_first():
+    pytest.importorskip("implicit")
+    from tfrs_kit.recipe._search import _optuna, _study
+
+    sparse = pd.DataFrame({"user_id": [f"u{n // 4}" for n in range(80)],
+                           "item_id": [f"i{n}" for n in range(80)],  # each item once
+                           "timestamp": range(80)})
+    dense = _log(per_user=12)  # 480 events over 30 items: 16 a median item
+    for log, warm_first in ((sparse, True), (dense, False)):
+        study, _ = _study(_optuna(), _data(log), base=Settings(), histories=("none", "mean"),
+                          features=((), ()), seed=0)
+        first = study.trials[0].system_attrs["fixed_params"]
+        assert first["warm_start"] is warm_first

@@ -17,6 +17,7 @@ __all__ = ["search"]
 
 _PATIENCE = 2  # epochs without a better validation score before a trial stops
 _SHORT_HISTORY = 5  # a median user with this many events or fewer: short histories
+_SPARSE_ITEMS = 10  # a median item with this many events or fewer: a sparse catalogue
 
 
 def _optuna() -> Any:
@@ -110,7 +111,8 @@ def _study(optuna: Any, data: Data, *, base: Settings, histories: Sequence[str],
              # The warm start is ids only: a query without history.
              "warm": "none" in histories and importlib.util.find_spec("implicit") is not None}
     short = data.log[c.user_id].value_counts().median() <= _SHORT_HISTORY
-    for settings in candidate_settings(base, histories, short=short, **shape):
+    sparse = data.log[c.item_id].value_counts().median() <= _SPARSE_ITEMS
+    for settings in candidate_settings(base, histories, short=short, sparse=sparse, **shape):
         study.enqueue_trial({**settings.as_params(),
                              **feature_params(settings, *features)})
     return study, shape

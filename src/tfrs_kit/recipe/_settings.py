@@ -150,17 +150,18 @@ def base_settings(rows: int, *, histories: Sequence[str], item_features: Sequenc
 
 
 def candidate_settings(base: Settings, histories: Sequence[str], *, repeats: bool = False,
-                       warm: bool = False, short: bool = False) -> list[Settings]:
+                       warm: bool = False, short: bool = False,
+                       sparse: bool = False) -> list[Settings]:
     """The settings tried first, most promising first, before the tuner explores.
 
-    With ``warm`` (``implicit`` is installed) the first is a factorisation
-    warm start: the cheapest strong model, far ahead of the others on large
-    sparse catalogues (``benchmarks/quality_suite.py``'s ``long_tail``). Then
-    ``base``, the default recipe with every feature the user named, and the
+    ``base`` is the default recipe with every feature the user named; then the
     alternatives that most often win on some shape of data: training on first
     interactions only when the log repeats pairs (a top-k that masks known
-    items scores discoveries); an order-aware history where the last items say
-    most (it led by a third on very short histories in
+    items scores discoveries); with ``warm`` (``implicit`` is installed) a
+    factorisation warm start, the cheapest strong model, far ahead of the
+    others on large sparse catalogues (``benchmarks/quality_suite.py``'s
+    ``long_tail``), so on a ``sparse`` one it goes first; an order-aware
+    history where the last items say most (it led by a third on very short histories in
     ``benchmarks/ablations.py``, so with ``short`` histories it goes first); no
     features where they carry no signal; no user id where histories are short;
     no history where the past says little about the next item; a decaying
@@ -168,12 +169,15 @@ def candidate_settings(base: Settings, histories: Sequence[str], *, repeats: boo
     """
     sequence = dataclasses.replace(base, history="sequence")
     seeds = [sequence] if short and "sequence" in histories else []
-    if warm:
-        seeds.append(warm_settings(base))
+    factorisation = [warm_settings(base)] if warm else []
+    if sparse:
+        seeds += factorisation
     seeds.append(base)
     if repeats:
         seeds.append(dataclasses.replace(base, first_only=True))
         base = seeds[-1]
+    if not sparse:
+        seeds += factorisation
     if "sequence" in histories:
         seeds.append(dataclasses.replace(base, history="sequence"))
     if base.item_features or base.user_features:
