@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("_keras", "_version", "_errors"),
     ("_validation",),
     ("_progress", "_plugins"),
+    ("_files",),
     ("_data",),
     ("_tensors", "_vocabulary", "_history"),
     ("evaluation", "datasets"),

@@ -4,7 +4,9 @@ Accepted inputs, everywhere in the public API:
 
 * a ``pandas.DataFrame``;
 * a mapping of column name to equal-length array-likes;
-* a ``tf.data.Dataset`` of feature dicts, batched or not.
+* a ``tf.data.Dataset`` of feature dicts, batched or not;
+* files: a path, a glob, a directory or a list of them, naming Parquet, CSV or
+  TFRecord shards (read by ``_files``, only the columns asked for).
 
 Column conventions after conversion:
 
@@ -23,13 +25,15 @@ import numpy as np
 import pandas as pd
 
 from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit._files import is_files, read_table
 
 __all__ = ["Table", "TableLike", "is_multivalued", "num_rows", "select", "take", "to_table"]
 
 Table = dict[str, np.ndarray]
-# A pandas DataFrame, a mapping of equal-length arrays, or a tf.data.Dataset of feature
-# dicts. Spelled as Any: none of the three types is imported here (pandas and TensorFlow
-# load lazily), and the docs show the alias's name.
+# A pandas DataFrame, a mapping of equal-length arrays, a tf.data.Dataset of feature
+# dicts, or files (a path, glob or list of Parquet, CSV or TFRecord shards). Spelled as
+# Any: none of these types is imported here (pandas and TensorFlow load lazily), and the
+# docs show the alias's name.
 TableLike = Any
 
 
@@ -134,8 +138,9 @@ def to_table(
     """Converts ``data`` into a :data:`Table` and validates it.
 
     Args:
-        data: A DataFrame, a mapping of equal-length arrays, or a ``tf.data.Dataset``
-            of feature dicts.
+        data: A DataFrame, a mapping of equal-length arrays, a ``tf.data.Dataset``
+            of feature dicts, or files: a path, a glob, a directory or a list of
+            them, naming Parquet, CSV or TFRecord shards.
         argument: The argument's name, for error messages.
         columns: If given, only these columns are converted, and each must exist.
         settings: For a column that a keyword argument named, that argument
@@ -149,9 +154,13 @@ def to_table(
         TypeError: ``data`` is of none of the accepted types.
         ValueError: The table is empty or its columns differ in length.
         ValueError: A requested column is missing.
+        FileNotFoundError: Files that ``data`` names do not exist.
     """
     wanted = list(columns) if columns is not None else None
-    if _is_dataframe(data):
+    if is_files(data):
+        # Read in the in-memory conventions already; the checks below still apply.
+        table = read_table(data, argument=argument, columns=wanted, settings=settings)
+    elif _is_dataframe(data):
         names = list(data.columns)
         _check_columns(wanted, names, argument, settings)
         table = {str(c): _normalize_column(str(c), data[c].to_numpy(), argument)
@@ -168,8 +177,8 @@ def to_table(
     else:
         raise invalid_argument(
             argument,
-            "be a pandas DataFrame, a dict of equal-length arrays, or a tf.data.Dataset of "
-            "feature dicts",
+            "be a pandas DataFrame, a dict of equal-length arrays, a tf.data.Dataset of "
+            "feature dicts, or files (a path, glob or list of Parquet, CSV or TFRecord shards)",
             type(data).__name__,
             error=TypeError,
         )

@@ -1,0 +1,494 @@
+"""Tables from files: Parquet, CSV and TFRecord (``tf.train.Example``) shards.
+
+Wherever a table goes in, a path, a glob or a list of paths and globs may go in
+instead; ``_data.to_table`` reads them with :func:`read_table`, and a pipeline that
+must not hold the whole log reads them with :func:`iter_tables`, chunk by chunk.
+
+Columns follow the in-memory conventions of ``_data``: strings are ``object``
+arrays of ``str``, integers ``int64``, floats as stored (``float32`` or
+``float64``; an integer column with missing values becomes ``float64`` with NaN,
+as pandas reads it), and list columns ``object`` arrays of 1-D arrays (a missing
+list is an empty one). Shards must agree on their columns and kinds; integers in
+one shard and floats in another are read as floats everywhere.
+
+Parquet and CSV are read by ``pyarrow`` (the ``tfrs-kit[parquet]`` extra), TFRecord
+by TensorFlow. The kind of a TFRecord feature is that of its first records: one
+value in each of them makes a scalar column, anything else a list column.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfrs_kit._errors import missing_column
+from tfrs_kit._progress import Progress
+
+__all__ = ["FORMATS", "is_files", "iter_tables", "read_table", "resolve", "schema"]
+
+Table = dict[str, np.ndarray]
+#: File suffix -> format.
+FORMATS: Mapping[str, str] = {
+    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv",
+    ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
+}
+_SUFFIXES = ", ".join(FORMATS)
+_TFRECORD_SAMPLE = 100  # records whose features decide a TFRecord shard's schema
+_INSTALL_HINT = (
+    "Reading Parquet and CSV files needs pyarrow: pip install 'tfrs-kit[parquet]'."
+)
+
+
+def _fail(argument: str, rule: str, received: str, hint: str = "",
+          error: type = ValueError) -> Exception:
+    """The package's error shape, with ``received`` as text (paths are never shortened)."""
+    message = f"`{argument}` must {rule}. Received: {received}."
+    return error(f"{message} {hint}" if hint else message)
+
+
+def is_files(data: Any) -> bool:
+    """Whether ``data`` names files: a path, a glob, or a non-empty list of them."""
+    if isinstance(data, (str, os.PathLike)):
+        return True
+    return (isinstance(data, (list, tuple)) and len(data) > 0
+            and all(isinstance(d, (str, os.PathLike)) for d in data))
+
+
+def resolve(data: Any, *, argument: str = "data") -> list[str]:
+    """The shard paths ``data`` names: sorted, globs expanded, a directory's shards listed.
+
+    A directory stands for every file with a known suffix inside it (recursively),
+    except hidden ones and those starting with ``_`` (such as Spark's ``_SUCCESS``).
+
+    Raises:
+        FileNotFoundError: A path does not exist, a glob matches nothing, or a
+            directory holds no shards.
+        ValueError: A file's suffix is unknown, or the files mix formats.
+    """
+    entries = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    paths: set[str] = set()
+    for entry in entries:
+        paths.update(_expand(os.path.expanduser(os.fspath(entry)), argument))
+    found = sorted(paths)
+    formats = {_format(path, argument) for path in found}
+    if len(formats) > 1:
+        kinds = {fmt: next(p for p in found if _format(p, argument) == fmt) for fmt in formats}
+        raise _fail(argument, "name shards of one format",
+                    ", ".join(f"{fmt} ({path!r})" for fmt, path in sorted(kinds.items())),
+                    "Convert them to one format, or read each format separately.")
+    return found
+
+
+def _expand(entry: str, argument: str) -> list[str]:
+    if any(c in entry for c in "*?["):
+        matches = [m for m in glob.glob(entry, recursive=True) if os.path.isfile(m)]
+        if not matches:
+            raise _fail(argument, "name existing files", f"{argument}={entry!r}, a pattern "
+                        "that matches no file", f"Check the pattern (looked in "
+                        f"{os.path.abspath(os.path.dirname(entry) or '.')!r}).",
+                        FileNotFoundError)
+        return matches
+    if os.path.isdir(entry):
+        shards = [os.path.join(root, name) for root, dirs, names in os.walk(entry)
+                  for name in names if not name.startswith(("_", "."))
+                  and _suffix(name) in FORMATS]
+        if not shards:
+            raise _fail(argument, f"name a directory that holds shards ({_SUFFIXES})",
+                        f"{argument}={entry!r}, a directory without any", "",
+                        FileNotFoundError)
+        return shards
+    if not os.path.exists(entry):
+        raise _fail(argument, "name existing files", f"{argument}={entry!r}, which does not "
+                    "exist", f"The current directory is {os.getcwd()!r}.", FileNotFoundError)
+    return [entry]
+
+
+def _suffix(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def _format(path: str, argument: str) -> str:
+    fmt = FORMATS.get(_suffix(path))
+    if fmt is None:
+        raise _fail(argument, f"name Parquet, CSV or TFRecord files (suffixes {_SUFFIXES})",
+                    f"{path!r}", "Rename the file if it holds one of these formats, or "
+                    "read it with pandas and pass the DataFrame.")
+    return fmt
+
+
+# --- schemas -------------------------------------------------------------------------------
+
+
+def schema(data: Any, *, argument: str = "data",
+           columns: Sequence[str] | None = None) -> dict[str, str]:
+    """The columns of the shards ``data`` names and their kinds, checked across shards.
+
+    Kinds: ``"string"``, ``"int"``, ``"float"``, ``"bool"``, ``"timestamp"``,
+    ``"null"`` (no value at all) and ``"list<kind>"``.
+
+    Raises:
+        ValueError: The shards differ in their columns or kinds, or one lacks a
+            requested column (the message names the shards and the column).
+    """
+    paths = resolve(data, argument=argument)
+    return _unify(paths, [_file_schema(p, argument) for p in paths], columns, argument)
+
+
+def _file_schema(path: str, argument: str) -> dict[str, str]:
+    fmt = _format(path, argument)
+    if fmt == "tfrecord":
+        return _tfrecord_schema(path, argument)
+    pa = _pyarrow()
+    try:
+        if fmt == "parquet":
+            arrow_schema = pa.parquet.ParquetFile(path).schema_arrow
+        else:
+            with pa.csv.open_csv(path, convert_options=_csv_convert()) as reader:
+                arrow_schema = reader.schema
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(path, fmt, error, argument) from None
+    return {field.name: _arrow_kind(field.type) for field in arrow_schema}
+
+
+def _arrow_kind(arrow_type: Any) -> str:
+    pa = _pyarrow()
+    types = pa.types
+    if types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if types.is_list(arrow_type) or types.is_large_list(arrow_type) or \
+            types.is_fixed_size_list(arrow_type):
+        return f"list<{_arrow_kind(arrow_type.value_type)}>"
+    for kind, test in (("string", types.is_string), ("string", types.is_large_string),
+                       ("string", types.is_binary), ("string", types.is_large_binary),
+                       ("bool", types.is_boolean), ("int", types.is_integer),
+                       ("float", types.is_floating), ("timestamp", types.is_timestamp),
+                       ("timestamp", types.is_date), ("null", types.is_null)):
+        if test(arrow_type):
+            return kind
+    return str(arrow_type)
+
+
+def _merge_kinds(a: str, b: str) -> str | None:
+    """The kind two shards' kinds read as together, or None if they cannot mix."""
+    if a == b or b == "null":
+        return a
+    if a == "null":
+        return b
+    if {a, b} == {"int", "float"}:
+        return "float"
+    if a.startswith("list<") and b.startswith("list<"):
+        inner = _merge_kinds(a[5:-1], b[5:-1])
+        return None if inner is None else f"list<{inner}>"
+    return None
+
+
+def _unify(paths: Sequence[str], schemas: Sequence[Mapping[str, str]],
+           columns: Sequence[str] | None, argument: str,
+           settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    first = schemas[0]
+    wanted = list(columns) if columns is not None else list(first)
+    for column in wanted:
+        lacking = [i for i, s in enumerate(schemas) if column not in s]
+        if len(lacking) == len(schemas):
+            raise missing_column(argument, column, first, setting=(settings or {}).get(column))
+        if lacking:
+            other = next(i for i in range(len(schemas)) if i not in lacking)
+            raise _fail(argument, "name shards that all have the columns read",
+                        f"the shard {paths[lacking[0]]!r} lacks the column {column!r} "
+                        f"(columns {sorted(schemas[lacking[0]])}), which {paths[other]!r} has",
+                        "Rewrite that shard with the column, or leave it out.")
+    if columns is None:
+        for path, shard in zip(paths, schemas, strict=True):
+            extra = sorted(set(shard) - set(first))
+            if extra:
+                raise _fail(argument, "name shards with one schema",
+                            f"the shard {path!r} has the column {extra[0]!r}, which "
+                            f"{paths[0]!r} lacks", "Rewrite the shards with the same columns.")
+    kinds = {}
+    for column in wanted:
+        kind = first[column]
+        for index, shard in enumerate(schemas):
+            merged = _merge_kinds(kind, shard[column])
+            if merged is None:
+                raise _fail(argument, "name shards with one schema",
+                            f"the column {column!r} holds {first[column]} values in "
+                            f"{paths[0]!r} but {shard[column]} values in {paths[index]!r}",
+                            "Rewrite the shards with one type per column.")
+            kind = merged
+        kinds[column] = kind
+    return kinds
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def read_table(data: Any, *, argument: str = "data", columns: Iterable[str] | None = None,
+               settings: Mapping[str, str] | None = None, verbose: Any = "auto") -> Table:
+    """All rows of the shards ``data`` names, only the ``columns`` asked for.
+
+    Args:
+        data: A path, a glob, a directory of shards, or a list of them.
+        argument: The argument's name, for error messages.
+        columns: The columns to read (Parquet and CSV read nothing else); ``None``: all.
+        settings: As in ``_data.to_table``: the keyword argument that named a column,
+            for the error when no shard has it.
+        verbose: Progress over the shards: ``"auto"`` (100 MB of files or more),
+            ``True`` or ``False``.
+
+    Returns:
+        A dict of equal-length NumPy arrays, in the in-memory conventions.
+    """
+    chunks = list(iter_tables(data, argument=argument, columns=columns, rows_per_chunk=None,
+                              settings=settings, verbose=verbose))
+    if len(chunks) == 1:
+        return chunks[0]
+    return {name: _concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+
+
+def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
+    if parts[0].dtype == object:  # keeps an object column of arrays one array per row
+        out = np.empty(sum(len(p) for p in parts), dtype=object)
+        start = 0
+        for part in parts:
+            out[start:start + len(part)] = part
+            start += len(part)
+        return out
+    return np.concatenate(parts)
+
+
+def iter_tables(data: Any, *, argument: str = "data", columns: Iterable[str] | None = None,
+                rows_per_chunk: int | None = 65536, settings: Mapping[str, str] | None = None,
+                verbose: Any = False) -> Iterator[Table]:
+    """The rows of the shards ``data`` names, as tables of at most ``rows_per_chunk`` rows.
+
+    Shards are read in :func:`resolve`'s order, one after the other, so memory is
+    that of one chunk. A chunk never spans two shards. ``rows_per_chunk=None`` reads
+    each shard whole.
+
+    Raises:
+        FileNotFoundError, ValueError: As :func:`resolve` and :func:`schema`; a
+            shard that cannot be read (corrupt, a bad CSV row) is named with the
+            reason (for CSV, the line).
+    """
+    paths = resolve(data, argument=argument)
+    wanted = list(columns) if columns is not None else None
+    kinds = _unify(paths, [_file_schema(p, argument) for p in paths], wanted, argument,
+                   settings)
+    size = sum(os.path.getsize(p) for p in paths) // 100
+    with Progress(len(paths), description=f"Reading {len(paths)} shard(s)", verbose=verbose,
+                  size=size) as progress:
+        for path in paths:
+            yield from _read_file(path, kinds, rows_per_chunk, argument)
+            progress.update()
+
+
+def _read_file(path: str, kinds: Mapping[str, str], rows: int | None,
+               argument: str) -> Iterator[Table]:
+    fmt = _format(path, argument)
+    if fmt == "tfrecord":
+        yield from _read_tfrecord(path, kinds, rows, argument)
+        return
+    pa = _pyarrow()
+    try:
+        if fmt == "parquet":
+            batches = _parquet_batches(path, list(kinds), rows)
+        else:
+            batches = _csv_batches(path, kinds, rows)
+        for batch in batches:
+            yield {name: _column(batch.column(name), kinds[name]) for name in kinds}
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(path, fmt, error, argument) from None
+
+
+def _parquet_batches(path: str, columns: list[str], rows: int | None) -> Iterator[Any]:
+    pa = _pyarrow()
+    if rows is None:
+        yield pa.parquet.read_table(path, columns=columns)
+        return
+    yield from _rechunk(pa.parquet.ParquetFile(path).iter_batches(batch_size=rows,
+                                                                  columns=columns), rows)
+
+
+def _csv_batches(path: str, kinds: Mapping[str, str], rows: int | None) -> Iterator[Any]:
+    pa = _pyarrow()
+    types = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(),
+             "bool": pa.bool_()}
+    options = _csv_convert(include_columns=list(kinds),
+                           column_types={n: types[k] for n, k in kinds.items() if k in types})
+    with pa.csv.open_csv(path, convert_options=options) as reader:
+        yield from _rechunk(reader, rows)
+
+
+def _csv_convert(**options: Any) -> Any:
+    # Empty fields are missing values in every column, as pandas.read_csv reads them.
+    return _pyarrow().csv.ConvertOptions(strings_can_be_null=True, **options)
+
+
+def _rechunk(batches: Iterable[Any], rows: int | None) -> Iterator[Any]:
+    """Arrow record batches regrouped into tables of exactly ``rows`` rows (the last fewer)."""
+    pa = _pyarrow()
+    pending: list[Any] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        while rows is not None and count >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending)
+
+
+def _column(array: Any, kind: str) -> np.ndarray:
+    """An Arrow column as a NumPy column in the in-memory conventions."""
+    pa = _pyarrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if kind.startswith("list<"):
+        return _lists(array, kind[5:-1])
+    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        array = array.cast(pa.string())
+    values = array.to_numpy(zero_copy_only=False)
+    if kind == "int" and values.dtype.kind in "iu":
+        return values.astype(np.int64, copy=False)
+    if kind == "float" and values.dtype.kind in "iu":
+        return values.astype(np.float64)
+    if kind == "string" and values.dtype != object:
+        return values.astype(object)
+    return values
+
+
+def _lists(array: Any, inner: str) -> np.ndarray:
+    pa = _pyarrow()
+    if pa.types.is_fixed_size_list(array.type):
+        array = array.cast(pa.list_(array.type.value_type))
+    offsets = array.offsets.to_numpy().astype(np.int64)
+    flat = _column(array.values.slice(offsets[0], offsets[-1] - offsets[0]), inner)
+    return _split(flat, offsets - offsets[0])
+
+
+def _split(flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """One array per row from flat values and row offsets (``len(offsets) = rows + 1``)."""
+    rows = np.empty(len(offsets) - 1, dtype=object)
+    for i, part in enumerate(np.split(flat, offsets[1:-1])):
+        rows[i] = part
+    return rows
+
+
+def _unreadable(path: str, fmt: str, error: BaseException, argument: str) -> Exception:
+    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\].*", "", str(error)).strip()
+    detail = text.splitlines()[0] if text else type(error).__name__
+    if fmt == "csv":
+        line = _bad_csv_line(path)
+        if line is not None:
+            return _fail(argument, "name readable CSV files (one value per column on every "
+                         "line)", f"the shard {path!r}, line {line[0]}: {line[1]}",
+                         "Fix or drop that line.")
+    names = {"parquet": "Parquet", "csv": "CSV", "tfrecord": "TFRecord"}
+    return _fail(argument, f"name readable {names[fmt]} files", f"the shard {path!r}, "
+                 f"which cannot be read ({detail})", "Rewrite or remove that shard.")
+
+
+def _bad_csv_line(path: str) -> tuple[int, str] | None:
+    """The first line whose number of fields differs from the header's, and why."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            for fields in reader:
+                if len(fields) != len(header) and fields:
+                    return reader.line_num, (f"{len(fields)} fields where the header has "
+                                             f"{len(header)}: {','.join(fields)[:80]!r}")
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.csv
+        import pyarrow.parquet
+    except ImportError as error:
+        raise ImportError(_INSTALL_HINT) from error
+    return pyarrow
+
+
+# --- TFRecord ------------------------------------------------------------------------------
+
+_TF_KINDS = {"bytes_list": "string", "int64_list": "int", "float_list": "float"}
+
+
+def _tfrecord_schema(path: str, argument: str) -> dict[str, str]:
+    import tensorflow as tf
+
+    kinds: dict[str, str] = {}
+    lists: set[str] = set()
+    try:
+        for count, raw in enumerate(tf.data.TFRecordDataset(path).take(_TFRECORD_SAMPLE)):
+            example = tf.train.Example.FromString(raw.numpy())
+            features = example.features.feature
+            for name, feature in features.items():
+                which = feature.WhichOneof("kind")
+                if which is None:
+                    continue
+                if len(getattr(feature, which).value) != 1 or (count and name not in kinds):
+                    lists.add(name)  # several values, or none in an earlier record
+                kinds.setdefault(name, _TF_KINDS[which])
+            lists.update(set(kinds) - set(features))
+    except (tf.errors.OpError, ValueError) as error:
+        raise _unreadable(path, "tfrecord", error, argument) from None
+    return {name: f"list<{kind}>" if name in lists else kind
+            for name, kind in sorted(kinds.items())}
+
+
+def _read_tfrecord(path: str, kinds: Mapping[str, str], rows: int | None,
+                   argument: str) -> Iterator[Table]:
+    import tensorflow as tf
+
+    dtypes = {"string": tf.string, "int": tf.int64, "float": tf.float32}
+    spec = {name: tf.io.RaggedFeature(dtypes[kind.removeprefix("list<").rstrip(">")])
+            for name, kind in kinds.items()}
+    dataset = tf.data.TFRecordDataset(path).batch(rows or 1 << 20)
+    dataset = dataset.map(lambda records: tf.io.parse_example(records, spec))
+    chunks: Iterator[Any] = iter(dataset)
+    while True:
+        try:
+            batch = next(chunks)
+        except StopIteration:
+            break
+        except tf.errors.OpError as error:
+            raise _unreadable(path, "tfrecord", error, argument) from None
+        parts = [_tfrecord_column(path, name, batch[name], kinds[name], argument)
+                 for name in kinds]
+        if parts:
+            yield dict(zip(kinds, parts, strict=True))
+
+
+def _tfrecord_column(path: str, name: str, ragged: Any, kind: str, argument: str) -> np.ndarray:
+    flat = ragged.flat_values.numpy()
+    if flat.dtype == object:
+        flat = np.array([v.decode("utf-8") for v in flat], dtype=object)
+    elif kind == "float" or kind == "list<float>":
+        flat = flat.astype(np.float32, copy=False)
+    offsets = ragged.row_splits.numpy().astype(np.int64)
+    if kind.startswith("list<"):
+        return _split(flat, offsets)
+    lengths = np.diff(offsets)
+    if np.any(lengths != 1):
+        row = int(np.flatnonzero(lengths != 1)[0])
+        raise _fail(argument, f"name TFRecord shards whose feature {name!r} holds one value "
+                    "per record, as their first records do",
+                    f"{int(lengths[row])} values in a record of the shard {path!r}",
+                    "Write it as a list in every record (or one value in every record).")
+    return flat
