@@ -97,7 +97,11 @@ class HistoryBuilder:
         """Returns the table with a history column: each row's preceding items.
 
         Each history is a read-only view into one array of the sorted items, so
-        the column costs one small object per row, not a copy per row.
+        the column costs one small object per row, not a copy per row. Training,
+        validation and :meth:`~tfrs_kit.Tower.embed` keep it in that form (the
+        sorted items once, a start and a length per row) and gather each batch's
+        lists inside the ``tf.data`` pipeline: memory grows with the rows, not
+        with rows x ``max_length``.
         """
         table, order, first, items = self._sorted(data)
         position = np.arange(len(order))

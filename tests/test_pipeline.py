@@ -1,0 +1,132 @@
+"""The input pipeline: histories gathered per batch from spans, text tokenised once.
+
+Each test compares the pipeline's batches (or a model trained on them) with an
+independent reference: histories recomputed row by row in plain Python, text
+tokenised by a Python re-implementation, or a model fed the old way (per-row copies,
+raw strings).
+"""
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrs_kit as tk
+from tfrs_kit._tensors import make_dataset, spans
+
+
+def _log(n=300, users=12, items=40, *, seed=0, string_items=True):
+    rng = np.random.default_rng(seed)
+    item = rng.integers(0, items, n)
+    return {
+        "user_id": np.array([f"u{u}" for u in rng.integers(0, users, n)], dtype=object),
+        "item_id": (np.array([f"i{i}" for i in item], dtype=object) if string_items
+                     else item.astype(np.int64)),
+        "timestamp": rng.integers(0, 30, n),  # many ties: row order breaks them
+    }
+
+
+def _reference_histories(log, max_length):
+    """Each row's preceding items (by time, then row), the last max_length, in plain Python."""
+    rows = range(len(log["user_id"]))
+    out = []
+    for row in rows:
+        before = sorted((log["timestamp"][r], r) for r in rows
+                        if log["user_id"][r] == log["user_id"][row]
+                        and (log["timestamp"][r], r) < (log["timestamp"][row], row))
+        out.append([log["item_id"][r] for _, r in before][-max_length:] if before else [])
+    return out
+
+
+def _batches(table, column, **kwargs):
+    """{row: list} from every batch of make_dataset (rows tagged by a `row` column)."""
+    table = {**table, "row": np.arange(len(table[column]))}
+    seen = {}
+    for batch in make_dataset(table, ["row", column], **kwargs):
+        for row, values in zip(batch["row"].numpy(), batch[column].to_list(), strict=True):
+            seen[int(row)] = [v.decode() if isinstance(v, bytes) else v for v in values]
+    return seen
+
+
+@pytest.mark.parametrize("string_items", [True, False])
+def test_history_batches_equal_the_per_row_histories(string_items):
+    log = _log(string_items=string_items)
+    table = tk.HistoryBuilder(max_length=4).transform(log)
+    expected = _reference_histories(log, 4)
+    got = _batches(table, "history", batch_size=7, shuffle=True, seed=3)
+    assert [got[r] for r in range(len(expected))] == expected
+
+
+def test_a_history_is_stored_as_spans_not_per_row_copies():
+    log = _log(n=400, users=4)  # 100 events per user: histories of 20, nearly all full
+    column = tk.HistoryBuilder(max_length=20).transform(log)["history"]
+    shared = spans(column)
+    assert shared is not None
+    assert len(shared.codes) == 400  # the sorted items once, not 400 x ~20 values
+    assert shared.lengths.tolist() == [len(h) for h in column]
+
+
+def test_filtered_and_concatenated_histories_keep_their_rows():
+    log, other = _log(seed=1), _log(seed=2, users=5)
+    builder = tk.HistoryBuilder(max_length=3)
+    first, second = builder.transform(log), builder.transform(other)
+    keep = np.arange(len(log["user_id"])) % 3 != 0
+    column = np.concatenate([first["history"][keep][::-1], second["history"]])
+    expected = ([h for h, k in zip(_reference_histories(log, 3), keep, strict=True) if k][::-1]
+                + _reference_histories(other, 3))
+    assert spans(column) is not None
+    got = _batches({"history": column}, "history", batch_size=16)
+    assert [got[r] for r in range(len(expected))] == expected
+
+
+def test_lists_that_are_not_shared_views_are_read_row_by_row():
+    base = np.array(["a", "b", "c", "d"], dtype=object)
+    column = np.empty(4, dtype=object)
+    column[:] = [base[::-1], base[1:3], np.array(["x"], dtype=object), base[:0]]
+    assert spans(column) is None  # a reversed view: no span of one array
+    got = _batches({"tags": column}, "tags", batch_size=3)
+    assert [got[r] for r in range(4)] == [["d", "c", "b", "a"], ["b", "c"], ["x"], []]
+
+
+def test_users_latest_histories_come_through_the_pipeline():
+    log = _log(seed=4)
+    users = tk.HistoryBuilder(max_length=5).for_users(log)
+    expected = {}
+    for row in np.lexsort((np.arange(len(log["user_id"])), log["timestamp"])):
+        expected.setdefault(log["user_id"][row], []).append(log["item_id"][row])
+    got = _batches(users, "history", batch_size=4)
+    assert [got[r] for r in range(len(users["user_id"]))] == [
+        expected[u][-5:] for u in users["user_id"]]
+
+
+def _history_model(vocabs):
+    return tk.TwoTowerRetrieval(
+        tk.Tower(vocabs, features=["user_id", "history"], output_dim=8),
+        tk.Tower(vocabs, features=["item_id"], output_dim=8))
+
+
+def test_training_on_history_spans_equals_training_on_per_row_copies():
+    log = _log(n=500)
+    train = tk.HistoryBuilder(max_length=6).transform(log)
+    copies = train["history"].copy()
+    copies[:] = [np.array(h, copy=True) for h in copies]  # rows of their own: the old path
+    assert spans(copies) is None
+    vocabs = tk.VocabularyBuilder().fit(train, features={
+        "user_id": "categorical", "item_id": "categorical", "history": "multi"})
+    weights = []
+    for history in (train["history"], copies):
+        tf.keras.utils.set_random_seed(7)
+        model = _history_model(vocabs)
+        model.fit({**train, "history": history}, epochs=2, batch_size=64, seed=5, verbose=0)
+        weights.append(model.get_weights())
+    for spans_weight, copies_weight in zip(*weights, strict=True):
+        np.testing.assert_array_equal(spans_weight, copies_weight)
+
+
+def _tokens(text, ngrams):
+    """The text encoder's tokens, re-implemented: lower case, punctuation to spaces, n-grams."""
+    words = re.sub(r"[!\"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~']", " ", text.lower()).split()
+    grams = [" ".join(words[i:i + n]) for n in range(2, ngrams + 1)
+             for i in range(len(words) - n + 1)]
+    return words + grams
