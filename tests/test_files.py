@@ -323,3 +323,34 @@ def test_without_pyarrow_the_error_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pyarrow)
     with pytest.raises(ImportError, match=r"pip install 'tfrs-kit\[parquet\]'"):
         to_table(str(tmp_path / "a.parquet"))
+
+
+# --- vocabularies counted chunk by chunk ---------------------------------------------------
+
+
+def test_vocabulary_counts_chunk_by_chunk_equal_the_in_memory_counts(tmp_path, monkeypatch):
+    # Ties everywhere: five users, twelve items, four genres over 90 rows; chunks of 7 rows
+    # (monkeypatched), so every count is a sum over chunks and shards.
+    frame = _log(90, seed=5)
+    pattern = _write(frame, tmp_path / "p", "parquet", shards=4)
+    monkeypatch.setattr("tfrs_kit._vocabulary._CHUNK_ROWS", 7)
+    monkeypatch.setattr("tfrs_kit._vocabulary._MERGE_EVERY", 3)
+    monkeypatch.setattr("tfrs_kit._data.read_table", _never)  # the log is never whole
+    features = {"user_id": "categorical", "item_id": "categorical", "genres": "multi",
+                "title": "text", "rating": "numeric", "timestamp": "timestamp"}
+    builder = tk.VocabularyBuilder(ngrams=2, max_tokens=3)
+    got, want = builder.count(pattern, features), builder.count(frame, features)
+    assert got.kinds == want.kinds and got.dtypes == want.dtypes
+    for name in want.counts:
+        assert got.counts[name].sort_index().to_dict() == want.counts[name].sort_index().to_dict()
+    # From counts: the most frequent first, ties by token, cut at max_tokens.
+    for name in ("user_id", "item_id", "genres", "title"):
+        series = pd.Series(want.counts[name])
+        order = sorted(series.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        assert builder.from_counts(got)[name].tokens == tuple(t for t, _ in order), name
+        assert builder.from_counts(got)[name].counts == tuple(c for _, c in order), name
+    assert builder.from_counts(got) == builder.from_counts(want)
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the whole log was read at once")

@@ -21,6 +21,7 @@ import pandas as pd
 
 from tfrs_kit._data import Table, TableLike, is_multivalued, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._files import is_files, iter_tables
 from tfrs_kit._progress import Progress
 from tfrs_kit._validation import (
     check_choice,
@@ -46,6 +47,8 @@ FeatureKind = Literal["categorical", "multi", "text", "numeric", "timestamp"]
 _KINDS: tuple[str, ...] = ("categorical", "multi", "text", "numeric", "timestamp")
 _STATISTICS = ("numeric", "timestamp")  # kinds described by statistics, not tokens
 _FORMAT_VERSION = 1
+_CHUNK_ROWS = 1 << 18  # rows counted at once when counting from files
+_MERGE_EVERY = 16  # chunk counts held before they are summed into one
 #: ASCII punctuation (RE2's ``[[:punct:]]``), which tokens never hold. Python's ``re``
 #: and TensorFlow's RE2 read it alike, so text vocabularies and text encoders split
 #: text into the same tokens.
@@ -341,6 +344,25 @@ class VocabularyCounts:
         )
 
 
+def _sum_counts(parts: Sequence[VocabularyCounts]) -> VocabularyCounts:
+    """The sum of several counts at once (one ``groupby`` per feature, not one ``+`` each)."""
+    first = parts[0]
+    for part in parts[1:]:
+        if part.dtypes != first.dtypes:
+            name = next(n for n in first.dtypes if part.dtypes.get(n) != first.dtypes[n])
+            raise invalid_argument(
+                f"data[{name!r}]", "hold values of one type in every shard",
+                f"{first.dtypes[name]} values in one chunk, {part.dtypes.get(name)} in another",
+                hint="Rewrite the shards with one type per column.", error=TypeError,
+            )
+    counts = {
+        name: pd.concat([p.counts[name] for p in parts]).groupby(level=0, sort=False).sum()
+        for name in first.counts
+    }
+    numeric = {name: np.concatenate([p.numeric[name] for p in parts]) for name in first.numeric}
+    return VocabularyCounts(first.kinds, first.dtypes, counts, numeric, first.ngrams)
+
+
 class VocabularyBuilder:
     """Builds the vocabularies of several features at once, from any accepted table.
 
@@ -394,8 +416,9 @@ class VocabularyBuilder:
         """Counts ``features`` in ``data`` and returns their vocabularies.
 
         Args:
-            data: A DataFrame, a dict of equal-length arrays, or a ``tf.data.Dataset``
-                of feature dicts.
+            data: A DataFrame, a dict of equal-length arrays, a ``tf.data.Dataset``
+                of feature dicts, or files: a path, glob or list of Parquet, CSV or
+                TFRecord shards (counted chunk by chunk).
             features: Feature names, or a mapping of name to kind (``"categorical"``,
                 ``"multi"``, ``"text"``, ``"numeric"``, ``"timestamp"``). Kinds left
                 out are inferred:
@@ -416,13 +439,32 @@ class VocabularyBuilder:
         *,
         verbose: Any = "auto",
     ) -> VocabularyCounts:
-        """Counts features without building vocabularies; merge shards with ``+``."""
+        """Counts features without building vocabularies; merge shards with ``+``.
+
+        Files (a path, glob or list of shards) are counted chunk by chunk, so memory
+        holds one chunk and the counts, not the log (numeric features keep their
+        values, for the quantiles).
+        """
         verbose = check_verbose("verbose", verbose)
         kinds = _feature_kinds(features)
+        if is_files(data):
+            return self._count_files(data, kinds, verbose)
         table = to_table(data, columns=list(kinds) if kinds else None)
         with Progress(len(table), description="Counting vocabularies", verbose=verbose,
                       size=num_rows(table)) as progress:
             return self._count(table, kinds, progress)
+
+    def _count_files(self, data: Any, kinds: dict[str, str], verbose: Any) -> VocabularyCounts:
+        parts: list[VocabularyCounts] = []
+        quiet = Progress(1, description="", verbose=False)
+        for chunk in iter_tables(data, argument="data", columns=list(kinds) if kinds else None,
+                                 rows_per_chunk=_CHUNK_ROWS, verbose=verbose):
+            parts.append(self._count(chunk, kinds, quiet))
+            # The first chunk's kinds hold for all: a later chunk cannot infer another.
+            kinds = dict(parts[0].kinds)
+            if len(parts) >= _MERGE_EVERY:
+                parts = [_sum_counts(parts)]
+        return _sum_counts(parts)
 
     def _count(self, table: Table, kinds: dict[str, str], progress: Progress) -> VocabularyCounts:
         counts: dict[str, pd.Series] = {}
