@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import tfrs_kit as tk
 from tfrs_kit._tensors import make_dataset, spans
+from tfrs_kit.retrieval._pipeline import text_encodings
 
 
 def _log(n=300, users=12, items=40, *, seed=0, string_items=True):
@@ -125,8 +126,81 @@ def test_training_on_history_spans_equals_training_on_per_row_copies():
 
 
 def _tokens(text, ngrams):
-    """The text encoder's tokens, re-implemented: lower case, punctuation to spaces, n-grams."""
-    words = re.sub(r"[!\"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~']", " ", text.lower()).split()
+    """The text encoder's tokens, re-implemented: lower case, ASCII punctuation to spaces,
+    words, then the 2-grams, 3-grams ... of the words."""
+    words = re.sub(r"[!-/:-@\[-`{-~]", " ", text.lower()).split()
     grams = [" ".join(words[i:i + n]) for n in range(2, ngrams + 1)
              for i in range(len(words) - n + 1)]
     return words + grams
+
+
+_TITLES = ["Toy Story (1995)", "toy soldiers", "Story of a Toy: the story", "Heat", "",
+           "Unknown Words Here", "Toy Story (1995)"]
+
+
+def _text_log(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    item = rng.integers(0, 6, n)  # title 6 stays out of the vocabulary's text
+    return {"user_id": np.array([f"u{u}" for u in rng.integers(0, 10, n)], dtype=object),
+            "item_id": np.array([f"i{i}" for i in item], dtype=object),
+            "title": np.array([_TITLES[i] for i in item], dtype=object)}
+
+
+def _text_vocabs(log):
+    return tk.VocabularyBuilder(ngrams=2).fit(log, features={
+        "user_id": "categorical", "item_id": "categorical", "title": "text"})
+
+
+def test_text_batches_hold_each_rows_token_indices():
+    log = _text_log()
+    vocabs = _text_vocabs(log)
+    tower = tk.Tower(vocabs, features=["item_id", "title"], output_dim=4)
+    tokenize = text_encodings([tower])["title"]
+    table = {"title": np.array(_TITLES, dtype=object), "row": np.arange(len(_TITLES))}
+    tokens = list(vocabs["title"].tokens)
+    got = {}
+    for batch in make_dataset(table, ["row", "title"], batch_size=3,
+                              encode_once={"title": tokenize}):
+        got.update(zip(batch["row"].numpy().tolist(), batch["title"].to_list(), strict=True))
+    for row, title in enumerate(_TITLES):  # index 0 is the out-of-vocabulary bucket
+        expected = [tokens.index(t) + 1 if t in tokens else 0 for t in _tokens(title, 2)]
+        assert got[row] == expected, title
+
+
+def test_a_text_encoder_embeds_its_tokens_as_it_embeds_the_text():
+    vocabs = _text_vocabs(_text_log())
+    tower = tk.Tower(vocabs, features=["title"], output_dim=4)
+    encoder = tower.encoders["title"]
+    text = tf.constant(_TITLES)
+    np.testing.assert_array_equal(encoder(encoder.tokenize(text)).numpy(), encoder(text).numpy())
+
+
+def test_training_with_text_tokenised_once_equals_tokenising_every_step(monkeypatch):
+    log = _text_log()
+    vocabs = _text_vocabs(log)
+    weights = []
+    for once in (True, False):
+        tf.keras.utils.set_random_seed(3)
+        model = tk.TwoTowerRetrieval(
+            tk.Tower(vocabs, features=["user_id"], output_dim=8),
+            tk.Tower(vocabs, features=["item_id", "title"], output_dim=8))
+        assert set(model._encode_once()) == {"title"}
+        if not once:  # the reference: raw strings into every step, as before
+            monkeypatch.setattr(model, "_encode_once", dict)
+        model.fit(log, epochs=2, batch_size=32, seed=1, validation_data=log, verbose=0)
+        weights.append(model.get_weights())
+    for once_weight, every_step_weight in zip(*weights, strict=True):
+        np.testing.assert_array_equal(once_weight, every_step_weight)
+
+
+def test_a_custom_tower_gets_the_raw_text():
+    class Custom(tk.Tower):
+        def encode(self, features):
+            return super().encode(features)
+
+    vocabs = _text_vocabs(_text_log())
+    plain = tk.Tower(vocabs, features=["title"], output_dim=4)
+    custom = Custom(vocabs, features=["title"], output_dim=4)
+    assert set(text_encodings([plain])) == {"title"}
+    assert text_encodings([custom]) == {}
+    assert text_encodings([plain, custom]) == {}  # one raw reader is enough to keep the text

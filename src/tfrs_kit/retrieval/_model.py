@@ -23,7 +23,7 @@ from tfrs_kit._validation import (
 )
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
 from tfrs_kit.retrieval._negatives import NegativePool
-from tfrs_kit.retrieval._pipeline import training_dataset
+from tfrs_kit.retrieval._pipeline import text_encodings, training_dataset
 from tfrs_kit.retrieval._task import FastRetrieval
 from tfrs_kit.towers import Tower
 
@@ -340,7 +340,7 @@ class TwoTowerRetrieval(tfrs.Model):
                                   steps=epochs * -(-num_rows(train) // batch_size))
         dataset, shuffle_callbacks = training_dataset(
             train, self._columns, batch_size=batch_size, shuffle=shuffle, seed=seed,
-            strategy=self.distribute_strategy)
+            strategy=self.distribute_strategy, encode_once=self._encode_once())
         callbacks += shuffle_callbacks  # after the user's: BackupAndRestore restores first
         return super().fit(
             dataset, epochs=epochs, validation_data=validation, callbacks=callbacks,
@@ -353,7 +353,11 @@ class TwoTowerRetrieval(tfrs.Model):
         if data is None:
             return None
         return make_dataset(self._prepare(self._read(data, "validation_data")), self._columns,
-                            batch_size=batch_size)
+                            batch_size=batch_size, encode_once=self._encode_once())
+
+    def _encode_once(self) -> dict[str, Any]:
+        """The features ``fit`` feeds encoded before the loop: text, tokenised once."""
+        return text_encodings([self.query_tower, self.candidate_tower])
 
     def _negative_pool(self, data: TableLike) -> NegativePool:
         """The catalogue of ``data``'s distinct candidates, for ``num_random_negatives``."""

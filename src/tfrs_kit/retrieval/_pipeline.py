@@ -1,8 +1,13 @@
-"""The training input pipeline: ``fit``'s dataset, shuffled reproducibly per epoch."""
+"""The training input pipeline: ``fit``'s dataset, shuffled reproducibly per epoch.
+
+Ids are looked up in the towers, at every step; text is tokenised once, before the
+loop (see :func:`text_encodings`), and histories are gathered per batch from one
+shared item array (see :class:`tfrs_kit._tensors.Spans`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -10,8 +15,33 @@ import tensorflow as tf
 from tfrs_kit._data import Table, num_rows
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._tensors import make_dataset
+from tfrs_kit.towers import Tower
+from tfrs_kit.towers._encoders import TextEncoder
 
-__all__ = ["EpochShuffle", "training_dataset"]
+__all__ = ["EpochShuffle", "text_encodings", "training_dataset"]
+
+
+def text_encodings(towers: Iterable[Any]) -> dict[str, Callable[[tf.Tensor], Any]]:
+    """The text features that training may feed tokenised, each with its tokeniser.
+
+    A text feature qualifies when every tower that reads it is a :class:`Tower`
+    with the built-in ``encode`` and ``call`` (a custom one may read the raw
+    strings) whose encoder of it is a :class:`TextEncoder` over the same tokens:
+    such an encoder gives the same embedding for the tokens as for the string.
+    """
+    readers: dict[str, list[Any]] = {}
+    for tower in towers:
+        for name in getattr(tower, "features", ()):
+            builtin = (isinstance(tower, Tower) and type(tower).encode is Tower.encode
+                       and type(tower).call is Tower.call)
+            readers.setdefault(name, []).append(tower.encoders.get(name) if builtin else None)
+    encodings = {}
+    for name, encoders in readers.items():
+        first = encoders[0]
+        if all(isinstance(e, TextEncoder) and e.vocabulary == first.vocabulary
+               for e in encoders):
+            encodings[name] = first.tokenize
+    return encodings
 
 
 class EpochShuffle(tf.keras.callbacks.Callback):
@@ -50,12 +80,14 @@ def training_dataset(
     shuffle: bool,
     seed: int | None,
     strategy: tf.distribute.Strategy | None = None,
+    encode_once: Mapping[str, Callable[[tf.Tensor], Any]] | None = None,
 ) -> tuple[tf.data.Dataset, list[tf.keras.callbacks.Callback]]:
     """The training dataset of ``fit`` and the callbacks that must go with it.
 
     With a ``seed`` the shuffle is keyed on the epoch (see :class:`EpochShuffle`),
     so training resumed from a checkpoint sees the same batches as an
     uninterrupted run. Several workers must shuffle alike, so they need a seed.
+    ``encode_once`` is :func:`make_dataset`'s (text tokenised before the loop).
     """
     workers = _num_workers(strategy)
     if shuffle and seed is None and workers > 1:
@@ -66,10 +98,10 @@ def training_dataset(
         )
     if not shuffle or seed is None:
         return make_dataset(table, columns, batch_size=batch_size, shuffle=shuffle,
-                            seed=seed), []
+                            seed=seed, encode_once=encode_once), []
     epoch = EpochShuffle(-(-num_rows(table) // batch_size))
     dataset = make_dataset(table, columns, batch_size=batch_size, shuffle=True, seed=seed,
-                           epoch=epoch)
+                           epoch=epoch, encode_once=encode_once)
     return dataset, [epoch]
 
 

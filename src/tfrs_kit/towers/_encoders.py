@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfrs_kit._vocabulary import PUNCTUATION, Vocabulary, layer_name
 
-__all__ = ["FeatureEncoder", "make_encoder", "padding_value", "to_ragged"]
+__all__ = ["FeatureEncoder", "TextEncoder", "make_encoder", "padding_value", "to_ragged"]
 
 
 def padding_value(dtype: str) -> Any:
@@ -113,14 +113,20 @@ class MultiValuedEncoder(FeatureEncoder):
 
 
 class TextEncoder(FeatureEncoder):
-    """A string per row: tokens (and n-grams) as in the vocabulary, mean-pooled."""
+    """A string per row: tokens (and n-grams) as in the vocabulary, mean-pooled.
+
+    It also accepts what :meth:`tokenize` returns (ragged integer token
+    indices), so training can tokenise each distinct text once, before the
+    loop, instead of at every step; serving passes the strings.
+    """
 
     def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
         super().__init__(vocabulary, dim, **kwargs)
         self.lookup = self.vocabulary.lookup_layer()
         self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
 
-    def call(self, values: Any) -> tf.Tensor:
+    def tokenize(self, values: Any) -> tf.RaggedTensor:
+        """The token (and n-gram) indices of each string: ``[batch, None]`` int64."""
         text = tf.strings.lower(_squeeze_batch(values), encoding="utf-8")
         text = tf.strings.regex_replace(text, PUNCTUATION, " ")
         words = tf.strings.split(text)
@@ -128,7 +134,13 @@ class TextEncoder(FeatureEncoder):
         for n in range(2, self.vocabulary.ngrams + 1):
             grams = tf.strings.ngrams(words, n, separator=" ")
             tokens = tf.concat([tokens, grams], axis=1)
-        indices = tf.ragged.map_flat_values(self.lookup, tokens)
+        return tf.ragged.map_flat_values(self.lookup, tokens)
+
+    def call(self, values: Any) -> tf.Tensor:
+        if isinstance(values, tf.RaggedTensor) and values.dtype.is_integer:
+            indices = values  # tokenised already (see tokenize)
+        else:
+            indices = self.tokenize(values)
         return _masked_mean(tf.ragged.map_flat_values(self.embedding, indices))
 
 
