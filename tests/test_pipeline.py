@@ -204,3 +204,92 @@ def test_a_custom_tower_gets_the_raw_text():
     assert set(text_encodings([plain])) == {"title"}
     assert text_encodings([custom]) == {}
     assert text_encodings([plain, custom]) == {}  # one raw reader is enough to keep the text
+
+
+# --- streaming from shards -----------------------------------------------------------------
+
+
+def _shards(table, folder, shards):
+    import pandas as pd
+
+    folder.mkdir()
+    frame = pd.DataFrame({name: list(column) if column.dtype == object and len(column)
+                          and isinstance(column[0], np.ndarray) else column
+                          for name, column in table.items()})
+    bounds = np.linspace(0, len(frame), shards + 1).astype(int)
+    for i in range(shards):
+        frame.iloc[bounds[i]:bounds[i + 1]].to_parquet(folder / f"part-{i}.parquet",
+                                                       index=False)
+    return str(folder / "*.parquet")
+
+
+def _content_log():
+    log = _text_log(n=300)
+    rows = np.arange(300)
+    log["timestamp"] = rows // 3
+    return tk.HistoryBuilder(max_length=5).transform(log)
+
+
+def _content_model(vocabs, **kwargs):
+    return tk.TwoTowerRetrieval(
+        tk.Tower(vocabs, features=["user_id", "history"], output_dim=8),
+        tk.Tower(vocabs, features=["item_id", "title"], output_dim=8), **kwargs)
+
+
+@pytest.mark.parametrize("options", [{}, {"num_random_negatives": 4}])
+def test_streaming_one_shard_in_order_equals_training_in_memory(tmp_path, options):
+    pytest.importorskip("pyarrow")
+    log = _content_log()
+    files = _shards(log, tmp_path / "log", shards=1)
+    vocabs = tk.VocabularyBuilder(ngrams=2).fit(log, features={
+        "user_id": "categorical", "item_id": "categorical", "title": "text",
+        "history": "multi"})
+    results = []
+    for data, stream in ((log, None), (files, 1000)):
+        tf.keras.utils.set_random_seed(11)
+        model = _content_model(vocabs, **options)
+        history = model.fit(data, epochs=2, batch_size=32, shuffle=False, seed=1,
+                            shuffle_buffer=stream, validation_data=log, verbose=0)
+        results.append((history.history, model.get_weights(), model.candidate_frequencies_))
+    (memory, memory_weights, memory_freq), (stream, stream_weights, stream_freq) = results
+    assert stream_freq.sort_index().to_dict() == memory_freq.sort_index().to_dict()
+    if not options:  # random negatives draw differently: the losses differ, not the pipeline
+        np.testing.assert_allclose(stream["loss"], memory["loss"], rtol=1e-5)
+        np.testing.assert_allclose(stream["val_loss"], memory["val_loss"], rtol=1e-5)
+        for got, want in zip(stream_weights, memory_weights, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_streamed_epoch_reads_every_row_once_in_a_new_order(tmp_path):
+    pytest.importorskip("pyarrow")
+    from tfrs_kit.retrieval._pipeline import file_dataset
+
+    table = {"row": np.arange(500), "tags": tk.HistoryBuilder(max_length=3).transform(
+        _log(n=500))["history"]}
+    files = _shards(table, tmp_path / "log", shards=4)
+    dataset = file_dataset(sorted(map(str, tmp_path.glob("log/*.parquet"))), ["row", "tags"],
+                           batch_size=64, shuffle=True, seed=2, shuffle_buffer=100)
+    epochs = [np.concatenate([b["row"].numpy() for b in dataset]) for _ in range(2)]
+    for rows in epochs:
+        assert sorted(rows.tolist()) == list(range(500))
+    assert epochs[0].tolist() != epochs[1].tolist()
+    expected = [list(h) for h in table["tags"]]
+    for batch in dataset.take(2):
+        for row, tags in zip(batch["row"].numpy(), batch["tags"].to_list(), strict=True):
+            assert [t.decode() for t in tags] == expected[row]
+    assert files
+
+
+def test_streaming_needs_files_and_a_validation_table(tmp_path):
+    pytest.importorskip("pyarrow")
+    log = _text_log()
+    files = _shards(log, tmp_path / "log", shards=2)
+    vocabs = _text_vocabs(log)
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4),
+                                 tk.Tower(vocabs, features=["item_id"], output_dim=4))
+    with pytest.raises(ValueError, match=r"`shuffle_buffer` must be None unless x names files"):
+        model.fit(log, shuffle_buffer=10, verbose=0)
+    with pytest.raises(ValueError, match=r"`validation_fraction` must be None when streaming"):
+        model.fit(files, shuffle_buffer=10, validation_fraction=0.1, verbose=0)
+    with pytest.raises(ValueError, match=r"`shuffle_buffer` must be an integer >= 1"):
+        model.fit(files, shuffle_buffer=0, verbose=0)

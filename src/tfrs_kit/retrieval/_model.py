@@ -12,6 +12,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_kit._data import Table, TableLike, last_rows, num_rows, select, to_table
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column
+from tfrs_kit._files import is_files, iter_tables, resolve
 from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import (
     check_choice,
@@ -23,7 +24,13 @@ from tfrs_kit._validation import (
 )
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
 from tfrs_kit.retrieval._negatives import NegativePool
-from tfrs_kit.retrieval._pipeline import text_encodings, training_dataset
+from tfrs_kit.retrieval._pipeline import (
+    count_values,
+    distinct_rows,
+    file_dataset,
+    text_encodings,
+    training_dataset,
+)
 from tfrs_kit.retrieval._task import FastRetrieval
 from tfrs_kit.towers import Tower
 
@@ -257,6 +264,7 @@ class TwoTowerRetrieval(tfrs.Model):
         candidates: TableLike | None = None,
         callbacks: Sequence[Any] | None = None,
         verbose: bool | str | int = "auto",
+        shuffle_buffer: int | None = None,
         **kwargs: Any,
     ) -> Any:
         """Trains on an interaction table; returns the Keras ``History``.
@@ -269,8 +277,10 @@ class TwoTowerRetrieval(tfrs.Model):
 
         Args:
             x: One row per (query, candidate) interaction holding every feature
-                of both towers: a DataFrame, a dict of arrays or a
-                ``tf.data.Dataset`` of feature dicts (read into memory once).
+                of both towers: a DataFrame, a dict of arrays, a
+                ``tf.data.Dataset`` of feature dicts (read into memory once), or
+                a path, glob or list of Parquet, CSV or TFRecord shards (read into
+                memory, or streamed with ``shuffle_buffer``).
             epochs: Passes over the data.
             batch_size: Rows per step; also the number of in-batch negatives.
             shuffle: Reshuffle the rows every epoch.
@@ -293,6 +303,14 @@ class TwoTowerRetrieval(tfrs.Model):
             verbose: ``"auto"`` or ``True``: one line per epoch with its losses;
                 ``False``: silent. Keras's integers work too: 0 silent, 1 a
                 progress bar per step, 2 one line per epoch.
+            shuffle_buffer: Only for ``x`` given as files: stream the shards
+                instead of reading them into memory. Each pass reads them in a new
+                order, four at a time, and shuffles their rows through a buffer
+                of this many rows (memory: the buffer and a chunk per shard read;
+                one pass first counts the candidate ids). The order then differs
+                from the in-memory shuffle's, and a run resumed from a checkpoint
+                does not replay the same batches. ``validation_data`` is read into
+                memory; ``validation_fraction`` is not available.
             **kwargs: Passed on to ``tf.keras.Model.fit``.
 
         Returns:
@@ -324,28 +342,91 @@ class TwoTowerRetrieval(tfrs.Model):
             validation_data=validation_data, validation_fraction=validation_fraction,
             early_stopping_patience=early_stopping_patience, verbose=verbose,
         )
-        table = self._read(x, "x")
-        self.candidate_frequencies_ = pd.Series(table[self.candidate_id]).value_counts(
-            normalize=True)
-        if validation_fraction is not None:
-            table, validation_data = _hold_out(table, validation_fraction, seed=seed)
-        train = self._prepare(table)
+        if shuffle_buffer is None:
+            train, validation_data = self._in_memory(x, validation_data, validation_fraction,
+                                                     seed=seed)
+            rows = num_rows(train)
+        else:
+            paths, rows = self._scan_files(x, shuffle_buffer, validation_fraction)
         validation = self._validation_dataset(validation_data, batch_size=batch_size)
         callbacks = [*(callbacks or []), *_early_stopping(early_stopping_patience),
                      _StopOnNonFiniteLoss()]
         if self.num_random_negatives:
-            self._negatives = self._negative_pool(candidates if candidates is not None else x)
+            pool = candidates if candidates is not None else x
+            self._negatives = self._negative_pool(
+                distinct_rows(paths, self.candidate_id, self.candidate_tower.features)
+                if shuffle_buffer is not None and candidates is None else pool)
         if self.optimizer is None:
             self._compile_default(learning_rate, learning_rate_schedule,
-                                  steps=epochs * -(-num_rows(train) // batch_size))
-        dataset, shuffle_callbacks = training_dataset(
-            train, self._columns, batch_size=batch_size, shuffle=shuffle, seed=seed,
-            strategy=self.distribute_strategy, encode_once=self._encode_once())
+                                  steps=epochs * -(-rows // batch_size))
+        if shuffle_buffer is None:
+            dataset, shuffle_callbacks = training_dataset(
+                train, self._columns, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                strategy=self.distribute_strategy, encode_once=self._encode_once())
+        else:
+            dataset, shuffle_callbacks = file_dataset(
+                paths, self.features, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                shuffle_buffer=shuffle_buffer, prepare=self._batch_preparation(rows)), []
         callbacks += shuffle_callbacks  # after the user's: BackupAndRestore restores first
         return super().fit(
             dataset, epochs=epochs, validation_data=validation, callbacks=callbacks,
             verbose=keras_verbose, **kwargs,
         )
+
+    def _in_memory(self, x: TableLike, validation_data: TableLike | None,
+                   validation_fraction: float | None, *,
+                   seed: int | None) -> tuple[Table, TableLike | None]:
+        """``fit``'s training table (read, with the logQ probabilities) and validation data."""
+        table = self._read(x, "x")
+        self.candidate_frequencies_ = pd.Series(table[self.candidate_id]).value_counts(
+            normalize=True)
+        if validation_fraction is not None:
+            table, validation_data = _hold_out(table, validation_fraction, seed=seed)
+        return self._prepare(table), validation_data
+
+    def _scan_files(self, x: TableLike, shuffle_buffer: int,
+                    validation_fraction: float | None) -> tuple[list[str], int]:
+        """The shards of a streamed ``x`` and their rows; learns the candidate frequencies.
+
+        One pass over the candidate id column; the first chunk of every feature
+        is checked as ``_read`` checks a table.
+        """
+        check_int("shuffle_buffer", shuffle_buffer, minimum=1)
+        if not is_files(x):
+            raise invalid_argument("shuffle_buffer", "be None unless x names files",
+                                   shuffle_buffer, hint="Streaming reads Parquet, CSV or "
+                                   "TFRecord shards; a table in memory is shuffled whole.")
+        if validation_fraction is not None:
+            raise invalid_argument("validation_fraction", "be None when streaming files",
+                                   validation_fraction, hint="Pass validation_data=... "
+                                   "(a table or files, read into memory).")
+        paths = resolve(x, argument="x")
+        first = next(iter_tables(paths, argument="x", columns=self.features,
+                                 rows_per_chunk=1024))
+        self._read(first, "x")  # the features' kinds and missing ids, on a sample
+        counts, rows = count_values(paths, self.candidate_id)
+        self.candidate_frequencies_ = counts / rows
+        return paths, rows
+
+    def _batch_preparation(self, rows: int) -> Any:
+        """What ``_prepare`` and ``_encode_once`` do to a table, done to a streamed batch."""
+        encodings = self._encode_once()
+        probability = None
+        frequencies = self.candidate_frequencies_
+        if self.logq_correction and frequencies is not None:
+            keys = frequencies.index.to_numpy()
+            probability = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys.astype(str) if keys.dtype == object else keys.astype(np.int64)),
+                tf.constant(frequencies.to_numpy(np.float32))), default_value=1.0 / rows)
+
+        def prepare(batch: dict[str, Any]) -> dict[str, Any]:
+            batch = {name: encodings[name](value) if name in encodings else value
+                     for name, value in batch.items()}
+            if probability is not None:
+                batch[_SAMPLING_PROBABILITY] = probability.lookup(batch[self.candidate_id])
+            return batch
+
+        return prepare
 
     def _validation_dataset(self, data: TableLike | None, *,
                             batch_size: int) -> tf.data.Dataset | None:

@@ -7,18 +7,23 @@ shared item array (see :class:`tfrs_kit._tensors.Spans`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import Table, num_rows
+from tfrs_kit._data import Table, last_rows, num_rows
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._tensors import make_dataset
+from tfrs_kit._files import iter_tables, schema
+from tfrs_kit._tensors import make_dataset, to_tensors
+from tfrs_kit._validation import check_no_missing
 from tfrs_kit.towers import Tower
 from tfrs_kit.towers._encoders import TextEncoder
 
-__all__ = ["EpochShuffle", "text_encodings", "training_dataset"]
+__all__ = ["EpochShuffle", "count_values", "distinct_rows", "file_dataset", "text_encodings",
+           "training_dataset"]
 
 
 def text_encodings(towers: Iterable[Any]) -> dict[str, Callable[[tf.Tensor], Any]]:
@@ -111,3 +116,119 @@ def _num_workers(strategy: tf.distribute.Strategy | None) -> int:
         return 1
     spec = resolver.cluster_spec().as_dict()
     return max(1, len(spec.get("chief", [])) + len(spec.get("worker", [])))
+
+
+def file_dataset(
+    paths: Sequence[str],
+    columns: Sequence[str],
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int | None,
+    shuffle_buffer: int,
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    rows_per_chunk: int = 8192,
+) -> tf.data.Dataset:
+    """Batches streamed from shards, never the whole log in memory.
+
+    The shards are interleaved (four read at a time, in a new order each pass when
+    shuffling), their rows pass through a shuffle buffer of ``shuffle_buffer``
+    rows, are batched, given ``prepare`` (per batch, inside ``tf.data``) and
+    prefetched. Memory: the buffer, and one chunk of ``rows_per_chunk`` rows per
+    shard being read.
+    """
+    spec = _row_spec(schema(list(paths), argument="x", columns=columns), columns)
+
+    def chunks(path: bytes) -> Iterator[dict[str, Any]]:
+        for chunk in iter_tables(path.decode(), argument="x", columns=columns,
+                                 rows_per_chunk=rows_per_chunk):
+            yield {name: _conform(tensor, spec[name])
+                   for name, tensor in to_tensors(chunk, columns).items()}
+
+    files = tf.data.Dataset.from_tensor_slices(list(paths))
+    if shuffle:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    chunk_spec = {name: _batched(s) for name, s in spec.items()}
+    rows = files.interleave(
+        lambda path: tf.data.Dataset.from_generator(
+            chunks, output_signature=chunk_spec, args=(path,)).unbatch(),
+        cycle_length=min(4, len(paths)), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)
+    if shuffle:
+        rows = rows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    batches = rows.ragged_batch(batch_size)
+    if prepare is not None:
+        batches = batches.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+_DTYPES = {"string": tf.string, "int": tf.int64, "bool": tf.int64, "float": tf.float32}
+
+
+def _row_spec(kinds: Mapping[str, str], columns: Sequence[str]) -> dict[str, Any]:
+    """The spec of one row of each column, as the in-memory pipeline types it."""
+    spec: dict[str, Any] = {}
+    for name in columns:
+        kind = kinds[name]
+        inner = kind[5:-1] if kind.startswith("list<") else kind
+        if inner not in _DTYPES:
+            raise invalid_argument(f"x[{name!r}]", "hold strings, numbers or lists of them "
+                                   "to be streamed", f"{kind} values",
+                                   hint="Convert the column when writing the shards.")
+        dtype = _DTYPES[inner]
+        spec[name] = tf.TensorSpec([None] if inner != kind else [], dtype)
+    return spec
+
+
+def _batched(row: tf.TensorSpec) -> Any:
+    """The spec of a chunk of such rows: lists ragged, scalars a vector."""
+    if row.shape.rank == 1:
+        return tf.RaggedTensorSpec([None, None], row.dtype, ragged_rank=1,
+                                   row_splits_dtype=tf.int64)
+    return tf.TensorSpec([None], row.dtype)
+
+
+def _conform(tensor: Any, row: tf.TensorSpec) -> Any:
+    """A chunk's column in its column's dtype (a chunk of empty lists reads as strings)."""
+    if tensor.dtype == row.dtype:
+        return tensor
+    if isinstance(tensor, tf.RaggedTensor) and tf.size(tensor.flat_values) == 0:
+        return tf.RaggedTensor.from_row_splits(tf.zeros([0], row.dtype), tensor.row_splits)
+    return tf.cast(tensor, row.dtype)
+
+
+def count_values(paths: Sequence[str], column: str) -> tuple[pd.Series, int]:
+    """How often each value of ``column`` occurs in the shards (most frequent first),
+    and the number of rows, in one pass over that column alone."""
+    counts = pd.Series(dtype=np.int64)
+    rows = 0
+    for chunk in iter_tables(list(paths), argument="x", columns=[column],
+                             rows_per_chunk=1 << 20):
+        check_no_missing(f"x[{column!r}]", chunk[column], what="ids")
+        part = pd.Series(chunk[column]).value_counts()
+        counts = part if not len(counts) else counts.add(part, fill_value=0)
+        rows += len(chunk[column])
+    return counts.astype(np.int64).sort_values(ascending=False, kind="stable"), rows
+
+
+def distinct_rows(paths: Sequence[str], key: str, features: Sequence[str]) -> Table:
+    """Each ``key``'s last row of ``features`` in the shards, chunk by chunk (memory:
+    the distinct keys' rows, and one chunk)."""
+    columns = list(dict.fromkeys([key, *features]))
+    kept: Table = {}
+    for chunk in iter_tables(list(paths), argument="x", columns=columns,
+                             rows_per_chunk=1 << 18):
+        if kept:
+            chunk = {name: _concatenate(kept[name], chunk[name]) for name in columns}
+        kept = last_rows(chunk, key)
+    return kept
+
+
+def _concatenate(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    if first.dtype == object or second.dtype == object:  # keeps a list column one per row
+        out = np.empty(len(first) + len(second), dtype=object)
+        out[:len(first)], out[len(first):] = first, second
+        return out
+    return np.concatenate([first, second])
