@@ -103,3 +103,176 @@ def test_help_is_plain_text(argv, capsys):
     assert out.startswith("usage: tfrs-kit")
     for markup in ("``", ":class:", ":func:", ":meth:", ".. "):
         assert markup not in out, markup
+
+
+# --- train, evaluate, recommend on files ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A model trained by `tfrs-kit train` on Parquet shards with a CSV catalogue."""
+    import tfrs_kit as tk
+    from tfrs_kit import evaluation
+
+    folder = tmp_path_factory.mktemp("cli")
+    data = tk.datasets.synthetic(2400, num_users=60, num_items=40, seed=0)
+    log = data.interactions[["user_id", "item_id", "timestamp"]]
+    train, test = evaluation.per_user_temporal_split(log, test_fraction=0.2)
+    seen = set(zip(train.user_id, train.item_id, strict=True))
+    test = test[[pair not in seen for pair in zip(test.user_id, test.item_id, strict=True)]]
+    (folder / "events").mkdir()
+    half = len(train) // 2
+    train.iloc[:half].to_parquet(folder / "events" / "part-0.parquet", index=False)
+    train.iloc[half:].to_parquet(folder / "events" / "part-1.parquet", index=False)
+    data.items[["item_id", "item_year"]].to_csv(folder / "items.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    argv = ["train", str(folder / "events" / "*.parquet"), "--user", "user_id", "--item",
+            "item_id", "--time", "timestamp", "--item-features", "item_year", "--items",
+            str(folder / "items.csv"), "--time-budget", "4", "--export", str(folder / "model"),
+            "--quiet"]
+    assert main(argv) == 0
+    return folder, train, test, data.items
+
+
+def test_train_exports_what_recommend_and_evaluate_read(exported):
+    folder, train, _, items = exported
+    assert sorted(p.name for p in (folder / "model").iterdir()) == [
+        "index", "item_embeddings.npy", "items.parquet", "queries.parquet",
+        "query_embeddings.npy", "seen.parquet", "tfrs_kit_cli.json"]
+    assert pd.read_parquet(folder / "model" / "seen.parquet").shape == (len(train), 2)
+    catalogue = pd.read_parquet(folder / "model" / "items.parquet")["item_id"]
+    assert set(catalogue) == set(items.item_id)  # the catalogue's items, seen or not
+
+
+def _recommended(capsys, argv):
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "rank\titem\tscore"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
+    scores = [float(r[2]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    return [r[1] for r in rows]
+
+
+def test_recommend_prints_catalogue_items_and_excludes_seen_ones(exported, capsys):
+    folder, train, _, items = exported
+    user = train.user_id.iloc[0]
+    seen = set(train.item_id[train.user_id == user])
+    model = str(folder / "model")
+    top = _recommended(capsys, ["recommend", model, "--user", user, "--k", "10"])
+    assert len(top) == 10 and set(top) <= set(items.item_id)
+    assert seen & set(top)  # a dense synthetic log: some of the top 10 are seen ones
+    unseen = _recommended(capsys, ["recommend", model, "--user", user, "--k", "10",
+                                   "--exclude-seen"])
+    # Fewer than 10 when the user saw all but a few items: the rest are not padded.
+    assert len(unseen) == min(10, len(items) - len(seen))
+    assert not seen & set(unseen) and set(unseen) <= set(items.item_id)
+    # Leaving out the seen items keeps the order of the others.
+    assert [i for i in top if i not in seen] == unseen[:len([i for i in top if i not in seen])]
+
+
+def test_evaluate_prints_the_recall_of_the_exported_index(exported, capsys):
+    import numpy as np
+
+    import tfrs_kit as tk
+
+    folder, train, test, _ = exported
+    assert main(["evaluate", str(folder / "model"), str(folder / "test.csv"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    last = dict(part.split("=") for part in out.strip().splitlines()[-1].split()
+                if "=" in part)
+    # Reference: the exported SavedModel's own top 10, training items excluded, scored by hand.
+    index = tk.load_index(folder / "model" / "index")
+    queries = pd.read_parquet(folder / "model" / "queries.parquet")
+    recalls = []
+    for user, relevant in test.groupby("user_id").item_id:
+        seen = train.item_id[train.user_id == user].unique().tolist()
+        top = index.recommend(queries[queries.user_id == user], k=10, exclude=[seen]).ids[0]
+        recalls.append(len(set(top) & set(relevant)) / min(10, relevant.nunique()))
+    assert float(last["recall@10"]) == pytest.approx(np.mean(recalls), abs=1e-4)
+    popularity = tk.evaluate(tk.baselines.Popularity().fit(train), test, train=train, k=10,
+                             metrics=["recall"]).to_dict()["Popularity"]["recall@10"]
+    assert f"popularity recall@10={popularity:.4f}" in out
+
+
+def test_evaluate_with_train_events_and_progress(exported, capsys):
+    folder, *_ = exported
+    argv = ["evaluate", str(folder / "model"), str(folder / "test.csv"), "--train",
+            str(folder / "events"), "--k", "5"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "recall@5" in captured.out and "Ranking 40 items for every test user" in captured.err
+    assert main([*argv, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "{events}", "--user", "user", "--item", "item_id", "--time", "timestamp",
+      "--export", "{tmp}/m"], "`EVENTS` must have a column 'user' (named by `--user`). "
+                              "Received: columns ['item_id', 'timestamp', 'user_id']. "
+                              "Did you mean --user='user_id'?"),
+    (["train", "{tmp}/none/*.parquet", "--user", "u", "--item", "i", "--time", "t",
+      "--export", "{tmp}/m"], "`EVENTS` must name existing files."),
+    (["evaluate", "{tmp}", "{tmp}/test.csv"], "`DIR` must be a folder `tfrs-kit train "
+                                             "--export DIR` wrote"),
+    (["evaluate", "{model}", "{tmp}/bad.csv"], "bad.csv', line 3: 1 fields where the header "
+                                               "has 3"),
+    (["recommend", "{model}", "--user", "nobody"], "`--user` must be a user id of the "
+                                                   "training log. Received: --user='nobody'"),
+    (["recommend", "{model}", "--user", "u1", "--k", "500"], "`k` must be"),
+])
+def test_bad_input_exits_2_with_the_message_and_no_traceback(argv, message, exported, capsys,
+                                                             tmp_path):
+    folder, *_ = exported
+    (tmp_path / "bad.csv").write_text("user_id,item_id,timestamp\nu1,i1,5\nu2\n")
+    values = {"events": str(folder / "events"), "tmp": str(tmp_path),
+              "model": str(folder / "model")}
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"tfrs-kit: error: {message}" in err or ("tfrs-kit: error: " in err and message in err)
+
+
+def test_train_refuses_a_folder_of_other_files_before_reading(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("tfrs_kit.cli._read_log", _never_load)
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "chapter1.txt").write_text("keep me")
+    argv = ["train", "x.parquet", "--user", "u", "--item", "i", "--time", "t", "--export",
+            str(tmp_path / "thesis")]
+    assert main(argv) == 2
+    assert "`--export` must be new, empty, or a folder `tfrs-kit train` wrote" in \
+        capsys.readouterr().err
+    assert (tmp_path / "thesis" / "chapter1.txt").read_text() == "keep me"
+
+
+def test_an_unexpected_error_exits_1_with_its_traceback(capsys, monkeypatch):
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("tfrs_kit.cli._recommend_command", broken)
+    assert main(["recommend", "somewhere", "--user", "u1"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: a bug" in err and "unexpected error" in err
+
+
+@pytest.mark.parametrize("argv", [["train", "--help"], ["evaluate", "--help"],
+                                  ["recommend", "--help"]])
+def test_file_commands_help_is_plain_text(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: tfrs-kit {argv[0]}")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["evaluate", "d", "t", "--k", "0"], "`--k` must be an integer >= 1. Received: --k=0."),
+    (["train", "e", "--user", "u", "--item", "i", "--time", "t", "--export", "d",
+      "--time-budget", "-1"], "`--time-budget` must be a finite number > 0"),
+    (["recommend", "d"], "the following arguments are required: --user"),
+])
+def test_file_commands_bad_options_exit_2_with_usage(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
