@@ -354,3 +354,24 @@ def test_vocabulary_counts_chunk_by_chunk_equal_the_in_memory_counts(tmp_path, m
 
 def _never(*args, **kwargs):
     raise AssertionError("the whole log was read at once")
+
+
+def test_recipe_fits_from_files_as_from_the_dataframe(tmp_path):
+    data = tk.datasets.synthetic(600, num_users=30, num_items=20, seed=1)
+    log = data.interactions[["user_id", "item_id", "timestamp", "item_year"]]
+    pattern = _write(log, tmp_path / "log", "parquet")
+    items = _write(data.items[["item_id", "item_year"]], tmp_path / "items", "csv", shards=1)
+
+    def fitted(train, catalogue):
+        recipe = tk.Recipe(item_features=["item_year"], time_budget=None, max_trials=1,
+                           max_epochs=1, verbose=False)
+        return recipe.fit(train, items=catalogue)
+
+    got, want = fitted(pattern, items), fitted(log, data.items[["item_id", "item_year"]])
+    assert got.settings == want.settings
+    pd.testing.assert_frame_equal(got.candidates(), want.candidates())
+    got_queries, want_queries = got.queries(), want.queries()
+    assert got_queries.columns.tolist() == want_queries.columns.tolist()
+    for column in want_queries:
+        assert [np.asarray(v).tolist() for v in got_queries[column]] == \
+            [np.asarray(v).tolist() for v in want_queries[column]], column
