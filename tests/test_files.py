@@ -6,6 +6,8 @@ the line.
 """
 
 import os
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -375,3 +377,40 @@ def test_recipe_fits_from_files_as_from_the_dataframe(tmp_path):
     for column in want_queries:
         assert [np.asarray(v).tolist() for v in got_queries[column]] == \
             [np.asarray(v).tolist() for v in want_queries[column]], column
+
+
+# --- the docs page runs ------------------------------------------------------------------
+
+
+def _page_blocks(language):
+    lines = (Path(__file__).resolve().parents[1] / "docs" / "files.md").read_text(
+        encoding="utf-8").splitlines()
+    blocks, inside = [], None
+    for line in lines:
+        if inside is None and line == f"```{language}":
+            inside = []
+        elif inside is not None and line == "```":
+            blocks.append("\n".join(inside))
+            inside = None
+        elif inside is not None:
+            inside.append(line)
+    return blocks
+
+
+def test_the_docs_page_runs(tmp_path, monkeypatch, capsys):
+    from tfrs_kit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in _page_blocks("python"):
+        exec(compile(block, "docs/files.md", "exec"), namespace)
+    assert namespace["report"].to_dict()["TwoTowerRetrieval"]["recall@10"] > 0
+    assert len(namespace["index"]) == 60
+    commands = " ".join(_page_blocks("console")).replace("\\\n", " ").split("$ ")[1:]
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        if "--time-budget" in argv:  # the page's budget, cut for the test
+            argv[argv.index("--time-budget") + 1] = "3"
+        assert main([*argv, "--quiet"] if argv[0] != "recommend" else argv) == 0, command
+    out = capsys.readouterr().out
+    assert "model recall@10=" in out and out.rstrip().count("\n") > 5
