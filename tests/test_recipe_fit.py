@@ -71,7 +71,7 @@ def test_fit_chooses_the_best_validated_trial_and_serves_it():
     log = _log()
     train, test = tk.evaluation.per_user_temporal_split(log)
     recipe = tk.Recipe(item_features=["price"], time_budget=None, max_trials=3,
-                       max_epochs=8, verbose=False).fit(train)
+                       max_epochs=8, blend=False, verbose=False).fit(train)
     report = recipe.report
     complete = [t for t in report.trials if t.state == "complete"]
     assert len(report.trials) == 3 and complete

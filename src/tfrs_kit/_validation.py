@@ -34,6 +34,7 @@ import pandas as pd
 from tfrs_kit._errors import closest, invalid_argument, unknown_name
 
 __all__ = [
+    "check_bool",
     "check_choice",
     "check_features",
     "check_fraction",
@@ -104,6 +105,19 @@ def check_number(argument: str, value: Any, *, minimum: float | None = None,
     if not math.isfinite(value) or too_low or too_high:
         raise invalid_argument(argument, rule, value)
     return value
+
+
+def check_bool(argument: str, value: Any) -> bool:
+    """``True`` or ``False`` (NumPy's booleans too); anything else is a ``TypeError``.
+
+    >>> check_bool("blend", 1)
+    Traceback (most recent call last):
+    ...
+    TypeError: `blend` must be True or False. Received: blend=1.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise invalid_argument(argument, "be True or False", value, error=TypeError)
+    return bool(value)
 
 
 def check_fraction(argument: str, value: Any, *, allow_zero: bool = False,

@@ -22,7 +22,7 @@ import pandas as pd
 
 from tfrs_kit._data import Table, TableLike, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
-from tfrs_kit._validation import check_choice, check_fraction, check_int
+from tfrs_kit._validation import check_bool, check_choice, check_fraction, check_int
 from tfrs_kit.baselines._implicit import BPR, ImplicitALS
 from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, RP3beta, UserKNN
 from tfrs_kit.evaluation import evaluate, per_user_temporal_split
@@ -261,8 +261,7 @@ def tune(
     chosen_metric = _check_metric(metric)
     fraction = check_fraction("validation_fraction", validation_fraction)
     rounds = check_int("max_extensions", max_extensions, minimum=0)
-    if not isinstance(extend_edges, bool):
-        raise invalid_argument("extend_edges", "be True or False", extend_edges, error=TypeError)
+    check_bool("extend_edges", extend_edges)
     table = to_table(train, argument="train", columns=[user_id, item_id, timestamp])
     fit_on, validation = per_user_temporal_split(
         table, test_fraction=fraction, user_id=user_id, item_id=item_id, timestamp=timestamp,

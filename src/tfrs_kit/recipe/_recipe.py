@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 import time
 from collections.abc import Sequence
@@ -13,12 +14,14 @@ import pandas as pd
 from tfrs_kit._data import TableLike
 from tfrs_kit._errors import NotFittedError, invalid_argument
 from tfrs_kit._validation import (
+    check_bool,
     check_choice,
     check_fraction,
     check_int,
     check_number,
     check_verbose,
 )
+from tfrs_kit.recipe._blend import Blend, blend_model, choose_weight
 from tfrs_kit.recipe._inputs import (
     Columns,
     attribute_table,
@@ -30,7 +33,7 @@ from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import RecipeReport, Trial
 from tfrs_kit.recipe._search import search
 from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings, base_settings
-from tfrs_kit.recipe._training import Data, Trained, train_final
+from tfrs_kit.recipe._training import Data, Trained, train_final, validation_scores
 
 __all__ = ["Recipe"]
 
@@ -75,6 +78,10 @@ class Recipe:
             up to three times as many); default: about 600 optimizer steps'
             worth, 1 to 30. Each trial stops earlier when its validation
             metric has not improved for 2 epochs.
+        blend: Add an implicit-feedback ALS factorisation's scores to the
+            chosen towers' at a weight chosen on the validation slice (0, the
+            towers alone, is one of the choices); the model then embeds both
+            side by side, one index still serves it. Needs ``implicit``.
         seed: Seeds the split-independent parts: weights, shuffles, the search.
         verbose: Show progress: ``True``, ``False`` or ``"auto"`` (a line per
             trial when the budget exceeds a minute).
@@ -106,6 +113,7 @@ class Recipe:
         histories: Sequence[str] = HISTORY_ENCODERS,
         max_history: int = 50,
         max_epochs: int | None = None,
+        blend: bool = True,
         seed: int = 0,
         verbose: bool | str = "auto",
     ) -> None:
@@ -125,6 +133,7 @@ class Recipe:
                                    histories, hint=f"Choose from {list(HISTORY_ENCODERS)}.")
         self.max_history = check_int("max_history", max_history, minimum=1)
         self.max_epochs = check_int("max_epochs", max_epochs, minimum=1, allow_none=True)
+        self.blend = check_bool("blend", blend)
         self.seed = check_int("seed", seed, minimum=0)
         self.verbose = check_verbose("verbose", verbose)
         self._trained: Trained | None = None
@@ -158,27 +167,47 @@ class Recipe:
                     tuple(f for f in self.user_features if f not in dropped))
         base = base_settings(len(fit_log), histories=self.histories, item_features=features[0],
                              user_features=features[1], max_epochs=self.max_epochs)
+        blend = None
         if validation is None:
             trials: list[Trial] = []
             chosen, epochs = base, base.epochs
             note = (f"fewer than {_MIN_VALIDATION_USERS} users have two or more "
                     "interactions: no validation slice, default settings")
         else:
-            trials, chosen, epochs = search(
-                dataclasses.replace(data, log=fit_log), validation, base=base,
-                features=features, histories=self.histories, metric=self.metric,
-                max_trials=self.max_trials, seed=self.seed,
-                deadline=_deadline(start, self.time_budget), log=self._log)
-            note = ""
+            fit_data = dataclasses.replace(data, log=fit_log)
+            trials, best = search(
+                fit_data, validation, base=base, features=features, histories=self.histories,
+                metric=self.metric, max_trials=self.max_trials, seed=self.seed,
+                deadline=_deadline(start, self.time_budget, _BLEND_SHARE), log=self._log)
+            chosen, epochs, note = best.settings, best.epochs, ""
+            blend = self._blend(fit_data, best, validation)
         self._log(f"final training: {chosen.describe()}, {epochs} epochs on all of train")
-        self._trained = train_final(data, chosen, epochs=epochs, seed=self.seed)
-        self._data = data
+        trained = train_final(data, chosen, epochs=epochs, seed=self.seed)
+        if blend is not None and blend.weight:
+            trained = dataclasses.replace(trained, model=blend_model(
+                data, trained, weight=blend.weight, seed=self.seed))
+        self._trained, self._data = trained, data
         self.report_ = RecipeReport.build(
             chosen=chosen, epochs=epochs, trials=trials, metric=self.metric, dropped=dropped,
             seconds=time.monotonic() - start, time_budget=self.time_budget, note=note,
             validation_users=0 if validation is None else validation[
-                self.columns.user_id].nunique())
+                self.columns.user_id].nunique(), blend=blend)
         return self
+
+    def _blend(self, data: Data, best: Trained, validation: pd.DataFrame) -> Blend | None:
+        """The factorisation's weight in the final model, chosen on ``validation``
+        (``None`` without the ``implicit`` package)."""
+        if not self.blend or importlib.util.find_spec("implicit") is None:
+            return None
+        started = time.monotonic()
+        blend = choose_weight(
+            data, best, validation, metric=self.metric, seed=self.seed,
+            score=lambda recommender: validation_scores(recommender, data, validation,
+                                                        self.metric))
+        self._log(f"blend with iALS: weight {blend.weight:g} ({self.metric} "
+                  f"{blend.scores[blend.weight]:.4f}; towers alone {blend.scores[0.0]:.4f}; "
+                  f"{time.monotonic() - started:.1f} s)")
+        return blend
 
     @property
     def model(self) -> Any:
@@ -263,6 +292,7 @@ class Recipe:
 
 
 _MIN_VALIDATION_USERS = 10
+_BLEND_SHARE = 0.1  # of the time budget, kept back from the search for the blend
 
 
 def _names(argument: str, names: Any) -> tuple[str, ...]:
@@ -279,7 +309,8 @@ def _history_name(taken: Sequence[str]) -> str:
     return name
 
 
-def _deadline(start: float, budget: float | None) -> float | None:
-    return None if budget is None else start + budget
+def _deadline(start: float, budget: float | None, keep: float = 0.0) -> float | None:
+    """When the search must end: ``start + budget``, less the share ``keep`` of the budget."""
+    return None if budget is None else start + budget * (1.0 - keep)
 
 

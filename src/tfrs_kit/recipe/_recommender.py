@@ -36,6 +36,15 @@ class RecipeRecommender:
         self.item_ids = items[item_id].to_numpy()
         self.item_embeddings = model.candidate_tower.embed(items, verbose=False)
 
+    def with_query_scale(self, scale: np.ndarray) -> RecipeRecommender:
+        """A copy whose query embeddings are multiplied by ``scale`` (one factor per
+        dimension), e.g. to weigh the parts of a joined embedding."""
+        copy = object.__new__(RecipeRecommender)
+        copy.__dict__.update(self.__dict__)
+        copy._queries = self._queries * scale
+        copy._average = self._average * scale
+        return copy
+
     def score(self, user_ids: Any) -> np.ndarray:
         """``[users, items]`` scores, rows in the order of ``user_ids``."""
         positions = self._known.get_indexer(np.asarray(user_ids))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from tfrs_kit.recipe._settings import Settings
+
+if TYPE_CHECKING:
+    from tfrs_kit.recipe._blend import Blend
 
 __all__ = ["RecipeReport", "Trial"]
 
@@ -41,6 +44,8 @@ class RecipeReport:
         seconds: Wall time of ``fit``.
         time_budget: The budget it was given.
         note: Anything that changed the procedure (no validation slice, ...).
+        blend: The factorisation's weight beside the towers and the validation
+            metric of each weight tried (``None``: no blend was tried).
     """
 
     chosen: Settings
@@ -53,19 +58,30 @@ class RecipeReport:
     seconds: float
     time_budget: float | None
     note: str = ""
+    blend: Blend | None = None
 
     @classmethod
     def build(cls, *, chosen: Settings, epochs: int, trials: Sequence[Trial], metric: str,
               dropped: Mapping[str, str], validation_users: int, seconds: float,
-              time_budget: float | None, note: str) -> RecipeReport:
+              time_budget: float | None, note: str,
+              blend: Blend | None = None) -> RecipeReport:
+        reasons = _reasons(chosen, trials, metric)
+        if blend is not None:
+            others = ", ".join(f"{w:g}: {s:.4f}" for w, s in blend.scores.items()
+                               if w != blend.weight)
+            reasons.append(f"blend with iALS at weight {blend.weight:g} (best {metric} "
+                           f"{blend.scores[blend.weight]:.4f}; {others})")
         return cls(chosen=chosen, epochs=epochs, metric=metric, trials=tuple(trials),
-                   reasons=tuple(_reasons(chosen, trials, metric)),
-                   dropped_features=dict(dropped), validation_users=validation_users,
-                   seconds=seconds, time_budget=time_budget, note=note)
+                   reasons=tuple(reasons), dropped_features=dict(dropped),
+                   validation_users=validation_users, seconds=seconds,
+                   time_budget=time_budget, note=note, blend=blend)
 
     @property
     def validation_score(self) -> float | None:
-        """The chosen settings' best validation score (None without a validation slice)."""
+        """The final model's validation score: its settings' best, or the blend's (None
+        without a validation slice)."""
+        if self.blend is not None:
+            return self.blend.scores[self.blend.weight]
         scores = [t.scores[self.metric] for t in self.trials
                   if t.settings == self.chosen and t.state == "complete"]
         return max(scores) if scores else None
@@ -82,7 +98,8 @@ class RecipeReport:
         return pd.DataFrame(rows)
 
     def __str__(self) -> str:
-        lines = [f"Recipe: {self.chosen.describe()}, {self.epochs} epochs "
+        blended = f" + iALS x{self.blend.weight:g}" if self.blend and self.blend.weight else ""
+        lines = [f"Recipe: {self.chosen.describe()}{blended}, {self.epochs} epochs "
                  f"({len(self.trials)} trials, {self.seconds:.1f} s"
                  + (f" of a {self.time_budget:g} s budget)" if self.time_budget else ")")]
         if self.validation_score is not None:

@@ -31,7 +31,7 @@ def _optuna() -> Any:
 
 def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: Sequence[str],
            features: tuple[Sequence[str], Sequence[str]], metric: str, max_trials: int,
-           seed: int, deadline: float | None, log: Any) -> tuple[list[Trial], Settings, int]:
+           seed: int, deadline: float | None, log: Any) -> tuple[list[Trial], Trained]:
     """Trains settings on ``data`` until the budget ends; the best on ``validation`` wins.
 
     Args:
@@ -39,7 +39,7 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
         features: The item and user features the search may keep or leave out.
 
     Returns:
-        Every trial, the chosen settings and their best epoch.
+        Every trial, and the chosen trial's model (its settings and best epoch).
     """
     optuna = _optuna()
     item_features, user_features = features
@@ -95,8 +95,7 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
             f"Recipe.fit: every setting tried ({len(trials)}) diverged or was stopped before "
             "its first epoch ended. Look for extreme values in the numeric features, or "
             "give a larger time_budget or max_trials.")
-    chosen = best["model"]
-    return trials, chosen.settings, chosen.epochs
+    return trials, best["model"]
 
 
 def _study(optuna: Any, data: Data, *, base: Settings, histories: Sequence[str],

@@ -20,7 +20,7 @@ from tfrs_kit.recipe._settings import Settings
 from tfrs_kit.retrieval import TwoTowerRetrieval
 from tfrs_kit.towers import Tower
 
-__all__ = ["Data", "Trained", "train"]
+__all__ = ["Data", "Trained", "train", "train_final", "validation_scores"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,17 +178,13 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
     """Trains until the validation ranking metric stops improving; keeps the best epoch."""
     start = time.monotonic()
     rows, model = _compiled_model(data, settings, seed)
-    name, k = metric.split("@")
     c = data.columns
     queries, candidates = data.queries(settings), data.candidates(settings)
 
     def score() -> dict[str, float]:
         recommender = RecipeRecommender(model, queries=queries, items=candidates,
                                         user_id=c.user_id, item_id=c.item_id)
-        result = evaluate(recommender, validation, train=data.log, k=int(k),
-                          user_id=c.user_id, item_id=c.item_id,
-                          metrics=sorted({name, "recall", "ndcg"}), verbose=False)
-        return dict(result[result.models[0]])
+        return validation_scores(recommender, data, validation, metric)
 
     monitor = RankingMonitor(score, metric, patience, deadline, report,
                              initial=settings.warm_start)
@@ -197,6 +193,18 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
     monitor.restore()
     return Trained(model, settings, monitor.best_epoch, monitor.best,
                    time.monotonic() - start, epochs_run=len(history.epoch))
+
+
+def validation_scores(recommender: Any, data: Data, validation: pd.DataFrame,
+                      metric: str) -> dict[str, float]:
+    """``recommender``'s recall, ndcg and ``metric`` on the validation slice (items of
+    ``data.log`` masked)."""
+    name, k = metric.split("@")
+    c = data.columns
+    result = evaluate(recommender, validation, train=data.log, k=int(k), user_id=c.user_id,
+                      item_id=c.item_id, metrics=sorted({name, "recall", "ndcg"}),
+                      verbose=False)
+    return dict(result[result.models[0]])
 
 
 def train_final(data: Data, settings: Settings, *, epochs: int, seed: int) -> Trained:

@@ -1,0 +1,137 @@
+"""The Recipe's blend with a factorisation: two models' scores added, served by one index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import tfrs_kit as tk
+from tfrs_kit.recipe._blend import WEIGHTS, JoinedTower, blend_model, choose_weight
+from tfrs_kit.recipe._inputs import Columns, attribute_table
+from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._settings import Settings
+from tfrs_kit.recipe._training import Data, train_final, validation_scores
+
+
+def _log(num_users=40, num_items=30, per_user=8, seed=0):
+    """Two taste groups: even users like even items, odd users odd items."""
+    rng = np.random.default_rng(seed)
+    rows = [(f"u{user}", f"i{item}", t) for user in range(num_users)
+            for t, item in enumerate(rng.choice(np.arange(user % 2, num_items, 2),
+                                                size=per_user, replace=False))]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def _data(log):
+    return Data(log=log.reset_index(drop=True),
+                items=attribute_table(log, "item_id", [], None, argument="items"),
+                users=attribute_table(log, "user_id", [], None, argument="users"),
+                columns=Columns("user_id", "item_id", "timestamp", "history"), max_history=10)
+
+
+def _top(scores, k=5):
+    return np.sort(np.argsort(-scores, axis=1)[:, :k], axis=1)
+
+
+def test_joined_towers_add_the_two_models_scores_at_their_weights():
+    vocabs = tk.VocabularyBuilder().fit({"user_id": ["a", "b", "b"],
+                                         "item_id": ["x", "y", "z"]})
+    tf.keras.utils.set_random_seed(0)
+    query = tk.Tower(vocabs, features=["user_id"], output_dim=4)
+    candidate = tk.Tower(vocabs, features=["item_id"], output_dim=4)
+    rng = np.random.default_rng(0)
+    users = {"a": rng.normal(size=3), "b": rng.normal(size=3)}
+    items = {"x": rng.normal(size=3), "y": rng.normal(size=3)}  # "z" has no factors
+
+    def table(vocabulary, factors):  # row 0 is the unknown id; tokens follow
+        rows = np.zeros((len(vocabulary.tokens) + 1, 3), np.float32)
+        for position, token in enumerate(vocabulary.tokens):
+            rows[position + 1] = factors.get(token, 0.0)
+        return rows
+
+    joined_query = JoinedTower(query, vocabs["user_id"], table(vocabs["user_id"], users),
+                               scale=2.0, factor_scale=0.5)
+    joined_candidate = JoinedTower(candidate, vocabs["item_id"],
+                                   table(vocabs["item_id"], items))
+    ids = {"user_id": ["a", "b", "new"]}
+    scores = joined_query.embed(ids) @ joined_candidate.embed({"item_id": ["x", "y", "z"]}).T
+    towers = query.embed(ids) @ candidate.embed({"item_id": ["x", "y", "z"]}).T
+    factors = np.array([[users.get(u, np.zeros(3)) @ items.get(i, np.zeros(3))
+                         for i in "xyz"] for u in ("a", "b", "new")])
+    np.testing.assert_allclose(scores, 2.0 * towers + 0.5 * factors, rtol=1e-5, atol=1e-6)
+    called = joined_query({"user_id": tf.constant(["a", "b", "new"])}).numpy()
+    np.testing.assert_allclose(called, joined_query.embed(ids), rtol=1e-6)
+    assert set(joined_query.input_signature()) == {"user_id"}
+
+
+def test_blend_weights_move_the_ranking_from_the_towers_to_the_factorisation():
+    pytest.importorskip("implicit")
+    log = _log()
+    data = _data(log)
+    settings = Settings(history="none", embedding_dim=8, epochs=3, batch_size=32)
+    trained = train_final(data, settings, epochs=3, seed=0)
+    towers = RecipeRecommender(trained.model, queries=data.queries(settings),
+                               items=data.candidates(settings), user_id="user_id",
+                               item_id="item_id")
+    als = tk.baselines.ImplicitALS(factors=8, regularization=settings.warm_regularization,
+                                   alpha=settings.warm_alpha, seed=0).fit(log)
+    users = als.user_ids_
+    columns = pd.Index(towers.item_ids).get_indexer(als.item_ids_)
+    for weight, expected in ((0.0, towers.score(users)[:, columns]),
+                             (1e4, als.score(users))):
+        model = blend_model(data, trained, weight=weight, seed=0)
+        blended = RecipeRecommender(model, queries=data.queries(settings),
+                                    items=data.candidates(settings), user_id="user_id",
+                                    item_id="item_id")
+        np.testing.assert_array_equal(_top(blended.score(users)[:, columns]), _top(expected))
+
+
+def test_the_weight_is_the_best_on_validation_and_zero_is_the_towers_alone():
+    pytest.importorskip("implicit")
+    log = _log(seed=1)
+    train, validation = tk.evaluation.per_user_temporal_split(log, test_fraction=0.25)
+    data = _data(train)
+    settings = Settings(history="none", embedding_dim=8, epochs=2, batch_size=32)
+    trained = train_final(data, settings, epochs=2, seed=0)
+    blend = choose_weight(data, trained, validation, metric="ndcg@10", seed=0,
+                          score=lambda r: validation_scores(r, data, validation, "ndcg@10"))
+    assert tuple(blend.scores) == WEIGHTS
+    assert blend.scores[blend.weight] == max(blend.scores.values())
+    alone = RecipeRecommender(trained.model, queries=data.queries(settings),
+                              items=data.candidates(settings), user_id="user_id",
+                              item_id="item_id")
+    assert blend.scores[0.0] == pytest.approx(
+        validation_scores(alone, data, validation, "ndcg@10")["ndcg@10"], abs=1e-9)
+
+
+def test_a_blended_recipe_is_reported_and_its_index_serves_what_it_scores(tmp_path):
+    pytest.importorskip("implicit")
+    log = _log(num_users=60, seed=2)
+    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False).fit(log)
+    blend = recipe.report.blend
+    assert blend is not None and tuple(blend.scores) == WEIGHTS
+    assert recipe.report.validation_score == blend.scores[blend.weight]
+    assert any(r.startswith(f"blend with iALS at weight {blend.weight:g}")
+               for r in recipe.report.reasons)
+    if not blend.weight:  # the seed's blend must be a real one for the serving check
+        pytest.fail(f"expected a blend on this log, got scores {blend.scores}")
+    assert isinstance(recipe.model.query_tower, JoinedTower)
+    queries = recipe.queries().head(4)
+    expected = recipe.as_recommender().score(queries["user_id"].to_numpy())
+    top = np.asarray(recipe.candidates()["item_id"])[np.argsort(-expected, axis=1)[:, :5]]
+    index = recipe.build_index(k_max=5)
+    np.testing.assert_array_equal(index.recommend(queries, k=5).ids, top)
+    index.save(tmp_path / "index")
+    loaded = tk.load_index(tmp_path / "index")
+    np.testing.assert_array_equal(loaded.recommend(queries, k=5).ids, top)
+
+
+def test_blend_false_keeps_plain_towers_and_a_non_bool_is_a_type_error():
+    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, blend=False,
+                       verbose=False).fit(_log())
+    assert recipe.report.blend is None
+    assert isinstance(recipe.model.query_tower, tk.Tower)
+    with pytest.raises(TypeError, match=r"`blend` must be True or False\. Received: blend=1"):
+        tk.Recipe(blend=1)
