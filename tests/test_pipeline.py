@@ -6,6 +6,7 @@ tokenised by a Python re-implementation, or a model fed the old way (per-row cop
 raw strings).
 """
 
+import os
 import re
 
 import numpy as np
@@ -267,8 +268,10 @@ def test_a_streamed_epoch_reads_every_row_once_in_a_new_order(tmp_path):
     table = {"row": np.arange(500), "tags": tk.HistoryBuilder(max_length=3).transform(
         _log(n=500))["history"]}
     files = _shards(table, tmp_path / "log", shards=4)
-    dataset = file_dataset(sorted(map(str, tmp_path.glob("log/*.parquet"))), ["row", "tags"],
-                           batch_size=64, shuffle=True, seed=2, shuffle_buffer=100)
+    dataset, steps = file_dataset(sorted(map(str, tmp_path.glob("log/*.parquet"))),
+                                  ["row", "tags"], batch_size=64, shuffle=True, seed=2,
+                                  shuffle_buffer=100)
+    assert steps is None  # one worker: an epoch is one pass
     epochs = [np.concatenate([b["row"].numpy() for b in dataset]) for _ in range(2)]
     for rows in epochs:
         assert sorted(rows.tolist()) == list(range(500))
@@ -293,3 +296,82 @@ def test_streaming_needs_files_and_a_validation_table(tmp_path):
         model.fit(files, shuffle_buffer=10, validation_fraction=0.1, verbose=0)
     with pytest.raises(ValueError, match=r"`shuffle_buffer` must be an integer >= 1"):
         model.fit(files, shuffle_buffer=0, verbose=0)
+
+
+class _Cluster:
+    """A strategy's cluster resolver, as MultiWorkerMirroredStrategy has one."""
+
+    def __init__(self, spec, task_type, task_id):
+        self.cluster_resolver = self
+        self._spec, self.task_type, self.task_id = spec, task_type, task_id
+
+    def cluster_spec(self):
+        return tf.train.ClusterSpec(self._spec)
+
+
+@pytest.mark.parametrize(("spec", "task", "mine"), [
+    ({"worker": ["h:1", "h:2"]}, ("worker", 0), [0, 2, 4]),
+    ({"worker": ["h:1", "h:2"]}, ("worker", 1), [1, 3]),
+    ({"chief": ["h:0"], "worker": ["h:1"]}, ("chief", 0), [0, 2, 4]),
+    ({"chief": ["h:0"], "worker": ["h:1"]}, ("worker", 0), [1, 3]),
+])
+def test_each_worker_streams_its_own_shards(spec, task, mine):
+    from tfrs_kit.retrieval._pipeline import _own_shards
+
+    paths = [f"part-{i}" for i in range(5)]
+    got, steps = _own_shards(paths, [100, 100, 100, 100, 40], 64, _Cluster(spec, *task))
+    assert got == [paths[i] for i in mine]
+    assert steps == 200 * 2 // 64  # the worker with fewer rows (200) fills 6 global batches
+    with pytest.raises(ValueError, match=r"`x` must name at least one shard per worker"):
+        _own_shards(paths[:1], [100], 64, _Cluster(spec, *task))
+
+
+@pytest.mark.slow
+def test_two_workers_streaming_their_own_shards_train_like_one_worker(tmp_path):
+    """Four shards of 256 rows, batches of 128: one worker's batch holds the first 32 rows
+    of each shard; each of two workers reads two shards, 64 rows a step, the same rows."""
+    import json
+    import pathlib
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyarrow")
+    helper = pathlib.Path(__file__).parent / "distributed_helpers" / "stream.py"
+    log = tk.datasets.synthetic(2001, seed=3).interactions[["user_id", "item_id"]][:1024]
+    files = _shards({c: log[c].to_numpy() for c in log}, tmp_path / "log", shards=4)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+    def run(out, extra=(), config=None):
+        return subprocess.Popen(
+            [sys.executable, str(helper), "--files", files, "--out", str(out), *extra],
+            env={**env, **({"TF_CONFIG": config} if config else {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    sockets = [socket.socket() for _ in range(2)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = [run(tmp_path / "one.npz")] + [
+        run(tmp_path / f"w{i}.npz", ["--multi-worker"],
+            json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        for i in range(2)]
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=240)
+            assert process.returncode == 0, output[-4000:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    with np.load(tmp_path / "one.npz") as one:
+        for index in range(2):
+            with np.load(tmp_path / f"w{index}.npz") as worker:
+                assert int(worker["replicas"]) == 2
+                np.testing.assert_allclose(worker["loss"], one["loss"], rtol=1e-4)
+                np.testing.assert_allclose(worker["query"], one["query"], atol=1e-4)
+                np.testing.assert_allclose(worker["candidate"], one["candidate"], atol=1e-4)

@@ -347,7 +347,8 @@ class TwoTowerRetrieval(tfrs.Model):
                                                      seed=seed)
             rows = num_rows(train)
         else:
-            paths, rows = self._scan_files(x, shuffle_buffer, validation_fraction)
+            paths, rows_per_file = self._scan_files(x, shuffle_buffer, validation_fraction)
+            rows = sum(rows_per_file)
         validation = self._validation_dataset(validation_data, batch_size=batch_size)
         callbacks = [*(callbacks or []), *_early_stopping(early_stopping_patience),
                      _StopOnNonFiniteLoss()]
@@ -364,9 +365,13 @@ class TwoTowerRetrieval(tfrs.Model):
                 train, self._columns, batch_size=batch_size, shuffle=shuffle, seed=seed,
                 strategy=self.distribute_strategy, encode_once=self._encode_once())
         else:
-            dataset, shuffle_callbacks = file_dataset(
+            dataset, steps = file_dataset(
                 paths, self.features, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                shuffle_buffer=shuffle_buffer, prepare=self._batch_preparation(rows)), []
+                shuffle_buffer=shuffle_buffer, prepare=self._batch_preparation(rows),
+                rows_per_file=rows_per_file, strategy=self.distribute_strategy)
+            shuffle_callbacks = []
+            if steps is not None:
+                kwargs.setdefault("steps_per_epoch", steps)
         callbacks += shuffle_callbacks  # after the user's: BackupAndRestore restores first
         return super().fit(
             dataset, epochs=epochs, validation_data=validation, callbacks=callbacks,
@@ -385,7 +390,7 @@ class TwoTowerRetrieval(tfrs.Model):
         return self._prepare(table), validation_data
 
     def _scan_files(self, x: TableLike, shuffle_buffer: int,
-                    validation_fraction: float | None) -> tuple[list[str], int]:
+                    validation_fraction: float | None) -> tuple[list[str], list[int]]:
         """The shards of a streamed ``x`` and their rows; learns the candidate frequencies.
 
         One pass over the candidate id column; the first chunk of every feature
@@ -405,7 +410,7 @@ class TwoTowerRetrieval(tfrs.Model):
                                  rows_per_chunk=1024))
         self._read(first, "x")  # the features' kinds and missing ids, on a sample
         counts, rows = count_values(paths, self.candidate_id)
-        self.candidate_frequencies_ = counts / rows
+        self.candidate_frequencies_ = counts / sum(rows)
         return paths, rows
 
     def _batch_preparation(self, rows: int) -> Any:

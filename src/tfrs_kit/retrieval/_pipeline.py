@@ -127,15 +127,22 @@ def file_dataset(
     seed: int | None,
     shuffle_buffer: int,
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    rows_per_file: Sequence[int] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
     rows_per_chunk: int = 8192,
-) -> tf.data.Dataset:
-    """Batches streamed from shards, never the whole log in memory.
+) -> tuple[tf.data.Dataset, int | None]:
+    """Batches streamed from shards, never the whole log in memory; and the steps per epoch.
 
     The shards are interleaved (four read at a time, in a new order each pass when
     shuffling), their rows pass through a shuffle buffer of ``shuffle_buffer``
     rows, are batched, given ``prepare`` (per batch, inside ``tf.data``) and
     prefetched. Memory: the buffer, and one chunk of ``rows_per_chunk`` rows per
     shard being read.
+
+    Under a multi-worker strategy each worker reads its own shards (every
+    ``workers``-th of them, sorted, from its index on) and the dataset repeats:
+    an epoch is then the returned number of steps, as many as the worker with the
+    fewest rows (``rows_per_file`` tells) fills; ``None`` on one worker.
     """
     spec = _row_spec(schema(list(paths), argument="x", columns=columns), columns)
 
@@ -145,14 +152,15 @@ def file_dataset(
             yield {name: _conform(tensor, spec[name])
                    for name, tensor in to_tensors(chunk, columns).items()}
 
-    files = tf.data.Dataset.from_tensor_slices(list(paths))
+    mine, steps = _own_shards(list(paths), rows_per_file, batch_size, strategy)
+    files = tf.data.Dataset.from_tensor_slices(mine)
     if shuffle:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        files = files.shuffle(len(mine), seed=seed, reshuffle_each_iteration=True)
     chunk_spec = {name: _batched(s) for name, s in spec.items()}
     rows = files.interleave(
         lambda path: tf.data.Dataset.from_generator(
             chunks, output_signature=chunk_spec, args=(path,)).unbatch(),
-        cycle_length=min(4, len(paths)), num_parallel_calls=tf.data.AUTOTUNE,
+        cycle_length=min(4, len(mine)), num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True)
     if shuffle:
         rows = rows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -160,8 +168,35 @@ def file_dataset(
     if prepare is not None:
         batches = batches.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+    policy = tf.data.experimental.AutoShardPolicy
+    # Several workers read their own files (sharded above: TF's FILE policy cannot see
+    # through a Python reader); one worker's batches are split among its replicas.
+    options.experimental_distribute.auto_shard_policy = (
+        policy.OFF if steps is not None else policy.DATA)
+    batches = batches.with_options(options)
+    if steps is not None:
+        batches = batches.repeat()
+    return batches.prefetch(tf.data.AUTOTUNE), steps
+
+
+def _own_shards(paths: list[str], rows_per_file: Sequence[int] | None, batch_size: int,
+                strategy: tf.distribute.Strategy | None) -> tuple[list[str], int | None]:
+    """This worker's shards, and the steps per epoch when there are several workers."""
+    workers = _num_workers(strategy)
+    if workers == 1:
+        return paths, None
+    if len(paths) < workers:
+        raise invalid_argument(
+            "x", f"name at least one shard per worker ({workers} workers)",
+            f"{len(paths)} shard(s)", hint="Write the log as more shards, or train it in "
+            "memory (shuffle_buffer=None).")
+    resolver = strategy.cluster_resolver  # type: ignore[union-attr]
+    chief = "chief" in resolver.cluster_spec().as_dict()
+    index = 0 if resolver.task_type == "chief" else int(resolver.task_id) + int(chief)
+    sizes = list(rows_per_file) if rows_per_file is not None else [0] * len(paths)
+    per_worker = [sum(sizes[w::workers]) for w in range(workers)]
+    steps = max(1, min(per_worker) * workers // batch_size)
+    return paths[index::workers], steps
 
 
 _DTYPES = {"string": tf.string, "int": tf.int64, "bool": tf.int64, "float": tf.float32}
@@ -199,17 +234,18 @@ def _conform(tensor: Any, row: tf.TensorSpec) -> Any:
     return tf.cast(tensor, row.dtype)
 
 
-def count_values(paths: Sequence[str], column: str) -> tuple[pd.Series, int]:
+def count_values(paths: Sequence[str], column: str) -> tuple[pd.Series, list[int]]:
     """How often each value of ``column`` occurs in the shards (most frequent first),
-    and the number of rows, in one pass over that column alone."""
+    and each shard's number of rows, in one pass over that column alone."""
     counts = pd.Series(dtype=np.int64)
-    rows = 0
-    for chunk in iter_tables(list(paths), argument="x", columns=[column],
-                             rows_per_chunk=1 << 20):
-        check_no_missing(f"x[{column!r}]", chunk[column], what="ids")
-        part = pd.Series(chunk[column]).value_counts()
-        counts = part if not len(counts) else counts.add(part, fill_value=0)
-        rows += len(chunk[column])
+    rows = []
+    for path in paths:
+        rows.append(0)
+        for chunk in iter_tables(path, argument="x", columns=[column], rows_per_chunk=1 << 20):
+            check_no_missing(f"x[{column!r}]", chunk[column], what="ids")
+            part = pd.Series(chunk[column]).value_counts()
+            counts = part if not len(counts) else counts.add(part, fill_value=0)
+            rows[-1] += len(chunk[column])
     return counts.astype(np.int64).sort_values(ascending=False, kind="stable"), rows
 
 
