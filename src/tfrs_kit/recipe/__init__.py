@@ -7,6 +7,7 @@ Modules, in the order ``Recipe.fit`` runs them:
 - ``_settings``: :class:`Settings`, the search space and the settings tried first;
 - ``_training``: one model from one setting, stopped on a validation ranking metric;
 - ``_search``: the Optuna search within the time budget;
+- ``_blend``: the chosen towers beside an iALS factorisation, weighed on the slice;
 - ``_report``: :class:`RecipeReport`, what was chosen and why;
 - ``_recipe``: :class:`Recipe`.
 """
