@@ -305,8 +305,8 @@ class TwoTowerRetrieval(tfrs.Model):
                 progress bar per step, 2 one line per epoch.
             shuffle_buffer: Only for ``x`` given as files: stream the shards
                 instead of reading them into memory. Each pass reads them in a new
-                order, four at a time, and shuffles their rows through a buffer
-                of this many rows (memory: the buffer and a chunk per shard read;
+                order, four at a time, and shuffles their rows within windows
+                of this many rows (memory: the window and a chunk per shard read;
                 one pass first counts the candidate ids). The order then differs
                 from the in-memory shuffle's, and a run resumed from a checkpoint
                 does not replay the same batches. ``validation_data`` is read into

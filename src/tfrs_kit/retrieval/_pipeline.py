@@ -7,6 +7,7 @@ shared item array (see :class:`tfrs_kit._tensors.Spans`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -133,11 +134,12 @@ def file_dataset(
 ) -> tuple[tf.data.Dataset, int | None]:
     """Batches streamed from shards, never the whole log in memory; and the steps per epoch.
 
-    The shards are interleaved (four read at a time, in a new order each pass when
-    shuffling), their rows pass through a shuffle buffer of ``shuffle_buffer``
-    rows, are batched, given ``prepare`` (per batch, inside ``tf.data``) and
-    prefetched. Memory: the buffer, and one chunk of ``rows_per_chunk`` rows per
-    shard being read.
+    Four shards are read at a time, a chunk of ``rows_per_chunk`` rows from each in
+    turn, their rows interleaved; when shuffling, the shards come in a new order each
+    pass and rows are shuffled within windows of ``shuffle_buffer`` rows (at least).
+    Batches are built from whole chunks (vectorised, no per-row ``tf.data``
+    elements), given ``prepare`` inside ``tf.data`` and prefetched. Memory: the
+    window, and one chunk per shard being read.
 
     Under a multi-worker strategy each worker reads its own shards (every
     ``workers``-th of them, sorted, from its index on) and the dataset repeats:
@@ -145,38 +147,95 @@ def file_dataset(
     fewest rows (``rows_per_file`` tells) fills; ``None`` on one worker.
     """
     spec = _row_spec(schema(list(paths), argument="x", columns=columns), columns)
-
-    def chunks(path: bytes) -> Iterator[dict[str, Any]]:
-        for chunk in iter_tables(path.decode(), argument="x", columns=columns,
-                                 rows_per_chunk=rows_per_chunk):
-            yield {name: _conform(tensor, spec[name])
-                   for name, tensor in to_tensors(chunk, columns).items()}
-
     mine, steps = _own_shards(list(paths), rows_per_file, batch_size, strategy)
-    files = tf.data.Dataset.from_tensor_slices(mine)
-    if shuffle:
-        files = files.shuffle(len(mine), seed=seed, reshuffle_each_iteration=True)
-    chunk_spec = {name: _batched(s) for name, s in spec.items()}
-    rows = files.interleave(
-        lambda path: tf.data.Dataset.from_generator(
-            chunks, output_signature=chunk_spec, args=(path,)).unbatch(),
-        cycle_length=min(4, len(mine)), num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True)
-    if shuffle:
-        rows = rows.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    batches = rows.ragged_batch(batch_size)
+    passes = itertools.count()
+
+    def batches() -> Iterator[dict[str, Any]]:
+        rng = np.random.default_rng(None if seed is None else [seed, next(passes)])
+        yield from _window_batches(mine, columns, spec, rng=rng if shuffle else None,
+                                   batch_size=batch_size, window=shuffle_buffer,
+                                   rows_per_chunk=rows_per_chunk)
+
+    dataset = tf.data.Dataset.from_generator(
+        batches, output_signature={name: _batched(s) for name, s in spec.items()})
     if prepare is not None:
-        batches = batches.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     policy = tf.data.experimental.AutoShardPolicy
-    # Several workers read their own files (sharded above: TF's FILE policy cannot see
+    # Several workers read their own files (chosen above: TF's FILE policy cannot see
     # through a Python reader); one worker's batches are split among its replicas.
     options.experimental_distribute.auto_shard_policy = (
         policy.OFF if steps is not None else policy.DATA)
-    batches = batches.with_options(options)
+    dataset = dataset.with_options(options)
     if steps is not None:
-        batches = batches.repeat()
-    return batches.prefetch(tf.data.AUTOTUNE), steps
+        dataset = dataset.repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE), steps
+
+
+def _window_batches(paths: Sequence[str], columns: Sequence[str], spec: Mapping[str, Any], *,
+                    rng: np.random.Generator | None, batch_size: int, window: int,
+                    rows_per_chunk: int) -> Iterator[dict[str, Any]]:
+    """The batches of one pass: rounds of chunks gathered into windows, then cut."""
+    files = list(paths) if rng is None else [paths[i] for i in rng.permutation(len(paths))]
+    pending: list[dict[str, Any]] = []
+    count = 0
+    for chunks in _rounds(files, columns, rows_per_chunk):
+        pending.append(_interleave_rows(chunks, columns, spec))
+        count += sum(len(next(iter(c.values()))) for c in chunks)
+        if count < (window if rng is not None else batch_size):
+            continue
+        rows = _concat(pending)
+        order = rng.permutation(count) if rng is not None else np.arange(count)
+        full = count // batch_size * batch_size
+        for start in range(0, full, batch_size):
+            yield _take(rows, order[start:start + batch_size])
+        pending, count = ([_take(rows, order[full:])] if full < count else []), count - full
+    if count:
+        rows = _concat(pending)
+        order = rng.permutation(count) if rng is not None else np.arange(count)
+        for start in range(0, count, batch_size):
+            yield _take(rows, order[start:start + batch_size])
+
+
+def _rounds(paths: Sequence[str], columns: Sequence[str],
+            rows_per_chunk: int, cycle: int = 4) -> Iterator[list[Table]]:
+    """The next chunk of each of (up to) ``cycle`` open shards, round after round."""
+    queue = list(paths)
+    readers: list[Iterator[Table]] = []
+    while queue or readers:
+        while queue and len(readers) < cycle:
+            readers.append(iter_tables(queue.pop(0), argument="x", columns=columns,
+                                       rows_per_chunk=rows_per_chunk))
+        chunks = []
+        for reader in list(readers):
+            chunk = next(reader, None)
+            if chunk is None:
+                readers.remove(reader)
+            else:
+                chunks.append(chunk)
+        if chunks:
+            yield chunks
+
+
+def _interleave_rows(chunks: list[Table], columns: Sequence[str],
+                     spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The chunks' rows as tensors, taking one row of each chunk in turn."""
+    parts = [{name: _conform(t, spec[name]) for name, t in to_tensors(c, columns).items()}
+             for c in chunks]
+    sizes = [len(next(iter(c.values()))) for c in chunks]
+    position = np.concatenate([np.arange(n) for n in sizes])
+    slot = np.repeat(np.arange(len(sizes)), sizes)
+    return _take(_concat(parts), np.lexsort((slot, position)))
+
+
+def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(parts) == 1:
+        return parts[0]
+    return {name: tf.concat([p[name] for p in parts], axis=0) for name in parts[0]}
+
+
+def _take(rows: dict[str, Any], order: np.ndarray) -> dict[str, Any]:
+    return {name: tf.gather(t, order) for name, t in rows.items()}
 
 
 def _own_shards(paths: list[str], rows_per_file: Sequence[int] | None, batch_size: int,
