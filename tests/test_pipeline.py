@@ -126,6 +126,23 @@ def test_training_on_history_spans_equals_training_on_per_row_copies():
         np.testing.assert_array_equal(spans_weight, copies_weight)
 
 
+def test_embedding_users_from_history_spans_equals_per_row_copies():
+    log = _log(n=400, users=30)
+    builder = tk.HistoryBuilder(max_length=6)
+    vocabs = tk.VocabularyBuilder().fit(builder.transform(log), features={
+        "user_id": "categorical", "item_id": "categorical", "history": "multi"})
+    tf.keras.utils.set_random_seed(2)
+    model = _history_model(vocabs)
+    users = builder.for_users(log)
+    copies = users["history"].copy()
+    copies[:] = [np.array(h, copy=True) for h in copies]
+    assert spans(users["history"]) is not None and spans(copies) is None
+    for batch_size in (7, 1000):  # through the predict loop, and one eager call
+        np.testing.assert_array_equal(
+            model.query_embeddings(users, batch_size=batch_size),
+            model.query_embeddings({**users, "history": copies}, batch_size=batch_size))
+
+
 def _tokens(text, ngrams):
     """The text encoder's tokens, re-implemented: lower case, ASCII punctuation to spaces,
     words, then the 2-grams, 3-grams ... of the words."""
