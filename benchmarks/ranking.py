@@ -4,11 +4,18 @@ MovieLens 100K on protocol P1 (per-user temporal holdout, 20% of each user's lat
 and on P1 with a 10% holdout; full catalogue, train items excluded; mean of ``--seeds`` seeds.
 
 * retrieval  the default recipe of benchmarks/quality.py (user id + last 50 items)
-* cascade    its top ``--retrieve-k`` re-ranked by a ``tk.Ranker`` that also reads the
-             user features (gender, age bucket, occupation), the movie's genres and title
-             and the retriever's score, trained on the retriever's own top candidates as
-             hard negatives (by default on each user's latest 20% of train, scored by a
-             retriever trained on the other 80%: ``--stack-fraction``)
+* cascade    its top ``--retrieve-k`` (50) re-ranked by a ``tk.Ranker`` trained with
+             ``fit_lists`` on the lists a helper retriever (trained on all but each
+             user's latest 20% of train, ``--stack-fraction``) gives for those latest
+             rows: a residual on the list-standardised retrieval score, reading what the
+             retriever's dot product lacks: each item's log count, recent count, age and
+             mean rating in the log; the cosine of the candidate with the mean of the
+             user's last 1, 2, 3, 5, 10 and 20 items (``--recent``); the user features
+             (which a linear head can only shift per user). Its blend weight is chosen
+             on 20% of that slice's users, held out (weight 0: retrieval alone). The
+             linear head, k=50 and ``--recent`` were chosen on that validation slice
+             (and k=50 for latency); ``--no-lists`` trains with ``fit`` on sampled
+             negatives instead.
 * baselines  those of benchmarks/quality.py; the best by ndcg@10 is shown
 
 Single-query serving latency of both artifacts (brute force, k=10), median over
@@ -18,8 +25,9 @@ Python conversion of the row (printed per seed).
 
     python benchmarks/ranking.py --data-dir ../shared/data/ml-100k [--quick]
 
-The last line (P1, mean over seeds) is ``RANKING retrieval_ndcg@10=... cascade_ndcg@10=...
-lift=<cascade/retrieval>x latency_ratio=<cascade/retrieval>x``.
+The last line (means over seeds) is ``RANKING retrieval_ndcg@10=... cascade_ndcg@10=...
+lift=<cascade/retrieval>x latency_ratio=<cascade/retrieval>x`` for P1, followed by the same
+four numbers of the 10% holdout (``holdout10_...``) unless ``--quick``.
 """
 
 from __future__ import annotations
@@ -41,8 +49,8 @@ from quality import ABLATIONS, BASELINES, DEFAULT, ITEM, KINDS, USER_FEATURES, t
 import tfrs_kit as tk
 from tfrs_kit.index._inputs import query_tensor
 
-RANKER_QUERY = ["user_id", "history", *USER_FEATURES]
-RANKER_CANDIDATE = [ITEM, "movie_genres", "movie_title"]
+RANKER_QUERY = list(USER_FEATURES)
+RANKER_CANDIDATE = ["item_log_count", "item_log_recent", "item_log_age", "item_mean_rating"]
 KEYS = ("recall@10", "ndcg@10", "ndcg@100")
 
 
@@ -55,72 +63,122 @@ def late_rows(train, fraction):
     return (from_end < np.ceil(fraction * size)).reindex(train.index).to_numpy()
 
 
-def train_ranker(data, train, retriever, args, seed):
-    """The ranker, trained on a retriever's top ``retrieve_k`` as hard negatives.
+ITEM_STATISTICS = ["item_log_count", "item_log_recent", "item_log_age", "item_mean_rating"]
 
-    With ``--stack-fraction`` the ranker learns from each user's latest training rows,
-    scored by a helper retriever trained on the earlier ones only (a retriever scores its
-    own training rows higher than it will score future positives); the cascade then
-    serves with ``retriever``, trained on all.
+
+def item_statistics(items, log, *, window_days=30, prior=5):
+    """``items`` with what the log says of each item, as numeric ranker features.
+
+    log(1 + events), log(1 + events in the log's last ``window_days``), log(1 + days
+    since its first event) and its mean rating shrunk towards the log's mean by
+    ``prior`` pseudo-ratings. A retriever's dot product sees none of it directly.
+    """
+    end = log["timestamp"].max()
+    grouped = log.groupby(ITEM)
+    recent = log[log["timestamp"] > end - window_days * 86400].groupby(ITEM).size()
+    ratings = grouped["user_rating"].agg(["sum", "size"])
+    mean = log["user_rating"].mean()
+    stats = pd.DataFrame({
+        "item_log_count": np.log1p(grouped.size()),
+        "item_log_recent": np.log1p(recent),
+        "item_log_age": np.log1p((end - grouped["timestamp"].min()) / 86400),
+        "item_mean_rating": (ratings["sum"] + prior * mean) / (ratings["size"] + prior),
+    })
+    out = items.merge(stats, left_on=ITEM, right_index=True, how="left")
+    fill = {"item_log_count": 0.0, "item_log_recent": 0.0, "item_log_age": 0.0,
+            "item_mean_rating": mean}
+    return out.fillna(fill).astype({name: "float32" for name in ITEM_STATISTICS})
+
+
+def ranker_towers(rows, items, args):
+    """The ranker's query and candidate towers (``--ranker-query``, ``--ranker-candidate``)."""
+    kinds = {**KINDS, **dict.fromkeys(ITEM_STATISTICS, "numeric")}
+    categorical = {name: kinds[name] for name in {*args.ranker_query, *args.ranker_candidate}
+                   if name not in ITEM_STATISTICS}
+    numeric = {name: "numeric" for name in args.ranker_candidate if name in ITEM_STATISTICS}
+    vocabularies = tk.VocabularyBuilder(ngrams=1).fit(rows, features=categorical)
+    if numeric:
+        vocabularies = vocabularies | tk.VocabularyBuilder().fit(items, features=numeric)
+    return (tk.Tower(vocabularies, features=args.ranker_query, output_dim=args.dim),
+            tk.Tower(vocabularies, features=args.ranker_candidate, output_dim=args.dim))
+
+
+def train_ranker(data, train, retriever, args, seed):
+    """The ranker and the items table (with statistics) the cascade serves with.
+
+    ``--lists`` (default): a helper retriever learns from all but each user's latest
+    ``--stack-fraction`` of train; the ranker learns to re-order the helper's top
+    ``--retrieve-k`` lists for those latest rows (``Ranker.fit_lists``, item statistics of
+    the earlier rows), with the blend weight chosen on held-out users; the cascade then
+    serves with ``retriever``, trained on all of train. ``--no-lists``: ``Ranker.fit`` on
+    sampled hard and random negatives.
     """
     tf.keras.utils.set_random_seed(seed)
     start = time.perf_counter()
     train = train.reset_index(drop=True)
     rows = tk.HistoryBuilder(item_id=ITEM, max_length=50).transform(train)
-    vocabularies = tk.VocabularyBuilder(ngrams=1).fit(
-        rows, features={name: KINDS[name] for name in {*RANKER_QUERY, *RANKER_CANDIDATE}})
-    seen = None
-    if args.stack_fraction:
-        late = late_rows(train, args.stack_fraction)
-        retriever, _, _ = train_two_tower(data, train[~late], epochs=args.epochs, seed=seed,
-                                          **ABLATIONS[DEFAULT])
+    items = item_statistics(data.items, train)
+    late = late_rows(train, args.stack_fraction)
+    helper, helper_users, _ = train_two_tower(data, train[~late], epochs=args.epochs, seed=seed,
+                                              **ABLATIONS[DEFAULT])
+    tf.keras.utils.set_random_seed(seed)
+    ranker = tk.Ranker(*ranker_towers(rows, items, args), candidate_id=ITEM, loss=args.loss,
+                       cross_layers=args.cross_layers, hidden_dims=args.hidden_dims,
+                       retrieval_score=args.retrieval_score,
+                       history_feature="history" if args.lists and args.recent else None,
+                       recent=args.recent or (1,))
+    settings = dict(retrieve_k=args.retrieve_k, epochs=args.ranker_epochs,
+                    learning_rate=args.learning_rate, seed=seed, verbose=0)
+    if args.lists:
+        ranker.fit_lists(helper_users, train[late], retriever=helper,
+                         candidates=item_statistics(data.items, train[~late]),
+                         seen=train.loc[~late, ["user_id", ITEM]], batch_size=32, **settings)
+    else:
         rows = {name: column[late] for name, column in rows.items()}
-        seen = train.loc[~late, ["user_id", ITEM]]
-    ranker = tk.Ranker(
-        tk.Tower(vocabularies, features=RANKER_QUERY, output_dim=args.dim),
-        tk.Tower(vocabularies, features=RANKER_CANDIDATE, output_dim=args.dim),
-        loss=args.loss, cross_layers=args.cross_layers, hidden_dims=(64, 32),
-        retrieval_score=args.retrieval_score)
-    ranker.fit(rows, retriever=retriever, candidates=data.items, negatives=args.negatives,
-               hard_fraction=args.hard_fraction, retrieve_k=args.retrieve_k, seen=seen,
-               epochs=args.ranker_epochs, batch_size=256, learning_rate=args.learning_rate,
-               seed=seed, verbose=0)
-    return ranker, time.perf_counter() - start
+        ranker.fit(rows, retriever=helper, candidates=items, negatives=args.negatives,
+                   hard_fraction=args.hard_fraction, seen=train.loc[~late, ["user_id", ITEM]],
+                   batch_size=256, **settings)
+    return ranker, items, time.perf_counter() - start
 
 
-def single_query_ms(index, users, queries):
-    """Median ms of one user's top 10: (``Index.recommend``, its SavedModel function alone).
+def single_query_ms(indexes, users, queries):
+    """Median ms of one user's top 10 per index: (``Index.recommend``, its SavedModel function).
 
     The first includes the Python conversion of the query row; the second calls the
     ``recommend`` function the artifact serves with ready tensors, as a server would.
+    The indexes take turns on each query, so a busy machine slows them alike.
     """
-    rows = users[list(index.query_features)].iloc[:queries]
     k = tf.constant(10, tf.int32)
-    empty = tf.zeros([1, 0], dtype=index._id_dtype)
-    inputs = [{name: query_tensor(name, rows[name].to_numpy()[i:i + 1], index._query_specs[name],
-                                  kind=index._kind(name)) for name in rows}
-              for i in range(len(rows))]
-    index.recommend(rows.iloc[:1], k=10)  # traces the serving function
-    api, function = [], []
-    for i in range(len(rows)):
-        start = time.perf_counter()
-        index.recommend(rows.iloc[i:i + 1], k=10)
-        api.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        index._functions.recommend(inputs[i], k, empty)["ids"].numpy()
-        function.append(time.perf_counter() - start)
-    return 1000 * float(np.median(api)), 1000 * float(np.median(function))
+    timings = {}
+    for name, index in indexes.items():
+        rows = users[list(index.query_features)].iloc[:queries]
+        inputs = [{column: query_tensor(column, rows[column].to_numpy()[i:i + 1],
+                                        index._query_specs[column], kind=index._kind(column))
+                   for column in rows} for i in range(len(rows))]
+        index.recommend(rows.iloc[:1], k=10)  # traces the serving function
+        timings[name] = (rows, inputs, tf.zeros([1, 0], dtype=index._id_dtype), [], [])
+    for i in range(queries):
+        for name, index in indexes.items():
+            rows, inputs, empty, api, function = timings[name]
+            start = time.perf_counter()
+            index.recommend(rows.iloc[i:i + 1], k=10)
+            api.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            index._functions.recommend(inputs[i], k, empty)["ids"].numpy()
+            function.append(time.perf_counter() - start)
+    return {name: (1000 * float(np.median(api)), 1000 * float(np.median(function)))
+            for name, (_, _, _, api, function) in timings.items()}
 
 
 def run_split(data, train, test, args, seed):
     """ndcg/recall of retrieval, the cascade and the baselines; latency of both artifacts."""
     retriever, users, fit_s = train_two_tower(data, train, epochs=args.epochs, seed=seed,
                                               **ABLATIONS[DEFAULT])
-    ranker, rank_s = train_ranker(data, train, retriever, args, seed)
+    ranker, items, rank_s = train_ranker(data, train, retriever, args, seed)
     models = {name: make().fit(train, item_id=ITEM) for name, make in BASELINES.items()}
     models["retrieval"] = retriever.as_recommender(train, users=users, items=data.items)
     models["cascade"] = ranker.cascade(retriever, retrieve_k=args.retrieve_k).as_recommender(
-        train, item_id=ITEM, users=users, items=data.items)
+        train, item_id=ITEM, users=users, items=items)
     report = tk.evaluate(models, test, train=train, k=(10, 100), item_id=ITEM,
                          metrics=["recall", "ndcg"]).to_dict()
     builder = tk.IndexBuilder(k_max=10, backend="brute_force")
@@ -129,12 +187,13 @@ def run_split(data, train, test, args, seed):
     users = users.assign(user_gender=users["user_gender"].astype("int64"),
                          bucketized_user_age=users["bucketized_user_age"].astype("int64"))
     indexes = {"retrieval": builder.build(retriever, data.items),
-               "cascade": builder.build(retriever, data.items, ranker=ranker,
+               "cascade": builder.build(retriever, items, ranker=ranker,
                                         retrieve_k=args.retrieve_k)}
-    timings = {name: single_query_ms(index, users, args.queries)
-               for name, index in indexes.items()}
+    timings = single_query_ms(indexes, users, min(args.queries, len(users)))
     latency = {name: function for name, (_, function) in timings.items()}
-    print(f"  seed {seed}: fit retrieval {fit_s:.0f}s, ranker {rank_s:.0f}s; "
+    blend = (f"blend {float(ranker.retrieval_weight.numpy()):g} z + "
+             f"{float(ranker.ranker_weight.numpy()):g} ranker; ")
+    print(f"  seed {seed}: fit retrieval {fit_s:.0f}s, ranker {rank_s:.0f}s; {blend}"
           f"ndcg@10 retrieval {report['retrieval']['ndcg@10']:.4f} "
           f"cascade {report['cascade']['ndcg@10']:.4f}; single-query ms (SavedModel function, "
           f"Index.recommend): retrieval {timings['retrieval'][1]:.2f}, "
@@ -165,20 +224,28 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data/ml-100k", type=Path)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5, help="retriever epochs")
-    parser.add_argument("--ranker-epochs", type=int, default=3)
-    parser.add_argument("--retrieve-k", type=int, default=100)
+    parser.add_argument("--ranker-epochs", type=int, default=10)
+    parser.add_argument("--retrieve-k", type=int, default=50)
     parser.add_argument("--negatives", type=int, default=8)
     parser.add_argument("--hard-fraction", type=float, default=0.5)
     parser.add_argument("--loss", default="listwise", choices=["pointwise", "listwise"])
-    parser.add_argument("--cross-layers", type=int, default=2)
+    parser.add_argument("--cross-layers", type=int, default=0)
+    parser.add_argument("--hidden-dims", type=int, nargs="*", default=[])
     parser.add_argument("--dim", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=0.005)
+    parser.add_argument("--learning-rate", type=float, default=0.01)
+    parser.add_argument("--recent", type=int, nargs="*", default=[1, 2, 3, 5, 10, 20],
+                        help="history lengths of the ranker's history similarities (none: "
+                        "no history_feature; --lists only)")
     parser.add_argument("--retrieval-score", action=argparse.BooleanOptionalAction,
                         default=True, help="the ranker also reads the retriever's score")
     parser.add_argument("--stack-fraction", type=float, default=0.2,
                         help="the ranker learns from each user's latest share of train, "
                         "scored by a retriever trained on the rest (0: all of train, scored "
                         "by the served retriever)")
+    parser.add_argument("--lists", action=argparse.BooleanOptionalAction, default=True,
+                        help="train on the helper retriever's lists (Ranker.fit_lists)")
+    parser.add_argument("--ranker-query", nargs="+", default=RANKER_QUERY)
+    parser.add_argument("--ranker-candidate", nargs="+", default=RANKER_CANDIDATE)
     parser.add_argument("--queries", type=int, default=200, help="single queries timed")
     parser.add_argument("--quick", action="store_true", help="one seed, P1 only")
     args = parser.parse_args()
@@ -198,11 +265,14 @@ def main() -> None:
         print(f"{title}", flush=True)
         train, test = split(test_fraction=fraction)
         results.append(summarise(title, [run_split(data, train, test, args, s) for s in seeds]))
-    scores, latency = results[0]
-    retrieval, cascade = scores.loc["retrieval", "ndcg@10"], scores.loc["cascade", "ndcg@10"]
-    print(f"\nRANKING retrieval_ndcg@10={retrieval:.4f} cascade_ndcg@10={cascade:.4f} "
-          f"lift={cascade / retrieval:.3f}x "
-          f"latency_ratio={latency['cascade'] / latency['retrieval']:.2f}x")
+    parts = []
+    for prefix, (scores, latency) in zip(("", "holdout10_"), results, strict=False):
+        retrieval, cascade = scores.loc["retrieval", "ndcg@10"], scores.loc["cascade", "ndcg@10"]
+        parts.append(f"{prefix}retrieval_ndcg@10={retrieval:.4f} "
+                     f"{prefix}cascade_ndcg@10={cascade:.4f} "
+                     f"{prefix}lift={cascade / retrieval:.3f}x "
+                     f"{prefix}latency_ratio={latency['cascade'] / latency['retrieval']:.2f}x")
+    print("\nRANKING " + " ".join(parts))
 
 
 if __name__ == "__main__":

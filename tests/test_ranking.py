@@ -10,8 +10,13 @@ import tensorflow as tf
 import tfrs_kit as tk
 from tfrs_kit._data import to_table
 from tfrs_kit.ranking import Cascade, Multitask
-from tfrs_kit.ranking._model import _ranking_task
-from tfrs_kit.ranking._sampling import KIND, LABEL, RETRIEVAL_SCORE, WEIGHT
+from tfrs_kit.ranking._model import (
+    _blend_ndcg,
+    _ranking_task,
+    history_positions,
+    history_similarity,
+)
+from tfrs_kit.ranking._sampling import KIND, LABEL, OFFSET, RETRIEVAL_SCORE, WEIGHT, Examples
 
 
 @pytest.fixture(scope="module")
@@ -485,3 +490,204 @@ def test_cascade_index_on_scann_reranks_what_scann_retrieves(data, vocabs, retri
     got = index.recommend(users, k=5, exclude=exclude)
     assert got.ids.tolist() == expected
     np.testing.assert_allclose(got.scores, np.array(scores), rtol=1e-4, atol=1e-4)
+
+
+# --- fit_lists: the retriever's own lists, a residual blend, the history similarities ---
+
+
+@pytest.fixture(scope="module")
+def lists_setup(data):
+    """A retriever reading (user_id, history); each user's latest 30% as positives."""
+    log = data.interactions.sort_values(["timestamp", "item_id"], kind="stable")
+    log = log.reset_index(drop=True)
+    rank = log.groupby("user_id").cumcount(ascending=False)
+    size = log.groupby("user_id")["user_id"].transform("size")
+    late = (rank < np.ceil(0.3 * size)).to_numpy()
+    early, positives = log[~late], log[late]
+    history = tk.HistoryBuilder(item_id="item_id", max_length=6)
+    rows = history.transform(log)
+    vocabs = tk.VocabularyBuilder().fit(rows, features={
+        "user_id": "categorical", "user_segment": "categorical", "item_id": "categorical",
+        "history": "multi", "item_genres": "multi"})
+    tf.keras.utils.set_random_seed(4)
+    retriever = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id", "history"],
+                                              output_dim=6),
+                                     tk.Tower(vocabs, features=["item_id"], output_dim=6))
+    queries = pd.DataFrame(history.for_users(early)).merge(data.users, on="user_id")
+    return dict(vocabs=vocabs, retriever=retriever, queries=queries, early=early,
+                positives=positives, items=data.items)
+
+
+def _list_ranker(setup, **settings):
+    tf.keras.utils.set_random_seed(5)
+    vocabs = setup["vocabs"]
+    return tk.Ranker(tk.Tower(vocabs, features=["user_segment"], output_dim=4),
+                     tk.Tower(vocabs, features=["item_id", "item_genres"], output_dim=4),
+                     loss="listwise", cross_layers=0, hidden_dims=[],
+                     retrieval_score=True, **settings)
+
+
+def _fit_lists(ranker, setup, positives=None, **settings):
+    defaults = dict(retriever=setup["retriever"], candidates=setup["items"],
+                    seen=setup["early"][["user_id", "item_id"]], retrieve_k=8,
+                    epochs=2, batch_size=8, seed=0, verbose=False)
+    return ranker.fit_lists(setup["queries"], setup["positives"] if positives is None
+                            else positives, **{**defaults, **settings})
+
+
+def _numpy_lists(setup, retrieve_k):
+    """Each query user's retrieve_k best unseen items (catalogue rows) and their scores."""
+    retriever, items = setup["retriever"], setup["items"].reset_index(drop=True)
+    queries = setup["queries"]
+    scores = (retriever.query_tower.embed(queries) @ retriever.candidate_tower.embed(items).T)
+    seen = setup["early"].groupby("user_id")["item_id"].apply(set).to_dict()
+    ids = list(items["item_id"])
+    out = {}
+    for row, user in enumerate(queries["user_id"]):
+        order = [i for i in np.argsort(-scores[row], kind="stable") if ids[i] not in seen[user]]
+        out[user] = (order[:retrieve_k], scores[row, order[:retrieve_k]])
+    return out
+
+
+def test_fit_lists_trains_on_the_retrievers_own_lists(lists_setup):
+    ranker = _list_ranker(lists_setup)
+    lists, relevant = ranker._lists(
+        lists_setup["queries"], lists_setup["positives"], retriever=lists_setup["retriever"],
+        candidates=lists_setup["items"], user_id="user_id", retrieve_k=8,
+        seen=lists_setup["early"][["user_id", "item_id"]], residual=True)
+    expected = _numpy_lists(lists_setup, 8)
+    wanted = lists_setup["positives"].groupby("user_id")["item_id"].apply(set).to_dict()
+    ids = np.asarray(lists_setup["items"]["item_id"])
+    table = lists.table
+    users = lists_setup["queries"]["user_id"].to_numpy()[lists.train_rows[::8]]
+    assert lists.group_size == 8 and len(users) == len(relevant) > 10
+    for g, user in enumerate(users):
+        rows = slice(8 * g, 8 * g + 8)
+        order, scores = expected[user]
+        assert list(table["item_id"][rows]) == list(ids[order])  # retrieval's order
+        labels = [float(item in wanted[user]) for item in ids[order]]
+        assert table[LABEL][rows].tolist() == labels and any(labels)
+        z = (scores - scores.mean()) / scores.std()
+        np.testing.assert_allclose(table[RETRIEVAL_SCORE][rows], z, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(table[OFFSET][rows], z, rtol=1e-4, atol=1e-4)  # residual
+        assert relevant[g] == len(wanted[user])
+
+
+def test_blend_ndcg_is_ndcg_at_10_of_each_blend():
+    # Two lists of 3: z puts the positive 3rd / 1st; the ranker puts it 1st / 2nd.
+    z = np.array([1.0, 0.0, -1.0, 1.0, 0.0, -1.0], np.float32)
+    table = {RETRIEVAL_SCORE: z, OFFSET: z, LABEL: np.array([0, 0, 1, 1, 0, 0], np.float32)}
+    lists = Examples(table=table, group_size=3, train_rows=np.zeros(6, int),
+                     item_rows=np.zeros(6, int))
+    ranked = np.array([[0.0, 0.0, 5.0], [0.0, 3.0, 0.0]])
+    got = _blend_ndcg(lists, ranked, np.array([1, 2]), [(1.0, 0.0), (1.0, 1.0), (0.0, 1.0)])
+    ideal = [1.0, 1.0 + 1 / np.log2(3)]  # the second user has 2 positives, one in the list
+    assert got[(1.0, 0.0)] == pytest.approx(np.mean([1 / np.log2(4) / ideal[0], 1 / ideal[1]]))
+    # z + ranker: list 1 scores (1, 0, 4): positive 1st; list 2 (1, 3, -1): 2nd.
+    assert got[(1.0, 1.0)] == pytest.approx(np.mean([1.0, 1 / np.log2(3) / ideal[1]]))
+    assert got[(0.0, 1.0)] == got[(1.0, 1.0)]
+
+
+def test_fit_lists_chooses_the_best_blend_on_held_out_users(lists_setup):
+    ranker = _list_ranker(lists_setup)
+    _fit_lists(ranker, lists_setup, ranker_weights=[1.0, 0.0, 0.5], validation_fraction=0.4)
+    blends = list(ranker.blend_ndcg_)
+    assert blends == [(1.0, 0.0), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)]  # sorted, 0 first
+    best = max(ranker.blend_ndcg_.values())
+    first = next(b for b in blends if ranker.blend_ndcg_[b] == best)
+    assert (float(ranker.retrieval_weight.numpy()), float(ranker.ranker_weight.numpy())) == first
+    assert float(ranker.per_list.numpy()) == 1.0
+    _fit_lists(ranker, lists_setup, validation_fraction=0.0)
+    assert ranker.blend_ndcg_ == {} and float(ranker.ranker_weight.numpy()) == 1.0
+
+
+def test_a_residual_ranker_with_weight_zero_keeps_retrievals_order(lists_setup):
+    ranker = _list_ranker(lists_setup)
+    _fit_lists(ranker, lists_setup, epochs=1)
+    ranker.retrieval_weight.assign(1.0)
+    ranker.ranker_weight.assign(0.0)  # as fit_lists sets it when ranking hurts on validation
+    queries, items = lists_setup["queries"], lists_setup["items"]
+    recommender = ranker.cascade(lists_setup["retriever"], retrieve_k=8).as_recommender(
+        lists_setup["early"], users=queries, items=items)
+    scores = recommender.score(np.asarray(queries["user_id"]))
+    expected = _numpy_lists(lists_setup, 8)
+    for row, user in enumerate(queries["user_id"]):
+        order = np.argsort(-scores[row], kind="stable")[:8]
+        assert list(recommender.item_ids[order]) == list(items["item_id"].iloc[expected[user][0]])
+
+
+def _numpy_history_similarity(history, valid, candidates, recent):
+    out = np.zeros((*candidates.shape[:2], len(recent)))
+    for b in range(len(history)):
+        kept = [h for h, ok in zip(history[b], valid[b], strict=True) if ok]
+        for r, length in enumerate(recent):
+            last = [v / np.linalg.norm(v) for v in kept[-length:]]
+            mean = np.mean(last, axis=0) if last else np.zeros(history.shape[2])
+            for n, c in enumerate(candidates[b]):
+                out[b, n, r] = mean @ c / np.linalg.norm(c)
+    return out
+
+
+def test_history_similarity_is_the_cosine_with_the_latest_items():
+    rng = np.random.default_rng(0)
+    history, candidates = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 6, 4))
+    valid = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], bool)
+    got = history_similarity(tf.constant(history), tf.constant(valid), tf.constant(candidates),
+                             (1, 2, 4)).numpy()
+    np.testing.assert_allclose(got, _numpy_history_similarity(history, valid, candidates,
+                                                              (1, 2, 4)), atol=1e-5)
+    ids = pd.Index(["a", "b", "c"])
+    assert history_positions([["b", "x"], [], ["c", "a", "b"]], ids).tolist() == [
+        [1, -1, -1], [-1, -1, -1], [2, 0, 1]]
+
+
+def test_cascade_with_history_serves_the_numpy_blend(lists_setup, tmp_path):
+    ranker = _list_ranker(lists_setup, history_feature="history", recent=(1, 3))
+    _fit_lists(ranker, lists_setup, validation_fraction=0.0)  # weights (1, 1)
+    retriever, items = lists_setup["retriever"], lists_setup["items"].reset_index(drop=True)
+    users = lists_setup["queries"].iloc[:5].reset_index(drop=True)
+    seen = lists_setup["early"].groupby("user_id")["item_id"].apply(list).to_dict()
+    exclude = [seen[user] for user in users["user_id"]]
+    # The reference: z, the similarities and the model's head, blended in NumPy.
+    item_vectors = retriever.candidate_tower.embed(items)
+    ids = list(items["item_id"])
+    expected = []
+    for row, user in enumerate(users["user_id"]):
+        order, scores = _numpy_lists(lists_setup, 8)[user]
+        z = (scores - scores.mean()) / scores.std()
+        positions = [ids.index(i) for i in users["history"][row]]
+        sim = _numpy_history_similarity(item_vectors[positions][None], np.ones((1, len(
+            positions)), bool), item_vectors[order][None], (1, 3))[0]
+        head = ranker.score_embeddings(
+            tf.constant(np.repeat(ranker.query_tower.embed(users.iloc[[row]]), 8, axis=0)),
+            tf.constant(ranker.candidate_tower.embed(items.iloc[order])),
+            tf.constant(z, tf.float32), tf.constant(sim, tf.float32)).numpy()
+        expected.append([ids[order[i]] for i in np.argsort(-(z + head), kind="stable")[:4]])
+    index = tk.IndexBuilder(k_max=4, backend="brute_force").build(
+        retriever, items, ranker=ranker, retrieve_k=8)
+    assert index.recommend(users, k=4, exclude=exclude).ids.tolist() == expected
+    index.save(tmp_path / "cascade")
+    reloaded = tk.load_index(tmp_path / "cascade")
+    assert reloaded.recommend(users, k=4, exclude=exclude).ids.tolist() == expected
+    recommender = ranker.cascade(retriever, retrieve_k=8).as_recommender(
+        lists_setup["early"], users=lists_setup["queries"], items=items)
+    scores = recommender.score(np.asarray(users["user_id"]))
+    got = [list(recommender.item_ids[np.argsort(-row, kind="stable")[:4]]) for row in scores]
+    assert got == expected
+
+
+def test_fit_lists_and_history_refuse_what_they_cannot_do(lists_setup, data, vocabs):
+    ranker = _list_ranker(lists_setup, history_feature="history")
+    with pytest.raises(ValueError, match=r"without history_feature to fit"):
+        ranker.fit(lists_setup["early"], negatives=2, verbose=False)
+    with pytest.raises(ValueError, match=r"`retriever` must be given to fit_lists"):
+        ranker.fit_lists(lists_setup["queries"], lists_setup["positives"], retriever=None)
+    with pytest.raises(ValueError, match=r"`positives` must hold, for some user, an item"):
+        _fit_lists(ranker, lists_setup, positives=lists_setup["early"])  # all seen
+    with pytest.raises(TypeError, match=r"`ranker_weights` must be a non-empty list"):
+        _fit_lists(ranker, lists_setup, ranker_weights=[])
+    # A retriever without the history feature: the request would not carry it.
+    plain = tk.TwoTowerRetrieval(*_towers(vocabs))
+    with pytest.raises(ValueError, match=r"`ranker` must read a history the retriever"):
+        tk.IndexBuilder(k_max=4, backend="brute_force").build(
+            plain, data.items, ranker=ranker, retrieve_k=8)

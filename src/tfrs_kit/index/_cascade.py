@@ -22,6 +22,7 @@ from tfrs_kit.index._backends import Backend, get_backend
 from tfrs_kit.index._index import Index
 from tfrs_kit.index._serving import ServingModule
 from tfrs_kit.ranking import Ranker
+from tfrs_kit.ranking._model import history_similarity
 
 __all__ = ["CascadeServingModule", "build_cascade", "check_cascade"]
 
@@ -77,15 +78,16 @@ class CascadeServingModule(ServingModule):
         scores, positions = self.searcher.search(queries, tf.constant(n),
                                                  self.positions.lookup(exclude))
         found = scores > tf.constant(-np.inf, scores.dtype)
-        flat = tf.reshape(tf.maximum(positions, 0), [-1])
-        ranker_queries = tf.repeat(self.ranker.query_tower(features, training=False), n, axis=0)
-        retrieval = None
-        if self.ranker.retrieval_score:  # the searcher's scores; empty slots masked below
-            retrieval = tf.reshape(tf.where(found, scores, tf.zeros_like(scores)), [-1])
-        ranked = self.ranker.score_embeddings(
-            ranker_queries, tf.gather(self.ranker_embeddings, flat), retrieval, training=False)
-        ranked = tf.reshape(tf.cast(ranked, tf.float32), [-1, n])
-        ranked = tf.where(found, ranked, tf.constant(-np.inf, tf.float32))
+        candidates = tf.gather(self.ranker_embeddings, tf.maximum(positions, 0))
+        similarity = None
+        if self.ranker.history_feature:  # from the index's own candidate embeddings
+            history = self.positions.lookup(features[self.ranker.history_feature])
+            similarity = history_similarity(
+                tf.gather(self.embeddings, tf.maximum(history, 0)), history >= 0,
+                tf.gather(self.embeddings, tf.maximum(positions, 0)), self.ranker.recent)
+        ranked = self.ranker.rerank(  # the searcher's scores; empty slots masked
+            self.ranker.query_tower(features, training=False), candidates,
+            tf.where(found, scores, tf.zeros_like(scores)), found, similarity, training=False)
         top, order = tf.math.top_k(ranked, k=tf.minimum(k, n))
         chosen = tf.gather(positions, order, batch_dims=1)
         kept = top > tf.constant(-np.inf, top.dtype)
@@ -137,6 +139,12 @@ def check_cascade(ranker: Any, retrieve_k: Any, *, model: Any, candidates: Table
     check_features("candidates", candidates, getattr(ranker.candidate_tower, "vocabularies", {}),
                    ranker.candidate_tower.features)
     specs = dict(model.query_tower.input_signature())
+    if ranker.history_feature and ranker.history_feature not in specs:
+        raise invalid_argument(
+            "ranker", "read a history the retriever's query tower reads (the request carries "
+            "only the two stages' query features)", ranker.history_feature,
+            hint=f"Add {ranker.history_feature!r} to the retriever's query features, or train the "
+            "ranker without history_feature=.")
     for name, spec in ranker.query_tower.input_signature().items():
         other = specs.setdefault(name, spec)
         if other.dtype != spec.dtype or other.shape.rank != spec.shape.rank:

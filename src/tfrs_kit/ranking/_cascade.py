@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tfrs_kit._data import Table, TableLike, last_rows, select, to_table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
-from tfrs_kit.ranking._model import Ranker
+from tfrs_kit.ranking._model import Ranker, history_positions, history_similarity
 
 __all__ = ["Cascade"]
 
@@ -95,9 +96,10 @@ class Cascade:
         items_table = _last_rows(items if items is not None else train_table, item_id,
                                  [*self.retriever.candidate_tower.features,
                                   *self.ranker.candidate_tower.features], "items")
+        history = [self.ranker.history_feature] if self.ranker.history_feature else []
         users_table = _last_rows(users if users is not None else train_table, user_id,
                                  [*self.retriever.query_tower.features,
-                                  *self.ranker.query_tower.features], "users")
+                                  *self.ranker.query_tower.features, *history], "users")
         n_items = len(items_table[item_id])
         if self.retrieve_k > n_items:
             raise invalid_argument(
@@ -125,6 +127,8 @@ class _CascadeRecommender:
         # The ranker's towers, once per user and item; only its head runs per pair.
         self._ranker_users = ranker.query_tower.embed(users, verbose=False)
         self._ranker_items = ranker.candidate_tower.embed(items, verbose=False)
+        self._history = (history_positions(users[ranker.history_feature], pd.Index(item_ids))
+                         if ranker.history_feature else None)
         codes = self._user_index.get_indexer(seen[0])
         positions = pd.Index(item_ids).get_indexer(seen[1])
         known = (codes >= 0) & (positions >= 0)
@@ -151,15 +155,18 @@ class _CascadeRecommender:
         """``scores`` with each row's top ``retrieve_k`` set to ranker scores above the rest."""
         n = self._cascade.retrieve_k
         top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        valid = np.take_along_axis(scores, top, axis=1) > -np.inf
+        retrieval = np.take_along_axis(scores, top, axis=1)
+        valid = retrieval > -np.inf
+        retrieval = np.where(valid, retrieval, 0.0).astype(np.float32)  # seen items are not kept
         ranker = self._cascade.ranker
-        retrieval = None
-        if ranker.retrieval_score:  # retrieval's scores of the pairs (seen items are not kept)
-            retrieval = np.where(valid, np.take_along_axis(scores, top, axis=1), 0.0).ravel()
-        ranked = ranker.score_vectors(self._ranker_users[np.repeat(users, n)],
-                                      self._ranker_items[top.ravel()], retrieval,
-                                      batch_size=self._batch_size)
-        ranked = ranked.reshape(top.shape).astype(np.float64)
+        step = max(1, self._batch_size // n)
+        ranked = np.concatenate([np.zeros((0, n))] + [
+            ranker.rerank(tf.constant(self._ranker_users[users[i:i + step]], tf.float32),
+                          tf.constant(self._ranker_items[top[i:i + step]], tf.float32),
+                          tf.constant(retrieval[i:i + step]), tf.constant(valid[i:i + step]),
+                          self._similarity(users[i:i + step], top[i:i + step]),
+                          training=False).numpy() for i in range(0, len(users), step)])
+        ranked = ranked.astype(np.float64)
         finite = np.where(np.isfinite(scores), scores, -np.inf).max(axis=1, keepdims=True)
         floor = np.where(valid, ranked, np.inf).min(axis=1, keepdims=True)
         base = np.where(np.isfinite(finite), finite, 0.0) + 1.0
@@ -168,6 +175,14 @@ class _CascadeRecommender:
         out = scores.copy()
         np.put_along_axis(out, top, lifted, axis=1)
         return out
+
+    def _similarity(self, users: np.ndarray, top: np.ndarray) -> tf.Tensor | None:
+        """The ranker's history similarities of ``top`` (``None`` without ``history``)."""
+        if self._history is None:
+            return None
+        history = self._history[users]
+        return history_similarity(self._item_embeddings[np.maximum(history, 0)], history >= 0,
+                                  self._item_embeddings[top], self._cascade.ranker.recent)
 
 
 def _last_rows(data: TableLike, key: str, features: Sequence[str], argument: str) -> Table:

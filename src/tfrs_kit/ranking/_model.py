@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +24,16 @@ from tfrs_kit._validation import (
 )
 from tfrs_kit.ranking._sampling import (
     LABEL,
+    OFFSET,
     RETRIEVAL_SCORE,
+    SIMILARITY,
     WEIGHT,
     Examples,
     catalogue_table,
     check_label,
     check_weights,
     hard_pools,
+    list_examples,
     sample_examples,
 )
 from tfrs_kit.towers import Tower
@@ -41,6 +45,7 @@ __all__ = ["Ranker"]
 
 _LOSSES = ("pointwise", "listwise")
 _LEARNING_RATE = 0.01  # Adam's, when fit compiles the model
+_VALIDATION_K = 10  # fit_lists chooses the blend by ndcg at this cut-off
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrs_kit")
@@ -84,6 +89,15 @@ class Ranker(tfrs.Model):
             the ranker then starts from retrieval's order and learns what to
             change. ``fit`` and :meth:`score` then need the ``retriever``, and
             the cascade must use the retriever the ranker was trained with.
+        history_feature: A query feature holding the ids of the user's latest
+            candidates, most recent last (as ``tk.HistoryBuilder`` writes it).
+            The ranker then also reads, for each ``L`` of ``recent``, the
+            cosine between the candidate's retriever embedding and the mean of
+            the (normalised) retriever embeddings of the last ``L`` history
+            items: what the user did last, which a bag-of-history query tower
+            blurs. Trained with :meth:`fit_lists` only; served from the
+            index's own candidate embeddings.
+        recent: The history lengths ``L`` (see ``history_feature``).
         name: The Keras name of the model.
 
     Attributes:
@@ -121,6 +135,8 @@ class Ranker(tfrs.Model):
         projection_dim: int | None = None,
         hidden_dims: Sequence[int] = (64, 32),
         retrieval_score: bool = False,
+        history_feature: str | None = None,
+        recent: Sequence[int] = (1, 5, 20),
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -134,10 +150,20 @@ class Ranker(tfrs.Model):
                                         allow_none=True)
         self.hidden_dims = _check_dims(hidden_dims)
         self.retrieval_score = bool(retrieval_score)
+        if history_feature is not None and not isinstance(history_feature, str):
+            raise invalid_argument("history_feature", "be a query feature name or None",
+                                   history_feature, error=TypeError)
+        self.history_feature = history_feature
+        self.recent = _check_recent(recent)
         # The retriever's scores standardised by their mean and deviation over fit's pairs:
         # dot products of any scale then enter the crosses near unit size.
         self.retrieval_shift = tf.Variable(0.0, trainable=False, name="retrieval_shift")
         self.retrieval_scale = tf.Variable(1.0, trainable=False, name="retrieval_scale")
+        # How a cascade orders a retrieved list (see rerank): fit leaves the ranker's order;
+        # fit_lists standardises retrieval within each list and blends it with the ranker.
+        self.per_list = tf.Variable(0.0, trainable=False, name="per_list")
+        self.retrieval_weight = tf.Variable(0.0, trainable=False, name="retrieval_weight")
+        self.ranker_weight = tf.Variable(1.0, trainable=False, name="ranker_weight")
         self.crosses = [tfrs.layers.dcn.Cross(projection_dim=self.projection_dim,
                                               kernel_initializer="glorot_uniform",
                                               name=f"cross_{i}")
@@ -147,6 +173,7 @@ class Ranker(tfrs.Model):
         self.task = _ranking_task(self.ranking_loss, explicit=False)
         self.label_: str | None = None
         self.group_size_: int | None = None
+        self.blend_ndcg_: dict[tuple[float, float], float] = {}
 
     def get_config(self) -> dict[str, Any]:
         """Every constructor argument as plain values; the towers as Keras configs."""
@@ -159,6 +186,8 @@ class Ranker(tfrs.Model):
             "projection_dim": self.projection_dim,
             "hidden_dims": list(self.hidden_dims),
             "retrieval_score": self.retrieval_score,
+            "history_feature": self.history_feature,
+            "recent": list(self.recent),
             "name": self.name,
         }
 
@@ -184,17 +213,30 @@ class Ranker(tfrs.Model):
     @property
     def _inputs(self) -> tuple[str, ...]:
         """The columns a batch of pairs holds: the features, and the retrieval score."""
-        return (*self.features, RETRIEVAL_SCORE) if self.retrieval_score else self.features
+        extra = (RETRIEVAL_SCORE,) if self.retrieval_score else ()
+        return (*self.features, *extra, *self._similarity_columns)
+
+    @property
+    def _similarity_columns(self) -> tuple[str, ...]:
+        """The columns of the history similarities (none without ``history_feature``)."""
+        if not self.history_feature:
+            return ()
+        return tuple(f"{SIMILARITY}_{length}" for length in self.recent)
 
     def call(self, features: Mapping[str, Any], training: bool | None = None) -> tf.Tensor:
         """The ``[batch]`` scores of a batch of (query, candidate) pairs."""
         retrieval = features[RETRIEVAL_SCORE] if self.retrieval_score else None
+        similarity = None
+        if self.history_feature:
+            similarity = tf.stack([tf.cast(features[name], tf.float32)
+                                   for name in self._similarity_columns], axis=1)
         return self.score_embeddings(self.query_tower(features, training=training),
                                      self.candidate_tower(features, training=training),
-                                     retrieval, training=training)
+                                     retrieval, similarity, training=training)
 
     def score_embeddings(self, query: tf.Tensor, candidate: tf.Tensor,
-                         retrieval_score: tf.Tensor | None = None, *,
+                         retrieval_score: tf.Tensor | None = None,
+                         similarity: tf.Tensor | None = None, *,
                          training: bool | None = None) -> tf.Tensor:
         """The ``[batch]`` scores of pairs from the two towers' outputs.
 
@@ -206,9 +248,11 @@ class Ranker(tfrs.Model):
             query: ``[batch, d]`` query tower outputs.
             candidate: ``[batch, d]`` candidate tower outputs.
             retrieval_score: ``[batch]`` retriever scores, with ``retrieval_score=True``.
+            similarity: ``[batch, len(recent)]`` history similarities, with
+                ``history_feature``.
             training: Keras's training flag.
         """
-        parts = [query, candidate]
+        parts, linear = [query, candidate], []
         if self.retrieval_score:
             if retrieval_score is None:
                 raise invalid_argument("retrieval_score", "be given to a ranker with "
@@ -216,18 +260,62 @@ class Ranker(tfrs.Model):
             standard = (tf.cast(retrieval_score, tf.float32) - self.retrieval_shift) / (
                 self.retrieval_scale)
             parts.append(standard[:, None])
+            linear.append(standard[:, None])
+        if self.history_feature:
+            if similarity is None:
+                raise invalid_argument("similarity", "be given to a ranker with a history_feature",
+                                       None)
+            parts.append(tf.cast(similarity, tf.float32))
+            linear.append(parts[-1])
         x0 = tf.concat(parts, axis=1)
         x = x0
         for cross in self.crosses:
             x = cross(x0, x)
         for layer in self.hidden:
             x = layer(x, training=training)
-        if self.retrieval_score:  # a linear path: the ranker can keep retrieval's order
-            x = tf.concat([x, parts[-1]], axis=1)
+        if linear:  # a linear path: the ranker can keep retrieval's order
+            x = tf.concat([x, *linear], axis=1)
         return tf.squeeze(self.output_layer(x), axis=1)
+
+    def rerank(self, query: tf.Tensor, candidates: tf.Tensor, retrieval: tf.Tensor,
+               found: tf.Tensor, similarity: tf.Tensor | None = None, *,
+               training: bool | None = None) -> tf.Tensor:
+        """The cascade's ``[batch, n]`` scores of retrieved lists; ``-inf`` where not ``found``.
+
+        ``retrieval_weight * z + ranker_weight * ranker``, where ``z`` is the
+        retriever's score standardised within its list and ``ranker`` this
+        model's score. After :meth:`fit` the weights are 0 and 1 (the ranker's
+        order); :meth:`fit_lists` sets them (weight 0 on the ranker: retrieval's
+        order exactly).
+
+        Args:
+            query: ``[batch, d]`` the query tower's outputs, one per list.
+            candidates: ``[batch, n, d]`` the candidate tower's outputs.
+            retrieval: ``[batch, n]`` the retriever's scores of the candidates.
+            found: ``[batch, n]`` which slots hold a candidate.
+            similarity: ``[batch, n, len(recent)]`` (:func:`history_similarity`),
+                with ``history_feature``.
+            training: Keras's training flag.
+        """
+        n = tf.shape(candidates)[1]
+        retrieval = tf.cast(retrieval, tf.float32)
+        standard = _list_standardise(retrieval, found)
+        given = None
+        if self.retrieval_score:  # fit_lists trains on z, fit on the raw score
+            given = tf.reshape(tf.where(self.per_list > 0.5, standard, retrieval), [-1])
+        if similarity is not None:
+            similarity = tf.reshape(similarity, [-1, len(self.recent)])
+        ranked = self.score_embeddings(
+            tf.repeat(query, n, axis=0), tf.reshape(candidates, [-1, tf.shape(candidates)[2]]),
+            given, similarity, training=training)
+        ranked = tf.reshape(tf.cast(ranked, tf.float32), tf.shape(retrieval))
+        blended = self.retrieval_weight * standard + self.ranker_weight * ranked
+        return tf.where(found, blended, tf.constant(-np.inf, tf.float32))
 
     def compute_loss(self, features: Mapping[str, Any], training: bool = False) -> tf.Tensor:
         scores = self(features, training=training)
+        if OFFSET in features:  # fit_lists: the residual's retrieval score, or padding
+            scores = scores + features[OFFSET]
         labels, weights = features[LABEL], features[WEIGHT]
         if self.ranking_loss == "listwise":
             group = self.group_size_ or 1
@@ -331,6 +419,7 @@ class Ranker(tfrs.Model):
             raise invalid_argument(
                 "learning_rate", "be None when the ranker is already compiled", learning_rate,
                 hint="fit keeps the optimizer of `compile` (or of an earlier fit).")
+        self._check_no_history("fit")
         for name in ("validation_data", "validation_split"):
             if name in kwargs:
                 raise invalid_argument(
@@ -398,6 +487,198 @@ class Ranker(tfrs.Model):
             self.retrieval_scale.assign(max(float(scores.std()), 1e-6))
         return examples
 
+    def fit_lists(
+        self,
+        queries: TableLike,
+        positives: TableLike,
+        *,
+        retriever: Any,
+        candidates: TableLike | None = None,
+        user_id: str = "user_id",
+        retrieve_k: int = 100,
+        seen: TableLike | None = None,
+        residual: bool = True,
+        validation_fraction: float = 0.2,
+        ranker_weights: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int | None = None,
+        learning_rate: float | None = None,
+        callbacks: Sequence[Any] | None = None,
+        verbose: bool | str | int = "auto",
+        **kwargs: Any,
+    ) -> Any:
+        """Trains on the retriever's own lists, what the cascade will ask it to re-order.
+
+        Each query (one row per user, with the query features as of the time
+        the ``positives`` happened) is one group: the retriever's top
+        ``retrieve_k`` (its ``seen`` items left out), each labelled 1 if it is
+        among the user's ``positives``, and the loss is over the whole list.
+        The usual way to get such data from one log: hold out each user's
+        latest interactions as ``positives``, train a retriever on the rest,
+        pass the rest as ``seen`` (and its users' features as ``queries``),
+        then serve with a retriever trained on the whole log.
+
+        With ``residual`` the ranker learns a correction: the loss scores each
+        candidate ``z + ranker``, ``z`` the retriever's score standardised
+        within its list, so a ranker that learns nothing keeps retrieval's
+        order. Then ``validation_fraction`` of the users are held out and the
+        cascade's blend ``z + w * ranker`` takes the ``w`` of ``ranker_weights``
+        with the best ndcg@10 on them (the smallest on a tie; ``w = 0`` is
+        retrieval alone), or ``ranker`` alone (weights ``(0, 1)``) if that is
+        better; :attr:`blend_ndcg_` holds every choice's ndcg.
+
+        Args:
+            queries: One row per user (its last is used) with ``user_id`` and
+                the query features of both the ranker and the retriever.
+            positives: The (``user_id``, candidate id) interactions to put first.
+            retriever: The :class:`~tfrs_kit.TwoTowerRetrieval` whose lists are re-ranked.
+            candidates: The catalogue, with both stages' candidate features;
+                default: the distinct candidates of ``positives``.
+            user_id: The column that identifies a user.
+            retrieve_k: The list length: the cascade's ``retrieve_k``.
+            seen: (``user_id``, candidate id) interactions the retriever was
+                trained on: excluded from the lists, as the cascade excludes them.
+            residual: Learn a correction to retrieval's order (see above).
+            validation_fraction: The share of users held out to choose the
+                blend (0: no choice, the weights are ``(1, 1)`` with
+                ``residual``, else ``(0, 1)``).
+            ranker_weights: The blend weights ``w`` tried.
+            epochs: Passes over the lists.
+            batch_size: Lists per step.
+            shuffle: Reshuffle the lists every epoch.
+            seed: Seed of the validation users and the shuffle.
+            learning_rate: Adam's learning rate when ``fit_lists`` compiles (0.01).
+            callbacks: Keras callbacks.
+            verbose: As in :meth:`fit`.
+            **kwargs: Passed on to ``tf.keras.Model.fit``.
+
+        Returns:
+            The Keras ``History``.
+
+        Raises:
+            ValueError: A missing column or feature, no user with a positive in
+                their list, a bad fraction or weight.
+            TypeError: A setting of the wrong type.
+        """
+        keras_verbose = _check_fit_settings(epochs=epochs, batch_size=batch_size, seed=seed,
+                                            learning_rate=learning_rate, verbose=verbose)
+        fraction = check_fraction("validation_fraction", validation_fraction, allow_zero=True)
+        weights = _check_weights(ranker_weights)
+        lists, relevant = self._lists(queries, positives, retriever=retriever,
+                                      candidates=candidates, user_id=user_id,
+                                      retrieve_k=retrieve_k, seen=seen, residual=residual)
+        held = np.random.default_rng(seed).random(len(relevant)) < fraction
+        if held.all():
+            held[0] = False
+        self._prepare_lists(lists.group_size, learning_rate)
+        dataset = _group_dataset(_take_groups(lists, ~held), (*self._inputs, OFFSET, LABEL,
+                                 WEIGHT), batch_size=batch_size, shuffle=shuffle, seed=seed)
+        history = super().fit(dataset, epochs=epochs, callbacks=list(callbacks or []),
+                              verbose=keras_verbose, **kwargs)
+        blends = [(1.0, w) for w in weights] + [(0.0, 1.0)]
+        if held.any():
+            validation = _take_groups(lists, held)
+            ranked = self.score_pairs(validation.table).reshape(-1, lists.group_size)
+            self.blend_ndcg_ = _blend_ndcg(validation, ranked, relevant[held], blends)
+            chosen = max(blends, key=lambda blend: self.blend_ndcg_[blend])  # first on ties
+        else:
+            self.blend_ndcg_, chosen = {}, (1.0, 1.0) if residual else (0.0, 1.0)
+        self.retrieval_weight.assign(chosen[0])
+        self.ranker_weight.assign(chosen[1])
+        return history
+
+    def _check_no_history(self, method: str) -> None:
+        if self.history_feature:
+            raise invalid_argument(
+                "self", f"be a ranker without history_feature to {method}",
+                f"history_feature={self.history_feature!r}",
+                hint="Train it with fit_lists and score it through ranker.cascade(...) or the "
+                "exported cascade, which provide the history similarities.")
+
+    def _prepare_lists(self, group_size: int, learning_rate: float | None) -> None:
+        """Task, group size, list standardisation and optimizer for :meth:`fit_lists`."""
+        if self.optimizer is not None and learning_rate is not None:
+            raise invalid_argument(
+                "learning_rate", "be None when the ranker is already compiled", learning_rate,
+                hint="fit_lists keeps the optimizer of `compile` (or of an earlier fit).")
+        if self.label_ is not None or self.group_size_ != group_size:
+            self.train_function = self.test_function = None  # traced for the old task
+        self.task = _ranking_task(self.ranking_loss, explicit=False)
+        self.label_, self.group_size_ = None, group_size
+        self.per_list.assign(1.0)
+        self.retrieval_shift.assign(0.0)
+        self.retrieval_scale.assign(1.0)
+        if self.optimizer is None:
+            self.compile(optimizer=tf.keras.optimizers.Adam(
+                learning_rate=_LEARNING_RATE if learning_rate is None else learning_rate))
+
+    def _lists(self, queries: TableLike, positives: TableLike, *, retriever: Any,
+               candidates: TableLike | None, user_id: str, retrieve_k: Any,
+               seen: TableLike | None, residual: bool) -> tuple[Examples, np.ndarray]:
+        """The lists of :meth:`fit_lists` (users with a positive in theirs) and each's positives.
+
+        The lists' ``train_rows`` index the queries' last rows (one per user);
+        the second array counts each list's user's positives, in the list or
+        not (the ideal ndcg's).
+        """
+        retrieve_k = check_int("retrieve_k", retrieve_k, minimum=1)
+        _check_hard_fraction(None, retriever)
+        if retriever is None:
+            raise invalid_argument("retriever", "be given to fit_lists (its lists are the "
+                                   "training data)", None)
+        log = to_table(positives, argument="positives")
+        table = to_table(queries, argument="queries")
+        for argument, source in (("queries", table), ("positives", log)):
+            if user_id not in source:
+                raise missing_column(argument, user_id, source, setting="user_id")
+        self._check_columns(log, "positives", (self.candidate_id,))
+        wanted_history = [self.history_feature] if self.history_feature else []
+        self._check_columns(table, "queries", (*self.query_tower.features,
+                                                *retriever.query_tower.features,
+                                                *wanted_history))
+        catalogue = self._catalogue(log, candidates, retriever)
+        rows = last_rows(table, user_id)
+        users = pd.Index(rows[user_id])
+        n_items = num_rows(catalogue)
+        excluded = (_user_items(to_table(seen, argument="seen"), None, users, catalogue,
+                                user_id=user_id, item_id=self.candidate_id, argument="seen")
+                    if seen is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        pools, scores, vectors = _lists_of(retriever, rows, catalogue, excluded, retrieve_k)
+        wanted = _user_items(log, None, users, catalogue, user_id=user_id,
+                             item_id=self.candidate_id, argument="positives")
+        keys = np.setdiff1d(wanted[0].astype(np.int64) * n_items + wanted[1],
+                            excluded[0].astype(np.int64) * n_items + excluded[1])
+        codes = np.arange(len(users))[:, None].astype(np.int64)
+        relevant = (pools >= 0) & np.isin(codes * n_items + pools, keys)
+        kept = relevant.any(axis=1)
+        if not kept.any():
+            raise invalid_argument(
+                "positives", "hold, for some user, an item of their retrieved list", "none",
+                hint="Retrieve more (retrieve_k), or check that positives and queries name "
+                "the same users.")
+        lists = list_examples(
+            {name: column[kept] for name, column in rows.items()}, catalogue,
+            pools=pools[kept], scores=scores[kept], relevant=relevant[kept],
+            query_features=tuple(self.query_tower.features),
+            candidate_features=tuple(dict.fromkeys([self.candidate_id,
+                                                    *self.candidate_tower.features])),
+            residual=residual)
+        lists = dataclasses.replace(lists, train_rows=np.flatnonzero(kept)[lists.train_rows])
+        if self.history_feature:
+            history = history_positions(rows[self.history_feature][kept], pd.Index(catalogue[
+                self.candidate_id]))
+            similarity = np.concatenate([np.zeros((0, pools.shape[1], len(self.recent)))] + [
+                history_similarity(vectors[np.maximum(history[i:i + 256], 0)],
+                                   history[i:i + 256] >= 0,
+                                   vectors[np.maximum(pools[kept][i:i + 256], 0)],
+                                   self.recent).numpy() for i in range(0, len(history), 256)])
+            for column, values in zip(self._similarity_columns, np.moveaxis(similarity, 2, 0),
+                                      strict=True):
+                lists.table[column] = values.ravel().astype(np.float32)
+        return lists, np.bincount(keys // n_items, minlength=len(users))[kept]
+
     def _catalogue(self, table: Table, candidates: TableLike | None, retriever: Any) -> Table:
         """One row per candidate with both stages' candidate features; every item of ``table``."""
         features = tuple(dict.fromkeys([
@@ -447,6 +728,7 @@ class Ranker(tfrs.Model):
             A float32 array; higher is better (logits for the implicit
             pointwise and the listwise loss, the predicted label otherwise).
         """
+        self._check_no_history("score")
         query_table = to_table(queries, argument="queries")
         candidate_table = to_table(candidates, argument="candidates")
         self._check_columns(query_table, "queries", self.query_tower.features)
@@ -540,12 +822,15 @@ def _group_dataset(examples: Examples, columns: Sequence[str], *, batch_size: in
 
 
 def _user_items(table: Table, seen: TableLike | None, users: pd.Index, catalogue: Table, *,
-                user_id: str, item_id: str) -> tuple[np.ndarray, np.ndarray]:
+                user_id: str, item_id: str, argument: str = "x") -> tuple[np.ndarray, np.ndarray]:
     """(user code, catalogue position) of every pair never to be drawn as a negative.
 
     The pairs of ``table`` and of ``seen``; users of ``seen`` not in ``table`` and
     items outside the catalogue are left out (they cannot be drawn).
     """
+    for column in (user_id, item_id):
+        if column not in table:
+            raise missing_column(argument, column, table, role="a column of the interactions")
     codes = [users.get_indexer(pd.Index(table[user_id]))]
     items = pd.Index(catalogue[item_id])
     positions = [items.get_indexer(pd.Index(table[item_id]))]
@@ -560,6 +845,52 @@ def _user_items(table: Table, seen: TableLike | None, users: pd.Index, catalogue
     code, position = np.concatenate(codes), np.concatenate(positions)
     known = (code >= 0) & (position >= 0)
     return code[known], position[known]
+
+
+def _lists_of(retriever: Any, queries: Table, catalogue: Table,
+              excluded: tuple[np.ndarray, np.ndarray],
+              retrieve_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each query row's top ``retrieve_k`` positions (``-1`` if none), their scores, the items'.
+
+    The third array is the retriever's embedding of every catalogue item.
+    """
+    query_vectors = retriever.query_tower.embed(queries, verbose=False)
+    item_vectors = retriever.candidate_tower.embed(catalogue, verbose=False)
+    codes, positions = excluded
+    by_user = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[by_user], np.arange(len(query_vectors) + 1))
+    own = [positions[by_user[bounds[u]:bounds[u + 1]]] for u in range(len(query_vectors))]
+    pools, _ = hard_pools(query_vectors, item_vectors, own, retrieve_k)
+    scores = np.einsum("ud,ukd->uk", query_vectors, item_vectors[np.maximum(pools, 0)])
+    return pools, np.where(pools >= 0, scores, -np.inf), item_vectors
+
+
+def _take_groups(examples: Examples, mask: np.ndarray) -> Examples:
+    """The groups of ``examples`` where ``mask`` holds, in order."""
+    group = examples.group_size
+    rows = (np.flatnonzero(mask)[:, None] * group + np.arange(group)).ravel()
+    return Examples(table={name: column[rows] for name, column in examples.table.items()},
+                    group_size=group, train_rows=examples.train_rows[rows],
+                    item_rows=examples.item_rows[rows])
+
+
+def _blend_ndcg(lists: Examples, ranked: np.ndarray, relevant: np.ndarray,
+                blends: Sequence[tuple[float, float]]) -> dict[tuple[float, float], float]:
+    """Mean ndcg@10 of the lists ordered by each ``(retrieval, ranker)`` weight pair."""
+    group = lists.group_size
+    standard = lists.table[RETRIEVAL_SCORE].reshape(-1, group).astype(np.float64)
+    found = lists.table[OFFSET].reshape(-1, group) > -1e8
+    labels = lists.table[LABEL].reshape(-1, group)
+    k = min(_VALIDATION_K, group)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.clip(relevant, 1, k) - 1]
+    out = {}
+    for retrieval, ranker in blends:
+        scores = np.where(found, retrieval * standard + ranker * ranked, -np.inf)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        gains = np.take_along_axis(labels, order, axis=1) @ discounts
+        out[(retrieval, ranker)] = float(np.mean(gains / ideal))
+    return out
 
 
 def _retriever_pools(retriever: Any, table: Table, catalogue: Table, *, user_id: str,
@@ -595,6 +926,71 @@ def retrieval_scores(retriever: Any, queries: Table, query_rows: np.ndarray,
     candidate_vectors = retriever.candidate_tower.embed(candidates, verbose=False)
     return np.einsum("ij,ij->i", query_vectors[query_rows],
                      candidate_vectors[candidate_rows]).astype(np.float32)
+
+
+def _list_standardise(scores: tf.Tensor, found: tf.Tensor) -> tf.Tensor:
+    """:func:`~tfrs_kit.ranking._sampling.list_standardise` in TensorFlow."""
+    mask = tf.cast(found, tf.float32)
+    count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
+    kept = tf.where(found, scores, tf.zeros_like(scores))
+    mean = tf.reduce_sum(kept, axis=1, keepdims=True) / count
+    spread = tf.sqrt(tf.reduce_sum(mask * tf.square(kept - mean), axis=1, keepdims=True) / count)
+    return tf.where(found, (kept - mean) / tf.maximum(spread, 1e-6), tf.zeros_like(scores))
+
+
+def _check_weights(weights: Any) -> tuple[float, ...]:
+    if isinstance(weights, str) or not isinstance(weights, Sequence) or not weights:
+        raise invalid_argument("ranker_weights", "be a non-empty list of numbers", weights,
+                               error=TypeError)
+    return tuple(sorted(float(check_number(f"ranker_weights[{i}]", w, minimum=0))
+                        for i, w in enumerate(weights)))
+
+
+def history_similarity(history: tf.Tensor, valid: tf.Tensor, candidates: tf.Tensor,
+                       recent: Sequence[int]) -> tf.Tensor:
+    """``[batch, n, len(recent)]``: each candidate's cosine with the mean of the last ``L`` items.
+
+    Args:
+        history: ``[batch, h, d]`` retriever embeddings of each query's history,
+            most recent last (padding anywhere after it).
+        valid: ``[batch, h]`` which slots hold a known item.
+        candidates: ``[batch, n, d]`` retriever embeddings of the candidates.
+        recent: The lengths ``L``.
+
+    The mean is of the normalised embeddings; 0 for an empty history.
+    """
+    mask = tf.cast(valid, tf.float32)
+    from_end = tf.cumsum(mask, axis=1, reverse=True)  # 1 at the latest valid item
+    lengths = tf.constant([float(length) for length in recent])
+    weights = mask[..., None] * tf.cast(from_end[..., None] <= lengths, tf.float32)  # [b, h, R]
+    weights = weights / tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1.0)
+    items = tf.math.l2_normalize(tf.cast(history, tf.float32), axis=-1)
+    targets = tf.math.l2_normalize(tf.cast(candidates, tf.float32), axis=-1)
+    means = tf.einsum("bhr,bhd->brd", weights, items)  # one op for every L
+    return tf.einsum("brd,bnd->bnr", means, targets)
+
+
+def history_positions(history: Any, ids: pd.Index) -> np.ndarray:
+    """``[rows, longest]`` positions in ``ids`` of each row's history items, ``-1`` padding."""
+    rows = [np.asarray(row if row is not None else [], dtype=object) for row in history]
+    width = max([*(len(row) for row in rows), 1])
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    flat = np.concatenate([*rows, np.zeros(0, dtype=object)])
+    if len(flat):
+        found = ids.get_indexer(pd.Index(flat))
+        lengths = np.array([len(row) for row in rows])
+        row_of = np.repeat(np.arange(len(rows)), lengths)
+        column = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        out[row_of, column] = found
+    return out
+
+
+def _check_recent(recent: Any) -> tuple[int, ...]:
+    if isinstance(recent, str) or not isinstance(recent, Sequence) or not recent:
+        raise invalid_argument("recent", "be a non-empty list of history lengths", recent,
+                               error=TypeError)
+    return tuple(check_int(f"recent[{i}]", length, minimum=1)
+                 for i, length in enumerate(recent))
 
 
 def _check_hard_fraction(value: Any, retriever: Any) -> float:

@@ -18,14 +18,18 @@ import pandas as pd
 from tfrs_kit._data import Table, last_rows, num_rows, select
 from tfrs_kit._errors import invalid_argument, missing_column
 
-__all__ = ["KIND", "LABEL", "RETRIEVAL_SCORE", "WEIGHT", "Examples", "catalogue_table",
-           "check_label", "check_weights", "hard_pools", "sample_examples"]
+__all__ = ["KIND", "LABEL", "OFFSET", "RETRIEVAL_SCORE", "SIMILARITY", "WEIGHT", "Examples",
+           "catalogue_table", "check_label", "check_weights", "hard_pools", "list_examples",
+           "list_standardise", "sample_examples"]
 
 # No leading underscore: TensorFlow turns feature names into graph node names.
 LABEL = "tfrs_kit_label"
 WEIGHT = "tfrs_kit_weight"
 KIND = "tfrs_kit_kind"  # 0 positive, 1 hard negative, 2 random negative
 RETRIEVAL_SCORE = "tfrs_kit_retrieval_score"  # the retriever's score of a pair
+SIMILARITY = "tfrs_kit_similarity"  # + "_L": a candidate's cosine with the last L history items
+OFFSET = "tfrs_kit_offset"  # added to the ranker's logit in the loss (lists: z or -1e9 padding)
+_PADDING = -1e9
 _REJECTION_ROUNDS = 30
 _SCORED_AT_ONCE = 1 << 22  # users x items scored per block when finding hard pools
 
@@ -169,6 +173,53 @@ def _assemble(train: Table, catalogue: Table, *, items: np.ndarray,
     table[WEIGHT] = weights[train_rows].astype(np.float32)
     table[KIND] = np.concatenate([np.zeros((n, 1), np.int8), kinds], axis=1).ravel()
     return Examples(table=table, group_size=group, train_rows=train_rows, item_rows=item_rows)
+
+
+def list_standardise(scores: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Each row's scores minus their mean over ``found``, over their deviation; 0 elsewhere.
+
+    >>> list_standardise(np.array([[1.0, 3.0, 9.0]]), np.array([[True, True, False]])).tolist()
+    [[-1.0, 1.0, 0.0]]
+    """
+    count = np.maximum(found.sum(axis=1, keepdims=True), 1)
+    mean = np.where(found, scores, 0.0).sum(axis=1, keepdims=True) / count
+    spread = np.sqrt(np.where(found, (scores - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / count)
+    return np.where(found, (scores - mean) / np.maximum(spread, 1e-6), 0.0)
+
+
+def list_examples(queries: Table, catalogue: Table, *, pools: np.ndarray, scores: np.ndarray,
+                  relevant: np.ndarray, query_features: tuple[str, ...],
+                  candidate_features: tuple[str, ...], residual: bool) -> Examples:
+    """One group per query: its retrieved list, in the retriever's order.
+
+    Args:
+        queries: One row per query (list), with the query features.
+        catalogue: One row per candidate, with the candidate features.
+        pools: ``[queries, n]`` catalogue positions, ``-1`` for an empty slot.
+        scores: ``[queries, n]`` the retriever's scores of ``pools``.
+        relevant: ``[queries, n]`` whether each candidate is a positive (label 1).
+        query_features: Columns taken from ``queries``.
+        candidate_features: Columns taken from ``catalogue``.
+        residual: The loss adds the list-standardised retrieval score to the logit.
+
+    The ranker reads the list-standardised score (``RETRIEVAL_SCORE``); empty
+    slots get an offset of -1e9, so the softmax never puts weight on them.
+    """
+    n_lists, width = pools.shape
+    found = pools >= 0
+    standard = list_standardise(scores.astype(np.float64), found)
+    train_rows = np.repeat(np.arange(n_lists), width)
+    item_rows = np.where(found, pools, 0).ravel()
+    table: Table = {name: queries[name][train_rows] for name in query_features}
+    for name in candidate_features:
+        table[name] = catalogue[name][item_rows]
+    table[RETRIEVAL_SCORE] = standard.ravel().astype(np.float32)
+    offset = standard if residual else np.zeros_like(standard)
+    table[OFFSET] = np.where(found, offset, _PADDING).ravel().astype(np.float32)
+    table[LABEL] = (relevant & found).ravel().astype(np.float32)
+    table[WEIGHT] = np.ones(n_lists * width, np.float32)
+    table[KIND] = np.where(relevant, 0, 1).ravel().astype(np.int8)
+    return Examples(table=table, group_size=width, train_rows=train_rows, item_rows=item_rows)
 
 
 def catalogue_table(data: Table, item_id: str, features: tuple[str, ...],
