@@ -9,6 +9,19 @@ It prints a table, the log-log growth slope of each stage (time ~ n^slope; 1.0 i
 linear), the peak memory per size, and the largest size done.
 
     python benchmarks/scale.py [--sizes 100000 1000000 10000000]
+
+``--from-files`` measures training from Parquet shards instead: per size (default 1e6
+and 1e7) a fresh process writes the synthetic log as shards of ``--shard-rows`` rows
+(user, item and the ``HistoryBuilder`` history of the 50 items before each event), then
+for each tower set (id-only; user id plus the history, mean-pooled, sharing the item
+embedding) a fresh process builds the vocabularies from the shards (chunk by chunk) and
+trains one epoch streamed from them (``fit(files, shuffle_buffer=65536)``, batch 4096,
+64-d, logQ). It prints per size and tower set the vocabulary and epoch times, rows/s and
+the process's peak RSS (TensorFlow included), and last
+``SCALE_FILES largest=... memory_ratio=<history peak RSS at largest / at the smallest>
+history_speed_ratio=<history rows/s / id-only rows/s at largest> peak_gib=<at largest>``.
+
+    python benchmarks/scale.py --from-files [--sizes 1000000 10000000] [--dir /tmp/shards]
 """
 
 from __future__ import annotations
@@ -17,9 +30,12 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -84,14 +100,140 @@ def run_size(n: int) -> dict:
             "peak_gib": peak_gib}
 
 
+def write_shards(n: int, folder: Path, shard_rows: int) -> dict:
+    """The synthetic log of ``n`` rows with histories, as Parquet shards in ``folder``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import tfrs_kit as tk
+    from tfrs_kit._tensors import spans
+
+    start = time.perf_counter()
+    data = tk.datasets.synthetic(n, num_users=max(5, n // 20), num_items=max(20, n // 10),
+                                 seed=0)
+    log = {c: data.interactions[c].to_numpy() for c in ("user_id", "item_id", "timestamp")}
+    del data
+    table = tk.HistoryBuilder(max_length=50).transform(log)
+    history = spans(table.pop("history"))  # the sorted items once, a start and length per row
+    assert history is not None and history.uniques is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, first in enumerate(range(0, n, shard_rows)):
+        rows = np.arange(first, min(first + shard_rows, n))
+        lengths = history.lengths[rows]
+        offsets = np.r_[0, np.cumsum(lengths)]
+        positions = np.arange(offsets[-1]) + np.repeat(history.starts[rows] - offsets[:-1],
+                                                       lengths)
+        items = pa.DictionaryArray.from_arrays(history.codes[positions],
+                                               pa.array(history.uniques)).cast(pa.string())
+        shard = pa.table({
+            "user_id": pa.array(table["user_id"][rows], pa.string()),
+            "item_id": pa.array(table["item_id"][rows], pa.string()),
+            "history": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items),
+        })
+        pq.write_table(shard, folder / f"part-{number:05d}.parquet")
+    size = sum(p.stat().st_size for p in folder.glob("*.parquet"))
+    return {"n": n, "seconds": time.perf_counter() - start, "gib_on_disk": size / 2**30,
+            "mean_history": float(history.lengths.mean())}
+
+
+def train_from_files(folder: Path, towers: str) -> dict:
+    """One epoch streamed from the shards, in this (fresh) process; times and peak RSS."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    import tfrs_kit as tk
+
+    files = str(folder / "*.parquet")
+    start = time.perf_counter()
+    vocabularies = tk.VocabularyBuilder().fit(files, features=["user_id", "item_id"],
+                                              verbose=False)
+    features = ["user_id"]
+    if towers == "history":
+        vocabularies = vocabularies.alias("history", "item_id", kind="multi")
+        features.append("history")
+    vocabulary_s = time.perf_counter() - start
+    tf.keras.utils.set_random_seed(0)
+    model = tk.TwoTowerRetrieval(
+        tk.Tower(vocabularies, features=features, output_dim=64),
+        tk.Tower(vocabularies, features=["item_id"], output_dim=64),
+        share_embeddings={"history": "item_id"} if towers == "history" else None)
+    start = time.perf_counter()
+    history = model.fit(files, epochs=1, batch_size=4096, learning_rate=0.5, seed=0,
+                        shuffle_buffer=65536, verbose=0)
+    epoch_s = time.perf_counter() - start
+    return {"towers": towers, "vocabulary_s": vocabulary_s, "epoch_s": epoch_s,
+            "loss": float(history.history["loss"][-1]),
+            "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def _run(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed (exit {out.returncode}): "
+                         f"{out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int) -> None:
+    root = folder or Path(tempfile.mkdtemp(prefix="tfrs_kit_scale_"))
+    results: dict[int, dict] = {}
+    for n in sizes:
+        shards = root / f"n{n}"
+        written = _run("--write", str(n), "--dir", str(shards), "--shard-rows", str(shard_rows))
+        print(f"wrote {n:,} rows as {len(list(shards.glob('*.parquet')))} shards, "
+              f"{written['gib_on_disk']:.2f} GiB, mean history {written['mean_history']:.1f} "
+              f"items, in {written['seconds']:.0f} s", flush=True)
+        results[n] = {"written": written}
+        for towers in ("ids", "history"):
+            run = _run("--train-files", str(shards), "--towers", towers)
+            run["rows_per_s"] = n / run["epoch_s"]
+            results[n][towers] = run
+            print(f"  {towers:8s} vocabulary {run['vocabulary_s']:7.1f} s  epoch "
+                  f"{run['epoch_s']:7.1f} s  {run['rows_per_s']:9,.0f} rows/s  peak "
+                  f"{run['peak_gib']:.2f} GiB", flush=True)
+        shutil.rmtree(shards)
+    print(f"\n{'interactions':>13s}{'towers':>9s}{'vocabulary s':>14s}{'epoch s':>10s}"
+          f"{'rows/s':>11s}{'peak GiB':>10s}")
+    for n, result in results.items():
+        for towers in ("ids", "history"):
+            r = result[towers]
+            print(f"{n:13,d}{towers:>9s}{r['vocabulary_s']:14.1f}{r['epoch_s']:10.1f}"
+                  f"{r['rows_per_s']:11,.0f}{r['peak_gib']:10.2f}")
+    smallest, largest = results[sizes[0]], results[sizes[-1]]
+    print(f"SCALE_FILES largest={sizes[-1]} "
+          f"memory_ratio={largest['history']['peak_gib'] / smallest['history']['peak_gib']:.2f} "
+          f"history_speed_ratio="
+          f"{largest['history']['rows_per_s'] / largest['ids']['rows_per_s']:.2f} "
+          f"peak_gib={max(largest[t]['peak_gib'] for t in ('ids', 'history')):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--from-files", action="store_true",
+                        help="train streamed from Parquet shards (see the docstring)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="--from-files: where to write the shards (default: a temp dir)")
+    parser.add_argument("--shard-rows", type=int, default=250_000)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--write", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--train-files", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--towers", choices=["ids", "history"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.size:
         print(json.dumps(run_size(args.size)))
         return
+    if args.write:
+        print(json.dumps(write_shards(args.write, args.dir, args.shard_rows)))
+        return
+    if args.train_files:
+        print(json.dumps(train_from_files(args.train_files, args.towers)))
+        return
+    if args.from_files:
+        main_from_files(args.sizes or [1_000_000, 10_000_000], args.dir, args.shard_rows)
+        return
+    args.sizes = args.sizes or [100_000, 1_000_000, 10_000_000]
 
     results = []
     for n in args.sizes:
