@@ -50,13 +50,34 @@ def test_timestamp_feature_handles_nan_and_cycles():
     vocabs = tk.VocabularyBuilder().fit({"t": np.array([0.0, 3600.0, 86400.0])},
                                         features={"t": "timestamp"})
     assert vocabs["t"].kind == "timestamp" and vocabs["t"].mean == pytest.approx(30000.0)
-    tower = tk.Tower(vocabs, features=["t"], output_dim=8, embedding_dim=8)
+    tower = tk.Tower(vocabs, features=["t"], output_dim=4, embedding_dim=4)
     encoder = tower.encoders["t"]
+    raw = encoder.raw(tf.constant([0.0, 86400.0, np.nan, 6 * 3600.0])).numpy()
+    std = vocabs["t"].std
+    np.testing.assert_allclose(raw[:, 0], [-30000.0 / std, 56400.0 / std, 0.0,
+                                           (21600.0 - 30000.0) / std], rtol=1e-5)
+    np.testing.assert_allclose(raw[0, 1:3], [0.0, 1.0], atol=1e-6)  # midnight
+    np.testing.assert_allclose(raw[1, 1:3], raw[0, 1:3], atol=1e-6)  # same time of day
+    np.testing.assert_allclose(raw[3, 1:3], [1.0, 0.0], atol=1e-6)  # 6 am: a quarter day
     out = encoder(tf.constant([0.0, 86400.0, np.nan])).numpy()
-    assert out.shape == (3, 8) and np.all(np.isfinite(out))
-    np.testing.assert_allclose(out[0, 1:3], out[1, 1:3], atol=1e-6)  # same time of day
-    with pytest.raises(ValueError, match="at least 6 for timestamp"):
-        tk.Tower(vocabs, features=["t"], output_dim=4)
+    assert out.shape == (3, 4) and np.all(np.isfinite(out))
+
+
+def test_numeric_encoding_is_a_bucket_embedding_plus_a_direction_starting_at_zero():
+    values = np.array([1.0, 2.0, 3.0, 4.0, 1000.0])
+    vocabs = tk.VocabularyBuilder(num_buckets=2).fit({"x": values}, features={"x": "numeric"})
+    encoder = tk.Tower(vocabs, features=["x"], output_dim=3).encoders["x"]
+    out = encoder(tf.constant([1.0, 2.0, 1000.0, np.nan])).numpy()
+    table = encoder.buckets.get_weights()[0]
+    # Untrained, the direction is zero: each value is its bucket's embedding (NaN: the last).
+    np.testing.assert_allclose(out, table[[0, 0, 1, 2]], atol=1e-7)
+    raw = encoder.raw(tf.constant([1.0, 1000.0, -1e9, np.nan])).numpy()[:, 0]
+    mean, std = values.mean(), vocabs["x"].std
+    np.testing.assert_allclose(raw, [(1.0 - mean) / std, (1000.0 - mean) / std, -5.0, 0.0],
+                               rtol=1e-5)
+    encoder.linear.set_weights([np.ones((1, 3), np.float32)])
+    moved = encoder(tf.constant([1.0])).numpy()
+    np.testing.assert_allclose(moved, table[[0]] + raw[0], rtol=1e-5)
 
 
 def test_unknown_text_tokens_encode_finitely():

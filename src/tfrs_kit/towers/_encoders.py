@@ -145,46 +145,56 @@ class TextEncoder(FeatureEncoder):
 
 
 class NumericEncoder(FeatureEncoder):
-    """A number per row: its standardised value beside an embedding of its quantile bucket.
+    """A number per row: an embedding of its quantile bucket plus a learned direction
+    scaled by its standardised value.
 
-    NaN is read as the mean (standardised 0) and falls into its own bucket.
+    The output lives in the embedding space, like an id's, so it can be added to
+    one (``Tower(combine="sum")``) without a projection. The direction starts at
+    zero: the value adds nothing until training finds it useful. The standardised
+    value is clipped to +-5, so a heavy tail cannot swamp the other features. NaN
+    is read as the mean (standardised 0) and falls into its own bucket.
     """
+
+    _CLIP = 5.0
 
     def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
         super().__init__(vocabulary, dim, **kwargs)
-        self.buckets = tf.keras.layers.Embedding(len(self.vocabulary.boundaries) + 2, self.dim - 1)
+        self.buckets = tf.keras.layers.Embedding(len(self.vocabulary.boundaries) + 2, self.dim)
+        self.linear = tf.keras.layers.Dense(self.dim, use_bias=False,
+                                            kernel_initializer="zeros")
+
+    def raw(self, values: Any) -> tf.Tensor:
+        """The ``[batch, 1]`` values the learned direction scales: standardised, clipped."""
+        x = tf.cast(_squeeze_batch(values), tf.float32)
+        standard = tf.clip_by_value((x - self.vocabulary.mean) / self.vocabulary.std,
+                                    -self._CLIP, self._CLIP)
+        return tf.where(tf.math.is_nan(x), tf.zeros_like(standard), standard)[:, None]
 
     def call(self, values: Any) -> tf.Tensor:
         x = tf.cast(_squeeze_batch(values), tf.float32)
-        missing = tf.math.is_nan(x)
-        standard = (x - self.vocabulary.mean) / self.vocabulary.std
-        standard = tf.where(missing, tf.zeros_like(standard), standard)
         bucket = tf.raw_ops.Bucketize(input=x, boundaries=list(self.vocabulary.boundaries))
-        bucket = tf.where(missing, len(self.vocabulary.boundaries) + 1, bucket)
-        return tf.concat([standard[:, None], self.buckets(bucket)], axis=1)
+        bucket = tf.where(tf.math.is_nan(x), len(self.vocabulary.boundaries) + 1, bucket)
+        return self.buckets(bucket) + self.linear(self.raw(values))
 
 
 class TimestampEncoder(NumericEncoder):
-    """Seconds since the epoch: the numeric encoding plus time-of-day and day-of-week cycles.
+    """Seconds since the epoch: the numeric encoding, whose learned map also reads
+    time-of-day and day-of-week cycles.
 
     The cycles are ``sin``/``cos`` pairs (UTC), so 23:59 sits next to 00:00.
     """
 
-    def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
-        FeatureEncoder.__init__(self, vocabulary, dim, **kwargs)
-        self.buckets = tf.keras.layers.Embedding(len(self.vocabulary.boundaries) + 2,
-                                                 self.dim - 5)
-
-    def call(self, values: Any) -> tf.Tensor:
+    def raw(self, values: Any) -> tf.Tensor:
+        """``[batch, 5]``: the standardised time, then the day's and the week's sin and cos."""
         seconds = tf.cast(_squeeze_batch(values), tf.float64)
-        numeric = NumericEncoder.call(self, tf.cast(seconds, tf.float32))
+        standard = NumericEncoder.raw(self, tf.cast(seconds, tf.float32))
         seconds = tf.where(tf.math.is_nan(seconds), tf.zeros_like(seconds), seconds)
         day = 2.0 * np.pi * tf.math.floormod(seconds, 86400.0) / 86400.0
         # 1970-01-01 was a Thursday; the phase does not matter to a learned layer.
         week = 2.0 * np.pi * tf.math.floormod(seconds, 604800.0) / 604800.0
         cycles = tf.cast(tf.stack([tf.sin(day), tf.cos(day), tf.sin(week), tf.cos(week)], 1),
                          tf.float32)
-        return tf.concat([numeric[:, :1], cycles, numeric[:, 1:]], axis=1)
+        return tf.concat([standard, cycles], axis=1)
 
 
 _ENCODERS: dict[str, type[FeatureEncoder]] = {
@@ -194,18 +204,11 @@ _ENCODERS: dict[str, type[FeatureEncoder]] = {
     "numeric": NumericEncoder,
     "timestamp": TimestampEncoder,
 }
-_MIN_DIM = {"numeric": 2, "timestamp": 6}
 
 
 def make_encoder(vocabulary: Vocabulary, dim: int, *,
                  max_length: int | None = None) -> FeatureEncoder:
     """The built-in encoder for a vocabulary's kind."""
-    from tfrs_kit._errors import invalid_argument
-
-    minimum = _MIN_DIM.get(vocabulary.kind, 1)
-    if dim < minimum:
-        raise invalid_argument("embedding_dim", f"be at least {minimum} for "
-                               f"{vocabulary.kind} features", dim)
     name = f"{layer_name(vocabulary.name)}_encoder"
     if vocabulary.kind == "multi":
         return MultiValuedEncoder(vocabulary, dim, max_length=max_length, name=name)

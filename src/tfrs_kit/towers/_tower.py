@@ -32,7 +32,8 @@ class Tower(tf.keras.Model):
 
     Each feature gets the built-in encoder of its vocabulary's kind (an embedding
     for ids and categories, a mean of embeddings for lists and text, a
-    standardised value plus bucket embedding for numbers). Their outputs are
+    bucket embedding plus a learned direction scaled by the standardised value
+    for numbers). Their outputs are
     concatenated, passed through optional dense layers and projected to
     ``output_dim``; a tower of one feature and no hidden layers is a plain
     embedding table (no projection), which makes an id-only two-tower model
@@ -172,7 +173,8 @@ class Tower(tf.keras.Model):
         """Whether the tower outputs its features' embeddings as they are (no projection).
 
         So it is for one id, category, list or text feature (or, with
-        ``combine="sum"``, a sum of such), no hidden layers and
+        ``combine="sum"``, a sum of any built-in encodings: numbers too are
+        embedded at ``embedding_dim``), no hidden layers and
         ``embedding_dim == output_dim``, encoded by the built-in :meth:`encode`:
         only that one is known to output exactly the features' embeddings.
         """
@@ -180,8 +182,7 @@ class Tower(tf.keras.Model):
                 self.embedding_dim != self.output_dim):
             return False
         if self.combine == "sum":
-            return all(e.vocabulary.kind not in ("numeric", "timestamp")
-                       for e in self.encoders.values())
+            return True  # every built-in encoder outputs an embedding of embedding_dim
         if len(self.features) != 1:
             return False
         encoder = self.encoders.get(self.features[0])
