@@ -10,6 +10,8 @@ Modules, each importing only those listed before it:
 - ``_export``: the directory layout and metadata, written with an atomic swap;
 - ``_index``: :class:`Index` (recommend, similar items, refresh, save) and
   :class:`Recommendations`;
+- ``_cascade``: the cascade's serving module (retrieve, re-rank with a ranker) and its
+  build-time checks;
 - ``_builder``: :class:`IndexBuilder`: embeds candidates and assembles an index;
 - ``_load``: :func:`load_index`: reads and checks a directory, rebuilds the index.
 
