@@ -67,10 +67,13 @@ class Ranker(tfrs.Model):
     - ``"listwise"``: a softmax over each positive and its ``negatives``
       sampled negatives, which is what re-ranking a retrieved list needs.
 
-    :meth:`fit` builds the training set from the retrieval stage's own
-    candidates: every logged row is a positive, with negatives drawn from the
-    retriever's top ``retrieve_k`` for that user (hard: what the ranker will
-    actually be asked to sort) and at random from the catalogue, never one of
+    :meth:`fit_lists` trains on the retriever's own top-N lists (the way
+    that lifts retrieval on MovieLens, see ``benchmarks/ranking.py``) and
+    blends the ranker with retrieval's order; :meth:`fit` builds a training
+    set from the retrieval stage's own candidates instead: every logged row
+    is a positive, with negatives drawn from the retriever's top
+    ``retrieve_k`` for that user (hard: what the ranker will actually be
+    asked to sort) and at random from the catalogue, never one of
     the user's positives.
 
     Args:
@@ -103,7 +106,10 @@ class Ranker(tfrs.Model):
     Attributes:
         ranking_loss: The ``loss`` given (Keras's ``compile`` owns ``self.loss``).
         label_: The label column of the last ``fit`` (``None``: implicit).
-        group_size_: 1 + the negatives per positive in the last ``fit``.
+        group_size_: 1 + the negatives per positive in the last ``fit`` (the list
+            length after :meth:`fit_lists`).
+        blend_ndcg_: After :meth:`fit_lists`: the held-out ndcg@10 of each
+            ``(retrieval_weight, ranker_weight)`` blend tried.
 
     Example:
         >>> import tfrs_kit as tk
@@ -293,7 +299,7 @@ class Ranker(tfrs.Model):
             candidates: ``[batch, n, d]`` the candidate tower's outputs.
             retrieval: ``[batch, n]`` the retriever's scores of the candidates.
             found: ``[batch, n]`` which slots hold a candidate.
-            similarity: ``[batch, n, len(recent)]`` (:func:`history_similarity`),
+            similarity: ``[batch, n, len(recent)]`` history similarities,
                 with ``history_feature``.
             training: Keras's training flag.
         """
@@ -527,7 +533,7 @@ class Ranker(tfrs.Model):
         cascade's blend ``z + w * ranker`` takes the ``w`` of ``ranker_weights``
         with the best ndcg@10 on them (the smallest on a tie; ``w = 0`` is
         retrieval alone), or ``ranker`` alone (weights ``(0, 1)``) if that is
-        better; :attr:`blend_ndcg_` holds every choice's ndcg.
+        better; ``blend_ndcg_`` holds every choice's ndcg.
 
         Args:
             queries: One row per user (its last is used) with ``user_id`` and
