@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -310,7 +312,6 @@ def _numpy_top(retriever, ranker, users, items, exclude, retrieve_k, k):
 @pytest.mark.parametrize("retrieval_score", [False, True])
 def test_cascade_index_reranks_the_retrieved_candidates_and_serves_without_tfrs_kit(
         data, vocabs, retriever, tmp_path, retrieval_score):
-    import json
     import os
     import subprocess
     import sys
@@ -667,6 +668,8 @@ def test_cascade_with_history_serves_the_numpy_blend(lists_setup, tmp_path):
         retriever, items, ranker=ranker, retrieve_k=8)
     assert index.recommend(users, k=4, exclude=exclude).ids.tolist() == expected
     index.save(tmp_path / "cascade")
+    metadata = json.loads((tmp_path / "cascade" / "tfrs_kit_index.json").read_text())
+    assert metadata["retrieve_k"] == 8 and metadata["k_max"] == 4
     reloaded = tk.load_index(tmp_path / "cascade")
     assert reloaded.recommend(users, k=4, exclude=exclude).ids.tolist() == expected
     recommender = ranker.cascade(retriever, retrieve_k=8).as_recommender(

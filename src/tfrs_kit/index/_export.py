@@ -193,6 +193,8 @@ def index_metadata(module: ServingModule, *, backend: str, backend_options: dict
             name: {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
             for name, spec in query_specs.items()
         },
+        # A cascade (index/_cascade.py): the candidates it retrieves, then re-ranks.
+        **({"retrieve_k": int(module.retrieve_k)} if hasattr(module, "retrieve_k") else {}),
     }
 
 
