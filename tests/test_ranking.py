@@ -210,10 +210,15 @@ def test_score_is_the_model_on_every_pair(data, vocabs):
 
 def test_config_round_trips(vocabs):
     ranker = tk.Ranker(*_towers(vocabs), loss="listwise", cross_layers=3, projection_dim=2,
-                       hidden_dims=[8, 4])
+                       hidden_dims=[8, 4], history_feature="history", recent=[2, 7])
     clone = tk.Ranker.from_config(ranker.get_config())
     assert clone.get_config() == ranker.get_config()
     assert clone.ranking_loss == "listwise" and len(clone.crosses) == 3
+    assert clone.history_feature == "history" and clone.recent == (2, 7)
+    with pytest.raises(TypeError, match=r"`history_feature` must be a query feature name"):
+        tk.Ranker(*_towers(vocabs), history_feature=["history"])
+    with pytest.raises(ValueError, match=r"`recent\[1\]` must be"):
+        tk.Ranker(*_towers(vocabs), recent=[1, 0])
 
 
 def _numpy_cascade(retriever, ranker, log, users, retrieve_k):
