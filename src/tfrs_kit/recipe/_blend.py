@@ -12,7 +12,7 @@ it serves from the same index as any two-tower model.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -22,13 +22,14 @@ import tensorflow as tf
 from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._vocabulary import Vocabulary
 from tfrs_kit.recipe._recommender import RecipeRecommender
-from tfrs_kit.recipe._training import Data, Trained
+from tfrs_kit.recipe._training import Data, Trained, validation_scores
 
 __all__ = ["WEIGHTS", "Blend", "JoinedTower", "blend_model", "choose_weight"]
 
 #: The factorisation's weights tried on the validation slice (0: the towers alone).
 WEIGHTS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 _SPREAD_USERS = 2_000  # users whose scores measure a model's spread
+_VALIDATION_USERS = 5_000  # the most validation users the weights are compared on
 
 
 @tf.keras.utils.register_keras_serializable("tfrs_kit")
@@ -123,23 +124,29 @@ def factorise(data: Data, trained: Trained, seed: int) -> Any:
         data.events(s), user_id=c.user_id, item_id=c.item_id)
 
 
-def choose_weight(data: Data, trained: Trained, validation: pd.DataFrame, *,
-                  score: Callable[[Any], dict[str, float]], metric: str, seed: int) -> Blend:
-    """The factorisation's weight (one of :data:`WEIGHTS`) that scores best on ``validation``.
+def choose_weight(data: Data, trained: Trained, validation: pd.DataFrame, *, metric: str,
+                  seed: int) -> Blend:
+    """The factorisation's weight (one of :data:`WEIGHTS`) that scores best on ``validation``
+    (at most 5,000 of its users, drawn at random: the weights are compared on the same
+    users, so fewer suffice than to score a trial).
 
     Args:
         data: The log ``trained`` learned from (the validation slice left out).
         trained: The chosen trial's model.
-        score: The validation metrics of a recommender.
     """
     model = _joined(data, trained, factorise(data, trained, seed))
     joined = _recommender(data, trained.settings, model)
     dims = (trained.model.candidate_tower.output_dim, trained.settings.embedding_dim)
-    spreads = _spreads(joined._queries, joined.item_embeddings, dims[0])
+    spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims[0])
+    users = validation[data.columns.user_id].unique()
+    if len(users) > _VALIDATION_USERS:
+        chosen = np.random.default_rng(seed).choice(users, _VALIDATION_USERS, replace=False)
+        validation = validation[validation[data.columns.user_id].isin(chosen)]
     scores = {}
     for weight in WEIGHTS:
         scale = np.repeat([1.0 / spreads[0], weight / spreads[1]], dims).astype(np.float32)
-        scores[weight] = score(joined.with_query_scale(scale))[metric]
+        scores[weight] = validation_scores(joined.with_query_scale(scale), data, validation,
+                                           metric)[metric]
     best = max(scores, key=lambda w: (scores[w], -w))  # a tie goes to the smaller weight
     return Blend(best, scores)
 

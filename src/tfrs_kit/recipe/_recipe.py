@@ -33,7 +33,7 @@ from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import RecipeReport, Trial
 from tfrs_kit.recipe._search import search
 from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings, base_settings
-from tfrs_kit.recipe._training import Data, Trained, train_final, validation_scores
+from tfrs_kit.recipe._training import Data, Trained, train_final
 
 __all__ = ["Recipe"]
 
@@ -200,13 +200,10 @@ class Recipe:
         if not self.blend or importlib.util.find_spec("implicit") is None:
             return None
         started = time.monotonic()
-        blend = choose_weight(
-            data, best, validation, metric=self.metric, seed=self.seed,
-            score=lambda recommender: validation_scores(recommender, data, validation,
-                                                        self.metric))
-        self._log(f"blend with iALS: weight {blend.weight:g} ({self.metric} "
-                  f"{blend.scores[blend.weight]:.4f}; towers alone {blend.scores[0.0]:.4f}; "
-                  f"{time.monotonic() - started:.1f} s)")
+        blend = choose_weight(data, best, validation, metric=self.metric, seed=self.seed)
+        scores = ", ".join(f"{w:g}: {s:.4f}" for w, s in blend.scores.items())
+        self._log(f"blend with iALS: weight {blend.weight:g} ({self.metric} by weight "
+                  f"{scores}; {time.monotonic() - started:.1f} s)")
         return blend
 
     @property

@@ -31,8 +31,8 @@ class RecipeRecommender:
     def __init__(self, model: Any, *, queries: pd.DataFrame, items: pd.DataFrame,
                  user_id: str, item_id: str) -> None:
         self._known = pd.Index(queries[user_id])
-        self._queries = model.query_tower.embed(queries, verbose=False)
-        self._average = self._queries.mean(axis=0)
+        self.query_embeddings = model.query_tower.embed(queries, verbose=False)
+        self._average = self.query_embeddings.mean(axis=0)
         self.item_ids = items[item_id].to_numpy()
         self.item_embeddings = model.candidate_tower.embed(items, verbose=False)
 
@@ -41,13 +41,13 @@ class RecipeRecommender:
         dimension), e.g. to weigh the parts of a joined embedding."""
         copy = object.__new__(RecipeRecommender)
         copy.__dict__.update(self.__dict__)
-        copy._queries = self._queries * scale
+        copy.query_embeddings = self.query_embeddings * scale
         copy._average = self._average * scale
         return copy
 
     def score(self, user_ids: Any) -> np.ndarray:
         """``[users, items]`` scores, rows in the order of ``user_ids``."""
         positions = self._known.get_indexer(np.asarray(user_ids))
-        queries = np.where((positions >= 0)[:, None], self._queries[positions],
+        queries = np.where((positions >= 0)[:, None], self.query_embeddings[positions],
                            self._average[None, :])
         return queries @ self.item_embeddings.T

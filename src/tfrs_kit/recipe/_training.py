@@ -104,12 +104,14 @@ def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowe
         vocabularies = vocabularies.alias(c.history, c.item_id, kind="multi")
         share = {c.history: c.item_id}
     size = settings.embedding_dim
-    # Item features join the id additively, in its space: a rare or cold item is
-    # carried by its content, and id-only matrix factorisation stays a special case.
+    # Features join the ids additively, in their space, with no projection: a rare or
+    # cold item is carried by its content, a user by their history (as in SVD++), and
+    # id-only matrix factorisation stays a special case. (A projection after the
+    # features cost a fifth of ndcg@10 on the suite's content log.)
     dropout = {c.item_id: settings.id_dropout} if settings.id_dropout else None
     return TwoTowerRetrieval(
         Tower(vocabularies, features=query, sequence_features=sequence, output_dim=size,
-              normalize=settings.normalize),
+              normalize=settings.normalize, combine="sum"),
         Tower(vocabularies, features=[c.item_id, *settings.item_features], combine="sum",
               feature_dropout=dropout, output_dim=size, normalize=settings.normalize),
         temperature=settings.temperature if settings.normalize else None,
