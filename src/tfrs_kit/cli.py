@@ -353,33 +353,22 @@ def _read_export(path: str) -> tuple[Path, dict[str, Any]]:
     return folder, metadata
 
 
-class _ExportedRecommender:
-    """The exported model as a Recommender: query and item embeddings from the export.
+def _exported_recommender(folder: Path, user_id: str) -> Any:
+    """The exported model as a Recommender, scored from the export's query and item
+    embeddings as ``Recipe.as_recommender`` scores (a user the log never saw: the average
+    known user)."""
+    import numpy as np
+    import pandas as pd
 
-    A user of the training log is scored from their query embedding; a user it
-    never saw as the average known user (as ``Recipe.as_recommender`` does).
-    """
+    from tfrs_kit.recipe._recommender import RecipeRecommender
 
-    display_name = "model"
-
-    def __init__(self, folder: Path, user_id: str) -> None:
-        import numpy as np
-        import pandas as pd
-
-        self._known = pd.Index(pd.read_parquet(folder / "queries.parquet",
-                                               columns=[user_id])[user_id])
-        self._queries = np.load(folder / "query_embeddings.npy")
-        self._average = self._queries.mean(axis=0)
-        self.item_ids = pd.read_parquet(folder / "items.parquet").iloc[:, 0].to_numpy()
-        self.item_embeddings = np.load(folder / "item_embeddings.npy")
-
-    def score(self, user_ids: Any) -> Any:
-        import numpy as np
-
-        positions = self._known.get_indexer(np.asarray(user_ids))
-        queries = np.where((positions >= 0)[:, None], self._queries[positions],
-                           self._average[None, :])
-        return queries @ self.item_embeddings.T
+    recommender = RecipeRecommender.from_embeddings(
+        pd.read_parquet(folder / "queries.parquet", columns=[user_id])[user_id],
+        np.load(folder / "query_embeddings.npy"),
+        pd.read_parquet(folder / "items.parquet").iloc[:, 0].to_numpy(),
+        np.load(folder / "item_embeddings.npy"))
+    recommender.display_name = "model"
+    return recommender
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
@@ -391,7 +380,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     user, item = metadata["user_id"], metadata["item_id"]
     settings = {user: "user_id", item: "item_id"}
     with _stage(args.quiet, "Reading the model and the events"):
-        model = _ExportedRecommender(folder, user)
+        model = _exported_recommender(folder, user)
         train = read_table(args.train or str(folder / "seen.parquet"), argument="--train",
                            columns=[user, item], settings=settings)
         test = read_table(args.test, argument="TEST_EVENTS", columns=[user, item],

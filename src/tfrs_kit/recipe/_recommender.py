@@ -30,20 +30,30 @@ class RecipeRecommender:
 
     def __init__(self, model: Any, *, queries: pd.DataFrame, items: pd.DataFrame,
                  user_id: str, item_id: str) -> None:
-        self._known = pd.Index(queries[user_id])
-        self.query_embeddings = model.query_tower.embed(queries, verbose=False)
+        self._set(queries[user_id], model.query_tower.embed(queries, verbose=False),
+                  items[item_id].to_numpy(), model.candidate_tower.embed(items, verbose=False))
+
+    @classmethod
+    def from_embeddings(cls, user_ids: Any, query_embeddings: np.ndarray, item_ids: Any,
+                        item_embeddings: np.ndarray) -> RecipeRecommender:
+        """The recommender of embeddings computed before (one row per user and per item)."""
+        recommender = cls.__new__(cls)
+        recommender._set(user_ids, query_embeddings, item_ids, item_embeddings)
+        return recommender
+
+    def _set(self, user_ids: Any, query_embeddings: np.ndarray, item_ids: Any,
+             item_embeddings: np.ndarray) -> None:
+        self._known = pd.Index(user_ids)
+        self.query_embeddings = np.asarray(query_embeddings)
         self._average = self.query_embeddings.mean(axis=0)
-        self.item_ids = items[item_id].to_numpy()
-        self.item_embeddings = model.candidate_tower.embed(items, verbose=False)
+        self.item_ids = np.asarray(item_ids)
+        self.item_embeddings = np.asarray(item_embeddings)
 
     def with_query_scale(self, scale: np.ndarray) -> RecipeRecommender:
         """A copy whose query embeddings are multiplied by ``scale`` (one factor per
         dimension), e.g. to weigh the parts of a joined embedding."""
-        copy = object.__new__(RecipeRecommender)
-        copy.__dict__.update(self.__dict__)
-        copy.query_embeddings = self.query_embeddings * scale
-        copy._average = self._average * scale
-        return copy
+        return self.from_embeddings(self._known, self.query_embeddings * scale, self.item_ids,
+                                    self.item_embeddings)
 
     def score(self, user_ids: Any) -> np.ndarray:
         """``[users, items]`` scores, rows in the order of ``user_ids``."""
