@@ -27,7 +27,7 @@ from tfrs_kit.recipe._training import Data, Trained, validation_scores
 __all__ = ["WEIGHTS", "Blend", "JoinedTower", "blend_model", "choose_weight"]
 
 #: The factorisation's weights tried on the validation slice (0: the towers alone).
-WEIGHTS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 _SPREAD_USERS = 2_000  # users whose scores measure a model's spread
 _VALIDATION_USERS = 5_000  # the most validation users the weights are compared on
 
