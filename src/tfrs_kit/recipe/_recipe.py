@@ -53,7 +53,9 @@ class Recipe:
     order-aware sequence encoder; embedding size; cosine scores and their
     temperature; learning rate; epochs; training on each user's first
     interaction with an item only (when the log repeats pairs); and which item
-    and user features to keep. :attr:`report` says what it chose and why.
+    and user features to keep. Last, it weighs an implicit-feedback ALS
+    factorisation's scores beside the chosen towers' (``blend``; weight 0 keeps
+    the towers alone). :attr:`report` says what it chose and why.
 
     Args:
         user_id: The user id column.
