@@ -131,14 +131,19 @@ class RankingMonitor(tf.keras.callbacks.Callback):
 
     ``report(epoch, score)`` may raise to end the run (a pruned Optuna trial).
     With ``initial``, the weights before the first epoch are scored too (best
-    epoch 0).
+    epoch 0). Another epoch starts only if it ends before ``deadline`` with time
+    left for a final training of this setting one epoch longer (``final_share``
+    times as many rows as this run) or, if longer, the ``reserved`` seconds the
+    budget already keeps for another setting's.
     """
 
     def __init__(self, score: Callable[[], dict[str, float]], metric: str, patience: int,
                  deadline: float, report: Callable[[int, float], None] | None = None, *,
-                 initial: bool = False) -> None:
+                 initial: bool = False, final_share: float = 0.0,
+                 reserved: float = 0.0) -> None:
         super().__init__()
         self.initial = initial
+        self.final_share, self.reserved = final_share, reserved
         self._score, self.metric, self.patience = score, metric, patience
         self.deadline, self._report = deadline, report
         self.best: dict[str, float] = {}
@@ -154,12 +159,17 @@ class RankingMonitor(tf.keras.callbacks.Callback):
             self._keep_if_better(0)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        trained = time.monotonic()
         score = self._keep_if_better(epoch + 1)
         if self._report is not None:
             self._report(epoch, score)
         waited = epoch + 1 - self.best_epoch
         now = time.monotonic()
-        if waited >= self.patience or now + (now - self._epoch_start) > self.deadline:
+        seconds = now - self._epoch_start
+        # The final training scores nothing: only this epoch's training time counts.
+        training = trained - self._epoch_start
+        final = max(self.reserved, self.final_share * training * (epoch + 2))
+        if waited >= self.patience or now + seconds + final > self.deadline:
             self.model.stop_training = True  # no patience left, or no time for another epoch
 
     def _keep_if_better(self, epochs: int) -> float:
@@ -176,8 +186,12 @@ class RankingMonitor(tf.keras.callbacks.Callback):
 
 def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: str,
           patience: int, deadline: float, seed: int,
-          report: Callable[[int, float], None] | None = None) -> Trained:
-    """Trains until the validation ranking metric stops improving; keeps the best epoch."""
+          report: Callable[[int, float], None] | None = None, final_share: float = 0.0,
+          reserved: float = 0.0) -> Trained:
+    """Trains until the validation ranking metric stops improving; keeps the best epoch.
+
+    ``deadline``, ``final_share`` and ``reserved`` are as in :class:`RankingMonitor`.
+    """
     start = time.monotonic()
     rows, model = _compiled_model(data, settings, seed)
     c = data.columns
@@ -189,7 +203,8 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
         return validation_scores(recommender, data, validation, metric)
 
     monitor = RankingMonitor(score, metric, patience, deadline, report,
-                             initial=settings.warm_start)
+                             initial=settings.warm_start, final_share=final_share,
+                             reserved=reserved)
     history = model.fit(rows, epochs=settings.epochs, batch_size=settings.batch_size,
                         seed=seed, verbose=0, callbacks=[monitor])
     monitor.restore()
