@@ -17,7 +17,7 @@ __all__ = ["search"]
 
 _PATIENCE = 2  # epochs without a better validation score before a trial stops
 _SHORT_HISTORY = 5  # a median user with this many events or fewer: short histories
-_SPARSE_ITEMS = 10  # a median item with this many events or fewer: a sparse catalogue
+_SPARSE_ITEMS = 5  # a median item with this many events or fewer: a sparse catalogue
 
 
 def _optuna() -> Any:
@@ -77,8 +77,8 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
             raise optuna.TrialPruned() from stop
         trials.append(Trial(settings, "complete", trained.epochs, trained.scores,
                             trained.seconds))
-        budget.add(trained.seconds,
-                   final=trained.seconds * share * trained.epochs / max(trained.epochs_run, 1))
+        budget.add(trained.seconds, final=trained.training_seconds * share * trained.epochs
+                   / max(trained.epochs_run, 1))
         if "model" not in best or trained.scores[metric] > best["model"].scores[metric]:
             best["model"] = trained
         log(f"trial {len(trials)}: {settings.describe()} -> "

@@ -83,6 +83,7 @@ class Trained:
     scores: dict[str, float]
     seconds: float
     epochs_run: int = 0  # the epochs trained before the trial stopped
+    training_seconds: float = 0.0  # of ``seconds``, those not spent scoring the slice
 
 
 def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowerRetrieval:
@@ -133,21 +134,24 @@ class RankingMonitor(tf.keras.callbacks.Callback):
     With ``initial``, the weights before the first epoch are scored too (best
     epoch 0). Another epoch starts only if it ends before ``deadline`` with time
     left for a final training of this setting one epoch longer (``final_share``
-    times as many rows as this run) or, if longer, the ``reserved`` seconds the
-    budget already keeps for another setting's.
+    times as many rows as this run, its setup since ``started`` included) or, if
+    longer, the ``reserved`` seconds the budget already keeps for another setting's.
     """
 
     def __init__(self, score: Callable[[], dict[str, float]], metric: str, patience: int,
                  deadline: float, report: Callable[[int, float], None] | None = None, *,
                  initial: bool = False, final_share: float = 0.0,
-                 reserved: float = 0.0) -> None:
+                 reserved: float = 0.0, started: float | None = None) -> None:
         super().__init__()
         self.initial = initial
         self.final_share, self.reserved = final_share, reserved
+        self._started = started
+        self._setup = 0.0  # seconds from ``started`` to the first epoch
         self._score, self.metric, self.patience = score, metric, patience
         self.deadline, self._report = deadline, report
         self.best: dict[str, float] = {}
         self.best_epoch = 0
+        self.scoring_seconds = 0.0  # spent scoring the slice, which a final training skips
         self._best_weights: list[np.ndarray] | None = None
         self._epoch_start = time.monotonic()
 
@@ -155,6 +159,8 @@ class RankingMonitor(tf.keras.callbacks.Callback):
         self._epoch_start = time.monotonic()
 
     def on_train_begin(self, logs: Any = None) -> None:
+        if self._started is not None:
+            self._setup = time.monotonic() - self._started
         if self.initial:  # a warm-started model may be best as it is
             self._keep_if_better(0)
 
@@ -168,12 +174,15 @@ class RankingMonitor(tf.keras.callbacks.Callback):
         seconds = now - self._epoch_start
         # The final training scores nothing: only this epoch's training time counts.
         training = trained - self._epoch_start
-        final = max(self.reserved, self.final_share * training * (epoch + 2))
+        final = max(self.reserved,
+                    self.final_share * (self._setup + training * (epoch + 2)))
         if waited >= self.patience or now + seconds + final > self.deadline:
             self.model.stop_training = True  # no patience left, or no time for another epoch
 
     def _keep_if_better(self, epochs: int) -> float:
+        started = time.monotonic()
         scores = self._score()
+        self.scoring_seconds += time.monotonic() - started
         if not self.best or scores[self.metric] > self.best[self.metric]:
             self.best, self.best_epoch = scores, epochs
             self._best_weights = self.model.get_weights()
@@ -204,12 +213,14 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
 
     monitor = RankingMonitor(score, metric, patience, deadline, report,
                              initial=settings.warm_start, final_share=final_share,
-                             reserved=reserved)
+                             reserved=reserved, started=start)
     history = model.fit(rows, epochs=settings.epochs, batch_size=settings.batch_size,
                         seed=seed, verbose=0, callbacks=[monitor])
     monitor.restore()
-    return Trained(model, settings, monitor.best_epoch, monitor.best,
-                   time.monotonic() - start, epochs_run=len(history.epoch))
+    seconds = time.monotonic() - start
+    return Trained(model, settings, monitor.best_epoch, monitor.best, seconds,
+                   epochs_run=len(history.epoch),
+                   training_seconds=seconds - monitor.scoring_seconds)
 
 
 def validation_scores(recommender: Any, data: Data, validation: pd.DataFrame,
