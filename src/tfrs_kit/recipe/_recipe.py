@@ -291,7 +291,7 @@ class Recipe:
 
 
 _MIN_VALIDATION_USERS = 10
-_BLEND_SHARE = 0.15  # of the time budget, kept back from the search for the blend
+_BLEND_SHARE = 0.1  # of the time budget, kept back from the search for the blend
 
 
 def _names(argument: str, names: Any) -> tuple[str, ...]:

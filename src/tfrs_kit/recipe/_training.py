@@ -83,7 +83,6 @@ class Trained:
     scores: dict[str, float]
     seconds: float
     epochs_run: int = 0  # the epochs trained before the trial stopped
-    training_seconds: float = 0.0  # of ``seconds``, those not spent scoring the slice
 
 
 def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowerRetrieval:
@@ -132,26 +131,18 @@ class RankingMonitor(tf.keras.callbacks.Callback):
 
     ``report(epoch, score)`` may raise to end the run (a pruned Optuna trial).
     With ``initial``, the weights before the first epoch are scored too (best
-    epoch 0). Another epoch starts only if it ends before ``deadline`` with time
-    left for a final training of this setting one epoch longer (``final_share``
-    times as many rows as this run, its setup since ``started`` included) or, if
-    longer, the ``reserved`` seconds the budget already keeps for another setting's.
+    epoch 0).
     """
 
     def __init__(self, score: Callable[[], dict[str, float]], metric: str, patience: int,
                  deadline: float, report: Callable[[int, float], None] | None = None, *,
-                 initial: bool = False, final_share: float = 0.0,
-                 reserved: float = 0.0, started: float | None = None) -> None:
+                 initial: bool = False) -> None:
         super().__init__()
         self.initial = initial
-        self.final_share, self.reserved = final_share, reserved
-        self._started = started
-        self._setup = 0.0  # seconds from ``started`` to the first epoch
         self._score, self.metric, self.patience = score, metric, patience
         self.deadline, self._report = deadline, report
         self.best: dict[str, float] = {}
         self.best_epoch = 0
-        self.scoring_seconds = 0.0  # spent scoring the slice, which a final training skips
         self._best_weights: list[np.ndarray] | None = None
         self._epoch_start = time.monotonic()
 
@@ -159,30 +150,20 @@ class RankingMonitor(tf.keras.callbacks.Callback):
         self._epoch_start = time.monotonic()
 
     def on_train_begin(self, logs: Any = None) -> None:
-        if self._started is not None:
-            self._setup = time.monotonic() - self._started
         if self.initial:  # a warm-started model may be best as it is
             self._keep_if_better(0)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        trained = time.monotonic()
         score = self._keep_if_better(epoch + 1)
         if self._report is not None:
             self._report(epoch, score)
         waited = epoch + 1 - self.best_epoch
         now = time.monotonic()
-        seconds = now - self._epoch_start
-        # The final training scores nothing: only this epoch's training time counts.
-        training = trained - self._epoch_start
-        final = max(self.reserved,
-                    self.final_share * (self._setup + training * (epoch + 2)))
-        if waited >= self.patience or now + seconds + final > self.deadline:
+        if waited >= self.patience or now + (now - self._epoch_start) > self.deadline:
             self.model.stop_training = True  # no patience left, or no time for another epoch
 
     def _keep_if_better(self, epochs: int) -> float:
-        started = time.monotonic()
         scores = self._score()
-        self.scoring_seconds += time.monotonic() - started
         if not self.best or scores[self.metric] > self.best[self.metric]:
             self.best, self.best_epoch = scores, epochs
             self._best_weights = self.model.get_weights()
@@ -195,12 +176,8 @@ class RankingMonitor(tf.keras.callbacks.Callback):
 
 def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: str,
           patience: int, deadline: float, seed: int,
-          report: Callable[[int, float], None] | None = None, final_share: float = 0.0,
-          reserved: float = 0.0) -> Trained:
-    """Trains until the validation ranking metric stops improving; keeps the best epoch.
-
-    ``deadline``, ``final_share`` and ``reserved`` are as in :class:`RankingMonitor`.
-    """
+          report: Callable[[int, float], None] | None = None) -> Trained:
+    """Trains until the validation ranking metric stops improving; keeps the best epoch."""
     start = time.monotonic()
     rows, model = _compiled_model(data, settings, seed)
     c = data.columns
@@ -212,15 +189,12 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
         return validation_scores(recommender, data, validation, metric)
 
     monitor = RankingMonitor(score, metric, patience, deadline, report,
-                             initial=settings.warm_start, final_share=final_share,
-                             reserved=reserved, started=start)
+                             initial=settings.warm_start)
     history = model.fit(rows, epochs=settings.epochs, batch_size=settings.batch_size,
                         seed=seed, verbose=0, callbacks=[monitor])
     monitor.restore()
-    seconds = time.monotonic() - start
-    return Trained(model, settings, monitor.best_epoch, monitor.best, seconds,
-                   epochs_run=len(history.epoch),
-                   training_seconds=seconds - monitor.scoring_seconds)
+    return Trained(model, settings, monitor.best_epoch, monitor.best,
+                   time.monotonic() - start, epochs_run=len(history.epoch))
 
 
 def validation_scores(recommender: Any, data: Data, validation: pd.DataFrame,
