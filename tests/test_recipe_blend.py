@@ -64,6 +64,12 @@ def test_joined_towers_add_the_two_models_scores_at_their_weights():
     called = joined_query({"user_id": tf.constant(["a", "b", "new"])}).numpy()
     np.testing.assert_allclose(called, joined_query.embed(ids), rtol=1e-6)
     assert set(joined_query.input_signature()) == {"user_id"}
+    # The config round-trips (the factors are weights: a clone starts at zeros).
+    model = tk.TwoTowerRetrieval(joined_query, joined_candidate)
+    clone = tk.TwoTowerRetrieval.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert isinstance(clone.query_tower, JoinedTower) and clone.query_tower.scale == 2.0
+    assert not clone.query_tower.factors.numpy().any()
 
 
 def test_blend_weights_move_the_ranking_from_the_towers_to_the_factorisation():

@@ -8,12 +8,12 @@ Modules, in the order ``Recipe.fit`` runs them:
 - ``_training``: one model from one setting, stopped on a validation ranking metric;
 - ``_search``: the Optuna search within the time budget;
 - ``_blend``: the chosen towers beside an iALS factorisation, weighed on the slice;
-- ``_report``: :class:`RecipeReport`, what was chosen and why;
+- ``_report``: :class:`RecipeReport` and :class:`Blend`, what was chosen and why;
 - ``_recipe``: :class:`Recipe`.
 """
 
 from tfrs_kit.recipe._recipe import Recipe
-from tfrs_kit.recipe._report import RecipeReport, Trial
+from tfrs_kit.recipe._report import Blend, RecipeReport, Trial
 from tfrs_kit.recipe._settings import Settings
 
-__all__ = ["Recipe", "RecipeReport", "Settings", "Trial"]
+__all__ = ["Blend", "Recipe", "RecipeReport", "Settings", "Trial"]

@@ -11,7 +11,6 @@ it serves from the same index as any two-tower model.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ import tensorflow as tf
 from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._vocabulary import Vocabulary
 from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._report import Blend
 from tfrs_kit.recipe._training import Data, Trained, validation_scores
 
 __all__ = ["WEIGHTS", "Blend", "JoinedTower", "blend_model", "choose_weight"]
@@ -102,14 +102,6 @@ class JoinedTower(tf.keras.Model):
         vocabulary = Vocabulary.from_dict(settings.pop("vocabulary"))
         factors = np.zeros((vocabulary.size, settings.pop("dim")), np.float32)
         return cls(tower, vocabulary, factors, **settings)
-
-
-@dataclasses.dataclass(frozen=True)
-class Blend:
-    """The factorisation's weight beside the towers, and the validation metric per weight."""
-
-    weight: float
-    scores: dict[float, float]
 
 
 def factorise(data: Data, trained: Trained, seed: int) -> Any:

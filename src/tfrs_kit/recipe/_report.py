@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from tfrs_kit.recipe._settings import Settings
 
-if TYPE_CHECKING:
-    from tfrs_kit.recipe._blend import Blend
+__all__ = ["Blend", "RecipeReport", "Trial"]
 
-__all__ = ["RecipeReport", "Trial"]
+
+@dataclasses.dataclass(frozen=True)
+class Blend:
+    """The iALS factorisation's weight beside the towers (``0``: towers alone), and the
+    validation metric of each weight tried."""
+
+    weight: float
+    scores: Mapping[float, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +84,8 @@ class RecipeReport:
 
     @property
     def validation_score(self) -> float | None:
-        """The final model's validation score: its settings' best, or the blend's (None
-        without a validation slice)."""
+        """The validation score of the final model (its settings' best epoch, or the
+        chosen blend), ``None`` without a validation slice."""
         if self.blend is not None:
             return self.blend.scores[self.blend.weight]
         scores = [t.scores[self.metric] for t in self.trials
