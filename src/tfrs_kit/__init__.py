@@ -42,6 +42,9 @@ _LAZY = {
     "Recipe": ("tfrs_kit.recipe", "Recipe"),
     "recipe": ("tfrs_kit.recipe", None),
     "testing": ("tfrs_kit.testing", None),
+    # Needs the `beam` extra, so it stays out of __all__: `from tfrs_kit import *`
+    # must work without Apache Beam installed.
+    "beam": ("tfrs_kit.beam", None),
 }
 
 

@@ -233,6 +233,10 @@ class Vocabularies(Mapping[str, Vocabulary]):
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, as Beam moves it between workers (the read-only view is not).
+        return (Vocabularies, (tuple(self._items.values()),))
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}: {v.kind}[{len(v)}]" for n, v in self._items.items())
         return f"Vocabularies({inner})"
