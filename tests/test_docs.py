@@ -36,8 +36,10 @@ PUBLIC_MODULES = [
         "tfrs_kit.recipe",
         "tfrs_kit.baselines",
         "tfrs_kit.testing",
+        "tfrs_kit.beam",
     )
-    if importlib.util.find_spec(name) is not None
+    # tfrs_kit.beam needs the beam extra.
+    if name != "tfrs_kit.beam" or importlib.util.find_spec("apache_beam") is not None
 ]
 
 # Directives that give an object its own entry (reST ``.. name::`` or MyST ```{name}).

@@ -281,6 +281,41 @@ def test_monitor_can_keep_the_starting_weights():
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize(("final_share", "reserved", "scoring", "epochs"), [
+    (0.0, 0.0, 0.0, 10),   # 10 s epochs, deadline at 100 s: an 11th would end at 110 s
+    (1.25, 0.0, 0.0, 4),   # a 5th would end at 50 s, then a 5-epoch final (12.5 s each) at 112.5
+    (1.25, 0.0, 5.0, 6),   # half of each epoch scores, which the final does not: 6.25 s each
+    (0.0, 75.0, 0.0, 2),   # a 3rd would end at 30 s, and the 75 s kept for another final at 105
+])
+def test_a_trial_leaves_time_for_its_own_final_training(monkeypatch, final_share, reserved,
+                                                        scoring, epochs):
+    import types
+
+    from tfrs_kit.recipe import _training
+
+    clock = [0.0]
+    monkeypatch.setattr(_training, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    scores = iter(np.linspace(0.1, 0.9, 20))  # always improving: patience never stops it
+
+    def score():
+        clock[0] += scoring
+        return {"ndcg@10": next(scores)}
+
+    monitor = _training.RankingMonitor(score, "ndcg@10",
+                                       patience=2, deadline=100.0, final_share=final_share,
+                                       reserved=reserved)
+    monitor.set_model(model)
+    model.stop_training = False
+    trained = 0
+    while not model.stop_training:
+        monitor.on_epoch_begin(trained)
+        clock[0] += 10.0 - scoring
+        monitor.on_epoch_end(trained)
+        trained += 1
+    assert trained == epochs
+
+
 def test_candidate_order_follows_the_logs_shape():
     from tfrs_kit.recipe._settings import HISTORY_ENCODERS, candidate_settings
 

@@ -46,6 +46,8 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
     study, shape = _study(optuna, data, base=base, histories=histories, features=features,
                           seed=seed)
     budget = _Budget(deadline)
+    # The final model trains up to the best epoch on the whole log (the slice too).
+    share = (len(data.log) + len(validation)) / len(data.log)
     best: dict[str, Trained] = {}
     trials: list[Trial] = []
 
@@ -63,8 +65,8 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
         started = time.monotonic()
         try:
             trained = train(data, settings, validation=validation, metric=metric,
-                            patience=_PATIENCE, deadline=budget.trial_deadline(), seed=seed,
-                            report=report)
+                            patience=_PATIENCE, deadline=budget.deadline, seed=seed,
+                            report=report, final_share=share, reserved=budget.final)
         except (optuna.TrialPruned, FloatingPointError) as stop:
             # A diverged setting (a NaN loss) is left behind like a pruned one.
             state = "pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"
@@ -75,10 +77,7 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
             raise optuna.TrialPruned() from stop
         trials.append(Trial(settings, "complete", trained.epochs, trained.scores,
                             trained.seconds))
-        # The final model trains up to the best epoch on the whole log (the slice too).
-        share = (len(data.log) + len(validation)) / len(data.log)
-        budget.add(trained.seconds,
-                   final=trained.seconds * share * trained.epochs / max(trained.epochs_run, 1))
+        budget.add(trained.seconds, final=trained.final_seconds)
         if "model" not in best or trained.scores[metric] > best["model"].scores[metric]:
             best["model"] = trained
         log(f"trial {len(trials)}: {settings.describe()} -> "
@@ -121,22 +120,15 @@ class _Budget:
     """Time left for trials, keeping back what the final training will need."""
 
     def __init__(self, deadline: float | None) -> None:
-        self.deadline = deadline
+        self.deadline = float("inf") if deadline is None else deadline
         self._trial_seconds: list[float] = []
-        self._final = 0.0
+        self.final = 0.0  # seconds kept for the final training of the best setting so far
 
     def add(self, seconds: float, *, final: float | None = None) -> None:
         self._trial_seconds.append(seconds)
         if final is not None:  # the caller's estimate of the final training's seconds
-            self._final = max(self._final, final)
-
-    def trial_deadline(self) -> float:
-        if self.deadline is None:
-            return float("inf")
-        return self.deadline - self._final
+            self.final = max(self.final, final)
 
     def exhausted(self) -> bool:
-        if self.deadline is None:
-            return False
         typical = sorted(self._trial_seconds)[len(self._trial_seconds) // 2]
-        return time.monotonic() + typical / 2 + self._final > self.deadline
+        return time.monotonic() + typical / 2 + self.final > self.deadline

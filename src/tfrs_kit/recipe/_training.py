@@ -83,6 +83,7 @@ class Trained:
     scores: dict[str, float]
     seconds: float
     epochs_run: int = 0  # the epochs trained before the trial stopped
+    final_seconds: float = 0.0  # the estimated time of its final training on the whole log
 
 
 def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowerRetrieval:
@@ -131,14 +132,22 @@ class RankingMonitor(tf.keras.callbacks.Callback):
 
     ``report(epoch, score)`` may raise to end the run (a pruned Optuna trial).
     With ``initial``, the weights before the first epoch are scored too (best
-    epoch 0).
+    epoch 0). Another epoch starts only if it ends before ``deadline`` with time
+    left for the final training of this setting one epoch longer (:meth:`final`)
+    or, if longer, the ``reserved`` seconds already kept for another setting's
+    final training.
     """
 
     def __init__(self, score: Callable[[], dict[str, float]], metric: str, patience: int,
                  deadline: float, report: Callable[[int, float], None] | None = None, *,
-                 initial: bool = False) -> None:
+                 initial: bool = False, final_share: float = 0.0,
+                 reserved: float = 0.0) -> None:
         super().__init__()
         self.initial = initial
+        self.final_share, self.reserved = final_share, reserved
+        self._created = time.monotonic()
+        self._setup = 0.0  # from this callback's creation to the first epoch
+        self._training: list[float] = []  # each epoch's training time (scoring left out)
         self._score, self.metric, self.patience = score, metric, patience
         self.deadline, self._report = deadline, report
         self.best: dict[str, float] = {}
@@ -148,19 +157,32 @@ class RankingMonitor(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch_start = time.monotonic()
+        if not self._training:
+            self._setup = self._epoch_start - self._created
 
     def on_train_begin(self, logs: Any = None) -> None:
         if self.initial:  # a warm-started model may be best as it is
             self._keep_if_better(0)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self._training.append(time.monotonic() - self._epoch_start)
         score = self._keep_if_better(epoch + 1)
         if self._report is not None:
             self._report(epoch, score)
         waited = epoch + 1 - self.best_epoch
         now = time.monotonic()
-        if waited >= self.patience or now + (now - self._epoch_start) > self.deadline:
+        final = max(self.reserved, self.final(epoch + 2))
+        if waited >= self.patience or now + (now - self._epoch_start) + final > self.deadline:
             self.model.stop_training = True  # no patience left, or no time for another epoch
+
+    def final(self, epochs: int) -> float:
+        """Seconds to train this setting from scratch for ``epochs`` on ``final_share``
+        times as many rows: its setup and its mean epoch so far (the first epoch's
+        tracing included, as the final's first epoch traces too), scoring left out."""
+        if not self._training:
+            return 0.0
+        mean = sum(self._training) / len(self._training)
+        return self.final_share * (self._setup + mean * epochs)
 
     def _keep_if_better(self, epochs: int) -> float:
         scores = self._score()
@@ -176,8 +198,12 @@ class RankingMonitor(tf.keras.callbacks.Callback):
 
 def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: str,
           patience: int, deadline: float, seed: int,
-          report: Callable[[int, float], None] | None = None) -> Trained:
-    """Trains until the validation ranking metric stops improving; keeps the best epoch."""
+          report: Callable[[int, float], None] | None = None, final_share: float = 0.0,
+          reserved: float = 0.0) -> Trained:
+    """Trains until the validation ranking metric stops improving; keeps the best epoch.
+
+    ``deadline``, ``final_share`` and ``reserved`` are as in :class:`RankingMonitor`.
+    """
     start = time.monotonic()
     rows, model = _compiled_model(data, settings, seed)
     c = data.columns
@@ -189,12 +215,14 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
         return validation_scores(recommender, data, validation, metric)
 
     monitor = RankingMonitor(score, metric, patience, deadline, report,
-                             initial=settings.warm_start)
+                             initial=settings.warm_start, final_share=final_share,
+                             reserved=reserved)
     history = model.fit(rows, epochs=settings.epochs, batch_size=settings.batch_size,
                         seed=seed, verbose=0, callbacks=[monitor])
     monitor.restore()
     return Trained(model, settings, monitor.best_epoch, monitor.best,
-                   time.monotonic() - start, epochs_run=len(history.epoch))
+                   time.monotonic() - start, epochs_run=len(history.epoch),
+                   final_seconds=monitor.final(monitor.best_epoch))
 
 
 def validation_scores(recommender: Any, data: Data, validation: pd.DataFrame,
