@@ -191,6 +191,7 @@ def test_a_ranker_without_crosses_trains(data, vocabs, loss):
                          learning_rate=0.05, verbose=False)
     losses = history.history["loss"]
     assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0]
+    assert set(history.history) == {"loss"}  # no regulariser: no 0 and no copy of the loss
     assert not ranker.crosses
     with pytest.raises(ValueError, match="`learning_rate` must be None when the ranker is "
                                          "already compiled"):

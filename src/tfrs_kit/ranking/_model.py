@@ -36,6 +36,7 @@ from tfrs_kit.ranking._sampling import (
     list_examples,
     sample_examples,
 )
+from tfrs_kit.retrieval._model import LossLogs
 from tfrs_kit.towers import Tower
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ _VALIDATION_K = 10  # fit_lists chooses the blend by ndcg at this cut-off
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrs_kit")
-class Ranker(tfrs.Model):
+class Ranker(LossLogs):
     """Scores (query, candidate) pairs: the second stage of retrieve-then-rank.
 
     The query tower and the candidate tower (the kit's :class:`~tfrs_kit.Tower`,
@@ -333,19 +334,6 @@ class Ranker(tfrs.Model):
             scores, labels = scores[:, None], labels[:, None]
         return self.task(labels=labels, predictions=scores, sample_weight=weights,
                          compute_metrics=False)
-
-    def train_step(self, inputs: Any) -> dict[str, Any]:
-        return self._loss_only(super().train_step(inputs))
-
-    def test_step(self, inputs: Any) -> dict[str, Any]:
-        return self._loss_only(super().test_step(inputs))
-
-    def _loss_only(self, logs: dict[str, Any]) -> dict[str, Any]:
-        """Drops ``regularization_loss`` and ``total_loss`` when there is no regulariser."""
-        if not self.losses:
-            logs.pop("regularization_loss", None)
-            logs.pop("total_loss", None)
-        return logs
 
     def fit(  # type: ignore[override]
         self,

@@ -43,7 +43,28 @@ _LEARNING_RATE = 0.05  # Adagrad's, when fit compiles the model
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrs_kit")
-class TwoTowerRetrieval(tfrs.Model):
+class LossLogs(tfrs.Model):
+    """A TFRS model whose ``fit`` lines show ``loss`` alone when nothing is regularised.
+
+    TFRS logs ``regularization_loss`` (0) and ``total_loss`` (the loss again) at
+    every step; the towers are built by the time a step returns, so
+    ``self.losses`` holds their regularisers, if any.
+    """
+
+    def train_step(self, inputs: Any) -> dict[str, Any]:
+        return self._loss_only(super().train_step(inputs))
+
+    def test_step(self, inputs: Any) -> dict[str, Any]:
+        return self._loss_only(super().test_step(inputs))
+
+    def _loss_only(self, logs: dict[str, Any]) -> dict[str, Any]:
+        if not self.losses:
+            logs.pop("regularization_loss", None)
+            logs.pop("total_loss", None)
+        return logs
+
+
+class TwoTowerRetrieval(LossLogs):
     """A query tower and a candidate tower trained with in-batch softmax retrieval.
 
     The loss is ``tfrs.tasks.Retrieval``'s: every other candidate in a batch is a
@@ -229,24 +250,6 @@ class TwoTowerRetrieval(tfrs.Model):
         if probability is not None:
             kwargs["candidate_sampling_probability"] = probability
         return self.task(query, candidate, compute_metrics=not training, **kwargs)
-
-    def train_step(self, inputs: Any) -> dict[str, Any]:
-        return self._without_zero_regularization(super().train_step(inputs))
-
-    def test_step(self, inputs: Any) -> dict[str, Any]:
-        return self._without_zero_regularization(super().test_step(inputs))
-
-    def _without_zero_regularization(self, logs: dict[str, Any]) -> dict[str, Any]:
-        """Drops ``regularization_loss`` and ``total_loss`` without regularisation.
-
-        They would be 0 and the loss again at every step, two more figures in
-        each line of ``fit``'s output; the towers are built by now, so
-        ``self.losses`` holds their regularisers, if any.
-        """
-        if not self.losses:
-            logs.pop("regularization_loss", None)
-            logs.pop("total_loss", None)
-        return logs
 
     def fit(  # type: ignore[override]
         self,
