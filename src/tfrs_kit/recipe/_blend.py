@@ -26,8 +26,9 @@ from tfrs_kit.recipe._training import Data, Trained, validation_scores
 
 __all__ = ["WEIGHTS", "Blend", "JoinedTower", "blend_model", "choose_weight"]
 
-#: The factorisation's weights tried on the validation slice (0: the towers alone).
-WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+#: The factorisation's weights tried on the validation slice (0: the towers alone; 5: the
+#: factorisation all but alone, for towers the budget left undertrained).
+WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 _SPREAD_USERS = 2_000  # users whose scores measure a model's spread
 _VALIDATION_USERS = 5_000  # the most validation users the weights are compared on
 
