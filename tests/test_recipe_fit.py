@@ -115,6 +115,13 @@ def test_a_budget_too_small_for_one_epoch_still_trains_one_model():
     assert len(recipe.report.trials) == 1
     assert recipe.report.trials[0].epochs == 1  # stopped after its first epoch
     assert recipe.model is not None
+    assert "the time budget ended training" in recipe.report.note
+    assert "(1 of 3 epochs)" in recipe.report.note and "note:" in str(recipe.report)
+
+
+def test_a_budget_that_lets_training_finish_adds_no_note():
+    recipe = tk.Recipe(time_budget=600, max_trials=1, max_epochs=2, verbose=False).fit(_log())
+    assert recipe.report.trials[0].epochs <= 2 and recipe.report.note == ""
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

@@ -181,7 +181,8 @@ class Recipe:
                 fit_data, validation, base=base, features=features, histories=self.histories,
                 metric=self.metric, max_trials=self.max_trials, seed=self.seed,
                 deadline=_deadline(start, self.time_budget, _BLEND_SHARE), log=self._log)
-            chosen, epochs, note = best.settings, best.epochs, ""
+            chosen, epochs = best.settings, best.epochs
+            note = _cut_short(best, self.metric) if self.time_budget is not None else ""
             blend = self._blend(fit_data, best, validation)
         self._log(f"final training: {chosen.describe()}, {epochs} epochs on all of train")
         trained = train_final(data, chosen, epochs=epochs, seed=self.seed)
@@ -306,6 +307,16 @@ def _history_name(taken: Sequence[str]) -> str:
     while name in taken:
         name = f"recipe_{name}"
     return name
+
+
+def _cut_short(best: Trained, metric: str) -> str:
+    """A note when the budget, not the validation metric, ended the chosen setting's
+    training: its last epoch was its best and it had epochs left."""
+    if best.epochs < best.epochs_run or best.epochs_run >= best.settings.epochs:
+        return ""
+    return (f"the time budget ended training while validation {metric} was still improving "
+            f"({best.epochs_run} of {best.settings.epochs} epochs): a larger time_budget "
+            "may find a better model")
 
 
 def _deadline(start: float, budget: float | None, keep: float = 0.0) -> float | None:
