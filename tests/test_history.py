@@ -1,6 +1,8 @@
 """HistoryBuilder's settings (its histories are tested in tests/test_recipe.py)."""
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfrs_kit as tk
 
@@ -21,3 +23,11 @@ def test_max_length_keeps_the_most_recent_items():
     assert [h.tolist() for h in builder.transform(log)["history"]] == [
         ["y", "z"], [], ["x"], ["x", "y"]]
     assert builder.for_users(log)["history"][0].tolist() == ["z", "w"]
+
+
+def test_histories_that_are_all_empty_keep_the_item_ids_type():
+    from tfrs_kit._tensors import to_tensors
+
+    log = {"user_id": np.arange(4), "item_id": np.arange(4) * 3, "timestamp": np.arange(4)}
+    history = to_tensors(tk.HistoryBuilder().transform(log), ["history"])["history"]
+    assert history.dtype == tf.int64 and history.row_lengths().numpy().tolist() == [0] * 4

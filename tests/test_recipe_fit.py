@@ -119,6 +119,30 @@ def test_a_budget_too_small_for_one_epoch_still_trains_one_model():
     assert "(1 of 3 epochs)" in recipe.report.note and "note:" in str(recipe.report)
 
 
+def test_a_log_of_users_seen_once_trains_without_a_history():
+    # Every history is empty: it used to reach the model as strings beside integer ids.
+    log = pd.DataFrame({"user_id": np.arange(60), "item_id": np.arange(60) % 7,
+                        "timestamp": np.arange(60)})
+    recipe = tk.Recipe(time_budget=None, max_epochs=1, verbose=False).fit(log)
+    assert recipe.report.chosen.history == "none" and "no validation slice" in recipe.report.note
+    scores = recipe.as_recommender().score(np.array([0, 1]))
+    assert scores.shape == (2, 7) and np.isfinite(scores).all()
+
+
+def test_whole_float_ids_are_integer_ids_and_fractions_are_refused():
+    log = _log()
+    codes = {name: pd.factorize(log[name])[0] for name in ("user_id", "item_id")}
+    as_float = log.assign(**{k: v.astype(float) for k, v in codes.items()})
+    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, blend=False,
+                       verbose=False).fit(as_float)
+    assert recipe.model.query_tower.vocabularies["user_id"].dtype == "int64"
+    assert recipe.candidates()["item_id"].dtype.kind == "i"
+    fractional = as_float.assign(user_id=as_float["user_id"] + 0.5)
+    with pytest.raises(ValueError, match=r"`train\['user_id'\]` must hold integer or string "
+                                         r"ids\. Received: .*0\.5.*astype\(str\)"):
+        tk.Recipe(time_budget=None, verbose=False).fit(fractional)
+
+
 def test_a_budget_that_lets_training_finish_adds_no_note():
     recipe = tk.Recipe(time_budget=600, max_trials=1, max_epochs=2, verbose=False).fit(_log())
     assert recipe.report.trials[0].epochs <= 2 and recipe.report.note == ""

@@ -122,7 +122,11 @@ def _column_tensor(name: str, column: np.ndarray) -> tf.Tensor | tf.RaggedTensor
     if is_multivalued(column):
         lengths = np.fromiter((len(v) for v in column), dtype=np.int64, count=len(column))
         non_empty = [np.asarray(v) for v in column if len(v)]
-        values = np.concatenate(non_empty) if non_empty else np.array([], dtype=object)
+        # Every list empty (a history before each user's first event): the rows' own
+        # dtype if they are arrays, so integer ids stay integers.
+        values = (np.concatenate(non_empty) if non_empty else
+                  np.array([], dtype=column[0].dtype if isinstance(column[0], np.ndarray)
+                           and column[0].dtype.kind in "iuOUS" else object))
         if values.dtype.kind in "iu":
             values = values.astype(np.int64)
         elif values.dtype.kind in "OUS":

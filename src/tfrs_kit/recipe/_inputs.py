@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tfrs_kit._data import TableLike, is_multivalued, to_table
@@ -46,7 +47,27 @@ def to_frame(data: TableLike, argument: str, required: Mapping[str, str]) -> pd.
     for setting, column in required.items():
         if column not in table:
             raise missing_column(argument, column, table, setting=setting)
-    return pd.DataFrame(table)
+    frame = pd.DataFrame(table)
+    for setting in ("user_id", "item_id"):
+        if setting in required:
+            column = required[setting]
+            frame[column] = _whole_ids(frame[column], f"{argument}[{column!r}]")
+    return frame
+
+
+def _whole_ids(ids: pd.Series, argument: str) -> pd.Series:
+    """Float ids of whole numbers (a column pandas made float) as integers, as the same
+    ids read from another table would be; a fraction is an error (missing ids are
+    left to the checks that name them)."""
+    values = ids.to_numpy()
+    if ids.dtype.kind != "f" or np.isnan(values).any():
+        return ids
+    fractional = values[~np.isfinite(values) | (values != np.round(values))]
+    if len(fractional):
+        raise invalid_argument(
+            argument, "hold integer or string ids", f"floats such as {float(fractional[0])}",
+            hint=f"Convert the column first: {argument} = {argument}.astype(str).")
+    return ids.astype(np.int64)
 
 
 def attribute_table(log: pd.DataFrame, key: str, features: Sequence[str],

@@ -167,7 +167,10 @@ class Recipe:
             data.log, self.columns, self.validation_fraction, min_users=_MIN_VALIDATION_USERS)
         features = (tuple(f for f in self.item_features if f not in dropped),
                     tuple(f for f in self.user_features if f not in dropped))
-        base = base_settings(len(fit_log), histories=self.histories, item_features=features[0],
+        # Without a user seen twice, every history is empty: nothing to learn from.
+        histories = (self.histories if data.log[self.columns.user_id].duplicated().any()
+                     else ("none",))
+        base = base_settings(len(fit_log), histories=histories, item_features=features[0],
                              user_features=features[1], max_epochs=self.max_epochs)
         blend = None
         if validation is None:
@@ -178,7 +181,7 @@ class Recipe:
         else:
             fit_data = dataclasses.replace(data, log=fit_log)
             trials, best = search(
-                fit_data, validation, base=base, features=features, histories=self.histories,
+                fit_data, validation, base=base, features=features, histories=histories,
                 metric=self.metric, max_trials=self.max_trials, seed=self.seed,
                 deadline=_deadline(start, self.time_budget, _BLEND_SHARE), log=self._log)
             chosen, epochs = best.settings, best.epochs
