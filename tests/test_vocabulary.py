@@ -176,3 +176,11 @@ def test_bad_verbose(verbose, error):
     for method in (builder.fit, builder.count):
         with pytest.raises(error, match=r"`verbose` must be 'auto', True or False\. Received: "):
             method({"u": ["a", "b"]}, verbose=verbose)
+
+
+def test_a_float_vector_column_is_pointed_to_a_custom_tower():
+    with pytest.raises(ValueError, match=r"`data\['vec'\]` must hold strings or integers for a "
+                                         r"vocabulary\. Received: .*vectors of dtype float32.*"
+                                         r"custom tower"):
+        tk.VocabularyBuilder().fit({"user_id": ["a", "b"],
+                                    "vec": list(np.ones((2, 3), np.float32))}, features=["vec"])

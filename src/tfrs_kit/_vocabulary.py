@@ -656,9 +656,13 @@ def _token_dtype(name: str, values: np.ndarray, kind: str) -> str:
         return "string"
     if values.dtype.kind in "iub":
         return "int64"
+    vectors = values.ndim > 1 or kind == "multi"
     raise invalid_argument(
-        f"data[{name!r}]", "hold strings or integers for a vocabulary", f"dtype {values.dtype}",
-        hint="Declare floats as 'numeric'.",
+        f"data[{name!r}]", "hold strings or integers for a vocabulary",
+        f"{'vectors of ' if vectors else ''}dtype {values.dtype}",
+        hint="A vector of floats per row (an embedding) has no vocabulary: leave it out of "
+             "the features and read it with a custom tower (docs: Custom towers)."
+        if vectors else "Declare floats as 'numeric'.",
     )
 
 
