@@ -108,6 +108,9 @@ def test_a_log_too_small_to_validate_trains_the_defaults_and_says_so():
     # 3 rows: the smallest batch (32), one step an epoch, so the 30-epoch cap of ~600 steps.
     assert (chosen.history, chosen.batch_size, chosen.epochs) == ("mean", 32, 30)
     assert recipe.report.epochs == 30  # no trial to stop it earlier
+    # A budget still holds without a trial: it stops the epochs (after the first).
+    quick = tk.Recipe(time_budget=1e-3, verbose=False).fit(log)
+    assert quick.report.epochs == 1 and quick.model is not None
 
 
 def test_a_budget_too_small_for_one_epoch_still_trains_one_model():

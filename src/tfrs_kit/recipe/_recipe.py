@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -188,7 +189,11 @@ class Recipe:
             note = _cut_short(best, self.metric) if self.time_budget is not None else ""
             blend = self._blend(fit_data, best, validation)
         self._log(f"final training: {chosen.describe()}, {epochs} epochs on all of train")
-        trained = train_final(data, chosen, epochs=epochs, seed=self.seed)
+        # Without a validated epoch count the budget stops the default settings' epochs.
+        no_validation = validation is None and self.time_budget is not None
+        trained = train_final(data, chosen, epochs=epochs, seed=self.seed,
+                              deadline=start + self.time_budget if no_validation else math.inf)
+        epochs = trained.epochs
         if blend is not None and blend.weight:
             trained = dataclasses.replace(trained, model=blend_model(
                 data, trained, weight=blend.weight, seed=self.seed))

@@ -237,19 +237,41 @@ def validation_scores(recommender: Any, data: Data, validation: pd.DataFrame,
     return dict(result[result.models[0]])
 
 
-def train_final(data: Data, settings: Settings, *, epochs: int, seed: int) -> Trained:
+def train_final(data: Data, settings: Settings, *, epochs: int, seed: int,
+                deadline: float = float("inf")) -> Trained:
     """Trains ``settings`` on all of ``data``: its schedule, stopped after ``epochs``.
 
     ``epochs`` is the validated trial's best epoch: with the same schedule
     (planned over ``settings.epochs``), the final model stops where the trial
-    did best (a warm start at zero epochs is its factorisation).
+    did best (a warm start at zero epochs is its factorisation). Without a
+    validated epoch, ``deadline`` ends it sooner: no epoch starts that would end
+    after it (by the last epoch's time), but the first always runs.
     """
     start = time.monotonic()
     rows, model = _compiled_model(data, settings, seed)
     epochs = epochs if settings.warm_start else max(epochs, 1)
     if epochs:
-        model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
+        history = model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed,
+                            verbose=0, callbacks=[_Deadline(deadline)])
+        epochs = len(history.epoch)
     return Trained(model, settings, epochs, {}, time.monotonic() - start, epochs_run=epochs)
+
+
+class _Deadline(tf.keras.callbacks.Callback):
+    """Stops training when another epoch as long as the last would end after ``deadline``."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self._started = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        now = time.monotonic()
+        if now + (now - self._started) > self.deadline:
+            self.model.stop_training = True
 
 
 def _compiled_model(data: Data, settings: Settings,
