@@ -133,6 +133,76 @@ def test_csv_chunks_cross_arrow_blocks(tmp_path):
     assert np.concatenate([c["user_id"] for c in chunks]).tolist() == frame.user_id.tolist()
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "tfrecord"])
+def test_streamed_chunks_hold_the_dataframes_rows(fmt, tmp_path):
+    """iter_arrow (Parquet, CSV) and iter_records (TFRecord): the rows of the DataFrame,
+    chunk by chunk, of one type per kind (Arrow chunks of all shards concatenate)."""
+    import pyarrow as pa
+
+    frame = _log(25)
+    if fmt == "csv":
+        frame = frame.drop(columns="genres")
+    if fmt == "tfrecord":
+        frame = frame[frame.genres.map(len) > 0]
+    pattern = _write(frame, tmp_path / fmt, fmt, shards=2)
+    paths = _files.resolve(pattern)
+    kinds = _files.schema(paths)
+    if fmt == "tfrecord":
+        chunks = [c for p in paths for c in _files.iter_records(p, kinds, rows_per_chunk=5)]
+        columns = {name: [v for c in chunks for v in _decoded(_values(c[name]))]
+                   for name in kinds}
+        sizes = [int(c["item_id"].shape[0]) for c in chunks]
+    else:
+        chunks = [c for p in paths for c in _files.iter_arrow(p, kinds, rows_per_chunk=5)]
+        table = pa.concat_tables(chunks)
+        columns = {name: table.column(name).to_pylist() for name in kinds}
+        sizes = [c.num_rows for c in chunks]
+    shards = np.diff(np.linspace(0, len(frame), 3).astype(int))  # as _write cuts them
+    assert sizes == [min(5, n - start) for n in shards for start in range(0, n, 5)]
+    for name in frame:
+        want = [list(v) for v in frame[name]] if name == "genres" else frame[name].tolist()
+        if name == "rating":
+            np.testing.assert_allclose(columns[name], want, rtol=1e-6)
+        else:
+            assert columns[name] == want, name
+
+
+def _values(tensor):
+    return tensor.to_list() if isinstance(tensor, tf.RaggedTensor) else tensor.numpy().tolist()
+
+
+def _decoded(values):
+    if isinstance(values, list):
+        return [_decoded(v) for v in values]
+    return values.decode() if isinstance(values, bytes) else values
+
+
+def test_arrow_chunks_have_one_type_per_kind_whatever_the_shard_stored(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "u": pa.array(["a", "b"]).dictionary_encode(),
+        "r": pa.array([1, 2], pa.int32()),
+        "tags": pa.array([["x"], None], pa.list_(pa.string())),
+    }), tmp_path / "a.parquet")
+    pq.write_table(pa.table({
+        "u": pa.array([b"c"], pa.binary()),
+        "r": pa.array([2.5]),
+        "tags": pa.array([["y", "z"]], pa.large_list(pa.large_string())),
+    }), tmp_path / "b.parquet")
+    paths = _files.resolve(tmp_path)
+    kinds = _files.schema(paths)
+    assert kinds == {"u": "string", "r": "float", "tags": "list<string>"}
+    table = pa.concat_tables([c for p in paths for c in _files.iter_arrow(p, kinds)])
+    assert table.schema.types == [pa.string(), pa.float64(), pa.list_(pa.string())]
+    assert table.to_pydict() == {"u": ["a", "b", "c"], "r": [1.0, 2.0, 2.5],
+                                 "tags": [["x"], [], ["y", "z"]]}  # a missing list: empty
+    with pytest.raises(ValueError, match=r"`data\['t'\]` must hold strings, numbers or lists "
+                       r"of them to be streamed\. Received: timestamp values"):
+        next(_files.iter_arrow(paths[0], {"t": "timestamp"}))
+
+
 def test_resolve_sorts_expands_and_lists_a_directory(tmp_path):
     for name in ["b.parquet", "a.parquet", "_SUCCESS", ".a.parquet.crc", "sub/c.parquet"]:
         path = tmp_path / name

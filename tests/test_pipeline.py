@@ -392,3 +392,234 @@ def test_two_workers_streaming_their_own_shards_train_like_one_worker(tmp_path):
                 np.testing.assert_allclose(worker["loss"], one["loss"], rtol=1e-4)
                 np.testing.assert_allclose(worker["query"], one["query"], atol=1e-4)
                 np.testing.assert_allclose(worker["candidate"], one["candidate"], atol=1e-4)
+
+
+def _reference_batches(shards, *, rng, batch_size, window, rows_per_chunk):
+    """The documented order, in plain Python lists: the shards (in a new order when
+    shuffling) read four at a time, one chunk of each open shard per round (a shard that
+    has none left is dropped in that round and replaced in the next), each round's rows
+    taken one of each chunk in turn; then windows of at least ``window`` rows (``batch_size``
+    unshuffled) shuffled and cut into batches, the rest carried into the next window."""
+    files = list(shards) if rng is None else [shards[i] for i in rng.permutation(len(shards))]
+    queue = [[list(f[i:i + rows_per_chunk]) for i in range(0, len(f), rows_per_chunk)]
+             for f in files]
+    readers, pending, batches = [], [], []
+
+    def cut(rows, final):
+        if rng is not None:
+            rows = [rows[i] for i in rng.permutation(len(rows))]
+        full = len(rows) if final else len(rows) // batch_size * batch_size
+        batches.extend(rows[s:s + batch_size] for s in range(0, full, batch_size))
+        return rows[full:]
+
+    while queue or readers:
+        while queue and len(readers) < 4:
+            readers.append(queue.pop(0))
+        chunks = []
+        for reader in list(readers):
+            if reader:
+                chunks.append(reader.pop(0))
+            else:
+                readers.remove(reader)
+        pending += [c[i] for i in range(max(map(len, chunks), default=0))
+                    for c in chunks if i < len(c)]
+        if chunks and len(pending) >= (window if rng is not None else batch_size):
+            pending = cut(pending, final=False)
+    if pending:
+        cut(pending, final=True)
+    return batches
+
+
+def _row_shards(folder, sizes, fmt="parquet"):
+    """Shards of consecutive row numbers, of these sizes; their paths and their rows."""
+    folder.mkdir()
+    bounds = np.cumsum([0, *sizes])
+    shards = [list(range(bounds[i], bounds[i + 1])) for i in range(len(sizes))]
+    for i, rows in enumerate(shards):
+        _write_rows({"row": np.array(rows, np.int64)}, folder / f"part-{i}.{fmt}")
+    return [str(folder / f"part-{i}.{fmt}") for i in range(len(sizes))], shards
+
+
+def _write_rows(columns, path):
+    """A table as one Parquet, CSV or TFRecord file (lists as lists, types as given)."""
+    import pandas as pd
+
+    if path.suffix != ".tfrecord":
+        frame = pd.DataFrame({n: list(c) if c.dtype == object else c for n, c in columns.items()})
+        if path.suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        return
+    kinds = {name: _feature_kind(column) for name, column in columns.items()}
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for row in range(len(next(iter(columns.values())))):
+            features = {name: _feature(columns[name][row], kind) for name, kind in kinds.items()}
+            writer.write(tf.train.Example(features=tf.train.Features(
+                feature=features)).SerializeToString())
+
+
+def _feature_kind(column):
+    flat = [v for row in column for v in (row if isinstance(row, (list, np.ndarray)) else [row])]
+    first = flat[0] if flat else ""
+    return "bytes" if isinstance(first, str) else (
+        "float" if isinstance(first, (float, np.floating)) else "int")
+
+
+def _feature(value, kind):
+    values = list(value) if isinstance(value, (list, np.ndarray)) else [value]
+    if kind == "bytes":
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in values]))
+    if kind == "float":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_streamed_batches_follow_the_documented_order(tmp_path, shuffle):
+    pytest.importorskip("pyarrow")
+    from tfrs_kit.retrieval._pipeline import file_dataset
+
+    # Five shards of uneven sizes: shards end in different rounds and a fifth one enters.
+    paths, shards = _row_shards(tmp_path / "log", [23, 7, 31, 12, 18])
+    dataset, _ = file_dataset(paths, ["row"], batch_size=8, shuffle=shuffle, seed=4,
+                              shuffle_buffer=20, rows_per_chunk=5)
+    for epoch in range(2):
+        got = [b["row"].numpy().tolist() for b in dataset]
+        rng = np.random.default_rng([4, epoch]) if shuffle else None
+        assert got == _reference_batches(shards, rng=rng, batch_size=8, window=20,
+                                         rows_per_chunk=5)
+
+
+def _mixed_table(n, seed=0):
+    """Every kind a stream carries: ids (non-ASCII, empty), ints, floats, lists (empty too)."""
+    rng = np.random.default_rng(seed)
+    words = np.array(["a", "bé", "", "a longer tag", "ü-ñ"], dtype=object)
+    return {
+        "row": np.arange(n, dtype=np.int64),
+        "user": np.array([f"u{u}é" for u in rng.integers(0, 9, n)], dtype=object),
+        "score": rng.normal(size=n),
+        "tags": _lists([list(rng.choice(words, rng.integers(0, 4))) for _ in range(n)]),
+        "codes": _lists([list(rng.integers(0, 99, rng.integers(0, 3))) for _ in range(n)]),
+    }
+
+
+def _lists(rows):
+    column = np.empty(len(rows), dtype=object)
+    column[:] = [np.array(r, dtype=object if r and isinstance(r[0], str) else None)
+                 if r else np.array([], dtype=object) for r in rows]
+    return column
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "tfrecord"])
+def test_streamed_batches_hold_the_rows_of_every_format(tmp_path, fmt):
+    """Each batch row equals the table's row, whatever the format; the reference is the
+    table the shards were written from."""
+    pytest.importorskip("pyarrow")
+    from tfrs_kit.retrieval._pipeline import file_dataset
+
+    table = _mixed_table(90)
+    if fmt == "csv":  # no lists in CSV, and an empty field is a missing value
+        table = {n: table[n] for n in ("row", "user", "score")}
+    (tmp_path / "log").mkdir()
+    bounds = [0, 20, 55, 90]
+    paths = [tmp_path / "log" / f"part-{i}.{fmt}" for i in range(3)]
+    for i, path in enumerate(paths):
+        _write_rows({n: c[bounds[i]:bounds[i + 1]] for n, c in table.items()}, path)
+    dataset, _ = file_dataset([str(p) for p in paths], list(table), batch_size=16,
+                              shuffle=True, seed=1, shuffle_buffer=30, rows_per_chunk=7)
+    seen = []
+    for batch in dataset:
+        assert batch["row"].dtype == tf.int64 and batch["score"].dtype == tf.float32
+        for i, row in enumerate(batch["row"].numpy()):
+            seen.append(row)
+            assert batch["user"][i].numpy().decode() == table["user"][row]
+            assert batch["score"][i].numpy() == np.float32(table["score"][row])
+            if "tags" in table:
+                assert [t.decode() for t in batch["tags"][i].numpy()] == list(table["tags"][row])
+                assert batch["codes"][i].numpy().tolist() == list(table["codes"][row])
+    assert sorted(seen) == list(range(90))
+
+
+def test_streaming_makes_no_python_object_per_value(tmp_path, monkeypatch):
+    """Rows go from the file to the batch in Arrow and NumPy arrays: the readers that
+    build one Python object per value (iter_tables' columns) are never called."""
+    pytest.importorskip("pyarrow")
+    from tfrs_kit import _files
+    from tfrs_kit.retrieval._pipeline import file_dataset
+
+    table = _mixed_table(60)
+    path = tmp_path / "log.parquet"
+    _write_rows(table, path)
+
+    def per_value(*args, **kwargs):
+        raise AssertionError("a column read into Python objects")
+
+    monkeypatch.setattr(_files, "_column", per_value)
+    monkeypatch.setattr(_files, "_split", per_value)
+    dataset, _ = file_dataset([str(path)], list(table), batch_size=16, shuffle=True,
+                              seed=0, shuffle_buffer=32)
+    assert sum(int(b["row"].shape[0]) for b in dataset) == 60
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "tfrecord"])
+def test_candidate_counts_of_shards_equal_pandas_counts(tmp_path, fmt):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    from tfrs_kit.retrieval._pipeline import count_values
+
+    rng = np.random.default_rng(3)
+    ids = np.array([f"i{i}" for i in rng.integers(0, 15, 100)], dtype=object)
+    (tmp_path / "log").mkdir()
+    paths = [tmp_path / "log" / f"part-{i}.{fmt}" for i in range(3)]
+    for path, part in zip(paths, np.array_split(ids, [30, 31]), strict=True):
+        _write_rows({"item_id": part}, path)
+    counts, rows = count_values([str(p) for p in paths], "item_id")
+    want = pd.Series(ids).value_counts()
+    assert rows == [30, 1, 69]
+    assert counts.to_dict() == want.to_dict()
+    order = sorted(want.items(), key=lambda kv: (-kv[1], kv[0]))  # most first, ties by id
+    assert list(counts.items()) == order
+
+
+def test_a_missing_candidate_id_in_a_later_shard_is_refused(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    from tfrs_kit.retrieval._pipeline import count_values
+
+    pd.DataFrame({"item_id": ["a", "b"]}).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame({"item_id": ["c", None, None]}).to_parquet(tmp_path / "b.parquet")
+    paths = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    with pytest.raises(ValueError, match=r"`x\['item_id'\]` must hold no missing \(None or "
+                       r"NaN\) ids\. Received: x\['item_id'\]=2 missing, the first at row 1"):
+        count_values(paths, "item_id")
+
+
+def test_a_bad_csv_line_met_while_streaming_names_the_shard_and_line(tmp_path):
+    pytest.importorskip("pyarrow")
+    from tfrs_kit.retrieval._pipeline import file_dataset
+
+    good = "".join(f"u{i},{i}\n" for i in range(150_000))  # past the block read for the schema
+    (tmp_path / "a.csv").write_text("u,item\nz,1\n")
+    (tmp_path / "b.csv").write_text(f"u,item\n{good}z,2,3\n")
+    dataset, _ = file_dataset([str(tmp_path / "a.csv"), str(tmp_path / "b.csv")],
+                              ["u", "item"], batch_size=4096, shuffle=False, seed=None,
+                              shuffle_buffer=8, rows_per_chunk=65536)
+    with pytest.raises(Exception, match=r"`x` must name readable CSV files.*the shard "
+                       r"'.*b\.csv', line 150002: 3 fields where the header has 2"):
+        list(dataset)
+
+
+def test_a_truncated_tfrecord_met_while_streaming_is_named(tmp_path):
+    from tfrs_kit.retrieval._pipeline import file_dataset
+
+    path = tmp_path / "log.tfrecord"
+    _write_rows({"row": np.arange(300, dtype=np.int64)}, path)
+    path.write_bytes(path.read_bytes()[:-9])  # the first records, read for the schema, are whole
+    dataset, _ = file_dataset([str(path)], ["row"], batch_size=64, shuffle=True, seed=0,
+                              shuffle_buffer=64)
+    with pytest.raises(Exception, match=r"`x` must name readable TFRecord files.*the shard "
+                       r"'.*log\.tfrecord', which cannot be read"):
+        list(dataset)

@@ -30,7 +30,8 @@ import numpy as np
 from tfrs_kit._errors import missing_column
 from tfrs_kit._progress import Progress
 
-__all__ = ["FORMATS", "is_files", "iter_tables", "read_table", "resolve", "schema"]
+__all__ = ["FORMATS", "is_files", "iter_arrow", "iter_records", "iter_tables", "read_table",
+           "resolve", "schema"]
 
 Table = dict[str, np.ndarray]
 #: File suffix -> format.
@@ -294,16 +295,64 @@ def _read_file(path: str, kinds: Mapping[str, str], rows: int | None,
     if fmt == "tfrecord":
         yield from _read_tfrecord(path, kinds, rows, argument)
         return
+    for batch in _arrow_batches(path, fmt, kinds, rows, argument):
+        yield {name: _column(batch.column(name), kinds[name]) for name in kinds}
+
+
+def _arrow_batches(path: str, fmt: str, kinds: Mapping[str, str], rows: int | None,
+                   argument: str) -> Iterator[Any]:
+    """A Parquet or CSV shard's Arrow tables of ``rows`` rows; errors name the shard."""
     pa = _pyarrow()
     try:
         if fmt == "parquet":
-            batches = _parquet_batches(path, list(kinds), rows)
+            yield from _parquet_batches(path, list(kinds), rows)
         else:
-            batches = _csv_batches(path, kinds, rows)
-        for batch in batches:
-            yield {name: _column(batch.column(name), kinds[name]) for name in kinds}
+            yield from _csv_batches(path, kinds, rows)
     except (pa.ArrowException, OSError) as error:
         raise _unreadable(path, fmt, error, argument) from None
+
+
+def iter_arrow(path: str, kinds: Mapping[str, str], *, argument: str = "data",
+               rows_per_chunk: int = 65536) -> Iterator[Any]:
+    """One Parquet or CSV shard's rows as ``pyarrow.Table`` chunks, no Python object per value.
+
+    The streaming counterpart of :func:`iter_tables` for readers that stay in
+    Arrow: only the columns of ``kinds`` (as :func:`schema` unified them over all
+    shards), each of one Arrow type per kind whatever the shard stored, so chunks
+    of different shards concatenate: ``string`` (dictionaries decoded, binary as
+    UTF-8), ``int64``, ``float64``, ``bool`` and ``list`` of these (a missing list
+    is an empty one). TFRecord shards: :func:`iter_records`.
+
+    Raises:
+        ValueError: As :func:`iter_tables` for a shard that cannot be read, or a
+            kind with no Arrow type here (timestamps, a column with no value).
+    """
+    types = {name: _arrow_type(kind, argument, name) for name, kind in kinds.items()}
+    pa = _pyarrow()
+    for batch in _arrow_batches(path, _format(path, argument), kinds, rows_per_chunk, argument):
+        yield pa.table({name: _conform(batch.column(name), types[name]) for name in kinds})
+
+
+def _arrow_type(kind: str, argument: str, name: str) -> Any:
+    pa = _pyarrow()
+    plain = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(),
+             "bool": pa.bool_()}
+    inner = kind[5:-1] if kind.startswith("list<") else kind
+    if inner not in plain:
+        raise _fail(f"{argument}[{name!r}]", "hold strings, numbers or lists of them to be "
+                    "streamed", f"{kind} values", "Convert the column when writing the shards.")
+    return pa.list_(plain[inner]) if inner != kind else plain[inner]
+
+
+def _conform(column: Any, arrow_type: Any) -> Any:
+    """A column as one Arrow array of ``arrow_type`` (missing lists empty)."""
+    pa = _pyarrow()
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.type != arrow_type:  # decodes dictionaries, widens ints, lists any list
+        array = array.cast(arrow_type, safe=False)
+    if pa.types.is_list(arrow_type) and array.null_count:
+        array = pa.ListArray.from_arrays(array.offsets, array.values)  # null lists: empty
+    return array
 
 
 def _parquet_batches(path: str, columns: list[str], rows: int | None) -> Iterator[Any]:
@@ -452,8 +501,9 @@ def _tfrecord_schema(path: str, argument: str) -> dict[str, str]:
             for name, kind in sorted(kinds.items())}
 
 
-def _read_tfrecord(path: str, kinds: Mapping[str, str], rows: int | None,
-                   argument: str) -> Iterator[Table]:
+def _tfrecord_batches(path: str, kinds: Mapping[str, str], rows: int | None,
+                      argument: str) -> Iterator[Any]:
+    """A TFRecord shard's records parsed ``rows`` at a time: ``{name: RaggedTensor}``."""
     import tensorflow as tf
 
     dtypes = {"string": tf.string, "int": tf.int64, "float": tf.float32}
@@ -469,10 +519,48 @@ def _read_tfrecord(path: str, kinds: Mapping[str, str], rows: int | None,
             break
         except tf.errors.OpError as error:
             raise _unreadable(path, "tfrecord", error, argument) from None
-        parts = [_tfrecord_column(path, name, batch[name], kinds[name], argument)
-                 for name in kinds]
-        if parts:
-            yield dict(zip(kinds, parts, strict=True))
+        if kinds:
+            yield batch
+
+
+def _read_tfrecord(path: str, kinds: Mapping[str, str], rows: int | None,
+                   argument: str) -> Iterator[Table]:
+    for batch in _tfrecord_batches(path, kinds, rows, argument):
+        yield {name: _tfrecord_column(path, name, batch[name], kinds[name], argument)
+               for name in kinds}
+
+
+def iter_records(path: str, kinds: Mapping[str, str], *, argument: str = "data",
+                 rows_per_chunk: int = 65536) -> Iterator[dict[str, Any]]:
+    """One TFRecord shard's rows as tensors, ``rows_per_chunk`` records at a time.
+
+    The streaming counterpart of :func:`iter_tables` for TFRecord (no pyarrow, no
+    Python object per value): only the features of ``kinds``, a ``[rows]`` tensor
+    per scalar kind and a ``[rows, None]`` ragged one per list kind, of strings,
+    int64 or float32.
+
+    Raises:
+        ValueError: As :func:`iter_tables`: a shard that cannot be read, or a scalar
+            feature without exactly one value in a record.
+    """
+    for batch in _tfrecord_batches(path, kinds, rows_per_chunk, argument):
+        chunk = {}
+        for name, kind in kinds.items():
+            ragged = batch[name]
+            if not kind.startswith("list<"):
+                _check_one_value(path, name, ragged.row_lengths().numpy(), argument)
+                ragged = ragged.flat_values
+            chunk[name] = ragged
+        yield chunk
+
+
+def _check_one_value(path: str, name: str, lengths: np.ndarray, argument: str) -> None:
+    if np.any(lengths != 1):
+        row = int(np.flatnonzero(lengths != 1)[0])
+        raise _fail(argument, f"name TFRecord shards whose feature {name!r} holds one value "
+                    "per record, as their first records do",
+                    f"{int(lengths[row])} values in a record of the shard {path!r}",
+                    "Write it as a list in every record (or one value in every record).")
 
 
 def _tfrecord_column(path: str, name: str, ragged: Any, kind: str, argument: str) -> np.ndarray:
@@ -484,11 +572,5 @@ def _tfrecord_column(path: str, name: str, ragged: Any, kind: str, argument: str
     offsets = ragged.row_splits.numpy().astype(np.int64)
     if kind.startswith("list<"):
         return _split(flat, offsets)
-    lengths = np.diff(offsets)
-    if np.any(lengths != 1):
-        row = int(np.flatnonzero(lengths != 1)[0])
-        raise _fail(argument, f"name TFRecord shards whose feature {name!r} holds one value "
-                    "per record, as their first records do",
-                    f"{int(lengths[row])} values in a record of the shard {path!r}",
-                    "Write it as a list in every record (or one value in every record).")
+    _check_one_value(path, name, np.diff(offsets), argument)
     return flat

@@ -2,12 +2,15 @@
 
 Ids are looked up in the towers, at every step; text is tokenised once, before the
 loop (see :func:`text_encodings`), and histories are gathered per batch from one
-shared item array (see :class:`tfrs_kit._tensors.Spans`).
+shared item array (see :class:`tfrs_kit._tensors.Spans`). Shards streamed from
+files (:func:`file_dataset`) stay in Arrow arrays from the file to the batch, with
+no Python object per value.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -17,8 +20,8 @@ import tensorflow as tf
 
 from tfrs_kit._data import Table, last_rows, num_rows
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._files import iter_tables, schema
-from tfrs_kit._tensors import make_dataset, to_tensors
+from tfrs_kit._files import FORMATS, iter_arrow, iter_records, iter_tables, schema
+from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import check_no_missing
 from tfrs_kit.towers import Tower
 from tfrs_kit.towers._encoders import TextEncoder
@@ -137,29 +140,36 @@ def file_dataset(
     Four shards are read at a time, a chunk of ``rows_per_chunk`` rows from each in
     turn, their rows interleaved; when shuffling, the shards come in a new order each
     pass and rows are shuffled within windows of ``shuffle_buffer`` rows (at least).
-    Batches are built from whole chunks (vectorised, no per-row ``tf.data``
-    elements), given ``prepare`` inside ``tf.data`` and prefetched. Memory: the
-    window, and one chunk per shard being read.
+    Rows stay in Arrow from the file to the batch (TFRecord rows in tensors): one
+    ``take`` per window interleaves and shuffles them, slices cut the batches, and
+    each batch leaves Python as a few flat arrays per column (strings: their bytes
+    and offsets), made tensors inside ``tf.data``, with ``prepare``, in parallel,
+    and prefetched. Memory: the window, and one chunk per shard being read.
 
     Under a multi-worker strategy each worker reads its own shards (every
     ``workers``-th of them, sorted, from its index on) and the dataset repeats:
     an epoch is then the returned number of steps, as many as the worker with the
     fewest rows (``rows_per_file`` tells) fills; ``None`` on one worker.
     """
-    spec = _row_spec(schema(list(paths), argument="x", columns=columns), columns)
+    kinds = schema(list(paths), argument="x", columns=columns)
+    spec = _row_spec(kinds, columns)
     mine, steps = _own_shards(list(paths), rows_per_file, batch_size, strategy)
     passes = itertools.count()
 
     def batches() -> Iterator[dict[str, Any]]:
         rng = np.random.default_rng(None if seed is None else [seed, next(passes)])
-        yield from _window_batches(mine, columns, spec, rng=rng if shuffle else None,
-                                   batch_size=batch_size, window=shuffle_buffer,
-                                   rows_per_chunk=rows_per_chunk)
+        for batch in _window_batches(mine, kinds, rng=rng if shuffle else None,
+                                     batch_size=batch_size, window=shuffle_buffer,
+                                     rows_per_chunk=rows_per_chunk):
+            yield {name: _flat(batch, name, spec[name]) for name in spec}
+
+    def to_tensors(flat: dict[str, Any]) -> dict[str, Any]:
+        batch = {name: _from_flat(flat[name], spec[name]) for name in spec}
+        return prepare(batch) if prepare is not None else batch
 
     dataset = tf.data.Dataset.from_generator(
-        batches, output_signature={name: _batched(s) for name, s in spec.items()})
-    if prepare is not None:
-        dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        batches, output_signature={name: _flat_spec(s) for name, s in spec.items()})
+    dataset = dataset.map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     policy = tf.data.experimental.AutoShardPolicy
     # Several workers read their own files (chosen above: TF's FILE policy cannot see
@@ -172,70 +182,181 @@ def file_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE), steps
 
 
-def _window_batches(paths: Sequence[str], columns: Sequence[str], spec: Mapping[str, Any], *,
+def _window_batches(paths: Sequence[str], kinds: Mapping[str, str], *,
                     rng: np.random.Generator | None, batch_size: int, window: int,
-                    rows_per_chunk: int) -> Iterator[dict[str, Any]]:
-    """The batches of one pass: rounds of chunks gathered into windows, then cut."""
+                    rows_per_chunk: int) -> Iterator[Any]:
+    """The batches of one pass, as Arrow tables (or :class:`_Records`): rounds of
+    chunks gathered into windows, each window's rows put in order (interleaved, then
+    shuffled when there is a generator) by a single ``take``, then cut."""
     files = list(paths) if rng is None else [paths[i] for i in rng.permutation(len(paths))]
-    pending: list[dict[str, Any]] = []
+    tables: list[Any] = []
+    orders: list[np.ndarray] = []  # each round's rows interleaved, as positions in tables
     count = 0
-    for chunks in _rounds(files, columns, rows_per_chunk):
-        pending.append(_interleave_rows(chunks, columns, spec))
-        count += sum(len(next(iter(c.values()))) for c in chunks)
+    for chunks in _rounds(files, kinds, rows_per_chunk):
+        tables += chunks
+        orders.append(count + _interleaved([c.num_rows for c in chunks]))
+        count += sum(c.num_rows for c in chunks)
         if count < (window if rng is not None else batch_size):
             continue
-        rows = _concat(pending)
-        order = rng.permutation(count) if rng is not None else np.arange(count)
+        rows = _arrange(tables, np.concatenate(orders), rng)
         full = count // batch_size * batch_size
         for start in range(0, full, batch_size):
-            yield _take(rows, order[start:start + batch_size])
-        pending, count = ([_take(rows, order[full:])] if full < count else []), count - full
+            yield rows.slice(start, batch_size)
+        tables, orders = ([rows.slice(full)], [np.arange(count - full)]) if full < count \
+            else ([], [])
+        count -= full
     if count:
-        rows = _concat(pending)
-        order = rng.permutation(count) if rng is not None else np.arange(count)
+        rows = _arrange(tables, np.concatenate(orders), rng)
         for start in range(0, count, batch_size):
-            yield _take(rows, order[start:start + batch_size])
+            yield rows.slice(start, batch_size)
 
 
-def _rounds(paths: Sequence[str], columns: Sequence[str],
-            rows_per_chunk: int, cycle: int = 4) -> Iterator[list[Table]]:
+def _interleaved(sizes: list[int]) -> np.ndarray:
+    """The order that takes one row of each of chunks of these sizes in turn."""
+    position = np.concatenate([np.arange(n) for n in sizes])
+    slot = np.repeat(np.arange(len(sizes)), sizes)
+    return np.lexsort((slot, position))
+
+
+def _arrange(tables: list[Any], order: np.ndarray, rng: np.random.Generator | None) -> Any:
+    """The tables' rows in ``order``, shuffled when there is a generator, as one table."""
+    import pyarrow as pa
+
+    if rng is not None:
+        order = order[rng.permutation(len(order))]
+    if len(tables) == 1:
+        rows = tables[0]
+    else:
+        rows = _Records.concat(tables) if isinstance(tables[0], _Records) else \
+            pa.concat_tables(tables)
+    if np.array_equal(order, np.arange(len(order))):
+        return rows
+    return rows.combine_chunks().take(order)
+
+
+def _rounds(paths: Sequence[str], kinds: Mapping[str, str],
+            rows_per_chunk: int, cycle: int = 4) -> Iterator[list[Any]]:
     """The next chunk of each of (up to) ``cycle`` open shards, round after round."""
     queue = list(paths)
-    readers: list[Iterator[Table]] = []
+    readers: list[Iterator[Any]] = []
     while queue or readers:
         while queue and len(readers) < cycle:
-            readers.append(iter_tables(queue.pop(0), argument="x", columns=columns,
-                                       rows_per_chunk=rows_per_chunk))
+            readers.append(_chunks(queue.pop(0), kinds, rows_per_chunk))
         chunks = []
         for reader in list(readers):
             chunk = next(reader, None)
             if chunk is None:
                 readers.remove(reader)
-            else:
+            elif chunk.num_rows:
                 chunks.append(chunk)
         if chunks:
             yield chunks
 
 
-def _interleave_rows(chunks: list[Table], columns: Sequence[str],
-                     spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The chunks' rows as tensors, taking one row of each chunk in turn."""
-    parts = [{name: _conform(t, spec[name]) for name, t in to_tensors(c, columns).items()}
-             for c in chunks]
-    sizes = [len(next(iter(c.values()))) for c in chunks]
-    position = np.concatenate([np.arange(n) for n in sizes])
-    slot = np.repeat(np.arange(len(sizes)), sizes)
-    return _take(_concat(parts), np.lexsort((slot, position)))
+def _chunks(path: str, kinds: Mapping[str, str], rows_per_chunk: int) -> Iterator[Any]:
+    """A shard's chunks: Arrow tables (Parquet, CSV) or :class:`_Records` (TFRecord)."""
+    if FORMATS.get(os.path.splitext(path)[1].lower()) == "tfrecord":
+        return (_Records(chunk) for chunk in iter_records(path, kinds, argument="x",
+                                                          rows_per_chunk=rows_per_chunk))
+    return iter_arrow(path, kinds, argument="x", rows_per_chunk=rows_per_chunk)
 
 
-def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(parts) == 1:
-        return parts[0]
-    return {name: tf.concat([p[name] for p in parts], axis=0) for name in parts[0]}
+class _Records:
+    """TFRecord rows as tensors, with the few ``pyarrow.Table`` methods the windows
+    use (TFRecord shards are parsed by TensorFlow, and stream without pyarrow)."""
+
+    def __init__(self, columns: dict[str, Any]) -> None:
+        self.columns = columns
+
+    @classmethod
+    def concat(cls, parts: list[_Records]) -> _Records:
+        return cls({name: tf.concat([p.columns[name] for p in parts], axis=0)
+                    for name in parts[0].columns})
+
+    @property
+    def num_rows(self) -> int:
+        first = next(iter(self.columns.values()))
+        return int(first.nrows() if isinstance(first, tf.RaggedTensor) else first.shape[0])
+
+    def slice(self, start: int, length: int | None = None) -> _Records:
+        stop = None if length is None else start + length
+        return _Records({name: c[start:stop] for name, c in self.columns.items()})
+
+    def take(self, order: np.ndarray) -> _Records:
+        return _Records({name: tf.gather(c, order) for name, c in self.columns.items()})
+
+    def combine_chunks(self) -> _Records:
+        return self
+
+    def flat(self, name: str, row: tf.TensorSpec) -> dict[str, Any]:
+        """As :func:`_flat_column`: the strings joined into one, with their offsets."""
+        tensor, flat = self.columns[name], {}
+        if row.shape.rank == 1:
+            flat["splits"], tensor = tensor.row_splits.numpy(), tensor.flat_values
+        if row.dtype == tf.string:
+            lengths = tf.strings.length(tensor).numpy().astype(np.int64)
+            flat["bytes"] = tf.strings.reduce_join(tensor).numpy()
+            flat["offsets"] = np.concatenate([[0], np.cumsum(lengths)])
+        else:
+            flat["values"] = tf.cast(tensor, row.dtype).numpy()
+        return flat
 
 
-def _take(rows: dict[str, Any], order: np.ndarray) -> dict[str, Any]:
-    return {name: tf.gather(t, order) for name, t in rows.items()}
+def _flat(batch: Any, name: str, row: tf.TensorSpec) -> dict[str, Any]:
+    if isinstance(batch, _Records):
+        return batch.flat(name, row)
+    return _flat_column(batch.column(name), row)
+
+
+def _flat_column(column: Any, row: tf.TensorSpec) -> dict[str, Any]:
+    """A batch's Arrow column as flat NumPy parts: ``splits`` of its lists, and its
+    values: ``values`` (numbers) or ``bytes`` and ``offsets`` (strings)."""
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    flat: dict[str, Any] = {}
+    if row.shape.rank == 1:
+        offsets = array.offsets.to_numpy().astype(np.int64)
+        flat["splits"] = offsets - offsets[0]
+        array = array.values.slice(offsets[0], offsets[-1] - offsets[0])
+    if row.dtype == tf.string:
+        flat["bytes"], flat["offsets"] = _string_buffers(array)
+    else:
+        if array.null_count and row.dtype.is_integer:
+            array = array.fill_null(0)
+        values = array.to_numpy(zero_copy_only=False)  # a missing float is NaN
+        flat["values"] = values.astype(row.dtype.as_numpy_dtype, copy=False)
+    return flat
+
+
+def _string_buffers(array: Any) -> tuple[bytes, np.ndarray]:
+    """A string array's UTF-8 bytes and its ``len + 1`` offsets into them (a missing
+    string is empty), without a Python object per string."""
+    offsets = np.frombuffer(array.buffers()[1], np.int32)[
+        array.offset:array.offset + len(array) + 1].astype(np.int64)
+    data = array.buffers()[2]
+    if data is None or not len(array):
+        return b"", np.zeros(len(array) + 1, np.int64)
+    return data.slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes(), \
+        offsets - offsets[0]
+
+
+def _flat_spec(row: tf.TensorSpec) -> dict[str, tf.TensorSpec]:
+    spec = {"splits": tf.TensorSpec([None], tf.int64)} if row.shape.rank == 1 else {}
+    if row.dtype == tf.string:
+        return {**spec, "bytes": tf.TensorSpec([], tf.string),
+                "offsets": tf.TensorSpec([None], tf.int64)}
+    return {**spec, "values": tf.TensorSpec([None], row.dtype)}
+
+
+def _from_flat(flat: Mapping[str, tf.Tensor], row: tf.TensorSpec) -> Any:
+    """A column's tensor from :func:`_flat_column`'s parts: lists ragged, scalars a vector."""
+    if row.dtype == tf.string:
+        offsets = flat["offsets"]
+        values = tf.strings.substr(flat["bytes"], offsets[:-1], offsets[1:] - offsets[:-1])
+    else:
+        values = flat["values"]
+    if row.shape.rank == 1:
+        return tf.RaggedTensor.from_row_splits(values, flat["splits"], validate=False)
+    return values
 
 
 def _own_shards(paths: list[str], rows_per_file: Sequence[int] | None, batch_size: int,
@@ -276,36 +397,39 @@ def _row_spec(kinds: Mapping[str, str], columns: Sequence[str]) -> dict[str, Any
     return spec
 
 
-def _batched(row: tf.TensorSpec) -> Any:
-    """The spec of a chunk of such rows: lists ragged, scalars a vector."""
-    if row.shape.rank == 1:
-        return tf.RaggedTensorSpec([None, None], row.dtype, ragged_rank=1,
-                                   row_splits_dtype=tf.int64)
-    return tf.TensorSpec([None], row.dtype)
-
-
-def _conform(tensor: Any, row: tf.TensorSpec) -> Any:
-    """A chunk's column in its column's dtype (a chunk of empty lists reads as strings)."""
-    if tensor.dtype == row.dtype:
-        return tensor
-    if isinstance(tensor, tf.RaggedTensor) and tf.size(tensor.flat_values) == 0:
-        return tf.RaggedTensor.from_row_splits(tf.zeros([0], row.dtype), tensor.row_splits)
-    return tf.cast(tensor, row.dtype)
-
-
 def count_values(paths: Sequence[str], column: str) -> tuple[pd.Series, list[int]]:
-    """How often each value of ``column`` occurs in the shards (most frequent first),
-    and each shard's number of rows, in one pass over that column alone."""
-    counts = pd.Series(dtype=np.int64)
-    rows = []
+    """How often each value of ``column`` occurs in the shards (most frequent first,
+    ties by value), and each shard's number of rows, in one pass over that column
+    alone (counted by Arrow for Parquet and CSV)."""
+    kinds = schema(list(paths), argument="x", columns=[column])
+    parts, rows = [], []
     for path in paths:
         rows.append(0)
-        for chunk in iter_tables(path, argument="x", columns=[column], rows_per_chunk=1 << 20):
-            check_no_missing(f"x[{column!r}]", chunk[column], what="ids")
-            part = pd.Series(chunk[column]).value_counts()
-            counts = part if not len(counts) else counts.add(part, fill_value=0)
-            rows[-1] += len(chunk[column])
-    return counts.astype(np.int64).sort_values(ascending=False, kind="stable"), rows
+        for values in _column_chunks(path, column, kinds):
+            if isinstance(values, np.ndarray):
+                check_no_missing(f"x[{column!r}]", values, what="ids")
+                parts.append(pd.Series(values).value_counts())
+            else:
+                if values.null_count or kinds[column] == "float":  # NaN is missing too
+                    check_no_missing(f"x[{column!r}]",
+                                     values.to_numpy(zero_copy_only=False), what="ids")
+                counts = values.value_counts().flatten()
+                parts.append(pd.Series(counts[1].to_numpy(), index=counts[0].to_pandas()))
+            rows[-1] += len(values)
+    if not parts:
+        return pd.Series(dtype=np.int64), rows
+    counts = pd.concat(parts).groupby(level=0, sort=True).sum().astype(np.int64)
+    return counts.sort_values(ascending=False, kind="stable"), rows
+
+
+def _column_chunks(path: str, column: str, kinds: Mapping[str, str]) -> Iterator[Any]:
+    """A shard's ``column`` in chunks: Arrow arrays, or NumPy arrays from TFRecord."""
+    if FORMATS.get(os.path.splitext(path)[1].lower()) == "tfrecord":
+        for table in iter_tables(path, argument="x", columns=[column], rows_per_chunk=1 << 20):
+            yield table[column]
+        return
+    for chunk in iter_arrow(path, kinds, argument="x", rows_per_chunk=1 << 20):
+        yield chunk.column(column).chunk(0)
 
 
 def distinct_rows(paths: Sequence[str], key: str, features: Sequence[str]) -> Table:
