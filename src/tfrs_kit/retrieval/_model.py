@@ -42,7 +42,6 @@ _SCHEDULES = ("constant", "cosine")
 _LEARNING_RATE = 0.05  # Adagrad's, when fit compiles the model
 
 
-@tf.keras.utils.register_keras_serializable(package="tfrs_kit")
 class LossLogs(tfrs.Model):
     """A TFRS model whose ``fit`` lines show ``loss`` alone when nothing is regularised.
 
@@ -64,6 +63,7 @@ class LossLogs(tfrs.Model):
         return logs
 
 
+@tf.keras.utils.register_keras_serializable(package="tfrs_kit")
 class TwoTowerRetrieval(LossLogs):
     """A query tower and a candidate tower trained with in-batch softmax retrieval.
 
