@@ -80,16 +80,7 @@ def reference(data_dir: Path) -> dict:
     times["vocabulary"] = time.perf_counter() - start
 
     start = time.perf_counter()
-
-    class MovieLensModel(tfrs.Model):
-        def __init__(self, user_model, movie_model, task):
-            super().__init__()
-            self.user_model, self.movie_model, self.task = user_model, movie_model, task
-
-        def compute_loss(self, features, training=False):
-            return self.task(self.user_model(features["user_id"]),
-                             self.movie_model(features["movie_id"]))
-
+    MovieLensModel = _quickstart_model(tfrs)
     user_model = tf.keras.Sequential([
         user_ids_vocabulary,
         tf.keras.layers.Embedding(user_ids_vocabulary.vocabulary_size(), 64)])
@@ -126,6 +117,21 @@ def reference(data_dir: Path) -> dict:
     return {"times": times, "top3": top3, "recall@10": _recall(Scorer(), train, test)}
 
 
+def _quickstart_model(tfrs):
+    """The quickstart's model class, word for word."""
+
+    class MovieLensModel(tfrs.Model):
+        def __init__(self, user_model, movie_model, task):
+            super().__init__()
+            self.user_model, self.movie_model, self.task = user_model, movie_model, task
+
+        def compute_loss(self, features, training=False):
+            return self.task(self.user_model(features["user_id"]),
+                             self.movie_model(features["movie_id"]))
+
+    return MovieLensModel
+
+
 def _reference_like_for_like(tfrs, train, movie_ids) -> dict:
     """The quickstart's vocabularies and training the fastest way TF allows, timed."""
     import numpy as np
@@ -141,16 +147,7 @@ def _reference_like_for_like(tfrs, train, movie_ids) -> dict:
     times["vocabulary_fast"] = time.perf_counter() - start
 
     start = time.perf_counter()
-
-    class MovieLensModel(tfrs.Model):
-        def __init__(self, user_model, movie_model, task):
-            super().__init__()
-            self.user_model, self.movie_model, self.task = user_model, movie_model, task
-
-        def compute_loss(self, features, training=False):
-            return self.task(self.user_model(features["user_id"]),
-                             self.movie_model(features["movie_id"]))
-
+    MovieLensModel = _quickstart_model(tfrs)
     ratings = tf.data.Dataset.from_tensor_slices(
         {"user_id": train["user_id"].to_numpy(), "movie_id": train["movie_id"].to_numpy()})
     model = MovieLensModel(
