@@ -16,12 +16,18 @@ and 1e7) a fresh process writes the synthetic log as shards of ``--shard-rows`` 
 for each tower set (id-only; user id plus the history, mean-pooled, sharing the item
 embedding) a fresh process builds the vocabularies from the shards (chunk by chunk) and
 trains one epoch streamed from them (``fit(files, shuffle_buffer=65536)``, batch 4096,
-64-d, logQ). It prints per size and tower set the vocabulary and epoch times, rows/s and
-the process's peak RSS (TensorFlow included), and last
+64-d, logQ). The epoch is the whole ``fit`` call: the pass that counts the item ids,
+the first step's tracing, then every step; its CPU seconds (all threads) are printed
+too, the work done whatever else runs on the machine. ``--compare-memory`` adds, per
+tower set, the same epoch from the same shards read into memory (``fit(files)``: mind
+the memory of histories at 1e7). It prints per size and tower set the vocabulary and
+epoch times, rows/s and the process's peak RSS (TensorFlow included), and last
 ``SCALE_FILES largest=... memory_ratio=<history peak RSS at largest / at the smallest>
-history_speed_ratio=<history rows/s / id-only rows/s at largest> peak_gib=<at largest>``.
+history_speed_ratio=<history rows/s / id-only rows/s at largest> peak_gib=<at largest>``
+(streamed runs only).
 
     python benchmarks/scale.py --from-files [--sizes 1000000 10000000] [--dir /tmp/shards]
+        [--compare-memory]
 """
 
 from __future__ import annotations
@@ -136,8 +142,9 @@ def write_shards(n: int, folder: Path, shard_rows: int) -> dict:
             "mean_history": float(history.lengths.mean())}
 
 
-def train_from_files(folder: Path, towers: str) -> dict:
-    """One epoch streamed from the shards, in this (fresh) process; times and peak RSS."""
+def train_from_files(folder: Path, towers: str, in_memory: bool = False) -> dict:
+    """One epoch streamed from the shards (or read into memory from them), in this
+    (fresh) process; times and peak RSS."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -157,13 +164,21 @@ def train_from_files(folder: Path, towers: str) -> dict:
         tk.Tower(vocabularies, features=features, output_dim=64),
         tk.Tower(vocabularies, features=["item_id"], output_dim=64),
         share_embeddings={"history": "item_id"} if towers == "history" else None)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     history = model.fit(files, epochs=1, batch_size=4096, learning_rate=0.5, seed=0,
-                        shuffle_buffer=65536, verbose=0)
+                        shuffle_buffer=None if in_memory else 65536, verbose=0)
     epoch_s = time.perf_counter() - start
-    return {"towers": towers, "vocabulary_s": vocabulary_s, "epoch_s": epoch_s,
+    return {"towers": towers, "input": "in memory" if in_memory else "streamed",
+            "vocabulary_s": vocabulary_s, "epoch_s": epoch_s, "epoch_cpu_s": _cpu_s() - cpu,
             "loss": float(history.history["loss"][-1]),
             "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def _cpu_s() -> float:
+    """This process's CPU seconds (user and system, all threads): on a shared machine
+    the work done, where wall time also counts the other jobs' share of the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run(*args: str) -> dict:
@@ -175,7 +190,8 @@ def _run(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int) -> None:
+def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
+                    compare_memory: bool = False) -> None:
     root = folder or Path(tempfile.mkdtemp(prefix="tfrs_kit_scale_"))
     results: dict[int, dict] = {}
     for n in sizes:
@@ -186,20 +202,23 @@ def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int) -> N
               f"items, in {written['seconds']:.0f} s", flush=True)
         results[n] = {"written": written}
         for towers in ("ids", "history"):
-            run = _run("--train-files", str(shards), "--towers", towers)
-            run["rows_per_s"] = n / run["epoch_s"]
-            results[n][towers] = run
-            print(f"  {towers:8s} vocabulary {run['vocabulary_s']:7.1f} s  epoch "
-                  f"{run['epoch_s']:7.1f} s  {run['rows_per_s']:9,.0f} rows/s  peak "
-                  f"{run['peak_gib']:.2f} GiB", flush=True)
+            for key, extra in [(towers, [])] + ([(f"{towers} in memory", ["--in-memory"])]
+                                                if compare_memory else []):
+                run = _run("--train-files", str(shards), "--towers", towers, *extra)
+                run["rows_per_s"] = n / run["epoch_s"]
+                results[n][key] = run
+                print(f"  {towers:8s} {run['input']:9s} vocabulary {run['vocabulary_s']:7.1f} s"
+                      f"  epoch {run['epoch_s']:7.1f} s ({run['epoch_cpu_s']:.0f} CPU s)  "
+                      f"{run['rows_per_s']:9,.0f} rows/s  peak {run['peak_gib']:.2f} GiB",
+                      flush=True)
         shutil.rmtree(shards)
-    print(f"\n{'interactions':>13s}{'towers':>9s}{'vocabulary s':>14s}{'epoch s':>10s}"
-          f"{'rows/s':>11s}{'peak GiB':>10s}")
+    print(f"\n{'interactions':>13s}{'towers':>9s}{'input':>11s}{'vocabulary s':>14s}"
+          f"{'epoch s':>10s}{'epoch CPU s':>13s}{'rows/s':>11s}{'peak GiB':>10s}")
     for n, result in results.items():
-        for towers in ("ids", "history"):
-            r = result[towers]
-            print(f"{n:13,d}{towers:>9s}{r['vocabulary_s']:14.1f}{r['epoch_s']:10.1f}"
-                  f"{r['rows_per_s']:11,.0f}{r['peak_gib']:10.2f}")
+        for r in (v for k, v in result.items() if k != "written"):
+            print(f"{n:13,d}{r['towers']:>9s}{r['input']:>11s}{r['vocabulary_s']:14.1f}"
+                  f"{r['epoch_s']:10.1f}{r['epoch_cpu_s']:13.1f}{r['rows_per_s']:11,.0f}"
+                  f"{r['peak_gib']:10.2f}")
     smallest, largest = results[sizes[0]], results[sizes[-1]]
     print(f"SCALE_FILES largest={sizes[-1]} "
           f"memory_ratio={largest['history']['peak_gib'] / smallest['history']['peak_gib']:.2f} "
@@ -216,10 +235,13 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None,
                         help="--from-files: where to write the shards (default: a temp dir)")
     parser.add_argument("--shard-rows", type=int, default=250_000)
+    parser.add_argument("--compare-memory", action="store_true",
+                        help="--from-files: also train from the shards read into memory")
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--write", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--train-files", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--towers", choices=["ids", "history"], help=argparse.SUPPRESS)
+    parser.add_argument("--in-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.size:
         print(json.dumps(run_size(args.size)))
@@ -228,10 +250,11 @@ def main() -> None:
         print(json.dumps(write_shards(args.write, args.dir, args.shard_rows)))
         return
     if args.train_files:
-        print(json.dumps(train_from_files(args.train_files, args.towers)))
+        print(json.dumps(train_from_files(args.train_files, args.towers, args.in_memory)))
         return
     if args.from_files:
-        main_from_files(args.sizes or [1_000_000, 10_000_000], args.dir, args.shard_rows)
+        main_from_files(args.sizes or [1_000_000, 10_000_000], args.dir, args.shard_rows,
+                        args.compare_memory)
         return
     args.sizes = args.sizes or [100_000, 1_000_000, 10_000_000]
 
