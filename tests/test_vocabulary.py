@@ -184,3 +184,10 @@ def test_a_float_vector_column_is_pointed_to_a_custom_tower():
                                          r"custom tower"):
         tk.VocabularyBuilder().fit({"user_id": ["a", "b"],
                                     "vec": list(np.ones((2, 3), np.float32))}, features=["vec"])
+
+
+def test_an_empty_list_keeps_an_integer_multi_feature_integer():
+    vocabulary = tk.VocabularyBuilder().fit(
+        {"user_id": ["a", "b", "c"], "tags": [[3, 1], [], [1, 7]]}, features={"tags": "multi"})
+    assert vocabulary["tags"].dtype == "int64"
+    assert sorted(vocabulary["tags"].tokens) == [1, 3, 7]

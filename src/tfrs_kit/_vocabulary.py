@@ -610,7 +610,8 @@ def _flat_values(name: str, column: np.ndarray, kind: str, ngrams: int) -> np.nd
                 f"data[{name!r}]", "hold a list of values per row for a 'multi' feature",
                 column[:3].tolist(),
             )
-        parts = [np.asarray(v) for v in column]
+        # An empty list is a float array to NumPy: left out, it cannot make integers floats.
+        parts = [np.asarray(v) for v in column if len(v)]
         values = np.concatenate(parts) if parts else np.array([], dtype=object)
     elif kind == "text":
         series = pd.Series(column, dtype=object)
