@@ -190,9 +190,9 @@ class Recipe:
             blend = self._blend(fit_data, best, validation)
         self._log(f"final training: {chosen.describe()}, {epochs} epochs on all of train")
         # Without a validated epoch count the budget stops the default settings' epochs.
-        no_validation = validation is None and self.time_budget is not None
+        deadline = _deadline(start, self.time_budget) if validation is None else None
         trained = train_final(data, chosen, epochs=epochs, seed=self.seed,
-                              deadline=start + self.time_budget if no_validation else math.inf)
+                              deadline=math.inf if deadline is None else deadline)
         epochs = trained.epochs
         if blend is not None and blend.weight:
             trained = dataclasses.replace(trained, model=blend_model(

@@ -127,7 +127,29 @@ def _with_kinds(vocabularies: Any, kinds: dict[str, str]) -> Any:
     return vocabularies
 
 
-class RankingMonitor(tf.keras.callbacks.Callback):
+class EpochDeadline(tf.keras.callbacks.Callback):
+    """Stops training when another epoch as long as the last, plus ``extra(epoch)``
+    seconds, would end after ``deadline``."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        now = time.monotonic()
+        if now + (now - self._epoch_start) + self.extra(epoch) > self.deadline:
+            self.model.stop_training = True
+
+    def extra(self, epoch: int) -> float:
+        """Seconds needed after the next epoch (none here)."""
+        return 0.0
+
+
+class RankingMonitor(EpochDeadline):
     """Scores the validation slice after each epoch; keeps the best weights; stops early.
 
     ``report(epoch, score)`` may raise to end the run (a pruned Optuna trial).
@@ -142,21 +164,20 @@ class RankingMonitor(tf.keras.callbacks.Callback):
                  deadline: float, report: Callable[[int, float], None] | None = None, *,
                  initial: bool = False, final_share: float = 0.0,
                  reserved: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(deadline)
         self.initial = initial
         self.final_share, self.reserved = final_share, reserved
         self._created = time.monotonic()
         self._setup = 0.0  # from this callback's creation to the first epoch
         self._training: list[float] = []  # each epoch's training time (scoring left out)
         self._score, self.metric, self.patience = score, metric, patience
-        self.deadline, self._report = deadline, report
+        self._report = report
         self.best: dict[str, float] = {}
         self.best_epoch = 0
         self._best_weights: list[np.ndarray] | None = None
-        self._epoch_start = time.monotonic()
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._epoch_start = time.monotonic()
+        super().on_epoch_begin(epoch, logs)
         if not self._training:
             self._setup = self._epoch_start - self._created
 
@@ -169,11 +190,13 @@ class RankingMonitor(tf.keras.callbacks.Callback):
         score = self._keep_if_better(epoch + 1)
         if self._report is not None:
             self._report(epoch, score)
-        waited = epoch + 1 - self.best_epoch
-        now = time.monotonic()
-        final = max(self.reserved, self.final(epoch + 2))
-        if waited >= self.patience or now + (now - self._epoch_start) + final > self.deadline:
-            self.model.stop_training = True  # no patience left, or no time for another epoch
+        if epoch + 1 - self.best_epoch >= self.patience:
+            self.model.stop_training = True  # no patience left
+        else:
+            super().on_epoch_end(epoch, logs)  # or no time for another epoch and the final
+
+    def extra(self, epoch: int) -> float:
+        return max(self.reserved, self.final(epoch + 2))
 
     def final(self, epochs: int) -> float:
         """Seconds to train this setting from scratch for ``epochs`` on ``final_share``
@@ -252,26 +275,9 @@ def train_final(data: Data, settings: Settings, *, epochs: int, seed: int,
     epochs = epochs if settings.warm_start else max(epochs, 1)
     if epochs:
         history = model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed,
-                            verbose=0, callbacks=[_Deadline(deadline)])
+                            verbose=0, callbacks=[EpochDeadline(deadline)])
         epochs = len(history.epoch)
     return Trained(model, settings, epochs, {}, time.monotonic() - start, epochs_run=epochs)
-
-
-class _Deadline(tf.keras.callbacks.Callback):
-    """Stops training when another epoch as long as the last would end after ``deadline``."""
-
-    def __init__(self, deadline: float) -> None:
-        super().__init__()
-        self.deadline = deadline
-        self._started = time.monotonic()
-
-    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._started = time.monotonic()
-
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        now = time.monotonic()
-        if now + (now - self._started) > self.deadline:
-            self.model.stop_training = True
 
 
 def _compiled_model(data: Data, settings: Settings,
