@@ -1,4 +1,5 @@
-"""The Recipe's blend with a factorisation: two models' scores added, served by one index."""
+"""The Recipe's blend with a factorisation and the items' popularity: scores added, served by
+one index."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit.recipe._blend import WEIGHTS, JoinedTower, blend_model, choose_weight
+from tfrs_kit.recipe._blend import (
+    POPULARITY_WEIGHTS,
+    WEIGHTS,
+    WINDOWS,
+    JoinedTower,
+    blend_model,
+    choose_weights,
+)
 from tfrs_kit.recipe._inputs import Columns, attribute_table
 from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._report import Blend
 from tfrs_kit.recipe._settings import Settings
 from tfrs_kit.recipe._training import Data, train_final, validation_scores
 
@@ -87,7 +96,7 @@ def test_blend_weights_move_the_ranking_from_the_towers_to_the_factorisation():
     columns = pd.Index(towers.item_ids).get_indexer(als.item_ids_)
     for weight, expected in ((0.0, towers.score(users)[:, columns]),
                              (1e4, als.score(users))):
-        model = blend_model(data, trained, weight=weight, seed=0)
+        model = blend_model(data, trained, Blend(weight, {}), seed=0)
         blended = RecipeRecommender(model, queries=data.queries(settings),
                                     items=data.candidates(settings), user_id="user_id",
                                     item_id="item_id")
@@ -101,14 +110,84 @@ def test_the_weight_is_the_best_on_validation_and_zero_is_the_towers_alone():
     data = _data(train)
     settings = Settings(history="none", embedding_dim=8, epochs=2, batch_size=32)
     trained = train_final(data, settings, epochs=2, seed=0)
-    blend = choose_weight(data, trained, validation, metric="ndcg@10", seed=0)
-    assert tuple(blend.scores) == WEIGHTS
+    blend = choose_weights(data, trained, validation, metric="ndcg@10", seed=0)
+    assert tuple(blend.scores) == WEIGHTS and tuple(blend.popularity_scores) == POPULARITY_WEIGHTS
     assert blend.scores[blend.weight] == max(blend.scores.values())
+    assert blend.popularity_scores[0.0] == blend.scores[blend.weight]
+    assert blend.score == blend.popularity_scores[blend.popularity] == max(
+        blend.popularity_scores.values())
     alone = RecipeRecommender(trained.model, queries=data.queries(settings),
                               items=data.candidates(settings), user_id="user_id",
                               item_id="item_id")
     assert blend.scores[0.0] == pytest.approx(
         validation_scores(alone, data, validation, "ndcg@10")["ndcg@10"], abs=1e-9)
+
+
+def _popular_log(seed=0):
+    """Users pick items at random but item k is k + 1 times as likely as item 0."""
+    rng = np.random.default_rng(seed)
+    weights = np.arange(1, 21, dtype=float)
+    rows = [(f"u{user}", f"i{item}", t) for user in range(60)
+            for t, item in enumerate(rng.choice(20, size=6, replace=False,
+                                                p=weights / weights.sum()))]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def test_the_popularity_weight_ranks_by_count_and_is_chosen_without_implicit():
+    log = _popular_log()
+    train, validation = tk.evaluation.per_user_temporal_split(log, test_fraction=0.25)
+    data = _data(train)
+    settings = Settings(history="none", embedding_dim=8, epochs=1, batch_size=32)
+    trained = train_final(data, settings, epochs=1, seed=0)
+    # At a weight far above the towers' spread, every user's ranking is the log's counts.
+    model = blend_model(data, trained, Blend(0.0, {}, 1e4), seed=0)
+    blended = RecipeRecommender(model, queries=data.queries(settings),
+                                items=data.candidates(settings), user_id="user_id",
+                                item_id="item_id")
+    counts = train["item_id"].value_counts().reindex(blended.item_ids).fillna(0).to_numpy()
+    top = np.argsort(-blended.score(["u0", "u1", "someone new"]), axis=1)[:, :5]
+    assert (np.diff(counts[top], axis=1) <= 0).all()  # in the order of the counts
+    assert set(counts[top[0]]) == set(np.sort(counts)[-5:])
+    # Without the factorisation only the towers' weight 0 is scored, then the popularity's.
+    blend = choose_weights(data, trained, validation, metric="recall@10", seed=0,
+                           factorisation=False)
+    assert tuple(blend.scores) == (0.0,) and blend.weight == 0.0
+    assert blend.score == max(blend.popularity_scores.values())
+    assert blend.popularity > 0  # one epoch of towers: the crowd predicts better
+    assert blend.describe() == f" + popularity x{blend.popularity:g}"
+
+
+def _trend_log(seed=0):
+    """Each user's events in time order: 5 of items 0-29 (the old favourites), then 3 of
+    items 30-49 (what everyone takes lately)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(80):
+        items = [*rng.choice(30, size=5, replace=False),
+                 *rng.choice(np.arange(30, 50), size=3, replace=False)]
+        rows += [(f"u{user}", f"i{item}", 100 * t + user) for t, item in enumerate(items)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def test_the_popularity_window_counts_the_latest_events_and_is_chosen_when_they_predict():
+    log = _trend_log()
+    train, validation = tk.evaluation.per_user_temporal_split(log, test_fraction=0.25)
+    data = _data(train)
+    settings = Settings(history="none", embedding_dim=8, epochs=1, batch_size=32)
+    trained = train_final(data, settings, epochs=1, seed=0)
+    latest = train.sort_values("timestamp").tail(int(np.ceil(0.3 * len(train))))
+    model = blend_model(data, trained, Blend(0.0, {}, 1e4, window=0.3), seed=0)
+    blended = RecipeRecommender(model, queries=data.queries(settings),
+                                items=data.candidates(settings), user_id="user_id",
+                                item_id="item_id")
+    counts = latest["item_id"].value_counts().reindex(blended.item_ids).fillna(0).to_numpy()
+    top = np.argsort(-blended.score(["u0"]), axis=1)[0, :3]
+    assert counts[top[0]] == counts.max() and (np.diff(counts[top]) <= 0).all()
+    blend = choose_weights(data, trained, validation, metric="recall@10", seed=0,
+                           factorisation=False)
+    assert tuple(blend.window_scores) == WINDOWS and blend.window < 1.0
+    assert blend.window_scores[blend.window] == blend.score > blend.window_scores[1.0]
+    assert f"popularity(latest {blend.window:.0%})" in blend.describe()
 
 
 def test_a_blended_recipe_is_reported_and_its_index_serves_what_it_scores(tmp_path,
@@ -117,13 +196,15 @@ def test_a_blended_recipe_is_reported_and_its_index_serves_what_it_scores(tmp_pa
     from tfrs_kit.recipe import _blend
 
     monkeypatch.setattr(_blend, "WEIGHTS", (0.5,))  # a blend whatever the slice says
+    monkeypatch.setattr(_blend, "POPULARITY_WEIGHTS", (0.3,))
     log = _log(num_users=60, seed=2)
     recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False).fit(log)
     blend = recipe.report.blend
     assert blend is not None and blend.weight == 0.5 and tuple(blend.scores) == (0.5,)
-    assert recipe.report.validation_score == blend.scores[0.5]
-    assert "blend with iALS at weight 0.5" in "\n".join(recipe.report.reasons)
-    assert str(recipe.report).startswith(f"Recipe: {recipe.settings.describe()} + iALS x0.5")
+    assert blend.popularity == 0.3 and recipe.report.validation_score == blend.score
+    assert "blend with iALS at weight 0.5" not in "\n".join(recipe.report.reasons)  # no choice
+    assert str(recipe.report).startswith(
+        f"Recipe: {recipe.settings.describe()} + iALS x0.5 + popularity x0.3")
     assert isinstance(recipe.model.query_tower, JoinedTower)
     queries = recipe.queries().head(4)
     expected = recipe.as_recommender().score(queries["user_id"].to_numpy())

@@ -391,8 +391,11 @@ def _metric_totals(ranked: _Ranked, data: _Interactions, catalogue: pd.Index,
                    ks: tuple[int, ...], metrics: tuple[str, ...],
                    diversity: tuple[TableLike, str | None] | None) -> dict[str, float]:
     """Every ``metric@k`` averaged over test users, from what :func:`_rank` kept."""
-    counts = _user_counts(data, catalogue)
-    info = _self_information(counts, max(len(np.unique(data.train[data.user_id])), 1))
+    # Distinct users per item (a sort of the training log): only what needs them pays.
+    counts = (_user_counts(data, catalogue) if {"novelty", "popularity"} & set(metrics)
+              else np.zeros(len(catalogue)))
+    info = (_self_information(counts, max(len(np.unique(data.train[data.user_id])), 1))
+            if "novelty" in metrics else counts)
     ild = {}
     if "ild" in metrics and diversity is not None:
         vectors, distance = _diversity_vectors(diversity[0], diversity[1], data.item_id, catalogue)

@@ -1,17 +1,25 @@
-"""A blend with a factorisation: the two-tower scores plus iALS's, weighed on the validation slice.
+"""A blend: the two-tower scores plus a factorisation's and the items' popularity, weighed
+on the validation slice.
 
 Two models of different families make different mistakes: an implicit-feedback
 ALS factorisation is strong on co-occurrence, the softmax-trained towers on
-order, content and recency. Their scores, each divided by its spread over the
-catalogue, are added with a weight chosen on the validation slice (weight 0
-keeps the towers alone). The blend is still one dot product: each side's
-embedding is the tower's beside the factorisation's (:class:`JoinedTower`), so
-it serves from the same index as any two-tower model.
+order, content and recency. And towers trained with the logQ correction learn
+what a user likes *beyond* what everyone likes: the popularity they leave out is
+worth adding back when the next items follow the crowd (a temporal split
+usually does). The towers' and the factorisation's scores, each divided by its
+spread over the catalogue, and the items' standardised log counts are added
+with weights chosen on the validation slice (weights 0 keep the towers alone).
+The blend is still one dot product: each side's embedding is the tower's beside
+a factor table (:class:`JoinedTower`; the query side's last column is 1, the
+candidate side's the popularity), so it serves from the same index as any
+two-tower model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,15 +30,24 @@ from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._vocabulary import Vocabulary
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import Blend
-from tfrs_kit.recipe._training import Data, Trained, validation_scores
+from tfrs_kit.recipe._training import Data, Trained, validation_scores_of
 
-__all__ = ["WEIGHTS", "Blend", "JoinedTower", "blend_model", "choose_weight"]
+__all__ = ["POPULARITY_WEIGHTS", "WEIGHTS", "WINDOWS", "Blend", "JoinedTower", "blend_model",
+           "choose_weights"]
 
 #: The factorisation's weights tried on the validation slice (0: the towers alone; 5: the
 #: factorisation all but alone, for towers the budget left undertrained).
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+#: The popularity's weights (in units of the towers' spread, per standard deviation of the
+#: items' log counts).
+POPULARITY_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+#: The latest shares of the events the popularity is counted over (1: all of them; what
+#: everyone takes now may differ from what they took over the whole log).
+WINDOWS = (1.0, 0.3, 0.1, 0.03)
 _SPREAD_USERS = 2_000  # users whose scores measure a model's spread
 _VALIDATION_USERS = 5_000  # the most validation users the weights are compared on
+_MIN_VALIDATION_USERS = 1_000  # ... and the fewest, however large the catalogue
+_SCORES = 50_000_000  # users x items scored per weight, above which fewer users are drawn
 
 
 @tf.keras.utils.register_keras_serializable("tfrs_kit")
@@ -117,65 +134,165 @@ def factorise(data: Data, trained: Trained, seed: int) -> Any:
         data.events(s), user_id=c.user_id, item_id=c.item_id)
 
 
-def choose_weight(data: Data, trained: Trained, validation: pd.DataFrame, *, metric: str,
-                  seed: int) -> Blend:
-    """The factorisation's weight (one of :data:`WEIGHTS`) that scores best on ``validation``
-    (at most 5,000 of its users, drawn at random: the weights are compared on the same
-    users, so fewer suffice than to score a trial).
+def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, metric: str,
+                   seed: int, factorisation: bool = True,
+                   deadline: float = math.inf) -> Blend:
+    """The weights that score best on ``validation``: the factorisation's (one of
+    :data:`WEIGHTS`, without the popularity), then the popularity's (one of
+    :data:`POPULARITY_WEIGHTS`, at that factorisation weight) over each window of
+    :data:`WINDOWS` in turn, until ``deadline`` (``time.monotonic()``): the
+    factorisation's weights are always compared, a window only when time is left.
+
+    The weights are compared on the same users, so fewer suffice than to score a
+    trial: at most 5,000, drawn at random, and fewer for a large catalogue (about
+    50 million scores per weight).
 
     Args:
         data: The log ``trained`` learned from (the validation slice left out).
         trained: The chosen trial's model.
+        factorisation: Try the factorisation (needs ``implicit``); without it, only
+            the popularity's weight is chosen.
+        deadline: No window starts after it.
     """
-    model = _joined(data, trained, factorise(data, trained, seed))
-    joined = _recommender(data, trained.settings, model)
-    dims = (trained.model.candidate_tower.output_dim, trained.settings.embedding_dim)
-    spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims[0])
-    users = validation[data.columns.user_id].unique()
-    if len(users) > _VALIDATION_USERS:
-        chosen = np.random.default_rng(seed).choice(users, _VALIDATION_USERS, replace=False)
-        validation = validation[validation[data.columns.user_id].isin(chosen)]
-    scores = {}
-    for weight in WEIGHTS:
-        scale = np.repeat([1.0 / spreads[0], weight / spreads[1]], dims).astype(np.float32)
-        scores[weight] = validation_scores(joined.with_query_scale(scale), data, validation,
-                                           metric)[metric]
-    best = max(scores, key=lambda w: (scores[w], -w))  # a tie goes to the smaller weight
-    return Blend(best, scores)
+    als = factorise(data, trained, seed) if factorisation else None
+    joined = _recommender(data, trained.settings, _joined(data, trained, als))
+    dims = _dims(trained, als)
+    spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims)
+    validation = _sample_users(validation, data.columns.user_id, seed, max(
+        _MIN_VALIDATION_USERS, min(_VALIDATION_USERS, _SCORES // len(joined.item_ids))))
+
+    def scores(recommender: RecipeRecommender,
+               pairs: Sequence[tuple[float, float]]) -> list[float]:
+        """The metric at each (factorisation weight, popularity weight)."""
+        scaled = {pair: recommender.with_query_scale(_query_scale(dims, spreads, *pair))
+                  for pair in pairs}
+        result = validation_scores_of(scaled, data, validation, metric)
+        return [result[pair][metric] for pair in pairs]
+
+    tried = WEIGHTS if als is not None else (0.0,)
+    by_weight = dict(zip(tried, scores(joined, [(w, 0.0) for w in tried]), strict=True))
+    weight = _best(by_weight)
+    vocabulary = trained.model.query_tower.vocabularies[data.columns.item_id]
+    rows = vocabulary.lookup_layer()(tf.constant(joined.item_ids)).numpy()
+    by_window: dict[float, dict[float, float]] = {}
+    for window in _windows(data):
+        if time.monotonic() >= deadline:
+            break
+        items = joined.item_embeddings.copy()
+        items[:, -1] = _popularity(data, trained.settings, vocabulary, window)[rows, 0]
+        popularities = [p for p in POPULARITY_WEIGHTS if p]  # 0 is scored: by_weight
+        found = dict(zip(popularities, scores(joined.with_item_embeddings(items), [
+            (weight, p) for p in popularities]), strict=True)) if popularities else {}
+        by_window[window] = {p: found.get(p, by_weight[weight]) for p in POPULARITY_WEIGHTS}
+    if not by_window:
+        return Blend(weight, by_weight)
+    # A tie goes to the wider window.
+    window = max(by_window, key=lambda w: (max(by_window[w].values()), w))
+    return Blend(weight, by_weight, _best(by_window[window]), by_window[window], window=window,
+                 window_scores={w: max(s.values()) for w, s in by_window.items()})
 
 
-def blend_model(data: Data, trained: Trained, *, weight: float, seed: int) -> Any:
-    """``trained``'s model joined with a factorisation of ``data``, the factorisation's
-    scores at ``weight`` beside the towers' (each over its spread)."""
-    model = _joined(data, trained, factorise(data, trained, seed))
-    queries = data.queries(trained.settings)
-    sample = np.random.default_rng(seed).permutation(len(queries))[:_SPREAD_USERS]
-    spreads = _spreads(model.query_tower.embed(queries.iloc[np.sort(sample)], verbose=False),
+def _sample_users(validation: pd.DataFrame, user_id: str, seed: int,
+                  most: int) -> pd.DataFrame:
+    """The rows of at most ``most`` of the slice's users, drawn at random."""
+    users = validation[user_id].unique()
+    if len(users) <= most:
+        return validation
+    chosen = np.random.default_rng(seed).choice(users, most, replace=False)
+    return validation[validation[user_id].isin(chosen)]
+
+
+def blend_model(data: Data, trained: Trained, blend: Blend, *, seed: int) -> Any:
+    """``trained``'s model joined with the popularity of ``data``'s items and (at a
+    weight above 0) a factorisation of ``data``, at ``blend``'s weights (the towers'
+    and the factorisation's scores each over its spread)."""
+    als = factorise(data, trained, seed) if blend.weight else None
+    queries, tables = _tables(data, trained, als, window=blend.window)
+    model = _joined(data, trained, als, tables=(queries, tables))
+    sample = data.queries(trained.settings)
+    sample = sample.iloc[np.sort(np.random.default_rng(seed).permutation(len(sample))[
+        :_SPREAD_USERS])]
+    dims = _dims(trained, als)
+    spreads = _spreads(model.query_tower.embed(sample, verbose=False),
                        model.candidate_tower.embed(data.candidates(trained.settings),
-                                                   verbose=False),
-                       trained.model.candidate_tower.output_dim)
-    return _joined(data, trained, None, scales=(1.0 / spreads[0], weight / spreads[1]),
-                   tables=(model.query_tower.factors.numpy(),
-                           model.candidate_tower.factors.numpy()))
+                                                   verbose=False), dims)
+    scale = _query_scale(dims, spreads, blend.weight, blend.popularity)
+    return _joined(data, trained, als, scale=float(scale[0]),
+                   tables=(queries * scale[dims[0]:], tables))
 
 
-def _joined(data: Data, trained: Trained, als: Any, *, scales: tuple[float, float] = (1.0, 1.0),
+def _best(scores: Mapping[float, float]) -> float:
+    """The best-scoring weight; a tie goes to the smaller."""
+    return max(scores, key=lambda w: (scores[w], -w))
+
+
+def _dims(trained: Trained, als: Any) -> tuple[int, int]:
+    """The widths of the towers' part and of the factorisation's (0 without one)."""
+    return (trained.model.candidate_tower.output_dim,
+            0 if als is None else trained.settings.embedding_dim)
+
+
+def _query_scale(dims: tuple[int, int], spreads: tuple[float, float], weight: float,
+                 popularity: float) -> np.ndarray:
+    """Per query column: the towers' over their spread, the factorisation's at ``weight``
+    over its spread, the popularity column at ``popularity``."""
+    return np.concatenate([np.full(dims[0], 1.0 / spreads[0]),
+                           np.full(dims[1], weight / spreads[1]),
+                           [popularity]]).astype(np.float32)
+
+
+def _joined(data: Data, trained: Trained, als: Any, *, scale: float = 1.0,
             tables: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
-    """The two-tower model of joined towers: ``als``'s factors (or ``tables``) beside
-    ``trained``'s towers, the query side's parts multiplied by ``scales``."""
+    """The two-tower model of joined towers: ``trained``'s towers (the query's times
+    ``scale``) beside the factor tables (by default :func:`_tables`, unweighted)."""
     from tfrs_kit.retrieval import TwoTowerRetrieval
 
     model, c = trained.model, data.columns
     vocabularies = model.query_tower.vocabularies
     if tables is None:
-        tables = (_table(vocabularies[c.user_id], als.user_ids_, als.user_factors_),
-                  _table(vocabularies[c.item_id], als.item_ids_, als.item_factors_))
+        tables = _tables(data, trained, als)
     return TwoTowerRetrieval(
-        JoinedTower(model.query_tower, vocabularies[c.user_id], tables[0], scale=scales[0],
-                    factor_scale=scales[1], name="query_blend"),
+        JoinedTower(model.query_tower, vocabularies[c.user_id], tables[0], scale=scale,
+                    name="query_blend"),
         JoinedTower(model.candidate_tower, vocabularies[c.item_id], tables[1],
                     name="candidate_blend"),
         candidate_id=model.candidate_id)
+
+
+def _tables(data: Data, trained: Trained, als: Any, *,
+            window: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The users' and the items' factor tables in vocabulary order: ``als``'s factors
+    (when given), then one column: 1 for every user (an unknown one too), each item's
+    :func:`_popularity`."""
+    c = data.columns
+    vocabularies = trained.model.query_tower.vocabularies
+    users, items = vocabularies[c.user_id], vocabularies[c.item_id]
+    popularity = _popularity(data, trained.settings, items, window)
+    ones = np.ones((users.size, 1), np.float32)
+    if als is None:
+        return ones, popularity
+    return (np.concatenate([_table(users, als.user_ids_, als.user_factors_), ones], 1),
+            np.concatenate([_table(items, als.item_ids_, als.item_factors_), popularity], 1))
+
+
+def _windows(data: Data) -> tuple[float, ...]:
+    """:data:`WINDOWS`, or all the events only when the log has no time."""
+    return WINDOWS if data.columns.timestamp is not None else (1.0,)
+
+
+def _popularity(data: Data, settings: Any, vocabulary: Vocabulary,
+                window: float) -> np.ndarray:
+    """``[vocabulary.size, 1]``: each item's log count among the latest ``window`` share
+    of the events the towers learned from, standardised over the vocabulary."""
+    c = data.columns
+    events = data.events(settings)
+    if window < 1.0 and c.timestamp is not None:
+        events = events.sort_values(c.timestamp, kind="stable").tail(
+            max(1, math.ceil(window * len(events))))
+    counts = events[c.item_id].value_counts()
+    table = np.log1p(_table(vocabulary, counts.index.to_numpy(),
+                            counts.to_numpy(np.float32)[:, None]))
+    return ((table - table.mean()) / max(float(table.std()), 1e-6)).astype(np.float32)
 
 
 def _table(vocabulary: Vocabulary, ids: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -194,10 +311,12 @@ def _recommender(data: Data, settings: Any, model: Any) -> RecipeRecommender:
                              item_id=c.item_id)
 
 
-def _spreads(queries: np.ndarray, items: np.ndarray, dim: int) -> tuple[float, float]:
-    """The standard deviations of the two parts' scores (the first ``dim`` columns and the
-    rest) over the catalogue, for a sample of the queries; 1 for a constant part."""
+def _spreads(queries: np.ndarray, items: np.ndarray,
+             dims: tuple[int, int]) -> tuple[float, float]:
+    """The standard deviations of the towers' scores (the first ``dims[0]`` columns) and
+    the factorisation's (the next ``dims[1]``) over the catalogue, for a sample of the
+    queries; 1 for a constant or absent part."""
     sample = queries[np.random.default_rng(0).permutation(len(queries))[:_SPREAD_USERS]]
-    spreads = [float(np.std(sample[:, part] @ items[:, part].T))
-               for part in (slice(0, dim), slice(dim, None))]
+    parts = (slice(0, dims[0]), slice(dims[0], sum(dims)))
+    spreads = [float(np.std(sample[:, part] @ items[:, part].T)) for part in parts]
     return tuple(s if s > 0 else 1.0 for s in spreads)  # type: ignore[return-value]

@@ -22,7 +22,7 @@ from tfrs_kit._validation import (
     check_number,
     check_verbose,
 )
-from tfrs_kit.recipe._blend import Blend, blend_model, choose_weight
+from tfrs_kit.recipe._blend import Blend, blend_model, choose_weights
 from tfrs_kit.recipe._inputs import (
     Columns,
     attribute_table,
@@ -55,8 +55,9 @@ class Recipe:
     temperature; learning rate; epochs; training on each user's first
     interaction with an item only (when the log repeats pairs); and which item
     and user features to keep. Last, it weighs an implicit-feedback ALS
-    factorisation's scores beside the chosen towers' (``blend``; weight 0 keeps
-    the towers alone). :attr:`report` says what it chose and why.
+    factorisation's scores and the items' popularity beside the chosen towers'
+    (``blend``; weights 0 keep the towers alone). :attr:`report` says what it
+    chose and why.
 
     Args:
         user_id: The user id column.
@@ -81,10 +82,11 @@ class Recipe:
             up to three times as many); default: about 600 optimizer steps'
             worth, 1 to 30. Each trial stops earlier when its validation
             metric has not improved for 2 epochs.
-        blend: Add an implicit-feedback ALS factorisation's scores to the
-            chosen towers' at a weight chosen on the validation slice (0, the
-            towers alone, is one of the choices); the model then embeds both
-            side by side, one index still serves it. Needs ``implicit``.
+        blend: Add an implicit-feedback ALS factorisation's scores (with the
+            ``implicit`` package) and the items' log popularity to the chosen
+            towers' at weights chosen on the validation slice (0, the towers
+            alone, is one of the choices); the model then embeds them side by
+            side, one index still serves it.
         seed: Seeds the split-independent parts: weights, shuffles, the search.
         verbose: Show progress: ``True``, ``False`` or ``"auto"`` (a line per
             trial when the budget exceeds a minute).
@@ -187,16 +189,18 @@ class Recipe:
                 deadline=_deadline(start, self.time_budget, _BLEND_SHARE), log=self._log)
             chosen, epochs = best.settings, best.epochs
             note = _cut_short(best, self.metric) if self.time_budget is not None else ""
-            blend = self._blend(fit_data, best, validation)
+            # The blend may use what the search left, less the final training.
+            blend = self._blend(fit_data, best, validation, deadline=math.inf if self.time_budget
+                                is None else start + self.time_budget - best.final_seconds)
         self._log(f"final training: {chosen.describe()}, {epochs} epochs on all of train")
         # Without a validated epoch count the budget stops the default settings' epochs.
         deadline = _deadline(start, self.time_budget) if validation is None else None
         trained = train_final(data, chosen, epochs=epochs, seed=self.seed,
                               deadline=math.inf if deadline is None else deadline)
         epochs = trained.epochs
-        if blend is not None and blend.weight:
+        if blend is not None and (blend.weight or blend.popularity):
             trained = dataclasses.replace(trained, model=blend_model(
-                data, trained, weight=blend.weight, seed=self.seed))
+                data, trained, blend, seed=self.seed))
         self._trained, self._data = trained, data
         self.report_ = RecipeReport.build(
             chosen=chosen, epochs=epochs, trials=trials, metric=self.metric, dropped=dropped,
@@ -205,16 +209,20 @@ class Recipe:
                 self.columns.user_id].nunique(), blend=blend)
         return self
 
-    def _blend(self, data: Data, best: Trained, validation: pd.DataFrame) -> Blend | None:
-        """The factorisation's weight in the final model, chosen on ``validation``
-        (``None`` without the ``implicit`` package)."""
-        if not self.blend or importlib.util.find_spec("implicit") is None:
+    def _blend(self, data: Data, best: Trained, validation: pd.DataFrame, *,
+               deadline: float) -> Blend | None:
+        """The weights of the factorisation (with the ``implicit`` package) and of the
+        items' popularity beside the towers, chosen on ``validation`` (no popularity
+        window starts after ``deadline``)."""
+        if not self.blend:
             return None
         started = time.monotonic()
-        blend = choose_weight(data, best, validation, metric=self.metric, seed=self.seed)
-        scores = ", ".join(f"{w:g}: {s:.4f}" for w, s in blend.scores.items())
-        self._log(f"blend with iALS: weight {blend.weight:g} ({self.metric} by weight "
-                  f"{scores}; {time.monotonic() - started:.1f} s)")
+        blend = choose_weights(data, best, validation, metric=self.metric, seed=self.seed,
+                               factorisation=importlib.util.find_spec("implicit") is not None,
+                               deadline=deadline)
+        for line in blend.reasons(self.metric):
+            self._log(line)
+        self._log(f"blend: {time.monotonic() - started:.1f} s")
         return blend
 
     @property

@@ -55,6 +55,11 @@ class RecipeRecommender:
         return self.from_embeddings(self._known, self.query_embeddings * scale, self.item_ids,
                                     self.item_embeddings)
 
+    def with_item_embeddings(self, item_embeddings: np.ndarray) -> RecipeRecommender:
+        """A copy that scores the same items from other embeddings (one row per item)."""
+        return self.from_embeddings(self._known, self.query_embeddings, self.item_ids,
+                                    item_embeddings)
+
     def score(self, user_ids: Any) -> np.ndarray:
         """``[users, items]`` scores, rows in the order of ``user_ids``."""
         positions = self._known.get_indexer(np.asarray(user_ids))

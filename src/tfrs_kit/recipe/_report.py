@@ -15,11 +15,53 @@ __all__ = ["Blend", "RecipeReport", "Trial"]
 
 @dataclasses.dataclass(frozen=True)
 class Blend:
-    """The iALS factorisation's weight beside the towers (``0``: towers alone), and the
-    validation metric of each weight tried."""
+    """The weights beside the towers' scores, and the validation metric of each tried.
+
+    Attributes:
+        weight: The iALS factorisation's (``0``: none; the only one tried without
+            the ``implicit`` package).
+        scores: The validation metric of each factorisation weight tried (the
+            popularity at 0).
+        popularity: The items' popularity's (``0``: none).
+        popularity_scores: The validation metric of each popularity weight tried (the
+            factorisation at ``weight``, the popularity over ``window``).
+        window: The latest share of the log's events the popularity counts (1: all).
+        window_scores: The best validation metric over the weights, for each window.
+    """
 
     weight: float
     scores: Mapping[float, float]
+    popularity: float = 0.0
+    popularity_scores: Mapping[float, float] = dataclasses.field(default_factory=dict)
+    window: float = 1.0
+    window_scores: Mapping[float, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """The validation metric at the chosen weights."""
+        if self.popularity_scores:
+            return self.popularity_scores[self.popularity]
+        return self.scores[self.weight]
+
+    def describe(self) -> str:
+        """The non-zero weights, e.g. `` + iALS x0.1 + popularity(latest 30%) x0.2``."""
+        popularity = "popularity" + (f"(latest {self.window:.0%})" if self.window < 1 else "")
+        return "".join(f" + {name} x{weight:g}" for name, weight in (
+            ("iALS", self.weight), (popularity, self.popularity)) if weight)
+
+    def reasons(self, metric: str) -> list[str]:
+        """One line per value chosen among two or more: its score against the others'."""
+        lines = []
+        for what, chosen, scores in (
+                ("blend with iALS at weight", self.weight, self.scores),
+                ("blend with popularity at weight", self.popularity, self.popularity_scores),
+                ("popularity over the latest share of events", self.window,
+                 self.window_scores)):
+            if len(scores) > 1:
+                others = ", ".join(f"{w:g}: {s:.4f}" for w, s in scores.items() if w != chosen)
+                lines.append(f"{what} {chosen:g} (best {metric} {scores[chosen]:.4f}; "
+                             f"{others})")
+        return lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +115,7 @@ class RecipeReport:
               blend: Blend | None = None) -> RecipeReport:
         reasons = _reasons(chosen, trials, metric)
         if blend is not None:
-            others = ", ".join(f"{w:g}: {s:.4f}" for w, s in blend.scores.items()
-                               if w != blend.weight)
-            reasons.append(f"blend with iALS at weight {blend.weight:g} (best {metric} "
-                           f"{blend.scores[blend.weight]:.4f}; {others})")
+            reasons += blend.reasons(metric)
         return cls(chosen=chosen, epochs=epochs, metric=metric, trials=tuple(trials),
                    reasons=tuple(reasons), dropped_features=dict(dropped),
                    validation_users=validation_users, seconds=seconds,
@@ -87,7 +126,7 @@ class RecipeReport:
         """The validation score of the final model (its settings' best epoch, or the
         chosen blend), ``None`` without a validation slice."""
         if self.blend is not None:
-            return self.blend.scores[self.blend.weight]
+            return self.blend.score
         scores = [t.scores[self.metric] for t in self.trials
                   if t.settings == self.chosen and t.state == "complete"]
         return max(scores) if scores else None
@@ -104,7 +143,7 @@ class RecipeReport:
         return pd.DataFrame(rows)
 
     def __str__(self) -> str:
-        blended = f" + iALS x{self.blend.weight:g}" if self.blend and self.blend.weight else ""
+        blended = self.blend.describe() if self.blend else ""
         lines = [f"Recipe: {self.chosen.describe()}{blended}, {self.epochs} epochs "
                  f"({len(self.trials)} trials, {self.seconds:.1f} s"
                  + (f" of a {self.time_budget:g} s budget)" if self.time_budget else ")")]

@@ -20,7 +20,8 @@ from tfrs_kit.recipe._settings import Settings
 from tfrs_kit.retrieval import TwoTowerRetrieval
 from tfrs_kit.towers import Tower
 
-__all__ = ["Data", "Trained", "train", "train_final", "validation_scores"]
+__all__ = ["Data", "Trained", "train", "train_final", "validation_scores",
+           "validation_scores_of"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,12 +253,19 @@ def validation_scores(recommender: Any, data: Data, validation: pd.DataFrame,
                       metric: str) -> dict[str, float]:
     """``recommender``'s recall, ndcg and ``metric`` on the validation slice (items of
     ``data.log`` masked)."""
+    return validation_scores_of({"model": recommender}, data, validation, metric)["model"]
+
+
+def validation_scores_of(recommenders: dict[Any, Any], data: Data, validation: pd.DataFrame,
+                         metric: str) -> dict[Any, dict[str, float]]:
+    """:func:`validation_scores` of several recommenders by key, the slice read once."""
     name, k = metric.split("@")
     c = data.columns
-    result = evaluate(recommender, validation, train=data.log, k=int(k), user_id=c.user_id,
-                      item_id=c.item_id, metrics=sorted({name, "recall", "ndcg"}),
-                      verbose=False)
-    return dict(result[result.models[0]])
+    names = {f"m{i}": key for i, key in enumerate(recommenders)}
+    result = evaluate({n: recommenders[key] for n, key in names.items()}, validation,
+                      train=data.log, k=int(k), user_id=c.user_id, item_id=c.item_id,
+                      metrics=sorted({name, "recall", "ndcg"}), verbose=False)
+    return {key: dict(result[n]) for n, key in names.items()}
 
 
 def train_final(data: Data, settings: Settings, *, epochs: int, seed: int,
