@@ -4,9 +4,11 @@ Each baseline ``fit(train, *, user_id="user_id", item_id="item_id")`` returns it
 is a :class:`~tfrs_kit.evaluation.Recommender`: ``item_ids`` is the catalogue (items seen
 in ``fit``, sorted) and ``score(user_ids)`` a float32 ``[users, items]`` array. Repeated
 (user, item) pairs count once (implicit feedback). Users not seen in ``fit`` are scored
-by item popularity.
+by item popularity. :class:`Popularity`'s ``fit`` also takes the ``timestamp`` column, which
+it reads when counting only the latest events.
 
-* :class:`Popularity`: the same most-popular list for everyone.
+* :class:`Popularity`: the same most-popular list for everyone, over all events or only
+  the latest share of them (``window``).
 * :class:`ItemKNN`: item-based nearest neighbours (cosine, optional shrinkage).
 * :class:`UserKNN`: user-based nearest neighbours.
 * :class:`EASE`: a closed-form linear item-item autoencoder.

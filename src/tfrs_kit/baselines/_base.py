@@ -99,8 +99,11 @@ class InteractionRecommender:
         known = rows >= 0
         if known.any():
             scores[known] = self._score_rows(rows[known])
-        scores[~known] = self.item_popularity_
+        scores[~known] = self._unseen_user_scores()
         return scores
+
+    def _unseen_user_scores(self) -> np.ndarray:
+        return self.item_popularity_
 
     def _fit_matrix(self, interactions: sp.csr_matrix) -> None:
         raise NotImplementedError

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from tfrs_kit._validation import check_int, check_number
+from tfrs_kit._data import Table, TableLike, to_table
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_fraction, check_int, check_no_missing, check_number
 from tfrs_kit.baselines._base import (
     _MAX_SCORES,
     InteractionRecommender,
@@ -19,17 +24,116 @@ __all__ = ["EASE", "ItemKNN", "Popularity", "RP3beta", "UserKNN"]
 class Popularity(InteractionRecommender):
     """Recommends the items most users interacted with, the same list for everyone.
 
+    With ``window`` below 1, only the latest events count: the ``ceil(window * n)``
+    latest of the ``n`` rows of ``train`` by ``timestamp``, and every other row at the
+    time of the earliest of them (so the window does not depend on row order). Where what
+    everyone takes changes over time (trends, new releases), recent popularity predicts
+    a temporal split far better than all-time popularity; :func:`tune` chooses the
+    window on a validation slice.
+
+    Scores: with ``window=1.0``, each item's number of distinct users. With a window,
+    items are ordered by their distinct users in the window, and items tied there (items
+    nobody took in the window too) by their distinct users over all of ``train``; the
+    score is the item's place in that order, 1 for the last, equal for items tied on
+    both counts. Every user, seen in ``fit`` or not, gets the same scores.
+
+    Args:
+        window: The latest share of the events that counts, in (0, 1]; 1.0 counts all.
+
     Example:
-        >>> model = Popularity().fit({"user_id": [1, 2, 2], "item_id": ["a", "b", "a"]})
-        >>> model.item_ids.tolist(), model.score([1]).tolist()
-        (['a', 'b'], [[2.0, 1.0]])
+        >>> log = {"user_id": [1, 2, 3, 4, 4, 5], "item_id": ["a", "a", "a", "b", "c", "c"],
+        ...        "timestamp": [1, 2, 3, 4, 5, 6]}
+        >>> Popularity().fit(log).score([1]).tolist()  # distinct users: a 3, b 1, c 2
+        [[3.0, 1.0, 2.0]]
+        >>> Popularity(window=0.5).fit(log).score([1]).tolist()  # latest 3: a 0, b 1, c 2
+        [[1.0, 2.0, 3.0]]
+        >>> # latest 2: c 2; a and b 0 there, so a (3 users overall) before b (1)
+        >>> Popularity(window=0.2).fit(log).score([1]).tolist()
+        [[2.0, 1.0, 3.0]]
     """
+
+    def __init__(self, *, window: float = 1.0) -> None:
+        self.window = check_fraction("window", window, allow_one=True)
+
+    def _params(self) -> dict[str, object]:
+        return {"window": self.window}
+
+    def fit(
+        self, train: TableLike, *, user_id: str = "user_id", item_id: str = "item_id",
+        timestamp: str | None = "timestamp",
+    ) -> Popularity:
+        """Counts each item's distinct users among the latest ``window`` share of events.
+
+        Args:
+            train: The interactions (any accepted table).
+            user_id: The user id column.
+            item_id: The item id column.
+            timestamp: The column that orders the events in time (numbers, datetimes or
+                sortable strings); read only when ``window`` is below 1.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: ``window`` is below 1 and ``train`` has no ``timestamp`` column,
+                or one with missing values.
+        """
+        if self.window == 1.0:
+            super().fit(train, user_id=user_id, item_id=item_id)
+            self.scores_ = self.item_popularity_
+            return self
+        table = self._timed_table(train, user_id, item_id, timestamp)
+        super().fit(table, user_id=user_id, item_id=item_id)
+        recent = _latest_events(table[str(timestamp)], self.window)
+        n_items = len(self.item_ids_)
+        users = self._user_index.get_indexer(table[user_id][recent]).astype(np.int64)
+        items = pd.Index(self.item_ids_).get_indexer(table[item_id][recent])
+        pairs = np.unique(users * n_items + items)  # a repeated (user, item) counts once
+        in_window = np.bincount(pairs % n_items, minlength=n_items).astype(np.int64)
+        overall = self.item_popularity_.astype(np.int64)
+        key = in_window * (int(overall.max()) + 1) + overall
+        place = np.unique(key, return_inverse=True)[1].ravel()
+        self.scores_ = (place + 1).astype(np.float32)
+        return self
+
+    def _timed_table(self, train: TableLike, user_id: str, item_id: str,
+                     timestamp: str | None) -> Table:
+        """``train``'s id and time columns; without a time column, an error on ``window``."""
+        rule = "be 1.0 (all events) unless `train` has a timestamp column to order them by"
+        if timestamp is None:
+            raise invalid_argument("window", rule, self.window, hint=(
+                "Received timestamp=None. Pass timestamp= the name of your time column, "
+                "or window=1.0 to count all events."))
+        try:
+            table = to_table(train, argument="train", columns=[user_id, item_id, timestamp],
+                             settings={user_id: "user_id", item_id: "item_id",
+                                       timestamp: "timestamp"})
+        except ValueError as error:
+            if f"must have a column {timestamp!r}" not in str(error):
+                raise
+            raise invalid_argument("window", rule, self.window, hint=(
+                f"{error} Or pass window=1.0 to count all events.")) from None
+        check_no_missing(f"train[{timestamp!r}]", table[timestamp], what="timestamps")
+        return table
 
     def _fit_matrix(self, interactions: sp.csr_matrix) -> None:
         pass
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.item_popularity_, (len(rows), len(self.item_popularity_)))
+        return np.broadcast_to(self.scores_, (len(rows), len(self.scores_)))
+
+    def _unseen_user_scores(self) -> np.ndarray:
+        return self.scores_
+
+
+def _latest_events(times: np.ndarray, window: float) -> np.ndarray:
+    """A mask of the ``ceil(window * n)`` latest of ``n`` events, and every other event
+    at the time of the earliest of them."""
+    order = pd.factorize(times, sort=True)[0]  # codes that sort like the times
+    # round: 0.07 * 100 is 7.000000000000001 in floating point, and its ceiling 8.
+    kept = max(1, math.ceil(round(window * len(order), 9)))
+    cut = np.partition(order, len(order) - kept)[len(order) - kept]
+    return order >= cut
 
 
 def _cosine_block(

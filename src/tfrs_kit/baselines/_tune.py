@@ -33,8 +33,10 @@ _RANKING_METRICS = ("recall", "precision", "ndcg", "map", "mrr", "hit_rate")
 _METRIC = re.compile(r"^(?P<name>[a-z_]+)@(?P<k>[1-9][0-9]*)$")
 
 # Ranges that hold the best value on MovieLens-sized data; edges extend when they do not.
+# Popularity's window: all events first (it wins ties), then shares a ratio of about 3
+# apart; 1.0 is the largest valid value, and below 0.03 the grid extends itself.
 _DEFAULT_GRIDS: dict[type, dict[str, list[Any]]] = {
-    Popularity: {},
+    Popularity: {"window": [1.0, 0.3, 0.1, 0.03]},
     ItemKNN: {"neighbors": [25, 50, 100, 200, 400], "shrinkage": [0.0, 10.0, 100.0]},
     UserKNN: {"neighbors": [10, 20, 50, 100, 200], "shrinkage": [0.0, 10.0, 100.0]},
     EASE: {"l2": [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]},
@@ -80,7 +82,8 @@ def default_grid(model_class: type) -> dict[str, list[Any]]:
         model_class: A baseline class of :mod:`tfrs_kit.baselines` (or a subclass).
 
     Returns:
-        A new ``{parameter: [values]}`` dict (empty for :class:`Popularity`).
+        A new ``{parameter: [values]}`` dict. :class:`Popularity`'s ``window`` (the
+        latest share of events counted) starts at all events, which wins a tie.
 
     Raises:
         ValueError: ``model_class`` has no default grid.
@@ -186,10 +189,22 @@ def _extensions(model_class: type, grid: dict[str, list[Any]],
     return found
 
 
+def _fit_columns(model_class: Any, user_id: str, item_id: str,
+                 timestamp: str) -> dict[str, str]:
+    """The column arguments of ``model_class.fit``: ``timestamp`` only where it takes one."""
+    columns = {"user_id": user_id, "item_id": item_id}
+    try:
+        parameters = inspect.signature(model_class.fit).parameters
+    except (AttributeError, TypeError, ValueError):
+        return columns
+    return {**columns, "timestamp": timestamp} if "timestamp" in parameters else columns
+
+
 def _validation_score(model_class: type, params: dict[str, Any], fit_on: Table,
-                      validation: Table, metric: tuple[str, int], user_id: str,
-                      item_id: str) -> float:
-    model = model_class(**params).fit(fit_on, user_id=user_id, item_id=item_id)
+                      validation: Table, metric: tuple[str, int],
+                      columns: dict[str, str]) -> float:
+    model = model_class(**params).fit(fit_on, **columns)
+    user_id, item_id = columns["user_id"], columns["item_id"]
     name, k = metric
     report = evaluate({"model": model}, validation, train=fit_on, k=k, metrics=[name],
                       user_id=user_id, item_id=item_id, verbose=False)
@@ -225,7 +240,8 @@ def tune(
     Args:
         model_class: A baseline class, or any class built from keyword arguments with
             ``fit(train, *, user_id, item_id)`` that returns a
-            :class:`~tfrs_kit.evaluation.Recommender`.
+            :class:`~tfrs_kit.evaluation.Recommender`; a ``fit`` that also takes
+            ``timestamp`` (as :class:`Popularity`'s) is given it.
         train: The training interactions (any accepted table), with ``timestamp``.
         grid: ``{parameter: [values]}``, every combination tried; default
             :func:`default_grid`. A parameter with one value is held fixed.
@@ -267,9 +283,11 @@ def tune(
         table, test_fraction=fraction, user_id=user_id, item_id=item_id, timestamp=timestamp,
         min_train=1)  # as tk.Recipe: a user's only interaction stays in the fit part
 
+    columns = _fit_columns(model_class, user_id, item_id, timestamp)
+
     def score(params: dict[str, Any]) -> float:
         return _validation_score(model_class, params, fit_on, validation, chosen_metric,
-                                 user_id, item_id)
+                                 columns)
 
     tried, edges = _search(model_class, grid_values, score, rounds if extend_edges else 0)
     best_params, best_score, _ = max(tried, key=lambda entry: entry[1])
@@ -279,7 +297,7 @@ def tune(
         best_params=dict(best_params), best_score=best_score, metric=metric,
         grid=grid_values, at_edge=tuple(edges),
     )
-    return model_class(**best_params).fit(table, user_id=user_id, item_id=item_id), result
+    return model_class(**best_params).fit(table, **columns), result
 
 
 def _search(model_class: type, grid: dict[str, list[Any]], score: Any,
