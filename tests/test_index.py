@@ -353,6 +353,15 @@ def test_query_features_of_the_wrong_dtype(index):
         index.recommend({"user_id": ["u1"]}, k=2, exclude=["i1"])
 
 
+def test_the_default_k_is_10_or_what_the_index_holds_when_less(model, index):
+    assert index.recommend({"user_id": ["u1"]}).ids.shape == (1, 10)
+    small = tk.IndexBuilder(k_max=3).build(model, ITEMS)
+    assert small.recommend({"user_id": ["u1", "u2"]}).ids.shape == (2, 3)
+    assert small.similar_items(["i1"]).ids.shape == (1, 3)
+    few = tk.IndexBuilder(k_max=20).build(model, {"item_id": ["i1", "i2"]})
+    assert few.recommend({"user_id": ["u1"]}).ids.shape == (1, 2)
+
+
 def test_k_above_k_max_says_how_to_get_more(index):
     with pytest.raises(ValueError, match="Build the index with a larger k_max"):
         index.recommend({"user_id": ["u1"]}, k=21)

@@ -104,7 +104,7 @@ class Index:
         self,
         query_features: TableLike,
         *,
-        k: int = 10,
+        k: int | None = None,
         exclude: Sequence[Sequence[Any]] | None = None,
         batch_size: int = 4096,
     ) -> Recommendations:
@@ -115,7 +115,8 @@ class Index:
                 ``query_features`` (a DataFrame, dict of arrays or dataset).
                 Ids never seen in training map to the out-of-vocabulary
                 embedding: such a query still gets recommendations.
-            k: How many candidates per query, 1 to ``min(k_max, len(index))``.
+            k: How many candidates per query, 1 to ``min(k_max, len(index))``;
+                default 10, or that limit when it is smaller.
             exclude: For each query, candidate ids to leave out (such as the
                 items a user has already seen).
             batch_size: Queries scored at once (brute force lowers it to keep
@@ -136,7 +137,7 @@ class Index:
         table = to_table(query_features, argument="query_features",
                          columns=self.query_features)
         n = len(next(iter(table.values())))
-        self._check_k(k)
+        k = self._checked_k(k)
         batch_size = check_int("batch_size", batch_size, minimum=1)
         batch_size = min(batch_size, self._max_batch or batch_size)
         excluded = exclusion_tensor(exclude, n, self._id_dtype, self._id_index)
@@ -151,11 +152,11 @@ class Index:
                 tf.constant(k, tf.int32), excluded[start:stop]))
         return self._results(parts)
 
-    def similar_items(self, item_ids: Sequence[Any], *, k: int = 10) -> Recommendations:
+    def similar_items(self, item_ids: Sequence[Any], *, k: int | None = None) -> Recommendations:
         """For each candidate id, the ``k`` candidates closest to it (itself excluded).
 
         Closeness is the dot product of candidate embeddings, searched by the
-        index's backend.
+        index's backend. ``k`` is as in :meth:`recommend`.
 
         Example:
             >>> import tfrs_kit as tk
@@ -173,7 +174,7 @@ class Index:
         ids[:] = [_plain(v) for v in item_ids]
         check_ids(ids, self._id_index, "item_ids")
         ids = ids.astype(np.int64) if self._id_dtype == tf.int64 else ids
-        self._check_k(k)
+        k = self._checked_k(k)
         out = self._functions.similar_items(tf.constant(ids, self._id_dtype),
                                             tf.constant(k, tf.int32))
         return self._results([out])
@@ -278,8 +279,11 @@ class Index:
         vocab = self.vocabularies.get(feature)
         return vocab.kind if vocab is not None else None
 
-    def _check_k(self, k: int) -> None:
+    def _checked_k(self, k: int | None) -> int:
+        """``k``, checked against the index's limit; ``None``: 10, or the limit if smaller."""
         limit = min(self.k_max, len(self))
+        if k is None:
+            return min(10, limit)
         # check_int has no room for the limit's reasons or the k_max hint: range checked here.
         if not 1 <= check_int("k", k) <= limit:
             raise invalid_argument(
@@ -287,6 +291,7 @@ class Index:
                 f"{len(self)} candidates)", k,
                 hint="Build the index with a larger k_max for more." if k > self.k_max else None,
             )
+        return k
 
     def _results(self, parts: list[dict[str, tf.Tensor]]) -> Recommendations:
         ids = np.concatenate([p["ids"].numpy() for p in parts], axis=0)

@@ -287,8 +287,9 @@ def _popularity(data: Data, settings: Any, vocabulary: Vocabulary,
     c = data.columns
     events = data.events(settings)
     if window < 1.0 and c.timestamp is not None:
+        # Rounded first: 0.07 * 100 is 7.000000000000001 in floating point.
         events = events.sort_values(c.timestamp, kind="stable").tail(
-            max(1, math.ceil(window * len(events))))
+            max(1, math.ceil(round(window * len(events), 6))))
     counts = events[c.item_id].value_counts()
     table = np.log1p(_table(vocabulary, counts.index.to_numpy(),
                             counts.to_numpy(np.float32)[:, None]))
