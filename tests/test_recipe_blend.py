@@ -133,17 +133,25 @@ def _popular_log(seed=0):
     return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
 
 
-def test_the_popularity_weight_ranks_by_count_and_is_chosen_without_implicit():
-    log = _popular_log()
+def _one_epoch(log):
+    """The log split for validation, and one epoch of id towers on the rest."""
     train, validation = tk.evaluation.per_user_temporal_split(log, test_fraction=0.25)
     data = _data(train)
     settings = Settings(history="none", embedding_dim=8, epochs=1, batch_size=32)
-    trained = train_final(data, settings, epochs=1, seed=0)
+    return train, validation, data, train_final(data, settings, epochs=1, seed=0)
+
+
+def _blended(data, trained, blend):
+    return RecipeRecommender(blend_model(data, trained, blend, seed=0),
+                             queries=data.queries(trained.settings),
+                             items=data.candidates(trained.settings), user_id="user_id",
+                             item_id="item_id")
+
+
+def test_the_popularity_weight_ranks_by_count_and_is_chosen_without_implicit():
+    train, validation, data, trained = _one_epoch(_popular_log())
     # At a weight far above the towers' spread, every user's ranking is the log's counts.
-    model = blend_model(data, trained, Blend(0.0, {}, 1e4), seed=0)
-    blended = RecipeRecommender(model, queries=data.queries(settings),
-                                items=data.candidates(settings), user_id="user_id",
-                                item_id="item_id")
+    blended = _blended(data, trained, Blend(0.0, {}, 1e4))
     counts = train["item_id"].value_counts().reindex(blended.item_ids).fillna(0).to_numpy()
     top = np.argsort(-blended.score(["u0", "u1", "someone new"]), axis=1)[:, :5]
     assert (np.diff(counts[top], axis=1) <= 0).all()  # in the order of the counts
@@ -170,16 +178,9 @@ def _trend_log(seed=0):
 
 
 def test_the_popularity_window_counts_the_latest_events_and_is_chosen_when_they_predict():
-    log = _trend_log()
-    train, validation = tk.evaluation.per_user_temporal_split(log, test_fraction=0.25)
-    data = _data(train)
-    settings = Settings(history="none", embedding_dim=8, epochs=1, batch_size=32)
-    trained = train_final(data, settings, epochs=1, seed=0)
+    train, validation, data, trained = _one_epoch(_trend_log())
     latest = train.sort_values("timestamp").tail(int(np.ceil(0.3 * len(train))))
-    model = blend_model(data, trained, Blend(0.0, {}, 1e4, window=0.3), seed=0)
-    blended = RecipeRecommender(model, queries=data.queries(settings),
-                                items=data.candidates(settings), user_id="user_id",
-                                item_id="item_id")
+    blended = _blended(data, trained, Blend(0.0, {}, 1e4, window=0.3))
     counts = latest["item_id"].value_counts().reindex(blended.item_ids).fillna(0).to_numpy()
     top = np.argsort(-blended.score(["u0"]), axis=1)[0, :3]
     assert counts[top[0]] == counts.max() and (np.diff(counts[top]) <= 0).all()
