@@ -3,6 +3,8 @@ one index."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,6 +165,11 @@ def test_the_popularity_weight_ranks_by_count_and_is_chosen_without_implicit():
     assert blend.score == max(blend.popularity_scores.values())
     assert blend.popularity > 0  # one epoch of towers: the crowd predicts better
     assert blend.describe() == f" + popularity x{blend.popularity:g}"
+    # Past the deadline no window is tried: the towers alone.
+    late = choose_weights(data, trained, validation, metric="recall@10", seed=0,
+                          factorisation=False, deadline=time.monotonic())
+    assert (late.popularity, late.popularity_scores, late.window_scores) == (0.0, {}, {})
+    assert late.score == blend.scores[0.0] and late.describe() == ""
 
 
 def _trend_log(seed=0):

@@ -141,7 +141,8 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
     :data:`WEIGHTS`, without the popularity), then the popularity's (one of
     :data:`POPULARITY_WEIGHTS`, at that factorisation weight) over each window of
     :data:`WINDOWS` in turn, until ``deadline`` (``time.monotonic()``): the
-    factorisation's weights are always compared, a window only when time is left.
+    factorisation's weights are always compared, a window only when time is left for
+    it and for :func:`blend_model` (taken to last as long as this function's setup).
 
     The weights are compared on the same users, so fewer suffice than to score a
     trial: at most 5,000, drawn at random, and fewer for a large catalogue (about
@@ -152,12 +153,14 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
         trained: The chosen trial's model.
         factorisation: Try the factorisation (needs ``implicit``); without it, only
             the popularity's weight is chosen.
-        deadline: No window starts after it.
+        deadline: No window starts later than the refit's time before it.
     """
+    started = time.monotonic()
     als = factorise(data, trained, seed) if factorisation else None
     joined = _recommender(data, trained.settings, _joined(data, trained, als))
     dims = _dims(trained, als)
     spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims)
+    refit = time.monotonic() - started  # about what blend_model will take on the whole log
     validation = _sample_users(validation, data.columns.user_id, seed, max(
         _MIN_VALIDATION_USERS, min(_VALIDATION_USERS, _SCORES // len(joined.item_ids))))
 
@@ -176,7 +179,7 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
     rows = vocabulary.lookup_layer()(tf.constant(joined.item_ids)).numpy()
     by_window: dict[float, dict[float, float]] = {}
     for window in _windows(data):
-        if time.monotonic() >= deadline:
+        if time.monotonic() + refit >= deadline:
             break
         items = joined.item_embeddings.copy()
         items[:, -1] = _popularity(data, trained.settings, vocabulary, window)[rows, 0]
