@@ -583,6 +583,44 @@ def test_candidate_counts_of_shards_equal_pandas_counts(tmp_path, fmt):
     assert list(counts.items()) == order
 
 
+@pytest.mark.parametrize("kind", ["string", "int"])
+def test_candidate_counts_summed_over_many_shards_equal_a_plain_count(tmp_path, kind):
+    # More shards than count_values holds before it sums the counts, and ties: the
+    # order must still be most frequent first, ties by value (a plain-Python count).
+    pytest.importorskip("pyarrow")
+    from collections import Counter
+
+    from tfrs_kit.retrieval._pipeline import count_values
+
+    rng = np.random.default_rng(5)
+    drawn = rng.integers(0, 40, 700)
+    ids = (np.array([f"i{i}" for i in drawn], dtype=object) if kind == "string"
+           else drawn.astype(np.int64))
+    paths = []
+    for number, part in enumerate(np.array_split(ids, 35)):
+        paths.append(str(tmp_path / f"part-{number:02d}.parquet"))
+        _write_rows({"item_id": part}, tmp_path / f"part-{number:02d}.parquet")
+    counts, rows = count_values(paths, "item_id")
+    want = sorted(Counter(ids.tolist()).items(), key=lambda kv: (-kv[1], kv[0]))
+    assert list(counts.items()) == want
+    assert rows == [len(p) for p in np.array_split(ids, 35)]
+
+
+@pytest.mark.parametrize("storage", ["arrow", "object", "int"])
+def test_id_tensor_holds_the_ids_in_order(storage):
+    import pandas as pd
+
+    from tfrs_kit.retrieval._pipeline import id_tensor
+
+    ids = ["b", "", "é日", "a b", "b2"] if storage != "int" else [7, -1, 3]
+    dtype = {"arrow": "string[pyarrow]", "object": object, "int": np.int64}[storage]
+    index = pd.Index(ids, dtype=dtype)
+    tensor = id_tensor(index[1:]) if storage == "arrow" else id_tensor(index)  # a slice too
+    want = ids[1:] if storage == "arrow" else ids
+    got = tensor.numpy().tolist()
+    assert [v.decode() for v in got] == want if storage != "int" else got == want
+
+
 def test_a_missing_candidate_id_in_a_later_shard_is_refused(tmp_path):
     pytest.importorskip("pyarrow")
     import pandas as pd

@@ -28,6 +28,7 @@ from tfrs_kit.retrieval._pipeline import (
     count_values,
     distinct_rows,
     file_dataset,
+    id_tensor,
     text_encodings,
     training_dataset,
 )
@@ -422,9 +423,8 @@ class TwoTowerRetrieval(LossLogs):
         probability = None
         frequencies = self.candidate_frequencies_
         if self.logq_correction and frequencies is not None:
-            keys = frequencies.index.to_numpy()
             probability = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-                tf.constant(keys.astype(str) if keys.dtype == object else keys.astype(np.int64)),
+                id_tensor(frequencies.index),
                 tf.constant(frequencies.to_numpy(np.float32))), default_value=1.0 / rows)
 
         def prepare(batch: dict[str, Any]) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from tfrs_kit._validation import check_no_missing
 from tfrs_kit.towers import Tower
 from tfrs_kit.towers._encoders import TextEncoder
 
-__all__ = ["EpochShuffle", "count_values", "distinct_rows", "file_dataset", "text_encodings",
-           "training_dataset"]
+__all__ = ["EpochShuffle", "count_values", "distinct_rows", "file_dataset", "id_tensor",
+           "text_encodings", "training_dataset"]
 
 
 def text_encodings(towers: Iterable[Any]) -> dict[str, Callable[[tf.Tensor], Any]]:
@@ -400,9 +400,11 @@ def _row_spec(kinds: Mapping[str, str], columns: Sequence[str]) -> dict[str, Any
 def count_values(paths: Sequence[str], column: str) -> tuple[pd.Series, list[int]]:
     """How often each value of ``column`` occurs in the shards (most frequent first,
     ties by value), and each shard's number of rows, in one pass over that column
-    alone (counted by Arrow for Parquet and CSV)."""
+    alone (counted and summed by Arrow for Parquet and CSV: memory holds the distinct
+    values of a few chunks, never a Python object per value)."""
     kinds = schema(list(paths), argument="x", columns=[column])
-    parts, rows = [], []
+    parts: list[Any] = []
+    rows = []
     for path in paths:
         rows.append(0)
         for values in _column_chunks(path, column, kinds):
@@ -413,13 +415,53 @@ def count_values(paths: Sequence[str], column: str) -> tuple[pd.Series, list[int
                 if values.null_count or kinds[column] == "float":  # NaN is missing too
                     check_no_missing(f"x[{column!r}]",
                                      values.to_numpy(zero_copy_only=False), what="ids")
-                counts = values.value_counts().flatten()
-                parts.append(pd.Series(counts[1].to_numpy(), index=counts[0].to_pandas()))
+                parts.append(values.value_counts())
+                if len(parts) >= _SUM_EVERY:
+                    parts = [_sum_value_counts(parts)]
             rows[-1] += len(values)
     if not parts:
         return pd.Series(dtype=np.int64), rows
-    counts = pd.concat(parts).groupby(level=0, sort=True).sum().astype(np.int64)
+    if isinstance(parts[0], pd.Series):
+        counts = pd.concat(parts).groupby(level=0, sort=True).sum().astype(np.int64)
+    else:
+        summed = _sum_value_counts(parts)
+        counts = pd.Series(summed.field(1).to_numpy().astype(np.int64),
+                           index=summed.field(0).to_pandas()).sort_index(kind="stable")
     return counts.sort_values(ascending=False, kind="stable"), rows
+
+
+_SUM_EVERY = 16  # chunks' value counts held before Arrow sums them into one
+
+
+def _sum_value_counts(parts: list[Any]) -> Any:
+    """Arrow ``value_counts`` results summed into one (a struct array of the distinct
+    values and their counts)."""
+    import pyarrow as pa
+
+    table = pa.table({"values": pa.concat_arrays([p.field(0) for p in parts]),
+                      "counts": pa.concat_arrays([p.field(1) for p in parts])})
+    summed = table.group_by("values").aggregate([("counts", "sum")])
+    return pa.StructArray.from_arrays([summed.column("values").combine_chunks(),
+                                       summed.column("counts_sum").combine_chunks()],
+                                      names=["values", "counts"])
+
+
+def id_tensor(ids: pd.Index) -> tf.Tensor:
+    """Ids (such as :func:`count_values`'s index) as a string or int64 tensor; strings
+    that Arrow holds go over as one buffer, not as a Python object per id."""
+    if ids.dtype.kind in "iub":
+        return tf.constant(ids.to_numpy().astype(np.int64))
+    if hasattr(ids.array, "__arrow_array__"):
+        import pyarrow as pa
+
+        strings = pa.array(ids.array)
+        strings = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
+        if pa.types.is_large_string(strings.type):
+            strings = strings.cast(pa.string())  # 32-bit offsets, as _string_buffers reads
+        if pa.types.is_string(strings.type) and not strings.null_count:
+            data, offsets = _string_buffers(strings)
+            return tf.strings.substr(tf.constant(data), offsets[:-1], np.diff(offsets))
+    return tf.constant(ids.to_numpy(dtype=object).astype(str))
 
 
 def _column_chunks(path: str, column: str, kinds: Mapping[str, str]) -> Iterator[Any]:
