@@ -12,7 +12,8 @@ linear), the peak memory per size, and the largest size done.
 
 ``--from-files`` measures training from Parquet shards instead: per size (default 1e6
 and 1e7) a fresh process writes the synthetic log as shards of ``--shard-rows`` rows
-(user, item and the ``HistoryBuilder`` history of the 50 items before each event), then
+(user, item and the ``HistoryBuilder`` history of the 50 items before each event; n/20
+users and n/10 items, or n/``--rows-per-item`` items: 50 is issue 14's 1e8 shape), then
 for each tower set (id-only; user id plus the history, mean-pooled, sharing the item
 embedding) a fresh process builds the vocabularies from the shards (chunk by chunk) and
 trains one epoch streamed from them (``fit(files, shuffle_buffer=65536)``, batch 4096,
@@ -27,7 +28,7 @@ history_speed_ratio=<history rows/s / id-only rows/s at largest> peak_gib=<at la
 (streamed runs only).
 
     python benchmarks/scale.py --from-files [--sizes 1000000 10000000] [--dir /tmp/shards]
-        [--compare-memory]
+        [--compare-memory] [--rows-per-item 50]
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def run_size(n: int) -> dict:
             "peak_gib": peak_gib}
 
 
-def write_shards(n: int, folder: Path, shard_rows: int) -> dict:
+def write_shards(n: int, folder: Path, shard_rows: int, rows_per_item: int = 10) -> dict:
     """The synthetic log of ``n`` rows with histories, as Parquet shards in ``folder``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -115,8 +116,8 @@ def write_shards(n: int, folder: Path, shard_rows: int) -> dict:
     from tfrs_kit._tensors import spans
 
     start = time.perf_counter()
-    data = tk.datasets.synthetic(n, num_users=max(5, n // 20), num_items=max(20, n // 10),
-                                 seed=0)
+    data = tk.datasets.synthetic(n, num_users=max(5, n // 20),
+                                 num_items=max(20, n // rows_per_item), seed=0)
     log = {c: data.interactions[c].to_numpy() for c in ("user_id", "item_id", "timestamp")}
     del data
     table = tk.HistoryBuilder(max_length=50).transform(log)
@@ -191,13 +192,15 @@ def _run(*args: str) -> dict:
 
 
 def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
-                    compare_memory: bool = False) -> None:
+                    compare_memory: bool = False, rows_per_item: int = 10) -> None:
     root = folder or Path(tempfile.mkdtemp(prefix="tfrs_kit_scale_"))
     results: dict[int, dict] = {}
     for n in sizes:
         shards = root / f"n{n}"
-        written = _run("--write", str(n), "--dir", str(shards), "--shard-rows", str(shard_rows))
-        print(f"wrote {n:,} rows as {len(list(shards.glob('*.parquet')))} shards, "
+        written = _run("--write", str(n), "--dir", str(shards), "--shard-rows", str(shard_rows),
+                       "--rows-per-item", str(rows_per_item))
+        print(f"wrote {n:,} rows ({max(20, n // rows_per_item):,} items) as "
+              f"{len(list(shards.glob('*.parquet')))} shards, "
               f"{written['gib_on_disk']:.2f} GiB, mean history {written['mean_history']:.1f} "
               f"items, in {written['seconds']:.0f} s", flush=True)
         results[n] = {"written": written}
@@ -235,6 +238,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None,
                         help="--from-files: where to write the shards (default: a temp dir)")
     parser.add_argument("--shard-rows", type=int, default=250_000)
+    parser.add_argument("--rows-per-item", type=int, default=10,
+                        help="--from-files: n / this many items (default 10; issue 14's "
+                        "1e8 shape, 2e6 items, is 50)")
     parser.add_argument("--compare-memory", action="store_true",
                         help="--from-files: also train from the shards read into memory")
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -247,14 +253,15 @@ def main() -> None:
         print(json.dumps(run_size(args.size)))
         return
     if args.write:
-        print(json.dumps(write_shards(args.write, args.dir, args.shard_rows)))
+        print(json.dumps(write_shards(args.write, args.dir, args.shard_rows,
+                                      args.rows_per_item)))
         return
     if args.train_files:
         print(json.dumps(train_from_files(args.train_files, args.towers, args.in_memory)))
         return
     if args.from_files:
         main_from_files(args.sizes or [1_000_000, 10_000_000], args.dir, args.shard_rows,
-                        args.compare_memory)
+                        args.compare_memory, args.rows_per_item)
         return
     args.sizes = args.sizes or [100_000, 1_000_000, 10_000_000]
 
