@@ -44,7 +44,8 @@ class Blend:
         return self.scores[self.weight]
 
     def describe(self) -> str:
-        """The non-zero weights, e.g. `` + iALS x0.1 + popularity(latest 30%) x0.2``."""
+        """The non-zero weights as the report shows them after the settings, e.g.
+        ``"+ iALS x0.1 + popularity(latest 30%) x0.2"`` (with a leading space)."""
         popularity = "popularity" + (f"(latest {self.window:.0%})" if self.window < 1 else "")
         return "".join(f" + {name} x{weight:g}" for name, weight in (
             ("iALS", self.weight), (popularity, self.popularity)) if weight)
