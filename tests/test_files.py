@@ -424,6 +424,35 @@ def test_vocabulary_counts_chunk_by_chunk_equal_the_in_memory_counts(tmp_path, m
     assert builder.from_counts(got) == builder.from_counts(want)
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_vocabularies_of_ids_inferred_from_files_equal_the_in_memory_ones(tmp_path, fmt):
+    # Kinds left to inference; string and integer ids (counted in Arrow from files),
+    # a whole-float id column and a boolean one (counted as NumPy counts them).
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({
+        "user_id": rng.choice(["b", "a", "é", "B", "c"], 80).astype(object),
+        "item_id": rng.integers(-3, 9, 80).astype(np.int64),
+        "age": rng.choice([20.0, 30.0], 80),
+        "flag": rng.choice([True, False], 80),
+    })
+    pattern = _write(frame, tmp_path / "p", fmt, shards=3)
+    features = ["user_id", "item_id", "flag"]
+    got = tk.VocabularyBuilder().fit(pattern, features, verbose=False)
+    assert got == tk.VocabularyBuilder().fit(frame, features, verbose=False)
+    assert got["item_id"].dtype == "int64" and got["user_id"].dtype == "string"
+    ages = tk.VocabularyBuilder().fit(pattern, {"age": "categorical"}, verbose=False)
+    assert ages == tk.VocabularyBuilder().fit(frame, {"age": "categorical"}, verbose=False)
+
+
+def test_a_missing_id_in_a_shard_is_refused_as_in_memory(tmp_path):
+    pd.DataFrame({"user_id": ["a", "b", "c"]}).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame({"user_id": ["d", None, "e", None]}).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(ValueError, match=r"`data\['user_id'\]` must hold no missing \(None or "
+                       r"NaN\) values\. Received: data\['user_id'\]='2 missing, the first at "
+                       r"position 1'"):
+        tk.VocabularyBuilder().fit(str(tmp_path / "*.parquet"), ["user_id"], verbose=False)
+
+
 def _never(*args, **kwargs):
     raise AssertionError("the whole log was read at once")
 

@@ -22,7 +22,7 @@ import csv
 import glob
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -265,12 +265,16 @@ def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
 
 def iter_tables(data: Any, *, argument: str = "data", columns: Iterable[str] | None = None,
                 rows_per_chunk: int | None = 65536, settings: Mapping[str, str] | None = None,
-                verbose: Any = False) -> Iterator[Table]:
+                verbose: Any = False,
+                keep_arrow: Callable[[str, str], bool] | None = None) -> Iterator[Table]:
     """The rows of the shards ``data`` names, as tables of at most ``rows_per_chunk`` rows.
 
     Shards are read in :func:`resolve`'s order, one after the other, so memory is
     that of one chunk. A chunk never spans two shards. ``rows_per_chunk=None`` reads
-    each shard whole.
+    each shard whole. Of Parquet and CSV shards, the columns for which
+    ``keep_arrow(name, kind)`` holds stay one ``pyarrow`` array each (typed as
+    :func:`iter_arrow` types them), for readers that count them without a Python
+    object per value.
 
     Raises:
         FileNotFoundError, ValueError: As :func:`resolve` and :func:`schema`; a
@@ -285,18 +289,21 @@ def iter_tables(data: Any, *, argument: str = "data", columns: Iterable[str] | N
     with Progress(len(paths), description=f"Reading {len(paths)} shard(s)", verbose=verbose,
                   size=size) as progress:
         for path in paths:
-            yield from _read_file(path, kinds, rows_per_chunk, argument)
+            yield from _read_file(path, kinds, rows_per_chunk, argument, keep_arrow)
             progress.update()
 
 
-def _read_file(path: str, kinds: Mapping[str, str], rows: int | None,
-               argument: str) -> Iterator[Table]:
+def _read_file(path: str, kinds: Mapping[str, str], rows: int | None, argument: str,
+               keep_arrow: Callable[[str, str], bool] | None = None) -> Iterator[Table]:
     fmt = _format(path, argument)
     if fmt == "tfrecord":
         yield from _read_tfrecord(path, kinds, rows, argument)
         return
+    arrow = {name for name, kind in kinds.items() if keep_arrow and keep_arrow(name, kind)}
+    types = {name: _arrow_type(kinds[name], argument, name) for name in arrow}
     for batch in _arrow_batches(path, fmt, kinds, rows, argument):
-        yield {name: _column(batch.column(name), kinds[name]) for name in kinds}
+        yield {name: _conform(batch.column(name), types[name]) if name in arrow
+               else _column(batch.column(name), kinds[name]) for name in kinds}
 
 
 def _arrow_batches(path: str, fmt: str, kinds: Mapping[str, str], rows: int | None,

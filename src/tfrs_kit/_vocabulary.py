@@ -461,8 +461,14 @@ class VocabularyBuilder:
     def _count_files(self, data: Any, kinds: dict[str, str], verbose: Any) -> VocabularyCounts:
         parts: list[VocabularyCounts] = []
         quiet = Progress(1, description="", verbose=False)
+        def counted_by_arrow(name: str, stored: str) -> bool:
+            # Ids and categories stored as strings or integers: Arrow counts them,
+            # with no Python object per value (what goes in is what NumPy would count).
+            return stored in ("string", "int") and kinds.get(name, "") in ("", "categorical")
+
         for chunk in iter_tables(data, argument="data", columns=list(kinds) if kinds else None,
-                                 rows_per_chunk=_CHUNK_ROWS, verbose=verbose):
+                                 rows_per_chunk=_CHUNK_ROWS, verbose=verbose,
+                                 keep_arrow=counted_by_arrow):
             parts.append(self._count(chunk, kinds, quiet))
             # The first chunk's kinds hold for all: a later chunk cannot infer another.
             kinds = dict(parts[0].kinds)
@@ -477,6 +483,10 @@ class VocabularyBuilder:
         dtype_of: dict[str, str] = {}
         for name, column in table.items():
             progress.update()
+            if not isinstance(column, np.ndarray):  # an Arrow array of ids, from files
+                kind_of[name] = kinds.get(name) or "categorical"
+                dtype_of[name], counts[name] = _arrow_counts(name, column)
+                continue
             kind = kinds.get(name) or _infer_kind(column)
             kind_of[name] = kind
             if kind in _STATISTICS:
@@ -541,6 +551,23 @@ class VocabularyBuilder:
             boundaries=tuple(float(b) for b in np.unique(quantiles)),
             total=int(values.size),
         )
+
+
+def _arrow_counts(name: str, column: Any) -> tuple[str, pd.Series]:
+    """An Arrow array of string or int64 ids: its dtype and how often each id occurs."""
+    if column.null_count:
+        missing = np.asarray(column.is_null())
+        raise invalid_argument(
+            f"data[{name!r}]", "hold no missing (None or NaN) values",
+            f"{column.null_count} missing, the first at position {int(np.argmax(missing))}",
+            hint="Drop or fill those rows first.",
+        )
+    counted = column.value_counts()
+    dtype = "int64" if str(column.type) == "int64" else "string"
+    values = counted.field(0)
+    index = values.to_pandas() if dtype == "string" else values.to_numpy()
+    return dtype, pd.Series(counted.field(1).to_numpy().astype(np.int64), index=index,
+                            name="count")
 
 
 def _integral_to_int(name: str, column: np.ndarray, kind: str) -> np.ndarray:
