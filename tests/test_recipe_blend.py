@@ -165,11 +165,14 @@ def test_the_popularity_weight_ranks_by_count_and_is_chosen_without_implicit():
     assert blend.score == max(blend.popularity_scores.values())
     assert blend.popularity > 0  # one epoch of towers: the crowd predicts better
     assert blend.describe() == f" + popularity x{blend.popularity:g}"
-    # Past the deadline no window is tried: the towers alone.
+    # Past the deadline every window is tried at every third weight only.
     late = choose_weights(data, trained, validation, metric="recall@10", seed=0,
                           factorisation=False, deadline=time.monotonic())
-    assert (late.popularity, late.popularity_scores, late.window_scores) == (0.0, {}, {})
-    assert late.score == blend.scores[0.0] and late.describe() == ""
+    assert tuple(late.popularity_scores) == POPULARITY_WEIGHTS[::3]
+    assert tuple(late.window_scores) == WINDOWS
+    assert late.score == max(late.window_scores.values()) <= blend.score
+    assert all(blend.popularity_scores[p] == s for p, s in late.popularity_scores.items()
+               if late.window == blend.window)
 
 
 def _trend_log(seed=0):

@@ -139,10 +139,11 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
                    deadline: float = math.inf) -> Blend:
     """The weights that score best on ``validation``: the factorisation's (one of
     :data:`WEIGHTS`, without the popularity), then the popularity's (one of
-    :data:`POPULARITY_WEIGHTS`, at that factorisation weight) over each window of
-    :data:`WINDOWS` in turn, until ``deadline`` (``time.monotonic()``): the
-    factorisation's weights are always compared, a window only when time is left for
-    it and for :func:`blend_model` (taken to last as long as this function's setup).
+    :data:`POPULARITY_WEIGHTS`, at that factorisation weight) and its window (one of
+    :data:`WINDOWS`): every third popularity weight on every window, then, if
+    ``deadline`` (``time.monotonic()``) leaves time for them and for
+    :func:`blend_model` (taken to last as long as this function's setup), the other
+    weights on the best window.
 
     The weights are compared on the same users, so fewer suffice than to score a
     trial: at most 5,000, drawn at random, and fewer for a large catalogue (about
@@ -153,7 +154,7 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
         trained: The chosen trial's model.
         factorisation: Try the factorisation (needs ``implicit``); without it, only
             the popularity's weight is chosen.
-        deadline: No window starts later than the refit's time before it.
+        deadline: When the fine weights are left out.
     """
     started = time.monotonic()
     als = factorise(data, trained, seed) if factorisation else None
@@ -177,21 +178,23 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
     weight = _best(by_weight)
     vocabulary = trained.model.query_tower.vocabularies[data.columns.item_id]
     rows = vocabulary.lookup_layer()(tf.constant(joined.item_ids)).numpy()
+    coarse = [p for p in POPULARITY_WEIGHTS[::3] if p]  # every window, whatever the time
     by_window: dict[float, dict[float, float]] = {}
+    windowed = {}
     for window in _windows(data):
-        if time.monotonic() + refit >= deadline:
-            break
         items = joined.item_embeddings.copy()
         items[:, -1] = _popularity(data, trained.settings, vocabulary, window)[rows, 0]
-        popularities = [p for p in POPULARITY_WEIGHTS if p]  # 0 is scored: by_weight
-        found = dict(zip(popularities, scores(joined.with_item_embeddings(items), [
-            (weight, p) for p in popularities]), strict=True)) if popularities else {}
-        by_window[window] = {p: found.get(p, by_weight[weight]) for p in POPULARITY_WEIGHTS}
-    if not by_window:
-        return Blend(weight, by_weight)
+        windowed[window] = joined.with_item_embeddings(items)
+        by_window[window] = {0.0: by_weight[weight], **dict(zip(coarse, scores(
+            windowed[window], [(weight, p) for p in coarse]), strict=True))}
     # A tie goes to the wider window.
     window = max(by_window, key=lambda w: (max(by_window[w].values()), w))
-    return Blend(weight, by_weight, _best(by_window[window]), by_window[window], window=window,
+    fine = [p for p in POPULARITY_WEIGHTS if p not in by_window[window]]
+    if fine and time.monotonic() + refit < deadline:
+        by_window[window].update(zip(fine, scores(windowed[window], [
+            (weight, p) for p in fine]), strict=True))
+    chosen = {p: by_window[window][p] for p in POPULARITY_WEIGHTS if p in by_window[window]}
+    return Blend(weight, by_weight, _best(chosen), chosen, window=window,
                  window_scores={w: max(s.values()) for w, s in by_window.items()})
 
 
