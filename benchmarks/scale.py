@@ -25,10 +25,13 @@ the memory of histories at 1e7). It prints per size and tower set the vocabulary
 epoch times, rows/s and the process's peak RSS (TensorFlow included), and last
 ``SCALE_FILES largest=... memory_ratio=<history peak RSS at largest / at the smallest>
 history_speed_ratio=<history rows/s / id-only rows/s at largest> peak_gib=<at largest>``
-(streamed runs only).
+(streamed runs only). ``--system-allocator`` trains with
+``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1``: TensorFlow's default (oneDNN) CPU allocator is a
+pool that never gives memory back, so the transients of initialising each embedding table
+(about three times its size) stay in the peak.
 
     python benchmarks/scale.py --from-files [--sizes 1000000 10000000] [--dir /tmp/shards]
-        [--compare-memory] [--rows-per-item 50]
+        [--compare-memory] [--rows-per-item 50] [--system-allocator]
 """
 
 from __future__ import annotations
@@ -192,7 +195,8 @@ def _run(*args: str) -> dict:
 
 
 def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
-                    compare_memory: bool = False, rows_per_item: int = 10) -> None:
+                    compare_memory: bool = False, rows_per_item: int = 10,
+                    system_allocator: bool = False) -> None:
     root = folder or Path(tempfile.mkdtemp(prefix="tfrs_kit_scale_"))
     results: dict[int, dict] = {}
     for n in sizes:
@@ -207,7 +211,8 @@ def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
         for towers in ("ids", "history"):
             for key, extra in [(towers, [])] + ([(f"{towers} in memory", ["--in-memory"])]
                                                 if compare_memory else []):
-                run = _run("--train-files", str(shards), "--towers", towers, *extra)
+                run = _run("--train-files", str(shards), "--towers", towers, *extra,
+                           *(["--system-allocator"] if system_allocator else []))
                 run["rows_per_s"] = n / run["epoch_s"]
                 results[n][key] = run
                 print(f"  {towers:8s} {run['input']:9s} vocabulary {run['vocabulary_s']:7.1f} s"
@@ -243,6 +248,9 @@ def main() -> None:
                         "1e8 shape, 2e6 items, is 50)")
     parser.add_argument("--compare-memory", action="store_true",
                         help="--from-files: also train from the shards read into memory")
+    parser.add_argument("--system-allocator", action="store_true",
+                        help="--from-files: train with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 "
+                        "(TensorFlow's oneDNN CPU allocator keeps every freed tensor's memory)")
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--write", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--train-files", type=Path, help=argparse.SUPPRESS)
@@ -257,11 +265,13 @@ def main() -> None:
                                       args.rows_per_item)))
         return
     if args.train_files:
+        if args.system_allocator:  # read when TensorFlow loads, so before it is imported
+            os.environ["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = "1"
         print(json.dumps(train_from_files(args.train_files, args.towers, args.in_memory)))
         return
     if args.from_files:
         main_from_files(args.sizes or [1_000_000, 10_000_000], args.dir, args.shard_rows,
-                        args.compare_memory, args.rows_per_item)
+                        args.compare_memory, args.rows_per_item, args.system_allocator)
         return
     args.sizes = args.sizes or [100_000, 1_000_000, 10_000_000]
 
