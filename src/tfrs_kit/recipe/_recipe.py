@@ -212,8 +212,8 @@ class Recipe:
     def _blend(self, data: Data, best: Trained, validation: pd.DataFrame, *,
                deadline: float) -> Blend | None:
         """The weights of the factorisation (with the ``implicit`` package) and of the
-        items' popularity beside the towers, chosen on ``validation`` (no popularity
-        window starts after ``deadline``)."""
+        items' popularity beside the towers, chosen on ``validation`` (the popularity's
+        finer weights only while ``deadline`` allows)."""
         if not self.blend:
             return None
         started = time.monotonic()
