@@ -13,7 +13,8 @@ linear), the peak memory per size, and the largest size done.
 ``--from-files`` measures training from Parquet shards instead: per size (default 1e6
 and 1e7) a fresh process writes the synthetic log as shards of ``--shard-rows`` rows
 (user, item and the ``HistoryBuilder`` history of the 50 items before each event; n/20
-users and n/10 items, or n/``--rows-per-item`` items: 50 is issue 14's 1e8 shape), then
+users and n/50 items, ``synthetic``'s default shape and issue 14's at 1e8: 5e6 users,
+2e6 items; ``--rows-per-item 10`` gives the n/10 items of earlier runs), then
 for each tower set (id-only; user id plus the history, mean-pooled, sharing the item
 embedding) a fresh process builds the vocabularies from the shards (chunk by chunk) and
 trains one epoch streamed from them (``fit(files, shuffle_buffer=65536)``, batch 4096,
@@ -31,7 +32,7 @@ pool that never gives memory back, so the transients of initialising each embedd
 (about three times its size) stay in the peak.
 
     python benchmarks/scale.py --from-files [--sizes 1000000 10000000] [--dir /tmp/shards]
-        [--compare-memory] [--rows-per-item 50] [--system-allocator]
+        [--compare-memory] [--rows-per-item 50] [--system-allocator] [--towers history]
 """
 
 from __future__ import annotations
@@ -110,40 +111,71 @@ def run_size(n: int) -> dict:
             "peak_gib": peak_gib}
 
 
-def write_shards(n: int, folder: Path, shard_rows: int, rows_per_item: int = 10) -> dict:
-    """The synthetic log of ``n`` rows with histories, as Parquet shards in ``folder``."""
+def synthetic_events(n: int, rows_per_item: int) -> tuple[np.ndarray, np.ndarray]:
+    """The user and item numbers of ``tk.datasets.synthetic(n, num_users=n // 20,
+    num_items=n // rows_per_item, seed=0)``'s events, in its row order (by user, then
+    time), without its tables: 1e8 rows of Python strings would not fit in memory here.
+    ``write_shards`` checks them against ``synthetic`` at 1e6 rows or fewer."""
+    from tfrs_kit.datasets import _synthetic
+
+    n, users, items, clusters = _synthetic._sizes(n, max(5, n // 20),
+                                                  max(20, n // rows_per_item), None)
+    rng = np.random.default_rng(0)  # drawn in synthetic's order: the same events
+    world = _synthetic._World(rng, users, items, clusters, 0.2)
+    counts = _synthetic._events_per_user(rng, n, users, items)
+    return world.sample_events(rng, counts)
+
+
+def write_shards(n: int, folder: Path, shard_rows: int, rows_per_item: int = 50) -> dict:
+    """The synthetic log of ``n`` rows with histories (the 50 items before each event),
+    as Parquet shards in ``folder``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import tfrs_kit as tk
-    from tfrs_kit._tensors import spans
-
     start = time.perf_counter()
-    data = tk.datasets.synthetic(n, num_users=max(5, n // 20),
-                                 num_items=max(20, n // rows_per_item), seed=0)
-    log = {c: data.interactions[c].to_numpy() for c in ("user_id", "item_id", "timestamp")}
-    del data
-    table = tk.HistoryBuilder(max_length=50).transform(log)
-    history = spans(table.pop("history"))  # the sorted items once, a start and length per row
-    assert history is not None and history.uniques is not None
+    user, item = synthetic_events(n, rows_per_item)
+    # Rows are by user, then time: a row's history is the items of the rows just before
+    # it, back to the user's first row or 50 rows (HistoryBuilder's rule).
+    first = np.r_[0, np.flatnonzero(np.diff(user)) + 1]
+    history_start = np.maximum(np.repeat(first, np.diff(np.r_[first, n])), np.arange(n) - 50)
+    del first
+    if n <= 1_000_000:
+        _check_events(n, rows_per_item, user, item, history_start)
+    users = pa.array(np.char.add("u", np.arange(user[-1] + 1).astype(str)))
+    items = pa.array(np.char.add("i", np.arange(max(20, n // rows_per_item)).astype(str)))
     folder.mkdir(parents=True, exist_ok=True)
-    for number, first in enumerate(range(0, n, shard_rows)):
-        rows = np.arange(first, min(first + shard_rows, n))
-        lengths = history.lengths[rows]
+    for number, begin in enumerate(range(0, n, shard_rows)):
+        rows = np.arange(begin, min(begin + shard_rows, n))
+        lengths = rows - history_start[rows]
         offsets = np.r_[0, np.cumsum(lengths)]
-        positions = np.arange(offsets[-1]) + np.repeat(history.starts[rows] - offsets[:-1],
+        positions = np.arange(offsets[-1]) + np.repeat(history_start[rows] - offsets[:-1],
                                                        lengths)
-        items = pa.DictionaryArray.from_arrays(history.codes[positions],
-                                               pa.array(history.uniques)).cast(pa.string())
         shard = pa.table({
-            "user_id": pa.array(table["user_id"][rows], pa.string()),
-            "item_id": pa.array(table["item_id"][rows], pa.string()),
-            "history": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items),
+            "user_id": users.take(pa.array(user[rows])),
+            "item_id": items.take(pa.array(item[rows])),
+            "history": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
+                                                items.take(pa.array(item[positions]))),
         })
         pq.write_table(shard, folder / f"part-{number:05d}.parquet")
     size = sum(p.stat().st_size for p in folder.glob("*.parquet"))
     return {"n": n, "seconds": time.perf_counter() - start, "gib_on_disk": size / 2**30,
-            "mean_history": float(history.lengths.mean())}
+            "mean_history": float(np.mean(np.arange(n) - history_start))}
+
+
+def _check_events(n: int, rows_per_item: int, user: np.ndarray, item: np.ndarray,
+                  history_start: np.ndarray) -> None:
+    """The events are ``tk.datasets.synthetic``'s and the histories ``HistoryBuilder``'s."""
+    import tfrs_kit as tk
+
+    data = tk.datasets.synthetic(n, num_users=max(5, n // 20),
+                                 num_items=max(20, n // rows_per_item), seed=0)
+    log = {c: data.interactions[c].to_numpy() for c in ("user_id", "item_id", "timestamp")}
+    assert np.array_equal(log["user_id"], np.char.add("u", user.astype(str)).astype(object))
+    assert np.array_equal(log["item_id"], np.char.add("i", item.astype(str)).astype(object))
+    expected = tk.HistoryBuilder(max_length=50).transform(log)["history"]
+    rows = np.random.default_rng(0).choice(n, size=min(n, 20_000), replace=False)
+    for row in rows:
+        assert expected[row].tolist() == log["item_id"][history_start[row]:row].tolist(), row
 
 
 def train_from_files(folder: Path, towers: str, in_memory: bool = False) -> dict:
@@ -195,8 +227,9 @@ def _run(*args: str) -> dict:
 
 
 def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
-                    compare_memory: bool = False, rows_per_item: int = 10,
-                    system_allocator: bool = False) -> None:
+                    compare_memory: bool = False, rows_per_item: int = 50,
+                    system_allocator: bool = False,
+                    tower_sets: tuple[str, ...] = ("ids", "history")) -> None:
     root = folder or Path(tempfile.mkdtemp(prefix="tfrs_kit_scale_"))
     results: dict[int, dict] = {}
     for n in sizes:
@@ -208,7 +241,7 @@ def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
               f"{written['gib_on_disk']:.2f} GiB, mean history {written['mean_history']:.1f} "
               f"items, in {written['seconds']:.0f} s", flush=True)
         results[n] = {"written": written}
-        for towers in ("ids", "history"):
+        for towers in tower_sets:
             for key, extra in [(towers, [])] + ([(f"{towers} in memory", ["--in-memory"])]
                                                 if compare_memory else []):
                 run = _run("--train-files", str(shards), "--towers", towers, *extra,
@@ -228,11 +261,15 @@ def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
                   f"{r['epoch_s']:10.1f}{r['epoch_cpu_s']:13.1f}{r['rows_per_s']:11,.0f}"
                   f"{r['peak_gib']:10.2f}")
     smallest, largest = results[sizes[0]], results[sizes[-1]]
+
+    both = {"ids", "history"} <= set(tower_sets)  # else "n/a" for what was not run
+    memory = largest["history"]["peak_gib"] / smallest["history"]["peak_gib"] if (
+        "history" in tower_sets) else None
+    speed = largest["history"]["rows_per_s"] / largest["ids"]["rows_per_s"] if both else None
     print(f"SCALE_FILES largest={sizes[-1]} "
-          f"memory_ratio={largest['history']['peak_gib'] / smallest['history']['peak_gib']:.2f} "
-          f"history_speed_ratio="
-          f"{largest['history']['rows_per_s'] / largest['ids']['rows_per_s']:.2f} "
-          f"peak_gib={max(largest[t]['peak_gib'] for t in ('ids', 'history')):.2f}")
+          f"memory_ratio={'n/a' if memory is None else f'{memory:.2f}'} "
+          f"history_speed_ratio={'n/a' if speed is None else f'{speed:.2f}'} "
+          f"peak_gib={max(largest[t]['peak_gib'] for t in tower_sets):.2f}")
 
 
 def main() -> None:
@@ -243,18 +280,20 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None,
                         help="--from-files: where to write the shards (default: a temp dir)")
     parser.add_argument("--shard-rows", type=int, default=250_000)
-    parser.add_argument("--rows-per-item", type=int, default=10,
-                        help="--from-files: n / this many items (default 10; issue 14's "
-                        "1e8 shape, 2e6 items, is 50)")
+    parser.add_argument("--rows-per-item", type=int, default=50,
+                        help="--from-files: n / this many items (default 50: issue 14's "
+                        "1e8 shape, 2e6 items)")
     parser.add_argument("--compare-memory", action="store_true",
                         help="--from-files: also train from the shards read into memory")
+    parser.add_argument("--towers", nargs="+", choices=["ids", "history"],
+                        default=["ids", "history"],
+                        help="--from-files: the tower sets to train (default both)")
     parser.add_argument("--system-allocator", action="store_true",
                         help="--from-files: train with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 "
                         "(TensorFlow's oneDNN CPU allocator keeps every freed tensor's memory)")
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--write", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--train-files", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--towers", choices=["ids", "history"], help=argparse.SUPPRESS)
     parser.add_argument("--in-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.size:
@@ -267,11 +306,12 @@ def main() -> None:
     if args.train_files:
         if args.system_allocator:  # read when TensorFlow loads, so before it is imported
             os.environ["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = "1"
-        print(json.dumps(train_from_files(args.train_files, args.towers, args.in_memory)))
+        print(json.dumps(train_from_files(args.train_files, args.towers[0], args.in_memory)))
         return
     if args.from_files:
         main_from_files(args.sizes or [1_000_000, 10_000_000], args.dir, args.shard_rows,
-                        args.compare_memory, args.rows_per_item, args.system_allocator)
+                        args.compare_memory, args.rows_per_item, args.system_allocator,
+                        tuple(args.towers))
         return
     args.sizes = args.sizes or [100_000, 1_000_000, 10_000_000]
 

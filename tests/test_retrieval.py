@@ -186,6 +186,25 @@ def test_config_round_trip_keeps_every_setting_and_the_loss():
     assert _loss_with_random_negatives(without_settings, log, batch) != pytest.approx(expected)
 
 
+def test_a_shared_feature_builds_no_lookup_table_of_its_own(monkeypatch):
+    built = []
+    lookup_layer = tk.Vocabulary.lookup_layer
+
+    def counted(vocabulary, **kwargs):
+        built.append(vocabulary.name)
+        return lookup_layer(vocabulary, **kwargs)
+
+    monkeypatch.setattr(tk.Vocabulary, "lookup_layer", counted)
+    model, log = _configured_model()
+    model(to_tensors(log, log))  # builds both towers
+    # The history reads the item ids' table: one table per vocabulary, not one per feature.
+    assert sorted(built) == ["genre", "item_id", "user_id"]
+    history = model.query_tower.encoders["history"]
+    assert history.lookup is model.candidate_tower.encoders["item_id"].lookup
+    assert history.lookup(tf.constant(["i3"])).numpy().tolist() == [
+        1 + model.candidate_tower.vocabularies["item_id"].tokens.index("i3")]
+
+
 def test_keras_serialization_round_trip():
     model, log = _configured_model()
     model(to_tensors(log, log))

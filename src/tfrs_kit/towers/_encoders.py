@@ -61,6 +61,20 @@ class FeatureEncoder(tf.keras.layers.Layer):
             vocabulary if isinstance(vocabulary, Vocabulary) else Vocabulary.from_dict(vocabulary)
         )
         self.dim = int(dim)
+        self._lookup: Any = None
+
+    @property
+    def lookup(self) -> Any:
+        """The vocabulary's lookup layer, made on first use: a feature that
+        shares another's (``share_embeddings``) never builds a table of its own,
+        which for a history of a million items would be about 100 MB."""
+        if self._lookup is None:
+            self._lookup = self.vocabulary.lookup_layer()
+        return self._lookup
+
+    @lookup.setter
+    def lookup(self, layer: Any) -> None:
+        self._lookup = layer
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "vocabulary": self.vocabulary.to_dict(), "dim": self.dim}
@@ -71,7 +85,6 @@ class CategoricalEncoder(FeatureEncoder):
 
     def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
         super().__init__(vocabulary, dim, **kwargs)
-        self.lookup = self.vocabulary.lookup_layer()
         self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
 
     def call(self, values: Any) -> tf.Tensor:
@@ -93,7 +106,6 @@ class MultiValuedEncoder(FeatureEncoder):
                  max_length: int | None = None, **kwargs: Any) -> None:
         super().__init__(vocabulary, dim, **kwargs)
         self.max_length = max_length
-        self.lookup = self.vocabulary.lookup_layer()
         self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
 
     def get_config(self) -> dict[str, Any]:
@@ -122,7 +134,6 @@ class TextEncoder(FeatureEncoder):
 
     def __init__(self, vocabulary: Vocabulary | dict[str, Any], dim: int, **kwargs: Any) -> None:
         super().__init__(vocabulary, dim, **kwargs)
-        self.lookup = self.vocabulary.lookup_layer()
         self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
 
     def tokenize(self, values: Any) -> tf.RaggedTensor:

@@ -57,7 +57,6 @@ class SequenceEncoder(FeatureEncoder):
         self.num_blocks = check_int("num_blocks", num_blocks, minimum=1)
         self.num_heads = check_int("num_heads", num_heads, minimum=1)
         self.dropout = check_fraction("dropout", dropout, allow_zero=True)
-        self.lookup = self.vocabulary.lookup_layer()
         self.embedding = tf.keras.layers.Embedding(self.vocabulary.size, self.dim)
         self.positions = tf.keras.layers.Embedding(self.max_length, self.dim)
         key_dim = max(self.dim // self.num_heads, 1)
