@@ -30,8 +30,8 @@ import numpy as np
 from tfrs_kit._errors import missing_column
 from tfrs_kit._progress import Progress
 
-__all__ = ["FORMATS", "is_files", "iter_arrow", "iter_records", "iter_tables", "read_table",
-           "resolve", "schema"]
+__all__ = ["FORMATS", "counts_series", "is_files", "iter_arrow", "iter_records", "iter_tables",
+           "read_table", "resolve", "schema"]
 
 Table = dict[str, np.ndarray]
 #: File suffix -> format.
@@ -581,3 +581,14 @@ def _tfrecord_column(path: str, name: str, ragged: Any, kind: str, argument: str
         return _split(flat, offsets)
     _check_one_value(path, name, np.diff(offsets), argument)
     return flat
+
+
+def counts_series(counted: Any) -> Any:
+    """An Arrow ``value_counts`` result (a struct array of the distinct values and
+    their counts) as a pandas Series of int64 counts indexed by the values; strings
+    stay in Arrow's buffers, not a Python object per value."""
+    import pandas as pd
+
+    values = counted.field(0)
+    index = values.to_numpy() if str(values.type) == "int64" else values.to_pandas()
+    return pd.Series(counted.field(1).to_numpy().astype(np.int64), index=index, name="count")

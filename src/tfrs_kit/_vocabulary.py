@@ -21,7 +21,7 @@ import pandas as pd
 
 from tfrs_kit._data import Table, TableLike, is_multivalued, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
-from tfrs_kit._files import is_files, iter_tables
+from tfrs_kit._files import counts_series, is_files, iter_tables
 from tfrs_kit._progress import Progress
 from tfrs_kit._validation import (
     check_choice,
@@ -562,12 +562,8 @@ def _arrow_counts(name: str, column: Any) -> tuple[str, pd.Series]:
             f"{column.null_count} missing, the first at position {int(np.argmax(missing))}",
             hint="Drop or fill those rows first.",
         )
-    counted = column.value_counts()
-    dtype = "int64" if str(column.type) == "int64" else "string"
-    values = counted.field(0)
-    index = values.to_pandas() if dtype == "string" else values.to_numpy()
-    return dtype, pd.Series(counted.field(1).to_numpy().astype(np.int64), index=index,
-                            name="count")
+    return "int64" if str(column.type) == "int64" else "string", counts_series(
+        column.value_counts())
 
 
 def _integral_to_int(name: str, column: np.ndarray, kind: str) -> np.ndarray:

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tfrs_kit._data import Table, last_rows, num_rows
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._files import FORMATS, iter_arrow, iter_records, iter_tables, schema
+from tfrs_kit._files import FORMATS, counts_series, iter_arrow, iter_records, iter_tables, schema
 from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import check_no_missing
 from tfrs_kit.towers import Tower
@@ -424,9 +424,7 @@ def count_values(paths: Sequence[str], column: str) -> tuple[pd.Series, list[int
     if isinstance(parts[0], pd.Series):
         counts = pd.concat(parts).groupby(level=0, sort=True).sum().astype(np.int64)
     else:
-        summed = _sum_value_counts(parts)
-        counts = pd.Series(summed.field(1).to_numpy().astype(np.int64),
-                           index=summed.field(0).to_pandas()).sort_index(kind="stable")
+        counts = counts_series(_sum_value_counts(parts)).sort_index(kind="stable")
     return counts.sort_values(ascending=False, kind="stable"), rows
 
 
