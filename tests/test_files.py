@@ -337,12 +337,21 @@ def test_a_corrupt_parquet_file_is_named(tmp_path):
         to_table(tmp_path)
 
 
-def test_a_truncated_tfrecord_file_is_named(tmp_path):
+@pytest.mark.parametrize("cut", ["in the data", "in a header"])
+def test_a_truncated_tfrecord_file_is_named(cut, tmp_path):
     pattern = _write(_log(10), tmp_path, "tfrecord", shards=1)
     path = tmp_path / "part-000.tfrecord"
-    path.write_bytes(path.read_bytes()[:-9])
+    nine = _write(_log(10).iloc[:9], tmp_path / "nine", "tfrecord", shards=1)
+    # TensorFlow itself reads a file cut inside a header as nine whole records.
+    end = -9 if cut == "in the data" else os.path.getsize(nine.replace("*", "part-000")) + 5
+    path.write_bytes(path.read_bytes()[:end])
     with pytest.raises(ValueError, match=r"readable TFRecord files.*part-000\.tfrecord'"):
         to_table(pattern)
+    vocabs = tk.VocabularyBuilder().fit(_log(10), features=["user_id", "item_id"])
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=4),
+                                 tk.Tower(vocabs, features=["item_id"], output_dim=4))
+    with pytest.raises(ValueError, match=r"readable TFRecord files.*part-000\.tfrecord'"):
+        model.fit(pattern, batch_size=4, seed=0, shuffle_buffer=8, verbose=0)
 
 
 @pytest.mark.parametrize(("text", "line", "why"), [

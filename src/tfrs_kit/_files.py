@@ -510,24 +510,36 @@ def _tfrecord_schema(path: str, argument: str) -> dict[str, str]:
 
 def _tfrecord_batches(path: str, kinds: Mapping[str, str], rows: int | None,
                       argument: str) -> Iterator[Any]:
-    """A TFRecord shard's records parsed ``rows`` at a time: ``{name: RaggedTensor}``."""
+    """A TFRecord shard's records parsed ``rows`` at a time: ``{name: RaggedTensor}``.
+
+    TensorFlow ends a file cut inside a record's header without an error, so the
+    records' sizes are summed and must reach the end of the file.
+    """
     import tensorflow as tf
 
     dtypes = {"string": tf.string, "int": tf.int64, "float": tf.float32}
     spec = {name: tf.io.RaggedFeature(dtypes[kind.removeprefix("list<").rstrip(">")])
             for name, kind in kinds.items()}
     dataset = tf.data.TFRecordDataset(path).batch(rows or 1 << 20)
-    dataset = dataset.map(lambda records: tf.io.parse_example(records, spec))
+    # A record on disk: its length (8 bytes), two CRCs (4 bytes each) and its data.
+    dataset = dataset.map(lambda records: (tf.io.parse_example(records, spec), tf.reduce_sum(
+        tf.strings.length(records, unit="BYTE") + 16, axis=0)))
     chunks: Iterator[Any] = iter(dataset)
+    read = 0
     while True:
         try:
-            batch = next(chunks)
+            batch, size = next(chunks)
         except StopIteration:
             break
         except tf.errors.OpError as error:
             raise _unreadable(path, "tfrecord", error, argument) from None
+        read += int(size)
         if kinds:
             yield batch
+    if read != os.path.getsize(path):
+        raise _unreadable(path, "tfrecord", ValueError(
+            f"truncated: its whole records end at byte {read:,} of {os.path.getsize(path):,}"),
+            argument)
 
 
 def _read_tfrecord(path: str, kinds: Mapping[str, str], rows: int | None,
