@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -191,3 +192,14 @@ def test_an_empty_list_keeps_an_integer_multi_feature_integer():
         {"user_id": ["a", "b", "c"], "tags": [[3, 1], [], [1, 7]]}, features={"tags": "multi"})
     assert vocabulary["tags"].dtype == "int64"
     assert sorted(vocabulary["tags"].tokens) == [1, 3, 7]
+
+
+@pytest.mark.parametrize(("tokens", "dtype", "unknown"), [(("b", "a"), "string", "z"),
+                                                          ((7, 3), "int64", 5)])
+def test_a_lookup_layer_tracks_its_table_not_each_token(tokens, dtype, unknown):
+    vocab = tk.Vocabulary(name="x", kind="categorical", tokens=tokens, counts=(2, 1),
+                          dtype=dtype)
+    layer = vocab.lookup_layer()
+    # Keras walks a tracked list at every `trainable_weights`: seconds at a million tokens.
+    assert sorted(tf.train.TrackableView(layer).children(layer)) == ["lookup_table"]
+    assert layer(tf.constant([tokens[1], unknown, tokens[0]])).numpy().tolist() == [2, 0, 1]

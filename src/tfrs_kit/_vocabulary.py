@@ -143,8 +143,11 @@ class Vocabulary:
         layer = (
             tf.keras.layers.IntegerLookup if self.dtype == "int64" else tf.keras.layers.StringLookup
         )
+        # An array, not a list: Keras tracks a list attribute element by element and walks
+        # it on every `trainable_weights` (seconds per call at a million tokens).
         return layer(
-            vocabulary=list(self.tokens) if self.tokens else None,
+            vocabulary=np.array(self.tokens, dtype=object if self.dtype == "string" else np.int64)
+            if self.tokens else None,
             num_oov_indices=self.num_oov_buckets,
             mask_token=None,
             invert=invert,
