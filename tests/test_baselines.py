@@ -568,3 +568,19 @@ def test_default_grid_of_an_unknown_class():
 def test_tune_rejects_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
         tune(ItemKNN, timed_log(), **kwargs)
+
+
+def test_a_diverged_factorisation_names_the_setting_and_tune_skips_it():
+    pytest.importorskip("implicit")
+    rng = np.random.default_rng(0)
+    log = {"user_id": rng.integers(0, 50, 2000), "item_id": rng.integers(0, 80, 2000),
+           "timestamp": np.arange(2000)}
+    with pytest.raises(ValueError, match=r"`learning_rate` must keep BPR's factors finite "
+                       r"on this log\. Received: learning_rate=1000\.0\. .*lower it"):
+        BPR(learning_rate=1000.0, regularization=0.0, iterations=20).fit(log)
+    model, result = tune(BPR, log, grid={"learning_rate": [0.05, 1000.0],
+                                         "regularization": [0.0], "iterations": [20]},
+                         extend_edges=False)
+    scores = result.scores.set_index("learning_rate")["ndcg@10"]
+    assert scores[1000.0] == -np.inf and np.isfinite(scores[0.05])
+    assert result.best_params["learning_rate"] == 0.05 and model.learning_rate == 0.05

@@ -12,10 +12,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int, check_number
 from tfrs_kit.baselines._base import InteractionRecommender
 
 __all__ = ["BPR", "ImplicitALS"]
+
+
+class TrainingDiverged(ValueError):
+    """A factorisation's training gave NaN or infinite factors (``tune`` skips that point)."""
 
 
 def _require_implicit(model: str) -> None:
@@ -32,17 +37,31 @@ def _require_implicit(model: str) -> None:
 class _Factorization(InteractionRecommender):
     """Scores ``user_factors @ item_factors.T`` of an ``implicit`` model fitted on one thread."""
 
+    #: The setting that keeps training finite, and which way to move it.
+    _stability: tuple[str, str]
+
     def _implicit_model(self) -> Any:
         raise NotImplementedError
 
     def _fit_matrix(self, interactions: sp.csr_matrix) -> None:
+        from implicit.recommender_base import ModelFitError
         from threadpoolctl import threadpool_limits
 
+        argument, fix = self._stability
+        diverged = invalid_argument(
+            argument, f"keep {type(self).__name__}'s factors finite on this log",
+            getattr(self, argument), hint=f"Training gave NaN or infinite factors: {fix}.",
+            error=TrainingDiverged)
         with threadpool_limits(limits=1, user_api="blas"):
             model = self._implicit_model()
-            model.fit(interactions, show_progress=False)
+            try:
+                model.fit(interactions, show_progress=False)
+            except ModelFitError as error:  # implicit's "NaN encountered in factors"
+                raise diverged from error
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        if not (np.isfinite(self.user_factors_).all() and np.isfinite(self.item_factors_).all()):
+            raise diverged
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
         return self.user_factors_[rows] @ self.item_factors_.T
@@ -65,6 +84,8 @@ class ImplicitALS(_Factorization):
 
     Raises:
         ImportError: ``implicit`` is not installed.
+        ValueError: ``fit``'s training gave NaN or infinite factors; the message
+            names the setting to change.
 
     Example:
         >>> log = {"user_id": [1, 1, 2, 2, 3], "item_id": ["a", "b", "a", "b", "a"]}
@@ -72,6 +93,8 @@ class ImplicitALS(_Factorization):
         >>> model.score([3]).shape
         (1, 2)
     """
+
+    _stability = ("regularization", "raise it, or lower `alpha`")
 
     def __init__(self, *, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
                  iterations: int = 15, seed: int = 0) -> None:
@@ -113,6 +136,8 @@ class BPR(_Factorization):
 
     Raises:
         ImportError: ``implicit`` is not installed.
+        ValueError: ``fit``'s training gave NaN or infinite factors; the message
+            names the setting to change.
 
     Example:
         >>> log = {"user_id": [1, 1, 2, 2, 3], "item_id": ["a", "b", "a", "b", "a"]}
@@ -120,6 +145,8 @@ class BPR(_Factorization):
         >>> model.score([3]).shape
         (1, 2)
     """
+
+    _stability = ("learning_rate", "lower it, or raise `regularization`")
 
     def __init__(self, *, factors: int = 64, learning_rate: float = 0.01,
                  regularization: float = 0.01, iterations: int = 100, seed: int = 0) -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 from tfrs_kit._data import Table, TableLike, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._validation import check_bool, check_choice, check_fraction, check_int
-from tfrs_kit.baselines._implicit import BPR, ImplicitALS
+from tfrs_kit.baselines._implicit import BPR, ImplicitALS, TrainingDiverged
 from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, RP3beta, UserKNN
 from tfrs_kit.evaluation import evaluate, per_user_temporal_split
 
@@ -235,7 +235,8 @@ def tune(
     the smallest or largest on its grid and ``extend_edges`` is on, the grid gets one value
     beyond that edge (the grid's own ratio when its values are spread geometrically, else
     its step; never a value the model rejects) and the new points are tried, for up to
-    ``max_extensions`` rounds or until every best value is interior.
+    ``max_extensions`` rounds or until every best value is interior. A point whose
+    training diverges (:class:`BPR` at too high a ``learning_rate``) scores ``-inf``.
 
     Args:
         model_class: A baseline class, or any class built from keyword arguments with
@@ -286,8 +287,11 @@ def tune(
     columns = _fit_columns(model_class, user_id, item_id, timestamp)
 
     def score(params: dict[str, Any]) -> float:
-        return _validation_score(model_class, params, fit_on, validation, chosen_metric,
-                                 columns)
+        try:
+            return _validation_score(model_class, params, fit_on, validation, chosen_metric,
+                                     columns)
+        except TrainingDiverged:
+            return float("-inf")  # ranks last; its row in the scores shows it
 
     tried, edges = _search(model_class, grid_values, score, rounds if extend_edges else 0)
     best_params, best_score, _ = max(tried, key=lambda entry: entry[1])
