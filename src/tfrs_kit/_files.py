@@ -528,18 +528,18 @@ def _tfrecord_batches(path: str, kinds: Mapping[str, str], rows: int | None,
     read = 0
     while True:
         try:
-            batch, size = next(chunks)
+            batch, record_bytes = next(chunks)
         except StopIteration:
             break
         except tf.errors.OpError as error:
             raise _unreadable(path, "tfrecord", error, argument) from None
-        read += int(size)
+        read += int(record_bytes)
         if kinds:
             yield batch
-    if read != os.path.getsize(path):
+    size = os.path.getsize(path)
+    if read != size:
         raise _unreadable(path, "tfrecord", ValueError(
-            f"truncated: its whole records end at byte {read:,} of {os.path.getsize(path):,}"),
-            argument)
+            f"truncated: its whole records end at byte {read:,} of {size:,}"), argument)
 
 
 def _read_tfrecord(path: str, kinds: Mapping[str, str], rows: int | None,
