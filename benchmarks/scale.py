@@ -26,7 +26,10 @@ the memory of histories at 1e7). It prints per size and tower set the vocabulary
 epoch times, rows/s and the process's peak RSS (TensorFlow included), and last
 ``SCALE_FILES largest=... memory_ratio=<history peak RSS at largest / at the smallest>
 history_speed_ratio=<history rows/s / id-only rows/s at largest> peak_gib=<at largest>``
-(streamed runs only). ``--system-allocator`` trains with
+(streamed runs only; a ratio whose tower set was not run, ``--towers history``, prints
+``n/a``). The shards are written from the synthetic events as integers, never as a
+table of Python strings, so 1e8 rows (``--sizes 100000000 --towers history``) take
+about 10 GiB to write. ``--system-allocator`` trains with
 ``TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1``: TensorFlow's default (oneDNN) CPU allocator is a
 pool that never gives memory back, so the transients of initialising each embedding table
 (about three times its size) stay in the peak.
