@@ -264,11 +264,11 @@ def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
                   f"{r['epoch_s']:10.1f}{r['epoch_cpu_s']:13.1f}{r['rows_per_s']:11,.0f}"
                   f"{r['peak_gib']:10.2f}")
     smallest, largest = results[sizes[0]], results[sizes[-1]]
-
-    both = {"ids", "history"} <= set(tower_sets)  # else "n/a" for what was not run
+    # A ratio whose tower set was not run prints "n/a".
     memory = largest["history"]["peak_gib"] / smallest["history"]["peak_gib"] if (
         "history" in tower_sets) else None
-    speed = largest["history"]["rows_per_s"] / largest["ids"]["rows_per_s"] if both else None
+    speed = largest["history"]["rows_per_s"] / largest["ids"]["rows_per_s"] if (
+        {"ids", "history"} <= set(tower_sets)) else None
     print(f"SCALE_FILES largest={sizes[-1]} "
           f"memory_ratio={'n/a' if memory is None else f'{memory:.2f}'} "
           f"history_speed_ratio={'n/a' if speed is None else f'{speed:.2f}'} "
