@@ -62,8 +62,8 @@ def run_size(n: int) -> dict:
 
     import tfrs_kit as tk
 
-    data = tk.datasets.synthetic(n, num_users=max(5, n // 20), num_items=max(20, n // 10),
-                                 seed=0)
+    users, items = shape(n, rows_per_item=10)
+    data = tk.datasets.synthetic(n, num_users=users, num_items=items, seed=0)
     log = data.interactions[["user_id", "item_id", "timestamp"]]
     train, test = tk.evaluation.per_user_temporal_split(log, last_n=1)
     times = {}
@@ -114,15 +114,19 @@ def run_size(n: int) -> dict:
             "peak_gib": peak_gib}
 
 
+def shape(n: int, rows_per_item: int) -> tuple[int, int]:
+    """The users (n/20) and items (n/``rows_per_item``) of a synthetic log of n rows."""
+    return max(5, n // 20), max(20, n // rows_per_item)
+
+
 def synthetic_events(n: int, rows_per_item: int) -> tuple[np.ndarray, np.ndarray]:
-    """The user and item numbers of ``tk.datasets.synthetic(n, num_users=n // 20,
-    num_items=n // rows_per_item, seed=0)``'s events, in its row order (by user, then
-    time), without its tables: 1e8 rows of Python strings would not fit in memory here.
-    ``write_shards`` checks them against ``synthetic`` at 1e6 rows or fewer."""
+    """The user and item numbers of ``tk.datasets.synthetic(n, seed=0)``'s events at
+    :func:`shape`'s sizes, in its row order (by user, then time), without its tables:
+    1e8 rows of Python strings would not fit in memory here. ``write_shards`` checks
+    them against ``synthetic`` at 1e6 rows or fewer."""
     from tfrs_kit.datasets import _synthetic
 
-    n, users, items, clusters = _synthetic._sizes(n, max(5, n // 20),
-                                                  max(20, n // rows_per_item), None)
+    n, users, items, clusters = _synthetic._sizes(n, *shape(n, rows_per_item), None)
     rng = np.random.default_rng(0)  # drawn in synthetic's order: the same events
     world = _synthetic._World(rng, users, items, clusters, 0.2)
     counts = _synthetic._events_per_user(rng, n, users, items)
@@ -145,7 +149,7 @@ def write_shards(n: int, folder: Path, shard_rows: int, rows_per_item: int = 50)
     if n <= 1_000_000:
         _check_events(n, rows_per_item, user, item, history_start)
     users = pa.array(np.char.add("u", np.arange(user[-1] + 1).astype(str)))
-    items = pa.array(np.char.add("i", np.arange(max(20, n // rows_per_item)).astype(str)))
+    items = pa.array(np.char.add("i", np.arange(shape(n, rows_per_item)[1]).astype(str)))
     folder.mkdir(parents=True, exist_ok=True)
     for number, begin in enumerate(range(0, n, shard_rows)):
         rows = np.arange(begin, min(begin + shard_rows, n))
@@ -170,8 +174,8 @@ def _check_events(n: int, rows_per_item: int, user: np.ndarray, item: np.ndarray
     """The events are ``tk.datasets.synthetic``'s and the histories ``HistoryBuilder``'s."""
     import tfrs_kit as tk
 
-    data = tk.datasets.synthetic(n, num_users=max(5, n // 20),
-                                 num_items=max(20, n // rows_per_item), seed=0)
+    users, items = shape(n, rows_per_item)
+    data = tk.datasets.synthetic(n, num_users=users, num_items=items, seed=0)
     log = {c: data.interactions[c].to_numpy() for c in ("user_id", "item_id", "timestamp")}
     assert np.array_equal(log["user_id"], np.char.add("u", user.astype(str)).astype(object))
     assert np.array_equal(log["item_id"], np.char.add("i", item.astype(str)).astype(object))
@@ -239,7 +243,7 @@ def main_from_files(sizes: list[int], folder: Path | None, shard_rows: int,
         shards = root / f"n{n}"
         written = _run("--write", str(n), "--dir", str(shards), "--shard-rows", str(shard_rows),
                        "--rows-per-item", str(rows_per_item))
-        print(f"wrote {n:,} rows ({max(20, n // rows_per_item):,} items) as "
+        print(f"wrote {n:,} rows ({shape(n, rows_per_item)[1]:,} items) as "
               f"{len(list(shards.glob('*.parquet')))} shards, "
               f"{written['gib_on_disk']:.2f} GiB, mean history {written['mean_history']:.1f} "
               f"items, in {written['seconds']:.0f} s", flush=True)
