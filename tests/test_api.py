@@ -25,6 +25,7 @@ EXPECTED = [
     "VocabularyCounts",
     "__version__",
     "baselines",
+    "data",
     "datasets",
     "evaluate",
     "evaluation",

@@ -31,8 +31,8 @@ from apache_beam.testing.util import assert_that  # noqa: E402
 
 import tfrs_kit as tk  # noqa: E402
 from tfrs_kit import beam as tk_beam  # noqa: E402
-from tfrs_kit._data import to_table  # noqa: E402
 from tfrs_kit.beam import _events as beam_events  # noqa: E402
+from tfrs_kit.data._table import to_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {"user": "categorical", "item": "categorical", "title": "text", "genres": "multi",

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tfrs_kit._data import select, to_table
+from tfrs_kit.data._table import select, to_table
 
 
 def _expected(table):
@@ -65,7 +65,7 @@ def test_a_missing_history_points_to_history_builder():
 
 
 def test_a_column_of_fixed_length_float_arrays_is_a_dense_vector():
-    from tfrs_kit._tensors import to_tensors
+    from tfrs_kit.data._tensors import to_tensors
 
     vectors = np.arange(12, dtype=np.float64).reshape(4, 3)
     frame = pd.DataFrame({"vector": list(vectors), "ragged": [[0.5], [1.0, 2.0], [], [3.0]],

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import tfrs_kit as tk
-from tfrs_kit._tensors import make_dataset
+from tfrs_kit.data._tensors import make_dataset
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval, cross_replica_concat
 from tfrs_kit.retrieval._pipeline import EpochShuffle, training_dataset
 from tfrs_kit.retrieval._task import FastRetrieval

@@ -206,7 +206,7 @@ def test_evaluates_movielens_sized_data_quickly_enough_to_run_in_tests():
 
 
 def _tiny_problem():
-    from tfrs_kit._data import to_table
+    from tfrs_kit.data._table import to_table
     from tfrs_kit.evaluation._evaluate import _Interactions
 
     train = {"user_id": [1, 1, 2], "item_id": [10, 20, 30]}

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit import _files
-from tfrs_kit._data import to_table
+from tfrs_kit.data import _files
+from tfrs_kit.data._table import to_table
 
 pytest.importorskip("pyarrow")
 
@@ -414,9 +414,9 @@ def test_vocabulary_counts_chunk_by_chunk_equal_the_in_memory_counts(tmp_path, m
     # (monkeypatched), so every count is a sum over chunks and shards.
     frame = _log(90, seed=5)
     pattern = _write(frame, tmp_path / "p", "parquet", shards=4)
-    monkeypatch.setattr("tfrs_kit._vocabulary._CHUNK_ROWS", 7)
-    monkeypatch.setattr("tfrs_kit._vocabulary._MERGE_EVERY", 3)
-    monkeypatch.setattr("tfrs_kit._data.read_table", _never)  # the log is never whole
+    monkeypatch.setattr("tfrs_kit.features._vocabulary._CHUNK_ROWS", 7)
+    monkeypatch.setattr("tfrs_kit.features._vocabulary._MERGE_EVERY", 3)
+    monkeypatch.setattr("tfrs_kit.data._table.read_table", _never)  # the log is never whole
     features = {"user_id": "categorical", "item_id": "categorical", "genres": "multi",
                 "title": "text", "rating": "numeric", "timestamp": "timestamp"}
     builder = tk.VocabularyBuilder(ngrams=2, max_tokens=3)

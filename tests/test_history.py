@@ -26,7 +26,7 @@ def test_max_length_keeps_the_most_recent_items():
 
 
 def test_histories_that_are_all_empty_keep_the_item_ids_type():
-    from tfrs_kit._tensors import to_tensors
+    from tfrs_kit.data._tensors import to_tensors
 
     log = {"user_id": np.arange(4), "item_id": np.arange(4) * 3, "timestamp": np.arange(4)}
     history = to_tensors(tk.HistoryBuilder().transform(log), ["history"])["history"]

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit._tensors import make_dataset, spans
+from tfrs_kit.data._tensors import make_dataset, spans
 from tfrs_kit.retrieval._pipeline import text_encodings
 
 
@@ -280,7 +280,7 @@ def test_streaming_one_shard_in_order_equals_training_in_memory(tmp_path, option
 
 def test_a_streamed_epoch_reads_every_row_once_in_a_new_order(tmp_path):
     pytest.importorskip("pyarrow")
-    from tfrs_kit.retrieval._pipeline import file_dataset
+    from tfrs_kit.data._stream import file_dataset
 
     table = {"row": np.arange(500), "tags": tk.HistoryBuilder(max_length=3).transform(
         _log(n=500))["history"]}
@@ -333,7 +333,7 @@ class _Cluster:
     ({"chief": ["h:0"], "worker": ["h:1"]}, ("worker", 0), [1, 3]),
 ])
 def test_each_worker_streams_its_own_shards(spec, task, mine):
-    from tfrs_kit.retrieval._pipeline import _own_shards
+    from tfrs_kit.data._stream import _own_shards
 
     paths = [f"part-{i}" for i in range(5)]
     got, steps = _own_shards(paths, [100, 100, 100, 100, 40], 64, _Cluster(spec, *task))
@@ -478,7 +478,7 @@ def _feature(value, kind):
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_streamed_batches_follow_the_documented_order(tmp_path, shuffle):
     pytest.importorskip("pyarrow")
-    from tfrs_kit.retrieval._pipeline import file_dataset
+    from tfrs_kit.data._stream import file_dataset
 
     # Five shards of uneven sizes: shards end in different rounds and a fifth one enters.
     paths, shards = _row_shards(tmp_path / "log", [23, 7, 31, 12, 18])
@@ -516,7 +516,7 @@ def test_streamed_batches_hold_the_rows_of_every_format(tmp_path, fmt):
     """Each batch row equals the table's row, whatever the format; the reference is the
     table the shards were written from."""
     pytest.importorskip("pyarrow")
-    from tfrs_kit.retrieval._pipeline import file_dataset
+    from tfrs_kit.data._stream import file_dataset
 
     table = _mixed_table(90)
     if fmt == "csv":  # no lists in CSV, and an empty field is a missing value
@@ -545,8 +545,8 @@ def test_streaming_makes_no_python_object_per_value(tmp_path, monkeypatch):
     """Rows go from the file to the batch in Arrow and NumPy arrays: the readers that
     build one Python object per value (iter_tables' columns) are never called."""
     pytest.importorskip("pyarrow")
-    from tfrs_kit import _files
-    from tfrs_kit.retrieval._pipeline import file_dataset
+    from tfrs_kit.data import _files
+    from tfrs_kit.data._stream import file_dataset
 
     table = _mixed_table(60)
     path = tmp_path / "log.parquet"
@@ -567,7 +567,7 @@ def test_candidate_counts_of_shards_equal_pandas_counts(tmp_path, fmt):
     pytest.importorskip("pyarrow")
     import pandas as pd
 
-    from tfrs_kit.retrieval._pipeline import count_values
+    from tfrs_kit.data._stream import count_values
 
     rng = np.random.default_rng(3)
     ids = np.array([f"i{i}" for i in rng.integers(0, 15, 100)], dtype=object)
@@ -590,7 +590,7 @@ def test_candidate_counts_summed_over_many_shards_equal_a_plain_count(tmp_path, 
     pytest.importorskip("pyarrow")
     from collections import Counter
 
-    from tfrs_kit.retrieval._pipeline import count_values
+    from tfrs_kit.data._stream import count_values
 
     rng = np.random.default_rng(5)
     drawn = rng.integers(0, 40, 700)
@@ -610,7 +610,7 @@ def test_candidate_counts_summed_over_many_shards_equal_a_plain_count(tmp_path, 
 def test_id_tensor_holds_the_ids_in_order(storage):
     import pandas as pd
 
-    from tfrs_kit.retrieval._pipeline import id_tensor
+    from tfrs_kit.data._stream import id_tensor
 
     ids = ["b", "", "é日", "a b", "b2"] if storage != "int" else [7, -1, 3]
     dtype = {"arrow": "string[pyarrow]", "object": object, "int": np.int64}[storage]
@@ -625,7 +625,7 @@ def test_a_missing_candidate_id_in_a_later_shard_is_refused(tmp_path):
     pytest.importorskip("pyarrow")
     import pandas as pd
 
-    from tfrs_kit.retrieval._pipeline import count_values
+    from tfrs_kit.data._stream import count_values
 
     pd.DataFrame({"item_id": ["a", "b"]}).to_parquet(tmp_path / "a.parquet")
     pd.DataFrame({"item_id": ["c", None, None]}).to_parquet(tmp_path / "b.parquet")
@@ -637,7 +637,7 @@ def test_a_missing_candidate_id_in_a_later_shard_is_refused(tmp_path):
 
 def test_a_bad_csv_line_met_while_streaming_names_the_shard_and_line(tmp_path):
     pytest.importorskip("pyarrow")
-    from tfrs_kit.retrieval._pipeline import file_dataset
+    from tfrs_kit.data._stream import file_dataset
 
     good = "".join(f"u{i},{i}\n" for i in range(150_000))  # past the block read for the schema
     (tmp_path / "a.csv").write_text("u,item\nz,1\n")
@@ -651,7 +651,7 @@ def test_a_bad_csv_line_met_while_streaming_names_the_shard_and_line(tmp_path):
 
 
 def test_a_truncated_tfrecord_met_while_streaming_is_named(tmp_path):
-    from tfrs_kit.retrieval._pipeline import file_dataset
+    from tfrs_kit.data._stream import file_dataset
 
     path = tmp_path / "log.tfrecord"
     _write_rows({"row": np.arange(300, dtype=np.int64)}, path)

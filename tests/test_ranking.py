@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit._data import to_table
+from tfrs_kit.data._table import to_table
 from tfrs_kit.ranking import Cascade, Multitask
 from tfrs_kit.ranking._model import (
     _blend_ndcg,

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit._tensors import to_tensors
+from tfrs_kit.data._tensors import to_tensors
 from tfrs_kit.retrieval._negatives import NegativePool
 from tfrs_kit.retrieval._task import FastRetrieval
 

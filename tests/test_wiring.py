@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit._tensors import make_dataset
+from tfrs_kit.data._tensors import make_dataset
 from tfrs_kit.retrieval._negatives import NegativePool
 
 # Item "b" is in the batch three times, "a" twice: duplicates and unequal frequencies.

@@ -12,11 +12,11 @@ _ensure_legacy_keras()  # before anything imports TensorFlow
 import importlib as _importlib  # noqa: E402
 from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
 
-from tfrs_kit import towers  # noqa: E402
+from tfrs_kit import data, towers  # noqa: E402
 from tfrs_kit._errors import NotFittedError  # noqa: E402
-from tfrs_kit._history import HistoryBuilder  # noqa: E402
 from tfrs_kit._version import __version__  # noqa: E402
-from tfrs_kit._vocabulary import (  # noqa: E402
+from tfrs_kit.features import (  # noqa: E402
+    HistoryBuilder,
     Vocabularies,
     Vocabulary,
     VocabularyBuilder,
@@ -79,6 +79,7 @@ __all__ = [
     "VocabularyCounts",
     "__version__",
     "baselines",
+    "data",
     "datasets",
     "evaluate",
     "evaluation",

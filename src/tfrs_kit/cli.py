@@ -274,8 +274,8 @@ def _read_log(args: argparse.Namespace) -> pd.DataFrame:
     """The columns of EVENTS that training needs (features may live in the catalogue)."""
     import pandas as pd
 
-    from tfrs_kit._data import to_table
-    from tfrs_kit._files import read_table, schema
+    from tfrs_kit.data._files import read_table, schema
+    from tfrs_kit.data._table import to_table
 
     ids = {args.user: "--user", args.item: "--item", args.time: "--time"}
     available = schema(args.events, argument="EVENTS")
@@ -374,7 +374,7 @@ def _exported_recommender(folder: Path, user_id: str) -> Any:
 def _evaluate_command(args: argparse.Namespace) -> int:
     import tfrs_kit as tk
     from tfrs_kit import baselines
-    from tfrs_kit._files import read_table
+    from tfrs_kit.data._files import read_table
 
     folder, metadata = _read_export(args.model)
     user, item = metadata["user_id"], metadata["item_id"]

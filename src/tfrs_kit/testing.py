@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import to_table
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import id_kind
-from tfrs_kit._vocabulary import Vocabularies, VocabularyBuilder
+from tfrs_kit.data._table import to_table
+from tfrs_kit.data._tensors import make_dataset
 from tfrs_kit.datasets import InteractionDataset, load_dataset
 from tfrs_kit.datasets._registry import _DATASETS
+from tfrs_kit.features._vocabulary import Vocabularies, VocabularyBuilder
 from tfrs_kit.index._inputs import query_tensor
 from tfrs_kit.towers import Tower
 from tfrs_kit.towers._registry import _TOWERS

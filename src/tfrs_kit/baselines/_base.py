@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._errors import NotFittedError, invalid_argument
 from tfrs_kit._validation import id_kind
+from tfrs_kit.data._table import TableLike, to_table
 
 _MAX_SCORES = 1 << 24  # dense intermediate elements per block
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from tfrs_kit._data import Table, TableLike, to_table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_fraction, check_int, check_no_missing, check_number
 from tfrs_kit.baselines._base import (
@@ -17,6 +16,7 @@ from tfrs_kit.baselines._base import (
     _item_neighbors,
     _keep_top,
 )
+from tfrs_kit.data._table import Table, TableLike, to_table
 
 __all__ = ["EASE", "ItemKNN", "Popularity", "RP3beta", "UserKNN"]
 

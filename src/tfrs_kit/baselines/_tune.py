@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import Table, TableLike, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._validation import check_bool, check_choice, check_fraction, check_int
 from tfrs_kit.baselines._implicit import BPR, ImplicitALS, TrainingDiverged
 from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, RP3beta, UserKNN
+from tfrs_kit.data._table import Table, TableLike, to_table
 from tfrs_kit.evaluation import evaluate, per_user_temporal_split
 
 __all__ = ["TuningResult", "default_grid", "tune"]

@@ -14,10 +14,10 @@ import apache_beam as beam
 import numpy as np
 
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._history import HistoryBuilder
 from tfrs_kit._validation import padding_value
 from tfrs_kit.beam import _events
 from tfrs_kit.beam._events import check_event, check_instance, required
+from tfrs_kit.features._history import HistoryBuilder
 
 __all__ = ["AddHistories"]
 

@@ -21,18 +21,18 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit._progress import Progress
-from tfrs_kit._vocabulary import (
+from tfrs_kit.beam import _events
+from tfrs_kit.beam._events import check_event, check_instance
+from tfrs_kit.data._table import is_multivalued, to_table
+from tfrs_kit.features._vocabulary import (
     Vocabularies,
     VocabularyBuilder,
     VocabularyCounts,
     _feature_kinds,
     _sum_counts,
 )
-from tfrs_kit.beam import _events
-from tfrs_kit.beam._events import check_event, check_instance
 
 __all__ = ["CountVocabularies", "WriteVocabularies"]
 

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from tfrs_kit._data import Table, TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
 from tfrs_kit._validation import (
@@ -21,6 +20,7 @@ from tfrs_kit._validation import (
     check_same_kind,
     check_verbose,
 )
+from tfrs_kit.data._table import Table, TableLike, is_multivalued, to_table
 from tfrs_kit.evaluation._metrics import (
     _ild_from_positions,
     _per_list_mean,

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_choice, check_int, check_same_kind
+from tfrs_kit.data._table import TableLike, to_table
 
 __all__ = [
     "average_precision_at_k",

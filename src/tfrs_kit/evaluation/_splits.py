@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import Table, TableLike, num_rows, select, take, to_table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_fraction, check_int, check_no_missing
+from tfrs_kit.data._table import Table, TableLike, num_rows, select, take, to_table
 
 __all__ = [
     "cold_start_item_split",
@@ -150,7 +150,7 @@ def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) 
     seed = check_int("seed", seed, minimum=0)
     data = _log(data)
     table = None if type(data).__name__ == "DataFrame" else to_table(data, argument="data")
-    n = len(data) if table is None else num_rows(table)
+    n = len(data) if table is None else num_rows(table)  # type: ignore[arg-type]
     if n == 0:
         raise invalid_argument("data", "have at least one row", "an empty DataFrame")
     chosen = np.random.default_rng(seed).permutation(n)[: int(_ceil_fraction(fraction, n))]

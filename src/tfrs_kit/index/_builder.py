@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import Table, TableLike, is_multivalued, last_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit._validation import (
     check_choice,
@@ -24,7 +23,8 @@ from tfrs_kit._validation import (
     id_kind,
     padding_value,
 )
-from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.data._table import Table, TableLike, is_multivalued, last_rows, to_table
+from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, ScaNN, get_backend, import_scann
 from tfrs_kit.index._cascade import build_cascade, check_cascade
 from tfrs_kit.index._index import Index

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfrs_kit._data import Table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_features, check_int
-from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.data._table import Table
+from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._backends import Backend, get_backend
 from tfrs_kit.index._index import Index
 from tfrs_kit.index._serving import ServingModule

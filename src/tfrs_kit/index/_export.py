@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._version import __version__
-from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._serving import ServingModule
 
 __all__ = ["FINGERPRINT", "FORMAT", "FORMAT_VERSION", "METADATA", "SAVED_MODEL", "VOCABULARIES",

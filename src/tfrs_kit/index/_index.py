@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import TableLike, to_table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
-from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.data._table import TableLike, to_table
+from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS
 from tfrs_kit.index._export import export, index_metadata
 from tfrs_kit.index._inputs import check_ids, exclusion_tensor, query_tensor

@@ -16,15 +16,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import is_multivalued
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._tensors import is_vector
 from tfrs_kit._validation import (
     check_no_infinity,
     check_no_missing,
     check_vocabulary_kind,
     id_kind,
 )
+from tfrs_kit.data._table import is_multivalued
+from tfrs_kit.data._tensors import is_vector
 from tfrs_kit.towers._encoders import padding_value
 
 __all__ = ["check_ids", "check_known", "exclusion_tensor", "padded", "query_tensor"]

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, import_scann
 from tfrs_kit.index._export import (
     FINGERPRINT,

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import Table, TableLike, last_rows, select, to_table
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
+from tfrs_kit.data._table import Table, TableLike, last_rows, select, to_table
 from tfrs_kit.ranking._model import Ranker, history_positions, history_similarity
 
 __all__ = ["Cascade"]

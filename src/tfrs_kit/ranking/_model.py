@@ -11,9 +11,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_kit._data import Table, TableLike, last_rows, num_rows, select, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
-from tfrs_kit._tensors import make_dataset, to_tensors
 from tfrs_kit._validation import (
     check_choice,
     check_features,
@@ -22,6 +20,8 @@ from tfrs_kit._validation import (
     check_number,
     check_verbose,
 )
+from tfrs_kit.data._table import Table, TableLike, last_rows, num_rows, select, to_table
+from tfrs_kit.data._tensors import make_dataset, to_tensors
 from tfrs_kit.ranking._sampling import (
     LABEL,
     OFFSET,

@@ -9,10 +9,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_kit._data import Table, TableLike, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
-from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import check_int, check_number
+from tfrs_kit.data._table import Table, TableLike, num_rows, to_table
+from tfrs_kit.data._tensors import make_dataset
 from tfrs_kit.ranking._sampling import check_label
 from tfrs_kit.retrieval import TwoTowerRetrieval
 from tfrs_kit.towers import Tower

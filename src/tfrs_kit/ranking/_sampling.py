@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import Table, last_rows, num_rows, select
 from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit.data._table import Table, last_rows, num_rows, select
 
 __all__ = ["KIND", "LABEL", "OFFSET", "RETRIEVAL_SCORE", "SIMILARITY", "WEIGHT", "Examples",
            "catalogue_table", "check_label", "check_weights", "hard_pools", "list_examples",

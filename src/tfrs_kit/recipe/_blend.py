@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import TableLike, to_table
-from tfrs_kit._vocabulary import Vocabulary
+from tfrs_kit.data._table import TableLike, to_table
+from tfrs_kit.features._vocabulary import Vocabulary
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import Blend
 from tfrs_kit.recipe._training import Data, Trained, validation_scores_of

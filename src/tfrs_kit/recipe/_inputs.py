@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import TableLike, is_multivalued, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit.data._table import TableLike, is_multivalued, to_table
 from tfrs_kit.evaluation import per_user_temporal_split
 
 __all__ = [

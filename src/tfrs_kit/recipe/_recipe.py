@@ -12,7 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-from tfrs_kit._data import TableLike
 from tfrs_kit._errors import NotFittedError, invalid_argument
 from tfrs_kit._validation import (
     check_bool,
@@ -22,6 +21,7 @@ from tfrs_kit._validation import (
     check_number,
     check_verbose,
 )
+from tfrs_kit.data._table import TableLike
 from tfrs_kit.recipe._blend import Blend, blend_model, choose_weights
 from tfrs_kit.recipe._inputs import (
     Columns,

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._history import HistoryBuilder
-from tfrs_kit._vocabulary import VocabularyBuilder
 from tfrs_kit.evaluation import evaluate
+from tfrs_kit.features._history import HistoryBuilder
+from tfrs_kit.features._vocabulary import VocabularyBuilder
 from tfrs_kit.recipe._inputs import Columns, attach
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._settings import Settings

@@ -10,10 +10,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_kit._data import Table, TableLike, last_rows, num_rows, select, to_table
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column
-from tfrs_kit._files import is_files, iter_tables, resolve
-from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import (
     check_choice,
     check_features,
@@ -22,16 +19,13 @@ from tfrs_kit._validation import (
     check_number,
     check_verbose,
 )
+from tfrs_kit.data._files import is_files, iter_tables, resolve
+from tfrs_kit.data._stream import count_values, distinct_rows, file_dataset, id_tensor
+from tfrs_kit.data._table import Table, TableLike, last_rows, num_rows, select, to_table
+from tfrs_kit.data._tensors import make_dataset
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
 from tfrs_kit.retrieval._negatives import NegativePool
-from tfrs_kit.retrieval._pipeline import (
-    count_values,
-    distinct_rows,
-    file_dataset,
-    id_tensor,
-    text_encodings,
-    training_dataset,
-)
+from tfrs_kit.retrieval._pipeline import text_encodings, training_dataset
 from tfrs_kit.retrieval._task import FastRetrieval
 from tfrs_kit.towers import Tower
 

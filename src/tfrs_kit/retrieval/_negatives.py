@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import TableLike, last_rows, select, to_table
-from tfrs_kit._tensors import to_tensors
+from tfrs_kit.data._table import TableLike, last_rows, select, to_table
+from tfrs_kit.data._tensors import to_tensors
 
 __all__ = ["NegativePool"]
 

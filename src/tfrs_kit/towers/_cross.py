@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_kit._validation import check_int
-from tfrs_kit._vocabulary import Vocabularies
+from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.towers._registry import register_tower
 from tfrs_kit.towers._tower import Tower
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfrs_kit._vocabulary import PUNCTUATION, Vocabulary, layer_name
+from tfrs_kit.features._vocabulary import PUNCTUATION, Vocabulary, layer_name
 
 __all__ = ["FeatureEncoder", "TextEncoder", "make_encoder", "padding_value", "to_ragged"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfrs_kit._validation import check_fraction, check_int
-from tfrs_kit._vocabulary import Vocabulary
+from tfrs_kit.features._vocabulary import Vocabulary
 from tfrs_kit.towers._encoders import FeatureEncoder, to_ragged
 
 __all__ = ["SequenceEncoder"]

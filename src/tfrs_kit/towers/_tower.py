@@ -8,10 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 
-from tfrs_kit._data import TableLike, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, missing_column, unknown_name
 from tfrs_kit._progress import Progress
-from tfrs_kit._tensors import make_dataset
 from tfrs_kit._validation import (
     check_choice,
     check_features,
@@ -19,7 +17,9 @@ from tfrs_kit._validation import (
     check_number,
     check_verbose,
 )
-from tfrs_kit._vocabulary import Vocabularies, layer_name
+from tfrs_kit.data._table import TableLike, num_rows, to_table
+from tfrs_kit.data._tensors import make_dataset
+from tfrs_kit.features._vocabulary import Vocabularies, layer_name
 from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
 from tfrs_kit.towers._sequence import SequenceEncoder
 

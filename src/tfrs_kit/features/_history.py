@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import Table, TableLike, to_table
 from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit._validation import check_int, check_no_missing, padding_value
+from tfrs_kit.data._table import Table, TableLike, to_table
 
 __all__ = ["HistoryBuilder"]
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit._data import Table, is_multivalued, num_rows
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit.data._table import Table, is_multivalued, num_rows
 
 __all__ = ["Spans", "is_vector", "make_dataset", "to_tensors"]
 

@@ -6,7 +6,8 @@ Accepted inputs, everywhere in the public API:
 * a mapping of column name to equal-length array-likes;
 * a ``tf.data.Dataset`` of feature dicts, batched or not;
 * files: a path, a glob, a directory or a list of them, naming Parquet, CSV or
-  TFRecord shards (read by ``_files``, only the columns asked for).
+  TFRecord shards, or :class:`~tfrs_kit.data.Shards` (read by ``_files``, only the
+  columns asked for).
 
 Column conventions after conversion:
 
@@ -19,22 +20,18 @@ Column conventions after conversion:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pandas as pd
 
 from tfrs_kit._errors import invalid_argument, missing_column
-from tfrs_kit._files import is_files, read_table
+from tfrs_kit.data._files import read_table
+from tfrs_kit.data._source import TableLike, is_files
 
 __all__ = ["Table", "TableLike", "is_multivalued", "num_rows", "select", "take", "to_table"]
 
 Table = dict[str, np.ndarray]
-# A pandas DataFrame, a mapping of equal-length arrays, a tf.data.Dataset of feature
-# dicts, or files (a path, glob or list of Parquet, CSV or TFRecord shards). Spelled as
-# Any: none of these types is imported here (pandas and TensorFlow load lazily), and the
-# docs show the alias's name.
-TableLike = Any
 
 
 def _normalize_column(name: str, values: Any, argument: str) -> np.ndarray:
@@ -207,7 +204,7 @@ def _check_columns(wanted: Sequence[str] | None, names: Sequence[Any], argument:
                                  setting=(settings or {}).get(column))
 
 
-def _is_dataframe(data: Any) -> bool:
+def _is_dataframe(data: Any) -> TypeGuard[pd.DataFrame]:
     return type(data).__name__ == "DataFrame" and hasattr(data, "columns")
 
 

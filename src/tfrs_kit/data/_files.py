@@ -1,10 +1,10 @@
 """Tables from files: Parquet, CSV and TFRecord (``tf.train.Example``) shards.
 
 Wherever a table goes in, a path, a glob or a list of paths and globs may go in
-instead; ``_data.to_table`` reads them with :func:`read_table`, and a pipeline that
+instead; ``_table.to_table`` reads them with :func:`read_table`, and a pipeline that
 must not hold the whole log reads them with :func:`iter_tables`, chunk by chunk.
 
-Columns follow the in-memory conventions of ``_data``: strings are ``object``
+Columns follow the in-memory conventions of ``_table``: strings are ``object``
 arrays of ``str``, integers ``int64``, floats as stored (``float32`` or
 ``float64``; an integer column with missing values becomes ``float64`` with NaN,
 as pandas reads it), and list columns ``object`` arrays of 1-D arrays (a missing
@@ -19,7 +19,6 @@ value in each of them makes a scalar column, anything else a list column.
 from __future__ import annotations
 
 import csv
-import glob
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,98 +28,16 @@ import numpy as np
 
 from tfrs_kit._errors import missing_column
 from tfrs_kit._progress import Progress
+from tfrs_kit.data._source import FORMATS, fail, is_files, resolve, suffix_format
 
 __all__ = ["FORMATS", "counts_series", "is_files", "iter_arrow", "iter_records", "iter_tables",
            "read_table", "resolve", "schema"]
 
 Table = dict[str, np.ndarray]
-#: File suffix -> format.
-FORMATS: Mapping[str, str] = {
-    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv",
-    ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
-}
-_SUFFIXES = ", ".join(FORMATS)
 _TFRECORD_SAMPLE = 100  # records whose features decide a TFRecord shard's schema
 _INSTALL_HINT = (
     "Reading Parquet and CSV files needs pyarrow: pip install 'tfrs-kit[parquet]'."
 )
-
-
-def _fail(argument: str, rule: str, received: str, hint: str = "",
-          error: type = ValueError) -> Exception:
-    """The package's error shape, with ``received`` as text (paths are never shortened)."""
-    message = f"`{argument}` must {rule}. Received: {received}."
-    return error(f"{message} {hint}" if hint else message)
-
-
-def is_files(data: Any) -> bool:
-    """Whether ``data`` names files: a path, a glob, or a non-empty list of them."""
-    if isinstance(data, (str, os.PathLike)):
-        return True
-    return (isinstance(data, (list, tuple)) and len(data) > 0
-            and all(isinstance(d, (str, os.PathLike)) for d in data))
-
-
-def resolve(data: Any, *, argument: str = "data") -> list[str]:
-    """The shard paths ``data`` names: sorted, globs expanded, a directory's shards listed.
-
-    A directory stands for every file with a known suffix inside it (recursively),
-    except hidden ones and those starting with ``_`` (such as Spark's ``_SUCCESS``).
-
-    Raises:
-        FileNotFoundError: A path does not exist, a glob matches nothing, or a
-            directory holds no shards.
-        ValueError: A file's suffix is unknown, or the files mix formats.
-    """
-    entries = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-    paths: set[str] = set()
-    for entry in entries:
-        paths.update(_expand(os.path.expanduser(os.fspath(entry)), argument))
-    found = sorted(paths)
-    formats = {_format(path, argument) for path in found}
-    if len(formats) > 1:
-        kinds = {fmt: next(p for p in found if _format(p, argument) == fmt) for fmt in formats}
-        raise _fail(argument, "name shards of one format",
-                    ", ".join(f"{fmt} ({path!r})" for fmt, path in sorted(kinds.items())),
-                    "Convert them to one format, or read each format separately.")
-    return found
-
-
-def _expand(entry: str, argument: str) -> list[str]:
-    if any(c in entry for c in "*?["):
-        matches = [m for m in glob.glob(entry, recursive=True) if os.path.isfile(m)]
-        if not matches:
-            raise _fail(argument, "name existing files", f"{argument}={entry!r}, a pattern "
-                        "that matches no file", f"Check the pattern (looked in "
-                        f"{os.path.abspath(os.path.dirname(entry) or '.')!r}).",
-                        FileNotFoundError)
-        return matches
-    if os.path.isdir(entry):
-        shards = [os.path.join(root, name) for root, dirs, names in os.walk(entry)
-                  for name in names if not name.startswith(("_", "."))
-                  and _suffix(name) in FORMATS]
-        if not shards:
-            raise _fail(argument, f"name a directory that holds shards ({_SUFFIXES})",
-                        f"{argument}={entry!r}, a directory without any", "",
-                        FileNotFoundError)
-        return shards
-    if not os.path.exists(entry):
-        raise _fail(argument, "name existing files", f"{argument}={entry!r}, which does not "
-                    "exist", f"The current directory is {os.getcwd()!r}.", FileNotFoundError)
-    return [entry]
-
-
-def _suffix(path: str) -> str:
-    return os.path.splitext(path)[1].lower()
-
-
-def _format(path: str, argument: str) -> str:
-    fmt = FORMATS.get(_suffix(path))
-    if fmt is None:
-        raise _fail(argument, f"name Parquet, CSV or TFRecord files (suffixes {_SUFFIXES})",
-                    f"{path!r}", "Rename the file if it holds one of these formats, or "
-                    "read it with pandas and pass the DataFrame.")
-    return fmt
 
 
 # --- schemas -------------------------------------------------------------------------------
@@ -142,7 +59,7 @@ def schema(data: Any, *, argument: str = "data",
 
 
 def _file_schema(path: str, argument: str) -> dict[str, str]:
-    fmt = _format(path, argument)
+    fmt = suffix_format(path, argument)
     if fmt == "tfrecord":
         return _tfrecord_schema(path, argument)
     pa = _pyarrow()
@@ -200,7 +117,7 @@ def _unify(paths: Sequence[str], schemas: Sequence[Mapping[str, str]],
             raise missing_column(argument, column, first, setting=(settings or {}).get(column))
         if lacking:
             other = next(i for i in range(len(schemas)) if i not in lacking)
-            raise _fail(argument, "name shards that all have the columns read",
+            raise fail(argument, "name shards that all have the columns read",
                         f"the shard {paths[lacking[0]]!r} lacks the column {column!r} "
                         f"(columns {sorted(schemas[lacking[0]])}), which {paths[other]!r} has",
                         "Rewrite that shard with the column, or leave it out.")
@@ -208,7 +125,7 @@ def _unify(paths: Sequence[str], schemas: Sequence[Mapping[str, str]],
         for path, shard in zip(paths, schemas, strict=True):
             extra = sorted(set(shard) - set(first))
             if extra:
-                raise _fail(argument, "name shards with one schema",
+                raise fail(argument, "name shards with one schema",
                             f"the shard {path!r} has the column {extra[0]!r}, which "
                             f"{paths[0]!r} lacks", "Rewrite the shards with the same columns.")
     kinds = {}
@@ -217,7 +134,7 @@ def _unify(paths: Sequence[str], schemas: Sequence[Mapping[str, str]],
         for index, shard in enumerate(schemas):
             merged = _merge_kinds(kind, shard[column])
             if merged is None:
-                raise _fail(argument, "name shards with one schema",
+                raise fail(argument, "name shards with one schema",
                             f"the column {column!r} holds {first[column]} values in "
                             f"{paths[0]!r} but {shard[column]} values in {paths[index]!r}",
                             "Rewrite the shards with one type per column.")
@@ -237,7 +154,7 @@ def read_table(data: Any, *, argument: str = "data", columns: Iterable[str] | No
         data: A path, a glob, a directory of shards, or a list of them.
         argument: The argument's name, for error messages.
         columns: The columns to read (Parquet and CSV read nothing else); ``None``: all.
-        settings: As in ``_data.to_table``: the keyword argument that named a column,
+        settings: As in ``_table.to_table``: the keyword argument that named a column,
             for the error when no shard has it.
         verbose: Progress over the shards: ``"auto"`` (100 MB of files or more),
             ``True`` or ``False``.
@@ -295,7 +212,7 @@ def iter_tables(data: Any, *, argument: str = "data", columns: Iterable[str] | N
 
 def _read_file(path: str, kinds: Mapping[str, str], rows: int | None, argument: str,
                keep_arrow: Callable[[str, str], bool] | None = None) -> Iterator[Table]:
-    fmt = _format(path, argument)
+    fmt = suffix_format(path, argument)
     if fmt == "tfrecord":
         yield from _read_tfrecord(path, kinds, rows, argument)
         return
@@ -336,7 +253,8 @@ def iter_arrow(path: str, kinds: Mapping[str, str], *, argument: str = "data",
     """
     types = {name: _arrow_type(kind, argument, name) for name, kind in kinds.items()}
     pa = _pyarrow()
-    for batch in _arrow_batches(path, _format(path, argument), kinds, rows_per_chunk, argument):
+    fmt = suffix_format(path, argument)
+    for batch in _arrow_batches(path, fmt, kinds, rows_per_chunk, argument):
         yield pa.table({name: _conform(batch.column(name), types[name]) for name in kinds})
 
 
@@ -346,7 +264,7 @@ def _arrow_type(kind: str, argument: str, name: str) -> Any:
              "bool": pa.bool_()}
     inner = kind[5:-1] if kind.startswith("list<") else kind
     if inner not in plain:
-        raise _fail(f"{argument}[{name!r}]", "hold strings, numbers or lists of them to be "
+        raise fail(f"{argument}[{name!r}]", "hold strings, numbers or lists of them to be "
                     "streamed", f"{kind} values", "Convert the column when writing the shards.")
     return pa.list_(plain[inner]) if inner != kind else plain[inner]
 
@@ -447,11 +365,11 @@ def _unreadable(path: str, fmt: str, error: BaseException, argument: str) -> Exc
     if fmt == "csv":
         line = _bad_csv_line(path)
         if line is not None:
-            return _fail(argument, "name readable CSV files (one value per column on every "
+            return fail(argument, "name readable CSV files (one value per column on every "
                          "line)", f"the shard {path!r}, line {line[0]}: {line[1]}",
                          "Fix or drop that line.")
     names = {"parquet": "Parquet", "csv": "CSV", "tfrecord": "TFRecord"}
-    return _fail(argument, f"name readable {names[fmt]} files", f"the shard {path!r}, "
+    return fail(argument, f"name readable {names[fmt]} files", f"the shard {path!r}, "
                  f"which cannot be read ({detail})", "Rewrite or remove that shard.")
 
 
@@ -576,7 +494,7 @@ def iter_records(path: str, kinds: Mapping[str, str], *, argument: str = "data",
 def _check_one_value(path: str, name: str, lengths: np.ndarray, argument: str) -> None:
     if np.any(lengths != 1):
         row = int(np.flatnonzero(lengths != 1)[0])
-        raise _fail(argument, f"name TFRecord shards whose feature {name!r} holds one value "
+        raise fail(argument, f"name TFRecord shards whose feature {name!r} holds one value "
                     "per record, as their first records do",
                     f"{int(lengths[row])} values in a record of the shard {path!r}",
                     "Write it as a list in every record (or one value in every record).")

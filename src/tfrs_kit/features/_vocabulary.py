@@ -19,9 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from tfrs_kit._data import Table, TableLike, is_multivalued, num_rows, to_table
 from tfrs_kit._errors import invalid_argument, unknown_name
-from tfrs_kit._files import counts_series, is_files, iter_tables
 from tfrs_kit._progress import Progress
 from tfrs_kit._validation import (
     check_choice,
@@ -31,6 +29,8 @@ from tfrs_kit._validation import (
     id_kind,
     padding_value,
 )
+from tfrs_kit.data._files import counts_series, is_files, iter_tables
+from tfrs_kit.data._table import Table, TableLike, is_multivalued, num_rows, to_table
 
 __all__ = [
     "FeatureKind",
