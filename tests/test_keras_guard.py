@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+def _run(code: str, log_level: str | None = "3") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")}
+    if log_level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = log_level
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120)
 
@@ -33,3 +35,30 @@ def test_keras_3_already_loaded_raises_a_clear_import_error():
     assert "ImportError" in result.stderr
     assert "TF_USE_LEGACY_KERAS=1" in result.stderr
     assert "before TensorFlow is first imported" in result.stderr
+
+
+_ENDS_A_DATASET = (
+    "import tfrs_kit, tensorflow as tf\n"
+    "print(sum(int(x) for x in tf.data.Dataset.range(3)))"
+)
+
+
+def test_tensorflow_starts_quietly_unless_the_user_chose_a_log_level():
+    quiet = _run(_ENDS_A_DATASET, log_level=None)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.strip() == "3"
+    assert quiet.stderr == ""  # no CUDA probe, CPU notice or OUT_OF_RANGE line
+    chosen = _run(_ENDS_A_DATASET, log_level="0")  # the user asked for everything
+    assert "OUT_OF_RANGE" in chosen.stderr
+
+
+def test_only_known_start_up_noise_is_hidden():
+    from tfrs_kit._keras import startup_lines_to_show
+
+    text = (
+        "2026-12-04 I external/local_xla/xla/tsl/cuda/cudart_stub.cc:31] Could not find cuda "
+        "drivers on your machine, GPU will not be used.\n"
+        "2026-12-04 E cuda_platform.cc:51] failed call to cuInit: INTERNAL: CUDA error\n"
+        "2026-12-04 E some_kernel.cc:12] a real failure\n"
+    )
+    assert startup_lines_to_show(text) == ["2026-12-04 E some_kernel.cc:12] a real failure"]

@@ -6,8 +6,10 @@
 """
 
 from tfrs_kit._keras import ensure_legacy_keras as _ensure_legacy_keras
+from tfrs_kit._keras import quiet_tensorflow_startup as _quiet_tensorflow_startup
 
 _ensure_legacy_keras()  # before anything imports TensorFlow
+_quiet_tensorflow_startup()
 
 import importlib as _importlib  # noqa: E402
 from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
