@@ -29,12 +29,14 @@ demo: $(VENV)/.installed-base
 	$(VENV)/bin/tfrs-kit demo
 
 ## The whole test suite (unit tests and docstring examples), without the slow marker.
+## tests/ mirrors src/tfrs_kit; `-m "not slow and not process"` leaves out the tests that
+## start Python processes too (a quicker loop while editing).
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -m "not slow" -q tests src/tfrs_kit --doctest-modules
+	$(PY) -m pytest -m "not slow" -q --durations=10 tests src/tfrs_kit --doctest-modules
 
 ## Slow end-to-end checks on real data (MovieLens 100K in ../shared/data).
 test-slow: $(VENV)/.installed-dev
-	$(PY) -m pytest -m slow -q tests
+	$(PY) -m pytest -m slow -q --durations=10 tests
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks examples

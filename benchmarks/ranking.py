@@ -122,7 +122,7 @@ def train_ranker(data, train, retriever, args, seed):
     helper, helper_users, _ = train_two_tower(data, train[~late], epochs=args.epochs, seed=seed,
                                               **ABLATIONS[DEFAULT])
     tf.keras.utils.set_random_seed(seed)
-    ranker = tk.Ranker(*ranker_towers(rows, items, args), candidate_id=ITEM, loss=args.loss,
+    ranker = tk.Ranker(*ranker_towers(rows, items, args), item_id=ITEM, loss=args.loss,
                        cross_layers=args.cross_layers, hidden_dims=args.hidden_dims,
                        retrieval_score=args.retrieval_score,
                        history_feature="history" if args.lists and args.recent else None,

@@ -89,6 +89,7 @@ nitpick_ignore = [
     ("py:class", "TableLike"),  # the alias of "any table", shown by its name
     ("py:class", "'TableLike'"),
     ("py:class", "TypeAliasForwardRef"),  # how sphinx-autodoc-typehints renders the alias
+    ("py:class", "pathlib.Path"),  # the standard library has no page here either
 ]
 nitpick_ignore_regex = [
     (r"py:.*", r"(collections\.abc|typing|os|numpy|np|pandas|pd|tensorflow|tf|keras)\..*"),

@@ -65,7 +65,7 @@ vocabs = tk.VocabularyBuilder().fit(
 model = tk.TwoTowerRetrieval(
     tk.Tower(vocabs, features=[USER, "history"]),
     tk.Tower(vocabs, features=[ITEM, *item_features]),
-    candidate_id=ITEM, logq_correction=True)
+    item_id=ITEM, logq_correction=True)
 model.fit(rows, epochs=args.epochs, seed=0, verbose=0)
 print("candidate features:", list(model.candidate_tower.features))
 

@@ -24,12 +24,13 @@ if args.data_dir:
     data = tk.datasets.movielens("100k", data_dir=args.data_dir)
 else:
     data = tk.datasets.synthetic(20_000, seed=0)
-user, item = data.user_id, data.item_id  # "user_id", "movie_id" on MovieLens
-train, test = tk.evaluation.per_user_temporal_split(
-    data.interactions, user_id=user, item_id=item)
+# The data set's schema names its columns ("movie_id" on MovieLens); the split's
+# frames carry it, so the steps below read it from them.
+train, test = tk.evaluation.per_user_temporal_split(data)
+user, item = data.schema.user_id, data.schema.item_id
 
 # 2. Features: each event's preceding items (its history), and vocabularies.
-history = tk.HistoryBuilder(user_id=user, item_id=item)
+history = tk.HistoryBuilder()
 rows = history.transform(train)
 vocabs = tk.VocabularyBuilder().fit(
     rows, features={user: "categorical", item: "categorical", "history": "multi"})
@@ -43,12 +44,11 @@ model.fit(rows, epochs=args.epochs, seed=0, verbose=0)
 
 # 4. Evaluation: rank the whole catalogue for every test user, against popularity.
 users = history.for_users(train)
-popularity = tk.baselines.Popularity().fit(train, user_id=user, item_id=item)
+popularity = tk.baselines.Popularity().fit(train)
 report = tk.evaluate(
     {"two-tower": model.as_recommender(train, user_id=user, users=users),
      "popularity": popularity},
-    test, train=train, k=10, user_id=user, item_id=item,
-    metrics=["recall", "ndcg", "coverage"])
+    test, train=train, k=10, metrics=["recall", "ndcg", "coverage"])
 print(report)
 
 # 5. Serving: an index of every item, queried with raw features, saved, reloaded.

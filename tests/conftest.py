@@ -6,6 +6,34 @@ import numpy as np
 import pytest
 
 import tfrs_kit  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from fresh_python import FreshPython
+
+_PROCESS_FIXTURES = {"fresh_python", "serve_in_fresh_process"}
+_SERVERS = {}  # imports -> the FreshPython process that ran them (see `fresh_python`)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that use a separate Python process are marked ``process`` (``-m "not process"``
+    leaves them out)."""
+    for item in items:
+        if _PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
+
+def pytest_collection_finish(session):
+    """Lets a test module start slow work in the background once the selection is known
+    (its ``start_in_background(items)``), so that it overlaps the tests run before it."""
+    if session.config.option.collectonly:
+        return
+    if any(_PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
+        _SERVERS.setdefault("", FreshPython(""))  # imports TensorFlow while other tests run
+    started = set()
+    for item in session.items:
+        module = getattr(item, "module", None)
+        start = getattr(module, "start_in_background", None)
+        if callable(start) and id(module) not in started:
+            started.add(id(module))
+            start(session.items)
 
 
 @pytest.fixture
@@ -26,31 +54,72 @@ def checkerboard():
     }
 
 
+@pytest.fixture(scope="session")
+def counting_clock():
+    """The Recipe's clock, made deterministic: ``with counting_clock(step):`` each reading of
+    ``time.monotonic()`` in ``tfrs_kit.recipe`` advances ``step`` seconds, so a time budget
+    buys the same trials and epochs however loaded the machine is."""
+    import contextlib
+    import itertools
+    import sys
+    import time
+    import types
+
+    import tfrs_kit.recipe  # noqa: F401  (loads the modules whose clock is replaced)
+
+    @contextlib.contextmanager
+    def use(step):
+        readings = itertools.count(1)
+        clock = types.SimpleNamespace(monotonic=lambda: next(readings) * step)
+        modules = [module for name, module in list(sys.modules.items())
+                   if name.startswith("tfrs_kit.recipe") and getattr(module, "time", None) is time]
+        assert modules, "no module of tfrs_kit.recipe reads time.monotonic any more"
+        with pytest.MonkeyPatch.context() as patch:
+            for module in modules:
+                patch.setattr(module, "time", clock)
+            yield
+
+    return use
+
+
+@pytest.fixture(scope="session")
+def fresh_python():
+    """Runs code as ``python -c`` would, in a separate Python process where tfrs_kit cannot
+    be imported (TensorFlow alone, ``TF_USE_LEGACY_KERAS`` unset), kept for the session.
+
+    Returns a function ``(code, *, argv=(), cwd=None, imports="") -> Result(returncode,
+    stdout, stderr)``; one process per distinct ``imports``, run before any code there (so
+    code that must work without ScaNN never shares a process with code that imported it).
+    """
+    def run(code, *, argv=(), cwd=None, imports=""):
+        if imports not in _SERVERS:
+            _SERVERS[imports] = FreshPython(imports)
+        return _SERVERS[imports].run(code, tuple(argv), None if cwd is None else str(cwd))
+
+    yield run
+    while _SERVERS:
+        _SERVERS.popitem()[1].close()
+
+
 @pytest.fixture
-def serve_in_fresh_process():
-    """Serves an exported index in a new Python process where tfrs_kit cannot be imported.
+def serve_in_fresh_process(fresh_python):
+    """Serves an exported index in a Python process where tfrs_kit cannot be imported.
 
     Returns a function ``(index_dir, feature, value, *, imports="") -> list of ids`` that
     calls the SavedModel's ``serving_default`` signature for one query.
     """
     import json
-    import os
-    import subprocess
-    import sys
 
     def serve(index_dir, feature, value, *, imports=""):
         code = (
             "import sys, json\n"
             "sys.modules['tfrs_kit'] = None  # importing it now fails\n"
-            f"{imports}"
             "import tensorflow as tf\n"
             f"served = tf.saved_model.load({str(index_dir / 'saved_model')!r})\n"
             f"out = served.signatures['serving_default']({feature}=tf.constant([{value!r}]))\n"
             "print(json.dumps([b.decode() for b in out['ids'].numpy()[0]]))\n"
         )
-        env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+        result = fresh_python(code, imports=imports)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -9,6 +9,7 @@ import tfrs_kit as tk
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED = [
+    "Cascade",
     "HistoryBuilder",
     "Index",
     "IndexBuilder",
@@ -17,6 +18,7 @@ EXPECTED = [
     "Recipe",
     "Recommendations",
     "Report",
+    "Schema",
     "Tower",
     "TwoTowerRetrieval",
     "Vocabularies",
@@ -29,6 +31,7 @@ EXPECTED = [
     "datasets",
     "evaluate",
     "evaluation",
+    "load",
     "load_index",
     "recipe",
     "testing",

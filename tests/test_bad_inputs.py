@@ -170,14 +170,6 @@ def test_padding_values_are_refused_as_ids():
                                                      "item_id": ["x", ""]})
 
 
-def test_the_padding_values_agree_with_the_encoders():
-    from tfrs_kit._validation import padding_value
-    from tfrs_kit.towers._encoders import padding_value as encoder_padding
-
-    for dtype in ("string", "int64"):
-        assert padding_value(dtype) == encoder_padding(dtype)
-
-
 def test_mixed_candidate_ids_are_a_type_error(model):
     with pytest.raises(TypeError, match="ids of one kind"):
         tk.IndexBuilder(k_max=2).build(

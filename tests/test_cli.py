@@ -109,8 +109,9 @@ def test_help_is_plain_text(argv, capsys):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A model trained by `tfrs-kit train` on Parquet shards with a CSV catalogue."""
+def exported(tmp_path_factory, counting_clock):
+    """A model trained by `tfrs-kit train` on Parquet shards with a CSV catalogue; its time
+    budget counted by a clock that does not depend on the machine's load."""
     import tfrs_kit as tk
     from tfrs_kit import evaluation
 
@@ -130,17 +131,19 @@ def exported(tmp_path_factory):
             "item_id", "--time", "timestamp", "--item-features", "item_year", "--items",
             str(folder / "items.csv"), "--time-budget", "4", "--export", str(folder / "model"),
             "--quiet"]
-    assert main(argv) == 0
+    with counting_clock(0.25):
+        assert main(argv) == 0
     return folder, train, test, data.items
 
 
 def test_train_exports_what_recommend_and_evaluate_read(exported):
     folder, train, _, items = exported
-    assert sorted(p.name for p in (folder / "model").iterdir()) == [
-        "index", "item_embeddings.npy", "items.parquet", "queries.parquet",
-        "query_embeddings.npy", "seen.parquet", "tfrs_kit_cli.json"]
-    assert pd.read_parquet(folder / "model" / "seen.parquet").shape == (len(train), 2)
-    catalogue = pd.read_parquet(folder / "model" / "items.parquet")["item_id"]
+    assert (folder / "model" / "latest").read_text() == "1\n"  # the versioned layout
+    version = folder / "model" / "versions" / "1"
+    assert {"index", "manifest.json", "queries.parquet", "candidates.parquet",
+            "seen.parquet"} <= {p.name for p in version.iterdir()}
+    assert pd.read_parquet(version / "seen.parquet").shape == (len(train), 2)
+    catalogue = pd.read_parquet(version / "candidates.parquet")["item_id"]
     assert set(catalogue) == set(items.item_id)  # the catalogue's items, seen or not
 
 
@@ -183,8 +186,8 @@ def test_evaluate_prints_the_recall_of_the_exported_index(exported, capsys):
     last = dict(part.split("=") for part in out.strip().splitlines()[-1].split()
                 if "=" in part)
     # Reference: the exported SavedModel's own top 10, training items excluded, scored by hand.
-    index = tk.load_index(folder / "model" / "index")
-    queries = pd.read_parquet(folder / "model" / "queries.parquet")
+    index = tk.load_index(folder / "model" / "versions" / "1" / "index")
+    queries = pd.read_parquet(folder / "model" / "versions" / "1" / "queries.parquet")
     recalls = []
     for user, relevant in test.groupby("user_id").item_id:
         seen = train.item_id[train.user_id == user].unique().tolist()
@@ -207,6 +210,43 @@ def test_evaluate_with_train_events_and_progress(exported, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_recommend_for_a_new_user_from_their_history(exported, capsys):
+    import tfrs_kit as tk
+
+    folder, _, _, items = exported
+    history = sorted(items.item_id)[:3]
+    argv = ["recommend", str(folder / "model"), "--history", *history, "--k", "5"]
+    top = _recommended(capsys, argv)
+    expected = tk.load(folder / "model").recommend(history=history, k=5, exclude_seen=False)
+    assert top == list(expected.ids[0])
+    assert not set(history) & set(_recommended(capsys, [*argv, "--exclude-seen"]))
+
+
+def test_versions_and_rollback(exported, capsys, tmp_path):
+    import shutil
+
+    import tfrs_kit as tk
+
+    folder, *_ = exported
+    model = tmp_path / "model"
+    shutil.copytree(folder / "model", model)
+    tk.load(model).save(model)  # version 2, as a second `train --export` would write
+    assert main(["versions", str(model)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "latest\tversion\tcreated\tmetrics"
+    assert [line.split("\t")[:2] for line in lines[1:]] == [["", "1"], ["*", "2"]]
+    assert "ndcg@10=" in lines[1]
+    assert main(["rollback", str(model)]) == 0
+    assert "latest is now version 1" in capsys.readouterr().out
+    assert (model / "latest").read_text() == "1\n"
+    assert main(["rollback", str(model), "--to", "2"]) == 0
+    assert (model / "latest").read_text() == "2\n"
+    assert main(["rollback", str(model), "--to", "9"]) == 2
+    assert "`to` must be a complete saved version" in capsys.readouterr().err
+    assert main(["versions", str(tmp_path)]) == 2
+    assert "`path` must be a folder Recipe.save" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["train", "{events}", "--user", "user", "--item", "item_id", "--time", "timestamp",
       "--export", "{tmp}/m"], "`EVENTS` must have a column 'user' (named by `--user`). "
@@ -214,8 +254,8 @@ def test_evaluate_with_train_events_and_progress(exported, capsys):
                               "Did you mean --user='user_id'?"),
     (["train", "{tmp}/none/*.parquet", "--user", "u", "--item", "i", "--time", "t",
       "--export", "{tmp}/m"], "`EVENTS` must name existing files."),
-    (["evaluate", "{tmp}", "{tmp}/test.csv"], "`DIR` must be a folder `tfrs-kit train "
-                                             "--export DIR` wrote"),
+    (["evaluate", "{tmp}", "{tmp}/test.csv"], "`DIR` must be a folder Recipe.save (or "
+                                             "`tfrs-kit train --export DIR`) wrote"),
     (["evaluate", "{model}", "{tmp}/bad.csv"], "bad.csv', line 3: 1 fields where the header "
                                                "has 3"),
     (["recommend", "{model}", "--user", "nobody"], "`--user` must be a user id of the "
@@ -257,7 +297,8 @@ def test_an_unexpected_error_exits_1_with_its_traceback(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv", [["train", "--help"], ["evaluate", "--help"],
-                                  ["recommend", "--help"]])
+                                  ["recommend", "--help"], ["versions", "--help"],
+                                  ["rollback", "--help"]])
 def test_file_commands_help_is_plain_text(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -269,7 +310,7 @@ def test_file_commands_help_is_plain_text(argv, capsys):
     (["evaluate", "d", "t", "--k", "0"], "`--k` must be an integer >= 1. Received: --k=0."),
     (["train", "e", "--user", "u", "--item", "i", "--time", "t", "--export", "d",
       "--time-budget", "-1"], "`--time-budget` must be a finite number > 0"),
-    (["recommend", "d"], "the following arguments are required: --user"),
+    (["recommend", "d"], "one of the arguments --user --history is required"),
 ])
 def test_file_commands_bad_options_exit_2_with_usage(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

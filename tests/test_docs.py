@@ -13,8 +13,7 @@ import importlib
 import importlib.util
 import inspect
 import re
-import subprocess
-import sys
+import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,6 +29,7 @@ PUBLIC_MODULES = [
     name
     for name in (
         "tfrs_kit",
+        "tfrs_kit.data",
         "tfrs_kit.towers",
         "tfrs_kit.datasets",
         "tfrs_kit.evaluation",
@@ -37,6 +37,7 @@ PUBLIC_MODULES = [
         "tfrs_kit.baselines",
         "tfrs_kit.testing",
         "tfrs_kit.beam",
+        "tfrs_kit.serving",
     )
     # tfrs_kit.beam needs the beam extra.
     if name != "tfrs_kit.beam" or importlib.util.find_spec("apache_beam") is not None
@@ -137,6 +138,8 @@ def _has_own_docstring(obj: Any) -> bool:
 
 
 def _is_data(obj: Any) -> bool:
+    if typing.get_origin(obj) is not None:  # a type alias such as TableLike (a Union)
+        return True
     return not (inspect.isclass(obj) or inspect.isroutine(obj) or isinstance(obj, ModuleType)
                 or callable(obj))
 
@@ -257,7 +260,8 @@ def _quickstart_log(n: int = 3000) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @pytest.mark.parametrize("query_features", [["user_id", "history"], ["user_id"]])
-def test_the_serving_page_runs_verbatim_on_the_quickstart_index(query_features, tmp_path):
+def test_the_serving_page_runs_verbatim_on_the_quickstart_index(query_features, tmp_path,
+                                                                fresh_python):
     """docs/serving.md's TensorFlow-only calls (history padded with "") answer as the
     Python API does, on an index shaped like the README quickstart's: string ids, the
     item id in ``movie_id``, a query tower with a history or without one (the Recipe
@@ -281,8 +285,7 @@ def test_the_serving_page_runs_verbatim_on_the_quickstart_index(query_features, 
             + "\n".join(blocks)
             + "\nprint('RESULT', json.dumps({'specs': sorted(specs), "
               "'ids': out['ids'].numpy().astype(str).tolist()}))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=300)
+    result = fresh_python(code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.split("RESULT ", 1)[1])
     assert served["specs"] == sorted(query_features)

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(code: str, log_level: str | None = "3") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
@@ -14,21 +16,35 @@ def _run(code: str, log_level: str | None = "3") -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def test_sets_legacy_keras_when_tensorflow_is_not_imported_yet():
-    result = _run(
-        "import os, tfrs_kit, tensorflow as tf\n"
-        "print(os.environ['TF_USE_LEGACY_KERAS'], tf.keras.__name__)"
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["1", "tf_keras.api._v2.keras"]
+_ENDS_A_DATASET = (
+    "import tfrs_kit, tensorflow as tf\n"
+    "print(sum(int(x) for x in tf.data.Dataset.range(3)))"
+)
 
 
+@pytest.fixture(scope="module")
+def imported_first():
+    """tfrs_kit imported before TensorFlow, no log level chosen: the Keras it selected, then
+    a dataset read to its end (one process for two tests)."""
+    return _run("import os, tfrs_kit, tensorflow as tf\n"
+                "print(os.environ['TF_USE_LEGACY_KERAS'], tf.keras.__name__)\n"
+                + _ENDS_A_DATASET.split("\n", 1)[1], log_level=None)
+
+
+@pytest.mark.process
+def test_sets_legacy_keras_when_tensorflow_is_not_imported_yet(imported_first):
+    assert imported_first.returncode == 0, imported_first.stderr
+    assert imported_first.stdout.splitlines()[0].split() == ["1", "tf_keras.api._v2.keras"]
+
+
+@pytest.mark.process
 def test_tensorflow_imported_first_but_keras_untouched_still_works():
     result = _run("import tensorflow as tf\nimport tfrs_kit\nprint(tf.keras.__name__)")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("tf_keras")
 
 
+@pytest.mark.process
 def test_keras_3_already_loaded_raises_a_clear_import_error():
     result = _run("import tensorflow as tf\ntf.keras.layers\nimport tfrs_kit")
     assert result.returncode != 0
@@ -37,16 +53,11 @@ def test_keras_3_already_loaded_raises_a_clear_import_error():
     assert "before TensorFlow is first imported" in result.stderr
 
 
-_ENDS_A_DATASET = (
-    "import tfrs_kit, tensorflow as tf\n"
-    "print(sum(int(x) for x in tf.data.Dataset.range(3)))"
-)
-
-
-def test_tensorflow_starts_quietly_unless_the_user_chose_a_log_level():
-    quiet = _run(_ENDS_A_DATASET, log_level=None)
+@pytest.mark.process
+def test_tensorflow_starts_quietly_unless_the_user_chose_a_log_level(imported_first):
+    quiet = imported_first
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stdout.strip() == "3"
+    assert quiet.stdout.strip().splitlines()[1:] == ["3"]  # nothing else printed
     assert quiet.stderr == ""  # no CUDA probe, CPU notice or OUT_OF_RANGE line
     chosen = _run(_ENDS_A_DATASET, log_level="0")  # the user asked for everything
     assert "OUT_OF_RANGE" in chosen.stderr

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("ranking",),
     ("index",),
     ("recipe",),
+    ("serving",),  # below cli, which registers `tfrs-kit serve` from serving._cli
     ("testing", "cli", "__init__", "beam"),
 ]
 # Without TensorFlow: evaluation and baselines score NumPy arrays.
@@ -35,7 +36,7 @@ NO_TENSORFLOW = ("evaluation", "baselines", "_validation", "_errors")
 
 
 def _group(module: str) -> str:
-    """'tfrs_kit.retrieval._model' -> 'retrieval'; 'tfrs_kit.data._table' -> '_data'."""
+    """'tfrs_kit.retrieval._model' -> 'retrieval'; 'tfrs_kit.data._table' -> 'data'."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 
@@ -122,3 +123,85 @@ def test_the_checks_catch_what_they_name(tmp_path):
     assert _layer("index") > _layer("retrieval") > _layer("towers") > _layer("features")
     assert _group("tfrs_kit.retrieval._model") == "retrieval"
     assert "tfrs_kit.index" in _imports(ast.parse("from tfrs_kit import index"))
+
+MAX_FILE_LINES = 600
+
+
+def _package_imports(path: pathlib.Path, modules: set[str]) -> set[str]:
+    """The tfrs_kit modules ``path`` imports anywhere (lazily or for type checking too):
+    ``from package import submodule`` counts as the submodule."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in modules)
+        elif isinstance(node, ast.ImportFrom) and node.module in modules and node.level == 0:
+            submodules = {f"{node.module}.{a.name}" for a in node.names} & modules
+            found.update(submodules)
+            if len(submodules) < len(node.names):
+                found.add(node.module)
+    return found
+
+
+def _import_graph(root: pathlib.Path = SRC) -> dict[str, set[str]]:
+    paths = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for module, path in paths.items():
+        parts = module.split(".")
+        parents = {".".join(parts[:i]) for i in range(1, len(parts))}  # Python runs them first
+        graph[module] = _package_imports(path, set(paths)) - parents - {module}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each group of modules that import one another (Tarjan's strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while not group or group[-1] != module:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_import_cycle():
+    assert _cycles(_import_graph()) == []
+
+
+def test_no_source_file_holds_two_concerns():
+    long = {str(path.relative_to(SRC)): n for _, path in _modules()
+            if (n := len(path.read_text().splitlines())) > MAX_FILE_LINES}
+    assert not long, f"source files over {MAX_FILE_LINES} lines (split them): {long}"
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_lazy_import(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from pkg.sub import a\n")
+    (package / "sub" / "a.py").write_text("from pkg.sub import b\n")
+    (package / "sub" / "b.py").write_text("def f():\n    from pkg.sub.a import x\n")
+    (package / "c.py").write_text("import pkg.sub.a\n")
+    graph = _import_graph(package)
+    assert graph["pkg.sub.a"] == {"pkg.sub.b"}  # its own package's __init__ is not an edge
+    assert _cycles(graph) == [["pkg.sub.a", "pkg.sub.b"]]

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import tfrs_kit as tk
-from tfrs_kit.testing import _isolated_registries, check_dataset, check_tower
+from registry_isolation import isolated_registries
+from tfrs_kit.testing import check_dataset, check_tower
 
 try:
     import tomllib
@@ -80,7 +81,7 @@ def test_the_package_declares_a_tower_and_a_data_source_that_conform(monkeypatch
     assert [e.name for e in entry_points["tfrs_kit.datasets"]] == ["tiny_clicks"]
     monkeypatch.syspath_prepend(str(PACKAGE / "src"))
     try:
-        with _isolated_registries(entry_points):
+        with isolated_registries(entry_points):
             hashing = tk.towers.get_tower("hashing")
             assert hashing.__module__ == "tfrs_kit_hashing"
             check_tower(hashing, features=["user_id", "item_id"], output_dim=8, num_buckets=64)
@@ -99,6 +100,7 @@ def _run(script: str, *args: str, env: dict[str, str], cwd: Path) -> str:
     return result.stdout
 
 
+@pytest.mark.process
 def test_installed_plugin_is_found_trained_exported_and_served_without_it(tmp_path):
     source = tmp_path / "plugin_package"  # a copy: building writes build/ and egg-info
     shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))

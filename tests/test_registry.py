@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
+from registry_isolation import isolated_registries
 from tfrs_kit._plugins import Registry, same_definition
-from tfrs_kit.testing import _isolated_registries
 
 TOWERS, DATASETS = "tfrs_kit.towers", "tfrs_kit.datasets"
 
@@ -80,7 +80,7 @@ def test_unknown_names_list_the_known_ones_and_the_closest():
 
 
 def test_decorator_registers_for_lookup_and_keras():
-    with _isolated_registries():
+    with isolated_registries():
 
         @tk.towers.register_tower("mine", package="my_package")
         class MineTower(tk.Tower):
@@ -93,7 +93,7 @@ def test_decorator_registers_for_lookup_and_keras():
 
 
 def test_duplicate_names_are_refused():
-    with _isolated_registries():
+    with isolated_registries():
         with pytest.raises(ValueError, match=r"'cross' is already registered to "
                            r"tfrs_kit\.towers\._cross\.CrossTower by @register_tower\('cross'\) in "
                            r"module 'tfrs_kit\.towers\._cross', so @register_tower\('cross'\) "
@@ -127,7 +127,7 @@ def _run_cell(source: str, module: str = "notebook_cell") -> dict:
 
 
 def test_running_a_cell_again_replaces_its_registrations():
-    with _isolated_registries():
+    with isolated_registries():
         first = _run_cell(NOTEBOOK_CELL)
         second = _run_cell(NOTEBOOK_CELL)  # new class and function objects, same names
         cls = second["RerunTower"]
@@ -158,7 +158,7 @@ def test_only_named_definitions_can_be_the_same():
 
 @pytest.mark.parametrize(("name", "error"), [("", ValueError), (" x", ValueError), (3, TypeError)])
 def test_bad_names_are_refused(name, error):
-    with _isolated_registries(), pytest.raises(error, match="`name` must be a non-empty string"):
+    with isolated_registries(), pytest.raises(error, match="`name` must be a non-empty string"):
         tk.towers.register_tower(name)(type("T", (tk.Tower,), {}))
 
 
@@ -180,7 +180,7 @@ def test_entry_points_are_loaded_lazily_on_first_lookup(plugin):
     entry_points = {TOWERS: [plugin("plugged", "PluginTower")],
                     DATASETS: [plugin("plugged_clicks", "clicks", DATASETS)]}
     module = entry_points[TOWERS][0].module
-    with _isolated_registries(entry_points):
+    with isolated_registries(entry_points):
         assert module not in sys.modules  # nothing imported before a lookup
         assert "plugged" in tk.towers.available_towers()
         cls = tk.towers.get_tower("plugged")
@@ -195,7 +195,7 @@ def test_an_entry_point_of_the_wrong_type_is_refused_by_name(plugin):
                     DATASETS: [plugin("bad_data", "NOT_A_TOWER", DATASETS)]}
     message = (r"entry point 'bad = fake_plugin_\w+:NOT_A_TOWER' \(group 'tfrs_kit.towers'\)` "
                r"must be a subclass of tfrs_kit\.Tower\. Received: .*=42")
-    with _isolated_registries(entry_points):
+    with isolated_registries(entry_points):
         with pytest.warns(RuntimeWarning, match=message):
             assert tk.towers.get_tower("default") is tk.Tower  # the built-ins still work
         with pytest.raises(TypeError, match=message):
@@ -207,7 +207,7 @@ def test_an_entry_point_of_the_wrong_type_is_refused_by_name(plugin):
 
 
 def test_a_data_source_returning_something_else_is_refused(plugin):
-    with _isolated_registries({DATASETS: [plugin("frame", "not_a_dataset", DATASETS)]}), \
+    with isolated_registries({DATASETS: [plugin("frame", "not_a_dataset", DATASETS)]}), \
             pytest.raises(TypeError, match=r"dataset 'frame'` must be an InteractionDataset\. "
                           r"Received: .*='DataFrame'"):
         tk.datasets.load_dataset("frame")
@@ -217,7 +217,7 @@ def test_a_plugin_that_fails_to_import_breaks_only_its_own_name(plugin):
     broken = EntryPoint("broken", "no_such_module_for_tfrs_kit:Tower", TOWERS)
     message = (r"plugin entry point 'broken = no_such_module_for_tfrs_kit:Tower' .* failed to "
                r"load: ModuleNotFoundError")
-    with _isolated_registries({TOWERS: [plugin("fine", "PluginTower"), broken]}):
+    with isolated_registries({TOWERS: [plugin("fine", "PluginTower"), broken]}):
         with pytest.warns(RuntimeWarning, match=message):
             names = tk.towers.available_towers()
         assert "fine" in names and "default" in names and "broken" not in names
@@ -230,12 +230,12 @@ def test_a_plugin_that_fails_to_import_breaks_only_its_own_name(plugin):
 def test_entry_points_may_not_take_a_built_in_or_each_others_names(plugin):
     taken = (r"`name` must be a tower name that is not taken\. Received: name='cross'\. "
              r".*so entry point 'cross = .*PluginTower")
-    with _isolated_registries({TOWERS: [plugin("cross", "PluginTower")]}), \
+    with isolated_registries({TOWERS: [plugin("cross", "PluginTower")]}), \
             pytest.warns(RuntimeWarning, match=taken):
         assert tk.towers.get_tower("cross").__module__.startswith("tfrs_kit")  # built-in
     twice = [plugin("same", "PluginTower"), plugin("same", "OtherTower")]
     clash = r"'same' is already registered to .*PluginTower by entry point 'same = "
-    with _isolated_registries({TOWERS: twice}):
+    with isolated_registries({TOWERS: twice}):
         with pytest.warns(RuntimeWarning, match=clash):
             tk.towers.available_towers()
         with pytest.raises(ValueError, match=clash):  # two plugins: ambiguous, never a guess
@@ -243,7 +243,7 @@ def test_entry_points_may_not_take_a_built_in_or_each_others_names(plugin):
 
 
 def test_an_entry_point_naming_a_decorated_class_again_is_fine(plugin):
-    with _isolated_registries({TOWERS: [plugin("plugged", "PluginTower")]}):
+    with isolated_registries({TOWERS: [plugin("plugged", "PluginTower")]}):
         module = __import__(plugin("x", "y").module)
         tk.towers.register_tower("plugged")(module.PluginTower)
         assert tk.towers.get_tower("plugged") is module.PluginTower

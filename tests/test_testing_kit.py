@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
+from registry_isolation import isolated_registries
 from tfrs_kit.datasets import InteractionDataset
 from tfrs_kit.testing import (
     ConformanceError,
-    _isolated_registries,
     check_dataset,
     check_tower,
     default_vocabularies,
@@ -63,7 +63,7 @@ def test_towers_pass_with_other_settings():
 
 
 def test_a_registered_tower_without_vocabularies_conforms():
-    with _isolated_registries():
+    with isolated_registries():
 
         @tk.towers.register_tower("length", package="kit_tests")
         class LengthTower(tk.Tower):
@@ -113,7 +113,7 @@ def _vector_log(seed=0):
 @pytest.mark.parametrize("side", ["candidate", "query"])
 def test_a_vector_tower_that_passes_check_tower_trains_and_serves(side, tmp_path):
     """What check_tower certifies must also work in fit, IndexBuilder, recommend and load."""
-    with _isolated_registries():
+    with isolated_registries():
         tk.towers.register_tower("text_vector", package="kit_tests")(_TextVectorTower)
         ids = tk.VocabularyBuilder().fit({"item_id": [1, 2, 3]})
         check_tower(_TextVectorTower, ids, features=["item_id", "text_vector"], output_dim=4)
@@ -228,7 +228,7 @@ class _Float64(tk.Tower):
      r"be an integer >= 1"),
 ])
 def test_broken_towers_fail_the_check_they_break(cls, kwargs, message):
-    with _isolated_registries():
+    with isolated_registries():
         if cls is not tk.Tower:
             _registered(cls)
         with pytest.raises(ConformanceError, match=message):

@@ -6,9 +6,6 @@ formula, must equal what the model's ``compute_loss`` returns.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -122,7 +119,7 @@ def test_the_negative_pool_keeps_each_items_last_row():
     # Catches: the pool keeping the first row of an item instead of the last.
     data = {"item_id": np.array(["x", "y", "x"], dtype=object),
             "genre": np.array(["old", "drama", "new"], dtype=object)}
-    pool = NegativePool.build(data, candidate_id="item_id", features=["item_id", "genre"],
+    pool = NegativePool.build(data, item_id="item_id", features=["item_id", "genre"],
                               frequencies=pd.Series({"x": 2 / 3, "y": 1 / 3}))
     rows = dict(zip(pool.features["item_id"].numpy().astype(str),
                     pool.features["genre"].numpy().astype(str), strict=True))
@@ -185,17 +182,16 @@ print(json.dumps({{"recommend": [[b.decode() for b in r] for r in out['ids'].num
 
 
 @pytest.mark.parametrize("backend", ["brute_force", "scann"])
-def test_exported_recommend_and_similar_items_serve_without_tfrs_kit(tmp_path, backend):
+def test_exported_recommend_and_similar_items_serve_without_tfrs_kit(tmp_path, backend,
+                                                                     fresh_python):
     if backend == "scann":
         pytest.importorskip("scann")
     model = _model()
     index = tk.IndexBuilder(k_max=3, backend=backend).build(model, {"item_id": ["a", "b", "c"]})
     index.save(tmp_path / "index")
-    code = SERVE.format(imports="import scann" if backend == "scann" else "",
-                        path=str(tmp_path / "index" / "saved_model"))
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    imports = "import scann" if backend == "scann" else ""
+    code = SERVE.format(imports=imports, path=str(tmp_path / "index" / "saved_model"))
+    result = fresh_python(code, imports=imports)
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
     # The reference: NumPy scores of every candidate, exclusions removed by hand.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
 from tfrs_kit import data, towers  # noqa: E402
 from tfrs_kit._errors import NotFittedError  # noqa: E402
 from tfrs_kit._version import __version__  # noqa: E402
+from tfrs_kit.data import Schema  # noqa: E402
 from tfrs_kit.features import (  # noqa: E402
     HistoryBuilder,
     Vocabularies,
@@ -25,14 +26,14 @@ from tfrs_kit.features import (  # noqa: E402
     VocabularyCounts,
 )
 from tfrs_kit.index import Index, IndexBuilder, Recommendations, load_index  # noqa: E402
-from tfrs_kit.ranking import Ranker  # noqa: E402
+from tfrs_kit.ranking import Cascade, Ranker  # noqa: E402
 from tfrs_kit.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfrs_kit.towers import Tower  # noqa: E402
 
 if _TYPE_CHECKING:
     from tfrs_kit import baselines, datasets, evaluation, recipe, testing
     from tfrs_kit.evaluation import Report, evaluate
-    from tfrs_kit.recipe import Recipe
+    from tfrs_kit.recipe import Recipe, load
 
 # Imported on first use: they pull in SciPy and friends, which serving never needs.
 _LAZY = {
@@ -42,11 +43,14 @@ _LAZY = {
     "evaluate": ("tfrs_kit.evaluation", "evaluate"),
     "Report": ("tfrs_kit.evaluation", "Report"),
     "Recipe": ("tfrs_kit.recipe", "Recipe"),
+    "load": ("tfrs_kit.recipe", "load"),
     "recipe": ("tfrs_kit.recipe", None),
     "testing": ("tfrs_kit.testing", None),
     # Needs the `beam` extra, so it stays out of __all__: `from tfrs_kit import *`
     # must work without Apache Beam installed.
     "beam": ("tfrs_kit.beam", None),
+    # The HTTP server: its app() needs the `serve` extra, so it stays out of __all__ too.
+    "serving": ("tfrs_kit.serving", None),
 }
 
 
@@ -65,6 +69,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Cascade",
     "HistoryBuilder",
     "Index",
     "IndexBuilder",
@@ -73,6 +78,7 @@ __all__ = [
     "Recipe",
     "Recommendations",
     "Report",
+    "Schema",
     "Tower",
     "TwoTowerRetrieval",
     "Vocabularies",
@@ -85,6 +91,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "evaluation",
+    "load",
     "load_index",
     "recipe",
     "testing",

@@ -18,12 +18,12 @@ from typing import Any, Generic, TypeVar
 
 from tfrs_kit._errors import invalid_argument, unknown_name
 
-__all__ = ["Registry", "describe_entry_point", "same_definition"]
+__all__ = ["Registry", "same_definition"]
 
 T = TypeVar("T")
 
 
-def describe_entry_point(entry_point: importlib.metadata.EntryPoint) -> str:
+def _describe(entry_point: importlib.metadata.EntryPoint) -> str:
     """``"entry point 'name = module:attr' (group 'g', distribution 'd 1.0')"``."""
     dist = getattr(entry_point, "dist", None)
     source = f", distribution '{dist.name} {dist.version}'" if dist is not None else ""
@@ -110,30 +110,36 @@ class Registry(Generic[T]):
         self._entries[name] = obj
         self._origins[name] = origin
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, *, argument: str = "name") -> T:
         """The object registered as ``name``; entry points are loaded first.
 
+        Args:
+            name: A registered name.
+            argument: The argument that gave ``name``, for the error messages
+                (``"query_tower"`` when ``tk.Recipe`` looks its tower up).
+
         Raises:
+            ValueError: No object has that name (the message lists the known ones).
             ImportError, TypeError, ValueError: ``name`` is the name of a
                 plugin that failed to load (the error it failed with).
         """
-        self.load_entry_points()
+        self._load_entry_points()
         if not isinstance(name, str):
-            raise invalid_argument("name", f"be a {self.what} name (a string)", name,
+            raise invalid_argument(argument, f"be a {self.what} name (a string)", name,
                                    error=TypeError)
         if name in self._broken and not (
                 name in self._entries and not self._origins[name].startswith("entry point")):
             raise self._broken[name]  # only a built-in or decorated name outranks it
         if name not in self._entries:
-            raise unknown_name("name", name, self._entries, what=f"{self.what} name")
+            raise unknown_name(argument, name, self._entries, what=f"{self.what} name")
         return self._entries[name]
 
     def names(self) -> list[str]:
         """The sorted registered names (broken plugins left out); entry points are loaded first."""
-        self.load_entry_points()
+        self._load_entry_points()
         return sorted(self._entries)
 
-    def load_entry_points(self) -> None:
+    def _load_entry_points(self) -> None:
         """Imports and registers every entry point of the group, once.
 
         A plugin that fails (does not import, loads an object of the wrong
@@ -154,7 +160,7 @@ class Registry(Generic[T]):
             self._loading = False
 
     def _load_one(self, entry_point: importlib.metadata.EntryPoint) -> None:
-        origin = describe_entry_point(entry_point)
+        origin = _describe(entry_point)
         try:
             obj = entry_point.load()
         except Exception as error:

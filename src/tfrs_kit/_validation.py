@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +48,7 @@ __all__ = [
     "check_vocabulary_kind",
     "id_kind",
     "padding_value",
+    "renamed_argument",
 ]
 
 
@@ -204,6 +206,36 @@ def padding_value(dtype: str) -> Any:
     ('', -1)
     """
     return "" if dtype == "string" else -1
+
+
+def renamed_argument(new: str, new_value: Any, *, old: str, old_value: Any,
+                     stacklevel: int = 3) -> Any:
+    """The value of a keyword argument that was renamed, given under either name.
+
+    ``None`` means "not given". The old name still works, with a
+    ``DeprecationWarning`` that names the new one (``stacklevel`` 3 points at
+    the caller of the function that takes both).
+
+    >>> renamed_argument("item_id", "movie", old="candidate_id", old_value=None)
+    'movie'
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     value = renamed_argument("item_id", None, old="candidate_id", old_value="movie")
+    >>> value, str(caught[0].message)
+    ('movie', '`candidate_id` is deprecated: pass `item_id` instead.')
+
+    Raises:
+        ValueError: both names given.
+    """
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise invalid_argument(old, f"be left out when `{new}` is given (it is `{new}`'s old "
+                               "name)", old_value, hint=f"Pass {new}= alone.")
+    warnings.warn(f"`{old}` is deprecated: pass `{new}` instead.", DeprecationWarning,
+                  stacklevel=stacklevel)
+    return old_value
 
 
 def check_no_infinity(argument: str, values: Any) -> None:

@@ -1,16 +1,15 @@
 """The ``tfrs-kit`` command: the end-to-end job from a log to recommendations.
 
-``tfrs-kit demo`` runs on a built-in data set; ``train``, ``evaluate`` and
-``recommend`` work on files. Run ``tfrs-kit COMMAND --help`` for the options.
+``tfrs-kit demo`` runs on a registered data set; ``train``, ``evaluate`` and
+``recommend`` work on files; ``datasets`` and ``towers`` list what is registered
+(the built-ins and installed plugins). Run ``tfrs-kit COMMAND --help`` for the options.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfrs_kit._validation import check_int, check_number
+from tfrs_kit.serving import _cli as _serve_cli
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,20 +37,33 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="train, evaluate, index and recommend on a built-in data set",
+        help="train, evaluate, index and recommend on a registered data set",
         description="Vocabularies -> towers -> two-tower model -> evaluation -> index -> "
         "top-3 recommendations for one user.",
     )
-    demo.add_argument("--dataset", choices=["synthetic", "movielens-100k"], default="synthetic")
+    demo.add_argument("--dataset", type=_dataset, default="synthetic", metavar="NAME",
+                      help="a registered data set: `tfrs-kit datasets` lists them (plugins "
+                      "included); movielens-VARIANT picks a MovieLens variant, movielens is "
+                      "movielens-100k (default: synthetic)")
     demo.add_argument("--data-dir", help="a local MovieLens directory or zip (GroupLens layout); "
-                      "without it, tensorflow-datasets is used")
+                      "without it, tensorflow-datasets is used. Given to a plugin's data "
+                      "source as data_dir=")
     demo.add_argument("--epochs", type=_positive("--epochs"), default=None,
-                      help="training epochs (default: 5 on synthetic, 10 on MovieLens)")
+                      help="training epochs (default: 10 on MovieLens, 5 otherwise)")
     demo.add_argument("--size", type=_positive("--size"), default=20_000,
                       help="synthetic interactions (default: 20000)")
     demo.add_argument("--export", metavar="DIR", help="also save the index to DIR")
     demo.add_argument("--quiet", action="store_true", help="no progress output")
+    for kind in ("datasets", "towers"):
+        commands.add_parser(
+            kind, help=f"list the registered {kind} (built in and from installed plugins)",
+            description=f"Prints each registered {kind[:-1]}'s name and summary: the "
+            f"built-ins, those of installed plugins (the entry point group "
+            f"'tfrs_kit.{kind}') and none other.")
     _add_file_commands(commands)
+    _add_recommend_command(commands)
+    _add_version_commands(commands)
+    _serve_cli.add_parser(commands)
     return parser
 
 
@@ -58,9 +71,10 @@ def _add_file_commands(commands: Any) -> None:
     train = commands.add_parser(
         "train", help="train a recommender on an event log (files) and export it",
         description="Chooses settings on a validation slice of EVENTS (tk.Recipe), trains "
-        "on all of it and exports what `evaluate` and `recommend` read to DIR: the index "
-        "(a TensorFlow SavedModel), each user's query features and seen items, and the "
-        "embeddings.")
+        "on all of it and saves it to DIR as a new version (Recipe.save): DIR/versions/N/ "
+        "holds the model, each user's query features and seen items, and index/, the "
+        "serving SavedModel; DIR/latest names the version `evaluate`, `recommend` and "
+        "`serve` read.")
     train.add_argument("events", metavar="EVENTS", help="the interaction log")
     train.add_argument("--user", required=True, metavar="COL", help="the user id column")
     train.add_argument("--item", required=True, metavar="COL", help="the item id column")
@@ -73,8 +87,16 @@ def _add_file_commands(commands: Any) -> None:
                        help="the item catalogue: one row per item (id and item features)")
     train.add_argument("--time-budget", type=_seconds, default=45.0, metavar="S",
                        help="seconds for the settings search and training (default: 45)")
+    for side in ("query", "candidate"):
+        train.add_argument(f"--{side}-tower", type=_tower(f"--{side}-tower"), default="default",
+                           metavar="NAME", help=f"the {side} tower: a registered tower name "
+                           "(`tfrs-kit towers` lists them, plugins included; default: default)")
     train.add_argument("--export", required=True, metavar="DIR",
-                       help="a new folder, or one an earlier `train` wrote (replaced)")
+                       help="a new folder, or one an earlier `train` wrote (a new version "
+                       "is added; `tfrs-kit rollback DIR` goes back)")
+    train.add_argument("--work-dir", metavar="DIR",
+                       help="where a log bigger than memory is prepared (default: DIR.work "
+                       "beside --export; reused when the same log is trained again)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     evaluate = commands.add_parser(
         "evaluate", help="score an exported model against popularity on test events",
@@ -85,19 +107,46 @@ def _add_file_commands(commands: Any) -> None:
     evaluate.add_argument("test", metavar="TEST_EVENTS", help="the held-out events")
     evaluate.add_argument("--train", metavar="EVENTS", help="the training events (default: "
                           "the log the model was trained on, as exported)")
+    evaluate.add_argument("--version", type=_positive("--version"), metavar="N",
+                          help="the version to evaluate (default: the latest)")
     evaluate.add_argument("--k", type=_positive("--k"), default=10, help="list length "
                           "(default: 10)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_recommend_command(commands: Any) -> None:
     recommend = commands.add_parser(
         "recommend", help="print the top-k items of one user from an exported model",
-        description="Loads the exported index (TensorFlow alone) and prints the user's top k.")
+        description="Loads the exported model (tk.load) and prints the top k of a user of "
+        "the training log, or of a new user given by the items they had (--history).")
     recommend.add_argument("model", metavar="DIR", help="a folder `tfrs-kit train` exported")
-    recommend.add_argument("--user", required=True, metavar="ID", help="a user id of the "
-                           "training log")
+    who = recommend.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="ID", help="a user id of the training log")
+    who.add_argument("--history", nargs="+", metavar="ITEM", help="the item ids of a user "
+                     "the model never saw, most recent last")
+    recommend.add_argument("--version", type=_positive("--version"), metavar="N",
+                           help="the version to read (default: the latest)")
     recommend.add_argument("--k", type=_positive("--k"), default=10, help="how many items "
                            "(default: 10)")
     recommend.add_argument("--exclude-seen", action="store_true",
-                           help="leave out the items the user interacted with in training")
+                           help="leave out the items the user interacted with in training "
+                           "(or the --history items)")
+
+
+def _add_version_commands(commands: Any) -> None:
+    versions = commands.add_parser(
+        "versions", help="list the versions of an exported model",
+        description="Prints each version `tfrs-kit train` saved in DIR: its number, when it "
+        "was saved and its validation metric; * marks the latest (what `evaluate`, "
+        "`recommend` and `serve` read).")
+    versions.add_argument("model", metavar="DIR", help="a folder `tfrs-kit train` exported")
+    rollback = commands.add_parser(
+        "rollback", help="point an exported model's latest version back",
+        description="Moves DIR/latest (atomically) to version N, by default the one before "
+        "the latest; a server watching DIR switches to it.")
+    rollback.add_argument("model", metavar="DIR", help="a folder `tfrs-kit train` exported")
+    rollback.add_argument("--to", type=_positive("--to"), metavar="N",
+                          help="the version (default: the one before the latest)")
 
 
 def _seconds(text: str) -> float:
@@ -109,6 +158,36 @@ def _seconds(text: str) -> float:
         return float(check_number("--time-budget", value, minimum=0, low_open=True))
     except (TypeError, ValueError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _dataset(text: str) -> str:
+    """An argparse type for ``--dataset``: a registered data set (or movielens-VARIANT)."""
+    from tfrs_kit.datasets._registry import _DATASETS
+
+    name = text
+    if text.startswith("movielens-") and text not in _DATASETS.names():
+        name = "movielens"  # the variant is movielens()'s to check
+    try:
+        _DATASETS.get(name, argument="--dataset")
+    except (TypeError, ValueError, ImportError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _tower(option: str) -> Callable[[str], str]:
+    """An argparse type for ``option``: a registered tower name."""
+
+    def parse(text: str) -> str:
+        from tfrs_kit.towers._registry import _TOWERS
+
+        try:
+            if text != "default":  # the built-in, whatever is installed
+                _TOWERS.get(text, argument=option)
+        except (TypeError, ValueError, ImportError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+    return parse
 
 
 def _positive(option: str) -> Callable[[str], int]:
@@ -150,12 +229,46 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, int]:
-    """The data set the arguments name, and the epochs to train on it."""
+    """The data set the arguments name, and the epochs to train on it.
+
+    ``synthetic`` gets ``--size``; ``movielens-VARIANT`` (unless a plugin took that
+    name) is ``load_dataset("movielens", variant=VARIANT, data_dir=...)``; any other
+    registered name is loaded with ``data_dir=`` when ``--data-dir`` is given, else
+    with no arguments.
+    """
     from tfrs_kit import datasets
 
-    if args.dataset == "synthetic":
-        return datasets.synthetic(args.size, seed=0), args.epochs or 5
-    return datasets.movielens("100k", data_dir=args.data_dir), args.epochs or 10
+    name = args.dataset
+    if name == "synthetic":
+        return datasets.load_dataset(name, num_interactions=args.size, seed=0), args.epochs or 5
+    if name == "movielens" or (name.startswith("movielens-")
+                               and name not in datasets.available_datasets()):
+        variant = name.partition("-")[2] or "100k"
+        data = datasets.load_dataset("movielens", variant=variant, data_dir=args.data_dir)
+        return data, args.epochs or 10
+    options = {} if args.data_dir is None else {"data_dir": args.data_dir}
+    data = datasets.load_dataset(name, **options)
+    if data.timestamp is None:
+        from tfrs_kit._errors import invalid_argument
+
+        raise invalid_argument("--dataset", "name a data set with a timestamp column", name,
+                               hint="The demo holds out each user's latest interactions.")
+    return data, args.epochs or 5
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    """``tfrs-kit datasets`` / ``towers``: each registered name and its summary."""
+    from tfrs_kit.datasets._registry import _DATASETS
+    from tfrs_kit.towers._registry import _TOWERS
+
+    registry: Any = _DATASETS if args.command == "datasets" else _TOWERS
+    names = registry.names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        summary = (getattr(registry.get(name), "__doc__", None) or "").strip()
+        line = summary.splitlines()[0].replace("``", "") if summary else ""
+        print(f"{name:<{width}}  {line}".rstrip())
+    return 0
 
 
 def _train(data: Any, train: pd.DataFrame, *, epochs: int, quiet: bool) -> tuple[Any, Any]:
@@ -206,7 +319,7 @@ def _recommend(data: Any, model: Any, users: Any, train: pd.DataFrame) -> Any:
     import tfrs_kit as tk
 
     user_id, item_id = data.user_id, data.item_id
-    index = tk.IndexBuilder(k_max=100).build(model, data.items, candidate_id=item_id)
+    index = tk.IndexBuilder(k_max=100).build(model, data.items, item_id=item_id)
     user = users[user_id][0]
     seen = train.loc[train[user_id] == user, item_id].tolist()
     top = index.recommend({key: column[:1] for key, column in users.items()}, k=3,
@@ -227,10 +340,7 @@ def _titles(data: Any) -> dict[Any, str]:
     return {}
 
 
-# --- train, evaluate, recommend: files in, an exported folder out ---------------------------
-
-_EXPORT_FILE = "tfrs_kit_cli.json"  # its presence marks a whole export
-_EXPORT_FORMAT = 1
+# --- train, evaluate, recommend, versions, rollback: files in, a versioned folder out ------
 
 
 @contextlib.contextmanager
@@ -247,26 +357,35 @@ def _stage(quiet: bool, text: str) -> Iterator[None]:
 
 def _train_command(args: argparse.Namespace) -> int:
     import tfrs_kit as tk
+    from tfrs_kit.recipe._scale import DEFAULT_IN_MEMORY_ROWS, out_of_core
 
     target = _check_export_dir(args.export)  # before minutes of training, not after
     quiet = args.quiet
-    with _stage(quiet, f"Reading {args.events}"):
-        log = _read_log(args)
-        if not quiet:
-            print(f"  {len(log):,} events, {log[args.user].nunique():,} users, "
-                  f"{log[args.item].nunique():,} items", file=sys.stderr)
+    work_dir = args.work_dir or f"{str(target).rstrip(os.sep)}.work"
     recipe = tk.Recipe(user_id=args.user, item_id=args.item, timestamp=args.time,
                        item_features=args.item_features, user_features=args.user_features,
-                       time_budget=args.time_budget, verbose=not quiet)
+                       time_budget=args.time_budget, query_tower=args.query_tower,
+                       candidate_tower=args.candidate_tower, verbose=not quiet,
+                       work_dir=work_dir, in_memory_rows=DEFAULT_IN_MEMORY_ROWS)
+    if out_of_core(args.events, DEFAULT_IN_MEMORY_ROWS, argument="EVENTS"):
+        log: Any = args.events  # bigger than memory: the Recipe prepares it on disk
+        if not quiet:
+            print(f"{args.events}: over {DEFAULT_IN_MEMORY_ROWS:,} events, trained out of "
+                  f"core (work dir {work_dir})", file=sys.stderr)
+    else:
+        with _stage(quiet, f"Reading {args.events}"):
+            log = _read_log(args)
+            if not quiet:
+                print(f"  {len(log):,} events, {log[args.user].nunique():,} users, "
+                      f"{log[args.item].nunique():,} items", file=sys.stderr)
     with _stage(quiet, f"Choosing settings and training (time budget {args.time_budget:g} s)"):
         recipe.fit(log, items=args.items)
     if not quiet:
         print(recipe.report, file=sys.stderr)
-    with _stage(quiet, "Building the index"):
-        index = recipe.build_index(k_max=100)
-    with _stage(quiet, f"Exporting to {target}"):
-        _export(target, recipe, index, log, args)
-    print(f"Exported to {target} ({len(index):,} items, {log[args.user].nunique():,} users)")
+    with _stage(quiet, f"Saving to {target} (with its index)"):
+        version = recipe.save(target, k_max=100)
+    print(f"Exported to {target}, version {version} ({len(recipe.candidates()):,} items, "
+          f"{len(recipe.queries()):,} users)")
     return 0
 
 
@@ -289,12 +408,13 @@ def _read_log(args: argparse.Namespace) -> pd.DataFrame:
 def _check_export_dir(path: str) -> Path:
     """``--export`` as a target: a new or empty folder, or one an earlier ``train`` wrote."""
     from tfrs_kit._errors import invalid_argument
+    from tfrs_kit.recipe._store import foreign_files
 
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise invalid_argument("--export", "name a folder", path, hint="It is a file.",
                                error=FileExistsError)
-    if target.is_dir() and any(target.iterdir()) and not (target / _EXPORT_FILE).is_file():
+    if target.is_dir() and foreign_files(target):
         raise invalid_argument("--export", "be new, empty, or a folder `tfrs-kit train` wrote",
                                path, hint="Refusing to replace a folder of other files.",
                                error=FileExistsError)
@@ -307,68 +427,11 @@ def _check_export_dir(path: str) -> Path:
     return target
 
 
-def _export(target: Path, recipe: Any, index: Any, log: pd.DataFrame,
-            args: argparse.Namespace) -> None:
-    """Writes the export beside ``target``, then moves it in place (a crash leaves the old)."""
-    import numpy as np
+def _read_export(args: argparse.Namespace) -> Any:
+    """The Recipe ``train --export DIR`` saved (``--version``, else the latest)."""
+    from tfrs_kit.recipe._load import load_recipe
 
-    staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        index.save(staging / "index")
-        queries, candidates = recipe.queries(), recipe.candidates()
-        np.save(staging / "query_embeddings.npy",
-                recipe.model.query_tower.embed(queries, verbose=False))
-        np.save(staging / "item_embeddings.npy",
-                recipe.model.candidate_tower.embed(candidates, verbose=False))
-        queries.to_parquet(staging / "queries.parquet", index=False)
-        candidates[[args.item]].to_parquet(staging / "items.parquet", index=False)
-        log[[args.user, args.item]].to_parquet(staging / "seen.parquet", index=False)
-        metadata = {"format": _EXPORT_FORMAT, "user_id": args.user, "item_id": args.item,
-                    "timestamp": args.time, "events": args.events,
-                    "settings": recipe.settings.describe()}
-        (staging / _EXPORT_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        if target.exists():
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _read_export(path: str) -> tuple[Path, dict[str, Any]]:
-    from tfrs_kit._errors import invalid_argument
-
-    folder = Path(path)
-    try:
-        metadata = json.loads((folder / _EXPORT_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        raise invalid_argument("DIR", "be a folder `tfrs-kit train --export DIR` wrote", path,
-                               hint=f"It has no readable {_EXPORT_FILE}.") from None
-    if metadata.get("format") != _EXPORT_FORMAT:
-        raise invalid_argument("DIR", f"hold an export of format {_EXPORT_FORMAT}", path,
-                               hint="Train it again with this version of tfrs-kit.")
-    return folder, metadata
-
-
-def _exported_recommender(folder: Path, user_id: str) -> Any:
-    """The exported model as a Recommender, scored from the export's query and item
-    embeddings as ``Recipe.as_recommender`` scores (a user the log never saw: the average
-    known user)."""
-    import numpy as np
-    import pandas as pd
-
-    from tfrs_kit.recipe._recommender import RecipeRecommender
-
-    recommender = RecipeRecommender.from_embeddings(
-        pd.read_parquet(folder / "queries.parquet", columns=[user_id])[user_id],
-        np.load(folder / "query_embeddings.npy"),
-        pd.read_parquet(folder / "items.parquet").iloc[:, 0].to_numpy(),
-        np.load(folder / "item_embeddings.npy"))
-    recommender.display_name = "model"
-    return recommender
+    return load_recipe(args.model, version=getattr(args, "version", None), argument="DIR")
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
@@ -376,15 +439,16 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     from tfrs_kit import baselines
     from tfrs_kit.data._files import read_table
 
-    folder, metadata = _read_export(args.model)
-    user, item = metadata["user_id"], metadata["item_id"]
-    settings = {user: "user_id", item: "item_id"}
     with _stage(args.quiet, "Reading the model and the events"):
-        model = _exported_recommender(folder, user)
-        train = read_table(args.train or str(folder / "seen.parquet"), argument="--train",
-                           columns=[user, item], settings=settings)
+        recipe = _read_export(args)
+        user, item = recipe.columns.user_id, recipe.columns.item_id
+        settings = {user: "user_id", item: "item_id"}
+        train = (recipe._seen() if args.train is None else read_table(
+            args.train, argument="--train", columns=[user, item], settings=settings))
         test = read_table(args.test, argument="TEST_EVENTS", columns=[user, item],
                           settings=settings)
+        model = recipe.as_recommender()
+        model.display_name = "model"
     with _stage(args.quiet, f"Ranking {len(model.item_ids):,} items for every test user"):
         report = tk.evaluate(
             {"model": model, "popularity": baselines.Popularity().fit(
@@ -399,21 +463,15 @@ def _evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _recommend_command(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    import tfrs_kit as tk
-
-    folder, metadata = _read_export(args.model)
-    user_col, item_col = metadata["user_id"], metadata["item_id"]
-    queries = pd.read_parquet(folder / "queries.parquet")
-    user = _known_user(args.user, queries[user_col])
-    exclude = None
-    if args.exclude_seen:
-        seen = pd.read_parquet(folder / "seen.parquet", columns=[user_col, item_col],
-                               filters=[(user_col, "==", user)])
-        exclude = [seen[item_col].unique().tolist()]
-    index = tk.load_index(folder / "index")
-    top = index.recommend(queries[queries[user_col] == user], k=args.k, exclude=exclude)
+    recipe = _read_export(args)
+    c = recipe.columns
+    if args.history is not None:
+        items = recipe.candidates()[c.item_id]
+        history = [_typed(text, items) for text in args.history]
+        top = recipe.recommend(history=history, k=args.k, exclude_seen=args.exclude_seen)
+    else:
+        user = _known_user(args.user, recipe.queries()[c.user_id])
+        top = recipe.recommend(user, k=args.k, exclude_seen=args.exclude_seen)
     print("rank\titem\tscore")
     for rank, (item, score) in enumerate(zip(top.ids[0], top.scores[0], strict=True), 1):
         if score > float("-inf"):  # fewer than k items left after the exclusions
@@ -421,19 +479,46 @@ def _recommend_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _typed(text: str, known: pd.Series) -> Any:
+    """``text`` as an id of the type of ``known`` (an integer for integer ids)."""
+    if known.dtype.kind in "iu":
+        with contextlib.suppress(ValueError):
+            return int(text)
+    return text
+
+
 def _known_user(text: str, known: pd.Series) -> Any:
     """``--user`` as an id of the training log, of the log's id type."""
     from tfrs_kit._errors import invalid_argument
 
-    user: Any = text
-    if known.dtype.kind in "iu":
-        with contextlib.suppress(ValueError):
-            user = int(text)
+    user = _typed(text, known)
     if not (known == user).any():
         examples = ", ".join(repr(u) for u in known.head(5).tolist())
         raise invalid_argument("--user", "be a user id of the training log", text,
-                               hint=f"Known users include {examples}.")
+                               hint=f"Known users include {examples}; for a new user, "
+                               "give --history ITEM [ITEM ...].")
     return user
+
+
+def _versions_command(args: argparse.Namespace) -> int:
+    from tfrs_kit.recipe._store import read_latest, versions
+
+    listed = versions(args.model)
+    latest = read_latest(Path(args.model)) or listed[-1].number
+    print("latest\tversion\tcreated\tmetrics")
+    for version in listed:
+        metrics = " ".join(f"{name}={value:.4f}" for name, value in version.metrics.items())
+        mark = "*" if version.number == latest else ""
+        print(f"{mark}\t{version.number}\t{version.created}\t{metrics}".rstrip())
+    return 0
+
+
+def _rollback_command(args: argparse.Namespace) -> int:
+    from tfrs_kit.recipe._store import rollback
+
+    version = rollback(args.model, to=args.to)
+    print(f"{args.model}: latest is now version {version}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -449,7 +534,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         command = {"demo": _demo, "train": _train_command, "evaluate": _evaluate_command,
-                   "recommend": _recommend_command}[args.command]
+                   "recommend": _recommend_command, "versions": _versions_command,
+                   "rollback": _rollback_command, "datasets": _list_command,
+                   "towers": _list_command, "serve": _serve_cli.run}[args.command]
         return command(args)
     except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as error:
         # Bad input, files and environment: a message and an exit status, no traceback.

@@ -16,13 +16,11 @@ naming the check and what to fix.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import importlib.metadata
 import inspect
 import json
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +33,9 @@ from tfrs_kit._validation import id_kind
 from tfrs_kit.data._table import to_table
 from tfrs_kit.data._tensors import make_dataset
 from tfrs_kit.datasets import InteractionDataset, load_dataset
-from tfrs_kit.datasets._registry import _DATASETS
 from tfrs_kit.features._vocabulary import Vocabularies, VocabularyBuilder
 from tfrs_kit.index._inputs import query_tensor
 from tfrs_kit.towers import Tower
-from tfrs_kit.towers._registry import _TOWERS
 
 __all__ = ["ConformanceError", "check_dataset", "check_tower", "default_vocabularies"]
 
@@ -600,35 +596,3 @@ def _dataset_id_kind(values: pd.Series) -> str | None:
         return "integer" if pd.api.types.is_integer_dtype(values) else None
     return "string" if kind == "string" else None
 
-
-# --- isolation for tests of the registries ----------------------------------------------
-
-
-@contextlib.contextmanager
-def _isolated_registries(
-    entry_points: Mapping[str, Sequence[importlib.metadata.EntryPoint]] | None = None,
-) -> Iterator[None]:
-    """Registers nothing for good: the tower and dataset registries and Keras's
-    custom objects are restored on exit. ``entry_points`` (group to entry points)
-    replaces the installed ones; either way they are read again on the next lookup.
-    """
-    keras_objects = tf.keras.utils.get_custom_objects()
-    keras_names = _keras_custom_names()
-    saved_objects, saved_names = keras_objects.copy(), keras_names.copy()
-    try:
-        with contextlib.ExitStack() as stack:
-            for registry in (_TOWERS, _DATASETS):
-                stack.enter_context(registry.isolated(
-                    None if entry_points is None else entry_points.get(registry.group, ())))
-            yield
-    finally:
-        keras_objects.clear()
-        keras_objects.update(saved_objects)
-        keras_names.clear()
-        keras_names.update(saved_names)
-
-
-def _keras_custom_names() -> dict[Any, str]:
-    from tf_keras.src.saving import object_registration
-
-    return object_registration._GLOBAL_CUSTOM_NAMES

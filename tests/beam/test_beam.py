@@ -34,7 +34,7 @@ from tfrs_kit import beam as tk_beam  # noqa: E402
 from tfrs_kit.beam import _events as beam_events  # noqa: E402
 from tfrs_kit.data._table import to_table  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KINDS = {"user": "categorical", "item": "categorical", "title": "text", "genres": "multi",
          "price": "numeric", "time": "timestamp"}
 INFERRED = ["user", "item", "price", "rating", "age", "genres", "time"]  # kinds left to inference

@@ -18,7 +18,7 @@ import pytest
 
 from tfrs_kit.datasets import MOVIELENS_GENRES, MOVIELENS_OCCUPATIONS, movielens
 
-REAL_100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
+REAL_100K = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-100k"
 
 FILES_100K = {
     "u.user": "1|24|M|technician|85711\n2|53|F|other|94043\n3|17|M|student|T8H1N\n"

@@ -206,12 +206,11 @@ def test_evaluates_movielens_sized_data_quickly_enough_to_run_in_tests():
 
 
 def _tiny_problem():
-    from tfrs_kit.data._table import to_table
-    from tfrs_kit.evaluation._evaluate import _Interactions
+    from tfrs_kit.evaluation._interactions import Interactions
 
     train = {"user_id": [1, 1, 2], "item_id": [10, 20, 30]}
     test = {"user_id": [1, 2, 2], "item_id": [30, 10, 40]}  # 40: not in the catalogue
-    data = _Interactions(to_table(train), to_table(test), "user_id", "item_id")
+    data = Interactions.read(train, test, "user_id", "item_id")
     model = TableScores([10, 20, 30], [1, 2], [[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
     return model, data
 

@@ -1,4 +1,4 @@
-"""HistoryBuilder's settings (its histories are tested in tests/test_recipe.py)."""
+"""HistoryBuilder's settings (its histories are tested in tests/recipe/test_recipe.py)."""
 
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tfrs_kit as tk
-from tfrs_kit.features._vocabulary import tokenize
+from tfrs_kit.features._counting import tokenize
 
 
 def test_tokens_are_ordered_by_count_then_token():

@@ -11,7 +11,7 @@ import pytest
 
 import tfrs_kit as tk
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 EXPORT = textwrap.dedent("""
     import pathlib, sys, time

@@ -470,7 +470,7 @@ def test_export_directories_follow_the_umask(index, tmp_path):
 def test_a_swap_killed_between_its_renames_is_recovered(index, tmp_path):
     target = tmp_path / "index"
     index.save(target)
-    # What a SIGKILL between the two renames leaves (tests/test_export_kill.py does it for
+    # What a SIGKILL between the two renames leaves (tests/index/test_export_kill.py does it for
     # real): no target, the previous export hidden, a whole staged one beside it.
     dead = 2**22 + 12345  # above the usual pid_max: no such process
     target.rename(tmp_path / f".index.old-{dead}-0a1b2c3d")

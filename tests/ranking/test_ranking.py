@@ -11,14 +11,12 @@ import tensorflow as tf
 
 import tfrs_kit as tk
 from tfrs_kit.data._table import to_table
+from tfrs_kit.data._tensors import make_dataset
 from tfrs_kit.ranking import Cascade, Multitask
-from tfrs_kit.ranking._model import (
-    _blend_ndcg,
-    _ranking_task,
-    history_positions,
-    history_similarity,
-)
+from tfrs_kit.ranking._lists import blend_ndcg as _blend_ndcg
+from tfrs_kit.ranking._model import _ranking_task
 from tfrs_kit.ranking._sampling import KIND, LABEL, OFFSET, RETRIEVAL_SCORE, WEIGHT, Examples
+from tfrs_kit.ranking._scoring import history_positions, history_similarity
 
 
 @pytest.fixture(scope="module")
@@ -317,11 +315,7 @@ def _numpy_top(retriever, ranker, users, items, exclude, retrieve_k, k):
 
 @pytest.mark.parametrize("retrieval_score", [False, True])
 def test_cascade_index_reranks_the_retrieved_candidates_and_serves_without_tfrs_kit(
-        data, vocabs, retriever, tmp_path, retrieval_score):
-    import os
-    import subprocess
-    import sys
-
+        data, vocabs, retriever, tmp_path, retrieval_score, fresh_python):
     ranker = _rich_ranker(vocabs, retrieval_score)
     items = data.items
     index = tk.IndexBuilder(k_max=5, backend="brute_force").build(
@@ -355,9 +349,7 @@ def test_cascade_index_reranks_the_retrieved_candidates_and_serves_without_tfrs_
     width = max(len(e) for e in exclude)
     padded = [e + [""] * (width - len(e)) for e in exclude]
     argument = json.dumps([list(users["user_id"]), list(users["user_segment"]), padded])
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    result = subprocess.run([sys.executable, "-c", code, argument], capture_output=True,
-                            text=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    result = fresh_python(code, argv=[argument])
     assert result.returncode == 0, result.stderr
     served, default = json.loads(result.stdout.strip().splitlines()[-1])
     assert served == expected_ids
@@ -394,8 +386,8 @@ def test_multitask_loss_is_the_weighted_sum_of_retrieval_and_squared_error(data,
     log = data.interactions.iloc[:64]
     both = _multitask(vocabs, retrieval_weight=0.3, rating_weight=2.0)
     both.fit(log, epochs=1, batch_size=64, verbose=False)  # builds; sets the frequencies
-    batch = next(iter(tk._tensors.make_dataset(both._prepare(both._read(log, "x")),
-                                               both._columns, batch_size=64)))
+    batch = next(iter(make_dataset(both._prepare(both._read(log, "x")), both._columns,
+                                   batch_size=64)))
     retrieval_only = tk.TwoTowerRetrieval(*_towers(vocabs, dim=4))
     retrieval_only(batch)
     retrieval_only.set_weights([w for w in both.get_weights()][:len(retrieval_only.weights)])

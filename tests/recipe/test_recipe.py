@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit.retrieval._model import _early_stopping, _hold_out
+from tfrs_kit.retrieval._fitting import early_stopping as _early_stopping
+from tfrs_kit.retrieval._in_memory import hold_out as _hold_out
 from tfrs_kit.retrieval._negatives import NegativePool
 
 
@@ -137,7 +138,7 @@ def test_random_negatives_come_from_the_given_catalogue(checkerboard):
 
 def test_negative_pool_draws_the_catalogue_uniformly_with_its_frequencies():
     catalogue = {"item_id": ["x", "y", "x", "z"], "genre": ["a", "b", "c", "d"]}
-    pool = NegativePool.build(catalogue, candidate_id="item_id", features=["genre"],
+    pool = NegativePool.build(catalogue, item_id="item_id", features=["genre"],
                               frequencies=pd.Series({"x": 0.5, "y": 0.5}))
     assert pool.size == 3
     tf.random.set_seed(0)
@@ -158,7 +159,7 @@ def test_negative_pool_draws_the_catalogue_uniformly_with_its_frequencies():
 
 def test_negative_pool_needs_candidates():
     with pytest.raises(ValueError, match="`candidates` must have at least one row"):
-        NegativePool.build({"item_id": np.array([], dtype=object)}, candidate_id="item_id",
+        NegativePool.build({"item_id": np.array([], dtype=object)}, item_id="item_id",
                            features=["item_id"], frequencies=None)
 
 

@@ -39,7 +39,7 @@ def _data(log):
     return Data(log=log.reset_index(drop=True),
                 items=attribute_table(log, "item_id", [], None, argument="items"),
                 users=attribute_table(log, "user_id", [], None, argument="users"),
-                columns=Columns("user_id", "item_id", "timestamp", "history"), max_history=10)
+                columns=Columns(tk.Schema(), "history"), max_history=10)
 
 
 def _top(scores, k=5):

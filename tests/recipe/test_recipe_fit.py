@@ -18,7 +18,7 @@ from tfrs_kit.recipe._inputs import (
 from tfrs_kit.recipe._report import Trial
 from tfrs_kit.recipe._settings import Settings
 
-COLUMNS = Columns("user_id", "item_id", "timestamp", "history")
+COLUMNS = Columns(tk.Schema(), "history")
 
 
 def _log(num_users=40, num_items=30, per_user=8, seed=0):
@@ -98,7 +98,7 @@ def test_reasons_compare_the_chosen_value_with_the_others():
         "history=mean (best ndcg@10 0.3000; none: 0.2000)"]
 
 
-def test_a_log_too_small_to_validate_trains_the_defaults_and_says_so():
+def test_a_log_too_small_to_validate_trains_the_defaults_and_says_so(counting_clock):
     log = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"],
                         "timestamp": [1, 2, 1]})
     recipe = tk.Recipe(time_budget=None, verbose=False).fit(log)
@@ -109,12 +109,14 @@ def test_a_log_too_small_to_validate_trains_the_defaults_and_says_so():
     assert (chosen.history, chosen.batch_size, chosen.epochs) == ("mean", 32, 30)
     assert recipe.report.epochs == 30  # no trial to stop it earlier
     # A budget still holds without a trial: it stops the epochs (after the first).
-    quick = tk.Recipe(time_budget=1e-3, verbose=False).fit(log)
+    with counting_clock(1.0):  # an epoch takes at least one reading of the clock: 1 s
+        quick = tk.Recipe(time_budget=1e-3, verbose=False).fit(log)
     assert quick.report.epochs == 1 and quick.model is not None
 
 
-def test_a_budget_too_small_for_one_epoch_still_trains_one_model():
-    recipe = tk.Recipe(time_budget=0.01, max_epochs=3, verbose=False).fit(_log())
+def test_a_budget_too_small_for_one_epoch_still_trains_one_model(counting_clock):
+    with counting_clock(1.0):
+        recipe = tk.Recipe(time_budget=0.01, max_epochs=3, verbose=False).fit(_log())
     assert len(recipe.report.trials) == 1
     assert recipe.report.trials[0].epochs == 1  # stopped after its first epoch
     assert recipe.model is not None
@@ -146,8 +148,10 @@ def test_whole_float_ids_are_integer_ids_and_fractions_are_refused():
         tk.Recipe(time_budget=None, verbose=False).fit(fractional)
 
 
-def test_a_budget_that_lets_training_finish_adds_no_note():
-    recipe = tk.Recipe(time_budget=600, max_trials=1, max_epochs=2, verbose=False).fit(_log())
+def test_a_budget_that_lets_training_finish_adds_no_note(counting_clock):
+    with counting_clock(1.0):  # 600 readings of the clock: far more than 2 epochs take
+        recipe = tk.Recipe(time_budget=600, max_trials=1, max_epochs=2,
+                           verbose=False).fit(_log())
     assert recipe.report.trials[0].epochs <= 2 and recipe.report.note == ""
 
 

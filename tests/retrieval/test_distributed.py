@@ -1,7 +1,7 @@
 """Training under tf.distribute: cross-replica negatives, several workers, kill and resume.
 
 Logical devices and TF_CONFIG must be set before TensorFlow initialises, so the
-distributed runs happen in subprocesses (tests/distributed_helpers/train.py),
+distributed runs happen in subprocesses (tests/retrieval/distributed_helpers/train.py),
 each with a timeout and killed in ``finally``. In-process tests cover the
 one-replica case, which must equal plain ``tfrs.tasks.Retrieval`` exactly.
 """
@@ -30,7 +30,7 @@ from tfrs_kit.retrieval._pipeline import EpochShuffle, training_dataset
 from tfrs_kit.retrieval._task import FastRetrieval
 
 HELPER = pathlib.Path(__file__).parent / "distributed_helpers" / "train.py"
-TIMEOUT_S = 120
+TIMEOUT_S = 300  # a hang fails, however loaded the machine: no test asserts on speed
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -41,17 +41,29 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _train(out: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> dict:
     """Runs the helper to completion and returns its results."""
-    process = subprocess.Popen([sys.executable, str(HELPER), "--out", str(out), *args],
-                               env=env or _env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    return _train_together((out, *args), env=env)[0]
+
+
+def _train_together(*runs: tuple, env: dict[str, str] | None = None) -> list[dict]:
+    """Runs the helper once per ``(out, *args)`` at the same time (the cores are shared,
+    each run's numbers are its own) and returns their results in order."""
+    processes = []
     try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
+        for out, *args in runs:
+            processes.append(subprocess.Popen(
+                [sys.executable, str(HELPER), "--out", str(out), *args], env=env or _env(),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        outputs = [process.communicate(timeout=TIMEOUT_S)[0] for process in processes]
     finally:
-        _kill(process)
-    if process.returncode != 0:
-        pytest.fail(f"training failed ({process.returncode}):\n{output[-4000:]}")
-    with np.load(out) as results:
-        return dict(results)
+        for process in processes:
+            _kill(process)
+    results = []
+    for (out, *_), process, output in zip(runs, processes, outputs, strict=True):
+        if process.returncode != 0:
+            pytest.fail(f"training failed ({process.returncode}):\n{output[-4000:]}")
+        with np.load(out) as result:
+            results.append(dict(result))
+    return results
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -156,27 +168,53 @@ _LOGITS_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    data = json.loads(sys.argv[1])
-    query, candidate = (np.asarray(data[k], np.float32) for k in ("query", "candidate"))
-    ids, probability = np.asarray(data["ids"]), np.asarray(data["probability"], np.float32)
-    bounds = tf.constant(np.cumsum([0, *data["sizes"]]))
 
-    def piece(array, context):
-        r = context.replica_id_in_sync_group
-        return tf.constant(array)[bounds[r]:bounds[r + 1]]
+    def losses(data):
+        query, candidate = (np.asarray(data[k], np.float32) for k in ("query", "candidate"))
+        ids, probability = np.asarray(data["ids"]), np.asarray(data["probability"], np.float32)
+        bounds = tf.constant(np.cumsum([0, *data["sizes"]]))
 
-    with strategy.scope():
-        task = CrossReplicaRetrieval(temperature=0.5, remove_accidental_hits=True,
-                                     batch_metrics=[tf.keras.metrics.CategoricalAccuracy()])
+        def piece(array, context):
+            r = context.replica_id_in_sync_group
+            return tf.constant(array)[bounds[r]:bounds[r + 1]]
 
-    def step():
-        ctx = tf.distribute.get_replica_context()
-        return task(piece(query, ctx), piece(candidate, ctx), candidate_ids=piece(ids, ctx),
-                    candidate_sampling_probability=piece(probability, ctx))
+        with strategy.scope():
+            task = CrossReplicaRetrieval(temperature=0.5, remove_accidental_hits=True,
+                                         batch_metrics=[tf.keras.metrics.CategoricalAccuracy()])
 
-    losses = strategy.run(tf.function(step))
-    print(json.dumps([float(v) for v in strategy.experimental_local_results(losses)]))
+        def step():
+            ctx = tf.distribute.get_replica_context()
+            return task(piece(query, ctx), piece(candidate, ctx), candidate_ids=piece(ids, ctx),
+                        candidate_sampling_probability=piece(probability, ctx))
+
+        result = strategy.run(tf.function(step))
+        return [float(v) for v in strategy.experimental_local_results(result)]
+
+    print(json.dumps([losses(data) for data in json.loads(sys.argv[1])]))
 """)
+_SIZES = {"even": [4, 4], "uneven": [4, 3]}
+
+
+def _logits_data(sizes):
+    rng = np.random.default_rng(1)
+    n = sum(sizes)
+    return {
+        "sizes": sizes,
+        "query": rng.normal(size=(n, 3)).tolist(),
+        "candidate": rng.normal(size=(n, 3)).tolist(),
+        "ids": [int(i) for i in rng.integers(0, 4, n)],  # accidental hits across replicas
+        "probability": rng.uniform(0.05, 0.5, n).tolist(),
+    }
+
+
+@pytest.fixture(scope="module")
+def replica_losses():
+    """Each replica's loss, for every case of ``_SIZES``, from one process."""
+    cases = [_logits_data(sizes) for sizes in _SIZES.values()]
+    result = subprocess.run([sys.executable, "-c", _LOGITS_SCRIPT, json.dumps(cases)],
+                            env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(zip(_SIZES, json.loads(result.stdout.strip().splitlines()[-1]), strict=True))
 
 
 def _reference_loss(query, candidate, ids, probability, temperature, rows):
@@ -191,32 +229,25 @@ def _reference_loss(query, candidate, ids, probability, temperature, rows):
     return float(-log_softmax[np.arange(len(rows)), positives].sum())
 
 
-@pytest.mark.parametrize("sizes", [[4, 4], [4, 3]], ids=["even", "uneven"])
-def test_each_replica_sees_the_global_batch_as_negatives(sizes):
-    rng = np.random.default_rng(1)
+@pytest.mark.process
+@pytest.mark.parametrize("case", list(_SIZES))
+def test_each_replica_sees_the_global_batch_as_negatives(case, replica_losses):
+    sizes = _SIZES[case]
     n = sum(sizes)
-    data = {
-        "sizes": sizes,
-        "query": rng.normal(size=(n, 3)).tolist(),
-        "candidate": rng.normal(size=(n, 3)).tolist(),
-        "ids": [int(i) for i in rng.integers(0, 4, n)],  # accidental hits across replicas
-        "probability": rng.uniform(0.05, 0.5, n).tolist(),
-    }
-    result = subprocess.run([sys.executable, "-c", _LOGITS_SCRIPT, json.dumps(data)],
-                            env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert result.returncode == 0, result.stderr[-3000:]
-    losses = json.loads(result.stdout.strip().splitlines()[-1])
+    data = _logits_data(sizes)
+    losses = replica_losses[case]
     arrays = [np.asarray(data[k]) for k in ("query", "candidate", "ids", "probability")]
     expected = [_reference_loss(*arrays, 0.5, list(range(0, sizes[0]))),
                 _reference_loss(*arrays, 0.5, list(range(sizes[0], n)))]
     np.testing.assert_allclose(losses, expected, rtol=1e-5)
 
 
+@pytest.mark.process
 def test_two_replicas_train_like_one_device_on_the_global_batch(tmp_path):
     # 2001 rows in batches of 128: the last batch (81 rows) splits 41 / 40.
-    one = _train(tmp_path / "one.npz", "--shuffle-seed", "5")
-    two = _train(tmp_path / "two.npz", "--devices", "2", "--strategy", "mirrored",
-                 "--shuffle-seed", "5")
+    one, two = _train_together(
+        (tmp_path / "one.npz", "--shuffle-seed", "5"),
+        (tmp_path / "two.npz", "--devices", "2", "--strategy", "mirrored", "--shuffle-seed", "5"))
     assert int(two["replicas"]) == 2
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
     for tower in ("query", "candidate"):
@@ -227,6 +258,7 @@ def test_two_replicas_train_like_one_device_on_the_global_batch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_two_workers_train_like_one_worker(tmp_path):
     args = ("--shuffle-seed", "5", "--epochs", "2")
     one = _train(tmp_path / "one.npz", *args)
@@ -260,6 +292,7 @@ def test_two_workers_train_like_one_worker(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_killed_training_resumes_to_the_same_model(tmp_path):
     args = ("--shuffle-seed", "11", "--epochs", "4")
     uninterrupted = _train(tmp_path / "full.npz", *args)

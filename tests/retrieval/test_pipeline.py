@@ -344,6 +344,7 @@ def test_each_worker_streams_its_own_shards(spec, task, mine):
 
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_two_workers_streaming_their_own_shards_train_like_one_worker(tmp_path):
     """Four shards of 256 rows, batches of 128: one worker's batch holds the first 32 rows
     of each shard; each of two workers reads two shards, 64 rows a step, the same rows."""

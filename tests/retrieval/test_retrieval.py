@@ -125,7 +125,7 @@ class _ScaledTower(tk.Tower):
 # Every constructor argument, none at its default: a setting that get_config drops
 # or mangles comes back different.
 _SETTINGS = {
-    "candidate_id": "item_id",  # not the candidate tower's first feature
+    "item_id": "item_id",  # not the candidate tower's first feature
     "temperature": 0.3,
     "remove_accidental_hits": True,
     "logq_correction": False,
@@ -153,7 +153,7 @@ def _configured_model():
 
 
 def _loss_with_random_negatives(model, log, batch):
-    model._negatives = NegativePool.build(log, candidate_id="item_id",
+    model._negatives = NegativePool.build(log, item_id="item_id",
                                           features=["genre", "item_id"], frequencies=None)
     tf.random.set_seed(4)  # the same random negatives for every model
     return float(model.compute_loss(batch, training=True))
@@ -182,7 +182,7 @@ def test_config_round_trip_keeps_every_setting_and_the_loss():
     expected = _loss_with_random_negatives(model, log, batch)
     assert _loss_with_random_negatives(clone, log, batch) == pytest.approx(expected, rel=1e-6)
     without_settings = tk.TwoTowerRetrieval(model.query_tower, model.candidate_tower,
-                                            candidate_id="item_id", logq_correction=False)
+                                            item_id="item_id", logq_correction=False)
     assert _loss_with_random_negatives(without_settings, log, batch) != pytest.approx(expected)
 
 

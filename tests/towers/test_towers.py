@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit.features._vocabulary import tokenize
+from tfrs_kit.features._counting import tokenize
 
 LOG = {
     "user": ["a", "b", "a"],

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from tfrs_kit._errors import NotFittedError, invalid_argument
 from tfrs_kit._validation import id_kind
+from tfrs_kit.data._schema import Schema, resolve_schema
 from tfrs_kit.data._table import TableLike, to_table
 
 _MAX_SCORES = 1 << 24  # dense intermediate elements per block
@@ -31,18 +32,24 @@ class InteractionRecommender:
         return f"{type(self).__name__}({params})"
 
     def fit(
-        self, train: TableLike, *, user_id: str = "user_id", item_id: str = "item_id"
+        self, train: TableLike, *, user_id: str | None = None, item_id: str | None = None,
+        schema: Schema | None = None,
     ) -> InteractionRecommender:
         """Learns from interactions; repeated (user, item) pairs count once.
 
         Args:
             train: The interactions (any accepted table).
-            user_id: The user id column.
-            item_id: The item id column.
+            user_id: The user id column; default the schema's.
+            item_id: The item id column; default the schema's.
+            schema: The :class:`~tfrs_kit.Schema` that names the columns; default the
+                one ``train`` carries, else ``Schema()``. Kept as ``schema_``, which
+                :func:`~tfrs_kit.evaluation.evaluate` reads.
 
         Returns:
             ``self``.
         """
+        self.schema_ = resolve_schema(train, schema=schema, user_id=user_id, item_id=item_id)
+        user_id, item_id = self.schema_.user_id, self.schema_.item_id
         table = to_table(train, argument="train", columns=[user_id, item_id],
                          settings={user_id: "user_id", item_id: "item_id"})
         user_codes, users = pd.factorize(table[user_id], sort=True)

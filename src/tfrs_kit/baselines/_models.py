@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from tfrs_kit.baselines._base import (
     _item_neighbors,
     _keep_top,
 )
+from tfrs_kit.data._schema import UNSET, Schema, resolve_schema
 from tfrs_kit.data._table import Table, TableLike, to_table
 
 __all__ = ["EASE", "ItemKNN", "Popularity", "RP3beta", "UserKNN"]
@@ -59,17 +61,20 @@ class Popularity(InteractionRecommender):
         return {"window": self.window}
 
     def fit(
-        self, train: TableLike, *, user_id: str = "user_id", item_id: str = "item_id",
-        timestamp: str | None = "timestamp",
+        self, train: TableLike, *, user_id: str | None = None, item_id: str | None = None,
+        timestamp: Any = UNSET, schema: Schema | None = None,
     ) -> Popularity:
         """Counts each item's distinct users among the latest ``window`` share of events.
 
         Args:
             train: The interactions (any accepted table).
-            user_id: The user id column.
-            item_id: The item id column.
+            user_id: The user id column; default the schema's.
+            item_id: The item id column; default the schema's.
             timestamp: The column that orders the events in time (numbers, datetimes or
-                sortable strings); read only when ``window`` is below 1.
+                sortable strings), or ``None`` for none; read only when ``window`` is
+                below 1. Default the schema's.
+            schema: The :class:`~tfrs_kit.Schema` that names the columns; default the
+                one ``train`` carries, else ``Schema()``. Kept as ``schema_``.
 
         Returns:
             ``self``.
@@ -78,12 +83,18 @@ class Popularity(InteractionRecommender):
             ValueError: ``window`` is below 1 and ``train`` has no ``timestamp`` column,
                 or one with missing values.
         """
+        columns = resolve_schema(train, schema=schema, user_id=user_id, item_id=item_id,
+                                 timestamp=timestamp)
+        if timestamp is None:  # given as None: no time column
+            columns = columns.replace(timestamp=None)
         if self.window == 1.0:
-            super().fit(train, user_id=user_id, item_id=item_id)
+            super().fit(train, schema=columns)
             self.scores_ = self.item_popularity_
             return self
-        table = self._timed_table(train, user_id, item_id, timestamp)
-        super().fit(table, user_id=user_id, item_id=item_id)
+        user_id, item_id = columns.user_id, columns.item_id
+        table = self._timed_table(train, user_id, item_id, columns.timestamp)
+        super().fit(table, schema=columns)
+        timestamp = columns.timestamp
         recent = _latest_events(table[str(timestamp)], self.window)
         n_items = len(self.item_ids_)
         users = self._user_index.get_indexer(table[user_id][recent]).astype(np.int64)

@@ -24,6 +24,7 @@ from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._validation import check_bool, check_choice, check_fraction, check_int
 from tfrs_kit.baselines._implicit import BPR, ImplicitALS, TrainingDiverged
 from tfrs_kit.baselines._models import EASE, ItemKNN, Popularity, RP3beta, UserKNN
+from tfrs_kit.data._schema import Schema, resolve_schema
 from tfrs_kit.data._table import Table, TableLike, to_table
 from tfrs_kit.evaluation import evaluate, per_user_temporal_split
 
@@ -189,20 +190,24 @@ def _extensions(model_class: type, grid: dict[str, list[Any]],
     return found
 
 
-def _fit_columns(model_class: Any, user_id: str, item_id: str,
-                 timestamp: str) -> dict[str, str]:
-    """The column arguments of ``model_class.fit``: ``timestamp`` only where it takes one."""
-    columns = {"user_id": user_id, "item_id": item_id}
+def _fit_columns(model_class: Any, schema: Schema) -> dict[str, Any]:
+    """The column arguments of ``model_class.fit``: ``timestamp`` and ``schema`` only
+    where it takes them."""
+    columns: dict[str, Any] = {"user_id": schema.user_id, "item_id": schema.item_id}
     try:
         parameters = inspect.signature(model_class.fit).parameters
     except (AttributeError, TypeError, ValueError):
         return columns
-    return {**columns, "timestamp": timestamp} if "timestamp" in parameters else columns
+    if "timestamp" in parameters:
+        columns["timestamp"] = schema.timestamp
+    if "schema" in parameters:
+        columns["schema"] = schema
+    return columns
 
 
 def _validation_score(model_class: type, params: dict[str, Any], fit_on: Table,
                       validation: Table, metric: tuple[str, int],
-                      columns: dict[str, str]) -> float:
+                      columns: dict[str, Any]) -> float:
     model = model_class(**params).fit(fit_on, **columns)
     user_id, item_id = columns["user_id"], columns["item_id"]
     name, k = metric
@@ -216,9 +221,10 @@ def tune(
     train: TableLike,
     *,
     grid: Mapping[str, Sequence[Any]] | None = None,
-    user_id: str = "user_id",
-    item_id: str = "item_id",
-    timestamp: str = "timestamp",
+    schema: Schema | None = None,
+    user_id: str | None = None,
+    item_id: str | None = None,
+    timestamp: str | None = None,
     metric: str = "ndcg@10",
     validation_fraction: float = 0.2,
     extend_edges: bool = True,
@@ -246,9 +252,13 @@ def tune(
         train: The training interactions (any accepted table), with ``timestamp``.
         grid: ``{parameter: [values]}``, every combination tried; default
             :func:`default_grid`. A parameter with one value is held fixed.
-        user_id: The user id column.
-        item_id: The item id column.
-        timestamp: The timestamp column, which orders each user's interactions.
+        schema: The :class:`~tfrs_kit.Schema` that names the columns; default the one
+            ``train`` carries, else ``Schema()``. The model gets it as ``schema``
+            where its ``fit`` takes one.
+        user_id: The user id column; default the schema's.
+        item_id: The item id column; default the schema's.
+        timestamp: The timestamp column, which orders each user's interactions;
+            default the schema's.
         metric: The ranking metric to maximise: ``"name@K"`` with a name among
             ``recall``, ``precision``, ``ndcg``, ``map``, ``mrr``, ``hit_rate``.
         validation_fraction: Each user's share of latest interactions held out, in (0, 1).
@@ -279,12 +289,21 @@ def tune(
     fraction = check_fraction("validation_fraction", validation_fraction)
     rounds = check_int("max_extensions", max_extensions, minimum=0)
     check_bool("extend_edges", extend_edges)
+    columns_schema = resolve_schema(train, schema=schema, user_id=user_id, item_id=item_id,
+                                    timestamp=timestamp)
+    user_id, item_id = columns_schema.user_id, columns_schema.item_id
+    if columns_schema.timestamp is None:
+        raise invalid_argument(
+            "timestamp", "name a column, since the schema has no timestamp column", None,
+            hint="tune validates on each user's latest interactions: pass timestamp=.",
+        )
+    timestamp = columns_schema.timestamp
     table = to_table(train, argument="train", columns=[user_id, item_id, timestamp])
     fit_on, validation = per_user_temporal_split(
         table, test_fraction=fraction, user_id=user_id, item_id=item_id, timestamp=timestamp,
         min_train=1)  # as tk.Recipe: a user's only interaction stays in the fit part
 
-    columns = _fit_columns(model_class, user_id, item_id, timestamp)
+    columns = _fit_columns(model_class, columns_schema)
 
     def score(params: dict[str, Any]) -> float:
         try:

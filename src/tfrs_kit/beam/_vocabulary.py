@@ -26,13 +26,10 @@ from tfrs_kit._progress import Progress
 from tfrs_kit.beam import _events
 from tfrs_kit.beam._events import check_event, check_instance
 from tfrs_kit.data._table import is_multivalued, to_table
-from tfrs_kit.features._vocabulary import (
-    Vocabularies,
-    VocabularyBuilder,
-    VocabularyCounts,
-    _feature_kinds,
-    _sum_counts,
-)
+from tfrs_kit.features._counting import VocabularyCounts
+from tfrs_kit.features._counting import feature_kinds as _feature_kinds
+from tfrs_kit.features._counting import sum_counts as _sum_counts
+from tfrs_kit.features._vocabulary import Vocabularies, VocabularyBuilder
 
 __all__ = ["CountVocabularies", "WriteVocabularies"]
 

@@ -5,7 +5,8 @@ item features joined on, the item and user tables, and the names of the id,
 timestamp and feature columns. Loaders are also found by name
 (:func:`load_dataset`): the built-ins ``"movielens"`` and ``"synthetic"``, those
 registered with :func:`register_dataset`, and those other distributions declare in
-the entry point group ``"tfrs_kit.datasets"``.
+the entry point group ``"tfrs_kit.datasets"``; ``tfrs-kit demo --dataset NAME``
+loads them and ``tfrs-kit datasets`` lists them.
 
 >>> from tfrs_kit import datasets
 >>> datasets.synthetic(1_000).name

@@ -9,6 +9,7 @@ import pandas as pd
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_choice
+from tfrs_kit.data._schema import Schema, with_schema
 
 __all__ = ["InteractionDataset"]
 
@@ -18,7 +19,11 @@ class InteractionDataset:
     """An interaction log with its item and user tables, and the roles of their columns.
 
     ``interactions`` has one row per event, with the user's and the item's features
-    joined onto it, so it can be fed to both towers directly. ``items`` and ``users``
+    joined onto it, so it can be fed to both towers directly. Its :attr:`schema` names
+    these roles once: the three tables carry it (``attrs["tfrs_kit.schema"]``), so the
+    splits, :func:`~tfrs_kit.evaluation.evaluate`, the baselines,
+    :class:`~tfrs_kit.HistoryBuilder` and :class:`~tfrs_kit.Recipe` find the columns
+    without being told. ``items`` and ``users``
     hold one row per item and per user (the candidate corpus and the query side).
 
     String columns use pandas' string dtype; multi-valued columns (genres) are
@@ -48,6 +53,8 @@ class InteractionDataset:
         InteractionDataset(name='tiny', interactions=2, users=2, items=1, user_features=(), item_features=())
         >>> data.item_columns
         ('item',)
+        >>> data.schema.item_id, data.interactions.attrs["tfrs_kit.schema"]["item_id"]
+        ('item', 'item')
     """  # noqa: E501
 
     interactions: pd.DataFrame
@@ -70,9 +77,20 @@ class InteractionDataset:
         # Accept lists for convenience; store tuples so the dataclass stays immutable.
         object.__setattr__(self, "user_features", tuple(self.user_features))
         object.__setattr__(self, "item_features", tuple(self.item_features))
+        schema = self.schema  # checks the roles' names
         self._check_columns("interactions", self.interactions, self._interaction_columns())
         self._check_columns("items", self.items, self.item_columns)
         self._check_columns("users", self.users, self.user_columns)
+        for field in ("interactions", "items", "users"):
+            # A shallow copy: the caller's frames keep their attrs, no data is copied.
+            frame = getattr(self, field).copy(deep=False)
+            object.__setattr__(self, field, with_schema(frame, schema))
+
+    @property
+    def schema(self) -> Schema:
+        """The roles of the columns, as a :class:`~tfrs_kit.Schema`."""
+        return Schema(user_id=self.user_id, item_id=self.item_id, timestamp=self.timestamp,
+                      user_features=self.user_features, item_features=self.item_features)
 
     def _interaction_columns(self) -> tuple[str, ...]:
         timestamp = (self.timestamp,) if self.timestamp is not None else ()

@@ -4,7 +4,8 @@ Both sources give the same columns and dtypes, mirroring ``movielens/{variant}-r
 of tensorflow-datasets (see ``tensorflow_datasets/structured/movielens*.py``): ids as
 strings, ``movie_genres`` as tfds's genre label numbers (:data:`MOVIELENS_GENRES`),
 ``user_occupation_label`` as tfds's occupation numbers (:data:`MOVIELENS_OCCUPATIONS`).
-The GroupLens files are parsed with vectorised pandas, not line by line.
+The GroupLens files are parsed with vectorised pandas, not line by line; the
+tensorflow-datasets path is ``_movielens_tfds``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import pandas as pd
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_choice
-from tfrs_kit.datasets._base import InteractionDataset, read_only_rows, split_rows
+from tfrs_kit.datasets._base import InteractionDataset, split_rows
+from tfrs_kit.datasets._movielens_tfds import from_tfds
 
 __all__ = ["MOVIELENS_GENRES", "MOVIELENS_OCCUPATIONS", "movielens"]
 
@@ -157,7 +159,9 @@ def movielens(
                 variant,
                 hint=f"Download {layout.folder}.zip from GroupLens and pass `data_dir`.",
             )
-        interactions, items, users = _from_tfds(key, data_dir)
+        interactions, items, users = from_tfds(
+            key, data_dir, event_columns=_EVENT_COLUMNS, item_features=_ITEM_FEATURES,
+            user_features=_USER_FEATURES)
     user_features = tuple(c for c in _USER_FEATURES if c in interactions.columns)
     return InteractionDataset(
         interactions=interactions,
@@ -547,64 +551,3 @@ _LAYOUTS: dict[str, _Layout] = {
     "latest-small": _Layout("ml-latest-small", _CSV_FILES, _read_csv_layout),
     "latest": _Layout("ml-latest", _CSV_FILES, _read_csv_layout, in_tfds=False),
 }
-
-
-# --- tensorflow-datasets ------------------------------------------------------------------
-
-
-def _import_tfds() -> Any:
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        raise ImportError(
-            "Loading MovieLens from tensorflow-datasets needs the `tensorflow-datasets` "
-            'package. Install it with `pip install "tfrs-kit[datasets]"`, or pass '
-            "`data_dir` pointing at the GroupLens files."
-        ) from error
-    return tfds
-
-
-def _from_tfds(
-    variant: str, data_dir: str | os.PathLike[str] | None
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    tfds = _import_tfds()
-    directory = None if data_dir is None else os.fspath(data_dir)
-    ratings = _dataset_frame(
-        tfds.load(f"movielens/{variant}-ratings", split="train", data_dir=directory)
-    )
-    items = _dataset_frame(
-        tfds.load(f"movielens/{variant}-movies", split="train", data_dir=directory)
-    )
-    order = [c for c in (*_EVENT_COLUMNS, *_ITEM_FEATURES, *_USER_FEATURES) if c in ratings]
-    interactions = ratings[order]
-    user_columns = [c for c in ("user_id", *_USER_FEATURES) if c in ratings]
-    users = interactions[user_columns].drop_duplicates("user_id").reset_index(drop=True)
-    items = items[["movie_id", *_ITEM_FEATURES]]
-    return interactions, items, users
-
-
-def _dataset_frame(dataset: Any) -> pd.DataFrame:
-    """A tf.data.Dataset of tfds feature dicts as a DataFrame (bytes decoded)."""
-    import tensorflow as tf
-
-    parts: dict[str, list[Any]] = {}
-    ragged: set[str] = set()
-    for batch in dataset.ragged_batch(65_536):
-        for name, value in batch.items():
-            if isinstance(value, tf.RaggedTensor):  # movie_genres: one list per row
-                ragged.add(name)
-                flat = value.flat_values.numpy().astype(np.int64)
-                parts.setdefault(name, []).extend(np.split(flat, value.row_splits.numpy()[1:-1]))
-            else:
-                parts.setdefault(name, []).append(value.numpy())
-    columns: dict[str, Any] = {}
-    for name, chunks in parts.items():
-        if name in ragged:
-            columns[name] = read_only_rows(chunks)
-            continue
-        values = np.concatenate(chunks)
-        if values.dtype == object:  # tf.string arrives as bytes
-            columns[name] = pd.array([v.decode("utf-8") for v in values], dtype="str")
-        else:
-            columns[name] = values
-    return pd.DataFrame(columns)

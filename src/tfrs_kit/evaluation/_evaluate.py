@@ -16,11 +16,12 @@ from tfrs_kit._progress import Progress
 from tfrs_kit._validation import (
     check_choice,
     check_int,
-    check_no_missing,
     check_same_kind,
     check_verbose,
 )
-from tfrs_kit.data._table import Table, TableLike, is_multivalued, to_table
+from tfrs_kit.data._schema import Schema, resolve_schema
+from tfrs_kit.data._table import TableLike, is_multivalued, to_table
+from tfrs_kit.evaluation._interactions import Interactions
 from tfrs_kit.evaluation._metrics import (
     _ild_from_positions,
     _per_list_mean,
@@ -227,39 +228,6 @@ def _diversity_vectors(
     return vectors, "jaccard"
 
 
-class _Interactions:
-    """The train and test tables, indexed by test user (shared by every model)."""
-
-    def __init__(self, train: Table, test: Table, user_id: str, item_id: str) -> None:
-        self.user_id, self.item_id = user_id, item_id
-        for column, what in ((user_id, "user ids"), (item_id, "item ids")):
-            for name, table in (("train", train), ("test", test)):
-                check_no_missing(f"{name}[{column!r}]", table[column], what=what)
-            check_same_kind(f"test[{column!r}]", test[column], train[column], what=what,
-                            reference_name=f"train[{column!r}]")
-        user_codes, users = pd.factorize(test[user_id], sort=True)
-        self.users = np.asarray(users)
-        self.user_codes = user_codes
-        self.test_items = test[item_id]
-        self.train = train
-        # Distinct (user, item) test pairs: every one is relevant, even if never rankable.
-        item_codes, items = pd.factorize(test[item_id])
-        keys = np.unique(user_codes.astype(np.int64) * max(len(items), 1) + item_codes)
-        self.n_relevant = np.bincount(keys // max(len(items), 1), minlength=len(self.users))
-        self.train_rows = pd.Index(self.users).get_indexer(train[user_id])
-
-    def matrix(self, rows: np.ndarray, items: Any, catalogue: pd.Index) -> sp.csr_matrix:
-        cols = catalogue.get_indexer(items)
-        keep = (rows >= 0) & (cols >= 0)
-        data = np.ones(int(keep.sum()), dtype=np.int8)
-        matrix = sp.csr_matrix(
-            (data, (rows[keep], cols[keep])), shape=(len(self.users), len(catalogue))
-        )
-        matrix.sum_duplicates()
-        matrix.sort_indices()
-        return matrix
-
-
 def _batch_keys(matrix: sp.csr_matrix, start: int, stop: int) -> np.ndarray:
     """Sorted keys ``row * n_cols + col`` of the non-zeros of rows ``start:stop``."""
     indptr = matrix.indptr[start:stop + 1]
@@ -311,12 +279,12 @@ class _Ranked:
 class _Targets:
     """Each batch's test interactions, for TFRS's ``FactorizedTopK`` accuracy."""
 
-    def __init__(self, data: _Interactions, catalogue: pd.Index) -> None:
+    def __init__(self, data: Interactions, catalogue: pd.Index) -> None:
         self.order = np.argsort(data.user_codes, kind="stable")
         self.bounds = np.searchsorted(data.user_codes[self.order],
                                       np.arange(len(data.users) + 1))
         self.user_codes = data.user_codes
-        self.cols = catalogue.get_indexer(pd.Index(data.test_items))[self.order]
+        self.cols = data.test_columns(catalogue)[self.order]
 
     def count(self, scores: np.ndarray, start: int, stop: int, ks: tuple[int, ...],
               name: str) -> dict[int, int]:
@@ -333,7 +301,7 @@ class _Targets:
         return {k: int(((cols >= 0) & (target >= best[rows, k - 1])).sum()) for k in ks}
 
 
-def _catalogue(model: Recommender, name: str, data: _Interactions, k_max: int) -> pd.Index:
+def _catalogue(model: Recommender, name: str, data: Interactions, k_max: int) -> pd.Index:
     """The model's checked catalogue: distinct ids of the test's kind, at least ``k_max``."""
     catalogue_ids = np.asarray(model.item_ids)
     catalogue = pd.Index(catalogue_ids)
@@ -342,7 +310,7 @@ def _catalogue(model: Recommender, name: str, data: _Interactions, k_max: int) -
             f"models[{name!r}].item_ids", "be a non-empty 1-D array of distinct item ids",
             catalogue_ids,
         )
-    check_same_kind(f"test[{data.item_id!r}]", data.test_items, catalogue_ids,
+    check_same_kind(f"test[{data.item_id!r}]", data.test_item_ids, catalogue_ids,
                     what="item ids", reference_name=f"models[{name!r}].item_ids")
     if k_max > len(catalogue):
         raise invalid_argument(
@@ -351,7 +319,7 @@ def _catalogue(model: Recommender, name: str, data: _Interactions, k_max: int) -
     return catalogue
 
 
-def _rank(model: Recommender, name: str, data: _Interactions, catalogue: pd.Index,
+def _rank(model: Recommender, name: str, data: Interactions, catalogue: pd.Index,
           ks: tuple[int, ...], *, accuracy: bool, batch_size: int | None,
           verbose: Any = "auto") -> _Ranked:
     """Scores the whole catalogue for every test user, batch by batch, and keeps the top.
@@ -360,8 +328,7 @@ def _rank(model: Recommender, name: str, data: _Interactions, catalogue: pd.Inde
     ``accuracy`` also counts ``top_k_accuracy`` hits on the raw scores.
     """
     n_users, n_items, k_max = len(data.users), len(catalogue), ks[-1]
-    relevant = data.matrix(data.user_codes, data.test_items, catalogue)
-    seen = data.matrix(data.train_rows, data.train[data.item_id], catalogue)
+    relevant, seen = data.relevant(catalogue), data.seen(catalogue)
     batch = batch_size or max(1, min(n_users, _BATCH_ELEMENTS // n_items))
     ranked = _Ranked(np.empty((n_users, k_max), dtype=np.int64),
                      np.empty((n_users, k_max), dtype=bool), {k: 0 for k in ks})
@@ -387,14 +354,14 @@ def _rank(model: Recommender, name: str, data: _Interactions, catalogue: pd.Inde
     return ranked
 
 
-def _metric_totals(ranked: _Ranked, data: _Interactions, catalogue: pd.Index,
+def _metric_totals(ranked: _Ranked, data: Interactions, catalogue: pd.Index,
                    ks: tuple[int, ...], metrics: tuple[str, ...],
                    diversity: tuple[TableLike, str | None] | None) -> dict[str, float]:
     """Every ``metric@k`` averaged over test users, from what :func:`_rank` kept."""
     # Distinct users per item (a sort of the training log): only what needs them pays.
-    counts = (_user_counts(data, catalogue) if {"novelty", "popularity"} & set(metrics)
+    counts = (data.user_counts(catalogue) if {"novelty", "popularity"} & set(metrics)
               else np.zeros(len(catalogue)))
-    info = (_self_information(counts, max(len(np.unique(data.train[data.user_id])), 1))
+    info = (_self_information(counts, max(data.num_train_users, 1))
             if "novelty" in metrics else counts)
     ild = {}
     if "ild" in metrics and diversity is not None:
@@ -419,12 +386,12 @@ def _metric_totals(ranked: _Ranked, data: _Interactions, catalogue: pd.Index,
             elif metric == "ild":
                 results[key] = _mean_defined(ild[k]) if k > 1 else float("nan")
             elif metric == "top_k_accuracy":
-                results[key] = ranked.accuracy_hits[k] / len(data.test_items)
+                results[key] = ranked.accuracy_hits[k] / data.num_test_interactions
     return results
 
 
 def _evaluate_one(
-    model: Recommender, name: str, data: _Interactions, ks: tuple[int, ...],
+    model: Recommender, name: str, data: Interactions, ks: tuple[int, ...],
     metrics: tuple[str, ...], diversity: tuple[TableLike, str | None] | None,
     batch_size: int | None, verbose: Any = "auto",
 ) -> dict[str, float]:
@@ -440,21 +407,15 @@ def _mean_defined(values: np.ndarray) -> float:
     return float(defined.mean()) if len(defined) else float("nan")
 
 
-def _user_counts(data: _Interactions, catalogue: pd.Index) -> np.ndarray:
-    """Distinct training users per catalogue item."""
-    pairs = pd.DataFrame({"u": data.train[data.user_id], "i": data.train[data.item_id]})
-    per_item = pairs.drop_duplicates().groupby("i", sort=False).size()
-    return per_item.reindex(catalogue).fillna(0).to_numpy(dtype=np.float64)
-
-
 def evaluate(
     models: Any,
     test: TableLike,
     *,
     train: TableLike,
     k: int | Sequence[int] = (10, 100),
-    user_id: str = "user_id",
-    item_id: str = "item_id",
+    schema: Schema | None = None,
+    user_id: str | None = None,
+    item_id: str | None = None,
     metrics: Iterable[str] | None = None,
     item_features: TableLike | None = None,
     diversity_feature: str | None = None,
@@ -498,8 +459,13 @@ def evaluate(
         train: The training interactions: their items are masked per user, and they
             define popularity and novelty.
         k: One cut-off or several, each between 1 and the catalogue size.
-        user_id: The user id column of ``train`` and ``test``.
-        item_id: The item id column of ``train``, ``test`` and ``item_features``.
+        schema: The :class:`~tfrs_kit.Schema` that names the id columns; default the
+            one ``test`` or ``train`` carries (a split's output, a data set's table),
+            else the fitted model's (``schema_``, set by ``fit`` of a baseline or a
+            :class:`~tfrs_kit.Recipe`), else ``Schema()``.
+        user_id: The user id column of ``train`` and ``test``; default the schema's.
+        item_id: The item id column of ``train``, ``test`` and ``item_features``;
+            default the schema's.
         metrics: Metric names, default all but ``top_k_accuracy`` (and ``ild`` without
             ``item_features``).
         item_features: A table of items with attribute columns, for ``ild``.
@@ -533,10 +499,11 @@ def evaluate(
     batch_size = check_int("batch_size", batch_size, minimum=1, allow_none=True)
     verbose = check_verbose("verbose", verbose)
     named = _name_models(models)
+    columns = resolve_schema(test, train, schema=schema, model=named, user_id=user_id,
+                             item_id=item_id)
+    user_id, item_id = columns.user_id, columns.item_id
     settings = {user_id: "user_id", item_id: "item_id"}  # a missing one's error names them
-    train_table = to_table(train, argument="train", columns=[user_id, item_id], settings=settings)
-    test_table = to_table(test, argument="test", columns=[user_id, item_id], settings=settings)
-    data = _Interactions(train_table, test_table, user_id, item_id)
+    data = Interactions.read(train, test, user_id, item_id, settings=settings)
     diversity = (item_features, diversity_feature) if item_features is not None else None
     results = {}
     for name, model in named.items():
@@ -546,7 +513,7 @@ def evaluate(
     return Report(
         results,
         metadata={"k": ks, "num_test_users": len(data.users),
-                  "num_test_interactions": len(data.test_items)},
+                  "num_test_interactions": data.num_test_interactions},
     )
 
 

@@ -5,7 +5,10 @@ DataFrame gives two DataFrames (rows keep their original index and order), a map
 gives two dicts of NumPy arrays; a ``tf.data.Dataset`` gives two dicts of NumPy arrays
 (wrap them with ``tf.data.Dataset.from_tensor_slices`` if needed). An
 :class:`~tfrs_kit.datasets.InteractionDataset` splits its ``interactions`` (two
-DataFrames), and its column roles name every column the caller leaves out. A split that
+DataFrames). The columns come from a :class:`~tfrs_kit.Schema`: ``schema=``, else the
+one the data carries (an InteractionDataset's, or ``DataFrame.attrs["tfrs_kit.schema"]``),
+else the defaults; a column argument (``item_id=``) overrides its field. Output
+DataFrames carry that schema, so the next call needs no column names. A split that
 would leave the train or the test side empty raises ``ValueError``.
 
 Counts derived from a fraction are rounded up exactly: ``ceil(0.2 * 35)`` is 7, although
@@ -21,6 +24,7 @@ import pandas as pd
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_fraction, check_int, check_no_missing
+from tfrs_kit.data._schema import Schema, carried_schema, resolve_schema, with_schema
 from tfrs_kit.data._table import Table, TableLike, num_rows, select, take, to_table
 
 __all__ = [
@@ -33,36 +37,48 @@ __all__ = [
 ]
 
 
-def _is_interaction_dataset(data: Any) -> bool:
-    # Recognised by its fields: datasets sits beside evaluation on the layer map, so
-    # InteractionDataset cannot be imported here.
-    return isinstance(getattr(data, "interactions", None), pd.DataFrame) and all(
-        hasattr(data, role) for role in ("user_id", "item_id", "timestamp")
-    )
-
-
 def _log(data: Any) -> TableLike:
     """The interactions to split: an InteractionDataset's, or ``data`` itself."""
-    return data.interactions if _is_interaction_dataset(data) else data
+    # Recognised by its fields: datasets sits beside evaluation on the layer map, so
+    # InteractionDataset cannot be imported here.
+    interactions = getattr(data, "interactions", None)
+    return interactions if isinstance(interactions, pd.DataFrame) else data
 
 
-def _role(data: Any, role: str, column: str | None) -> str:
-    """The column for ``role``: as given, else the InteractionDataset's, else ``role``.
+class _Roles:
+    """The split's schema, and whether its output frames carry it.
 
-    >>> _role({"user_id": [1]}, "user_id", None), _role({"u": [1]}, "user_id", "u")
-    ('user_id', 'u')
+    They do when the input carried one, or ``schema=`` or a column argument was given:
+    what was named once then flows on to the next call.
     """
-    if column is not None:
-        return column
-    if not _is_interaction_dataset(data):
-        return role
-    named = getattr(data, role)
-    if named is None:
-        raise invalid_argument(
-            role, f"name a column, since the data set {data.name!r} has no {role} column",
-            None, hint=f"Pass {role}= with the name of the column to use.",
-        )
-    return str(named)
+
+    def __init__(self, data: Any, schema: Schema | None, **columns: str | None) -> None:
+        self.schema = resolve_schema(data, schema=schema, **columns)
+        self.carried = (schema is not None or carried_schema(data) is not None
+                        or any(c is not None for c in columns.values()))
+        self.name = getattr(data, "name", None) if _log(data) is not data else None
+
+    def __getitem__(self, role: str) -> str:
+        """The column for ``role``; an error naming ``role`` when the schema has none.
+
+        >>> _Roles({"user_id": [1]}, None)["user_id"], _Roles({"u": [1]}, None, user_id="u")["user_id"]
+        ('user_id', 'u')
+        """  # noqa: E501
+        column = getattr(self.schema, role)
+        if column is None:
+            what = f"the data set {self.name!r}" if self.name else "the schema"
+            raise invalid_argument(
+                role, f"name a column, since {what} has no {role} column", None,
+                hint=f"Pass {role}= with the name of the column to use.",
+            )
+        return str(column)
+
+    def stamp(self, sides: tuple[Any, Any]) -> tuple[Any, Any]:
+        if self.carried:
+            for side in sides:
+                if isinstance(side, pd.DataFrame):
+                    with_schema(side, self.schema)
+        return sides
 
 
 def _ceil_fraction(fraction: float, counts: Any) -> np.ndarray:
@@ -87,7 +103,8 @@ def _columns(data: TableLike, roles: dict[str, str]) -> tuple[Table | None, Tabl
     return table, columns
 
 
-def _split(data: TableLike, table: Table | None, test_mask: np.ndarray) -> tuple[Any, Any]:
+def _split(data: TableLike, table: Table | None, test_mask: np.ndarray,
+           roles: _Roles) -> tuple[Any, Any]:
     n_test = int(test_mask.sum())
     if n_test == 0 or n_test == len(test_mask):
         side = "test" if n_test == 0 else "train"
@@ -97,9 +114,9 @@ def _split(data: TableLike, table: Table | None, test_mask: np.ndarray) -> tuple
             hint="Use more data, or a larger or smaller test share.",
         )
     train_rows, test_rows = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
-    if table is None:  # a DataFrame: keep its type, columns and index
+    if table is None:  # a DataFrame: keep its type, columns and index (and its schema)
         frame: Any = data
-        return frame.iloc[train_rows], frame.iloc[test_rows]
+        return roles.stamp((frame.iloc[train_rows], frame.iloc[test_rows]))
     return take(table, train_rows), take(table, test_rows)
 
 
@@ -130,13 +147,16 @@ def _natural_codes(values: np.ndarray) -> np.ndarray:
     return _codes(values)
 
 
-def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[Any, Any]:
+def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0,
+                 schema: Schema | None = None) -> tuple[Any, Any]:
     """Puts a random ``ceil(test_fraction * n)`` of the interactions in the test set.
 
     Args:
         data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The test share, in (0, 1).
         seed: Seeds the shuffle; the same seed gives the same split.
+        schema: The :class:`~tfrs_kit.Schema` the output DataFrames carry; default the
+            one ``data`` carries.
 
     Returns:
         ``(train, test)``.
@@ -148,6 +168,7 @@ def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) 
     """
     fraction = check_fraction("test_fraction", test_fraction)
     seed = check_int("seed", seed, minimum=0)
+    roles = _Roles(data, schema)
     data = _log(data)
     table = None if type(data).__name__ == "DataFrame" else to_table(data, argument="data")
     n = len(data) if table is None else num_rows(table)  # type: ignore[arg-type]
@@ -156,11 +177,12 @@ def random_split(data: TableLike, *, test_fraction: float = 0.2, seed: int = 0) 
     chosen = np.random.default_rng(seed).permutation(n)[: int(_ceil_fraction(fraction, n))]
     mask = np.zeros(n, dtype=bool)
     mask[chosen] = True
-    return _split(data, table, mask)
+    return _split(data, table, mask, roles)
 
 
 def temporal_split(
-    data: TableLike, *, test_fraction: float = 0.2, timestamp: str | None = None
+    data: TableLike, *, test_fraction: float = 0.2, timestamp: str | None = None,
+    schema: Schema | None = None,
 ) -> tuple[Any, Any]:
     """Global temporal split: the latest ``ceil(test_fraction * n)`` interactions are test.
 
@@ -171,7 +193,10 @@ def temporal_split(
         data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The test share, in (0, 1).
         timestamp: The timestamp column (numbers, datetimes or sortable strings);
-            default the InteractionDataset's, else ``"timestamp"``.
+            default the schema's.
+        schema: The :class:`~tfrs_kit.Schema` that names the columns; default the one
+            ``data`` carries (an InteractionDataset's, or a DataFrame's), else
+            ``Schema()``. Output DataFrames carry it.
 
     Returns:
         ``(train, test)``.
@@ -182,20 +207,21 @@ def temporal_split(
         [5, 4]
     """
     fraction = check_fraction("test_fraction", test_fraction)
-    timestamp = _role(data, "timestamp", timestamp)
+    roles = _Roles(data, schema, timestamp=timestamp)
+    timestamp = roles["timestamp"]
     data = _log(data)
     table, columns = _columns(data, {"timestamp": timestamp})
     n = len(columns[timestamp])
     order = np.argsort(_codes(columns[timestamp]), kind="stable")
     mask = np.zeros(n, dtype=bool)
     mask[order[n - int(_ceil_fraction(fraction, n)):]] = True
-    return _split(data, table, mask)
+    return _split(data, table, mask, roles)
 
 
 def per_user_temporal_split(
     data: TableLike, *, test_fraction: float | None = None, last_n: int | None = None,
     user_id: str | None = None, item_id: str | None = None, timestamp: str | None = None,
-    min_train: int = 0,
+    min_train: int = 0, schema: Schema | None = None,
 ) -> tuple[Any, Any]:
     """Per-user temporal holdout (protocol P1): each user's latest interactions are test.
 
@@ -213,14 +239,14 @@ def per_user_temporal_split(
         test_fraction: The per-user test share, in (0, 1); 0.2 when neither it nor
             ``last_n`` is given.
         last_n: Instead of a share, this many interactions per user go to test.
-        user_id: The user id column; default the InteractionDataset's, else
-            ``"user_id"``.
-        item_id: The item id column; default the InteractionDataset's, else
-            ``"item_id"``.
-        timestamp: The timestamp column; default the InteractionDataset's, else
-            ``"timestamp"``.
+        user_id: The user id column; default the schema's.
+        item_id: The item id column; default the schema's.
+        timestamp: The timestamp column; default the schema's.
         min_train: Each user keeps at least this many interactions in train (so
             fewer go to test when a user has few).
+        schema: The :class:`~tfrs_kit.Schema` that names the columns; default the one
+            ``data`` carries (an InteractionDataset's, or a DataFrame's), else
+            ``Schema()``. Output DataFrames carry it (with the column arguments).
 
     Returns:
         ``(train, test)``.
@@ -239,6 +265,8 @@ def per_user_temporal_split(
         >>> train, test = per_user_temporal_split(data, last_n=1)
         >>> len(test) == data.num_users
         True
+        >>> test.attrs["tfrs_kit.schema"]["item_id"]  # the output carries the schema
+        'item_id'
     """
     if test_fraction is not None and last_n is not None:
         raise invalid_argument(
@@ -249,8 +277,8 @@ def per_user_temporal_split(
     fraction = None if last_n is not None else check_fraction(
         "test_fraction", 0.2 if test_fraction is None else test_fraction
     )
-    user_id, item_id, timestamp = (_role(data, role, column) for role, column in (
-        ("user_id", user_id), ("item_id", item_id), ("timestamp", timestamp)))
+    roles = _Roles(data, schema, user_id=user_id, item_id=item_id, timestamp=timestamp)
+    user_id, item_id, timestamp = roles["user_id"], roles["item_id"], roles["timestamp"]
     data = _log(data)
     table, columns = _columns(data, {"user_id": user_id, "item_id": item_id,
                                      "timestamp": timestamp})
@@ -269,14 +297,16 @@ def per_user_temporal_split(
                                                                 minimum=0), 0))
     mask = np.zeros(n, dtype=bool)
     mask[order] = rank >= (counts - n_test)[sorted_users]
-    return _split(data, table, mask)
+    return _split(data, table, mask, roles)
 
 
 def leave_last_one_out(
     data: TableLike, *, user_id: str | None = None, item_id: str | None = None,
-    timestamp: str | None = None,
+    timestamp: str | None = None, schema: Schema | None = None,
 ) -> tuple[Any, Any]:
     """Each user's latest interaction is test: ``per_user_temporal_split(last_n=1)``.
+
+    The columns come from ``schema`` and the column arguments as there.
 
     Example:
         >>> log = {"user_id": [1, 1, 2, 2], "item_id": [5, 6, 5, 6], "timestamp": [2, 1, 1, 2]}
@@ -285,15 +315,16 @@ def leave_last_one_out(
         [5, 6]
     """
     return per_user_temporal_split(
-        data, last_n=1, user_id=user_id, item_id=item_id, timestamp=timestamp
+        data, last_n=1, user_id=user_id, item_id=item_id, timestamp=timestamp, schema=schema
     )
 
 
 def _group_split(data: TableLike, role: str, column: str | None, fraction: Any,
-                 seed: Any) -> tuple[Any, Any]:
+                 seed: Any, schema: Schema | None) -> tuple[Any, Any]:
     fraction = check_fraction("test_fraction", fraction)
     seed = check_int("seed", seed, minimum=0)
-    column = _role(data, role, column)
+    roles = _Roles(data, schema, **{role: column})
+    column = roles[role]
     data = _log(data)
     table, columns = _columns(data, {role: column})
     codes = _codes(columns[column])
@@ -303,11 +334,12 @@ def _group_split(data: TableLike, role: str, column: str | None, fraction: Any,
     ]
     held_out = np.zeros(n_groups, dtype=bool)
     held_out[chosen] = True
-    return _split(data, table, held_out[codes])
+    return _split(data, table, held_out[codes], roles)
 
 
 def cold_start_user_split(
-    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, user_id: str | None = None
+    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, user_id: str | None = None,
+    schema: Schema | None = None,
 ) -> tuple[Any, Any]:
     """Holds out ``ceil(test_fraction * n_users)`` random users with all their interactions.
 
@@ -318,8 +350,9 @@ def cold_start_user_split(
         data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The share of users held out, in (0, 1).
         seed: Seeds the choice of users.
-        user_id: The user id column; default the InteractionDataset's, else
-            ``"user_id"``.
+        user_id: The user id column; default the schema's.
+        schema: The :class:`~tfrs_kit.Schema` that names the columns; default the one
+            ``data`` carries, else ``Schema()``. Output DataFrames carry it.
 
     Returns:
         ``(train, test)``.
@@ -330,11 +363,12 @@ def cold_start_user_split(
         >>> set(train["user_id"]) & set(test["user_id"])
         set()
     """
-    return _group_split(data, "user_id", user_id, test_fraction, seed)
+    return _group_split(data, "user_id", user_id, test_fraction, seed, schema)
 
 
 def cold_start_item_split(
-    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, item_id: str | None = None
+    data: TableLike, *, test_fraction: float = 0.2, seed: int = 0, item_id: str | None = None,
+    schema: Schema | None = None,
 ) -> tuple[Any, Any]:
     """Holds out ``ceil(test_fraction * n_items)`` random items with all their interactions.
 
@@ -345,8 +379,9 @@ def cold_start_item_split(
         data: The interactions (any accepted table, or an InteractionDataset).
         test_fraction: The share of items held out, in (0, 1).
         seed: Seeds the choice of items.
-        item_id: The item id column; default the InteractionDataset's, else
-            ``"item_id"``.
+        item_id: The item id column; default the schema's.
+        schema: The :class:`~tfrs_kit.Schema` that names the columns; default the one
+            ``data`` carries, else ``Schema()``. Output DataFrames carry it.
 
     Returns:
         ``(train, test)``.
@@ -357,4 +392,4 @@ def cold_start_item_split(
         >>> set(train["item_id"]) & set(test["item_id"])
         set()
     """
-    return _group_split(data, "item_id", item_id, test_fraction, seed)
+    return _group_split(data, "item_id", item_id, test_fraction, seed, schema)

@@ -9,7 +9,10 @@ import pandas as pd
 
 from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit._validation import check_int, check_no_missing, padding_value
+from tfrs_kit.data._schema import UNSET, Schema, resolve_schema
+from tfrs_kit.data._shards import Shards
 from tfrs_kit.data._table import Table, TableLike, to_table
+from tfrs_kit.features._history_files import latest_histories
 
 __all__ = ["HistoryBuilder"]
 
@@ -26,12 +29,23 @@ class HistoryBuilder:
     In a :class:`~tfrs_kit.Tower`, a history is a multi-valued feature: build its
     vocabulary from the column (``features={"history": "multi"}``).
 
+    The columns come from a :class:`~tfrs_kit.Schema`, looked up at each call: the
+    ``schema`` given here, else the one the data carries (a split's DataFrame, a data
+    set's table), else ``Schema()``; a column argument given here overrides its field.
+
     Args:
-        user_id: The user id column.
-        item_id: The item id column.
-        timestamp: The time column; ``None`` keeps the table's row order.
+        user_id: The user id column; default the schema's.
+        item_id: The item id column; default the schema's.
+        timestamp: The time column; ``None`` keeps the table's row order. Default
+            the schema's.
         max_length: The most recent items kept per history.
         name: The name of the history column to add.
+        schema: The :class:`~tfrs_kit.Schema` that names the columns.
+
+    Attributes:
+        user_id: The user id column used for data that carries no schema.
+        item_id: The item id column used for data that carries no schema.
+        timestamp: The time column used for data that carries no schema.
 
     Example:
         >>> log = {"user_id": ["a", "a", "a", "b"], "item_id": ["x", "y", "z", "x"],
@@ -47,15 +61,19 @@ class HistoryBuilder:
     def __init__(
         self,
         *,
-        user_id: str = "user_id",
-        item_id: str = "item_id",
-        timestamp: str | None = "timestamp",
+        user_id: str | None = None,
+        item_id: str | None = None,
+        timestamp: Any = UNSET,
         max_length: int = 50,
         name: str = "history",
+        schema: Schema | None = None,
     ) -> None:
-        self.user_id = user_id
-        self.item_id = item_id
-        self.timestamp = timestamp
+        self._schema = schema
+        self._columns = {"user_id": user_id, "item_id": item_id, "timestamp": timestamp}
+        columns = self._resolve(None)
+        self.user_id = columns.user_id
+        self.item_id = columns.item_id
+        self.timestamp = columns.timestamp
         self.max_length = check_int("max_length", max_length, minimum=1)
         self.name = name
 
@@ -63,35 +81,45 @@ class HistoryBuilder:
         return (f"HistoryBuilder(user_id={self.user_id!r}, item_id={self.item_id!r}, "
                 f"timestamp={self.timestamp!r}, max_length={self.max_length}, name={self.name!r})")
 
-    def _sorted(self, data: TableLike) -> tuple[Table, np.ndarray, np.ndarray, np.ndarray]:
+    def _resolve(self, data: Any) -> Schema:
+        """The columns for ``data``: the builder's schema and arguments, else data's."""
+        columns = resolve_schema(*(() if data is None else (data,)), schema=self._schema,
+                                 **self._columns)
+        if self._columns["timestamp"] is None:  # given as None: keep the row order
+            columns = columns.replace(timestamp=None)
+        return columns
+
+    def _sorted(self, data: TableLike) -> tuple[Table, np.ndarray, np.ndarray, np.ndarray,
+                                                Schema]:
+        columns = self._resolve(data)
+        user_id, item_id, timestamp = columns.user_id, columns.item_id, columns.timestamp
         table = to_table(data)
-        for setting, column in (("user_id", self.user_id), ("item_id", self.item_id),
-                                ("timestamp", self.timestamp)):
+        for setting, column in (("user_id", user_id), ("item_id", item_id),
+                                ("timestamp", timestamp)):
             if column is not None and column not in table:
                 raise missing_column("data", column, table, setting=setting)
-        for column in (self.user_id, self.item_id):
+        for column in (user_id, item_id):
             check_no_missing(f"data[{column!r}]", table[column])
-        if self.timestamp is not None:  # a NaN time would sort last: a history from the future
-            check_no_missing(f"data[{self.timestamp!r}]", table[self.timestamp],
-                             what="timestamps")
-        items = table[self.item_id]
+        if timestamp is not None:  # a NaN time would sort last: a history from the future
+            check_no_missing(f"data[{timestamp!r}]", table[timestamp], what="timestamps")
+        items = table[item_id]
         pad = padding_value("int64" if items.dtype.kind in "iu" else "string")
         if np.any(items == pad):
             raise invalid_argument(
-                f"data[{self.item_id!r}]", f"hold no {pad!r}: it pads histories",
+                f"data[{item_id!r}]", f"hold no {pad!r}: it pads histories",
                 f"{pad!r} at row {int(np.flatnonzero(items == pad)[0])}",
                 hint="Give that item another id in every table.",
             )
-        users = pd.factorize(table[self.user_id])[0]
+        users = pd.factorize(table[user_id])[0]
         keys = [np.arange(len(users))]
-        if self.timestamp is not None:
-            keys.append(table[self.timestamp])
+        if timestamp is not None:
+            keys.append(table[timestamp])
         keys.append(users)
         order = np.lexsort(keys)  # by user, then time, then row
         sorted_users = users[order]
         starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
         first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        return table, order, first, table[self.item_id][order]
+        return table, order, first, table[item_id][order], columns
 
     def transform(self, data: TableLike) -> Table:
         """Returns the table with a history column: each row's preceding items.
@@ -102,8 +130,13 @@ class HistoryBuilder:
         sorted items once, a start and a length per row) and gather each batch's
         lists inside the ``tf.data`` pipeline: memory grows with the rows, not
         with rows x ``max_length``.
+
+        The result holds every event, so files (``tk.data.Shards`` too) are read
+        into memory here. For a log bigger than memory,
+        :func:`~tfrs_kit.features.prepare` writes the same per-event histories as
+        training shards, out of core, and :meth:`for_users` streams.
         """
-        table, order, first, items = self._sorted(data)
+        table, order, first, items, _ = self._sorted(data)
         position = np.arange(len(order))
         start = np.maximum(first, position - self.max_length)
         histories = np.empty(len(order), dtype=object)
@@ -115,16 +148,27 @@ class HistoryBuilder:
     def for_users(self, data: TableLike) -> dict[str, Any]:
         """Each user's latest history (their last ``max_length`` items).
 
+        ``tk.data.Shards`` are read out of core, by the sort :func:`~tfrs_kit.features.prepare`
+        uses: spilled by user into temporary bucket files (``TMPDIR``), each bucket
+        sorted alone; memory holds a bucket and the result, never the log. Times
+        are then ordered as ``prepare`` orders them (date-time strings parsed).
+        Paths, like tables, are read into memory.
+
         Returns:
             A table with the user id column and the history column, one row per
             user, in order of each user's earliest event.
         """
-        table, order, first, items = self._sorted(data)
+        if isinstance(data, Shards):
+            columns = self._resolve(data)
+            return latest_histories(data, user_id=columns.user_id, item_id=columns.item_id,
+                                    timestamp=columns.timestamp, max_length=self.max_length,
+                                    name=self.name)
+        table, order, first, items, columns = self._sorted(data)
         last = np.r_[np.flatnonzero(np.diff(first)), len(order) - 1]
         starts = np.maximum(first[last], last + 1 - self.max_length)
         histories = np.empty(len(last), dtype=object)
         spans = zip(starts.tolist(), last.tolist(), strict=True)
         histories[:] = [items[s : e + 1] for s, e in spans]
-        user_ids = table[self.user_id][order[last]]
+        user_ids = table[columns.user_id][order[last]]
         appearance = np.argsort(order[first[last]], kind="stable")
-        return {self.user_id: user_ids[appearance], self.name: histories[appearance]}
+        return {columns.user_id: user_ids[appearance], self.name: histories[appearance]}

@@ -2,7 +2,8 @@
 
 Counting is vectorised with pandas over whole columns (never element by element
 through ``tf.data``), counts from separate shards merge, and the fitted
-:class:`Vocabularies` is immutable and saves to plain JSON.
+:class:`Vocabularies` is immutable and saves to plain JSON. How columns are counted
+(kinds, tokens, :class:`VocabularyCounts`) is in ``_counting``.
 """
 
 from __future__ import annotations
@@ -14,23 +15,32 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tfrs_kit._errors import invalid_argument, unknown_name
 from tfrs_kit._progress import Progress
-from tfrs_kit._validation import (
-    check_choice,
-    check_int,
-    check_no_infinity,
-    check_verbose,
-    id_kind,
-    padding_value,
+from tfrs_kit._validation import check_int, check_verbose
+from tfrs_kit.data._files import is_files, iter_tables
+from tfrs_kit.data._table import Table, TableLike, num_rows, to_table
+from tfrs_kit.features._counting import (
+    PUNCTUATION,
+    STATISTICS,
+    FeatureKind,
+    VocabularyCounts,
+    arrow_counts,
+    check_no_padding_tokens,
+    feature_kinds,
+    flat_values,
+    infer_kind,
+    integral_to_int,
+    numeric_values,
+    sum_counts,
+    token_dtype,
+    tokenize,
 )
-from tfrs_kit.data._files import counts_series, is_files, iter_tables
-from tfrs_kit.data._table import Table, TableLike, is_multivalued, num_rows, to_table
 
 __all__ = [
     "FeatureKind",
@@ -43,41 +53,12 @@ __all__ = [
     "tokenize",
 ]
 
-FeatureKind = Literal["categorical", "multi", "text", "numeric", "timestamp"]
-_KINDS: tuple[str, ...] = ("categorical", "multi", "text", "numeric", "timestamp")
-_STATISTICS = ("numeric", "timestamp")  # kinds described by statistics, not tokens
+# Defined in ``_counting`` and imported from here elsewhere (``tfrs_kit.beam``).
+_feature_kinds = feature_kinds
+_sum_counts = sum_counts
 _FORMAT_VERSION = 1
 _CHUNK_ROWS = 1 << 18  # rows counted at once when counting from files
 _MERGE_EVERY = 16  # chunk counts held before they are summed into one
-#: ASCII punctuation (RE2's ``[[:punct:]]``), which tokens never hold. Python's ``re``
-#: and TensorFlow's RE2 read it alike, so text vocabularies and text encoders split
-#: text into the same tokens.
-PUNCTUATION = r"[!-/:-@\[-`{-~]"
-_PUNCTUATION_RE = re.compile(PUNCTUATION)
-
-
-def tokenize(text: str, *, ngrams: int = 1) -> list[str]:
-    """Splits text into the tokens that text vocabularies and text encoders use.
-
-    Lower-cases, replaces ASCII punctuation with spaces, splits on white space and,
-    with ``ngrams > 1``, appends the space-joined n-grams up to that length.
-
-    Args:
-        text: The text.
-        ngrams: The longest n-gram to produce.
-
-    Returns:
-        The tokens.
-
-    Example:
-        >>> tokenize("Toy Story (1995)", ngrams=2)
-        ['toy', 'story', '1995', 'toy story', 'story 1995']
-    """
-    words = _PUNCTUATION_RE.sub(" ", text.lower()).split()
-    tokens = list(words)
-    for n in range(2, ngrams + 1):
-        tokens.extend(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-    return tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +116,7 @@ class Vocabulary:
         """
         import tensorflow as tf
 
-        if self.kind in _STATISTICS:
+        if self.kind in STATISTICS:
             raise invalid_argument(
                 "kind", "have tokens for a lookup layer", self.kind,
                 hint=f"Feature {self.name!r} has no vocabulary.",
@@ -167,6 +148,33 @@ class Vocabulary:
         """
         positions = pd.Index(list(self.tokens)).get_indexer(np.asarray(values, dtype=object))
         return np.where(positions < 0, 0, positions + self.num_oov_buckets).astype(np.int64)
+
+    def extend(self, values: Any) -> Vocabulary:
+        """This vocabulary with the values it lacks appended as tokens, in order of first
+        appearance: every existing token keeps its index (a trained embedding table
+        grows by rows at its end). Counts and the total add the values' occurrences.
+
+        Example:
+            >>> vocab = Vocabulary(name="item", kind="categorical", tokens=("a", "b"),
+            ...                    counts=(2, 1))
+            >>> vocab.extend(["c", "a"]).index(["a", "b", "c"]).tolist()
+            [1, 2, 3]
+        """
+        if self.kind in STATISTICS:
+            raise invalid_argument("kind", "have tokens to extend", self.kind,
+                                   hint=f"Feature {self.name!r} has no vocabulary.")
+        raw = np.asarray(values, dtype=object).ravel()
+        if self.dtype == "int64":
+            raw = np.asarray([int(v) for v in raw], dtype=object)
+        occurrences = pd.Series(raw, dtype=object).value_counts(sort=False)
+        known = pd.Index(list(self.tokens), dtype=object)
+        counts = [c + int(occurrences.get(t, 0)) for t, c in zip(self.tokens, self.counts,
+                                                                   strict=False)]
+        added = [v for v in pd.unique(raw) if v not in known]
+        return dataclasses.replace(
+            self, tokens=(*self.tokens, *added), total=self.total + len(raw),
+            counts=(*counts, *self.counts[len(counts):],
+                    *(int(occurrences[v]) for v in added)))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict; :meth:`from_dict` reverses it."""
@@ -305,71 +313,6 @@ class Vocabularies(Mapping[str, Vocabulary]):
         return cls.from_dict(config)
 
 
-@dataclasses.dataclass(frozen=True)
-class VocabularyCounts:
-    """Raw counts of features, before ``min_count`` and ``max_tokens`` apply.
-
-    Counts of separate shards merge with ``+``, so vocabularies of a log too large
-    for one pass (or one machine) are counted shard by shard, then built once
-    with :meth:`VocabularyBuilder.from_counts`.
-
-    Example:
-        >>> builder = VocabularyBuilder()
-        >>> a = builder.count({"user": ["x", "y"]})
-        >>> b = builder.count({"user": ["x"]})
-        >>> builder.from_counts(a + b)["user"].counts
-        (2, 1)
-    """
-
-    kinds: Mapping[str, str]
-    dtypes: Mapping[str, str]
-    counts: Mapping[str, pd.Series]
-    numeric: Mapping[str, np.ndarray]  # a sample of finite values per numeric feature
-    ngrams: int = 1
-
-    def __add__(self, other: VocabularyCounts) -> VocabularyCounts:
-        for name in set(self.kinds) & set(other.kinds):
-            if self.kinds[name] != other.kinds[name] or self.dtypes[name] != other.dtypes[name]:
-                raise invalid_argument(
-                    "other",
-                    f"count feature {name!r} with the same kind and dtype",
-                    f"{other.kinds[name]}/{other.dtypes[name]} "
-                    f"(this: {self.kinds[name]}/{self.dtypes[name]})",
-                )
-        counts = dict(self.counts)
-        for name, series in other.counts.items():
-            counts[name] = counts[name].add(series, fill_value=0) if name in counts else series
-        numeric = dict(self.numeric)
-        for name, values in other.numeric.items():
-            numeric[name] = np.concatenate([numeric[name], values]) if name in numeric else values
-        return VocabularyCounts(
-            kinds={**self.kinds, **other.kinds},
-            dtypes={**self.dtypes, **other.dtypes},
-            counts=counts,
-            numeric=numeric,
-            ngrams=max(self.ngrams, other.ngrams),
-        )
-
-
-def _sum_counts(parts: Sequence[VocabularyCounts]) -> VocabularyCounts:
-    """The sum of several counts at once (one ``groupby`` per feature, not one ``+`` each)."""
-    first = parts[0]
-    for part in parts[1:]:
-        if part.dtypes != first.dtypes:
-            name = next(n for n in first.dtypes if part.dtypes.get(n) != first.dtypes[n])
-            raise invalid_argument(
-                f"data[{name!r}]", "hold values of one type in every shard",
-                f"{first.dtypes[name]} values in one chunk, {part.dtypes.get(name)} in another",
-                hint="Rewrite the shards with one type per column.", error=TypeError,
-            )
-    counts = {
-        name: pd.concat([p.counts[name] for p in parts]).groupby(level=0, sort=False).sum()
-        for name in first.counts
-    }
-    numeric = {name: np.concatenate([p.numeric[name] for p in parts]) for name in first.numeric}
-    return VocabularyCounts(first.kinds, first.dtypes, counts, numeric, first.ngrams)
-
-
 class VocabularyBuilder:
     """Builds the vocabularies of several features at once, from any accepted table.
 
@@ -453,7 +396,7 @@ class VocabularyBuilder:
         values, for the quantiles).
         """
         verbose = check_verbose("verbose", verbose)
-        kinds = _feature_kinds(features)
+        kinds = feature_kinds(features)
         if is_files(data):
             return self._count_files(data, kinds, verbose)
         table = to_table(data, columns=list(kinds) if kinds else None)
@@ -476,8 +419,8 @@ class VocabularyBuilder:
             # The first chunk's kinds hold for all: a later chunk cannot infer another.
             kinds = dict(parts[0].kinds)
             if len(parts) >= _MERGE_EVERY:
-                parts = [_sum_counts(parts)]
-        return _sum_counts(parts)
+                parts = [sum_counts(parts)]
+        return sum_counts(parts)
 
     def _count(self, table: Table, kinds: dict[str, str], progress: Progress) -> VocabularyCounts:
         counts: dict[str, pd.Series] = {}
@@ -488,19 +431,19 @@ class VocabularyBuilder:
             progress.update()
             if not isinstance(column, np.ndarray):  # an Arrow array of ids, from files
                 kind_of[name] = kinds.get(name) or "categorical"
-                dtype_of[name], counts[name] = _arrow_counts(name, column)
+                dtype_of[name], counts[name] = arrow_counts(name, column)
                 continue
-            kind = kinds.get(name) or _infer_kind(column)
+            kind = kinds.get(name) or infer_kind(column)
             kind_of[name] = kind
-            if kind in _STATISTICS:
-                values = _numeric_values(name, column)
+            if kind in STATISTICS:
+                values = numeric_values(name, column)
                 numeric[name] = values[np.isfinite(values)]
                 dtype_of[name] = "float32"
                 continue
             if kind in ("categorical", "multi"):
-                column = _integral_to_int(name, column, kind)
-            values = _flat_values(name, column, kind, self.ngrams)
-            dtype_of[name] = _token_dtype(name, values, kind)
+                column = integral_to_int(name, column, kind)
+            values = flat_values(name, column, kind, self.ngrams)
+            dtype_of[name] = token_dtype(name, values, kind)
             if kind == "multi":
                 check_no_padding_tokens(name, values, dtype_of[name])
             counts[name] = pd.Series(values, dtype=object if dtype_of[name] == "string" else
@@ -511,7 +454,7 @@ class VocabularyBuilder:
         """Builds vocabularies from (merged) counts."""
         vocabularies = []
         for name, kind in counts.kinds.items():
-            if kind in _STATISTICS:
+            if kind in STATISTICS:
                 vocabularies.append(self._numeric(name, kind, counts.numeric[name]))
                 continue
             series = counts.counts[name]
@@ -553,168 +496,4 @@ class VocabularyBuilder:
             std=std if std > 0 and math.isfinite(std) else 1.0,
             boundaries=tuple(float(b) for b in np.unique(quantiles)),
             total=int(values.size),
-        )
-
-
-def _arrow_counts(name: str, column: Any) -> tuple[str, pd.Series]:
-    """An Arrow array of string or int64 ids: its dtype and how often each id occurs."""
-    if column.null_count:
-        missing = np.asarray(column.is_null())
-        raise invalid_argument(
-            f"data[{name!r}]", "hold no missing (None or NaN) values",
-            f"{column.null_count} missing, the first at position {int(np.argmax(missing))}",
-            hint="Drop or fill those rows first.",
-        )
-    return "int64" if str(column.type) == "int64" else "string", counts_series(
-        column.value_counts())
-
-
-def _integral_to_int(name: str, column: np.ndarray, kind: str) -> np.ndarray:
-    """Booleans and whole floats (like a bucketised age of 25.0) become int64 ids."""
-    if kind == "multi" or column.dtype.kind not in "fb":
-        return column
-    if column.dtype.kind == "f" and not np.all(np.mod(column[np.isfinite(column)], 1) == 0):
-        raise invalid_argument(
-            f"data[{name!r}]", "hold whole numbers to be a categorical feature",
-            column[:3].tolist(), hint=f"Declare it as features={{{name!r}: 'numeric'}}.",
-        )
-    if column.dtype.kind == "f" and not np.all(np.isfinite(column)):
-        return column  # NaN: reported as missing below
-    return column.astype(np.int64)
-
-
-def _feature_kinds(features: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
-    if features is None:
-        return {}
-    if isinstance(features, str):
-        raise invalid_argument(
-            "features", "be a list of feature names or a mapping of name to kind", features,
-            hint=f"Did you mean features=[{features!r}]?", error=TypeError,
-        )
-    if isinstance(features, Mapping):
-        for name, kind in features.items():
-            check_choice(f"features[{name!r}]", kind, _KINDS, what="feature kind")
-        return {str(n): str(k) for n, k in features.items()}
-    names = list(features)
-    if not names:
-        raise invalid_argument("features", "name at least one feature", features)
-    return {str(n): "" for n in names}
-
-
-def _infer_kind(column: np.ndarray) -> str:
-    if is_multivalued(column):
-        return "multi"
-    if column.dtype.kind == "f":
-        return "numeric"
-    return "categorical"
-
-
-def _numeric_values(name: str, column: np.ndarray) -> np.ndarray:
-    """A numeric column as float64: NaN is a missing value, infinities and strings are errors."""
-    argument = f"data[{name!r}]"
-    if (column.dtype.kind in "OUS" and not is_multivalued(column)
-            and id_kind(column) in ("string", "mixed")):
-        raise invalid_argument(
-            argument, "hold numbers (int or float) for a numeric feature",
-            column[:3].tolist(), error=TypeError,
-            hint="Convert the column first, e.g. df[col].astype(float).",
-        )
-    try:
-        values = np.asarray(column, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise invalid_argument(
-            argument, "hold numbers for a numeric feature", column[:3].tolist()
-        ) from error
-    check_no_infinity(argument, values)
-    return values
-
-
-def _flat_values(name: str, column: np.ndarray, kind: str, ngrams: int) -> np.ndarray:
-    if kind == "multi":
-        if not is_multivalued(column):
-            raise invalid_argument(
-                f"data[{name!r}]", "hold a list of values per row for a 'multi' feature",
-                column[:3].tolist(),
-            )
-        # An empty list is a float array to NumPy: left out, it cannot make integers floats.
-        parts = [np.asarray(v) for v in column if len(v)]
-        values = np.concatenate(parts) if parts else np.array([], dtype=object)
-    elif kind == "text":
-        series = pd.Series(column, dtype=object)
-        if series.isna().any():
-            series = series.fillna("")
-        if ngrams == 1:
-            tokens = series.str.lower().str.replace(_PUNCTUATION_RE, " ", regex=True).str.split()
-        else:
-            tokens = series.map(lambda s: tokenize(str(s), ngrams=ngrams))
-        values = tokens.explode().dropna().to_numpy()
-    else:
-        if is_multivalued(column):
-            raise invalid_argument(
-                f"data[{name!r}]", "hold one value per row for a 'categorical' feature",
-                column[:3].tolist(), hint=f"Declare it as features={{{name!r}: 'multi'}}.",
-            )
-        values = column
-    missing = pd.isna(values) if values.dtype == object or values.dtype.kind == "f" else None
-    if missing is not None and np.any(missing):
-        first = int(np.flatnonzero(missing)[0])
-        raise invalid_argument(
-            f"data[{name!r}]", "hold no missing (None or NaN) values",
-            f"{int(np.sum(missing))} missing, the first at position {first}",
-            hint="Drop or fill those rows first.",
-        )
-    return values
-
-
-def _token_dtype(name: str, values: np.ndarray, kind: str) -> str:
-    if kind == "text" or values.dtype == object or values.dtype.kind in "US":
-        if values.dtype == object and len(values):
-            # Every value is looked at (vectorised): a string among a million integers
-            # would otherwise make the integers strings, or fail inside TensorFlow.
-            inferred = pd.api.types.infer_dtype(values, skipna=False)
-            if id_kind(values) == "mixed" or inferred.startswith("mixed-integer"):
-                raise invalid_argument(
-                    f"data[{name!r}]", "hold ids of one type (all strings or all integers)",
-                    _mixed_types(values), error=TypeError,
-                    hint="Convert the column with .astype(str) (or to int) first.",
-                )
-            if inferred in ("integer", "boolean"):
-                return "int64"
-        return "string"
-    if values.dtype.kind in "iub":
-        return "int64"
-    vectors = values.ndim > 1 or kind == "multi"
-    raise invalid_argument(
-        f"data[{name!r}]", "hold strings or integers for a vocabulary",
-        f"{'vectors of ' if vectors else ''}dtype {values.dtype}",
-        hint="A vector of floats per row (an embedding) has no vocabulary: leave it out of "
-             "the features and read it with a custom tower (docs: Custom towers)."
-        if vectors else "Declare floats as 'numeric'.",
-    )
-
-
-def _mixed_types(values: np.ndarray) -> Any:
-    """The value types of a mixed column, each with its first example."""
-    types = pd.Series(values).map(type)
-    first = types.drop_duplicates()
-    pairs = zip(first.index.tolist(), first.tolist(), strict=True)
-    return ", ".join(f"{t.__name__} (such as {values[i]!r})" for i, t in pairs)
-
-
-def check_no_padding_tokens(name: str, values: np.ndarray, dtype: str, *,
-                            argument: str | None = None) -> None:
-    """Multi-valued features pad rows with ``""`` (strings) or ``-1`` (integers).
-
-    A real value equal to the padding would be dropped from every list it is in
-    (a history, an exclusion list), so it is refused.
-    """
-    pad = padding_value(dtype)
-    if len(values) and np.any(np.asarray(values == pad)):
-        where = int(np.flatnonzero(values == pad)[0])
-        raise invalid_argument(
-            argument or f"data[{name!r}]",
-            f"hold no {pad!r} in a list-valued feature ({pad!r} pads lists of ids)",
-            f"{pad!r} (value number {where})",
-            hint=f"Map {pad!r} to another id first"
-            + (" (e.g. '<empty>')." if pad == "" else " (e.g. a large unused integer)."),
         )

@@ -7,7 +7,10 @@ Modules, each importing only those listed before it:
   and the serving functions;
 - ``_inputs``: query features and exclusions converted to the serving functions'
   tensors, with errors naming the user's argument;
+- ``_warmup``: TF Serving's warm-up requests, written into the SavedModel;
 - ``_export``: the directory layout and metadata, written with an atomic swap;
+- ``_explain``: :class:`Explanation`, why an item was recommended (the history
+  items behind it, each score component's share), and its faithfulness measure;
 - ``_index``: :class:`Index` (recommend, similar items, refresh, save) and
   :class:`Recommendations`;
 - ``_cascade``: the cascade's serving module (retrieve, re-rank with a ranker) and its
@@ -21,7 +24,8 @@ IndexBuilder(backend='auto', k_max=10, batch_size=8192, backend_options={})
 """
 
 from tfrs_kit.index._builder import IndexBuilder
+from tfrs_kit.index._explain import Explanation
 from tfrs_kit.index._index import Index, Recommendations
 from tfrs_kit.index._load import load_index
 
-__all__ = ["Index", "IndexBuilder", "Recommendations", "load_index"]
+__all__ = ["Explanation", "Index", "IndexBuilder", "Recommendations", "load_index"]

@@ -6,7 +6,7 @@ new catalogue when :meth:`Index.with_candidates <tfrs_kit.Index.with_candidates>
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,11 +22,13 @@ from tfrs_kit._validation import (
     check_verbose,
     id_kind,
     padding_value,
+    renamed_argument,
 )
+from tfrs_kit.data._files import is_files, iter_tables
 from tfrs_kit.data._table import Table, TableLike, is_multivalued, last_rows, to_table
 from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS, ScaNN, get_backend, import_scann
-from tfrs_kit.index._cascade import build_cascade, check_cascade
+from tfrs_kit.index._cascade import build_cascade, check_cascade, unwrap_cascade
 from tfrs_kit.index._index import Index
 from tfrs_kit.index._serving import ServingModule
 
@@ -98,17 +100,22 @@ class IndexBuilder:
         return (f"IndexBuilder(backend={self.backend!r}, k_max={self.k_max}, "
                 f"batch_size={self.batch_size}, backend_options={self.backend_options})")
 
-    def build(self, model: Any, candidates: TableLike, *, candidate_id: str | None = None,
+    def build(self, model: Any, candidates: TableLike, *, item_id: str | None = None,
               ranker: Any = None, retrieve_k: int | None = None,
-              verbose: Any = "auto") -> Index:
+              verbose: Any = "auto", candidate_id: str | None = None) -> Index:
         """Embeds every candidate and returns the index.
 
         Args:
             model: A :class:`~tfrs_kit.TwoTowerRetrieval` (or anything with
-                ``query_tower``, ``candidate_tower`` and ``candidate_id``).
+                ``query_tower``, ``candidate_tower`` and ``item_id``), or a
+                :class:`~tfrs_kit.Cascade`: both its stages and its ``retrieve_k``.
             candidates: One row per candidate: its id column and the candidate
                 tower's features (and the ranker's). Duplicate ids keep their last row.
-            candidate_id: The id column (default: the model's ``candidate_id``).
+                Files (``tk.data.Shards``, paths) are embedded chunk by chunk,
+                reading only the id and the candidate tower's features: memory
+                holds the ids and embeddings, never every candidate's features
+                (with a ``ranker``, the candidates are read into memory).
+            item_id: The id column (default: the model's ``item_id``).
             ranker: A trained :class:`~tfrs_kit.Ranker`: the index then retrieves
                 ``retrieve_k`` candidates per query, re-ranks them with the
                 ranker and returns the top ``k`` (a cascade, one SavedModel; its
@@ -118,9 +125,21 @@ class IndexBuilder:
                 from ``k_max`` to the catalogue size.
             verbose: Show progress while embedding: ``"auto"`` (a million
                 candidates or more), ``True`` or ``False``.
+            candidate_id: Deprecated: the old name of ``item_id``.
         """
+        item_id = renamed_argument("item_id", item_id, old="candidate_id",
+                                   old_value=candidate_id)
         verbose = check_verbose("verbose", verbose)
-        table, ids, id_dtype = _candidate_table(candidates, candidate_id or model.candidate_id)
+        model, candidates, ranker, retrieve_k = unwrap_cascade(model, candidates, ranker,
+                                                               retrieve_k)
+        item_id = item_id or _model_item_id(model)
+        if is_files(candidates) and ranker is None and retrieve_k is None:
+            ids, embeddings, id_dtype = _embed_files(
+                lambda table: model.candidate_embeddings(table, batch_size=self.batch_size,
+                                                         verbose=False),
+                model.candidate_tower.features, candidates, item_id, verbose=verbose)
+            return self._assemble(model.query_tower, ids, embeddings, id_dtype)
+        table, ids, id_dtype = _candidate_table(candidates, item_id)
         specs = None
         if ranker is not None or retrieve_k is not None:
             specs = check_cascade(ranker, retrieve_k, model=model, candidates=table,
@@ -133,7 +152,7 @@ class IndexBuilder:
         return self._assemble(model.query_tower, ids, embeddings.astype(np.float32), id_dtype)
 
     def _refresh(self, module: ServingModule, ids: np.ndarray, id_dtype: tf.DType, model: Any,
-                 candidates: TableLike, *, candidate_id: str | None,
+                 candidates: TableLike, *, item_id: str | None,
                  keep_existing: bool) -> Index:
         """The index of ``module`` with ``candidates`` added or replaced (see ``with_candidates``).
 
@@ -143,13 +162,18 @@ class IndexBuilder:
             id_dtype: The index's id dtype.
             model: A TwoTowerRetrieval or its candidate tower.
             candidates: The new or changed candidates.
-            candidate_id: Their id column, or ``None`` for the model's.
+            item_id: Their id column, or ``None`` for the model's.
             keep_existing: Keep the candidates not in ``candidates``.
         """
-        tower, candidate_id = _candidate_tower(model, candidate_id)
-        table, new_ids, _ = _candidate_table(candidates, candidate_id)
-        check_same_kind(f"candidates[{candidate_id!r}]", new_ids, ids, reference_name="the index")
-        embeddings = tower.embed(table, batch_size=self.batch_size).astype(np.float32)
+        tower, item_id = _candidate_tower(model, item_id)
+        if is_files(candidates):
+            new_ids, embeddings, _ = _embed_files(
+                lambda table: tower.embed(table, batch_size=self.batch_size, verbose=False),
+                tower.features, candidates, item_id, verbose="auto", index_ids=ids)
+        else:
+            table, new_ids, _ = _candidate_table(candidates, item_id)
+            check_same_kind(f"candidates[{item_id!r}]", new_ids, ids, reference_name="the index")
+            embeddings = tower.embed(table, batch_size=self.batch_size).astype(np.float32)
         old = module.embeddings.numpy()
         if embeddings.shape[1] != old.shape[1]:
             raise invalid_argument(
@@ -180,23 +204,23 @@ class IndexBuilder:
 
 
 def _candidate_table(candidates: TableLike,
-                     candidate_id: str) -> tuple[Table, np.ndarray, tf.DType]:
+                     item_id: str) -> tuple[Table, np.ndarray, tf.DType]:
     """The candidates' table with duplicate ids dropped (last row kept), its ids and id dtype."""
     table = to_table(candidates, argument="candidates")
-    if candidate_id not in table:
-        raise missing_column("candidates", candidate_id, table, role="the candidate id")
-    ids = table[candidate_id]
+    if item_id not in table:
+        raise missing_column("candidates", item_id, table, role="the candidate id")
+    ids = table[item_id]
     if is_multivalued(ids) or (ids.dtype.kind not in "iuO"):
         raise invalid_argument(
-            f"candidates[{candidate_id!r}]", "hold string or integer ids", ids[:3].tolist(),
+            f"candidates[{item_id!r}]", "hold string or integer ids", ids[:3].tolist(),
         )
-    argument = f"candidates[{candidate_id!r}]"
+    argument = f"candidates[{item_id!r}]"
     check_no_missing(argument, ids)
     kind = id_kind(ids)
     if kind == "mixed":
         check_same_kind(argument, ids, ids)  # raises, naming one id of each kind
-    table = last_rows(table, candidate_id)
-    ids = table[candidate_id]
+    table = last_rows(table, item_id)
+    ids = table[item_id]
     if kind == "number" and ids.dtype == object:
         ids = ids.astype(np.int64)
     id_dtype = tf.int64 if ids.dtype.kind in "iu" else tf.string
@@ -211,11 +235,51 @@ def _candidate_table(candidates: TableLike,
     return table, ids, id_dtype
 
 
-def _candidate_tower(model: Any, candidate_id: str | None) -> tuple[Any, str]:
+def _embed_files(embed: Callable[[Table], np.ndarray], features: Sequence[str],
+                 candidates: TableLike, item_id: str, *, verbose: Any,
+                 index_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, tf.DType]:
+    """The ids, float32 embeddings and id dtype of candidates in files, chunk by chunk.
+
+    Only the id and ``features`` are read; each chunk is checked and deduplicated
+    as :func:`_candidate_table` does a table (and its ids against ``index_ids``),
+    embedded, and dropped. Across chunks a duplicate id keeps its last row, in the
+    order a whole table would have.
+    """
+    argument = f"candidates[{item_id!r}]"
+    ids_parts: list[np.ndarray] = []
+    embedding_parts: list[np.ndarray] = []
+    dtype = None
+    for chunk in iter_tables(candidates, argument="candidates",
+                             columns=list(dict.fromkeys([item_id, *features])),
+                             rows_per_chunk=_CHUNK_ROWS, verbose=verbose):
+        table, chunk_ids, dtype = _candidate_table(chunk, item_id)
+        if index_ids is not None:
+            check_same_kind(argument, chunk_ids, index_ids, reference_name="the index")
+        if ids_parts:
+            check_same_kind(argument, chunk_ids, ids_parts[0], reference_name=argument)
+        ids_parts.append(chunk_ids)
+        embedding_parts.append(np.asarray(embed(table), dtype=np.float32))
+    if not ids_parts:
+        raise invalid_argument("candidates", "have at least one row", "files without rows")
+    ids = np.concatenate(ids_parts)
+    keep = ~pd.Series(ids).duplicated(keep="last").to_numpy()
+    return ids[keep], np.concatenate(embedding_parts, axis=0)[keep], dtype
+
+
+_CHUNK_ROWS = 65536  # candidates read and embedded at once from files
+
+
+def _model_item_id(model: Any) -> str:
+    """The id column of ``model``: its ``item_id`` (``candidate_id`` before the rename)."""
+    item_id = getattr(model, "item_id", None)
+    return item_id if item_id is not None else model.candidate_id
+
+
+def _candidate_tower(model: Any, item_id: str | None) -> tuple[Any, str]:
     if hasattr(model, "candidate_tower"):
-        return model.candidate_tower, candidate_id or model.candidate_id
+        return model.candidate_tower, item_id or _model_item_id(model)
     if isinstance(model, tf.keras.layers.Layer) and hasattr(model, "features"):
-        return model, candidate_id or model.features[0]
+        return model, item_id or model.features[0]
     raise invalid_argument(
         "model", "be a TwoTowerRetrieval or its candidate Tower", type(model).__name__,
         error=TypeError,

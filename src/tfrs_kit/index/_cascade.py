@@ -15,16 +15,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._validation import check_features, check_int
+from tfrs_kit._validation import check_features, check_int, padding_value
 from tfrs_kit.data._table import Table
 from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._backends import Backend, get_backend
 from tfrs_kit.index._index import Index
 from tfrs_kit.index._serving import ServingModule
-from tfrs_kit.ranking import Ranker
-from tfrs_kit.ranking._model import history_similarity
+from tfrs_kit.ranking import Cascade, Ranker
+from tfrs_kit.ranking._scoring import history_similarity
 
-__all__ = ["CascadeServingModule", "build_cascade", "check_cascade"]
+__all__ = ["CascadeServingModule", "build_cascade", "check_cascade", "unwrap_cascade"]
 
 
 class CascadeServingModule(ServingModule):
@@ -91,8 +91,8 @@ class CascadeServingModule(ServingModule):
         top, order = tf.math.top_k(ranked, k=tf.minimum(k, n))
         chosen = tf.gather(positions, order, batch_dims=1)
         kept = top > tf.constant(-np.inf, top.dtype)
-        pad = tf.fill(tf.shape(chosen), tf.constant("" if self.ids.dtype == tf.string else -1,
-                                                    self.ids.dtype))
+        pad = tf.fill(tf.shape(chosen), tf.constant(
+            padding_value("string" if self.ids.dtype == tf.string else "int64"), self.ids.dtype))
         return {"ids": tf.where(kept, tf.gather(self.ids, chosen), pad),
                 "scores": tf.where(kept, top, tf.constant(-np.inf, top.dtype))}
 
@@ -105,6 +105,25 @@ class _NoRefresh:
             "self", "be a retrieval-only index to get new candidates", "a cascade index",
             hint="Rebuild it: IndexBuilder(...).build(model, candidates, ranker=ranker, "
             "retrieve_k=N) with the whole new catalogue.")
+
+
+def unwrap_cascade(model: Any, candidates: Any, ranker: Any,
+                   retrieve_k: Any) -> tuple[Any, Any, Any, Any]:
+    """A :class:`~tfrs_kit.Cascade` given as ``model``: its retriever, ranker and ``retrieve_k``.
+
+    Its catalogue gets the item features the cascade derived from its log
+    (see :meth:`Cascade.with_features <tfrs_kit.ranking.Cascade.with_features>`).
+    Anything else passes through unchanged.
+    """
+    if not isinstance(model, Cascade):
+        return model, candidates, ranker, retrieve_k
+    if ranker is not None or (retrieve_k is not None and retrieve_k != model.retrieve_k):
+        raise invalid_argument(
+            "ranker" if ranker is not None else "retrieve_k",
+            "be left out when building from a Cascade (it holds its ranker and retrieve_k)",
+            ranker if ranker is not None else retrieve_k,
+            hint="Pass the cascade alone, or its retriever with ranker= and retrieve_k=.")
+    return model.retriever, model.with_features(candidates), model.ranker, model.retrieve_k
 
 
 def check_cascade(ranker: Any, retrieve_k: Any, *, model: Any, candidates: Table,
@@ -171,7 +190,7 @@ def build_cascade(builder: Any, model: Any, ranker: Ranker, candidates: Table, i
         specs=specs)
     return Index(module, ids=ids, k_max=builder.k_max, backend=backend.name,
                  backend_options=params, query_specs=specs, id_dtype=id_dtype,
-                 builder=_NoRefresh(), vocabularies=vocabularies)
+                 builder=_NoRefresh(), vocabularies=vocabularies, retrieve_k=retrieve_k)
 
 
 def _vocabularies(tower: Any) -> Vocabularies:

@@ -23,6 +23,7 @@ from tfrs_kit._errors import invalid_argument
 from tfrs_kit._version import __version__
 from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._serving import ServingModule
+from tfrs_kit.index._warmup import write_warmup
 
 __all__ = ["FINGERPRINT", "FORMAT", "FORMAT_VERSION", "METADATA", "SAVED_MODEL", "VOCABULARIES",
            "check_target", "export", "fingerprint", "index_metadata", "recover"]
@@ -59,6 +60,8 @@ def export(path: str | os.PathLike[str], module: ServingModule, *,
             "recommend": module.recommend,
             "similar_items": module.similar_items,
         })
+        write_warmup(staging / SAVED_MODEL, module.serve.input_signature[0], vocabularies,
+                     backend=metadata.get("backend", ""))
         vocabularies.save(staging / VOCABULARIES)
         with open(staging / METADATA, "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=2)  # written last: its presence marks a whole export

@@ -23,10 +23,11 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._validation import check_int
+from tfrs_kit._validation import check_int, renamed_argument
 from tfrs_kit.data._table import TableLike, to_table
 from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._backends import BACKENDS
+from tfrs_kit.index._explain import Explanation, explain_results, history_feature_of
 from tfrs_kit.index._export import export, index_metadata
 from tfrs_kit.index._inputs import check_ids, exclusion_tensor, query_tensor
 from tfrs_kit.index._serving import ServingModule
@@ -44,10 +45,15 @@ class Recommendations:
             padding id: ``""`` for string ids, ``-1`` for integer ids (neither
             can be a candidate id).
         scores: ``[queries, k]`` float32 scores; ``-inf`` in the empty slots.
+        explanations: With ``recommend(..., explain=True)``: per query, per
+            slot, an :class:`~tfrs_kit.index.Explanation` (the history items
+            that contributed most, and each score component's share), ``None``
+            in an empty slot; otherwise ``None``.
     """
 
     ids: np.ndarray
     scores: np.ndarray
+    explanations: list[list[Explanation | None]] | None = None
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter((self.ids, self.scores))
@@ -57,7 +63,7 @@ class _Builder(Protocol):
     """What :meth:`Index.with_candidates` asks of the IndexBuilder that built the index."""
 
     def _refresh(self, module: ServingModule, ids: np.ndarray, id_dtype: tf.DType, model: Any,
-                 candidates: TableLike, *, candidate_id: str | None,
+                 candidates: TableLike, *, item_id: str | None,
                  keep_existing: bool) -> Index: ...
 
 
@@ -70,6 +76,8 @@ class Index:
     Attributes:
         ids: The candidate ids, in index order.
         k_max: The largest ``k`` served (and the ``k`` of the default signature).
+        retrieve_k: A cascade's candidates retrieved per query and re-ranked;
+            ``None`` for a retrieval index.
         backend: The search backend's name (``"brute_force"`` or ``"scann"``).
         backend_options: Every option of the backend, as used for this catalogue.
         query_features: The names of the raw query features it reads.
@@ -79,8 +87,9 @@ class Index:
     def __init__(self, functions: Any, *, ids: np.ndarray, k_max: int, backend: str,
                  backend_options: dict[str, Any], query_specs: dict[str, tf.TensorSpec],
                  id_dtype: tf.DType, vocabularies: Vocabularies,
-                 builder: _Builder | None = None) -> None:
+                 builder: _Builder | None = None, retrieve_k: int | None = None) -> None:
         self._functions = functions
+        self.retrieve_k = retrieve_k
         self.ids = ids
         self.k_max = k_max
         self.backend = backend
@@ -107,6 +116,7 @@ class Index:
         k: int | None = None,
         exclude: Sequence[Sequence[Any]] | None = None,
         batch_size: int = 4096,
+        explain: bool | str = False,
     ) -> Recommendations:
         """The top ``k`` candidates for each query row.
 
@@ -121,6 +131,12 @@ class Index:
                 items a user has already seen).
             batch_size: Queries scored at once (brute force lowers it to keep
                 each batch's score matrix near 256 MB).
+            explain: Also explain each recommended item
+                (``Recommendations.explanations``): the query's history items
+                with the largest dot product with it in the index's embedding
+                space, and each score component's share. ``True`` reads the
+                history from the cascade ranker's history feature, or the one
+                query feature that is a list of item ids; a string names it.
 
         Returns:
             :class:`Recommendations` with ``[queries, k]`` ids and scores.
@@ -150,7 +166,45 @@ class Index:
             parts.append(self._functions.recommend(
                 {name: tensor[start:stop] for name, tensor in inputs.items()},
                 tf.constant(k, tf.int32), excluded[start:stop]))
-        return self._results(parts)
+        results = self._results(parts)
+        if explain is False:
+            return results
+        return self._explained(results, inputs, table, excluded, explain, batch_size)
+
+    def _query_vectors(self, query_features: TableLike, *,
+                       inputs: dict[str, tf.Tensor] | None = None,
+                       batch_size: int = 4096) -> np.ndarray:
+        """``[queries, d]``: the query tower's outputs, as the index searches with them."""
+        if inputs is None:
+            table = to_table(query_features, argument="query_features",
+                             columns=self.query_features)
+            inputs = {name: query_tensor(name, table[name], self._query_specs[name],
+                                         kind=self._kind(name))
+                      for name in self.query_features}
+        n = int(tf.shape(next(iter(inputs.values())))[0])
+        width = int(self._functions.embeddings.shape[1])
+        return np.concatenate([np.zeros((0, width), np.float32)] + [
+            _embed_queries(self._functions.query_tower,
+                           {name: tensor[start:start + batch_size]
+                            for name, tensor in inputs.items()})
+            for start in range(0, n, batch_size)])
+
+    def _explained(self, results: Recommendations, inputs: dict[str, tf.Tensor], table: Any,
+                   excluded: tf.Tensor, explain: Any, batch_size: int) -> Recommendations:
+        """``results`` with their explanations (see :mod:`~tfrs_kit.index._explain`)."""
+        feature = history_feature_of(self._functions, self._query_specs, self._id_dtype,
+                                     explain)
+        positions = self._id_index.get_indexer(results.ids.ravel()).reshape(results.ids.shape)
+        rows = excluded.numpy()
+        rows = _decoded(rows) if rows.dtype == object else rows
+        excluded_positions = [found[found >= 0] for found in map(self._id_index.get_indexer, rows)]
+        explanations = explain_results(
+            self._functions,
+            queries=lambda: self._query_vectors(table, inputs=inputs, batch_size=batch_size),
+            history=table[feature], ids=self._id_index,
+            positions=positions, scores=results.scores, excluded=excluded_positions,
+            retrieve_k=self.retrieve_k)
+        return dataclasses.replace(results, explanations=explanations)
 
     def similar_items(self, item_ids: Sequence[Any], *, k: int | None = None) -> Recommendations:
         """For each candidate id, the ``k`` candidates closest to it (itself excluded).
@@ -184,8 +238,9 @@ class Index:
         model: Any,
         candidates: TableLike,
         *,
-        candidate_id: str | None = None,
+        item_id: str | None = None,
         keep_existing: bool = True,
+        candidate_id: str | None = None,
     ) -> Index:
         """A new index with candidates added or replaced; the towers are not retrained.
 
@@ -199,11 +254,12 @@ class Index:
                 candidate tower is used) or the candidate tower itself.
             candidates: One row per new or changed candidate: its id column and
                 the candidate tower's features.
-            candidate_id: The id column (default: the model's ``candidate_id``,
-                or a tower's first feature).
+            item_id: The id column (default: the model's ``item_id``, or a
+                tower's first feature).
             keep_existing: Keep the candidates not named in ``candidates`` (ids
                 already in the index get their new embedding in place, new ids
                 are appended). ``False`` replaces the whole catalogue.
+            candidate_id: Deprecated: the old name of ``item_id``.
 
         Returns:
             A new :class:`Index`; this one is unchanged.
@@ -218,9 +274,11 @@ class Index:
             >>> len(index), len(bigger), list(bigger.ids)
             (2, 3, ['x', 'y', 'new'])
         """
+        item_id = renamed_argument("item_id", item_id, old="candidate_id",
+                                   old_value=candidate_id)
         module, builder = self._built("refreshed")
         return builder._refresh(module, self.ids, self._id_dtype, model, candidates,
-                                candidate_id=candidate_id, keep_existing=keep_existing)
+                                item_id=item_id, keep_existing=keep_existing)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Exports the index to a directory, atomically.
@@ -299,6 +357,29 @@ class Index:
             ids = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(ids)
         scores = np.concatenate([p["scores"].numpy() for p in parts], axis=0)
         return Recommendations(ids=ids, scores=scores)
+
+
+def _embed_queries(tower: Any, features: dict[str, tf.Tensor]) -> np.ndarray:
+    """The query tower's outputs, or an error that says why a loaded one cannot give them.
+
+    A reloaded Keras tower keeps only the call traces of training (other
+    inputs, list features ragged), not one the serving signatures' inputs match.
+    """
+    try:
+        return tower(features, training=False).numpy()
+    except (ValueError, TypeError) as error:
+        if not hasattr(tower, "call_and_return_all_conditional_losses"):
+            raise  # an in-memory tower: a real error
+        raise invalid_argument(
+            "explain", "be used on an index built in this process to get the score shares "
+            "of a blend or a cascade (a loaded query tower cannot be called alone)",
+            "a loaded index", hint="Explain with the index built by IndexBuilder(...).build"
+            "(...); a loaded two-tower index explains by history alone.") from error
+
+
+def _decoded(values: np.ndarray) -> np.ndarray:
+    """Bytes ids as strings."""
+    return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(values)
 
 
 def _plain(value: Any) -> Any:

@@ -22,10 +22,10 @@ from tfrs_kit._validation import (
     check_no_missing,
     check_vocabulary_kind,
     id_kind,
+    padding_value,
 )
 from tfrs_kit.data._table import is_multivalued
 from tfrs_kit.data._tensors import is_vector
-from tfrs_kit.towers._encoders import padding_value
 
 __all__ = ["check_ids", "check_known", "exclusion_tensor", "padded", "query_tensor"]
 

@@ -60,9 +60,11 @@ def load_index(path: str | os.PathLike[str]) -> Index:
     vocabularies = _read_vocabularies(root / VOCABULARIES)
     restored, ids = _read_saved_model(root / SAVED_MODEL, metadata.num_candidates)
     _check_vocabularies(restored, vocabularies, root / VOCABULARIES)
+    _check_cascade(restored, metadata, root / SAVED_MODEL)
     return Index(restored, ids=ids, k_max=metadata.k_max, backend=metadata.backend,
                  backend_options=metadata.backend_options, query_specs=metadata.query_specs,
-                 id_dtype=metadata.id_dtype, vocabularies=vocabularies)
+                 id_dtype=metadata.id_dtype, vocabularies=vocabularies,
+                 retrieve_k=metadata.retrieve_k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,7 @@ class _Metadata:
     id_dtype: tf.DType
     backend: Any
     backend_options: dict[str, Any]
+    retrieve_k: int | None = None  # a cascade's; absent from a retrieval index
 
 
 def _index_directory(path: str | os.PathLike[str]) -> Path:
@@ -132,6 +135,8 @@ def _read_metadata(metadata_file: Path) -> _Metadata:
             id_dtype=tf.as_dtype(metadata["id_dtype"]),
             backend=metadata["backend"],
             backend_options=dict(metadata["backend_options"]),
+            retrieve_k=(None if metadata.get("retrieve_k") is None
+                        else int(metadata["retrieve_k"])),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise invalid_argument(
@@ -153,6 +158,26 @@ def _check_compatible(metadata: _Metadata) -> None:
             f"backend={metadata.backend!r}",
             hint=f"It was written by tfrs_kit {metadata.written_by}.",
         )
+
+
+def _check_cascade(restored: Any, metadata: _Metadata, directory: Path) -> None:
+    """Raises a ValueError when the metadata and the SavedModel disagree on being a cascade.
+
+    A cascade's SavedModel holds its ranker and the ranker's candidate
+    outputs; without them it would serve retrieval's order under a cascade's
+    name (or fail at the first request), so it is refused at load time.
+    """
+    has_ranker = all(hasattr(restored, name) for name in ("ranker", "ranker_embeddings"))
+    if metadata.retrieve_k is not None and not has_ranker:
+        raise invalid_argument(
+            "path", "hold the ranker of the cascade its metadata describes", str(directory),
+            hint=f"tfrs_kit_index.json records retrieve_k={metadata.retrieve_k} but the "
+            "SavedModel has no ranker: it was replaced or copied without its ranker; export "
+            "the cascade again.")
+    if metadata.retrieve_k is not None and metadata.retrieve_k > metadata.num_candidates:
+        raise invalid_argument(
+            "path", "hold a retrieve_k no larger than its catalogue", str(directory),
+            hint=f"retrieve_k={metadata.retrieve_k}, {metadata.num_candidates} candidates.")
 
 
 def _read_vocabularies(file: Path) -> Vocabularies:

@@ -2,9 +2,15 @@
 
 Modules, in the order a batch flows through them:
 
-- ``_sampling``: the training set, the log's positives with hard negatives (the
-  retriever's own top candidates) and random ones;
-- ``_model``: :class:`Ranker` (``fit``, ``score``, ``cascade``);
+- ``_sampling`` and ``_pairs``: ``fit``'s training set, the log's positives with
+  hard negatives (the retriever's own top candidates) and random ones;
+- ``_lists``: ``fit_lists``'s training set, the retriever's own lists, and the
+  blend chosen by held-out ndcg;
+- ``_model``: :class:`Ranker` (``fit``, ``fit_lists``, ``cascade``), on
+  ``_batch_scoring`` (``score``, ``score_pairs``, ``score_vectors``) and
+  ``_checks``;
+- ``_scoring``: the serving math (history similarities, retrieval scores) that
+  the cascade and ``index/`` share;
 - ``_cascade``: :class:`Cascade`, the retriever's top candidates re-ranked, as a
   recommender :func:`tfrs_kit.evaluate` scores;
 - ``_multitask``: :class:`Multitask`, a two-tower model trained on retrieval and

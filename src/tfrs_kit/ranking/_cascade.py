@@ -5,7 +5,6 @@ The exported artifact does the same in one SavedModel (``index/_cascade.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -14,18 +13,32 @@ import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
-from tfrs_kit.data._table import Table, TableLike, last_rows, select, to_table
-from tfrs_kit.ranking._model import Ranker, history_positions, history_similarity
+from tfrs_kit.data._table import Table, TableLike, to_table
+from tfrs_kit.ranking._protocol import POPULARITY, fit_cascade
+from tfrs_kit.ranking._scoring import history_positions, history_similarity
+from tfrs_kit.towers._model_base import rows_by_key, user_positions
 
-__all__ = ["Cascade"]
+__all__ = ["Cascade", "is_ranker"]
+
+
+def is_ranker(value: Any) -> bool:
+    """Whether ``value`` is a :class:`~tfrs_kit.Ranker` (by what the cascade calls on it).
+
+    Checked by behaviour, not by class: ``Ranker`` builds a ``Cascade``, so this
+    module does not import it (the dependency runs one way).
+    """
+    return all(hasattr(value, name) for name in ("rerank", "query_tower", "candidate_tower",
+                                                 "history_feature", "item_id"))
 
 
 class Cascade:
     """A retriever's top ``retrieve_k`` candidates, re-ranked by a :class:`~tfrs_kit.Ranker`.
 
-    Build one with :meth:`Ranker.cascade <tfrs_kit.Ranker.cascade>`. It is what
-    :func:`tfrs_kit.evaluate` scores (through :meth:`as_recommender`); serve it
-    with ``IndexBuilder(...).build(retriever, items, ranker=ranker, retrieve_k=N)``.
+    Train one in one call with :meth:`Cascade.fit` (from a fitted retriever and
+    its log), or wrap a ranker trained by hand with :meth:`Ranker.cascade
+    <tfrs_kit.Ranker.cascade>`. It is what :func:`tfrs_kit.evaluate` scores
+    (through :meth:`as_recommender`); serve it as one artifact with
+    ``IndexBuilder(...).build(cascade, items)``, which records ``retrieve_k``.
 
     Args:
         retriever: A trained :class:`~tfrs_kit.TwoTowerRetrieval`.
@@ -46,17 +59,36 @@ class Cascade:
         dict_keys(['Cascade'])
     """
 
-    def __init__(self, retriever: Any, ranker: Ranker, *, retrieve_k: int = 100) -> None:
+    def __init__(self, retriever: Any, ranker: Any, *, retrieve_k: int = 100) -> None:
         if not all(hasattr(retriever, name) for name in ("query_tower", "candidate_tower")):
             raise invalid_argument(
                 "retriever", "be a TwoTowerRetrieval (with query_tower and candidate_tower)",
                 type(retriever).__name__, error=TypeError)
-        if not isinstance(ranker, Ranker):
+        if not is_ranker(ranker):
             raise invalid_argument("ranker", "be a tfrs_kit Ranker", type(ranker).__name__,
                                    error=TypeError)
         self.retriever = retriever
         self.ranker = ranker
         self.retrieve_k = check_int("retrieve_k", retrieve_k, minimum=1)
+        self.items_: pd.DataFrame | None = None  # set by fit: the catalogue, with popularity
+        self.users_: pd.DataFrame | None = None  # ... and each user's latest query row
+        self.helper_: Any = None  # ... and the retriever trained without the ranker's rows
+
+    fit: Any = classmethod(fit_cascade)  # its docstring and signature are fit_cascade's
+
+    def with_features(self, items: TableLike) -> Table:
+        """``items`` with the item features :meth:`fit` derived from the log (popularity).
+
+        What ``IndexBuilder(...).build(cascade, items)`` stores; ``items`` as it is
+        for a cascade built by hand.
+        """
+        if self.items_ is None or POPULARITY not in self.ranker.candidate_tower.features:
+            return to_table(items, argument="items")
+        table = pd.DataFrame(dict(to_table(items, argument="items")))
+        item_id = self.retriever.item_id
+        known = self.items_.set_index(item_id)[POPULARITY]
+        table[POPULARITY] = table[item_id].map(known).fillna(0.0).astype(np.float32)
+        return to_table(table, argument="items")
 
     def __repr__(self) -> str:
         return f"Cascade(retrieve_k={self.retrieve_k})"
@@ -83,7 +115,7 @@ class Cascade:
             train: The training log: the users' seen items, and by default
                 their query features (last row) and the items' features.
             user_id: The user id column.
-            item_id: The item id column (default: the ranker's ``candidate_id``).
+            item_id: The item id column (default: the ranker's ``item_id``).
             users: One row per user with the query features of both stages.
             items: One row per item with the candidate features of both stages.
             batch_size: Pairs scored by the ranker's head at once.
@@ -91,15 +123,15 @@ class Cascade:
         Raises:
             ValueError: ``retrieve_k`` larger than the catalogue, or a missing column.
         """
-        item_id = item_id or self.ranker.candidate_id
+        item_id = item_id or self.ranker.item_id
         train_table = to_table(train, argument="train")
-        items_table = _last_rows(items if items is not None else train_table, item_id,
-                                 [*self.retriever.candidate_tower.features,
-                                  *self.ranker.candidate_tower.features], "items")
+        items_table = rows_by_key(items if items is not None else train_table, item_id,
+                                  [*self.retriever.candidate_tower.features,
+                                   *self.ranker.candidate_tower.features], "items")
         history = [self.ranker.history_feature] if self.ranker.history_feature else []
-        users_table = _last_rows(users if users is not None else train_table, user_id,
-                                 [*self.retriever.query_tower.features,
-                                  *self.ranker.query_tower.features, *history], "users")
+        users_table = rows_by_key(users if users is not None else train_table, user_id,
+                                  [*self.retriever.query_tower.features,
+                                   *self.ranker.query_tower.features, *history], "users")
         n_items = len(items_table[item_id])
         if self.retrieve_k > n_items:
             raise invalid_argument(
@@ -137,12 +169,7 @@ class _CascadeRecommender:
         self._seen_bounds = np.searchsorted(codes[known][order], np.arange(len(user_ids) + 1))
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
-        positions = self._user_index.get_indexer(np.asarray(user_ids))
-        if np.any(positions < 0):
-            unknown = np.asarray(user_ids)[positions < 0][:5].tolist()
-            raise invalid_argument(
-                "user_ids", "name users whose query features are known", unknown,
-                hint="Pass their rows with as_recommender(..., users=table).")
+        positions = user_positions(self._user_index, user_ids)
         scores = (self._user_embeddings[positions] @ self._item_embeddings.T).astype(np.float64)
         starts, stops = self._seen_bounds[positions], self._seen_bounds[positions + 1]
         rows = np.repeat(np.arange(len(positions)), stops - starts)
@@ -183,9 +210,3 @@ class _CascadeRecommender:
         history = self._history[users]
         return history_similarity(self._item_embeddings[np.maximum(history, 0)], history >= 0,
                                   self._item_embeddings[top], self._cascade.ranker.recent)
-
-
-def _last_rows(data: TableLike, key: str, features: Sequence[str], argument: str) -> Table:
-    table = to_table(data, argument=argument)
-    columns = list(dict.fromkeys([key, *features]))
-    return last_rows(select(table, columns, argument=argument), key)

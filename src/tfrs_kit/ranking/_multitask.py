@@ -10,9 +10,10 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_kit._errors import invalid_argument, missing_column
-from tfrs_kit._validation import check_int, check_number
+from tfrs_kit._validation import check_int, check_number, renamed_argument
 from tfrs_kit.data._table import Table, TableLike, num_rows, to_table
 from tfrs_kit.data._tensors import make_dataset
+from tfrs_kit.ranking._checks import check_dims
 from tfrs_kit.ranking._sampling import check_label
 from tfrs_kit.retrieval import TwoTowerRetrieval
 from tfrs_kit.towers import Tower
@@ -64,6 +65,10 @@ class Multitask(TwoTowerRetrieval):
     def __init__(self, query_tower: Tower, candidate_tower: Tower, *, label: str = "rating",
                  retrieval_weight: float = 1.0, rating_weight: float = 1.0,
                  rating_hidden_dims: Sequence[int] = (64, 32), **kwargs: Any) -> None:
+        if "candidate_id" in kwargs:  # warn here, where the caller's line is one frame up
+            kwargs["item_id"] = renamed_argument("item_id", kwargs.pop("item_id", None),
+                                                 old="candidate_id",
+                                                 old_value=kwargs.pop("candidate_id"))
         super().__init__(query_tower, candidate_tower, **kwargs)
         if not isinstance(label, str):
             raise invalid_argument("label", "be a column name", label, error=TypeError)
@@ -73,11 +78,7 @@ class Multitask(TwoTowerRetrieval):
         if not self.retrieval_weight and not self.rating_weight:
             raise invalid_argument("rating_weight", "be > 0 when retrieval_weight is 0",
                                    rating_weight, hint="One of the two tasks must count.")
-        if isinstance(rating_hidden_dims, str) or not isinstance(rating_hidden_dims, Sequence):
-            raise invalid_argument("rating_hidden_dims", "be a list of layer sizes",
-                                   rating_hidden_dims, error=TypeError)
-        self.rating_hidden_dims = tuple(check_int(f"rating_hidden_dims[{i}]", d, minimum=1)
-                                        for i, d in enumerate(rating_hidden_dims))
+        self.rating_hidden_dims = check_dims(rating_hidden_dims, "rating_hidden_dims")
         self.rating_head = tf.keras.Sequential(
             [tf.keras.layers.Dense(d, activation="relu") for d in self.rating_hidden_dims]
             + [tf.keras.layers.Dense(1)], name="rating_head")

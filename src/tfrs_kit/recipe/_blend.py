@@ -257,12 +257,14 @@ def _joined(data: Data, trained: Trained, als: Any, *, scale: float = 1.0,
     vocabularies = model.query_tower.vocabularies
     if tables is None:
         tables = _tables(data, trained, als)
-    return TwoTowerRetrieval(
+    joined = TwoTowerRetrieval(
         JoinedTower(model.query_tower, vocabularies[c.user_id], tables[0], scale=scale,
                     name="query_blend"),
         JoinedTower(model.candidate_tower, vocabularies[c.item_id], tables[1],
                     name="candidate_blend"),
-        candidate_id=model.candidate_id)
+        item_id=model.candidate_id)
+    joined.vocabularies_ = getattr(model, "vocabularies_", None)  # what Recipe.save writes
+    return joined
 
 
 def _tables(data: Data, trained: Trained, als: Any, *,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit.data._schema import Schema
 from tfrs_kit.data._table import TableLike, is_multivalued, to_table
 from tfrs_kit.evaluation import per_user_temporal_split
 
@@ -20,12 +21,23 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Columns:
-    """The column roles of the user's log."""
+    """The column roles of the user's log: its schema, and the history column the
+    Recipe adds (a name no column of the schema has)."""
 
-    user_id: str
-    item_id: str
-    timestamp: str | None
+    schema: Schema
     history: str
+
+    @property
+    def user_id(self) -> str:
+        return self.schema.user_id
+
+    @property
+    def item_id(self) -> str:
+        return self.schema.item_id
+
+    @property
+    def timestamp(self) -> str | None:
+        return self.schema.timestamp
 
     def ids(self) -> list[str]:
         return [c for c in (self.user_id, self.item_id, self.timestamp) if c is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from tfrs_kit._validation import (
     check_number,
     check_verbose,
 )
+from tfrs_kit.data._schema import Schema, check_schema, resolve_schema
 from tfrs_kit.data._table import TableLike
 from tfrs_kit.recipe._blend import Blend, blend_model, choose_weights
 from tfrs_kit.recipe._inputs import (
@@ -32,9 +34,16 @@ from tfrs_kit.recipe._inputs import (
 )
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import RecipeReport, Trial
+from tfrs_kit.recipe._scale import (
+    DEFAULT_IN_MEMORY_ROWS,
+    DEFAULT_SEARCH_ROWS,
+    fit_out_of_core,
+    out_of_core,
+)
 from tfrs_kit.recipe._search import search
 from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings, base_settings
-from tfrs_kit.recipe._training import Data, Trained, train_final
+from tfrs_kit.recipe._towers import Towers, tower_factory
+from tfrs_kit.recipe._training import Data, Saved, Trained, train_final
 
 __all__ = ["Recipe"]
 
@@ -60,12 +69,20 @@ class Recipe:
     chose and why.
 
     Args:
-        user_id: The user id column.
-        item_id: The item id column.
-        timestamp: The time column (orders histories and the validation slice).
+        schema: The :class:`~tfrs_kit.Schema` that names the columns; default the
+            one ``fit``'s ``train`` carries (a split's output, a data set's
+            table), else ``Schema()``. The fitted Recipe keeps it as
+            ``schema_``, which :func:`~tfrs_kit.evaluation.evaluate` reads.
+        user_id: The user id column; default the schema's.
+        item_id: The item id column; default the schema's.
+        timestamp: The time column (orders histories and the validation slice);
+            default the schema's.
         item_features: Item attribute columns to consider, found in the log or
             in ``fit(items=...)``: one value per item is used (the catalogue's,
-            else the mean of a number or the last value over the log).
+            else the mean of a number or the last value over the log). Default
+            the ``schema`` argument's, else none: the features a log carries are
+            considered only when named here or in ``schema``, as each one adds
+            to the search.
         user_features: User attribute columns to consider, likewise.
         time_budget: Seconds for the whole ``fit`` (search and final training);
             ``None`` searches ``max_trials`` settings whatever the time. At
@@ -87,9 +104,35 @@ class Recipe:
             towers' at weights chosen on the validation slice (0, the towers
             alone, is one of the choices); the model then embeds them side by
             side, one index still serves it.
+        query_tower: The query tower of every model trained: a registered
+            tower name (``"default"``, ``"cross"``, a plugin's; see
+            :func:`tfrs_kit.towers.available_towers`), a
+            :class:`~tfrs_kit.Tower` subclass, or a function that builds one.
+            It is called as ``query_tower(vocabularies, features=[...],
+            output_dim=..., normalize=..., combine="sum", sequence_features=[...])``,
+            with each of the last four only if its signature takes it (by name
+            or ``**kwargs``); the search then leaves out what needs a missing
+            one: cosine scores (``normalize``, on either side) and the
+            order-aware history (``sequence_features``). The factorisation warm
+            start is tried only with the built-in towers on both sides, and the
+            shared item table only with ``Tower`` subclasses that build the
+            built-in encoders. :attr:`report` names the towers.
+        candidate_tower: The candidate tower, likewise (called with
+            ``feature_dropout`` instead of ``sequence_features``: without it,
+            no item id dropout is tried).
         seed: Seeds the split-independent parts: weights, shuffles, the search.
         verbose: Show progress: ``True``, ``False`` or ``"auto"`` (a line per
             trial when the budget exceeds a minute).
+        in_memory_rows: A log in files (a path, glob, list or
+            :class:`~tfrs_kit.data.Shards`) of more rows than this is fitted out of
+            core: prepared on disk (:func:`tfrs_kit.features.prepare`), the settings
+            searched on a sample of its users, the final model trained on every row
+            streamed from the shards (see ``docs/recipe.md``, "Logs bigger than
+            memory"). Smaller logs, and tables in memory, are read into memory.
+        work_dir: The folder the out-of-core path prepares the log in; ``None``: a
+            temporary folder, removed after ``fit``. A given folder is reused by a
+            later ``fit`` of the same log (and resumes a stopped preparation).
+        search_rows: The rows of the users' sample the out-of-core search trains on.
 
     Example:
         >>> import tfrs_kit as tk
@@ -98,19 +141,27 @@ class Recipe:
         >>> recipe = recipe.fit(data.interactions)
         >>> len(recipe.report.trials)  # one setting tried: the first of the search
         1
+        >>> recipe.schema_.item_id  # the columns it read, which tk.evaluate reuses
+        'item_id'
         >>> tk.evaluate(recipe, data.interactions.tail(50), train=data.interactions,
         ...             metrics=["recall"], k=10).models
         ('Recipe',)
     """
 
+    schema_: Schema | None = None  # set by fit (or tk.load), as report_
+    report_: RecipeReport | None
+    update_report_: Any = None  # the last update's UpdateReport, set by update
+    _item_embeddings: tuple[Any, Any] | None  # (model, the candidates' embeddings)
+
     def __init__(
         self,
         *,
-        user_id: str = "user_id",
-        item_id: str = "item_id",
-        timestamp: str = "timestamp",
-        item_features: Sequence[str] = (),
-        user_features: Sequence[str] = (),
+        schema: Schema | None = None,
+        user_id: str | None = None,
+        item_id: str | None = None,
+        timestamp: str | None = None,
+        item_features: Sequence[str] | None = None,
+        user_features: Sequence[str] | None = None,
         time_budget: float | None = 45.0,
         max_trials: int = 12,
         metric: str = "ndcg@10",
@@ -119,13 +170,19 @@ class Recipe:
         max_history: int = 50,
         max_epochs: int | None = None,
         blend: bool = True,
+        query_tower: Any = "default",
+        candidate_tower: Any = "default",
         seed: int = 0,
         verbose: bool | str = "auto",
+        in_memory_rows: int = DEFAULT_IN_MEMORY_ROWS,
+        work_dir: str | os.PathLike[str] | None = None,
+        search_rows: int = DEFAULT_SEARCH_ROWS,
     ) -> None:
-        self.columns = Columns(user_id, item_id, timestamp, _history_name(
-            [user_id, item_id, timestamp, *item_features, *user_features]))
-        self.item_features = _names("item_features", item_features)
-        self.user_features = _names("user_features", user_features)
+        self.schema = None if schema is None else check_schema("schema", schema)
+        self._column_arguments = {"user_id": user_id, "item_id": item_id, "timestamp": timestamp}
+        self.item_features = _names("item_features", item_features, schema)
+        self.user_features = _names("user_features", user_features, schema)
+        self.columns = self._columns(None)
         self.time_budget = check_number("time_budget", time_budget, minimum=0, low_open=True,
                                         allow_none=True)
         self.max_trials = check_int("max_trials", max_trials, minimum=1)
@@ -139,11 +196,23 @@ class Recipe:
         self.max_history = check_int("max_history", max_history, minimum=1)
         self.max_epochs = check_int("max_epochs", max_epochs, minimum=1, allow_none=True)
         self.blend = check_bool("blend", blend)
+        self.query_tower, self.candidate_tower = query_tower, candidate_tower
+        self._towers = Towers(tower_factory("query_tower", query_tower),
+                              tower_factory("candidate_tower", candidate_tower))
+        if not self._towers.sequence and set(self.histories) == {"sequence"}:
+            raise invalid_argument(
+                "histories", "name a history encoder the query tower can take", histories,
+                hint=f"query_tower={self._towers.query.name!r} takes no sequence_features: "
+                "add 'mean' or 'none'.")
         self.seed = check_int("seed", seed, minimum=0)
         self.verbose = check_verbose("verbose", verbose)
-        self._trained: Trained | None = None
-        self._data: Data | None = None
-        self.report_: RecipeReport | None = None
+        self.in_memory_rows = check_int("in_memory_rows", in_memory_rows, minimum=0)
+        if work_dir is not None and not isinstance(work_dir, (str, os.PathLike)):
+            raise invalid_argument("work_dir", "be a folder path or None", work_dir,
+                                   error=TypeError)
+        self.work_dir = None if work_dir is None else os.fspath(work_dir)
+        self.search_rows = check_int("search_rows", search_rows, minimum=1)
+        self._set_state(None, None, None, None)
 
     def __repr__(self) -> str:
         c = self.columns
@@ -156,7 +225,8 @@ class Recipe:
         """Chooses settings on a validation slice of ``train``, then trains on all of it.
 
         Args:
-            train: The interaction log (a DataFrame, dict of arrays or dataset).
+            train: The interaction log (a DataFrame, dict of arrays or dataset), or
+                files: a log of more than ``in_memory_rows`` rows is fitted out of core.
             items: The item catalogue: one row per item with the item id and
                 item features; items never interacted with become candidates.
             users: One row per user with the user id and user features.
@@ -164,8 +234,13 @@ class Recipe:
         Returns:
             ``self``, with :attr:`model` and :attr:`report`.
         """
+        if out_of_core(train, self.in_memory_rows):  # a log bigger than memory
+            return fit_out_of_core(self, train, items=items, users=users)
         start = time.monotonic()
+        self.columns = self._columns(train)
+        self.schema_ = self.columns.schema
         data, dropped = self._prepare(train, items, users)
+        data = dataclasses.replace(data, towers=self._towers)
         fit_log, validation = split_validation(
             data.log, self.columns, self.validation_fraction, min_users=_MIN_VALIDATION_USERS)
         features = (tuple(f for f in self.item_features if f not in dropped),
@@ -173,8 +248,11 @@ class Recipe:
         # Without a user seen twice, every history is empty: nothing to learn from.
         histories = (self.histories if data.log[self.columns.user_id].duplicated().any()
                      else ("none",))
+        if not self._towers.sequence:  # the query tower takes no sequence_features
+            histories = tuple(h for h in histories if h != "sequence")
         base = base_settings(len(fit_log), histories=histories, item_features=features[0],
-                             user_features=features[1], max_epochs=self.max_epochs)
+                             user_features=features[1], max_epochs=self.max_epochs,
+                             allowed=self._towers.allowed())
         blend = None
         if validation is None:
             trials: list[Trial] = []
@@ -201,12 +279,12 @@ class Recipe:
         if blend is not None and (blend.weight or blend.popularity):
             trained = dataclasses.replace(trained, model=blend_model(
                 data, trained, blend, seed=self.seed))
-        self._trained, self._data = trained, data
+        self._set_state(trained, None, data, None)
         self.report_ = RecipeReport.build(
             chosen=chosen, epochs=epochs, trials=trials, metric=self.metric, dropped=dropped,
             seconds=time.monotonic() - start, time_budget=self.time_budget, note=note,
             validation_users=0 if validation is None else validation[
-                self.columns.user_id].nunique(), blend=blend)
+                self.columns.user_id].nunique(), blend=blend, towers=self._towers.names())
         return self
 
     def _blend(self, data: Data, best: Trained, validation: pd.DataFrame, *,
@@ -244,11 +322,120 @@ class Recipe:
 
     def queries(self) -> pd.DataFrame:
         """One row per user of the training log with their query features (history last)."""
+        if self._saved is not None:
+            return self._saved.queries.copy()
         return self._data_or_raise().queries(self.settings)
 
     def candidates(self) -> pd.DataFrame:
         """One row per item (the log's and the catalogue's) with its candidate features."""
+        if self._saved is not None:
+            return self._saved.candidates.copy()
         return self._data_or_raise().candidates(self.settings)
+
+    def save(self, path: str | os.PathLike[str], *, k_max: int = 100,
+             wait: float = 60.0) -> int:
+        """Saves the fitted Recipe as the next version of the folder ``path``.
+
+        Writes ``path/versions/<n>/`` (the manifest, vocabularies, tower weights,
+        the blend's factor tables, the users' query features, the candidates, each
+        user's seen items, and ``index/``, the serving SavedModel of
+        :meth:`build_index`) under a temporary name, renames it into place when
+        complete, then points ``path/latest`` at ``n``; a process killed midway
+        leaves the previous version loadable. Load it with :func:`tfrs_kit.load`;
+        list versions with :func:`tfrs_kit.recipe.versions`, go back with
+        :func:`tfrs_kit.recipe.rollback`.
+
+        Args:
+            path: A new or empty folder, or one ``save`` wrote before.
+            k_max: The most items the saved index returns per query (at most the
+                number of candidates).
+            wait: Seconds to wait for another process saving to ``path``; then
+                :class:`TimeoutError`.
+
+        Returns:
+            The number ``n`` of the version written.
+
+        Raises:
+            FileExistsError: ``path`` is a file, or a folder of other files.
+        """
+        from tfrs_kit.recipe._save import save
+
+        return save(self, path, k_max=k_max, wait=wait)
+
+    def update(self, new_events: TableLike, *, replay: float = 2.0, epochs: int = 2,
+               tolerance: float = 0.05, force: bool = False,
+               dir: str | os.PathLike[str] | None = None, k_max: int = 100,
+               wait: float = 60.0) -> Recipe:
+        """Brings the fitted (or loaded) model up to date with ``new_events``, no refit.
+
+        New users and items get new embedding rows (known ids keep theirs); the model
+        is fine-tuned from its weights on the new events plus ``replay`` older events
+        per new one; the blend, the users' histories, seen items and index follow.
+        The guard holds out each user's latest new event and refuses an update that
+        scores worse there than the serving model by more than ``tolerance``
+        (relative). ``report``: :attr:`update_report_`. See ``docs/recipe.md``,
+        "Updating with new events".
+
+        Args:
+            new_events: The new interactions, in the columns and id types of ``fit``'s.
+            replay: Older events sampled per new event.
+            epochs: Fine-tuning epochs.
+            tolerance: The largest relative drop of the guard's metric allowed.
+            force: Publish even when the guard refuses.
+            dir: A folder ``save`` wrote: the update is saved there as a new version,
+                ``latest`` moved to it, only when published.
+            k_max, wait: As in :meth:`save`.
+
+        Returns:
+            ``self``, updated.
+
+        Raises:
+            tfrs_kit.recipe.UpdateRejected: The guard refused (nothing changed).
+            ValueError: ``new_events`` is empty or lacks a column of the model's.
+            TypeError: An id or time column of another type than the model's.
+        """
+        from tfrs_kit.recipe._update import check_folder, update_recipe
+
+        folder = None if dir is None else check_folder(dir)
+        report = update_recipe(self, new_events, replay=replay, epochs=epochs,
+                               tolerance=tolerance, force=force)
+        if folder is not None:
+            report = dataclasses.replace(report, version=self.save(folder, k_max=k_max,
+                                                                   wait=wait))
+        self.update_report_ = report
+        return self
+
+    def recommend(self, users: Any = None, *, history: Any = None, k: int = 10,
+                  exclude_seen: bool = True) -> Any:
+        """The top ``k`` candidates for users given by id, or by a history of item ids.
+
+        Args:
+            users: A user id, or a list of them. A user of the training log is
+                scored from their query features at its end (their latest
+                history). ``None`` with ``history``: users the model never saw.
+            history: Item ids the user interacted with, most recent last: one
+                list (one user) or a list of lists (one per user). It replaces a
+                known user's history; a user id the model never saw (or none)
+                reads the unknown-id embedding, so a new user is scored from
+                their history alone (and, for user features, the most common
+                value of each). A model that reads no history (see
+                :attr:`settings`) scores every new user alike.
+            k: The list length (at most the number of candidates).
+            exclude_seen: Leave out the items a known user had in the training
+                log and the items of ``history``.
+
+        Returns:
+            :class:`~tfrs_kit.Recommendations`: ``ids`` and ``scores``, one row per
+            user, best first; padded (id ``""`` or ``-1``, score ``-inf``) where
+            fewer than ``k`` items are left.
+
+        Raises:
+            ValueError: An unknown user without a history, neither ``users`` nor
+                ``history``, or ``k`` above the number of candidates.
+        """
+        from tfrs_kit.recipe._serve import recommend
+
+        return recommend(self, users, history=history, k=k, exclude_seen=exclude_seen)
 
     def as_recommender(self, train: TableLike | None = None, *, user_id: str | None = None,
                        item_id: str | None = None) -> Any:
@@ -275,6 +462,14 @@ class Recipe:
         return IndexBuilder(k_max=k_max, backend=backend, **options).build(
             self.model, self.candidates())
 
+    def _columns(self, train: Any) -> Columns:
+        """The columns for ``train`` (None: data that carries no schema), with the
+        features this Recipe considers, and a history column name none of them has."""
+        schema = resolve_schema(*(() if train is None else (train,)), schema=self.schema,
+                                **self._column_arguments).replace(
+            item_features=self.item_features, user_features=self.user_features)
+        return Columns(schema, _history_name(schema.columns))
+
     def _prepare(self, train: TableLike, items: TableLike | None,
                  users: TableLike | None) -> tuple[Data, dict[str, str]]:
         c = self.columns
@@ -290,6 +485,27 @@ class Recipe:
         data = Data(log=log[c.ids()].reset_index(drop=True), items=item_table,
                     users=user_table, columns=c, max_history=self.max_history)
         return data, {**dropped_items, **dropped_users}
+
+    def _seen(self) -> pd.DataFrame:
+        """The user, item (and time) of each interaction of the training log (what a user
+        has seen, what popularity counts and what ``update`` extends)."""
+        if self._saved is not None:
+            return self._saved.seen
+        return self._data_or_raise().log[self.columns.ids()]
+
+    def _restore(self, columns: Columns, trained: Trained, report: RecipeReport,
+                 saved: Saved) -> None:
+        """The state of a fitted Recipe, read back by ``tk.load``."""
+        self.columns, self.schema_ = columns, columns.schema
+        self._set_state(trained, report, None, saved)
+
+    def _set_state(self, trained: Trained | None, report: RecipeReport | None,
+                   data: Data | None, saved: Saved | None) -> None:
+        """The fitted state: the model, the report, and what it serves from (the
+        training data, or a loaded Recipe's saved tables)."""
+        self._trained, self._data, self._saved = trained, data, saved
+        self.report_ = report
+        self._item_embeddings = None
 
     def _log(self, message: str) -> None:
         if self.verbose is True or (self.verbose == "auto" and (
@@ -311,7 +527,9 @@ _MIN_VALIDATION_USERS = 10
 _BLEND_SHARE = 0.1  # of the time budget, kept back from the search for the blend
 
 
-def _names(argument: str, names: Any) -> tuple[str, ...]:
+def _names(argument: str, names: Any, schema: Schema | None = None) -> tuple[str, ...]:
+    if names is None:  # item_features or user_features not given: the schema's
+        return tuple(getattr(schema, argument)) if schema is not None else ()
     if isinstance(names, str):
         raise invalid_argument(argument, "be a list of names", names,
                                hint=f"Did you mean {argument}=[{names!r}]?", error=TypeError)

@@ -36,6 +36,21 @@ class Blend:
     window: float = 1.0
     window_scores: Mapping[float, float] = dataclasses.field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The blend as plain JSON values (each score map as ``[weight, score]`` pairs)."""
+        return {"weight": self.weight, "scores": _pairs(self.scores),
+                "popularity": self.popularity,
+                "popularity_scores": _pairs(self.popularity_scores), "window": self.window,
+                "window_scores": _pairs(self.window_scores)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Blend:
+        """The blend :meth:`to_dict` wrote."""
+        return cls(weight=values["weight"], scores=_unpair(values["scores"]),
+                   popularity=values["popularity"],
+                   popularity_scores=_unpair(values["popularity_scores"]),
+                   window=values["window"], window_scores=_unpair(values["window_scores"]))
+
     @property
     def score(self) -> float:
         """The validation metric at the chosen weights."""
@@ -95,6 +110,11 @@ class RecipeReport:
         note: Anything that changed the procedure (no validation slice, ...).
         blend: The factorisation's weight beside the towers and the validation
             metric of each weight tried (``None``: no blend was tried).
+        towers: The names of the query and the candidate tower every model was
+            built with (``"default"``: :class:`~tfrs_kit.Tower`; else the
+            registered name, class or function the Recipe was given).
+        stages: Seconds per stage of ``fit`` on a log bigger than memory
+            (``prepare``, ``search``, ``final``, ``serving tables``); empty in memory.
     """
 
     chosen: Settings
@@ -108,19 +128,49 @@ class RecipeReport:
     time_budget: float | None
     note: str = ""
     blend: Blend | None = None
+    towers: tuple[str, str] = ("default", "default")
+    stages: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, *, chosen: Settings, epochs: int, trials: Sequence[Trial], metric: str,
               dropped: Mapping[str, str], validation_users: int, seconds: float,
-              time_budget: float | None, note: str,
-              blend: Blend | None = None) -> RecipeReport:
+              time_budget: float | None, note: str, blend: Blend | None = None,
+              towers: tuple[str, str] = ("default", "default")) -> RecipeReport:
         reasons = _reasons(chosen, trials, metric)
         if blend is not None:
             reasons += blend.reasons(metric)
         return cls(chosen=chosen, epochs=epochs, metric=metric, trials=tuple(trials),
                    reasons=tuple(reasons), dropped_features=dict(dropped),
                    validation_users=validation_users, seconds=seconds,
-                   time_budget=time_budget, note=note, blend=blend)
+                   time_budget=time_budget, note=note, blend=blend, towers=towers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON values; :meth:`from_dict` reads it back."""
+        return {
+            "chosen": self.chosen.to_dict(), "epochs": self.epochs, "metric": self.metric,
+            "trials": [{"settings": t.settings.to_dict(), "state": t.state,
+                        "epochs": t.epochs, "scores": dict(t.scores), "seconds": t.seconds}
+                       for t in self.trials],
+            "reasons": list(self.reasons), "dropped_features": dict(self.dropped_features),
+            "validation_users": self.validation_users, "seconds": self.seconds,
+            "time_budget": self.time_budget, "note": self.note,
+            "blend": None if self.blend is None else self.blend.to_dict(),
+            "towers": list(self.towers), "stages": dict(self.stages)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RecipeReport:
+        """The report :meth:`to_dict` wrote."""
+        trials = tuple(Trial(Settings.from_dict(t["settings"]), t["state"], t["epochs"],
+                             dict(t["scores"]), t["seconds"]) for t in values["trials"])
+        blend = values.get("blend")
+        return cls(chosen=Settings.from_dict(values["chosen"]), epochs=values["epochs"],
+                   metric=values["metric"], trials=trials, reasons=tuple(values["reasons"]),
+                   dropped_features=dict(values["dropped_features"]),
+                   validation_users=values["validation_users"], seconds=values["seconds"],
+                   time_budget=values["time_budget"], note=values.get("note", ""),
+                   blend=None if blend is None else Blend.from_dict(blend),
+                   towers=tuple(values.get("towers", ("default", "default"))),
+                   stages=dict(values.get("stages", {})))
 
     @property
     def validation_score(self) -> float | None:
@@ -151,6 +201,11 @@ class RecipeReport:
         if self.validation_score is not None:
             lines.append(f"  validation {self.metric} {self.validation_score:.4f} "
                          f"on {self.validation_users} users")
+        if self.towers != ("default", "default"):
+            lines.append(f"  towers: query {self.towers[0]!r}, candidate {self.towers[1]!r}")
+        if self.stages:
+            lines.append("  time: " + ", ".join(f"{stage} {seconds:.1f} s"
+                                                 for stage, seconds in self.stages.items()))
         if self.note:
             lines.append(f"  note: {self.note}")
         lines += [f"  {reason}" for reason in self.reasons]
@@ -167,6 +222,14 @@ _KNOBS = {
     "item_features": lambda s: ",".join(s.item_features) or "none",
     "user_features": lambda s: ",".join(s.user_features) or "none",
 }
+
+
+def _pairs(scores: Mapping[float, float]) -> list[list[float]]:
+    return [[float(key), float(value)] for key, value in scores.items()]
+
+
+def _unpair(pairs: Sequence[Sequence[float]]) -> dict[float, float]:
+    return {float(key): float(value) for key, value in pairs}
 
 
 def _reasons(chosen: Settings, trials: Sequence[Trial], metric: str) -> list[str]:

@@ -45,6 +45,7 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
     item_features, user_features = features
     study, shape = _study(optuna, data, base=base, histories=histories, features=features,
                           seed=seed)
+    allowed = data.towers.allowed()
     budget = _Budget(deadline)
     # The final model trains up to the best epoch on the whole log (the slice too).
     share = (len(data.log) + len(validation)) / len(data.log)
@@ -52,7 +53,8 @@ def search(data: Data, validation: pd.DataFrame, *, base: Settings, histories: S
     trials: list[Trial] = []
 
     def objective(trial: Any) -> float:
-        settings = suggest(trial, base, item_features, user_features, histories, **shape)
+        settings = suggest(trial, base, item_features, user_features, histories,
+                           allowed=allowed, **shape)
 
         seen: list[float] = []
 
@@ -105,12 +107,15 @@ def _study(optuna: Any, data: Data, *, base: Settings, histories: Sequence[str],
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
     c = data.columns
+    allowed = data.towers.allowed()
     shape = {"repeats": bool(data.log.duplicated([c.user_id, c.item_id]).any()),
-             # The warm start is ids only: a query without history.
-             "warm": "none" in histories and importlib.util.find_spec("implicit") is not None}
+             # The warm start is ids only: a query without history, the built-in towers.
+             "warm": ("none" in histories and allowed.warm_start
+                      and importlib.util.find_spec("implicit") is not None)}
     short = data.log[c.user_id].value_counts().median() <= _SHORT_HISTORY
     sparse = data.log[c.item_id].value_counts().median() <= _SPARSE_ITEMS
-    for settings in candidate_settings(base, histories, short=short, sparse=sparse, **shape):
+    for settings in candidate_settings(base, histories, short=short, sparse=sparse,
+                                       allowed=allowed, **shape):
         study.enqueue_trial({**settings.as_params(),
                              **feature_params(settings, *features)})
     return study, shape

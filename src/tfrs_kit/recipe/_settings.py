@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "HISTORY_ENCODERS", "Settings", "base_settings", "candidate_settings", "feature_params",
-    "suggest", "warm_settings",
+    "HISTORY_ENCODERS", "Allowed", "Settings", "base_settings", "candidate_settings",
+    "feature_params", "suggest", "warm_settings",
 ]
 
 # "none": ids (and features) only; "mean": the mean-pooled bag of the last items;
@@ -83,6 +83,34 @@ class Settings:
     warm_regularization: float = 1.0
     warm_alpha: float = 10.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON values; :meth:`from_dict` reads them back.
+
+        >>> Settings.from_dict(Settings(item_features=("genre",)).to_dict()).item_features
+        ('genre',)
+        """
+        return {field.name: (list(value) if isinstance(value, tuple) else value)
+                for field in dataclasses.fields(self)
+                for value in (getattr(self, field.name),)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Settings:
+        """The settings :meth:`to_dict` wrote (a field it lacks keeps its default).
+
+        Raises:
+            ValueError: A key that is not a field of :class:`Settings`.
+        """
+        fields = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            from tfrs_kit._errors import invalid_argument
+
+            raise invalid_argument("settings", "hold only Settings fields", unknown,
+                                   hint=f"Known fields: {sorted(fields)}.")
+        fixed: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                                 for key, value in values.items()}
+        return cls(**fixed)
+
     def as_params(self) -> dict[str, Any]:
         """The settings as Optuna parameters (features one flag each)."""
         if self.warm_start:
@@ -125,8 +153,34 @@ class Settings:
         return " ".join(parts)
 
 
+@dataclasses.dataclass(frozen=True)
+class Allowed:
+    """The settings the towers can take: all of them with the built-in :class:`~tfrs_kit.Tower`.
+
+    A custom tower (``tk.Recipe(query_tower=..., candidate_tower=...)``) is
+    given only the options its constructor accepts, so the search leaves out
+    the settings that need one it lacks (and the order-aware history when the
+    query tower takes no ``sequence_features``).
+
+    Attributes:
+        cosine: Unit-length embeddings and a temperature: both towers take ``normalize``.
+        id_dropout: Hiding item ids in training: the candidate tower takes ``feature_dropout``.
+        share_history: One item table for the history and the candidates: both towers are
+            ``Tower`` subclasses that build the built-in encoders (``share_embeddings``
+            ties their embedding tables).
+        warm_start: The factorisation warm start: both towers are the built-in ``Tower``,
+            whose id-only towers are the plain tables the factorisation fills.
+    """
+
+    cosine: bool = True
+    id_dropout: bool = True
+    share_history: bool = True
+    warm_start: bool = True
+
+
 def base_settings(rows: int, *, histories: Sequence[str], item_features: Sequence[str],
-                  user_features: Sequence[str], max_epochs: int | None = None) -> Settings:
+                  user_features: Sequence[str], max_epochs: int | None = None,
+                  allowed: Allowed = Allowed()) -> Settings:
     """The default recipe sized for a log of ``rows`` interactions.
 
     Batches of 1,024 rows (smaller for small logs, so an epoch has 20 steps or
@@ -146,12 +200,12 @@ def base_settings(rows: int, *, histories: Sequence[str], item_features: Sequenc
     return Settings(history="mean" if "mean" in histories else histories[0],
                     epochs=min(epochs, max_epochs or epochs), batch_size=batch_size,
                     item_features=tuple(item_features), user_features=tuple(user_features),
-                    id_dropout=0.2 if item_features else 0.0)
+                    id_dropout=0.2 if item_features and allowed.id_dropout else 0.0)
 
 
 def candidate_settings(base: Settings, histories: Sequence[str], *, repeats: bool = False,
-                       warm: bool = False, short: bool = False,
-                       sparse: bool = False) -> list[Settings]:
+                       warm: bool = False, short: bool = False, sparse: bool = False,
+                       allowed: Allowed = Allowed()) -> list[Settings]:
     """The settings tried first, most promising first, before the tuner explores.
 
     ``base`` is the default recipe with every feature the user named; then the
@@ -165,7 +219,7 @@ def candidate_settings(base: Settings, histories: Sequence[str], *, repeats: boo
     ``benchmarks/ablations.py``, so with ``short`` histories it goes first); no
     features where they carry no signal; no user id where histories are short;
     no history where the past says little about the next item; a decaying
-    learning rate; cosine scores.
+    learning rate; cosine scores. What the towers cannot take (``allowed``) is left out.
     """
     sequence = dataclasses.replace(base, history="sequence")
     seeds = [sequence] if short and "sequence" in histories else []
@@ -184,11 +238,13 @@ def candidate_settings(base: Settings, histories: Sequence[str], *, repeats: boo
         seeds.append(dataclasses.replace(base, item_features=(), user_features=(),
                                          id_dropout=0.0))
     if base.history != "none":
-        seeds.append(dataclasses.replace(base, user_id=False, share_history=True))
+        seeds.append(dataclasses.replace(base, user_id=False,
+                                         share_history=allowed.share_history))
     if "none" in histories and base.history != "none":
         seeds.append(dataclasses.replace(base, history="none"))
     seeds.append(dataclasses.replace(base, learning_rate=0.1, schedule="cosine"))
-    seeds.append(dataclasses.replace(base, normalize=True, temperature=0.1))
+    if allowed.cosine:
+        seeds.append(dataclasses.replace(base, normalize=True, temperature=0.1))
     return list(dict.fromkeys(seeds))
 
 
@@ -208,8 +264,12 @@ def warm_settings(base: Settings, **changes: Any) -> Settings:
 
 def suggest(trial: Any, base: Settings, item_features: Sequence[str],
             user_features: Sequence[str], histories: Sequence[str], *,
-            repeats: bool = False, warm: bool = False) -> Settings:
-    """Draws settings from an Optuna trial (enqueued trials get their fixed values)."""
+            repeats: bool = False, warm: bool = False,
+            allowed: Allowed = Allowed()) -> Settings:
+    """Draws settings from an Optuna trial (enqueued trials get their fixed values).
+
+    A setting ``allowed`` rules out is never drawn (its parameter is not suggested).
+    """
     if warm and trial.suggest_categorical("warm_start", [False, True]):
         return warm_settings(
             base, embedding_dim=trial.suggest_categorical("embedding_dim", list(_DIMS)),
@@ -218,7 +278,7 @@ def suggest(trial: Any, base: Settings, item_features: Sequence[str],
             learning_rate=trial.suggest_float("warm_learning_rate", 1e-3, 0.03, log=True))
     history = trial.suggest_categorical("history", list(histories))
     items = _suggest_subset(trial, "item", item_features)
-    normalize = trial.suggest_categorical("normalize", [False, True])
+    normalize = allowed.cosine and trial.suggest_categorical("normalize", [False, True])
     temperature = (trial.suggest_float("temperature", 0.03, 0.3, log=True)
                    if normalize else None)
     # A user with neither id nor history would be a constant query.
@@ -236,10 +296,11 @@ def suggest(trial: Any, base: Settings, item_features: Sequence[str],
         item_features=items,
         user_features=_suggest_subset(trial, "user", user_features),
         user_id=user_id,
-        share_history=(not user_id
+        share_history=(not user_id and allowed.share_history
                        and trial.suggest_categorical("share_history", [True, False])),
         first_only=repeats and trial.suggest_categorical("first_only", [True, False]),
-        id_dropout=trial.suggest_float("id_dropout", 0.0, 0.5) if items else 0.0,
+        id_dropout=(trial.suggest_float("id_dropout", 0.0, 0.5)
+                    if items and allowed.id_dropout else 0.0),
     )
 
 

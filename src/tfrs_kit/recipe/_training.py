@@ -17,22 +17,24 @@ from tfrs_kit.features._vocabulary import VocabularyBuilder
 from tfrs_kit.recipe._inputs import Columns, attach
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._settings import Settings
+from tfrs_kit.recipe._towers import DEFAULT_TOWERS, Towers
 from tfrs_kit.retrieval import TwoTowerRetrieval
-from tfrs_kit.towers import Tower
 
-__all__ = ["Data", "Trained", "train", "train_final", "validation_scores",
-           "validation_scores_of"]
+__all__ = ["Data", "Saved", "Trained", "build_model", "count_vocabularies", "train",
+           "train_final", "validation_scores", "validation_scores_of"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-    """What a model is trained on: a log, and one row per item and per user."""
+    """What a model is trained on: a log, and one row per item and per user (and the
+    towers every model is built with)."""
 
     log: pd.DataFrame
     items: pd.DataFrame
     users: pd.DataFrame
     columns: Columns
     max_history: int
+    towers: Towers = DEFAULT_TOWERS
 
     def history(self) -> HistoryBuilder:
         c = self.columns
@@ -75,6 +77,17 @@ class Data:
 
 
 @dataclasses.dataclass(frozen=True)
+class Saved:
+    """What a loaded Recipe serves from, in place of the training log: one row per user
+    (their query features at the end of the log), one per candidate, and the user and
+    item of each interaction of the training log (``[user_id, item_id]``)."""
+
+    queries: pd.DataFrame
+    candidates: pd.DataFrame
+    seen: pd.DataFrame
+
+
+@dataclasses.dataclass(frozen=True)
 class Trained:
     """A trained model and how it did on the validation slice."""
 
@@ -87,23 +100,37 @@ class Trained:
     final_seconds: float = 0.0  # the estimated time of its final training on the whole log
 
 
-def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowerRetrieval:
-    """The two-tower model of ``settings``, its vocabularies counted on ``rows``."""
-    c = data.columns
+def count_vocabularies(columns: Columns, settings: Settings, rows: dict[str, Any]) -> Any:
+    """The vocabularies of the model of ``settings``, counted on ``rows``."""
+    c = columns
     kinds: dict[str, str] = {c.user_id: "categorical", c.item_id: "categorical"}
-    query = [c.user_id] if settings.user_id else []
     if settings.history != "none":
         kinds[c.history] = "multi"
-        query.append(c.history)
-    query += settings.user_features
-    sequence = [c.history] if settings.history == "sequence" else []
     features = [*settings.item_features, *settings.user_features]
     vocabularies = VocabularyBuilder().fit(rows, features=list(kinds) + features,
                                            verbose=False)
     vocabularies = _with_kinds(vocabularies, kinds)
-    share = {}
     if settings.share_history and settings.history != "none":
         vocabularies = vocabularies.alias(c.history, c.item_id, kind="multi")
+    return vocabularies
+
+
+def build_model(data: Data, settings: Settings, rows: dict[str, Any] | None = None, *,
+                vocabularies: Any = None) -> TwoTowerRetrieval:
+    """The two-tower model of ``settings``, its vocabularies counted on ``rows`` (or
+    given: a saved model's), its towers built by ``data.towers`` (each given the options
+    its constructor takes). The model keeps its vocabularies as ``vocabularies_``."""
+    c = data.columns
+    if vocabularies is None:
+        assert rows is not None
+        vocabularies = count_vocabularies(c, settings, rows)
+    query = [c.user_id] if settings.user_id else []
+    if settings.history != "none":
+        query.append(c.history)
+    query += settings.user_features
+    sequence = [c.history] if settings.history == "sequence" else []
+    share = {}
+    if settings.share_history and settings.history != "none":
         share = {c.history: c.item_id}
     size = settings.embedding_dim
     # Features join the ids additively, in their space, with no projection: a rare or
@@ -111,14 +138,17 @@ def build_model(data: Data, settings: Settings, rows: dict[str, Any]) -> TwoTowe
     # id-only matrix factorisation stays a special case. (A projection after the
     # features cost a fifth of ndcg@10 on the suite's content log.)
     dropout = {c.item_id: settings.id_dropout} if settings.id_dropout else None
-    return TwoTowerRetrieval(
-        Tower(vocabularies, features=query, sequence_features=sequence, output_dim=size,
-              normalize=settings.normalize, combine="sum"),
-        Tower(vocabularies, features=[c.item_id, *settings.item_features], combine="sum",
-              feature_dropout=dropout, output_dim=size, normalize=settings.normalize),
+    model = TwoTowerRetrieval(
+        data.towers.query(vocabularies, features=query, sequence_features=sequence,
+                          output_dim=size, normalize=settings.normalize, combine="sum"),
+        data.towers.candidate(vocabularies, features=[c.item_id, *settings.item_features],
+                              combine="sum", feature_dropout=dropout, output_dim=size,
+                              normalize=settings.normalize),
         temperature=settings.temperature if settings.normalize else None,
         share_embeddings=share,
     )
+    model.vocabularies_ = vocabularies  # what a saved Recipe writes beside the weights
+    return model
 
 
 def _with_kinds(vocabularies: Any, kinds: dict[str, str]) -> Any:

@@ -4,6 +4,8 @@ Modules, in the order a batch flows through them:
 
 - ``_pipeline``: tables to ``tf.data`` (tensors, shuffling, sharding);
 - ``_model``: :class:`TwoTowerRetrieval` (``fit``, embeddings, ``as_recommender``);
+  ``fit`` reads its log whole (``_in_memory``) or streamed from files
+  (``_streamed``), with the checks and callbacks of ``_fitting``;
 - ``_negatives``: negative sampling beyond the batch (random catalogue candidates);
 - ``_task``: :class:`FastRetrieval`, the in-batch softmax loss;
 - ``_cross_replica``: its cross-replica variant under ``tf.distribute``.

@@ -1,4 +1,9 @@
-"""The two-tower retrieval model, on ``tfrs.Model`` and ``tfrs.tasks.Retrieval``."""
+"""The two-tower retrieval model, on ``tfrs.Model`` and ``tfrs.tasks.Retrieval``.
+
+``fit`` reads its log in one of two ways, each in its own module: whole, into
+memory (``_in_memory``), or streamed from files (``_streamed``); ``_fitting``
+holds its checks and callbacks, ``towers/_model_base`` what the ranker shares.
+"""
 
 from __future__ import annotations
 
@@ -8,58 +13,46 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from tfrs_kit._errors import NotFittedError, invalid_argument, missing_column
 from tfrs_kit._validation import (
-    check_choice,
     check_features,
-    check_fraction,
     check_int,
+    check_no_missing,
     check_number,
     check_verbose,
 )
-from tfrs_kit.data._files import is_files, iter_tables, resolve
-from tfrs_kit.data._stream import count_values, distinct_rows, file_dataset, id_tensor
-from tfrs_kit.data._table import Table, TableLike, last_rows, num_rows, select, to_table
+from tfrs_kit.data._stream import distinct_rows, file_dataset
+from tfrs_kit.data._table import Table, TableLike, num_rows, to_table
 from tfrs_kit.data._tensors import make_dataset
 from tfrs_kit.retrieval._cross_replica import CrossReplicaRetrieval
+from tfrs_kit.retrieval._fitting import StopOnNonFiniteLoss, check_fit_settings, early_stopping
+from tfrs_kit.retrieval._in_memory import read_in_memory
 from tfrs_kit.retrieval._negatives import NegativePool
 from tfrs_kit.retrieval._pipeline import text_encodings, training_dataset
+from tfrs_kit.retrieval._streamed import (
+    SAMPLING_PROBABILITY,
+    batch_preparation,
+    scan_files,
+    streaming_buffer,
+)
 from tfrs_kit.retrieval._task import FastRetrieval
 from tfrs_kit.towers import Tower
+from tfrs_kit.towers._model_base import (
+    TwoTowerModel,
+    check_tower,
+    item_id_of,
+    rows_by_key,
+    user_positions,
+)
 
 __all__ = ["TwoTowerRetrieval"]
 
-# No leading underscore: TensorFlow turns feature names into graph node names.
-_SAMPLING_PROBABILITY = "tfrs_kit_sampling_probability"
-_SCHEDULES = ("constant", "cosine")
 _LEARNING_RATE = 0.05  # Adagrad's, when fit compiles the model
 
 
-class LossLogs(tfrs.Model):
-    """A TFRS model whose ``fit`` lines show ``loss`` alone when nothing is regularised.
-
-    TFRS logs ``regularization_loss`` (0) and ``total_loss`` (the loss again) at
-    every step; the towers are built by the time a step returns, so
-    ``self.losses`` holds their regularisers, if any.
-    """
-
-    def train_step(self, inputs: Any) -> dict[str, Any]:
-        return self._loss_only(super().train_step(inputs))
-
-    def test_step(self, inputs: Any) -> dict[str, Any]:
-        return self._loss_only(super().test_step(inputs))
-
-    def _loss_only(self, logs: dict[str, Any]) -> dict[str, Any]:
-        if not self.losses:
-            logs.pop("regularization_loss", None)
-            logs.pop("total_loss", None)
-        return logs
-
-
 @tf.keras.utils.register_keras_serializable(package="tfrs_kit")
-class TwoTowerRetrieval(LossLogs):
+class TwoTowerRetrieval(TwoTowerModel):
     """A query tower and a candidate tower trained with in-batch softmax retrieval.
 
     The loss is ``tfrs.tasks.Retrieval``'s: every other candidate in a batch is a
@@ -69,8 +62,8 @@ class TwoTowerRetrieval(LossLogs):
     Args:
         query_tower: Encodes the query (user) features.
         candidate_tower: Encodes the candidate (item) features.
-        candidate_id: The feature that identifies a candidate; default: the
-            candidate tower's first feature.
+        item_id: The feature that identifies a candidate (an item); default:
+            the candidate tower's first feature.
         temperature: Divides the logits; lower values sharpen the softmax
             (useful with normalised towers, e.g. 0.05-0.2).
         remove_accidental_hits: Do not count a batch's other copies of the
@@ -100,6 +93,7 @@ class TwoTowerRetrieval(LossLogs):
             batch of 4,096 MovieLens ratings holds about 1,200 distinct movies.
             Turn it off if candidate features vary per interaction.
         name: The Keras name of the model.
+        candidate_id: Deprecated: the old name of ``item_id``.
 
     Attributes:
         candidate_frequencies_: Each candidate id's share of the rows of ``x`` in
@@ -132,7 +126,7 @@ class TwoTowerRetrieval(LossLogs):
         query_tower: Tower,
         candidate_tower: Tower,
         *,
-        candidate_id: str | None = None,
+        item_id: str | None = None,
         temperature: float | None = None,
         remove_accidental_hits: bool = False,
         logq_correction: bool = True,
@@ -142,11 +136,12 @@ class TwoTowerRetrieval(LossLogs):
         unique_candidates: bool = True,
         cross_replica_negatives: bool = True,
         name: str | None = None,
+        candidate_id: str | None = None,
     ) -> None:
         super().__init__(name=name)
-        self.query_tower = _check_tower("query_tower", query_tower)
-        self.candidate_tower = _check_tower("candidate_tower", candidate_tower)
-        self.candidate_id = candidate_id or candidate_tower.features[0]
+        self.query_tower = check_tower("query_tower", query_tower)
+        self.candidate_tower = check_tower("candidate_tower", candidate_tower)
+        self.item_id = item_id_of(candidate_tower, item_id, candidate_id)
         self.temperature = check_number("temperature", temperature, minimum=0, low_open=True,
                                         allow_none=True)
         self.remove_accidental_hits = bool(remove_accidental_hits)
@@ -179,7 +174,7 @@ class TwoTowerRetrieval(LossLogs):
         return {
             "query_tower": tf.keras.utils.serialize_keras_object(self.query_tower),
             "candidate_tower": tf.keras.utils.serialize_keras_object(self.candidate_tower),
-            "candidate_id": self.candidate_id,
+            "item_id": self.item_id,
             "temperature": self.temperature,
             "remove_accidental_hits": self.remove_accidental_hits,
             "logq_correction": self.logq_correction,
@@ -191,32 +186,11 @@ class TwoTowerRetrieval(LossLogs):
             "name": self.name,
         }
 
-    def get_build_config(self) -> None:
-        # As the towers': Keras would build a deserialised model on float
-        # placeholders, which string and list features reject; it builds on first call.
-        return None
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any],
-                    custom_objects: Mapping[str, Any] | None = None) -> TwoTowerRetrieval:
-        """A new, untrained model from :meth:`get_config`'s output.
-
-        Custom tower classes must be registered for Keras serialisation (see
-        :func:`tfrs_kit.towers.register_tower`) or given in ``custom_objects``.
-        """
-        settings = dict(config)
-        towers = {
-            key: tf.keras.utils.deserialize_keras_object(settings.pop(key),
-                                                         custom_objects=custom_objects)
-            for key in ("query_tower", "candidate_tower")
-        }
-        return cls(**towers, **settings)
-
     @property
     def features(self) -> tuple[str, ...]:
         """Every feature the model reads in training, in a stable order."""
         names = dict.fromkeys(
-            [*self.query_tower.features, *self.candidate_tower.features, self.candidate_id]
+            [*self.query_tower.features, *self.candidate_tower.features, self.item_id]
         )
         return tuple(names)
 
@@ -229,13 +203,13 @@ class TwoTowerRetrieval(LossLogs):
 
     def compute_loss(self, features: Mapping[str, Any], training: bool = False) -> tf.Tensor:
         query, candidate = self(features, training=training)
-        ids = features[self.candidate_id]
-        probability = features[_SAMPLING_PROBABILITY] if self.logq_correction else None
+        ids = features[self.item_id]
+        probability = features[SAMPLING_PROBABILITY] if self.logq_correction else None
         if self._negatives is not None and training:
             drawn, drawn_probability = self._negatives.draw(self.num_random_negatives)
             candidate = tf.concat(
                 [candidate, self.candidate_tower(drawn, training=training)], axis=0)
-            ids = tf.concat([ids, drawn[self.candidate_id]], axis=0)
+            ids = tf.concat([ids, drawn[self.item_id]], axis=0)
             if probability is not None:
                 probability = self._negatives.mixed_probability(
                     probability, drawn_probability, tf.shape(query)[0])
@@ -278,7 +252,8 @@ class TwoTowerRetrieval(LossLogs):
                 of both towers: a DataFrame, a dict of arrays, a
                 ``tf.data.Dataset`` of feature dicts (read into memory once), or
                 a path, glob or list of Parquet, CSV or TFRecord shards (read into
-                memory, or streamed with ``shuffle_buffer``).
+                memory, or streamed with ``shuffle_buffer``), or ``tk.data.Shards``
+                (always streamed).
             epochs: Passes over the data.
             batch_size: Rows per step; also the number of in-batch negatives.
             shuffle: Reshuffle the rows every epoch.
@@ -302,7 +277,9 @@ class TwoTowerRetrieval(LossLogs):
                 ``False``: silent. Keras's integers work too: 0 silent, 1 a
                 progress bar per step, 2 one line per epoch.
             shuffle_buffer: Only for ``x`` given as files: stream the shards
-                instead of reading them into memory. Each pass reads them in a new
+                instead of reading them into memory (``tk.data.Shards`` stream
+                by default, with a buffer of 65,536 rows; paths are read into
+                memory unless this is given). Each pass reads them in a new
                 order, four at a time, and shuffles their rows within windows
                 of this many rows (memory: the window and a chunk per shard read;
                 one pass first counts the candidate ids). The order then differs
@@ -334,26 +311,26 @@ class TwoTowerRetrieval(LossLogs):
             Traceback (most recent call last):
             ValueError: `learning_rate` must be None when the model is already compiled. ...
         """
-        keras_verbose = _check_fit_settings(
+        keras_verbose = check_fit_settings(
             compiled=self.optimizer is not None, epochs=epochs, batch_size=batch_size,
             seed=seed, learning_rate=learning_rate, learning_rate_schedule=learning_rate_schedule,
             validation_data=validation_data, validation_fraction=validation_fraction,
             early_stopping_patience=early_stopping_patience, verbose=verbose,
         )
-        if shuffle_buffer is None:
-            train, validation_data = self._in_memory(x, validation_data, validation_fraction,
-                                                     seed=seed)
+        if (shuffle_buffer := streaming_buffer(x, shuffle_buffer)) is None:
+            train, validation_data = read_in_memory(self, x, validation_data,
+                                                    validation_fraction, seed=seed)
             rows = num_rows(train)
         else:
-            paths, rows_per_file = self._scan_files(x, shuffle_buffer, validation_fraction)
+            paths, rows_per_file = scan_files(self, x, shuffle_buffer, validation_fraction)
             rows = sum(rows_per_file)
         validation = self._validation_dataset(validation_data, batch_size=batch_size)
-        callbacks = [*(callbacks or []), *_early_stopping(early_stopping_patience),
-                     _StopOnNonFiniteLoss()]
+        callbacks = [*(callbacks or []), *early_stopping(early_stopping_patience),
+                     StopOnNonFiniteLoss()]
         if self.num_random_negatives:
             pool = candidates if candidates is not None else x
             self._negatives = self._negative_pool(
-                distinct_rows(paths, self.candidate_id, self.candidate_tower.features)
+                distinct_rows(paths, self.item_id, self.candidate_tower.features)
                 if shuffle_buffer is not None and candidates is None else pool)
         if self.optimizer is None:
             self._compile_default(learning_rate, learning_rate_schedule,
@@ -365,7 +342,7 @@ class TwoTowerRetrieval(LossLogs):
         else:
             dataset, steps = file_dataset(
                 paths, self.features, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                shuffle_buffer=shuffle_buffer, prepare=self._batch_preparation(rows),
+                shuffle_buffer=shuffle_buffer, prepare=batch_preparation(self, rows),
                 rows_per_file=rows_per_file, strategy=self.distribute_strategy)
             shuffle_callbacks = []
             if steps is not None:
@@ -375,60 +352,6 @@ class TwoTowerRetrieval(LossLogs):
             dataset, epochs=epochs, validation_data=validation, callbacks=callbacks,
             verbose=keras_verbose, **kwargs,
         )
-
-    def _in_memory(self, x: TableLike, validation_data: TableLike | None,
-                   validation_fraction: float | None, *,
-                   seed: int | None) -> tuple[Table, TableLike | None]:
-        """``fit``'s training table (read, with the logQ probabilities) and validation data."""
-        table = self._read(x, "x")
-        self.candidate_frequencies_ = pd.Series(table[self.candidate_id]).value_counts(
-            normalize=True)
-        if validation_fraction is not None:
-            table, validation_data = _hold_out(table, validation_fraction, seed=seed)
-        return self._prepare(table), validation_data
-
-    def _scan_files(self, x: TableLike, shuffle_buffer: int,
-                    validation_fraction: float | None) -> tuple[list[str], list[int]]:
-        """The shards of a streamed ``x`` and their rows; learns the candidate frequencies.
-
-        One pass over the candidate id column; the first chunk of every feature
-        is checked as ``_read`` checks a table.
-        """
-        check_int("shuffle_buffer", shuffle_buffer, minimum=1)
-        if not is_files(x):
-            raise invalid_argument("shuffle_buffer", "be None unless x names files",
-                                   shuffle_buffer, hint="Streaming reads Parquet, CSV or "
-                                   "TFRecord shards; a table in memory is shuffled whole.")
-        if validation_fraction is not None:
-            raise invalid_argument("validation_fraction", "be None when streaming files",
-                                   validation_fraction, hint="Pass validation_data=... "
-                                   "(a table or files, read into memory).")
-        paths = resolve(x, argument="x")
-        first = next(iter_tables(paths, argument="x", columns=self.features,
-                                 rows_per_chunk=1024))
-        self._read(first, "x")  # the features' kinds and missing ids, on a sample
-        counts, rows = count_values(paths, self.candidate_id)
-        self.candidate_frequencies_ = counts / sum(rows)
-        return paths, rows
-
-    def _batch_preparation(self, rows: int) -> Any:
-        """What ``_prepare`` and ``_encode_once`` do to a table, done to a streamed batch."""
-        encodings = self._encode_once()
-        probability = None
-        frequencies = self.candidate_frequencies_
-        if self.logq_correction and frequencies is not None:
-            probability = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-                id_tensor(frequencies.index),
-                tf.constant(frequencies.to_numpy(np.float32))), default_value=1.0 / rows)
-
-        def prepare(batch: dict[str, Any]) -> dict[str, Any]:
-            batch = {name: encodings[name](value) if name in encodings else value
-                     for name, value in batch.items()}
-            if probability is not None:
-                batch[_SAMPLING_PROBABILITY] = probability.lookup(batch[self.candidate_id])
-            return batch
-
-        return prepare
 
     def _validation_dataset(self, data: TableLike | None, *,
                             batch_size: int) -> tf.data.Dataset | None:
@@ -444,7 +367,7 @@ class TwoTowerRetrieval(LossLogs):
 
     def _negative_pool(self, data: TableLike) -> NegativePool:
         """The catalogue of ``data``'s distinct candidates, for ``num_random_negatives``."""
-        return NegativePool.build(data, candidate_id=self.candidate_id,
+        return NegativePool.build(data, item_id=self.item_id,
                                   features=self.candidate_tower.features,
                                   frequencies=self.candidate_frequencies_)
 
@@ -458,7 +381,7 @@ class TwoTowerRetrieval(LossLogs):
 
     @property
     def _columns(self) -> tuple[str, ...]:
-        return self.features + ((_SAMPLING_PROBABILITY,) if self.logq_correction else ())
+        return self.features + ((SAMPLING_PROBABILITY,) if self.logq_correction else ())
 
     def _read(self, data: TableLike, argument: str) -> Table:
         """The features the model reads, checked: every column there, no missing id."""
@@ -467,7 +390,7 @@ class TwoTowerRetrieval(LossLogs):
         if missing:
             raise missing_column(argument, missing[0], table, role="a feature the towers read")
         table = {f: table[f] for f in self.features}
-        _check_no_missing_ids(table, self.candidate_id, argument)
+        check_no_missing(f"{argument}[{self.item_id!r}]", table[self.item_id])
         for tower in (self.query_tower, self.candidate_tower):
             check_features(argument, table, getattr(tower, "vocabularies", {}), tower.features)
         return table
@@ -482,9 +405,9 @@ class TwoTowerRetrieval(LossLogs):
         if self.candidate_frequencies_ is None:
             raise NotFittedError("Call `fit` before evaluating a model with logq_correction.")
         floor = 1.0 / max(num_rows(table), 1)
-        ids = pd.Series(table[self.candidate_id])
+        ids = pd.Series(table[self.item_id])
         probability = ids.map(self.candidate_frequencies_).fillna(floor).to_numpy(np.float32)
-        return {**table, _SAMPLING_PROBABILITY: probability}
+        return {**table, SAMPLING_PROBABILITY: probability}
 
     def query_embeddings(self, data: TableLike, *, batch_size: int = 8192,
                          verbose: bool | str = "auto") -> np.ndarray:
@@ -548,11 +471,11 @@ class TwoTowerRetrieval(LossLogs):
         (default: ``train``), each item's candidate features from its last row in
         ``items`` (default: ``train``); the catalogue is every item found there.
         """
-        item_id = item_id or self.candidate_id
-        items_table = _last_rows(to_table(items if items is not None else train, argument="items"),
-                                 item_id, self.candidate_tower.features, "items")
-        users_table = _last_rows(to_table(users if users is not None else train, argument="users"),
-                                 user_id, self.query_tower.features, "users")
+        item_id = item_id or self.item_id
+        items_table = rows_by_key(items if items is not None else train, item_id,
+                                  self.candidate_tower.features, "items")
+        users_table = rows_by_key(users if users is not None else train, user_id,
+                                  self.query_tower.features, "users")
         return _TwoTowerRecommender(
             item_ids=items_table[item_id],
             item_embeddings=self.candidate_tower.embed(items_table, batch_size=batch_size),
@@ -574,21 +497,8 @@ class _TwoTowerRecommender:
         self._user_embeddings = user_embeddings
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
-        positions = self._user_index.get_indexer(np.asarray(user_ids))
-        if np.any(positions < 0):
-            unknown = np.asarray(user_ids)[positions < 0][:5].tolist()
-            raise invalid_argument(
-                "user_ids", "name users whose query features are known", unknown,
-                hint="Pass their rows with as_recommender(..., users=table).",
-            )
+        positions = user_positions(self._user_index, user_ids)
         return self._user_embeddings[positions] @ self.item_embeddings.T
-
-
-def _check_tower(argument: str, tower: Any) -> Tower:
-    if not isinstance(tower, tf.keras.layers.Layer) or not hasattr(tower, "features"):
-        raise invalid_argument(argument, "be a tfrs_kit Tower (a Keras layer with `features`)",
-                               type(tower).__name__, error=TypeError)
-    return tower
 
 
 def _share_embedding(query_tower: Tower, query_feature: str, candidate_tower: Tower,
@@ -615,122 +525,3 @@ def _share_embedding(query_tower: Tower, query_feature: str, candidate_tower: To
         )
     query_encoder.lookup = candidate_encoder.lookup
     query_encoder.embedding = candidate_encoder.embedding
-
-
-def _last_rows(table: Table, key: str, features: Sequence[str], argument: str) -> Table:
-    columns = list(dict.fromkeys([key, *features]))
-    return last_rows(select(table, columns, argument=argument), key)
-
-
-def _check_fit_settings(
-    *,
-    compiled: bool,
-    epochs: Any,
-    batch_size: Any,
-    seed: Any,
-    learning_rate: Any,
-    learning_rate_schedule: Any,
-    validation_data: Any,
-    validation_fraction: Any,
-    early_stopping_patience: Any,
-    verbose: Any,
-) -> int:
-    """Checks ``fit``'s settings before it does any work; returns Keras's verbosity."""
-    check_int("epochs", epochs, minimum=1)
-    check_int("batch_size", batch_size, minimum=1)
-    check_int("seed", seed, minimum=0, allow_none=True)
-    if compiled:
-        _check_not_compiled(learning_rate=learning_rate,
-                            learning_rate_schedule=learning_rate_schedule)
-    check_number("learning_rate", learning_rate, minimum=0, low_open=True, allow_none=True)
-    if learning_rate_schedule is not None:
-        check_choice("learning_rate_schedule", learning_rate_schedule, _SCHEDULES)
-    check_fraction("validation_fraction", validation_fraction, allow_none=True)
-    if validation_fraction is not None and validation_data is not None:
-        raise invalid_argument("validation_fraction", "be None when validation_data is given",
-                               validation_fraction)
-    check_int("early_stopping_patience", early_stopping_patience, minimum=0, allow_none=True)
-    if early_stopping_patience is not None and validation_data is None and (
-            validation_fraction is None):
-        raise invalid_argument(
-            "early_stopping_patience", "come with validation_data or validation_fraction",
-            early_stopping_patience,
-        )
-    return _keras_verbosity(check_verbose("verbose", verbose, keras=True))
-
-
-def _hold_out(table: Table, fraction: float, *, seed: int | None) -> tuple[Table, Table]:
-    """``table`` split at random into the rows to train on and ``fraction`` of them held out.
-
-    >>> train, held_out = _hold_out({"row": np.arange(1000)}, 0.2, seed=0)
-    >>> len(train["row"]) + len(held_out["row"]), len(held_out["row"])
-    (1000, 193)
-    """
-    held_out = np.random.default_rng(seed).random(num_rows(table)) < fraction
-    return ({name: column[~held_out] for name, column in table.items()},
-            {name: column[held_out] for name, column in table.items()})
-
-
-def _early_stopping(patience: int | None) -> list[tf.keras.callbacks.Callback]:
-    """Stops when the validation loss has not improved for ``patience`` epochs; keeps the best."""
-    if patience is None:
-        return []
-    return [tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                             restore_best_weights=True)]
-
-
-class _StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
-    """Stops ``fit`` with an error at the first step whose loss is NaN or infinite.
-
-    Keras would go on training on NaN weights and report ``loss: nan``; every
-    later answer of the model would be silently wrong.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._supports_tf_logs = True  # reads the loss only: Keras need not convert all logs
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            self.model.stop_training = True
-            raise FloatingPointError(
-                f"fit stopped: the training loss became {float(loss)} at epoch "
-                f"{self._epoch + 1}, step {batch + 1}; the weights now hold non-finite values. "
-                "Rebuild the model and train with a lower learning_rate (or a larger "
-                "temperature), and check the features for extreme values.")
-
-
-def _keras_verbosity(verbose: bool | str | int) -> int:
-    """Keras's verbosity for fit's: ``"auto"`` and ``True`` are one line per epoch (2)."""
-    if isinstance(verbose, (bool, str)):
-        return 2 if verbose else 0
-    return verbose
-
-
-def _check_not_compiled(**settings: Any) -> None:
-    """Refuses optimizer settings that ``fit`` would ignore: the model has its optimizer."""
-    for argument, value in settings.items():
-        if value is not None:
-            raise invalid_argument(
-                argument, "be None when the model is already compiled", value,
-                hint="fit keeps the optimizer of `compile` (or of an earlier fit): pass the "
-                "optimizer with its learning rate to `compile` instead, or do not compile "
-                "and let fit compile with Adagrad.",
-            )
-
-
-def _check_no_missing_ids(table: Table, column: str, argument: str) -> None:
-    values = table[column]
-    if values.dtype == object or values.dtype.kind == "f":
-        missing = pd.isna(values)
-        if np.any(missing):
-            raise invalid_argument(
-                f"{argument}[{column!r}]", "hold no missing (None or NaN) ids",
-                f"{int(missing.sum())} missing, the first at row {int(np.flatnonzero(missing)[0])}",
-                hint="Drop those rows first.",
-            )

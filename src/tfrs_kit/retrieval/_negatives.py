@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrs_kit.data._table import TableLike, last_rows, select, to_table
+from tfrs_kit.data._table import TableLike
 from tfrs_kit.data._tensors import to_tensors
+from tfrs_kit.towers._model_base import rows_by_key
 
 __all__ = ["NegativePool"]
 
@@ -32,7 +33,7 @@ class NegativePool:
 
     Example:
         >>> pool = NegativePool.build(
-        ...     {"item_id": ["x", "y", "x"]}, candidate_id="item_id", features=["item_id"],
+        ...     {"item_id": ["x", "y", "x"]}, item_id="item_id", features=["item_id"],
         ...     frequencies=pd.Series({"x": 0.75, "y": 0.25}))
         >>> pool.size
         2
@@ -47,25 +48,23 @@ class NegativePool:
         self.size = int(probability.shape[0])
 
     @classmethod
-    def build(cls, data: TableLike, *, candidate_id: str, features: Sequence[str],
+    def build(cls, data: TableLike, *, item_id: str, features: Sequence[str],
               frequencies: Mapping[Any, float] | pd.Series | None) -> NegativePool:
         """The pool of the distinct candidates of ``data`` (each one's last row).
 
         Args:
-            data: Rows holding ``candidate_id`` and the candidate tower's
+            data: Rows holding ``item_id`` and the candidate tower's
                 ``features`` (the ``candidates`` argument of ``fit``).
-            candidate_id: The column that identifies a candidate.
+            item_id: The column that identifies a candidate.
             features: The columns the candidate tower reads.
             frequencies: Each candidate id's share of the training rows, or
                 ``None`` when no logQ correction needs them.
         """
-        columns = list(dict.fromkeys([candidate_id, *features]))
-        table = last_rows(select(to_table(data, argument="candidates"), columns,
-                                 argument="candidates"), candidate_id)
-        ids = pd.Series(table[candidate_id])
+        table = rows_by_key(data, item_id, features, "candidates")
+        ids = pd.Series(table[item_id])
         probability = (ids.map(frequencies).fillna(0.0).to_numpy(np.float32)
                        if frequencies is not None else np.zeros(len(ids), np.float32))
-        return cls(to_tensors(table, columns), tf.constant(probability))
+        return cls(to_tensors(table, list(table)), tf.constant(probability))
 
     def draw(self, count: int) -> tuple[dict[str, Any], tf.Tensor]:
         """``count`` candidates drawn uniformly, with replacement.

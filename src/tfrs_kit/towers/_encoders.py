@@ -12,14 +12,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfrs_kit.features._vocabulary import PUNCTUATION, Vocabulary, layer_name
+from tfrs_kit._validation import padding_value
+from tfrs_kit.features._counting import PUNCTUATION
+from tfrs_kit.features._vocabulary import Vocabulary, layer_name
 
-__all__ = ["FeatureEncoder", "TextEncoder", "make_encoder", "padding_value", "to_ragged"]
-
-
-def padding_value(dtype: str) -> Any:
-    """The value that pads a dense batch of multi-valued features: "" or -1."""
-    return "" if dtype == "string" else -1
+__all__ = ["FeatureEncoder", "TextEncoder", "make_encoder", "to_ragged"]
 
 
 def to_ragged(values: Any, dtype: str) -> tf.RaggedTensor:

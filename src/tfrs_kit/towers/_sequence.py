@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfrs_kit._validation import check_fraction, check_int
+from tfrs_kit._validation import check_fraction, check_int, padding_value
 from tfrs_kit.features._vocabulary import Vocabulary
 from tfrs_kit.towers._encoders import FeatureEncoder, to_ragged
 
@@ -104,14 +104,11 @@ class SequenceEncoder(FeatureEncoder):
         recent = tf.RaggedTensor.from_row_lengths(
             tf.gather(ragged.values, tf.ragged.range(starts, ragged.row_limits()).values), keep)
         pad = self.max_length - keep
-        left = recent.to_tensor(default_value=_pad(recent.dtype), shape=[None, self.max_length])
+        left = recent.to_tensor(default_value=padding_value(recent.dtype.name),
+                                shape=[None, self.max_length])
         dense = _roll_rows(left, tf.cast(pad, tf.int32))
         mask = tf.range(self.max_length, dtype=tf.int64)[None, :] >= pad[:, None]
         return dense, mask
-
-
-def _pad(dtype: tf.DType) -> Any:
-    return "" if dtype == tf.string else -1
 
 
 def _roll_rows(dense: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:

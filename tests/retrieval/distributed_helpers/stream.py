@@ -1,4 +1,4 @@
-"""Trains from Parquet shards, streamed, in a fresh process (tests/test_pipeline.py).
+"""Trains from Parquet shards, streamed, in a fresh process (tests/retrieval/test_pipeline.py).
 
     python stream.py --files 'dir/*.parquet' --out run.npz
     TF_CONFIG=... python stream.py --files 'dir/*.parquet' --out w0.npz --multi-worker

@@ -1,4 +1,4 @@
-"""Trains a small two-tower model in a fresh process, for tests/test_distributed.py.
+"""Trains a small two-tower model in a fresh process, for tests/retrieval/test_distributed.py.
 
 Devices and strategies must be set up before TensorFlow initialises, so every
 distributed test runs this script in its own subprocess. It writes the final

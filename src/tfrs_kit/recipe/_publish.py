@@ -1,0 +1,41 @@
+"""``tk.recipe.update``: the latest saved version updated with new events, saved as the next."""
+
+from __future__ import annotations
+
+import os
+
+from tfrs_kit.data._table import TableLike
+from tfrs_kit.recipe._load import load_recipe
+from tfrs_kit.recipe._update import (
+    DEFAULT_EPOCHS,
+    DEFAULT_REPLAY,
+    DEFAULT_TOLERANCE,
+    UpdateReport,
+)
+
+__all__ = ["update"]
+
+
+def update(path: str | os.PathLike[str], new_events: TableLike, *,
+           replay: float = DEFAULT_REPLAY, epochs: int = DEFAULT_EPOCHS,
+           tolerance: float = DEFAULT_TOLERANCE, force: bool = False, k_max: int = 100,
+           wait: float = 60.0) -> UpdateReport:
+    """Updates the latest version saved in ``path`` with ``new_events``; saves a new one.
+
+    Loads the version ``path/latest`` names, runs :meth:`tfrs_kit.Recipe.update`
+    and, when the guard passes (or ``force``), saves the updated Recipe as the next
+    version and moves ``latest`` to it. Refused, nothing is written.
+
+    Returns:
+        The :class:`UpdateReport` (``version``: the number saved).
+
+    Raises:
+        UpdateRejected: The guard refused the update (``latest`` unchanged).
+        ValueError: ``new_events`` is empty, or its columns or id types differ
+            from the model's.
+    """
+    recipe = load_recipe(path)
+    recipe.update(new_events, replay=replay, epochs=epochs, tolerance=tolerance, force=force,
+                  dir=path, k_max=k_max, wait=wait)
+    report: UpdateReport = recipe.update_report_
+    return report

@@ -1,0 +1,358 @@
+"""``Recipe.update`` and ``tk.recipe.update``: a fitted model brought up to date with new events.
+
+An update never starts over. The vocabularies grow (new users and items are
+appended, so every known id keeps its index and its trained embedding row; a new
+row starts at the mean of the known rows), the trained weights are copied into
+the grown model, which is fine-tuned on the new events plus a bounded sample of
+older ones (the replay, against forgetting), the blend (popularity, the
+factorisation) is recounted on the whole log, each user's query features (their
+latest history) and seen items are extended, and the index is rebuilt.
+
+The guard: each user's latest new event (users with another event) is held out
+of the fine-tuning; the updated model and the serving one are scored on it
+(training items masked), and an update worse by more than ``tolerance`` is
+refused (:class:`UpdateRejected`) unless forced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrs_kit._errors import invalid_argument, missing_column
+from tfrs_kit._validation import check_bool, check_int, check_number
+from tfrs_kit.data._table import TableLike
+from tfrs_kit.recipe._inputs import attribute_table, to_frame
+from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._training import Data, Trained, build_model, validation_scores_of
+
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_REPLAY", "DEFAULT_TOLERANCE", "UpdateRejected",
+           "UpdateReport", "check_folder", "update_recipe"]
+
+#: Older events replayed per new event (measured in ``benchmarks/lifecycle.py``).
+DEFAULT_REPLAY = 2.0
+#: Epochs of fine-tuning over the new events and the replay.
+DEFAULT_EPOCHS = 2
+#: The largest relative drop of the guard's metric an update may show and be published.
+DEFAULT_TOLERANCE = 0.05
+_NEW_ROWS = "mean"
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateReport:
+    """What an update did, and what the guard measured.
+
+    Attributes:
+        events: The new events.
+        new_users: Users the model had not seen (new embedding rows).
+        new_items: Items the model had not seen (new candidates).
+        late_events: New events older than the model's newest event (accepted).
+        replayed: Older events sampled into the fine-tuning.
+        epochs: Epochs of fine-tuning.
+        holdout_users: Users whose latest new event was held out for the guard.
+        metric: The guard's metric (the Recipe's).
+        serving_score: The serving model's score on the holdout (``None``: no holdout).
+        updated_score: The updated model's score on the holdout.
+        tolerance: The largest relative drop allowed.
+        published: Whether the update replaced the model (and, with a folder, moved
+            ``latest``).
+        forced: Whether it was published whatever the guard said.
+        version: The version saved (with a folder), else ``None``.
+        seconds: The time the update took.
+    """
+
+    events: int
+    new_users: int
+    new_items: int
+    late_events: int
+    replayed: int
+    epochs: int
+    holdout_users: int
+    metric: str
+    serving_score: float | None
+    updated_score: float | None
+    tolerance: float
+    published: bool = False
+    forced: bool = False
+    version: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """Whether the guard passed: no holdout, or a drop within ``tolerance``."""
+        if self.serving_score is None or self.updated_score is None:
+            return True
+        return self.updated_score >= self.serving_score * (1.0 - self.tolerance) - 1e-12
+
+    def __str__(self) -> str:
+        scores = ("no holdout" if self.serving_score is None else
+                  f"{self.metric} serving={self.serving_score:.4f} "
+                  f"updated={self.updated_score:.4f} on {self.holdout_users} users")
+        return (f"update: {self.events} events ({self.late_events} late), "
+                f"{self.new_users} new users, {self.new_items} new items, "
+                f"{self.replayed} replayed, {self.epochs} epochs; guard: {scores}; "
+                f"{'published' if self.published else 'not published'}"
+                + ("" if self.version is None else f" as version {self.version}"))
+
+
+class UpdateRejected(RuntimeError):
+    """An update the guard refused: the updated model scored worse on the newest events
+    than the serving one by more than the tolerance. ``report`` holds the scores."""
+
+    def __init__(self, report: UpdateReport) -> None:
+        drop = 1.0 - (report.updated_score or 0.0) / max(report.serving_score or 0.0, 1e-12)
+        super().__init__(
+            f"The update was not published: {report.metric} on each user's latest new event "
+            f"fell from {report.serving_score:.4f} (serving) to {report.updated_score:.4f} "
+            f"(updated), {drop:.1%} worse, more than tolerance={report.tolerance:g}. The "
+            "serving model stays. Check the new events, or publish anyway with force=True "
+            "(`tfrs-kit update --force`).")
+        self.report = report
+
+
+def update_recipe(recipe: Any, new_events: TableLike, *, replay: float, epochs: int,
+                  tolerance: float, force: bool, seed: int | None = None) -> UpdateReport:
+    """See :meth:`tfrs_kit.Recipe.update` (the folder left to the caller). On success
+    (or ``force``) ``recipe`` holds the updated model; refused, it is unchanged and
+    :class:`UpdateRejected` is raised."""
+    start = time.monotonic()
+    replay = check_number("replay", replay, minimum=0)
+    epochs = check_int("epochs", epochs, minimum=0)
+    tolerance = check_number("tolerance", tolerance, minimum=0)
+    check_bool("force", force)
+    seed = recipe.seed if seed is None else seed
+    trained: Trained = recipe._fitted()
+    settings, c = trained.settings, recipe.columns
+    old = _old_data(recipe, settings)
+    new = _new_events(new_events, old, c, settings)
+    full, counts = _grown_data(old, new, settings)
+    holdout_mask = _holdout(full, len(old.log))
+    fit_data = dataclasses.replace(full, log=full.log[~holdout_mask].reset_index(drop=True))
+    grown = _grown_model(trained, fit_data, settings)
+    rows, replayed = _fine_tune_rows(fit_data, settings, len(old.log), len(new), replay, seed)
+    _fine_tune(grown, rows, settings, epochs, seed)
+    base = dataclasses.replace(trained, model=grown)
+    model = _blended(recipe, fit_data, base, seed)
+    holdout = full.log[holdout_mask]
+    scores = _guard_scores(trained.model, model, fit_data, holdout, settings, recipe.metric)
+    report = UpdateReport(
+        events=len(new), new_users=counts[0], new_items=counts[1],
+        late_events=_late(old, new, c.timestamp), replayed=replayed, epochs=epochs,
+        holdout_users=int(holdout[c.user_id].nunique()), metric=recipe.metric,
+        serving_score=scores[0], updated_score=scores[1], tolerance=tolerance, forced=force)
+    if not report.passed and not force:
+        raise UpdateRejected(dataclasses.replace(report, seconds=time.monotonic() - start))
+    if len(holdout):  # the published model serves from the whole log, holdout included
+        model = _blended(recipe, full, base, seed)
+    recipe._set_state(dataclasses.replace(trained, model=model), recipe.report_, full, None)
+    return dataclasses.replace(report, published=True, seconds=time.monotonic() - start)
+
+
+def _old_data(recipe: Any, settings: Any) -> Data:
+    """The data the model was trained on: a fitted Recipe's, or a loaded one's rebuilt
+    from its saved tables (the seen log, the candidates, the users' features)."""
+    data: Data | None = recipe._data
+    if data is not None:
+        return data
+    c, saved = recipe.columns, recipe._saved
+    log = saved.seen.reset_index(drop=True)
+    if c.timestamp is not None and c.timestamp not in log:  # saved before seen had times
+        log = log.assign(**{c.timestamp: np.zeros(len(log), np.int64)})
+    users = saved.queries[[c.user_id, *settings.user_features]]
+    return Data(log=log[c.ids()], items=saved.candidates.reset_index(drop=True),
+                users=users.reset_index(drop=True), columns=c,
+                max_history=recipe.max_history, towers=recipe._towers)
+
+
+def _new_events(new_events: TableLike, old: Data, c: Any, settings: Any) -> pd.DataFrame:
+    """``new_events`` as a DataFrame, checked against the model's schema."""
+    frame = to_frame(new_events, "new_events", c.settings())
+    if not len(frame):
+        raise invalid_argument("new_events", "hold at least one event", "0 rows",
+                               hint="Nothing to update with: skip the update.")
+    for column in (c.user_id, c.item_id, c.timestamp):
+        if column is None:
+            continue
+        expected, found = old.log[column].dtype, frame[column].dtype
+        kinds = {_kind(expected), _kind(found)}
+        if len(kinds) > 1 and not (column == c.timestamp and kinds == {"i", "n"}):
+            raise invalid_argument(
+                f"new_events[{column!r}]", f"hold values of the model's type ({expected})",
+                f"dtype {found}", error=TypeError,
+                hint=f"Convert it first, e.g. new_events[{column!r}] = "
+                f"new_events[{column!r}].astype({str(expected)!r}).")
+        if _kind(found) == "i" and column != c.timestamp:
+            frame[column] = frame[column].astype(np.int64)
+    features = [*settings.item_features, *settings.user_features]
+    return frame[c.ids() + [f for f in features if f in frame]]
+
+
+def _kind(dtype: Any) -> str:
+    """``i`` for integer ids, ``n`` for other numbers, ``M`` for datetimes, ``O`` for text."""
+    types = pd.api.types
+    if types.is_bool_dtype(dtype) or types.is_integer_dtype(dtype):
+        return "i"
+    if types.is_datetime64_any_dtype(dtype):
+        return "M"
+    return "n" if types.is_numeric_dtype(dtype) else "O"
+
+
+def _late(old: Data, new: pd.DataFrame, timestamp: str | None) -> int:
+    """The new events older than the model's newest."""
+    if timestamp is None or not len(old.log):
+        return 0
+    return int((new[timestamp] < old.log[timestamp].max()).sum())
+
+
+def _grown_data(old: Data, new: pd.DataFrame, settings: Any) -> tuple[Data, tuple[int, int]]:
+    """The old data plus the new events, new users' and items' features appended;
+    with the numbers of new users and new items."""
+    c = old.columns
+    tables = []
+    for key, table, features, role in (
+            (c.user_id, old.users, settings.user_features, "user"),
+            (c.item_id, old.items, settings.item_features, "item")):
+        fresh = new[~new[key].isin(table[key])]
+        missing = [f for f in features if f not in fresh]
+        if len(fresh) and missing:
+            raise missing_column("new_events", missing[0], map(str, new.columns),
+                                 role=f"a {role} feature of the model, needed for new {role}s")
+        added = attribute_table(fresh, key, list(features), None, argument="new_events")
+        tables.append((pd.concat([table, added[table.columns]], ignore_index=True)
+                       if len(added) else table, len(added)))
+    log = pd.concat([old.log[c.ids()], new[c.ids()]], ignore_index=True)
+    data = dataclasses.replace(old, log=log, users=tables[0][0], items=tables[1][0])
+    return data, (tables[0][1], tables[1][1])
+
+
+def _holdout(data: Data, first_new: int) -> np.ndarray:
+    """The guard's rows: each user's latest new event, for users with another event."""
+    c = data.columns
+    log = data.log
+    new = log.iloc[first_new:]
+    order = new.sort_values(c.timestamp, kind="stable") if c.timestamp else new
+    latest = order.drop_duplicates(c.user_id, keep="last").index
+    counts = log[c.user_id].value_counts()
+    mask = np.zeros(len(log), bool)
+    mask[latest] = True
+    mask &= log[c.user_id].map(counts).to_numpy() > 1
+    return mask
+
+
+def _grown_model(trained: Trained, data: Data, settings: Any) -> Any:
+    """A model of the grown vocabularies, the trained weights copied in: known rows kept
+    exactly, a new row set to the mean of the known rows."""
+    from tfrs_kit.recipe._save import _parts
+
+    (query, candidate), _ = _parts(trained.model)
+    old_vocabularies = trained.model.vocabularies_
+    vocabularies = _grown_vocabularies(old_vocabularies, data, settings)
+    model = build_model(data, settings, vocabularies=vocabularies)
+    queries, candidates = data.queries(settings), data.candidates(settings)
+    for old_tower, new_tower, table in ((query, model.query_tower, queries),
+                                        (candidate, model.candidate_tower, candidates)):
+        new_tower.embed(table.head(2), verbose=False)  # built, so its variables exist
+        old_tower.embed(table.head(2), verbose=False)
+        _copy_weights(old_tower, new_tower)
+    return model
+
+
+def _grown_vocabularies(vocabularies: Any, data: Data, settings: Any) -> Any:
+    """Each categorical vocabulary with the log's and tables' new values appended."""
+    from tfrs_kit.features._vocabulary import Vocabularies
+
+    c = data.columns
+    sources = {c.user_id: data.log[c.user_id], c.item_id: data.log[c.item_id],
+               c.history: data.log[c.item_id]}
+    for name in settings.item_features:
+        sources[name] = data.items[name]
+    for name in settings.user_features:
+        sources[name] = data.users[name]
+    grown = []
+    for name, vocabulary in vocabularies.items():
+        values = sources.get(name)
+        if values is not None and vocabulary.kind in ("categorical", "multi"):
+            values = values.explode() if vocabulary.kind == "multi" and name != c.history \
+                else values
+            vocabulary = vocabulary.extend(values.dropna().to_numpy())
+        grown.append(vocabulary)
+    return Vocabularies(grown)
+
+
+def _copy_weights(old: Any, new: Any) -> None:
+    """Copies ``old``'s weights into ``new`` (the same towers, tables maybe grown)."""
+    old_weights, new_weights = old.weights, new.weights
+    if len(old_weights) != len(new_weights):
+        raise RuntimeError("the updated tower's weights do not match the trained one's")
+    for source, target in zip(old_weights, new_weights, strict=True):
+        value = source.numpy()
+        if tuple(value.shape) == tuple(target.shape):
+            target.assign(value)
+            continue
+        grown = np.empty(target.shape, value.dtype)
+        grown[:len(value)] = value
+        grown[len(value):] = value[0] if _NEW_ROWS == "unknown" else (
+            value[1:].mean(axis=0) if len(value) > 1 else 0.0)
+        target.assign(grown)
+
+
+def _fine_tune_rows(data: Data, settings: Any, old_events: int, new_events: int,
+                    replay: float, seed: int) -> tuple[dict[str, Any], int]:
+    """The training rows of the new events and of ``replay`` older events per new one
+    (drawn at random), histories from the whole log; with the number replayed."""
+    events = data.events(settings)
+    labels = events.index.to_numpy()
+    fresh = labels >= old_events
+    older = np.flatnonzero(~fresh)
+    count = min(len(older), int(round(replay * new_events)))
+    chosen = np.random.default_rng(seed).choice(older, count, replace=False)
+    keep = np.sort(np.concatenate([np.flatnonzero(fresh), chosen]))
+    rows = data.rows(settings)
+    return {name: np.asarray(values)[keep] for name, values in rows.items()}, count
+
+
+def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int,
+               seed: int) -> None:
+    tf.keras.utils.set_random_seed(seed)
+    model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=settings.learning_rate))
+    if epochs and len(next(iter(rows.values()))):
+        model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
+
+
+def _blended(recipe: Any, data: Data, base: Trained, seed: int) -> Any:
+    """``base``'s model with the Recipe's blend (if any) recounted on ``data``."""
+    from tfrs_kit.recipe._blend import blend_model
+
+    blend = recipe.report_.blend if recipe.report_ is not None else None
+    if blend is None or not (blend.weight or blend.popularity):
+        return base.model
+    return blend_model(data, base, blend, seed=seed)
+
+
+def _guard_scores(serving: Any, updated: Any, data: Data, holdout: pd.DataFrame,
+                  settings: Any, metric: str) -> tuple[float | None, float | None]:
+    """The serving and the updated model's ``metric`` on ``holdout``, both scoring the
+    same query rows (histories from ``data``) and candidates, ``data``'s items masked."""
+    if not len(holdout):
+        return None, None
+    c = data.columns
+    queries, candidates = data.queries(settings), data.candidates(settings)
+    recommenders = {name: RecipeRecommender(model, queries=queries, items=candidates,
+                                            user_id=c.user_id, item_id=c.item_id)
+                    for name, model in (("serving", serving), ("updated", updated))}
+    scores = validation_scores_of(recommenders, data, holdout, metric)
+    return float(scores["serving"][metric]), float(scores["updated"][metric])
+
+
+def check_folder(path: Any) -> Path:
+    """``dir`` as a folder path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid_argument("dir", "be a folder path or None", path, error=TypeError)
+    return Path(path)

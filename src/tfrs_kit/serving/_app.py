@@ -1,0 +1,249 @@
+"""The HTTP app: routes, request size limit, error responses and metrics."""
+
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations at runtime.
+
+import contextlib
+import importlib
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_int, check_number
+from tfrs_kit.serving._metrics import Metrics
+from tfrs_kit.serving._model import Answer
+from tfrs_kit.serving._page import add_page_routes
+from tfrs_kit.serving._requests import (
+    RequestError,
+    parse_json,
+    predict_queries,
+    recommend_query,
+    requested_version,
+)
+from tfrs_kit.serving._server import Server
+
+__all__ = ["app"]
+
+INSTALL_HINT = 'Install the server with `pip install "tfrs-kit[serve]"`.'
+_MODULES = {"fastapi": "fastapi", "prometheus_client": "prometheus-client"}
+
+
+def _require() -> tuple[Any, Any]:
+    """FastAPI and prometheus_client, or an ImportError that says how to install them."""
+    found = []
+    for module, package in _MODULES.items():
+        try:
+            found.append(importlib.import_module(module))
+        except ImportError as error:
+            raise ImportError(f"tfrs_kit.serving needs {package}. {INSTALL_HINT}") from error
+    return found[0], found[1]
+
+
+def app(
+    directory: str | os.PathLike[str],
+    *,
+    max_batch_size: int = 64,
+    max_wait_ms: float = 2.0,
+    poll_interval_s: float = 10.0,
+    max_body_bytes: int = 1 << 20,
+    model_name: str | None = None,
+    warmup: Mapping[str, Any] | None = None,
+) -> Any:
+    """A FastAPI (ASGI) app that serves the index in ``directory`` over HTTP.
+
+    Run it with any ASGI server (``uvicorn.run(app(...))``), or with ``tfrs-kit serve``.
+    Loading starts with the app (its lifespan): ``GET /readyz`` answers 503 until the
+    first version is loaded and has answered a warm-up query.
+
+    Args:
+        directory: An index directory written by :meth:`~tfrs_kit.Index.save`, or a
+            versioned folder (``DIR/latest`` holds ``n``, the index is in
+            ``DIR/versions/<n>/index/``; see ``docs/serving.md``).
+        max_batch_size: The most queries answered by one TensorFlow call.
+        max_wait_ms: How long a query waits for others to join its batch.
+        poll_interval_s: How often ``DIR/latest`` is read for a new version (0: never).
+        max_body_bytes: Larger request bodies are refused with 413.
+        model_name: The ``<name>`` of ``POST /v1/models/<name>:predict`` (default:
+            the directory's name).
+        warmup: The query features of the warm-up query (default: each feature's most
+            frequent token); give one when the query tower reads vectors.
+
+    Returns:
+        The app. ``app.state.server`` holds its state: ``.model`` (the version served,
+        ``None`` before the first load), ``.metrics``, and ``await
+        .check_for_new_version()``, which polls ``DIR/latest`` at once (as the watcher
+        does every ``poll_interval_s``) and returns whether the version changed.
+
+    Raises:
+        ImportError: FastAPI or prometheus-client is missing (the ``serve`` extra).
+        FileNotFoundError: ``directory`` is not a folder.
+
+    Example:
+        >>> from tfrs_kit import serving
+        >>> api = serving.app("exports/movies", max_wait_ms=5)  # doctest: +SKIP
+        >>> import uvicorn; uvicorn.run(api, port=8000)  # doctest: +SKIP
+    """
+    fastapi, prometheus = _require()
+    settings = {
+        "max_batch_size": check_int("max_batch_size", max_batch_size, minimum=1),
+        "max_wait_ms": check_number("max_wait_ms", max_wait_ms, minimum=0),
+        "poll_interval_s": check_number("poll_interval_s", poll_interval_s, minimum=0),
+    }
+    max_body_bytes = check_int("max_body_bytes", max_body_bytes, minimum=1)
+    root = _directory(directory)
+    name = _model_name(model_name, root)
+    server = Server(root, metrics=Metrics(prometheus), warmup=warmup, **settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop()
+
+    api = fastapi.FastAPI(title="tfrs_kit", lifespan=lifespan)
+    api.state.server = server
+    _add_error_handling(api, fastapi, server)
+    _add_model_routes(api, fastapi, server, name, max_body_bytes)
+    _add_status_routes(api, fastapi, server, name)
+    add_page_routes(api, fastapi, server, name)
+    return api
+
+
+def _directory(directory: Any) -> Path:
+    if not isinstance(directory, (str, os.PathLike)):
+        raise invalid_argument("directory", "be a str or os.PathLike naming a folder",
+                               directory, error=TypeError)
+    root = Path(directory)
+    if not root.is_dir():
+        raise invalid_argument(
+            "directory", "be an index directory (Index.save) or a versioned model folder "
+            "(DIR/latest, DIR/versions/<n>/index)", str(directory),
+            hint="It does not exist." if not root.exists() else "It is a file.",
+            error=FileNotFoundError)
+    return root
+
+
+def _model_name(model_name: Any, root: Path) -> str:
+    name = root.resolve().name if model_name is None else model_name
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise invalid_argument("model_name", "be letters, digits, '_', '.' or '-'",
+                               model_name, hint="Pass model_name='movies'.")
+    return name
+
+
+async def _body(request: Any, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is longer than ``limit``."""
+    too_large = RequestError(413, "body", f"The request body must be at most {limit} bytes. "
+                             "Send fewer queries per request, or raise `max_body_bytes`.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _served_model(server: Server) -> Any:
+    model = server.model
+    if model is None:
+        raise RequestError(503, "model", "The model is not loaded yet: retry when "
+                           "GET /readyz answers 200.")
+    return model
+
+
+def _answers(answers: list[Answer | RequestError]) -> list[Answer]:
+    for answer in answers:
+        if isinstance(answer, RequestError):
+            raise answer
+    return answers  # type: ignore[return-value]
+
+
+def _add_model_routes(api: Any, fastapi: Any, server: Server, name: str, limit: int) -> None:
+    responses = importlib.import_module("fastapi.responses")
+
+    @api.post("/v1/recommend")
+    async def recommend(request: fastapi.Request) -> Any:
+        """The top ``k`` for one query (its features, ``k``, ``exclude``, ``version``)."""
+        model = _served_model(server)
+        body = parse_json(await _body(request, limit))
+        query = recommend_query(body, model.spec)
+        version = requested_version(body)
+        [answer] = _answers(await server.answer([query]) if version is None
+                            else [await server.answer_with(query, version)])
+        return responses.JSONResponse(
+            {"ids": answer.ids, "scores": answer.scores, "version": answer.version},
+            headers={"X-Model-Version": str(answer.version)})
+
+    @api.post("/v1/models/{model}:predict")
+    async def predict(model: str, request: fastapi.Request) -> Any:
+        """TF Serving's REST predict: ``{"instances": [...]}`` to ``{"predictions": [...]}``."""
+        if model != name:
+            raise RequestError(404, "model", str(invalid_argument(
+                "model", f"be the served model's name, {name!r}", model)))
+        served = _served_model(server)
+        queries = predict_queries(parse_json(await _body(request, limit)), served.spec)
+        answers = _answers(await server.answer(queries))
+        versions = sorted({a.version for a in answers})
+        return responses.JSONResponse(
+            {"predictions": [{"ids": a.ids, "scores": a.scores} for a in answers]},
+            headers={"X-Model-Version": ",".join(str(v) for v in versions)})
+
+
+def _add_status_routes(api: Any, fastapi: Any, server: Server, name: str) -> None:
+    responses = importlib.import_module("fastapi.responses")
+
+    @api.get("/healthz")
+    async def healthz() -> Any:
+        """200 while the process is up."""
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz() -> Any:
+        """200 once a version is loaded and warmed up, else 503."""
+        model = server.model
+        if model is None:
+            return responses.JSONResponse(
+                {"ready": False, "error": server.load_error}, status_code=503)
+        return {"ready": True, "version": model.version, "model": name}
+
+    @api.get("/metrics")
+    async def metrics() -> Any:
+        """The Prometheus metrics."""
+        return fastapi.Response(server.metrics.render(),
+                                media_type=server.metrics.content_type)
+
+
+def _add_error_handling(api: Any, fastapi: Any, server: Server) -> None:
+    """JSON errors (never a traceback), and each request counted and timed."""
+    responses = importlib.import_module("fastapi.responses")
+    logger = logging.getLogger("tfrs_kit.serving")
+
+    @api.exception_handler(RequestError)
+    async def refused(request: Any, error: RequestError) -> Any:
+        return responses.JSONResponse(error.to_json(), status_code=error.status)
+
+    @api.middleware("http")
+    async def count_and_time(request: Any, call_next: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:  # logged here; the client gets no traceback
+            logger.exception("Unexpected error answering %s %s", request.method,
+                             request.url.path)
+            response = responses.JSONResponse(
+                {"error": "Internal error; it is logged on the server."}, status_code=500)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        server.metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        server.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response

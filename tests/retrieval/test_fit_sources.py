@@ -1,0 +1,81 @@
+"""``fit`` streams a ``tk.data.Shards`` log by default, never reading it whole."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import tfrs_kit as tk
+from tfrs_kit.retrieval._streamed import DEFAULT_SHUFFLE_BUFFER, streaming_buffer
+
+pytest.importorskip("pyarrow")
+
+
+def _write_shards(log, folder, shards=3):
+    folder.mkdir()
+    frame = pd.DataFrame(log)
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), shards)):
+        frame.iloc[part].to_parquet(folder / f"part-{i}.parquet", index=False)
+    return tk.data.Shards(str(folder))
+
+
+def _model(log, **kwargs):
+    vocabs = tk.VocabularyBuilder().fit(log, features=["user_id", "item_id"])
+    return tk.TwoTowerRetrieval(
+        tk.Tower(vocabs, features=["user_id"], output_dim=8),
+        tk.Tower(vocabs, features=["item_id"], output_dim=8), **kwargs)
+
+
+def _recall_at_1(model, log):
+    recommender = model.as_recommender(log, user_id="user_id", item_id="item_id")
+    users = np.unique(log["user_id"])
+    top = recommender.item_ids[np.argmax(recommender.score(users), axis=1)]
+    own_group = [int(u[1:]) % 2 == int(i[1:]) // 10 for u, i in zip(users, top, strict=True)]
+    return float(np.mean(own_group))
+
+
+def _no_whole_reads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the whole log was read into memory")
+
+    monkeypatch.setattr("tfrs_kit.data._files.read_table", refuse)
+    monkeypatch.setattr("tfrs_kit.data._table.read_table", refuse)
+
+
+def test_only_shards_stream_by_default(tmp_path):
+    source = _write_shards({"user_id": ["a"] * 3, "item_id": ["x"] * 3}, tmp_path / "log")
+    assert streaming_buffer(source, None) == DEFAULT_SHUFFLE_BUFFER == 65536
+    assert streaming_buffer(source, 10) == 10
+    assert streaming_buffer(list(source.paths), None) is None  # paths: read into memory
+
+
+@pytest.mark.parametrize("options", [{}, {"logq_correction": True, "num_random_negatives": 4}])
+def test_fit_from_shards_streams_and_learns_the_checkerboard(checkerboard, tmp_path,
+                                                             monkeypatch, options):
+    source = _write_shards(checkerboard, tmp_path / "log")
+    tf.keras.utils.set_random_seed(1)
+    model = _model(checkerboard, **options)
+    _no_whole_reads(monkeypatch)
+    history = model.fit(source, epochs=3, batch_size=128, seed=1, verbose=0)
+    monkeypatch.undo()
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert _recall_at_1(model, checkerboard) == 1.0
+    expected = pd.Series(checkerboard["item_id"]).value_counts(normalize=True)
+    assert model.candidate_frequencies_.to_dict() == pytest.approx(expected.to_dict())
+
+
+def test_fit_from_paths_still_reads_into_memory(tmp_path, monkeypatch):
+    log = {"user_id": ["a", "b", "a", "b"], "item_id": ["x", "y", "x", "y"]}
+    source = _write_shards(log, tmp_path / "log", shards=2)
+    model = _model(log)
+    _no_whole_reads(monkeypatch)
+    with pytest.raises(AssertionError, match="read into memory"):
+        model.fit(list(source.paths), epochs=1, verbose=0)
+
+
+def test_shards_with_a_validation_fraction_ask_for_validation_data(tmp_path):
+    log = {"user_id": ["a", "b", "a", "b"], "item_id": ["x", "y", "x", "y"]}
+    source = _write_shards(log, tmp_path / "log", shards=2)
+    with pytest.raises(ValueError, match=r"`validation_fraction` must be None when streaming"):
+        _model(log).fit(source, validation_fraction=0.5, verbose=0)

@@ -1,0 +1,131 @@
+"""`tfrs-kit serve DIR`: its options, and uvicorn started with the app (no socket here)."""
+
+import argparse
+import json
+
+import pytest
+
+from tfrs_kit.serving import _cli
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="tfrs-kit")
+    _cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_defaults_and_options(saved_indexes):
+    args = _parse(["serve", str(saved_indexes[1])])
+    assert (args.host, args.port, args.max_batch_size, args.max_wait_ms, args.workers) == (
+        "127.0.0.1", 8000, 64, 2.0, 1)
+    args = _parse(["serve", "DIR", "--port", "9000", "--max-batch-size", "8",
+                   "--max-wait-ms", "0.5", "--workers", "2", "--host", "0.0.0.0"])
+    assert (args.host, args.port, args.max_batch_size, args.max_wait_ms, args.workers) == (
+        "0.0.0.0", 9000, 8, 0.5, 2)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--max-batch-size", "0"), ("--port", "70000"),
+                                             ("--max-wait-ms", "-1"), ("--workers", "x")])
+def test_bad_options_exit_with_status_2_naming_the_flag(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(["serve", "DIR", flag, value])
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_run_starts_uvicorn_with_the_app(saved_indexes, monkeypatch):
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
+    assert _cli.run(_parse(["serve", str(saved_indexes[1]), "--port", "8123",
+                            "--max-batch-size", "16"])) == 0
+    assert started["port"] == 8123 and started["host"] == "127.0.0.1"
+    assert started["app"].state.server.batcher.max_batch_size == 16
+
+
+def test_workers_get_the_settings_through_the_environment(saved_indexes, monkeypatch):
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
+    monkeypatch.setenv(_cli.OPTIONS_VARIABLE, "{}")  # restored after the test
+    _cli.run(_parse(["serve", str(saved_indexes[1]), "--workers", "3", "--max-wait-ms", "7"]))
+    assert started["app"] == "tfrs_kit.serving._cli:app_from_environment"
+    assert started["workers"] == 3 and started["factory"] is True
+    options = json.loads(__import__("os").environ[_cli.OPTIONS_VARIABLE])
+    assert options["max_wait_ms"] == 7.0
+    api = _cli.app_from_environment()  # what each worker builds
+    assert api.state.server.batcher.max_wait == pytest.approx(0.007)
+
+
+def test_a_missing_directory_fails_before_uvicorn_starts(tmp_path, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn started"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _cli.run(_parse(["serve", str(tmp_path / "nothing")]))
+
+
+def test_tfrs_kit_serve_dispatches_to_the_server(saved_indexes, tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    from tfrs_kit import cli
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
+    assert cli.main(["serve", str(saved_indexes[1]), "--port", "8124"]) == 0
+    assert started["port"] == 8124
+    assert cli.main(["serve", str(tmp_path / "nothing")]) == 2
+    assert "`directory` must be an index directory" in capsys.readouterr().err
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_end_to_end_over_a_real_socket(saved_indexes, reference, tmp_path):
+    """`tfrs-kit serve` in its own process, on 127.0.0.1, stopped whatever happens."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from serving_helpers import assert_same, expected
+
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tfrs_kit.cli", "serve", str(saved_indexes[1]),
+         "--port", str(port), "--poll-interval-s", "0"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240  # a bound on a loaded machine, not a measurement
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the server never became ready"
+            try:
+                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        query = {"user_id": "u3", "history": ["i2"]}
+        response = httpx.post(f"{base}/v1/recommend", json={**query, "k": 3}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert_same(response.json(), expected(reference[1], query, 3))
+        assert "tfrs_kit_requests_total" in httpx.get(f"{base}/metrics", timeout=30).text
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+        log.close()
