@@ -31,6 +31,7 @@ EXPECTED = [
     "datasets",
     "evaluate",
     "evaluation",
+    "features",
     "load",
     "load_index",
     "recipe",

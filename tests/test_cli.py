@@ -142,7 +142,9 @@ def test_train_exports_what_recommend_and_evaluate_read(exported):
     version = folder / "model" / "versions" / "1"
     assert {"index", "manifest.json", "queries.parquet", "candidates.parquet",
             "seen.parquet"} <= {p.name for p in version.iterdir()}
-    assert pd.read_parquet(version / "seen.parquet").shape == (len(train), 2)
+    seen = pd.read_parquet(version / "seen.parquet")
+    assert list(seen.columns) == ["user_id", "item_id", "timestamp"]  # update reads the time
+    assert len(seen) == len(train)
     catalogue = pd.read_parquet(version / "candidates.parquet")["item_id"]
     assert set(catalogue) == set(items.item_id)  # the catalogue's items, seen or not
 
@@ -298,7 +300,7 @@ def test_an_unexpected_error_exits_1_with_its_traceback(capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv", [["train", "--help"], ["evaluate", "--help"],
                                   ["recommend", "--help"], ["versions", "--help"],
-                                  ["rollback", "--help"]])
+                                  ["rollback", "--help"], ["update", "--help"]])
 def test_file_commands_help_is_plain_text(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)

@@ -30,6 +30,7 @@ PUBLIC_MODULES = [
     for name in (
         "tfrs_kit",
         "tfrs_kit.data",
+        "tfrs_kit.features",
         "tfrs_kit.towers",
         "tfrs_kit.datasets",
         "tfrs_kit.evaluation",

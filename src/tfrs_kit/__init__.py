@@ -14,7 +14,7 @@ _quiet_tensorflow_startup()
 import importlib as _importlib  # noqa: E402
 from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
 
-from tfrs_kit import data, towers  # noqa: E402
+from tfrs_kit import data, features, towers  # noqa: E402
 from tfrs_kit._errors import NotFittedError  # noqa: E402
 from tfrs_kit._version import __version__  # noqa: E402
 from tfrs_kit.data import Schema  # noqa: E402
@@ -91,6 +91,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "evaluation",
+    "features",
     "load",
     "load_index",
     "recipe",

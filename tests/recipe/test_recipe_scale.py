@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import tfrs_kit as tk
+from tfrs_kit.data._files import estimated_rows
 from tfrs_kit.recipe import _scale
 
 pytest.importorskip("pyarrow")
@@ -79,7 +80,8 @@ def test_fits_out_of_core_and_serves(fitted):
     assert set(vocabularies["item_id"].tokens) == set(log["item_id"])
     assert sorted(recipe.queries()["user_id"]) == sorted(set(log["user_id"]))
     assert sorted(recipe.candidates()["item_id"]) == sorted(set(log["item_id"]))
-    assert len(recipe._seen()) == len(log[["user_id", "item_id"]].drop_duplicates())
+    seen = recipe._seen()  # each interaction, as the in-memory Recipe's
+    assert sorted(seen.itertuples(index=False)) == sorted(log.itertuples(index=False))
     top = recipe.build_index(k_max=5).recommend(recipe.queries().head(3), k=5)
     assert np.asarray(top.ids).shape == (3, 5)
     test = _checkerboard(200, seed=1)
@@ -143,7 +145,7 @@ def test_a_temporary_work_dir_is_removed_and_first_only_is_streamed(tmp_path, mo
 def test_the_path_is_chosen_by_the_rows_of_files(tmp_path):
     log = _checkerboard(300)
     pattern = _shards(log, tmp_path / "log")
-    assert _scale.estimated_rows(sorted(map(str, (tmp_path / "log").glob("*")))) == 300
+    assert estimated_rows(sorted(map(str, (tmp_path / "log").glob("*")))) == 300
     assert not _scale.out_of_core(pattern, 300)
     assert _scale.out_of_core(pattern, 299)
     assert not _scale.out_of_core(log, 0)  # a table in memory stays in memory
@@ -171,4 +173,5 @@ def test_the_command_line_trains_out_of_core_and_exports(tmp_path, monkeypatch, 
     loaded = tk.load(tmp_path / "model")
     assert sorted(loaded.queries()["user_id"]) == sorted(set(log["user_id"]))
     assert len(loaded.recommend("u1", k=3).ids[0]) == 3
+    assert list(loaded.report.stages) == ["prepare", "search", "final", "serving tables"]
     assert "Exported to" in capsys.readouterr().out

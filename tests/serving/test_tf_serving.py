@@ -1,11 +1,13 @@
 """What stock TensorFlow Serving needs of an exported index: core ops only, warm-up requests."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tfrs_kit.index._export import SAVED_MODEL
+from tfrs_kit.index._export import METADATA, SAVED_MODEL
 from tfrs_kit.index._warmup import WARMUP_FILE, WARMUP_QUERIES, _prediction_log
 
 # The ops TensorFlow itself registers: every one has a tf.raw_ops wrapper. ScaNN's ops
@@ -32,6 +34,8 @@ def test_brute_force_saved_model_uses_only_core_ops(saved_indexes):
     assert {"MatMul", "TopKV2"} <= ops  # the search itself is in the walked graphs
     assert ops <= CORE_OPS, f"not TensorFlow core ops: {sorted(ops - CORE_OPS)}"
     assert not any("scann" in op.lower() for op in ops)
+    metadata = json.loads((saved_indexes[1] / METADATA).read_text())
+    assert metadata["tf_serving"] == "stock TF Serving loads it (core ops only)"
 
 
 def read_warmup(saved_model_dir):
@@ -71,3 +75,43 @@ def test_hand_encoded_log_matches_tensorflow_serving_protos():
     assert request.model_spec.signature_name == "serving_default"
     assert tf.make_ndarray(request.inputs["user_id"]).tolist() == [b"a" * 200, b"b"]
     np.testing.assert_array_equal(tf.make_ndarray(request.inputs["age"]), [[1.5], [2.0]])
+
+
+def test_warmup_inputs_fit_every_kind_of_feature():
+    import tfrs_kit as tk
+    from tfrs_kit.index._warmup import warmup_inputs
+
+    log = {"user": [3, 1, 3], "city": ["a", "b", "a"], "age": [20.0, 30.0, 40.0],
+           "when": [1_700_000_000, 1_700_000_100, 1_700_000_200]}
+    vocabs = tk.VocabularyBuilder().fit(log, features={
+        "user": "categorical", "city": "categorical", "age": "numeric", "when": "timestamp"})
+    specs = {"user": tf.TensorSpec([None], tf.int64), "city": tf.TensorSpec([None], tf.string),
+             "age": tf.TensorSpec([None], tf.float32), "when": tf.TensorSpec([None], tf.int64),
+             "vector": tf.TensorSpec([None, 3], tf.float32),
+             "history": tf.TensorSpec([None, None], tf.string)}
+    inputs = warmup_inputs(specs, vocabs, 4)
+    assert {name: tuple(t.shape) for name, t in inputs.items()} == {
+        "user": (4,), "city": (4,), "age": (4,), "when": (4,), "vector": (4, 3),
+        "history": (4, 2)}
+    assert set(inputs["user"].numpy().tolist()) <= {1, 3}
+    assert set(inputs["city"].numpy().tolist()) <= {b"a", b"b"}
+    assert inputs["when"].dtype == tf.int64 and inputs["age"].numpy()[0] == pytest.approx(30.0)
+    ragged = {"user": tf.RaggedTensorSpec([None, None], tf.int64)}
+    assert warmup_inputs(ragged, vocabs, 1) is None
+
+
+def test_a_scann_saved_model_is_flagged_and_uses_scanns_op(tmp_path):
+    pytest.importorskip("scann")
+    import tfrs_kit as tk
+
+    items = np.array([f"i{i}" for i in range(1500)], dtype=object)
+    vocabs = (tk.VocabularyBuilder().fit({"user_id": ["u1", "u2"]})
+              | tk.VocabularyBuilder().fit({"item_id": items}))
+    model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user_id"], output_dim=8),
+                                 tk.Tower(vocabs, features=["item_id"], output_dim=8))
+    tk.IndexBuilder(backend="scann", k_max=5).build(model, {"item_id": items}).save(
+        tmp_path / "index")
+    metadata = json.loads((tmp_path / "index" / METADATA).read_text())
+    assert "stock TF Serving lacks" in metadata["tf_serving"]
+    foreign = graph_ops(tmp_path / "index" / SAVED_MODEL) - CORE_OPS
+    assert foreign and all("scann" in op.lower() for op in foreign), sorted(foreign)

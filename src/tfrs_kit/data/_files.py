@@ -30,7 +30,8 @@ from tfrs_kit._errors import missing_column
 from tfrs_kit._progress import Progress
 from tfrs_kit.data._source import FORMATS, fail, is_files, resolve, suffix_format
 
-__all__ = ["FORMATS", "counts_series", "is_files", "iter_arrow", "iter_records", "iter_tables",
+__all__ = ["FORMATS", "counts_series", "estimated_rows", "is_files", "iter_arrow", "iter_records",
+           "iter_tables",
            "read_table", "resolve", "schema"]
 
 Table = dict[str, np.ndarray]
@@ -38,6 +39,20 @@ _TFRECORD_SAMPLE = 100  # records whose features decide a TFRecord shard's schem
 _INSTALL_HINT = (
     "Reading Parquet and CSV files needs pyarrow: pip install 'tfrs-kit[parquet]'."
 )
+
+
+_BYTES_PER_ROW = 40  # a CSV or TFRecord row, to guess a log's length from its size
+
+
+def estimated_rows(paths: Sequence[str]) -> int:
+    """The rows of the shards: exact for Parquet (its footers), else guessed from the size."""
+    rows = 0
+    for path in paths:
+        if suffix_format(path, "paths") == "parquet":
+            rows += _pyarrow().parquet.ParquetFile(path).metadata.num_rows
+        else:
+            rows += os.path.getsize(path) // _BYTES_PER_ROW
+    return rows
 
 
 # --- schemas -------------------------------------------------------------------------------

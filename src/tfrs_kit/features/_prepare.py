@@ -24,7 +24,7 @@ import numpy as np
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._progress import Progress
 from tfrs_kit._validation import check_fraction, check_int, check_verbose
-from tfrs_kit.data._files import _file_schema, _pyarrow, _unify, resolve
+from tfrs_kit.data._files import _file_schema, _pyarrow, _unify, estimated_rows, resolve
 from tfrs_kit.data._source import TableLike, fail
 from tfrs_kit.features._counting import VocabularyCounts, sum_counts
 from tfrs_kit.features._prepare_log import (
@@ -48,7 +48,6 @@ COMPLETE = "_COMPLETE"
 _STAGES = ("vocabularies", "spill", "shards")
 _BUCKET_ROWS = 2_000_000  # events per bucket aimed at: what the sort holds in memory
 _MAX_BUCKETS = 512  # bucket files open at once while spilling
-_BYTES_PER_ROW = 40  # a CSV or TFRecord row, to guess a log's length from its size
 _MERGE_EVERY = 4  # shards counted before their counts are summed (memory: 4 shards' ids)
 
 
@@ -288,13 +287,7 @@ def fingerprint(paths: Sequence[str]) -> list[dict[str, Any]]:
 
 def _num_buckets(paths: Sequence[str]) -> int:
     """Buckets for the sort: about ``_BUCKET_ROWS`` events each (Parquet footers say how many)."""
-    pa = _pyarrow()
-    rows = 0
-    for path in paths:
-        if path.lower().endswith((".parquet", ".pq")):
-            rows += pa.parquet.ParquetFile(path).metadata.num_rows
-        else:
-            rows += os.path.getsize(path) // _BYTES_PER_ROW
+    rows = estimated_rows(paths)
     return int(min(_MAX_BUCKETS, max(1, math.ceil(rows / _BUCKET_ROWS))))
 
 

@@ -112,7 +112,7 @@ def unwrap_cascade(model: Any, candidates: Any, ranker: Any,
     """A :class:`~tfrs_kit.Cascade` given as ``model``: its retriever, ranker and ``retrieve_k``.
 
     Its catalogue gets the item features the cascade derived from its log
-    (see :meth:`Cascade.with_features <tfrs_kit.ranking.Cascade.with_features>`).
+    (see :meth:`Cascade.with_features <tfrs_kit.Cascade.with_features>`).
     Anything else passes through unchanged.
     """
     if not isinstance(model, Cascade):

@@ -173,7 +173,7 @@ def explain_results(functions: Any, *, queries: Callable[[], np.ndarray], histor
         names = list(spans)
     out: list[list[Explanation | None]] = []
     for row, slots in enumerate(positions):
-        known = held[row][held[row] >= 0]
+        known = pd.unique(held[row][held[row] >= 0])  # an item seen twice is listed once
         contributions = similar[slots.clip(0)] @ similar[known].T  # [k, h]
         explained: list[Explanation | None] = []
         for slot, position in enumerate(slots):

@@ -186,6 +186,9 @@ def index_metadata(module: ServingModule, *, backend: str, backend_options: dict
         "tensorflow_version": tf.__version__,
         "tensorflow_recommenders_version": _package_version("tensorflow-recommenders"),
         "scann_version": _package_version("scann") if backend == "scann" else None,
+        # What stock TF Serving can do with saved_model/ (docs/serving.md).
+        "tf_serving": ("needs ScaNN's TensorFlow op, which stock TF Serving lacks"
+                       if backend == "scann" else "stock TF Serving loads it (core ops only)"),
         "backend": backend,
         "backend_options": backend_options,
         "k_max": k_max,

@@ -57,7 +57,7 @@ def write_warmup(saved_model: str | os.PathLike[str], specs: Mapping[str, tf.Ten
         inputs = warmup_inputs(specs, vocabularies, size)
         if inputs is None:
             logger.info("No TF Serving warm-up file for %s: an input is not a batched "
-                        "dense tensor.", saved_model)
+                        "dense tensor of ids, text or numbers.", saved_model)
             return None
         records.append(_prediction_log(inputs))
     path = Path(saved_model) / WARMUP_FILE
@@ -78,7 +78,10 @@ def warmup_inputs(specs: Mapping[str, tf.TensorSpec], vocabularies: Vocabularies
             return None  # ragged, or not batched: no plain tensor to send
         shape = [size, *(2 if d is None else d for d in shape[1:])]  # a history: 2 items
         values = _values(name, spec.dtype, vocabularies, int(np.prod(shape)))
-        inputs[name] = tf.reshape(tf.constant(values, dtype=spec.dtype), shape)
+        try:
+            inputs[name] = tf.reshape(tf.constant(values, dtype=spec.dtype), shape)
+        except (TypeError, ValueError):  # a dtype with no plausible value (bool, ...)
+            return None
     return inputs
 
 
@@ -92,7 +95,8 @@ def _values(name: str, dtype: tf.DType, vocabularies: Vocabularies, count: int) 
     if dtype.is_integer and tokens:
         return [int(tokens[i % len(tokens)]) for i in range(count)]
     mean = getattr(vocab, "mean", None) if vocab is not None else None
-    return [float(mean) if mean is not None else 0.0] * count
+    number = float(mean) if mean is not None and np.isfinite(mean) else 0.0
+    return [round(number) if dtype.is_integer else number] * count
 
 
 def _prediction_log(inputs: Mapping[str, tf.Tensor]) -> bytes:

@@ -11,8 +11,12 @@ Modules, in the order a batch flows through them:
   ``_checks``;
 - ``_scoring``: the serving math (history similarities, retrieval scores) that
   the cascade and ``index/`` share;
+- ``_protocol``: ``Cascade.fit``'s split protocol (a helper retriever on each
+  user's earlier rows, the ranker on the later ones); it builds Rankers, so it
+  sits above ``_model``;
 - ``_cascade``: :class:`Cascade`, the retriever's top candidates re-ranked, as a
-  recommender :func:`tfrs_kit.evaluate` scores;
+  recommender :func:`tfrs_kit.evaluate` scores, trained in one call by
+  :meth:`Cascade.fit`;
 - ``_multitask``: :class:`Multitask`, a two-tower model trained on retrieval and
   on an explicit rating in one ``fit``.
 

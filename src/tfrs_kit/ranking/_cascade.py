@@ -24,8 +24,8 @@ __all__ = ["Cascade", "is_ranker"]
 def is_ranker(value: Any) -> bool:
     """Whether ``value`` is a :class:`~tfrs_kit.Ranker` (by what the cascade calls on it).
 
-    Checked by behaviour, not by class: ``Ranker`` builds a ``Cascade``, so this
-    module does not import it (the dependency runs one way).
+    Checked by behaviour, not by class: a cascade accepts any model that
+    re-ranks like one.
     """
     return all(hasattr(value, name) for name in ("rerank", "query_tower", "candidate_tower",
                                                  "history_feature", "item_id"))

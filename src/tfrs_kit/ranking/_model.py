@@ -545,7 +545,7 @@ class Ranker(RankerScoring):
             retrieve_k: Candidates retrieved per query, re-ranked.
 
         Returns:
-            A :class:`~tfrs_kit.ranking.Cascade`, which :func:`tfrs_kit.evaluate`
+            A :class:`~tfrs_kit.Cascade`, which :func:`tfrs_kit.evaluate`
             scores like any recommender.
         """
         # From the package, imported in full by now: the Cascade (which can also fit a

@@ -208,7 +208,7 @@ def fit_cascade(
         verbose: Keras's progress output.
 
     Returns:
-        A :class:`~tfrs_kit.ranking.Cascade`, with ``items_`` (the catalogue
+        A :class:`~tfrs_kit.Cascade`, with ``items_`` (the catalogue
         and its popularity), ``users_`` (each user's latest query row) and
         ``helper_`` (the helper retriever).
 

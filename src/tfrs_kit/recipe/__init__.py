@@ -14,7 +14,7 @@ Modules, in the order ``Recipe.fit`` runs them:
 - ``_recipe``: :class:`Recipe`;
 - ``_serve``: ``Recipe.recommend``, by user id or by a history of item ids;
 - ``_store``, ``_save`` and ``_load``: the versioned folder ``Recipe.save`` writes
-  and :func:`load` reads, :func:`versions` and :func:`rollback`;
+  and :func:`~tfrs_kit.load` reads, :func:`versions` and :func:`rollback`;
 - ``_update`` and ``_publish``: ``Recipe.update`` and :func:`update`, new events
   folded into a fitted model behind a guard.
 """

@@ -22,6 +22,9 @@ def load(path: str | os.PathLike[str], *, version: int | None = None) -> Recipe:
         path: The folder it was saved to.
         version: The version to load; default the one ``path/latest`` names.
 
+    Returns:
+        The fitted :class:`~tfrs_kit.Recipe`.
+
     Raises:
         ValueError: ``path`` holds no saved Recipe (another tool wrote it), it was
             written by a newer tfrs_kit (a newer format version), or ``version``

@@ -26,6 +26,27 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
     and, when the guard passes (or ``force``), saves the updated Recipe as the next
     version and moves ``latest`` to it. Refused, nothing is written.
 
+    Args:
+        path: A folder :meth:`tfrs_kit.Recipe.save` (or ``tfrs-kit train``) wrote.
+        new_events: The new interactions, in the columns the model was trained on.
+        replay: Older events sampled into the fine-tuning per new event.
+        epochs: Fine-tuning epochs.
+        tolerance: The largest relative drop of the guard's metric allowed.
+        force: Publish even when the guard refuses.
+        k_max: The most items the saved index returns per query.
+        wait: Seconds to wait for another process saving to ``path``.
+
+    Example:
+        >>> import tempfile, tfrs_kit as tk
+        >>> log = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=0).interactions
+        >>> log = log.sort_values("timestamp")
+        >>> folder = tempfile.mkdtemp()
+        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False)
+        >>> recipe.fit(log.head(800)).save(folder)
+        1
+        >>> tk.recipe.update(folder, log.tail(200), tolerance=1.0).version
+        2
+
     Returns:
         The :class:`UpdateReport` (``version``: the number saved).
 

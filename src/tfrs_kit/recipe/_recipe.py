@@ -125,14 +125,15 @@ class Recipe:
             trial when the budget exceeds a minute).
         in_memory_rows: A log in files (a path, glob, list or
             :class:`~tfrs_kit.data.Shards`) of more rows than this is fitted out of
-            core: prepared on disk (:func:`tfrs_kit.features.prepare`), the settings
+            core: prepared on disk (``tfrs_kit.features.prepare``), the settings
             searched on a sample of its users, the final model trained on every row
             streamed from the shards (see ``docs/recipe.md``, "Logs bigger than
             memory"). Smaller logs, and tables in memory, are read into memory.
         work_dir: The folder the out-of-core path prepares the log in; ``None``: a
             temporary folder, removed after ``fit``. A given folder is reused by a
             later ``fit`` of the same log (and resumes a stopped preparation).
-        search_rows: The rows of the users' sample the out-of-core search trains on.
+        search_rows: The most rows of the users' sample the out-of-core search
+            trains on (fewer when ``time_budget`` would not hold a few trials).
 
     Example:
         >>> import tfrs_kit as tk
@@ -362,8 +363,8 @@ class Recipe:
 
         return save(self, path, k_max=k_max, wait=wait)
 
-    def update(self, new_events: TableLike, *, replay: float = 2.0, epochs: int = 2,
-               tolerance: float = 0.05, force: bool = False,
+    def update(self, new_events: TableLike, *, replay: float = 2.0, epochs: int = 4,
+               tolerance: float = 0.1, force: bool = False,
                dir: str | os.PathLike[str] | None = None, k_max: int = 100,
                wait: float = 60.0) -> Recipe:
         """Brings the fitted (or loaded) model up to date with ``new_events``, no refit.
@@ -373,7 +374,7 @@ class Recipe:
         per new one; the blend, the users' histories, seen items and index follow.
         The guard holds out each user's latest new event and refuses an update that
         scores worse there than the serving model by more than ``tolerance``
-        (relative). ``report``: :attr:`update_report_`. See ``docs/recipe.md``,
+        (relative). ``report``: ``update_report_``. See ``docs/recipe.md``,
         "Updating with new events".
 
         Args:

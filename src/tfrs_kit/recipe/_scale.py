@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tfrs_kit.data._files import _pyarrow
+from tfrs_kit.data._files import _pyarrow, estimated_rows
 from tfrs_kit.data._source import is_files, resolve
 from tfrs_kit.recipe._inputs import Columns, attribute_table, split_validation, to_frame
 from tfrs_kit.recipe._recommender import RecipeRecommender
@@ -50,31 +50,22 @@ from tfrs_kit.recipe._training import (
     validation_scores,
 )
 
-__all__ = ["DEFAULT_IN_MEMORY_ROWS", "DEFAULT_SEARCH_ROWS", "estimated_rows", "fit_out_of_core",
+__all__ = ["DEFAULT_IN_MEMORY_ROWS", "DEFAULT_SEARCH_ROWS", "fit_out_of_core",
            "out_of_core"]
 
 DEFAULT_IN_MEMORY_ROWS = 500_000
 DEFAULT_SEARCH_ROWS = 300_000
-_SEARCH_SHARE = 0.35  # of the budget left after the preparation, for the search
+_SEARCH_SHARE = 0.35  # of the budget left after the preparation, for the search at most
+_MIN_SEARCH_SHARE = 0.15  # ... and at least, when the final training needs the rest
+_ROWS_PER_SECOND = 10_000  # rows trained a second, a guess (5k-15k on 2 busy CPU cores)
+_TRIAL_EPOCHS = 6  # epochs over the sample the search's share should hold
+_MIN_SAMPLE_ROWS = 20_000
 _SERVING_SHARE = 0.05  # of the budget, kept for the serving tables after the final training
 _VALIDATION_USERS = 5_000  # users held out for the final model's epochs, aimed at
 _EVENTS_PER_USER = 20  # a guess of the log's shape, to turn that count into a share
 _SHUFFLE_BUFFER = 65_536  # rows mixed by the streaming window
 _PATIENCE = 2  # epochs without a better validation score before the final training stops
-_BYTES_PER_ROW = 40  # a CSV or TFRecord row, to guess a log's length from its size
 _MIN_VALIDATION_USERS = 10
-
-
-def estimated_rows(paths: Sequence[str]) -> int:
-    """The rows of the shards: exact for Parquet (its footers), else guessed from the size."""
-    pa = _pyarrow()
-    rows = 0
-    for path in paths:
-        if path.lower().endswith((".parquet", ".pq")):
-            rows += pa.parquet.ParquetFile(path).metadata.num_rows
-        else:
-            rows += os.path.getsize(path) // _BYTES_PER_ROW
-    return rows
 
 
 def out_of_core(train: Any, in_memory_rows: int, *, argument: str = "train") -> bool:
@@ -109,6 +100,12 @@ class _Clock:
         self.stages[stage] = round(self.stages.get(stage, 0.0) + now - self._last, 2)
         self._last = now
         return self.stages[stage]
+
+    def left(self) -> float:
+        """Seconds the budget has left (infinite without a budget)."""
+        if self.budget is None:
+            return math.inf
+        return max(self.start + self.budget - time.monotonic(), 0.0)
 
     def deadline(self, share_of_left: float, keep: float = 0.0) -> float:
         """Now plus ``share_of_left`` of what the budget has left, less ``keep`` of it."""
@@ -151,7 +148,7 @@ def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = 
         chosen=chosen, epochs=trained.epochs, trials=searched.trials, metric=recipe.metric,
         dropped=dropped, seconds=time.monotonic() - clock.start,
         time_budget=recipe.time_budget, note="; ".join(n for n in (searched.note, why) if n),
-        validation_users=prepared.validation_users, blend=None,
+        validation_users=searched.validation_users, blend=None,
         towers=recipe._towers.names()), stages=dict(clock.stages))
     recipe._set_state(trained, report, None, saved)  # served from its tables, as if loaded
     return recipe
@@ -169,9 +166,30 @@ def _prepare(recipe: Any, paths: Sequence[str], rows: int, folder: str) -> Any:
         history_length=recipe.max_history, history=c.history,
         validation_users=float(min(1.0, max(1e-3, _VALIDATION_USERS / users_guess))),
         validation_events=1,
-        sample_users=float(min(1.0, recipe.search_rows / max(rows, 1))),
+        sample_users=float(min(1.0, _sample_rows(recipe) / max(rows, 1))),
         seed=recipe.seed, overwrite=True,  # a folder of another log's preparation: redone
         verbose=False if recipe.verbose is False else "auto")
+
+
+def _sample_rows(recipe: Any) -> int:
+    """The search sample's rows: ``search_rows``, fewer when the search's share of the
+    budget would not hold a few trials over them (at a guessed training speed)."""
+    if recipe.time_budget is None:
+        return int(recipe.search_rows)
+    fits = recipe.time_budget * _SEARCH_SHARE * _ROWS_PER_SECOND / _TRIAL_EPOCHS
+    return int(min(recipe.search_rows, max(fits, _MIN_SAMPLE_ROWS)))
+
+
+def _search_deadline(clock: _Clock, train_rows: int) -> float:
+    """When the search ends: ``_SEARCH_SHARE`` of the budget left, less if the final
+    training's first two epochs (at a guessed speed) need more of it, down to
+    ``_MIN_SEARCH_SHARE``."""
+    left = clock.left()
+    if not math.isfinite(left):
+        return math.inf
+    final = 2 * train_rows / _ROWS_PER_SECOND
+    share = float(np.clip((left - final) / max(left, 1e-9), _MIN_SEARCH_SHARE, _SEARCH_SHARE))
+    return time.monotonic() + left * share
 
 
 def _read(paths: Sequence[str], columns: Sequence[str], users: Any = None) -> pd.DataFrame:
@@ -200,6 +218,7 @@ class _Searched:
     best: Trained | None
     note: str
     rows: int
+    validation_users: int = 0  # users of the sample's validation slice
 
 
 def _search_sample(recipe: Any, prepared: Any, given_items: pd.DataFrame | None,
@@ -225,8 +244,10 @@ def _search_sample(recipe: Any, prepared: Any, given_items: pd.DataFrame | None,
     trials, best = search(
         dataclasses.replace(data, log=fit_log), validation, base=base, features=((), ()),
         histories=histories, metric=recipe.metric, max_trials=recipe.max_trials,
-        seed=recipe.seed, deadline=clock.deadline(_SEARCH_SHARE), log=recipe._log)
-    return _Searched(trials, best.settings, best, "", len(log))
+        seed=recipe.seed, deadline=_search_deadline(clock, prepared.train_rows),
+        log=recipe._log)
+    return _Searched(trials, best.settings, best, "", len(log),
+                     int(validation[c.user_id].nunique()))
 
 
 def _planned_epochs(settings: Settings, searched: _Searched, train_rows: int,
@@ -365,8 +386,8 @@ def _text(path: str) -> str:
 def _serving_tables(recipe: Any, prepared: Any, settings: Settings,
                     given_items: pd.DataFrame | None) -> Saved:
     """What the fitted Recipe serves from: each user's query features at the end of the
-    log (their latest history), every item of the log and the catalogue, and each
-    user's seen items (the training and validation shards' pairs, once each)."""
+    log (their latest history), every item of the log and the catalogue, and the user,
+    item and time of every interaction (read from the training and validation shards)."""
     c = recipe.columns
     columns = [c.user_id] if settings.history == "none" else [c.user_id, c.history]
     queries = _read(prepared.latest, columns)
@@ -375,5 +396,5 @@ def _serving_tables(recipe: Any, prepared: Any, settings: Settings,
         items = pd.concat([items, given_items[c.item_id]], ignore_index=True)
     candidates = pd.DataFrame({c.item_id: pd.unique(items)})
     seen = _read([*prepared.train, *([prepared.validation] if prepared.validation else [])],
-                 [c.user_id, c.item_id]).drop_duplicates().reset_index(drop=True)
+                 c.ids())  # as Recipe._seen: each interaction's user, item and time
     return Saved(queries=queries, candidates=candidates, seen=seen)

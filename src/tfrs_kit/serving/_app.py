@@ -28,6 +28,8 @@ from tfrs_kit.serving._server import Server
 
 __all__ = ["app"]
 
+logger = logging.getLogger("tfrs_kit.serving")
+
 INSTALL_HINT = 'Install the server with `pip install "tfrs-kit[serve]"`.'
 _MODULES = {"fastapi": "fastapi", "prometheus_client": "prometheus-client"}
 
@@ -226,24 +228,48 @@ def _add_status_routes(api: Any, fastapi: Any, server: Server, name: str) -> Non
 def _add_error_handling(api: Any, fastapi: Any, server: Server) -> None:
     """JSON errors (never a traceback), and each request counted and timed."""
     responses = importlib.import_module("fastapi.responses")
-    logger = logging.getLogger("tfrs_kit.serving")
 
     @api.exception_handler(RequestError)
     async def refused(request: Any, error: RequestError) -> Any:
         return responses.JSONResponse(error.to_json(), status_code=error.status)
 
-    @api.middleware("http")
-    async def count_and_time(request: Any, call_next: Any) -> Any:
+    api.add_middleware(_CountAndTime, server=server, internal_error=responses.JSONResponse(
+        {"error": "Internal error; it is logged on the server."}, status_code=500))
+
+
+class _CountAndTime:
+    """Counts and times each request; an unexpected error becomes a JSON 500, logged.
+
+    A plain ASGI middleware: ``@app.middleware("http")`` would run every request in an
+    extra task with memory streams, a cost measured in ``benchmarks/serving_load.py``.
+    """
+
+    def __init__(self, app: Any, *, server: Server, internal_error: Any) -> None:
+        self.app = app
+        self.server = server
+        self.internal_error = internal_error
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
+        status: list[int] = []
+
+        async def noting_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, noting_status)
         except Exception:  # logged here; the client gets no traceback
-            logger.exception("Unexpected error answering %s %s", request.method,
-                             request.url.path)
-            response = responses.JSONResponse(
-                {"error": "Internal error; it is logged on the server."}, status_code=500)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        server.metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        server.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+            logger.exception("Unexpected error answering %s %s", scope.get("method"),
+                             scope.get("path"))
+            if status:
+                raise  # the response has begun: only the server can end it
+            await self.internal_error(scope, receive, noting_status)
+        endpoint = getattr(scope.get("route"), "path", "unmatched")
+        metrics = self.server.metrics
+        metrics.requests.labels(endpoint, str(status[0] if status else 500)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
