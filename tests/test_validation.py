@@ -20,6 +20,7 @@ from tfrs_kit._validation import (
     check_number,
     check_same_kind,
     check_verbose,
+    check_vocabulary_kind,
     id_kind,
 )
 
@@ -318,3 +319,23 @@ def test_check_verbose_keras_refuses_the_rest(value, error):
     with pytest.raises(error, match=r"^`verbose` must be 'auto', True, False or a Keras verbosity "
                                     r"0, 1 or 2\. Received: verbose="):
         check_verbose("verbose", value, keras=True)
+
+
+# -- check_vocabulary_kind -------------------------------------------------------------------
+
+
+def _lists(*rows):
+    column = np.empty(len(rows), dtype=object)
+    column[:] = [np.asarray(row, dtype=object) for row in rows]
+    return column
+
+
+def test_a_list_per_row_is_checked_by_its_values_even_when_the_first_is_empty():
+    # A history read through the item ids' vocabulary: a user's first event has none.
+    check_vocabulary_kind("x", _lists([], ["a"], ["b", "a"]), "string")
+    check_vocabulary_kind("x", _lists([], [1], [2, 3]), "int64")
+    check_vocabulary_kind("x", _lists([], []), "string")  # nothing to check
+    with pytest.raises(TypeError, match=r"`x` must hold string ids.*number ids such as 1"):
+        check_vocabulary_kind("x", _lists([], [1], [2]), "string")
+    with pytest.raises(TypeError, match=r"`x` must hold number ids.*string ids such as 'a'"):
+        check_vocabulary_kind("x", _lists(["a"]), "int64")

@@ -313,9 +313,13 @@ def check_vocabulary_kind(argument: str, values: Any, dtype: str) -> None:
     An integer never matches a string token (``1`` is not ``"1"``): every such
     id would silently be out of vocabulary, or fail inside TensorFlow.
 
+    A list per row (a history read through the item ids' vocabulary) is checked
+    by its values.
+
     Raises:
         TypeError: numbers for a string vocabulary, or strings for an integer one.
     """
+    values = _flat_if_lists(values)
     kind = id_kind(values)
     wanted = "string" if dtype == "string" else "number"
     if kind in ("empty", wanted):
@@ -327,6 +331,15 @@ def check_vocabulary_kind(argument: str, values: Any, dtype: str) -> None:
         hint="Convert the column as in the data the vocabulary was built from "
         f"(.astype({'str' if wanted == 'string' else 'int'})).",
     )
+
+
+def _flat_if_lists(values: Any) -> Any:
+    """The values of a column holding a list per row, one after the other; else ``values``."""
+    if not isinstance(values, np.ndarray) or values.dtype != object or not any(
+            isinstance(row, (np.ndarray, list, tuple)) for row in values):
+        return values
+    rows = [np.asarray(row, dtype=object).ravel() for row in values]
+    return np.concatenate(rows) if rows else np.array([], dtype=object)
 
 
 def check_same_kind(argument: str, values: Any, reference: Any, *, what: str = "ids",
