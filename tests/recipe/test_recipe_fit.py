@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from two_group_logs import two_group_log as _log
 
 import tfrs_kit as tk
 from tfrs_kit.recipe._inputs import (
@@ -19,17 +20,6 @@ from tfrs_kit.recipe._report import Trial
 from tfrs_kit.recipe._settings import Settings
 
 COLUMNS = Columns(tk.Schema(), "history")
-
-
-def _log(num_users=40, num_items=30, per_user=8, seed=0):
-    """Two taste groups: even users like even items, odd users odd items."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for user in range(num_users):
-        own = np.arange(user % 2, num_items, 2)
-        for t, item in enumerate(rng.choice(own, size=per_user, replace=False)):
-            rows.append((f"u{user}", f"i{item}", t, float(item % 3)))
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "price"])
 
 
 def test_validation_slice_is_each_users_latest_share_of_train():

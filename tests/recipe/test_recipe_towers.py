@@ -5,11 +5,10 @@ from __future__ import annotations
 import warnings
 from importlib.metadata import EntryPoint
 
-import numpy as np
 import optuna
-import pandas as pd
 import pytest
 import tensorflow as tf
+from two_group_logs import two_group_log as _log
 
 import tfrs_kit as tk
 from tfrs_kit.recipe._settings import Allowed, Settings, candidate_settings, suggest
@@ -18,17 +17,6 @@ from tfrs_kit.towers._registry import _TOWERS
 
 FAST = {"time_budget": None, "max_trials": 1, "max_epochs": 1, "blend": False,
         "verbose": False}
-
-
-def _log(num_users=40, num_items=30, per_user=8, seed=0):
-    """Two taste groups: even users like even items, odd users odd items."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for user in range(num_users):
-        own = np.arange(user % 2, num_items, 2)
-        for t, item in enumerate(rng.choice(own, size=per_user, replace=False)):
-            rows.append((f"u{user}", f"i{item}", t, float(item % 3)))
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "price"])
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from checkerboard_models import id_model as _model
+from checkerboard_models import recall_at_1 as _recall_at_1
 
 import tfrs_kit as tk
 from tfrs_kit.retrieval._streamed import DEFAULT_SHUFFLE_BUFFER, streaming_buffer
@@ -19,19 +21,6 @@ def _write_shards(log, folder, shards=3):
     return tk.data.Shards(str(folder))
 
 
-def _model(log, **kwargs):
-    vocabs = tk.VocabularyBuilder().fit(log, features=["user_id", "item_id"])
-    return tk.TwoTowerRetrieval(
-        tk.Tower(vocabs, features=["user_id"], output_dim=8),
-        tk.Tower(vocabs, features=["item_id"], output_dim=8), **kwargs)
-
-
-def _recall_at_1(model, log):
-    recommender = model.as_recommender(log, user_id="user_id", item_id="item_id")
-    users = np.unique(log["user_id"])
-    top = recommender.item_ids[np.argmax(recommender.score(users), axis=1)]
-    own_group = [int(u[1:]) % 2 == int(i[1:]) // 10 for u, i in zip(users, top, strict=True)]
-    return float(np.mean(own_group))
 
 
 def _no_whole_reads(monkeypatch):

@@ -21,10 +21,9 @@ from tfrs_kit.data._files import _file_schema, _pyarrow, _unify, resolve
 from tfrs_kit.features._prepare import _num_buckets
 from tfrs_kit.features._prepare_log import (
     ROW,
-    TIME,
     Layout,
-    _group_starts,
     bucket_path,
+    sorted_bucket,
     spill,
     with_history,
 )
@@ -75,14 +74,8 @@ def latest_histories(source: Any, *, user_id: str, item_id: str, timestamp: str 
 def _bucket_latest(path: str, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One bucket's users: the log row of each one's earliest event, its id, its history."""
     pa = _pyarrow()
-    with pa.memory_map(path) as source:
-        table = pa.ipc.open_stream(source).read_all()
-    table = table.sort_by([(layout.user_id, "ascending"), (TIME, "ascending"),
-                           (ROW, "ascending")])
-    users = table.column(layout.user_id).combine_chunks()
+    table, users, starts, sizes = sorted_bucket(path, layout)
     items = table.column(layout.item_id).combine_chunks()
-    starts = _group_starts(users)
-    sizes = np.diff(np.r_[starts, len(users)])
     histories = np.empty(len(starts), dtype=object)
     step = max(1, _GATHERED_VALUES // layout.history_length)
     for first in range(0, len(starts), step):

@@ -31,7 +31,8 @@ from tfrs_kit._validation import padding_value
 from tfrs_kit.data._files import _arrow_batches, _arrow_type, _conform, _pyarrow, iter_tables
 from tfrs_kit.data._source import suffix_format
 
-__all__ = ["MAX_HISTORY", "ROW", "TIME", "Layout", "hash_ids", "spill", "write_bucket"]
+__all__ = ["MAX_HISTORY", "ROW", "TIME", "Layout", "hash_ids", "sorted_bucket", "spill",
+           "write_bucket"]
 
 TIME = "__prepare_time"  # the int64 ordering key of each event's time
 ROW = "__prepare_row"  # the event's position in the log, which breaks ties in time
@@ -279,13 +280,7 @@ def write_bucket(spill_file: str, bucket: int, layout: Layout, folder: str,
         The bucket's counts and the files written (relative to ``folder``).
     """
     pa = _pyarrow()
-    with pa.memory_map(spill_file) as source:
-        table = pa.ipc.open_stream(source).read_all()
-    table = table.sort_by([(layout.user_id, "ascending"), (TIME, "ascending"),
-                           (ROW, "ascending")])
-    users = table.column(layout.user_id).combine_chunks()
-    starts = _group_starts(users)
-    sizes = np.diff(np.r_[starts, len(users)])
+    table, users, starts, sizes = sorted_bucket(spill_file, layout)
     rank = np.arange(len(users)) - np.repeat(starts, sizes)
     held = _member(users, validation_users) & (rank >= np.repeat(sizes, sizes)
                                                - layout.validation_events)
@@ -313,6 +308,19 @@ def write_bucket(spill_file: str, bucket: int, layout: Layout, folder: str,
         sampled = _member(users.take(pa.array(starts)), sample_users)
         stats["sample_users"] = int(np.count_nonzero(sampled))
     return stats
+
+
+def sorted_bucket(spill_file: str, layout: Layout) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """A spilled bucket sorted by user, time and log position: the table, its user
+    column, and each user's first row and number of rows."""
+    pa = _pyarrow()
+    with pa.memory_map(spill_file) as source:
+        table = pa.ipc.open_stream(source).read_all()
+    table = table.sort_by([(layout.user_id, "ascending"), (TIME, "ascending"),
+                           (ROW, "ascending")])
+    users = table.column(layout.user_id).combine_chunks()
+    starts = _group_starts(users)
+    return table, users, starts, np.diff(np.r_[starts, len(users)])
 
 
 def _group_starts(users: Any) -> np.ndarray:
