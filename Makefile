@@ -31,8 +31,12 @@ demo: $(VENV)/.installed-base
 ## The whole test suite (unit tests and docstring examples), without the slow marker.
 ## tests/ mirrors src/tfrs_kit; `-m "not slow and not process"` leaves out the tests that
 ## start Python processes too (a quicker loop while editing).
+## TEST_WORKERS pytest-xdist processes share the files (a file's tests stay in one process,
+## so its module fixtures are fitted once); TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -m "not slow" -q --durations=10 tests src/tfrs_kit --doctest-modules
+	$(PY) -m pytest -m "not slow" -q --durations=10 -n $(TEST_WORKERS) --dist loadfile \
+		--no-loadscope-reorder tests src/tfrs_kit --doctest-modules
 
 ## Slow end-to-end checks on real data (MovieLens 100K in ../shared/data).
 test-slow: $(VENV)/.installed-dev

@@ -81,8 +81,8 @@ def movielens_days(data_dir: str, days: int) -> list[pd.DataFrame]:
     return [log.iloc[:first]] + [log.iloc[part] for part in rest]
 
 
-def synthetic_days(days: int, seed: int) -> list[pd.DataFrame]:
-    log = drifting_log(days=8 + days + 1, seed=seed)
+def synthetic_days(days: int, seed: int, users: int = 1_500) -> list[pd.DataFrame]:
+    log = drifting_log(users=users, days=8 + days + 1, seed=seed)
     day = log["timestamp"] // 86_400
     return [log[day < 8]] + [log[day == d] for d in range(8, 8 + days + 1)]
 
@@ -165,13 +165,15 @@ def main() -> None:
     parser.add_argument("--logs", nargs="+", default=["synthetic", "movielens"])
     parser.add_argument("--days", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5, help="the Recipe's max_epochs")
-    parser.add_argument("--variants", nargs="+", default=["2:4"], metavar="REPLAY:EPOCHS",
-                        help="update settings; the first is the one reported (default 2:4)")
+    parser.add_argument("--variants", nargs="+", default=["0.5:4"], metavar="REPLAY:EPOCHS",
+                        help="update settings; the first is the one reported (default 0.5:4)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--users", type=int, default=1_500,
+                        help="the synthetic log's users (a smaller log runs faster)")
     args = parser.parse_args()
     rows = []
     if "synthetic" in args.logs:
-        rows += run("synthetic", synthetic_days(args.days, args.seed), args)
+        rows += run("synthetic", synthetic_days(args.days, args.seed, args.users), args)
     if "movielens" in args.logs and args.data_dir and os.path.isdir(args.data_dir):
         rows += run("movielens-100k", movielens_days(args.data_dir, args.days), args)
     ratio = np.mean([r["update"] / max(r["retrain"], 1e-9) for r in rows])

@@ -12,19 +12,24 @@ _PROCESS_FIXTURES = {"fresh_python", "serve_in_fresh_process"}
 _SERVERS = {}  # imports -> the FreshPython process that ran them (see `fresh_python`)
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Tests that use a separate Python process are marked ``process`` (``-m "not process"``
-    leaves them out)."""
+    leaves them out). Under pytest-xdist (``make test``: ``-n 2 --dist loadfile``) the files
+    with such tests go first: they are the longest, and a long file handed out last keeps one
+    worker busy while the other waits."""
     for item in items:
         if _PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.process)
+    if config.getoption("dist", "no") != "no":
+        heavy = {item.path for item in items if item.get_closest_marker("process")}
+        items.sort(key=lambda item: item.path not in heavy)  # stable: file order kept
 
 
 def pytest_collection_finish(session):
     """Lets a test module start slow work in the background once the selection is known
     (its ``start_in_background(items)``), so that it overlaps the tests run before it."""
-    if session.config.option.collectonly:
-        return
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
+        return  # under pytest-xdist each worker starts what its own tests need, when they need it
     if any(_PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) for item in session.items):
         _SERVERS.setdefault("", FreshPython(""))  # imports TensorFlow while other tests run
     started = set()

@@ -36,3 +36,29 @@ def test_index_build_progress_can_be_forced(capsys):
                                  tk.Tower(vocabs, features=["item_id"], output_dim=4))
     tk.IndexBuilder(k_max=2).build(model, {"item_id": ["x", "y"]}, verbose=True)
     assert "Embedding with" in capsys.readouterr().err
+
+
+def test_a_partial_bar_shows_the_time_left_at_the_pace_so_far(monkeypatch):
+    clock = iter([100.0, 130.0, 190.0])  # start, after a quarter, at the end
+    monkeypatch.setattr("tfrs_kit._progress.time.perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    with Progress(4, description="work", verbose=True, stream=stream) as bar:
+        bar.update(1)
+        bar.update(3)
+    first, last = stream.getvalue().split("\r")[1:]
+    assert "25%" in first and "ETA 90s" in first  # 30 s for a quarter: 90 s for the rest
+    assert "100%" in last and "ETA" not in last
+
+
+def test_batch_progress_spans_every_planned_epoch(monkeypatch):
+    from tfrs_kit.recipe._fit_progress import BatchProgress
+
+    ticks = iter(range(100))  # a second between draws: every batch redraws
+    monkeypatch.setattr("tfrs_kit._progress.time.perf_counter", lambda: float(next(ticks)))
+    stream = io.StringIO()
+    bar = BatchProgress(epochs=3, steps=4, rows=10, description="fit", verbose=True)
+    bar.progress.stream = stream
+    for _ in range(6):  # half of the 12 planned batches
+        bar.on_train_batch_end(0)
+    bar.on_train_end()
+    assert "50%" in stream.getvalue().split("\r")[-1] and stream.getvalue().endswith("\n")

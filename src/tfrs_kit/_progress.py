@@ -1,4 +1,5 @@
-"""A minimal progress bar for long stages (vocabularies, evaluation, index builds).
+"""A minimal progress bar with an ETA for long stages (vocabularies, evaluation, index
+builds, the preparation of files, the Recipe's streamed epochs).
 
 ``verbose="auto"`` shows it only for large inputs, so small jobs and tests stay quiet;
 ``verbose=False`` always silences it, ``True`` always shows it; anything else is refused
@@ -13,9 +14,23 @@ from typing import Any, TextIO
 
 from tfrs_kit._validation import check_verbose
 
-__all__ = ["Progress", "LARGE"]
+__all__ = ["LARGE", "Progress", "eta"]
 
 LARGE = 1_000_000  # work units (rows, scores / 100) above which "auto" shows progress
+
+
+def eta(elapsed: float, share: float) -> str:
+    """`` ETA <seconds>s`` left at the pace so far, ``""`` before any or after all work.
+
+    Example:
+        >>> eta(30.0, 0.25)
+        ' ETA 90s'
+        >>> eta(30.0, 1.0)
+        ''
+    """
+    if not 0.0 < share < 1.0:
+        return ""
+    return f" ETA {elapsed * (1.0 - share) / share:.0f}s"
 
 
 class Progress:
@@ -44,8 +59,9 @@ class Progress:
             self._drawn = now
             share = min(self.done / self.total, 1.0)
             bar = "=" * int(share * 30)
+            elapsed = now - self._start
             self.stream.write(f"\r{self.description}: [{bar:<30s}] {share:4.0%} "
-                              f"{now - self._start:6.1f}s")
+                              f"{elapsed:6.1f}s{eta(elapsed, share)}   ")
             self.stream.flush()
 
     def close(self) -> None:

@@ -77,17 +77,16 @@ def _add_file_commands(commands: Any) -> None:
         "serving SavedModel; DIR/latest names the version `evaluate`, `recommend` and "
         "`serve` read.")
     train.add_argument("events", metavar="EVENTS", help="the interaction log")
-    train.add_argument("--user", required=True, metavar="COL", help="the user id column")
-    train.add_argument("--item", required=True, metavar="COL", help="the item id column")
-    train.add_argument("--time", required=True, metavar="COL", help="the timestamp column")
-    train.add_argument("--item-features", nargs="+", default=[], metavar="COL",
-                       help="item attribute columns (in EVENTS or CATALOGUE)")
-    train.add_argument("--user-features", nargs="+", default=[], metavar="COL",
-                       help="user attribute columns (in EVENTS)")
+    for option, what in (("user", "user id"), ("item", "item id"), ("time", "timestamp")):
+        train.add_argument(f"--{option}", required=True, metavar="COL", help=f"the {what} column")
+    for side, where in (("item", "EVENTS or CATALOGUE"), ("user", "EVENTS")):
+        train.add_argument(f"--{side}-features", nargs="+", default=[], metavar="COL",
+                           help=f"{side} attribute columns (in {where})")
     train.add_argument("--items", metavar="CATALOGUE",
                        help="the item catalogue: one row per item (id and item features)")
-    train.add_argument("--time-budget", type=_seconds, default=45.0, metavar="S",
-                       help="seconds for the settings search and training (default: 45)")
+    train.add_argument("--time-budget", type=_seconds, default=None, metavar="S",
+                       help="an opt-in wall-clock bound in seconds on the search and training "
+                       "(default: none: 3 trials, epochs chosen on validation, reproducible)")
     for side in ("query", "candidate"):
         train.add_argument(f"--{side}-tower", type=_tower(f"--{side}-tower"), default="default",
                            metavar="NAME", help=f"the {side} tower: a registered tower name "
@@ -98,6 +97,9 @@ def _add_file_commands(commands: Any) -> None:
     train.add_argument("--work-dir", metavar="DIR",
                        help="where a log bigger than memory is prepared (default: DIR.work "
                        "beside --export; reused when the same log is trained again)")
+    train.add_argument("--rerank", choices=("auto", "on", "off"), default="off",
+                       help="a ranking stage re-orders the retrieved top: on, off, or auto "
+                       "(kept when it lifts the validation metric; default: off)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     evaluate = commands.add_parser(
         "evaluate", help="score an exported model against popularity on test events",
@@ -403,7 +405,8 @@ def _train_command(args: argparse.Namespace) -> int:
                        item_features=args.item_features, user_features=args.user_features,
                        time_budget=args.time_budget, query_tower=args.query_tower,
                        candidate_tower=args.candidate_tower, verbose=not quiet,
-                       work_dir=work_dir, in_memory_rows=DEFAULT_IN_MEMORY_ROWS)
+                       work_dir=work_dir, in_memory_rows=DEFAULT_IN_MEMORY_ROWS,
+                       rerank=args.rerank)
     if out_of_core(args.events, DEFAULT_IN_MEMORY_ROWS, argument="EVENTS"):
         log: Any = args.events  # bigger than memory: the Recipe prepares it on disk
         if not quiet:
@@ -415,7 +418,8 @@ def _train_command(args: argparse.Namespace) -> int:
             if not quiet:
                 print(f"  {len(log):,} events, {log[args.user].nunique():,} users, "
                       f"{log[args.item].nunique():,} items", file=sys.stderr)
-    with _stage(quiet, f"Choosing settings and training (time budget {args.time_budget:g} s)"):
+    budget = f" (time budget {args.time_budget:g} s)" if args.time_budget else ""
+    with _stage(quiet, f"Choosing settings and training{budget}"):
         recipe.fit(log, items=args.items)
     if not quiet:
         print(recipe.report, file=sys.stderr)

@@ -69,7 +69,7 @@ def fitted(tmp_path_factory):
 def test_fits_out_of_core_and_serves(fitted):
     recipe, log, _, _ = fitted
     report = recipe.report
-    assert list(report.stages) == ["prepare", "search", "final", "serving tables"]
+    assert list(report.stages) == ["prepare", "search", "final", "serving tables", "blend"]
     assert len(report.trials) == 1
     assert 1 <= report.epochs <= 2  # the validation-chosen epoch, at most max_epochs
     assert "planned epoch(s) streamed over" in report.note
@@ -173,5 +173,6 @@ def test_the_command_line_trains_out_of_core_and_exports(tmp_path, monkeypatch, 
     loaded = tk.load(tmp_path / "model")
     assert sorted(loaded.queries()["user_id"]) == sorted(set(log["user_id"]))
     assert len(loaded.recommend("u1", k=3).ids[0]) == 3
-    assert list(loaded.report.stages) == ["prepare", "search", "final", "serving tables"]
+    assert list(loaded.report.stages) == ["prepare", "search", "final", "serving tables",
+                                          "blend"]
     assert "Exported to" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import tfrs_kit as tk
@@ -108,7 +109,8 @@ def test_new_items_are_indexed_and_recommended(updated, days):
     old, new = days
     assert report.new_users == len(set(new[c.user_id]) - set(old[c.user_id]))
     assert report.events == len(new)
-    assert report.replayed == min(800, 2 * len(days[1])) and report.late_events == 0
+    assert report.replayed == min(800, round(_update.DEFAULT_REPLAY * len(days[1])))
+    assert report.late_events == 0
     candidates = recipe.candidates()[c.item_id].tolist()
     assert set(NEW_ITEMS) <= set(candidates)
     index = recipe.build_index(k_max=len(candidates))
@@ -152,7 +154,7 @@ def test_the_guard_blocks_a_broken_update_and_latest_stays(saved, days, tmp_path
 
     monkeypatch.setattr(_update, "_fine_tune", scramble)
     # Without the blend, whose factorisation would carry the scrambled towers.
-    monkeypatch.setattr(_update, "_blended", lambda recipe, data, base, seed: base.model)
+    monkeypatch.setattr(_update, "_blended", lambda data, base, blend, seed: base.model)
     with pytest.raises(tk.recipe.UpdateRejected, match="not published") as caught:
         tk.recipe.update(folder, days[1])
     assert caught.value.report.updated_score < caught.value.report.serving_score
@@ -173,6 +175,9 @@ def test_schema_mismatches_and_an_empty_update_are_clear_errors(saved, days):
     wrong = days[1].assign(user_id=np.arange(len(days[1])))
     with pytest.raises(TypeError, match=r"new_events\['user_id'\].*astype"):
         recipe.update(wrong)
+    integers = days[1].assign(item_id=pd.Series(np.arange(len(days[1])), dtype=object))
+    with pytest.raises(TypeError, match=r"new_events\['item_id'\].*\(integers\)"):
+        recipe.update(integers)  # integers in an object column, into a model of text ids
     with pytest.raises(ValueError, match=r"new_events.*at least one"):
         recipe.update(days[1].head(0))
     late = days[1].assign(timestamp=days[0]["timestamp"].min())

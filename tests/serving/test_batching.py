@@ -91,3 +91,28 @@ async def test_no_wait_answers_a_lone_request(saved_indexes):
         response = await client.post("/v1/recommend", json={"user_id": "u1",
                                                             "history": ["i2"]})
     assert response.status_code == 200
+
+
+async def test_a_lone_query_after_a_batch_of_one_does_not_wait():
+    from tfrs_kit.serving._batcher import MicroBatcher
+
+    sizes = []
+
+    def run(items):
+        sizes.append(len(items))
+        return [item * 10 for item in items]
+
+    batcher = MicroBatcher(run, max_batch_size=8, max_wait_ms=400, on_error=repr)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        assert await batcher.submit(1) == 10  # no batch yet: waits for company
+        first = loop.time() - started
+        started = loop.time()
+        assert await batcher.submit(2) == 20  # after a batch of one: answered at once
+        second = loop.time() - started
+        assert await asyncio.gather(batcher.submit(3), batcher.submit(4)) == [30, 40]
+    finally:
+        await batcher.stop()
+    assert first >= 0.4 > second
+    assert sizes == [1, 1, 2]  # two concurrent queries still share a batch

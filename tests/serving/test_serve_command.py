@@ -42,6 +42,9 @@ def test_run_starts_uvicorn_with_the_app(saved_indexes, monkeypatch):
                             "--max-batch-size", "16"])) == 0
     assert started["port"] == 8123 and started["host"] == "127.0.0.1"
     assert started["app"].state.server.batcher.max_batch_size == 16
+    assert started["access_log"] is False  # a log line per request: only when asked
+    _cli.run(_parse(["serve", str(saved_indexes[1]), "--access-log"]))
+    assert started["access_log"] is True
 
 
 def test_workers_get_the_settings_through_the_environment(saved_indexes, monkeypatch):

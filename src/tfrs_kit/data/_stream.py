@@ -20,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._validation import check_no_missing
+from tfrs_kit._validation import check_int, check_no_missing
 from tfrs_kit.data._files import (
     FORMATS,
     counts_series,
@@ -29,9 +29,36 @@ from tfrs_kit.data._files import (
     iter_tables,
     schema,
 )
+from tfrs_kit.data._shards import Shards
+from tfrs_kit.data._source import is_files
 from tfrs_kit.data._table import Table, last_rows
 
-__all__ = ["count_values", "distinct_rows", "file_dataset", "id_tensor", "num_workers"]
+__all__ = ["DEFAULT_SHUFFLE_BUFFER", "check_stream_source", "count_values", "distinct_rows",
+           "file_dataset", "id_tensor", "num_workers", "streaming_buffer"]
+
+#: Rows shuffled together when ``x`` is ``tk.data.Shards`` and no buffer is given.
+DEFAULT_SHUFFLE_BUFFER = 65536
+
+
+def streaming_buffer(x: Any, shuffle_buffer: int | None) -> int | None:
+    """The shuffle buffer a ``fit`` streams with; ``None``: read ``x`` into memory.
+
+    Naming a log ``tk.data.Shards`` says it may not fit in memory, so it streams
+    by default; a path or glob keeps reading into memory unless a buffer is given
+    (the results of existing calls do not change).
+    """
+    if shuffle_buffer is None and isinstance(x, Shards):
+        return DEFAULT_SHUFFLE_BUFFER
+    return shuffle_buffer
+
+
+def check_stream_source(x: Any, shuffle_buffer: Any) -> None:
+    """A ``shuffle_buffer`` of at least 1, given with an ``x`` that names files."""
+    check_int("shuffle_buffer", shuffle_buffer, minimum=1)
+    if not is_files(x):
+        raise invalid_argument("shuffle_buffer", "be None unless x names files",
+                               shuffle_buffer, hint="Streaming reads Parquet, CSV or "
+                               "TFRecord shards; a table in memory is shuffled whole.")
 
 
 def num_workers(strategy: tf.distribute.Strategy | None) -> int:

@@ -1,7 +1,8 @@
 """The ranker: one (query, candidate) pair in, one score out, on ``tfrs.tasks.Ranking``.
 
 The Keras model alone; what it trains on and serves with lives beside it:
-``_pairs`` (``fit``'s groups) and ``_sampling`` (their negatives), ``_lists``
+``_pairs`` (``fit``'s groups) and ``_sampling`` (their negatives), ``_streamed``
+(``fit``'s labelled rows streamed from shards), ``_lists``
 (``fit_lists``), ``_scoring`` (the serving math shared with ``index``),
 ``_checks`` (its argument checks) and ``_cascade`` (retrieve, then rank).
 """
@@ -35,6 +36,7 @@ from tfrs_kit.ranking._sampling import (
     Examples,
 )
 from tfrs_kit.ranking._scoring import list_standardise
+from tfrs_kit.ranking._streamed import pair_buffer, streamed_pairs
 from tfrs_kit.towers import Tower
 from tfrs_kit.towers._model_base import check_fit_settings, check_tower, item_id_of
 
@@ -340,6 +342,7 @@ class Ranker(RankerScoring):
         shuffle: bool = True,
         seed: int | None = None,
         learning_rate: float | None = None,
+        shuffle_buffer: int | None = None,
         callbacks: Sequence[Any] | None = None,
         verbose: bool | str | int = "auto",
         **kwargs: Any,
@@ -358,7 +361,8 @@ class Ranker(RankerScoring):
         Args:
             x: One row per logged (query, candidate) interaction, with
                 ``user_id`` and every feature of both towers (and of the
-                retriever's query tower).
+                retriever's query tower): a table, or files (read into memory,
+                or streamed: see ``shuffle_buffer``).
             retriever: The retrieval stage (a :class:`~tfrs_kit.TwoTowerRetrieval`)
                 whose top ``retrieve_k`` items per user supply the hard negatives.
             candidates: The catalogue (one row per candidate with the
@@ -383,6 +387,12 @@ class Ranker(RankerScoring):
             shuffle: Reshuffle the groups every epoch.
             seed: Seed of the negatives and the shuffle.
             learning_rate: Adam's learning rate when ``fit`` compiles (0.01).
+            shuffle_buffer: Stream the files of ``x`` instead of reading them
+                into memory, rows shuffled within windows of this many (default
+                65,536 for ``tk.data.Shards``; paths stream only when it is given).
+                Only rows with an explicit ``label`` fitted with ``negatives=0``
+                (and no ``retrieval_score``) stream: sampled negatives need every
+                user's positives, so ``Shards`` are then read whole, with a warning.
             callbacks: Keras callbacks.
             verbose: ``"auto"``/``True`` one line per epoch, ``False`` silent,
                 or Keras's 0, 1, 2.
@@ -403,14 +413,26 @@ class Ranker(RankerScoring):
                 raise invalid_argument(
                     name, "be left out (fit draws negatives for x only)", kwargs[name],
                     hint="Score the cascade on held-out data with tk.evaluate instead.")
-        examples = self._examples(
-            to_table(x, argument="x"), retriever=retriever, candidates=candidates,
-            user_id=user_id, negatives=negatives, hard_fraction=hard_fraction,
-            retrieve_k=retrieve_k, label=label, sample_weight=sample_weight, seed=seed,
-            seen=seen)
-        self._prepare_training(label, examples.group_size, learning_rate)
-        dataset = group_dataset(examples, (*self._inputs, LABEL, WEIGHT),
-                                batch_size=batch_size, shuffle=shuffle, seed=seed)
+        buffer = pair_buffer(x, shuffle_buffer, negatives=negatives, label=label,
+                             loss=self.ranking_loss, retrieval_score=self.retrieval_score)
+        if buffer is not None and label is not None:  # see ranking._streamed
+            check_int("retrieve_k", retrieve_k, minimum=1)
+            dataset, steps = streamed_pairs(
+                self, x, shuffle_buffer=buffer, retriever=retriever, candidates=candidates,
+                user_id=user_id, hard_fraction=hard_fraction, label=label,
+                sample_weight=sample_weight, batch_size=batch_size, shuffle=shuffle, seed=seed)
+            if steps is not None:  # several workers: each repeats its own shards
+                kwargs.setdefault("steps_per_epoch", steps)
+            self._prepare_training(label, 1, learning_rate)
+        else:
+            examples = self._examples(
+                to_table(x, argument="x"), retriever=retriever, candidates=candidates,
+                user_id=user_id, negatives=negatives, hard_fraction=hard_fraction,
+                retrieve_k=retrieve_k, label=label, sample_weight=sample_weight, seed=seed,
+                seen=seen)
+            self._prepare_training(label, examples.group_size, learning_rate)
+            dataset = group_dataset(examples, (*self._inputs, LABEL, WEIGHT),
+                                    batch_size=batch_size, shuffle=shuffle, seed=seed)
         return super().fit(dataset, epochs=epochs, callbacks=list(callbacks or []),
                            verbose=keras_verbose, **kwargs)
 

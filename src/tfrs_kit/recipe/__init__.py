@@ -8,8 +8,13 @@ Modules, in the order ``Recipe.fit`` runs them:
 - ``_towers``: the towers every model is built with (a registered name, a ``Tower``
   subclass or a function) and the settings they can take;
 - ``_training``: one model from one setting, stopped on a validation ranking metric;
-- ``_search``: the Optuna search within the time budget;
+- ``_search`` and ``_trials``: the Optuna search within its budget (trials, or
+  seconds), each finished trial kept in the work directory for a resumed fit;
 - ``_blend``: the chosen towers beside an iALS factorisation, weighed on the slice;
+- ``_rerank``: the ranking stage, kept when it lifts the validation metric;
+- ``_scale``, ``_scale_blend`` and ``_fit_progress``: the same steps out of core on
+  files bigger than ``in_memory_rows`` (prepared shards, search on a sample, final
+  training streamed, the blend counted shard by shard);
 - ``_report``: :class:`RecipeReport` and :class:`Blend`, what was chosen and why;
 - ``_recipe``: :class:`Recipe`;
 - ``_serve``: ``Recipe.recommend``, by user id or by a history of item ids;

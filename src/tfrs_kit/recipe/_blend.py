@@ -17,9 +17,10 @@ two-tower model.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,12 +29,14 @@ import tensorflow as tf
 
 from tfrs_kit.data._table import TableLike, to_table
 from tfrs_kit.features._vocabulary import Vocabulary
+from tfrs_kit.recipe._inputs import Columns
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import Blend
 from tfrs_kit.recipe._training import Data, Trained, validation_scores_of
 
-__all__ = ["POPULARITY_WEIGHTS", "WEIGHTS", "WINDOWS", "Blend", "JoinedTower", "blend_model",
-           "choose_weights"]
+__all__ = ["POPULARITY_WEIGHTS", "WEIGHTS", "WINDOWS", "Blend", "JoinedTower", "Sources",
+           "blend_model", "blended", "choose", "choose_weights", "latest_rows",
+           "standardised_log_counts"]
 
 #: The factorisation's weights tried on the validation slice (0: the towers alone; 5: the
 #: factorisation all but alone, for towers the budget left undertrained).
@@ -158,11 +161,58 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
     """
     started = time.monotonic()
     als = factorise(data, trained, seed) if factorisation else None
-    joined = _recommender(data, trained.settings, _joined(data, trained, als))
-    dims = _dims(trained, als)
+    vocabulary = trained.model.query_tower.vocabularies[data.columns.item_id]
+    sources = Sources(
+        model=trained.model, columns=data.columns, factors=_factor_tables(data, trained, als),
+        queries=data.queries(trained.settings), candidates=data.candidates(trained.settings),
+        known=data, windows=_windows(data),
+        popularity=lambda window: _popularity(data, trained.settings, vocabulary, window))
+    return choose(sources, validation, metric=metric, seed=seed, deadline=deadline,
+                  started=started)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """What the blend's weights are chosen from, however it was read (a log in memory, or
+    prepared shards).
+
+    Attributes:
+        model: The towers' two-tower model.
+        columns: The log's columns.
+        factors: The users' and the items' factor tables in the model's vocabularies'
+            index order (``None``: no factorisation).
+        queries: One row per user to score: the query tower's features.
+        candidates: One row per candidate: the candidate tower's features.
+        known: Whose log is masked when scoring (the items each user has seen).
+        windows: The popularity's windows tried.
+        popularity: ``window -> [items' vocabulary size, 1]``: the standardised log
+            counts of the latest ``window`` share of the events.
+    """
+
+    model: Any
+    columns: Columns
+    factors: tuple[np.ndarray, np.ndarray] | None
+    queries: pd.DataFrame
+    candidates: pd.DataFrame
+    known: Data
+    windows: tuple[float, ...]
+    popularity: Callable[[float], np.ndarray]
+
+
+def choose(sources: Sources, validation: pd.DataFrame, *, metric: str, seed: int,
+           deadline: float = math.inf, started: float | None = None) -> Blend:
+    """:func:`choose_weights`' choice on ``sources`` (``started``: when the setup began,
+    for the time the final model is taken to need; default now)."""
+    started = time.monotonic() if started is None else started
+    c = sources.columns
+    joined = RecipeRecommender(
+        _joined_model(sources.model, c, _with_popularity(sources, sources.popularity(1.0))),
+        queries=sources.queries, items=sources.candidates, user_id=c.user_id,
+        item_id=c.item_id)
+    dims = _dims_of(sources.model, sources.factors)
     spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims)
     refit = time.monotonic() - started  # about what blend_model will take on the whole log
-    validation = _sample_users(validation, data.columns.user_id, seed, max(
+    validation = _sample_users(validation, c.user_id, seed, max(
         _MIN_VALIDATION_USERS, min(_VALIDATION_USERS, _SCORES // len(joined.item_ids))))
 
     def scores(recommender: RecipeRecommender,
@@ -170,20 +220,20 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
         """The metric at each (factorisation weight, popularity weight)."""
         scaled = {pair: recommender.with_query_scale(_query_scale(dims, spreads, *pair))
                   for pair in pairs}
-        result = validation_scores_of(scaled, data, validation, metric)
+        result = validation_scores_of(scaled, sources.known, validation, metric)
         return [result[pair][metric] for pair in pairs]
 
-    tried = WEIGHTS if als is not None else (0.0,)
+    tried = WEIGHTS if sources.factors is not None else (0.0,)
     by_weight = dict(zip(tried, scores(joined, [(w, 0.0) for w in tried]), strict=True))
     weight = _best(by_weight)
-    vocabulary = trained.model.query_tower.vocabularies[data.columns.item_id]
+    vocabulary = sources.model.query_tower.vocabularies[c.item_id]
     rows = vocabulary.lookup_layer()(tf.constant(joined.item_ids)).numpy()
     coarse = [p for p in POPULARITY_WEIGHTS[::3] if p]  # every window, whatever the time
     by_window: dict[float, dict[float, float]] = {}
     windowed = {}
-    for window in _windows(data):
+    for window in sources.windows:
         items = joined.item_embeddings.copy()
-        items[:, -1] = _popularity(data, trained.settings, vocabulary, window)[rows, 0]
+        items[:, -1] = sources.popularity(window)[rows, 0]
         windowed[window] = joined.with_item_embeddings(items)
         by_window[window] = {0.0: by_weight[weight], **dict(zip(coarse, scores(
             windowed[window], [(weight, p) for p in coarse]), strict=True))}
@@ -213,18 +263,31 @@ def blend_model(data: Data, trained: Trained, blend: Blend, *, seed: int) -> Any
     weight above 0) a factorisation of ``data``, at ``blend``'s weights (the towers'
     and the factorisation's scores each over its spread)."""
     als = factorise(data, trained, seed) if blend.weight else None
-    queries, tables = _tables(data, trained, als, window=blend.window)
-    model = _joined(data, trained, als, tables=(queries, tables))
+    vocabulary = trained.model.query_tower.vocabularies[data.columns.item_id]
     sample = data.queries(trained.settings)
     sample = sample.iloc[np.sort(np.random.default_rng(seed).permutation(len(sample))[
         :_SPREAD_USERS])]
-    dims = _dims(trained, als)
-    spreads = _spreads(model.query_tower.embed(sample, verbose=False),
-                       model.candidate_tower.embed(data.candidates(trained.settings),
-                                                   verbose=False), dims)
+    sources = Sources(
+        model=trained.model, columns=data.columns, factors=_factor_tables(data, trained, als),
+        queries=sample, candidates=data.candidates(trained.settings), known=data,
+        windows=(blend.window,),
+        popularity=lambda window: _popularity(data, trained.settings, vocabulary, window))
+    return blended(sources, blend)
+
+
+def blended(sources: Sources, blend: Blend) -> Any:
+    """The model of ``sources`` joined at ``blend``'s weights: the towers' and the
+    factorisation's scores each over its spread, measured on ``sources.queries`` (a
+    sample of the users) against every candidate; the popularity over ``blend.window``."""
+    c = sources.columns
+    queries, tables = _with_popularity(sources, sources.popularity(blend.window))
+    model = _joined_model(sources.model, c, (queries, tables))
+    dims = _dims_of(sources.model, sources.factors)
+    spreads = _spreads(model.query_tower.embed(sources.queries, verbose=False),
+                       model.candidate_tower.embed(sources.candidates, verbose=False), dims)
     scale = _query_scale(dims, spreads, blend.weight, blend.popularity)
-    return _joined(data, trained, als, scale=float(scale[0]),
-                   tables=(queries * scale[dims[0]:], tables))
+    return _joined_model(sources.model, c, (queries * scale[dims[0]:], tables),
+                         scale=float(scale[0]))
 
 
 def _best(scores: Mapping[float, float]) -> float:
@@ -236,6 +299,11 @@ def _dims(trained: Trained, als: Any) -> tuple[int, int]:
     """The widths of the towers' part and of the factorisation's (0 without one)."""
     return (trained.model.candidate_tower.output_dim,
             0 if als is None else trained.settings.embedding_dim)
+
+
+def _dims_of(model: Any, factors: tuple[np.ndarray, np.ndarray] | None) -> tuple[int, int]:
+    """The widths of ``model``'s towers' part and of the factor tables' (0 without)."""
+    return model.candidate_tower.output_dim, 0 if factors is None else factors[0].shape[1]
 
 
 def _query_scale(dims: tuple[int, int], spreads: tuple[float, float], weight: float,
@@ -251,12 +319,18 @@ def _joined(data: Data, trained: Trained, als: Any, *, scale: float = 1.0,
             tables: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """The two-tower model of joined towers: ``trained``'s towers (the query's times
     ``scale``) beside the factor tables (by default :func:`_tables`, unweighted)."""
-    from tfrs_kit.retrieval import TwoTowerRetrieval
-
-    model, c = trained.model, data.columns
-    vocabularies = model.query_tower.vocabularies
     if tables is None:
         tables = _tables(data, trained, als)
+    return _joined_model(trained.model, data.columns, tables, scale=scale)
+
+
+def _joined_model(model: Any, c: Columns, tables: tuple[np.ndarray, np.ndarray], *,
+                  scale: float = 1.0) -> Any:
+    """``model``'s towers (the query's times ``scale``) beside the users' and the items'
+    tables (rows in the vocabularies' index order)."""
+    from tfrs_kit.retrieval import TwoTowerRetrieval
+
+    vocabularies = model.query_tower.vocabularies
     joined = TwoTowerRetrieval(
         JoinedTower(model.query_tower, vocabularies[c.user_id], tables[0], scale=scale,
                     name="query_blend"),
@@ -272,15 +346,39 @@ def _tables(data: Data, trained: Trained, als: Any, *,
     """The users' and the items' factor tables in vocabulary order: ``als``'s factors
     (when given), then one column: 1 for every user (an unknown one too), each item's
     :func:`_popularity`."""
+    vocabularies = trained.model.query_tower.vocabularies
+    popularity = _popularity(data, trained.settings, vocabularies[data.columns.item_id],
+                             window)
+    factors = _factor_tables(data, trained, als)
+    return _join_columns(factors, popularity, vocabularies[data.columns.user_id].size)
+
+
+def _factor_tables(data: Data, trained: Trained,
+                   als: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``als``'s users' and items' factors in the vocabularies' index order (``None``
+    without ``als``)."""
+    if als is None:
+        return None
     c = data.columns
     vocabularies = trained.model.query_tower.vocabularies
-    users, items = vocabularies[c.user_id], vocabularies[c.item_id]
-    popularity = _popularity(data, trained.settings, items, window)
-    ones = np.ones((users.size, 1), np.float32)
-    if als is None:
+    return (_table(vocabularies[c.user_id], als.user_ids_, als.user_factors_),
+            _table(vocabularies[c.item_id], als.item_ids_, als.item_factors_))
+
+
+def _with_popularity(sources: Sources,
+                     popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sources``' factor tables with the last column: 1 for every user, each item's
+    ``popularity``."""
+    users = sources.model.query_tower.vocabularies[sources.columns.user_id].size
+    return _join_columns(sources.factors, popularity, users)
+
+
+def _join_columns(factors: tuple[np.ndarray, np.ndarray] | None, popularity: np.ndarray,
+                  users: int) -> tuple[np.ndarray, np.ndarray]:
+    ones = np.ones((users, 1), np.float32)
+    if factors is None:
         return ones, popularity
-    return (np.concatenate([_table(users, als.user_ids_, als.user_factors_), ones], 1),
-            np.concatenate([_table(items, als.item_ids_, als.item_factors_), popularity], 1))
+    return np.concatenate([factors[0], ones], 1), np.concatenate([factors[1], popularity], 1)
 
 
 def _windows(data: Data) -> tuple[float, ...]:
@@ -295,12 +393,23 @@ def _popularity(data: Data, settings: Any, vocabulary: Vocabulary,
     c = data.columns
     events = data.events(settings)
     if window < 1.0 and c.timestamp is not None:
-        # Rounded first: 0.07 * 100 is 7.000000000000001 in floating point.
         events = events.sort_values(c.timestamp, kind="stable").tail(
-            max(1, math.ceil(round(window * len(events), 6))))
+            latest_rows(window, len(events)))
     counts = events[c.item_id].value_counts()
-    table = np.log1p(_table(vocabulary, counts.index.to_numpy(),
-                            counts.to_numpy(np.float32)[:, None]))
+    return standardised_log_counts(_table(vocabulary, counts.index.to_numpy(),
+                                          counts.to_numpy(np.float32)[:, None]))
+
+
+def latest_rows(window: float, rows: int) -> int:
+    """The events of the latest ``window`` share of ``rows`` (at least one)."""
+    # Rounded first: 0.07 * 100 is 7.000000000000001 in floating point.
+    return max(1, math.ceil(round(window * rows, 6)))
+
+
+def standardised_log_counts(counts: np.ndarray) -> np.ndarray:
+    """``[n, 1]`` counts (in vocabulary order, 0 for the unknown row) as the popularity
+    column: their ``log1p``, standardised over the vocabulary."""
+    table = np.log1p(np.asarray(counts, np.float32))
     return ((table - table.mean()) / max(float(table.std()), 1e-6)).astype(np.float32)
 
 

@@ -51,4 +51,5 @@ def load_recipe(path: str | os.PathLike[str], *, version: int | None = None,
     state = read(path, version=version, argument=argument)
     recipe = Recipe(**state["arguments"])
     recipe._restore(state["columns"], state["trained"], state["report"], state["saved"])
+    recipe.cascade_ = state["cascade"]  # the kept ranking stage, if any
     return recipe

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -24,6 +24,7 @@ from tfrs_kit._validation import (
 )
 from tfrs_kit.data._schema import Schema, check_schema, resolve_schema
 from tfrs_kit.data._table import TableLike
+from tfrs_kit.recipe import _rerank
 from tfrs_kit.recipe._blend import Blend, blend_model, choose_weights
 from tfrs_kit.recipe._inputs import (
     Columns,
@@ -55,10 +56,11 @@ class Recipe:
 
     ``fit`` carves each user's latest interactions out of the training log
     (never the test set), trains candidate settings on the rest with an Optuna
-    search inside ``time_budget``, stops each one on a ranking metric of the
-    slice (not the loss), then retrains the winner on the whole log for the
-    epochs it needed. It chooses among: a warm start from an implicit-feedback
-    ALS factorisation (when the ``implicit`` package is installed:
+    search of ``max_trials`` settings (or ``time_budget`` seconds), stops each
+    one on a ranking metric of the slice (not the loss), then retrains the
+    winner on the whole log for the epochs it needed. It chooses among: a
+    warm start from an implicit-feedback ALS factorisation (when the
+    ``implicit`` package is installed:
     ``pip install "tfrs-kit[implicit]"``); history off, a mean-pooled bag or an
     order-aware sequence encoder; embedding size; cosine scores and their
     temperature; learning rate; epochs; training on each user's first
@@ -84,10 +86,16 @@ class Recipe:
             considered only when named here or in ``schema``, as each one adds
             to the search.
         user_features: User attribute columns to consider, likewise.
-        time_budget: Seconds for the whole ``fit`` (search and final training);
-            ``None`` searches ``max_trials`` settings whatever the time. At
-            least the default settings are always trained once.
-        max_trials: The most settings tried.
+        time_budget: ``None`` (the default): budgets in counts, ``max_trials``
+            settings whatever the time, each for the epochs its validation
+            metric chooses (at most ``max_epochs``): with the same ``seed``, two
+            fits of the same log choose the same model, on any machine. A number:
+            seconds for the whole ``fit`` (search and final training), an opt-in
+            wall-clock bound that ends the search and epochs where the clock
+            says (the report's ``clock_cut`` says what it cut). At least the
+            default settings are always trained once.
+        max_trials: The most settings tried (by default 3: the default recipe
+            and the first two candidates the log's shape puts next).
         metric: The validation metric that chooses: ``"ndcg@10"``,
             ``"recall@10"``, ``"ndcg@20"`` or ``"recall@20"``.
         validation_fraction: Each user's latest share of interactions that
@@ -129,11 +137,20 @@ class Recipe:
             searched on a sample of its users, the final model trained on every row
             streamed from the shards (see ``docs/recipe.md``, "Logs bigger than
             memory"). Smaller logs, and tables in memory, are read into memory.
-        work_dir: The folder the out-of-core path prepares the log in; ``None``: a
-            temporary folder, removed after ``fit``. A given folder is reused by a
-            later ``fit`` of the same log (and resumes a stopped preparation).
+        work_dir: The folder the out-of-core path prepares the log in, and where
+            every ``fit`` keeps each finished trial of its search; ``None``: a
+            temporary folder, removed after ``fit`` (no trial kept). A given folder
+            is reused by a later ``fit`` of the same log and settings: it resumes
+            a stopped preparation and replays the trials that finished (a ``fit``
+            killed midway ends, started again, with the same choice).
         search_rows: The most rows of the users' sample the out-of-core search
             trains on (fewer when ``time_budget`` would not hold a few trials).
+        rerank: The ranking stage (in memory): ``"auto"`` trains a
+            :class:`~tfrs_kit.Cascade`'s ranker on the log less the validation slice
+            and keeps it only when it lifts the validation metric; ``True`` keeps it
+            (an error when the log has no ranking slice); ``False``: none. A kept
+            ranker re-orders the top ``retrieve_k`` of ``recommend``, ``evaluate``,
+            ``build_index`` and ``save``; :attr:`report` says what it measured.
 
     Example:
         >>> import tfrs_kit as tk
@@ -152,6 +169,7 @@ class Recipe:
     schema_: Schema | None = None  # set by fit (or tk.load), as report_
     report_: RecipeReport | None
     update_report_: Any = None  # the last update's UpdateReport, set by update
+    cascade_: Any = None  # the served Cascade when fit kept the ranking stage (rerank)
     _item_embeddings: tuple[Any, Any] | None  # (model, the candidates' embeddings)
 
     def __init__(
@@ -163,8 +181,8 @@ class Recipe:
         timestamp: str | None = None,
         item_features: Sequence[str] | None = None,
         user_features: Sequence[str] | None = None,
-        time_budget: float | None = 45.0,
-        max_trials: int = 12,
+        time_budget: float | None = None,
+        max_trials: int = 3,
         metric: str = "ndcg@10",
         validation_fraction: float = 0.2,
         histories: Sequence[str] = HISTORY_ENCODERS,
@@ -177,7 +195,7 @@ class Recipe:
         verbose: bool | str = "auto",
         in_memory_rows: int = DEFAULT_IN_MEMORY_ROWS,
         work_dir: str | os.PathLike[str] | None = None,
-        search_rows: int = DEFAULT_SEARCH_ROWS,
+        search_rows: int = DEFAULT_SEARCH_ROWS, rerank: bool | str = False,
     ) -> None:
         self.schema = None if schema is None else check_schema("schema", schema)
         self._column_arguments = {"user_id": user_id, "item_id": item_id, "timestamp": timestamp}
@@ -196,7 +214,7 @@ class Recipe:
                                    histories, hint=f"Choose from {list(HISTORY_ENCODERS)}.")
         self.max_history = check_int("max_history", max_history, minimum=1)
         self.max_epochs = check_int("max_epochs", max_epochs, minimum=1, allow_none=True)
-        self.blend = check_bool("blend", blend)
+        self.blend, self.rerank = check_bool("blend", blend), _rerank.check_rerank(rerank)
         self.query_tower, self.candidate_tower = query_tower, candidate_tower
         self._towers = Towers(tower_factory("query_tower", query_tower),
                               tower_factory("candidate_tower", candidate_tower))
@@ -254,7 +272,7 @@ class Recipe:
         base = base_settings(len(fit_log), histories=histories, item_features=features[0],
                              user_features=features[1], max_epochs=self.max_epochs,
                              allowed=self._towers.allowed())
-        blend = None
+        blend, best = None, cast("Trained | None", None)
         if validation is None:
             trials: list[Trial] = []
             chosen, epochs = base, base.epochs
@@ -265,12 +283,16 @@ class Recipe:
             trials, best = search(
                 fit_data, validation, base=base, features=features, histories=histories,
                 metric=self.metric, max_trials=self.max_trials, seed=self.seed,
-                deadline=_deadline(start, self.time_budget, _BLEND_SHARE), log=self._log)
+                deadline=_deadline(start, self.time_budget, _kept_back(self.rerank)),
+                log=self._log, work_dir=self.work_dir, time_budget=self.time_budget)
             chosen, epochs = best.settings, best.epochs
             note = _cut_short(best, self.metric) if self.time_budget is not None else ""
             # The blend may use what the search left, less the final training.
             blend = self._blend(fit_data, best, validation, deadline=math.inf if self.time_budget
                                 is None else start + self.time_budget - best.final_seconds)
+        ranker, rerank = _rerank.fit_rerank(
+            self.rerank, dataclasses.replace(data, log=fit_log), validation, best, blend, self._log,
+            metric=self.metric, seed=self.seed, end=_deadline(start, self.time_budget))
         self._log(f"final training: {chosen.describe()}, {epochs} epochs on all of train")
         # Without a validated epoch count the budget stops the default settings' epochs.
         deadline = _deadline(start, self.time_budget) if validation is None else None
@@ -281,11 +303,13 @@ class Recipe:
             trained = dataclasses.replace(trained, model=blend_model(
                 data, trained, blend, seed=self.seed))
         self._set_state(trained, None, data, None)
+        self.cascade_ = _rerank.served_cascade(ranker, rerank, data, chosen, trained.model)
         self.report_ = RecipeReport.build(
             chosen=chosen, epochs=epochs, trials=trials, metric=self.metric, dropped=dropped,
             seconds=time.monotonic() - start, time_budget=self.time_budget, note=note,
             validation_users=0 if validation is None else validation[
-                self.columns.user_id].nunique(), blend=blend, towers=self._towers.names())
+                self.columns.user_id].nunique(), blend=blend, towers=self._towers.names(),
+            rerank=rerank, max_trials=self.max_trials, final_epochs_cut=trained.clock_cut)
         return self
 
     def _blend(self, data: Data, best: Trained, validation: pd.DataFrame, *,
@@ -363,7 +387,7 @@ class Recipe:
 
         return save(self, path, k_max=k_max, wait=wait)
 
-    def update(self, new_events: TableLike, *, replay: float = 2.0, epochs: int = 4,
+    def update(self, new_events: TableLike, *, replay: float = 0.5, epochs: int = 4,
                tolerance: float = 0.1, force: bool = False,
                dir: str | os.PathLike[str] | None = None, k_max: int = 100,
                wait: float = 60.0) -> Recipe:
@@ -453,15 +477,21 @@ class Recipe:
             if value is not None and value != expected:
                 raise invalid_argument(argument, f"be {expected!r}, the column the Recipe "
                                        "was fitted with", value)
+        if _rerank.serving_cascade(self) is not None:  # the top retrieve_k re-ranked
+            return _rerank.cascade_recommender(self)
         return RecipeRecommender(self.model, queries=self.queries(), items=self.candidates(),
                                  user_id=c.user_id, item_id=c.item_id)
 
     def build_index(self, *, k_max: int = 100, backend: str = "auto", **options: Any) -> Any:
-        """A servable :class:`~tfrs_kit.Index` over every candidate (see :class:`IndexBuilder`)."""
+        """A servable :class:`~tfrs_kit.Index` over every candidate (see :class:`IndexBuilder`).
+
+        With a kept ranking stage it serves the cascade (``retrieve_k`` recorded),
+        and returns at most ``retrieve_k`` items per query.
+        """
         from tfrs_kit.index import IndexBuilder
 
-        return IndexBuilder(k_max=k_max, backend=backend, **options).build(
-            self.model, self.candidates())
+        model, candidates, k_max = _rerank.index_inputs(self, k_max)  # a kept cascade's
+        return IndexBuilder(k_max=k_max, backend=backend, **options).build(model, candidates)
 
     def _columns(self, train: Any) -> Columns:
         """The columns for ``train`` (None: data that carries no schema), with the
@@ -526,6 +556,7 @@ class Recipe:
 
 _MIN_VALIDATION_USERS = 10
 _BLEND_SHARE = 0.1  # of the time budget, kept back from the search for the blend
+_RERANK_SHARE = 0.25  # ... and for the ranking stage, when rerank is on
 
 
 def _names(argument: str, names: Any, schema: Schema | None = None) -> tuple[str, ...]:
@@ -552,6 +583,11 @@ def _cut_short(best: Trained, metric: str) -> str:
     return (f"the time budget ended training while validation {metric} was still improving "
             f"({best.epochs_run} of {best.settings.epochs} epochs): a larger time_budget "
             "may find a better model")
+
+
+def _kept_back(rerank: bool | str) -> float:
+    """The share of the time budget the search leaves to the blend (and the ranking stage)."""
+    return _BLEND_SHARE + (_RERANK_SHARE if rerank else 0.0)
 
 
 def _deadline(start: float, budget: float | None, keep: float = 0.0) -> float | None:

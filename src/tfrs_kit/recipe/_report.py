@@ -10,7 +10,7 @@ import pandas as pd
 
 from tfrs_kit.recipe._settings import Settings
 
-__all__ = ["Blend", "RecipeReport", "Trial"]
+__all__ = ["Blend", "RecipeReport", "Rerank", "Trial"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,13 +83,91 @@ class Blend:
 @dataclasses.dataclass(frozen=True)
 class Trial:
     """One trained setting: its state (``"complete"``, ``"pruned"`` or ``"diverged"``: a
-    NaN loss) and validation scores."""
+    NaN loss), validation scores, and ``clock_cut``: its planned epochs that the time
+    budget left out (0: the clock stopped nothing)."""
 
     settings: Settings
     state: str
     epochs: int
     scores: Mapping[str, float]
     seconds: float
+    clock_cut: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The trial as plain JSON values; :meth:`from_dict` reads it back."""
+        return {"settings": self.settings.to_dict(), "state": self.state,
+                "epochs": self.epochs, "scores": dict(self.scores), "seconds": self.seconds,
+                "clock_cut": self.clock_cut}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Trial:
+        """The trial :meth:`to_dict` wrote."""
+        return cls(Settings.from_dict(dict(values["settings"])), values["state"],
+                   values["epochs"], dict(values["scores"]), values["seconds"],
+                   values.get("clock_cut", 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rerank:
+    """The ranking stage: what ``fit`` measured on the validation slice and chose.
+
+    Attributes:
+        mode: ``"auto"`` or ``True`` (the Recipe's ``rerank``).
+        kept: Whether the fitted Recipe serves the cascade.
+        retrieve_k: Candidates re-ranked per query (the best of those tried).
+        loss: The ranker's loss.
+        features: What the ranker reads.
+        base: The validation metric without the ranking stage.
+        score: The validation metric with it, at ``retrieve_k``.
+        scores: The validation metric at each ``retrieve_k`` tried.
+        seconds: Wall time of the stage.
+        reason: Why it was not measured (a skip), else empty.
+    """
+
+    mode: bool | str
+    kept: bool
+    retrieve_k: int = 0
+    loss: str = ""
+    features: tuple[str, ...] = ()
+    base: float = float("nan")
+    score: float = float("nan")
+    scores: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    reason: str = ""
+
+    @classmethod
+    def skipped(cls, mode: bool | str, reason: str) -> Rerank:
+        """A stage not measured, for ``reason``."""
+        return cls(mode=mode, kept=False, reason=reason)
+
+    @property
+    def lift(self) -> float:
+        """``score / base`` (nan when skipped)."""
+        return self.score / self.base if self.base > 0 else float("nan")
+
+    def describe(self, metric: str) -> str:
+        """One line: what was measured and chosen."""
+        if self.reason:
+            return f"rerank: {self.reason}"
+        tried = ", ".join(f"k={k}: {s:.4f}" for k, s in self.scores.items())
+        verdict = "kept" if self.kept else "dropped"
+        forced = " (forced)" if self.mode is True else ""
+        return (f"rerank {verdict}{forced}: retrieve_k={self.retrieve_k}, {self.loss} loss "
+                f"on {', '.join(self.features)}; validation {metric} {self.score:.4f} vs "
+                f"{self.base:.4f} without (lift x{self.lift:.3f}; {tried}), {self.seconds:.1f} s")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stage as plain JSON values."""
+        values = dataclasses.asdict(self)
+        values["features"] = list(self.features)
+        values["scores"] = [[int(k), float(v)] for k, v in self.scores.items()]
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Rerank:
+        """The stage :meth:`to_dict` wrote."""
+        return cls(**{**values, "features": tuple(values["features"]),
+                      "scores": {int(k): float(v) for k, v in values["scores"]}})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +193,11 @@ class RecipeReport:
             registered name, class or function the Recipe was given).
         stages: Seconds per stage of ``fit`` on a log bigger than memory
             (``prepare``, ``search``, ``final``, ``serving tables``); empty in memory.
+        rerank: The ranking stage's measurement and choice (``None``: not tried).
+        clock_cut: What the time budget cut (empty without one):
+            ``trials_not_run`` (of ``max_trials``), ``trials_stopped`` (trials whose
+            planned epochs it ended early), ``trial_epochs_cut`` (their epochs left
+            out) and ``final_epochs_cut`` (of the final training's).
     """
 
     chosen: Settings
@@ -130,38 +213,45 @@ class RecipeReport:
     blend: Blend | None = None
     towers: tuple[str, str] = ("default", "default")
     stages: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    rerank: Rerank | None = None
+    clock_cut: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, *, chosen: Settings, epochs: int, trials: Sequence[Trial], metric: str,
               dropped: Mapping[str, str], validation_users: int, seconds: float,
               time_budget: float | None, note: str, blend: Blend | None = None,
-              towers: tuple[str, str] = ("default", "default")) -> RecipeReport:
+              towers: tuple[str, str] = ("default", "default"),
+              rerank: Rerank | None = None, max_trials: int | None = None,
+              final_epochs_cut: int = 0) -> RecipeReport:
+        """The report of a fit; ``max_trials`` (if known) and ``final_epochs_cut`` say,
+        with the trials' own ``clock_cut``, what a time budget cut."""
         reasons = _reasons(chosen, trials, metric)
         if blend is not None:
             reasons += blend.reasons(metric)
+        cut = {} if time_budget is None else _cut(trials, max_trials, final_epochs_cut)
         return cls(chosen=chosen, epochs=epochs, metric=metric, trials=tuple(trials),
                    reasons=tuple(reasons), dropped_features=dict(dropped),
                    validation_users=validation_users, seconds=seconds,
-                   time_budget=time_budget, note=note, blend=blend, towers=towers)
+                   time_budget=time_budget, note=note, blend=blend, towers=towers,
+                   rerank=rerank, clock_cut=cut)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON values; :meth:`from_dict` reads it back."""
         return {
             "chosen": self.chosen.to_dict(), "epochs": self.epochs, "metric": self.metric,
-            "trials": [{"settings": t.settings.to_dict(), "state": t.state,
-                        "epochs": t.epochs, "scores": dict(t.scores), "seconds": t.seconds}
-                       for t in self.trials],
+            "trials": [t.to_dict() for t in self.trials],
             "reasons": list(self.reasons), "dropped_features": dict(self.dropped_features),
             "validation_users": self.validation_users, "seconds": self.seconds,
             "time_budget": self.time_budget, "note": self.note,
             "blend": None if self.blend is None else self.blend.to_dict(),
-            "towers": list(self.towers), "stages": dict(self.stages)}
+            "towers": list(self.towers), "stages": dict(self.stages),
+            "rerank": None if self.rerank is None else self.rerank.to_dict(),
+            "clock_cut": dict(self.clock_cut)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RecipeReport:
         """The report :meth:`to_dict` wrote."""
-        trials = tuple(Trial(Settings.from_dict(t["settings"]), t["state"], t["epochs"],
-                             dict(t["scores"]), t["seconds"]) for t in values["trials"])
+        trials = tuple(Trial.from_dict(t) for t in values["trials"])
         blend = values.get("blend")
         return cls(chosen=Settings.from_dict(values["chosen"]), epochs=values["epochs"],
                    metric=values["metric"], trials=trials, reasons=tuple(values["reasons"]),
@@ -170,7 +260,9 @@ class RecipeReport:
                    time_budget=values["time_budget"], note=values.get("note", ""),
                    blend=None if blend is None else Blend.from_dict(blend),
                    towers=tuple(values.get("towers", ("default", "default"))),
-                   stages=dict(values.get("stages", {})))
+                   stages=dict(values.get("stages", {})),
+                   rerank=Rerank.from_dict(values["rerank"]) if values.get("rerank") else None,
+                   clock_cut=dict(values.get("clock_cut", {})))
 
     @property
     def validation_score(self) -> float | None:
@@ -206,8 +298,12 @@ class RecipeReport:
         if self.stages:
             lines.append("  time: " + ", ".join(f"{stage} {seconds:.1f} s"
                                                  for stage, seconds in self.stages.items()))
+        if self.clock_cut:
+            lines.append(f"  time budget: {_clock_cut(self.clock_cut)}")
         if self.note:
             lines.append(f"  note: {self.note}")
+        if self.rerank is not None:
+            lines.append(f"  {self.rerank.describe(self.metric)}")
         lines += [f"  {reason}" for reason in self.reasons]
         lines += [f"  dropped {name!r}: {why}" for name, why in self.dropped_features.items()]
         return "\n".join(lines)
@@ -222,6 +318,33 @@ _KNOBS = {
     "item_features": lambda s: ",".join(s.item_features) or "none",
     "user_features": lambda s: ",".join(s.user_features) or "none",
 }
+
+
+def _cut(trials: Sequence[Trial], max_trials: int | None,
+         final_epochs_cut: int) -> dict[str, int]:
+    """What a time budget cut: trials not run, trials stopped early, epochs left out."""
+    stopped = [t.clock_cut for t in trials if t.clock_cut]
+    cut = {"trials_stopped": len(stopped), "trial_epochs_cut": sum(stopped),
+           "final_epochs_cut": final_epochs_cut}
+    if max_trials is not None:
+        cut = {"trials_not_run": max(max_trials - len(trials), 0), "max_trials": max_trials,
+               **cut}
+    return cut
+
+
+def _clock_cut(cut: Mapping[str, int]) -> str:
+    """What the clock cut, in words (``"it cut nothing"`` when nothing)."""
+    parts = []
+    if cut.get("trials_not_run"):
+        parts.append(f"{cut['trials_not_run']} of max_trials={cut['max_trials']} trials "
+                     "not run")
+    if cut.get("trials_stopped"):
+        parts.append(f"{cut['trials_stopped']} trial(s) stopped before their planned "
+                     f"epochs ({cut['trial_epochs_cut']} epoch(s) not run)")
+    if cut.get("final_epochs_cut"):
+        parts.append(f"the final training's last {cut['final_epochs_cut']} epoch(s)")
+    return ("the clock cut " + "; ".join(parts) if parts
+            else "the clock cut nothing (every trial and epoch planned ran)")
 
 
 def _pairs(scores: Mapping[float, float]) -> list[list[float]]:

@@ -10,7 +10,9 @@ A version folder (``DIR/versions/<n>/``, see ``_store``) holds::
     queries.parquet      one row per user: their query features (latest history)
     candidates.parquet   one row per candidate item: its features
     seen.parquet         the user and item of each interaction of the training log
-    index/               the serving SavedModel (Recipe.build_index(...).save)
+    index/               the serving SavedModel (Recipe.build_index(...).save): with a
+                         kept ranker, the cascade (its retrieve_k recorded)
+    ranker/              a kept ranker's config, weights and items' popularity
 
 Loading rebuilds the towers from the settings and vocabularies by the code that
 trained them (``_training.build_model``), then reads the weights.
@@ -35,6 +37,7 @@ from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.recipe import _store
 from tfrs_kit.recipe._inputs import Columns
 from tfrs_kit.recipe._report import RecipeReport
+from tfrs_kit.recipe._rerank import read_cascade, serving_cascade, write_ranker
 from tfrs_kit.recipe._settings import Settings
 from tfrs_kit.recipe._towers import Towers, tower_factory
 from tfrs_kit.recipe._training import Data, Saved, Trained, build_model
@@ -84,6 +87,8 @@ def _write_version(recipe: Any, trained: Trained, folder: Path, *, k_max: int) -
         table.to_parquet(folder / f"{name}.parquet", index=False)
     recipe.build_index(k_max=min(k_max, len(candidates))).save(folder / "index")
     manifest = _manifest(recipe, trained, blend)
+    cascade = serving_cascade(recipe)
+    manifest["cascade"] = None if cascade is None else write_ranker(cascade, folder)
     text = json.dumps(manifest, indent=2, default=_json_default)
     with open(folder / _store.MANIFEST, "w", encoding="utf-8") as file:  # last
         file.write(text)
@@ -122,6 +127,7 @@ def _manifest(recipe: Any, trained: Trained, blend: dict[str, Any] | None) -> di
             "validation_fraction": recipe.validation_fraction,
             "histories": list(recipe.histories), "max_history": recipe.max_history,
             "max_epochs": recipe.max_epochs, "blend": recipe.blend, "seed": recipe.seed,
+            "rerank": recipe.rerank,
             **{name: getattr(recipe, name) for name in ("in_memory_rows", "search_rows")
                if hasattr(recipe, name)}},
     }
@@ -199,7 +205,8 @@ def read(path: str | os.PathLike[str], *, version: int | None = None,
     trained = Trained(model, settings, manifest["epochs"], {}, 0.0,
                       epochs_run=manifest["epochs"])
     return {"arguments": arguments, "columns": columns, "trained": trained,
-            "report": RecipeReport.from_dict(manifest["report"]), "saved": saved}
+            "report": RecipeReport.from_dict(manifest["report"]), "saved": saved,
+            "cascade": read_cascade(folder, manifest.get("cascade"), model)}
 
 
 def _check_format(manifest: dict[str, Any], folder: Path) -> None:

@@ -14,8 +14,13 @@ The log is never read whole into memory:
 4. the users' latest histories, the item vocabulary (and the catalogue) and each user's
    seen items become the tables the fitted Recipe serves from, as a loaded one does.
 
+5. with ``blend`` on, the towers are blended as the in-memory ``fit`` blends them, the
+   factorisation and the popularity counted shard by shard from the training shards and
+   the weights chosen on the validation shard (:mod:`~tfrs_kit.recipe._scale_blend`);
+   the final training leaves it a share of the budget.
+
 Left for later steps: item and user features (left out, named in the report), the
-blend (off), the factorisation warm start (not searched: it needs the log in memory).
+factorisation warm start (not searched: it needs the log in memory).
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ import pandas as pd
 
 from tfrs_kit.data._files import _pyarrow, estimated_rows
 from tfrs_kit.data._source import is_files, resolve
+from tfrs_kit.recipe._fit_progress import BatchProgress
 from tfrs_kit.recipe._inputs import Columns, attribute_table, split_validation, to_frame
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import RecipeReport, Trial
+from tfrs_kit.recipe._scale_blend import BLEND_SHARE, blend_shards
 from tfrs_kit.recipe._search import search
 from tfrs_kit.recipe._settings import Allowed, Settings, base_settings
 from tfrs_kit.recipe._towers import Towers
@@ -135,10 +142,20 @@ def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = 
         recipe._log(f"search: {len(searched.trials)} trial(s) on {prepared.sample_rows:,} "
                     f"rows of {prepared.sample_users:,} users in {clock.lap('search'):.1f} s; "
                     f"chosen {chosen.describe()}")
-        trained, why = _train_streamed(recipe, prepared, searched, clock)
+        blending = bool(recipe.blend) and prepared.validation is not None
+        trained, why = _train_streamed(recipe, prepared, searched, clock if not blending or (
+            clock.budget is None) else dataclasses.replace(  # a share kept for the blend
+                clock, budget=clock.budget * (1.0 - BLEND_SHARE)))
         recipe._log(f"final training: {why} ({clock.lap('final'):.1f} s)")
         saved = _serving_tables(recipe, prepared, chosen, given_items)
         recipe._log(f"serving tables: {clock.lap('serving tables'):.1f} s")
+        blend = None
+        if blending:
+            trained, blend = blend_shards(
+                recipe, trained, _first_only(prepared, c) if chosen.first_only
+                else list(prepared.train), validation=_validation(recipe, prepared),
+                saved=saved, deadline=clock.deadline(1.0))
+            recipe._log(f"blend: {clock.lap('blend'):.1f} s")
     finally:
         if recipe.work_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -148,7 +165,7 @@ def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = 
         chosen=chosen, epochs=trained.epochs, trials=searched.trials, metric=recipe.metric,
         dropped=dropped, seconds=time.monotonic() - clock.start,
         time_budget=recipe.time_budget, note="; ".join(n for n in (searched.note, why) if n),
-        validation_users=searched.validation_users, blend=None,
+        validation_users=searched.validation_users, blend=blend,
         towers=recipe._towers.names()), stages=dict(clock.stages))
     recipe._set_state(trained, report, None, saved)  # served from its tables, as if loaded
     return recipe
@@ -245,25 +262,30 @@ def _search_sample(recipe: Any, prepared: Any, given_items: pd.DataFrame | None,
         dataclasses.replace(data, log=fit_log), validation, base=base, features=((), ()),
         histories=histories, metric=recipe.metric, max_trials=recipe.max_trials,
         seed=recipe.seed, deadline=_search_deadline(clock, prepared.train_rows),
-        log=recipe._log)
-    return _Searched(trials, best.settings, best, "", len(log),
+        log=recipe._log, work_dir=recipe.work_dir, time_budget=recipe.time_budget,
+        retrain=False)  # the final training streams a new model: the trial's is not used
+    note = ("" if len(trials) >= recipe.max_trials else f"the time budget ended the search "
+            f"after {len(trials)} of max_trials={recipe.max_trials} trials")
+    return _Searched(trials, best.settings, best, note, len(log),
                      int(validation[c.user_id].nunique()))
 
 
 def _planned_epochs(settings: Settings, searched: _Searched, train_rows: int,
                     seconds_left: float) -> tuple[int, str]:
-    """The epochs the final schedule spans: the settings'; for a decaying rate, fewer if
-    the budget left holds fewer (an epoch's time estimated from the chosen trial's
-    training, scaled by the rows), so that the rate decays within the budget."""
+    """The epochs the final schedule spans, and why: the settings'; for a decaying rate,
+    fewer if the budget left holds fewer, so that the rate decays within the budget. An
+    epoch's time is estimated from the chosen trial's training, scaled by the rows."""
     best = searched.best
-    if (best is None or settings.schedule != "cosine" or not math.isfinite(seconds_left)
-            or not best.epochs):
+    if best is None or not best.epochs or not math.isfinite(seconds_left):
         return settings.epochs, ""
     per_epoch = best.final_seconds / best.epochs * train_rows / max(searched.rows, 1)
     fits = int(seconds_left // max(per_epoch, 1e-9))
+    why = (f"about {fits} epoch(s) of {per_epoch:.0f} s (the chosen trial's speed) fit in "
+           f"the {seconds_left:.0f} s left")
+    if settings.schedule != "cosine":
+        return settings.epochs, f"{why}; no epoch starts that would end after the budget"
     epochs = int(np.clip(fits, 1, settings.epochs))
-    return epochs, (f"the cosine schedule planned over {epochs}: about {fits} epoch(s) of "
-                    f"{per_epoch:.0f} s fit in the {seconds_left:.0f} s left")
+    return epochs, f"the cosine schedule planned over {epochs}: {why}"
 
 
 def _validation(recipe: Any, prepared: Any) -> tuple[pd.DataFrame, pd.DataFrame, Data]:
@@ -290,6 +312,8 @@ def _train_streamed(recipe: Any, prepared: Any, searched: _Searched,
     epochs, why = _planned_epochs(settings, searched, prepared.train_rows,
                                   deadline - time.monotonic())
     model = _compiled(recipe, prepared, settings, epochs)
+    if why:
+        recipe._log(f"final training: {epochs} epoch(s) planned; {why}")
 
     def score() -> dict[str, float]:
         recommender = RecipeRecommender(model, queries=queries, items=candidates,
@@ -302,8 +326,11 @@ def _train_streamed(recipe: Any, prepared: Any, searched: _Searched,
 
     monitor = RankingMonitor(score, recipe.metric, _PATIENCE, deadline, report)
     paths = _first_only(prepared, c) if settings.first_only else list(prepared.train)
+    rows = estimated_rows(paths)  # exact for Parquet: its footers' row counts
+    bar = BatchProgress(epochs=epochs, steps=-(-rows // settings.batch_size), rows=rows,
+                        description="Final training", verbose=recipe.verbose)
     history = model.fit(paths, epochs=epochs, batch_size=settings.batch_size, seed=recipe.seed,
-                        shuffle_buffer=_SHUFFLE_BUFFER, verbose=0, callbacks=[monitor])
+                        shuffle_buffer=_SHUFFLE_BUFFER, verbose=0, callbacks=[monitor, bar])
     monitor.restore()
     run = len(history.epoch)
     stop = (f"no better validation score for {_PATIENCE} epochs"

@@ -10,6 +10,7 @@ import pandas as pd
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_bool, check_int, padding_value
+from tfrs_kit.recipe._rerank import rerank_scores, serving_cascade
 
 __all__ = ["recommend"]
 
@@ -43,6 +44,9 @@ def recommend(recipe: Any, users: Any, *, history: Any, k: int, exclude_seen: bo
         recipe, model, candidates).T
     if exclude_seen:
         _mask(scores, recipe, user_ids, positions, histories, item_ids)
+    cascade = serving_cascade(recipe)
+    if cascade is not None:  # the kept ranker re-orders the top retrieve_k
+        scores = rerank_scores(cascade, rows, candidates, scores)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(scores, order, axis=1).astype(np.float32)
     ids = item_ids[order]

@@ -98,6 +98,7 @@ class Trained:
     seconds: float
     epochs_run: int = 0  # the epochs trained before the trial stopped
     final_seconds: float = 0.0  # the estimated time of its final training on the whole log
+    clock_cut: int = 0  # planned epochs not run because the deadline stopped the training
 
 
 def count_vocabularies(columns: Columns, settings: Settings, rows: dict[str, Any]) -> Any:
@@ -166,6 +167,7 @@ class EpochDeadline(tf.keras.callbacks.Callback):
         super().__init__()
         self.deadline = deadline
         self._epoch_start = time.monotonic()
+        self.stopped_at: int | None = None  # the epochs run when the deadline stopped it
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch_start = time.monotonic()
@@ -174,6 +176,11 @@ class EpochDeadline(tf.keras.callbacks.Callback):
         now = time.monotonic()
         if now + (now - self._epoch_start) + self.extra(epoch) > self.deadline:
             self.model.stop_training = True
+            self.stopped_at = epoch + 1
+
+    def cut(self, planned: int) -> int:
+        """The epochs of ``planned`` the deadline left out (0: it stopped nothing)."""
+        return 0 if self.stopped_at is None else max(planned - self.stopped_at, 0)
 
     def extra(self, epoch: int) -> float:
         """Seconds needed after the next epoch (none here)."""
@@ -276,7 +283,8 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
     monitor.restore()
     return Trained(model, settings, monitor.best_epoch, monitor.best,
                    time.monotonic() - start, epochs_run=len(history.epoch),
-                   final_seconds=monitor.final(monitor.best_epoch))
+                   final_seconds=monitor.final(monitor.best_epoch),
+                   clock_cut=monitor.cut(settings.epochs))
 
 
 def validation_scores(recommender: Any, data: Data, validation: pd.DataFrame,
@@ -311,11 +319,13 @@ def train_final(data: Data, settings: Settings, *, epochs: int, seed: int,
     start = time.monotonic()
     rows, model = _compiled_model(data, settings, seed)
     epochs = epochs if settings.warm_start else max(epochs, 1)
+    clock = EpochDeadline(deadline)
     if epochs:
         history = model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed,
-                            verbose=0, callbacks=[EpochDeadline(deadline)])
-        epochs = len(history.epoch)
-    return Trained(model, settings, epochs, {}, time.monotonic() - start, epochs_run=epochs)
+                            verbose=0, callbacks=[clock])
+    run = len(history.epoch) if epochs else 0
+    return Trained(model, settings, run, {}, time.monotonic() - start, epochs_run=run,
+                   clock_cut=clock.cut(epochs))
 
 
 def _compiled_model(data: Data, settings: Settings,

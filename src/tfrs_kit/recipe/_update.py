@@ -4,14 +4,19 @@ An update never starts over. The vocabularies grow (new users and items are
 appended, so every known id keeps its index and its trained embedding row; a new
 row starts at the mean of the known rows), the trained weights are copied into
 the grown model, which is fine-tuned on the new events plus a bounded sample of
-older ones (the replay, against forgetting), the blend (popularity, the
-factorisation) is recounted on the whole log, each user's query features (their
+older ones (the replay, against forgetting), each user's query features (their
 latest history) and seen items are extended, and the index is rebuilt.
 
-The guard: the latest new event of each user with another event (at most 2,000
-users) is held out of the fine-tuning; the updated model and the serving one are
-scored on it (training items masked), and an update worse by more than
-``tolerance`` is refused (:class:`UpdateRejected`) unless forced.
+The blend goes stale as tastes drift, so it is refreshed: its weights and its
+popularity window are chosen again for the fine-tuned towers on the update's own
+holdout (the latest new event of half the users with another event, at most
+2,000), and the published blend's popularity and factorisation are recounted on
+every event, the new ones included.
+
+The guard: the latest new event of other users (at most 2,000) is held out of the
+fine-tuning and of the blend; the updated model and the serving one are scored on
+it (training items masked), and an update worse by more than ``tolerance`` is
+refused (:class:`UpdateRejected`) unless forced.
 """
 
 from __future__ import annotations
@@ -36,13 +41,16 @@ from tfrs_kit.recipe._training import Data, Trained, build_model, validation_sco
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_REPLAY", "DEFAULT_TOLERANCE", "UpdateRejected",
            "UpdateReport", "check_folder", "update_recipe"]
 
-#: Older events replayed per new event (measured in ``benchmarks/lifecycle.py``).
-DEFAULT_REPLAY = 2.0
+#: Older events replayed per new event (measured in ``benchmarks/lifecycle.py``: on the
+#: drifting log 0.5 kept 0.98 of a refit's recall, 2 only 0.89: old tastes replayed).
+DEFAULT_REPLAY = 0.5
 #: Epochs of fine-tuning over the new events and the replay.
 DEFAULT_EPOCHS = 4
 #: The largest relative drop of the guard's metric an update may show and be published.
 DEFAULT_TOLERANCE = 0.1
 _GUARD_USERS = 2_000  # the most users the guard holds out
+_CHOICE_USERS = 2_000  # the most users held out to choose the blend's weights again
+_MIN_CHOICE_USERS = 20  # fewer: the blend's weights are kept (too few to choose on)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +74,10 @@ class UpdateReport:
         forced: Whether it was published whatever the guard said.
         version: The version saved (with a folder), else ``None``.
         seconds: The time the update took.
+        blend: The blend published (:class:`~tfrs_kit.recipe.Blend`; ``None``: none):
+            its popularity and factorisation recounted on every event.
+        blend_users: Users whose latest new event chose the blend's weights and
+            popularity window again (0: the fit's weights kept, too few users).
     """
 
     events: int
@@ -83,6 +95,8 @@ class UpdateReport:
     forced: bool = False
     version: int | None = None
     seconds: float = 0.0
+    blend: Any = None
+    blend_users: int = 0
 
     @property
     def passed(self) -> bool:
@@ -97,9 +111,20 @@ class UpdateReport:
                   f"updated={self.updated_score:.4f} on {self.holdout_users} users")
         return (f"update: {self.events} events ({self.late_events} late), "
                 f"{self.new_users} new users, {self.new_items} new items, "
-                f"{self.replayed} replayed, {self.epochs} epochs; guard: {scores}; "
+                f"{self.replayed} replayed, {self.epochs} epochs; {self._blend_note()}; "
+                f"guard: {scores}; "
                 f"{'published' if self.published else 'not published'}"
                 + ("" if self.version is None else f" as version {self.version}"))
+
+
+    def _blend_note(self) -> str:
+        if self.blend is None:
+            return "no blend"
+        weights = (f"iALS {self.blend.weight:g}, popularity {self.blend.popularity:g} "
+                   f"over the latest {self.blend.window:g} of the events")
+        if not self.blend_users:
+            return f"blend kept ({weights})"
+        return f"blend chosen again on {self.blend_users} users ({weights})"
 
 
 class UpdateRejected(RuntimeError):
@@ -133,25 +158,33 @@ def update_recipe(recipe: Any, new_events: TableLike, *, replay: float, epochs: 
     old = _old_data(recipe, settings)
     new = _new_events(new_events, old, c, settings)
     full, counts = _grown_data(old, new, settings)
-    holdout_mask = _holdout(full, len(old.log), seed)
-    fit_data = dataclasses.replace(full, log=full.log[~holdout_mask].reset_index(drop=True))
-    grown = _grown_model(trained, fit_data, settings)
+    choice, guard = _holdouts(full, len(old.log), seed)
+    fit_data = _without(full, choice | guard)
+    grown = _grown_model(trained, full, settings)  # held-out ids get rows too
     rows, replayed = _fine_tune_rows(fit_data, settings, len(old.log), len(new), replay, seed)
     _fine_tune(grown, rows, settings, epochs, seed)
     base = dataclasses.replace(trained, model=grown)
-    model = _blended(recipe, fit_data, base, seed)
-    holdout = full.log[holdout_mask]
-    scores = _guard_scores(trained.model, model, fit_data, holdout, settings, recipe.metric)
+    blend, rechosen = _refreshed_blend(recipe, fit_data, base, full.log[choice], seed)
+    measured = _blended(fit_data, base, blend, seed)
+    holdout = full.log[guard]
+    scores = _guard_scores(trained.model, measured, _without(full, guard), holdout, settings,
+                           recipe.metric)
     report = UpdateReport(
         events=len(new), new_users=counts[0], new_items=counts[1],
         late_events=_late(old, new, c.timestamp), replayed=replayed, epochs=epochs,
         holdout_users=int(holdout[c.user_id].nunique()), metric=recipe.metric,
-        serving_score=scores[0], updated_score=scores[1], tolerance=tolerance, forced=force)
+        serving_score=scores[0], updated_score=scores[1], tolerance=tolerance, forced=force,
+        blend=blend, blend_users=int(full.log.loc[choice, c.user_id].nunique()) if rechosen
+        else 0)
     if not report.passed and not force:
         raise UpdateRejected(dataclasses.replace(report, seconds=time.monotonic() - start))
-    # Published as measured: the held-out events reach the histories and seen items
-    # now, the weights and the blend's counts at the next update.
-    recipe._set_state(dataclasses.replace(trained, model=model), recipe.report_, full, None)
+    # Published as measured, but the blend's counts and factorisation over every event:
+    # the held-out ones are the newest, what the popularity's window is about.
+    model = _blended(full, base, blend, seed) if choice.any() or guard.any() else measured
+    summary = recipe.report_
+    if blend is not None and summary is not None:
+        summary = dataclasses.replace(summary, blend=blend)
+    recipe._set_state(dataclasses.replace(trained, model=model), summary, full, None)
     return dataclasses.replace(report, published=True, seconds=time.monotonic() - start)
 
 
@@ -181,27 +214,38 @@ def _new_events(new_events: TableLike, old: Data, c: Any, settings: Any) -> pd.D
         if column is None:
             continue
         expected, found = old.log[column].dtype, frame[column].dtype
-        kinds = {_kind(expected), _kind(found)}
+        kinds = {_kind(old.log[column]), _kind(frame[column])}
         if len(kinds) > 1 and not (column == c.timestamp and kinds == {"i", "n"}):
             raise invalid_argument(
                 f"new_events[{column!r}]", f"hold values of the model's type ({expected})",
-                f"dtype {found}", error=TypeError,
+                f"dtype {found} ({_kind_name(frame[column])})", error=TypeError,
                 hint=f"Convert it first, e.g. new_events[{column!r}] = "
                 f"new_events[{column!r}].astype({str(expected)!r}).")
-        if _kind(found) == "i" and column != c.timestamp:
+        if _kind(frame[column]) == "i" and column != c.timestamp:
             frame[column] = frame[column].astype(np.int64)
     features = [*settings.item_features, *settings.user_features]
     return frame[c.ids() + [f for f in features if f in frame]]
 
 
-def _kind(dtype: Any) -> str:
-    """``i`` for integer ids, ``n`` for other numbers, ``M`` for datetimes, ``O`` for text."""
-    types = pd.api.types
+def _kind(values: pd.Series) -> str:
+    """``i`` for integer ids, ``n`` for other numbers, ``M`` for datetimes, ``O`` for text;
+    an object column by the values it holds (integers in an object column are ``i``,
+    a mix of kinds ``mixed``)."""
+    types, dtype = pd.api.types, values.dtype
     if types.is_bool_dtype(dtype) or types.is_integer_dtype(dtype):
         return "i"
     if types.is_datetime64_any_dtype(dtype):
         return "M"
-    return "n" if types.is_numeric_dtype(dtype) else "O"
+    if types.is_numeric_dtype(dtype):
+        return "n"
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    return {"integer": "i", "floating": "n", "mixed-integer-float": "n", "datetime": "M",
+            "string": "O", "empty": "O"}.get(inferred, "mixed")
+
+
+def _kind_name(values: pd.Series) -> str:
+    return {"i": "integers", "n": "numbers", "M": "datetimes", "O": "text",
+            "mixed": "values of mixed types"}[_kind(values)]
 
 
 def _late(old: Data, new: pd.DataFrame, timestamp: str | None) -> int:
@@ -235,11 +279,15 @@ def _grown_data(old: Data, new: pd.DataFrame, settings: Any) -> tuple[Data, tupl
     return data, (tables[0][1], tables[1][1])
 
 
-def _holdout(data: Data, first_new: int, seed: int) -> np.ndarray:
-    """The guard's rows: the latest new event of the users with another event (at most
-    :data:`_GUARD_USERS` of them, drawn at random; the rest of the latest events stay
-    in the fine-tuning). Fewer users make a noisier guard: with 200 on a day of the
-    lifecycle benchmark, a sound update was refused."""
+def _holdouts(data: Data, first_new: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint sets of held-out rows, each the latest new event of users with another
+    event, drawn at random: the blend's (at most :data:`_CHOICE_USERS` users, half the
+    eligible ones; none with fewer than ``2 * _MIN_CHOICE_USERS``), on which the blend's
+    weights are chosen again, and the guard's (at most :data:`_GUARD_USERS` of the
+    others), on which the serving and updated models are compared; the other latest
+    events stay in the fine-tuning. Fewer guard users make a noisier guard: with 200 on
+    a day of the lifecycle benchmark, a sound update was refused. The guard's are not
+    the blend's, so the weights chosen do not flatter the update before its guard."""
     c = data.columns
     log = data.log
     new = log.iloc[first_new:]
@@ -247,10 +295,19 @@ def _holdout(data: Data, first_new: int, seed: int) -> np.ndarray:
     latest = order.drop_duplicates(c.user_id, keep="last")
     counts = log[c.user_id].value_counts()
     eligible = latest.index[latest[c.user_id].map(counts).to_numpy() > 1].to_numpy()
-    size = min(len(eligible), _GUARD_USERS)
-    mask = np.zeros(len(log), bool)
-    mask[np.random.default_rng(seed).choice(eligible, size, replace=False)] = True
-    return mask
+    eligible = np.random.default_rng(seed).permutation(eligible)
+    half = len(eligible) // 2 if len(eligible) >= 2 * _MIN_CHOICE_USERS else 0
+    masks = np.zeros((2, len(log)), bool)
+    masks[0, eligible[:min(half, _CHOICE_USERS)]] = True
+    masks[1, eligible[min(half, _CHOICE_USERS):][:_GUARD_USERS]] = True
+    return masks[0], masks[1]
+
+
+def _without(data: Data, rows: np.ndarray) -> Data:
+    """``data`` less the log's ``rows`` (a mask)."""
+    if not rows.any():
+        return data
+    return dataclasses.replace(data, log=data.log[~rows].reset_index(drop=True))
 
 
 def _grown_model(trained: Trained, data: Data, settings: Any) -> Any:
@@ -332,11 +389,30 @@ def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int,
         model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
 
 
-def _blended(recipe: Any, data: Data, base: Trained, seed: int) -> Any:
-    """``base``'s model with the Recipe's blend (if any) recounted on ``data``."""
-    from tfrs_kit.recipe._blend import blend_model
+def _refreshed_blend(recipe: Any, data: Data, base: Trained, choice: pd.DataFrame,
+                     seed: int) -> tuple[Any, bool]:
+    """The Recipe's blend (``None``: none), its weights and popularity window chosen again
+    (:func:`~tfrs_kit.recipe._blend.choose_weights`) for the fine-tuned towers on the
+    ``choice`` rows, ``data`` (which lacks them) refactorised; kept as it was with too
+    few ``choice`` users. With whether they were chosen again."""
+    import importlib.util
+
+    from tfrs_kit.recipe._blend import choose_weights
 
     blend = recipe.report_.blend if recipe.report_ is not None else None
+    users = choice[data.columns.user_id].nunique() if len(choice) else 0
+    if blend is None or users < _MIN_CHOICE_USERS:
+        return blend, False
+    chosen = choose_weights(data, base, choice, metric=recipe.metric, seed=seed,
+                            factorisation=importlib.util.find_spec("implicit") is not None)
+    return chosen, True
+
+
+def _blended(data: Data, base: Trained, blend: Any, seed: int) -> Any:
+    """``base``'s model with ``blend`` (if any) recounted on ``data``: the popularity over
+    its latest window, the factorisation refitted."""
+    from tfrs_kit.recipe._blend import blend_model
+
     if blend is None or not (blend.weight or blend.popularity):
         return base.model
     return blend_model(data, base, blend, seed=seed)

@@ -14,10 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
-from tfrs_kit._validation import check_int
-from tfrs_kit.data._files import is_files, iter_tables, resolve
-from tfrs_kit.data._shards import Shards
-from tfrs_kit.data._stream import count_values, id_tensor
+from tfrs_kit.data._files import iter_tables, resolve
+from tfrs_kit.data._stream import (
+    DEFAULT_SHUFFLE_BUFFER,
+    check_stream_source,
+    count_values,
+    id_tensor,
+    streaming_buffer,
+)
 from tfrs_kit.data._table import TableLike
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "SAMPLING_PROBABILITY", "batch_preparation",
@@ -25,21 +29,6 @@ __all__ = ["DEFAULT_SHUFFLE_BUFFER", "SAMPLING_PROBABILITY", "batch_preparation"
 
 # No leading underscore: TensorFlow turns feature names into graph node names.
 SAMPLING_PROBABILITY = "tfrs_kit_sampling_probability"
-
-#: Rows shuffled together when ``x`` is ``tk.data.Shards`` and no buffer is given.
-DEFAULT_SHUFFLE_BUFFER = 65536
-
-
-def streaming_buffer(x: TableLike, shuffle_buffer: int | None) -> int | None:
-    """The shuffle buffer ``fit`` streams with; ``None``: read ``x`` into memory.
-
-    Naming a log ``tk.data.Shards`` says it may not fit in memory, so it streams
-    by default; a path or glob keeps reading into memory unless a buffer is given
-    (the results of existing calls do not change).
-    """
-    if shuffle_buffer is None and isinstance(x, Shards):
-        return DEFAULT_SHUFFLE_BUFFER
-    return shuffle_buffer
 
 
 def scan_files(model: Any, x: TableLike, shuffle_buffer: int,
@@ -49,11 +38,7 @@ def scan_files(model: Any, x: TableLike, shuffle_buffer: int,
     One pass over the candidate id column; the first chunk of every feature
     is checked as ``_read`` checks a table.
     """
-    check_int("shuffle_buffer", shuffle_buffer, minimum=1)
-    if not is_files(x):
-        raise invalid_argument("shuffle_buffer", "be None unless x names files",
-                               shuffle_buffer, hint="Streaming reads Parquet, CSV or "
-                               "TFRecord shards; a table in memory is shuffled whole.")
+    check_stream_source(x, shuffle_buffer)
     if validation_fraction is not None:
         raise invalid_argument("validation_fraction", "be None when streaming files",
                                validation_fraction, hint="Pass validation_data=... "

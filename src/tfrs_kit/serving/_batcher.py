@@ -44,6 +44,9 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000
         self._on_error = on_error
         self._queue: asyncio.Queue[_Pending] | None = None
+        self._last_size = max_batch_size  # the previous batch's size (none yet: "full")
+        self._wanted = 0  # with _wake: how many queued items end the current wait
+        self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="tfrs-kit-batch")
@@ -57,6 +60,9 @@ class MicroBatcher:
             self._task = loop.create_task(self._gather_and_run(queue))
         pending = _Pending(item, loop.create_future(), loop.time())
         queue.put_nowait(pending)
+        wake = self._wake
+        if wake is not None and queue.qsize() >= self._wanted and not wake.done():
+            wake.set_result(None)
         return await pending.future
 
     async def stop(self) -> None:
@@ -86,19 +92,28 @@ class MicroBatcher:
 
     async def _gather(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[_Pending],
                       batch: list[_Pending]) -> None:
-        """Adds queued items to ``batch`` until it is full or its first item's wait ends."""
-        deadline = batch[0].enqueued + self.max_wait
-        while len(batch) < self.max_batch_size:
-            if not queue.empty():
-                batch.append(queue.get_nowait())
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
+        """Adds queued items to ``batch`` until it is full or its first item's wait ends.
+
+        One wait per batch, not one per item: :meth:`submit` wakes it when enough items
+        are queued to fill the batch, a timer when the first item's wait is over. After
+        a batch of one (no concurrent queries then) a lone query does not wait: a single
+        client pays no batching delay, and under load batches stay large.
+        """
+        remaining = batch[0].enqueued + self.max_wait - loop.time()
+        missing = self.max_batch_size - len(batch)
+        lone = self._last_size == 1 and queue.empty()
+        if remaining > 0 and queue.qsize() < missing and not lone:
+            wake = self._wake = loop.create_future()
+            self._wanted = missing
+            timer = loop.call_later(remaining, _wake_up, wake)
             try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except asyncio.TimeoutError:  # not the built-in TimeoutError before 3.11
-                return
+                await wake
+            finally:
+                timer.cancel()
+                self._wake = None
+        while len(batch) < self.max_batch_size and not queue.empty():
+            batch.append(queue.get_nowait())
+        self._last_size = len(batch)
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         live = [p for p in batch if not p.future.done()]  # a client may have gone
@@ -113,3 +128,8 @@ class MicroBatcher:
         for pending, answer in zip(live, answers, strict=True):
             if not pending.future.done():
                 pending.future.set_result(answer)
+
+
+def _wake_up(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -64,6 +64,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
                            metavar=metavar, help=f"{what} (default: {_plain(default)})")
     serve.add_argument("--model-name", default=None, metavar="NAME",
                        help="the NAME in /v1/models/NAME:predict (default: DIR's name)")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log every request (off by default: a log line per request costs "
+                       "CPU that a loaded server needs)")
     return serve  # type: ignore[no-any-return]
 
 
@@ -97,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args)
     api = app(**options)  # checks DIR and every setting before uvicorn starts
     if args.workers == 1:
-        uvicorn.run(api, host=args.host, port=args.port, log_level="info")
+        uvicorn.run(api, host=args.host, port=args.port, log_level="info",
+                    access_log=args.access_log)
         return 0
     os.environ[OPTIONS_VARIABLE] = json.dumps(options)
     uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=args.host,
-                port=args.port, workers=args.workers, log_level="info")
+                port=args.port, workers=args.workers, log_level="info",
+                access_log=args.access_log)
     return 0

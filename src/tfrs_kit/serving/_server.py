@@ -137,13 +137,19 @@ class Server:
 
     async def answer(self, queries: Sequence[Query]) -> list[Answer | RequestError]:
         """The answers to ``queries``, each computed in some batch."""
+        if len(queries) == 1:
+            return [await self.batcher.submit(queries[0])]
         return list(await asyncio.gather(*(self.batcher.submit(q) for q in queries)))
+
+    async def answer_one(self, query: Query) -> Answer | RequestError:
+        """The answer to ``query``, computed in some batch (no task of its own)."""
+        return await self.batcher.submit(query)  # type: ignore[no-any-return]
 
     async def answer_with(self, query: Query, version: int) -> Answer | RequestError:
         """``query`` answered by ``version`` (one present in ``DIR/versions``), unbatched."""
         model = await self.model_for(version)
         if model is self.model:
-            return (await self.answer([query]))[0]
+            return await self.answer_one(query)
         return (await asyncio.to_thread(run_batch, model, [query]))[0]
 
     async def model_for(self, version: int) -> ServedModel:

@@ -1,0 +1,297 @@
+"""The Recipe's ranking stage: a :class:`~tfrs_kit.Cascade` trained, measured and kept on the log.
+
+``Recipe(rerank="auto")`` runs :meth:`Cascade.fit <tfrs_kit.Cascade.fit>`'s split
+protocol inside ``fit`` on the Recipe's own training log less its validation
+slice: a helper retriever of the chosen settings learns from each user's earlier
+rows, the ranker learns to re-order the helper's top ``retrieve_k`` of the later
+rows (hard negatives by construction). The cascade over the search's best model
+(trained on the same rows, the blend included) is then scored on the validation
+slice beside the model alone, for each ``retrieve_k`` tried; ``"auto"`` keeps the
+ranker only when it lifts the validation metric. The served cascade is the final
+model (trained on the whole log) with that ranker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit.recipe._blend import blend_model
+from tfrs_kit.recipe._inputs import attach
+from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._report import Rerank
+from tfrs_kit.recipe._training import Data, Trained, validation_scores_of
+
+__all__ = ["RETRIEVE_KS", "cascade_recommender", "check_rerank", "fit_rerank", "index_inputs",
+           "read_cascade", "rerank_scores", "served_cascade", "serving_cascade", "write_ranker"]
+
+#: The candidates per query tried (those within the catalogue).
+RETRIEVE_KS = (20, 50, 100)
+#: The ranking slice: each user's latest share of the fit log the ranker learns from.
+_RANKING_FRACTION = 0.2
+_RANKER_EPOCHS = 5
+#: Seconds the stage is expected to take, in final trainings of the chosen settings.
+_COST = 2.5
+_TIME = "timestamp"  # the time column of the log handed to Cascade.fit
+_MODES: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+
+
+def check_rerank(value: Any) -> bool | str:
+    """``"auto"``, ``True`` or ``False`` (the CLI's ``"on"``/``"off"`` too)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value in _MODES:
+        return _MODES[value]
+    raise invalid_argument("rerank", "be 'auto', True or False", value,
+                           hint="rerank='auto' keeps the ranking stage only when it lifts "
+                           "the validation metric; True forces it, False turns it off.")
+
+
+def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
+               best: Trained | None, blend: Any, log: Any, *, metric: str, seed: int,
+               end: float | None) -> tuple[Any, Rerank | None]:
+    """Trains the ranker on ``data`` (the fit log) and measures it on ``validation``.
+
+    Args:
+        mode: The Recipe's ``rerank``: ``"auto"``, ``True`` or ``False`` (no stage).
+        data: The fit log (the training log less the validation slice).
+        validation: The validation slice (``None``: the log had none).
+        best: The search's best model, trained on ``data``.
+        blend: The blend chosen beside it, if any (the cascade re-ranks the blend's
+            candidates, as it will serve them).
+        metric: The validation metric.
+        seed: Seeds the helper retriever and the ranker.
+        end: When the time budget ends (``time.monotonic()``; ``None``: no budget);
+            the stage must end before the final training's share of it, and is
+            skipped (``"auto"``) when it would not.
+        log: The Recipe's progress logger.
+
+    Returns:
+        The trained ranker (``None`` unless kept) and the :class:`Rerank` report
+        (``None`` when ``mode`` is ``False``).
+
+    Raises:
+        ValueError: ``mode`` is ``True`` and the log has no validation or ranking slice.
+    """
+    from tfrs_kit.ranking import Cascade
+
+    if mode is False:
+        return None, None
+    if validation is None or best is None:
+        if mode is True:
+            raise invalid_argument(
+                "rerank", "have a validation slice to measure the ranking stage on", True,
+                hint="The log has fewer than 10 users with two or more interactions: pass "
+                "a longer log, or rerank='auto' (skipped on such a log) or False.")
+        return None, Rerank.skipped(mode, "skipped: no validation slice")
+    started = time.monotonic()
+    settings, c = best.settings, data.columns
+    needed = _COST * max(best.final_seconds, best.seconds / max(best.epochs_run, 1))
+    deadline = math.inf if end is None else end - best.final_seconds
+    if mode == "auto" and started + needed > deadline:
+        return None, Rerank.skipped(mode, f"skipped: about {needed:.0f} s needed, "
+                                    f"{max(deadline - started, 0):.0f} s left of the time "
+                                    "budget")
+    items = data.candidates(settings)
+    ks = tuple(k for k in RETRIEVE_KS if k < len(items)) or (len(items),)
+    try:
+        cascade = Cascade.fit(
+            best.model, _log_rows(data, settings), items=items, users=_users(data, settings),
+            history=_history(data, settings), retrieve_k=max(ks),
+            ranking_fraction=_RANKING_FRACTION, user_id=c.user_id, epochs=_RANKER_EPOCHS,
+            retriever_epochs=max(best.epochs, 1), batch_size=settings.batch_size, seed=seed)
+    except ValueError as error:
+        if mode is True:
+            raise invalid_argument(
+                "rerank", "have a log long enough for a ranking slice", True,
+                hint=f"{error} Pass rerank='auto' (skipped on such a log) or False.",
+            ) from error
+        return None, Rerank.skipped(mode, f"skipped: no ranking slice ({error})")
+    served = best.model
+    if blend is not None and (blend.weight or blend.popularity):
+        served = blend_model(data, best, blend, seed=seed)
+    scores = _measure(cascade, data, settings, validation, served, ks, metric)
+    base = scores.pop(0)
+    k = max(scores, key=lambda key: (scores[key], -key))
+    ranker = cascade.ranker
+    choice = Rerank(
+        mode=mode, kept=mode is True or scores[k] > base, retrieve_k=k, loss=ranker.ranking_loss,
+        features=_features(ranker), base=base, score=scores[k], scores=scores,
+        seconds=time.monotonic() - started)
+    log(choice.describe(metric))
+    return (ranker if choice.kept else None), choice
+
+
+def _measure(cascade: Any, data: Data, settings: Any, validation: pd.DataFrame, served: Any,
+             ks: tuple[int, ...], metric: str) -> dict[int, float]:
+    """The validation metric of ``served`` alone (key 0) and re-ranked at each ``k``."""
+    from tfrs_kit.ranking import Cascade
+
+    c = data.columns
+    queries, items = data.queries(settings), data.candidates(settings)
+    recommenders: dict[int, Any] = {0: RecipeRecommender(
+        served, queries=queries, items=items, user_id=c.user_id, item_id=c.item_id)}
+    for k in ks:
+        recommenders[k] = Cascade(served, cascade.ranker, retrieve_k=k).as_recommender(
+            data.log, user_id=c.user_id, item_id=c.item_id, users=queries,
+            items=cascade.with_features(items))
+    scores = validation_scores_of(recommenders, data, validation, metric)
+    return {k: float(s[metric]) for k, s in scores.items()}
+
+
+def served_cascade(ranker: Any, choice: Rerank | None, data: Data, settings: Any,
+                   model: Any) -> Any:
+    """The cascade the fitted Recipe serves: its final ``model``, the ranker, the items'
+    popularity over the whole log (``None`` without a kept ranker)."""
+    from tfrs_kit.ranking import Cascade
+    from tfrs_kit.ranking._protocol import with_popularity
+
+    if ranker is None or choice is None:
+        return None
+    cascade = Cascade(model, ranker, retrieve_k=choice.retrieve_k)
+    cascade.items_ = with_popularity(data.candidates(settings), data.log, data.columns.item_id)
+    return cascade
+
+
+def serving_cascade(recipe: Any) -> Any:
+    """The cascade ``recipe`` serves: the kept one, over its current model (``update``
+    replaces the model), or ``None`` (none kept, or a later fit that kept none)."""
+    cascade, report = recipe.cascade_, recipe.report_
+    if cascade is None or report is None or report.rerank is None or not report.rerank.kept:
+        return None
+    cascade.retriever = recipe.model
+    return cascade
+
+
+def cascade_recommender(recipe: Any) -> Any:
+    """The fitted Recipe's kept cascade as a :class:`~tfrs_kit.evaluation.Recommender`
+    (each user's training items left out before retrieval)."""
+    c, cascade = recipe.columns, serving_cascade(recipe)
+    return cascade.as_recommender(recipe._seen(), user_id=c.user_id, item_id=c.item_id,
+                                  users=recipe.queries(),
+                                  items=cascade.with_features(recipe.candidates()))
+
+
+def index_inputs(recipe: Any, k_max: int) -> tuple[Any, pd.DataFrame, int]:
+    """What ``build_index`` builds: the model (the kept cascade, if any), the candidates
+    (with the ranker's item features) and ``k_max`` (at most the cascade's ``retrieve_k``)."""
+    cascade, candidates = serving_cascade(recipe), recipe.candidates()
+    if cascade is None:
+        return recipe.model, candidates, k_max
+    return cascade, cascade.with_features(candidates), min(k_max, cascade.retrieve_k)
+
+
+def rerank_scores(cascade: Any, rows: pd.DataFrame, items: pd.DataFrame,
+                  scores: np.ndarray) -> np.ndarray:
+    """``scores`` (``[rows, items]``, seen items at ``-inf``) with each row's top
+    ``retrieve_k`` re-ranked by the ranker, above the rest (as ``tk.evaluate`` scores
+    a :class:`~tfrs_kit.Cascade`)."""
+    from tfrs_kit.ranking._cascade import _CascadeRecommender
+
+    table = cascade.with_features(items)
+    item_ids = np.asarray(table[cascade.ranker.item_id])
+    positions = np.arange(len(rows))
+    recommender = _CascadeRecommender(
+        cascade, item_ids=item_ids, items=table, user_ids=positions,
+        users={str(k): np.asarray(v) for k, v in rows.items()},
+        seen=(positions[:0], item_ids[:0]), batch_size=8192)
+    return recommender._rerank(np.asarray(scores, np.float64), positions)
+
+
+def _log_rows(data: Data, settings: Any) -> pd.DataFrame:
+    """The fit log with each row's item and user features, its time column ``_TIME``."""
+    c = data.columns
+    log = data.log if c.timestamp is None else data.log.sort_values(c.timestamp, kind="stable")
+    rows = {c.user_id: log[c.user_id].to_numpy(), c.item_id: log[c.item_id].to_numpy()}
+    if c.timestamp is not None:
+        rows[_TIME] = log[c.timestamp].to_numpy()
+    rows = attach(rows, data.items, c.item_id, settings.item_features)
+    return pd.DataFrame(attach(rows, data.users, c.user_id, settings.user_features))
+
+
+def _users(data: Data, settings: Any) -> pd.DataFrame | None:
+    if not settings.user_features:
+        return None
+    return data.users[[data.columns.user_id, *settings.user_features]]
+
+
+def _history(data: Data, settings: Any) -> Any:
+    """The Recipe's history column, built over the ``_TIME`` column of :func:`_log_rows`."""
+    from tfrs_kit.features._history import HistoryBuilder
+
+    if settings.history == "none":
+        return None
+    c = data.columns
+    return HistoryBuilder(user_id=c.user_id, item_id=c.item_id, timestamp=_TIME,
+                          max_length=data.max_history, name=c.history)
+
+
+def _features(ranker: Any) -> tuple[str, ...]:
+    history = (f"similarity to {ranker.history_feature}",) if ranker.history_feature else ()
+    return (*ranker.query_tower.features, *ranker.candidate_tower.features, *history,
+            "retrieval score")
+
+
+_RANKER = "ranker"  # the version folder's ranker files: config.json, weights, items.parquet
+
+
+def write_ranker(cascade: Any, folder: Path) -> dict[str, Any]:
+    """Writes the kept cascade's ranker into ``folder/ranker``; returns the manifest's
+    ``cascade`` entry (``retrieve_k``, the files)."""
+    import tensorflow as tf
+
+    from tfrs_kit.ranking._protocol import POPULARITY
+
+    ranker, target = cascade.ranker, folder / _RANKER
+    target.mkdir()
+    config = {"config": ranker.get_config(), "label": ranker.label_,
+              "group_size": ranker.group_size_}
+    (target / "config.json").write_text(json.dumps(config, default=_plain), encoding="utf-8")
+    tf.train.Checkpoint(ranker=ranker).write(str(target / "weights" / "ranker"))
+    items = cascade.items_[[ranker.item_id, POPULARITY]].reset_index(drop=True)
+    items.attrs = {}
+    items.to_parquet(target / "items.parquet", index=False)
+    return {"retrieve_k": cascade.retrieve_k, "folder": _RANKER,
+            "files": ["config.json", "weights", "items.parquet"]}
+
+
+def read_cascade(folder: Path, entry: dict[str, Any] | None, model: Any) -> Any:
+    """The cascade a version folder holds (``None`` if it kept none), over ``model``.
+
+    Raises:
+        ValueError: The manifest names a cascade whose ranker files are missing.
+    """
+    import tensorflow as tf
+
+    from tfrs_kit.ranking import Cascade, Ranker
+
+    if not entry:
+        return None
+    target = folder / entry["folder"]
+    missing = [name for name in entry["files"] if not (target / name).exists()]
+    if missing:
+        raise invalid_argument(
+            "path", "hold every file of the saved cascade's ranker", str(target),
+            hint=f"Missing: {missing}. Copy the whole version folder, or load another "
+            "version (tfrs_kit.recipe.versions lists them).")
+    stored = json.loads((target / "config.json").read_text(encoding="utf-8"))
+    ranker = Ranker.from_config(stored["config"])
+    ranker.label_, ranker.group_size_ = stored["label"], stored["group_size"]
+    status = tf.train.Checkpoint(ranker=ranker).read(str(target / "weights" / "ranker"))
+    status.expect_partial()
+    cascade = Cascade(model, ranker, retrieve_k=int(entry["retrieve_k"]))
+    cascade.items_ = pd.read_parquet(target / "items.parquet")
+    return cascade
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,185 @@
+"""``Recipe(rerank=...)``: the ranking stage trained, measured and kept inside ``fit``."""
+
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import tfrs_kit as tk
+from tfrs_kit.ranking._scoring import history_positions, history_similarity
+from tfrs_kit.recipe import _rerank
+
+
+def _popular_log(n=2400, users=80, items=150, seed=0):
+    """Half the events go to six hit items: the ranker reads the items' popularity,
+    the retriever (no blend) does not."""
+    rng = np.random.default_rng(seed)
+    item = np.where(rng.random(n) < 0.5, rng.integers(0, 6, n), rng.integers(6, items, n))
+    return pd.DataFrame({"user_id": [f"u{u}" for u in rng.integers(0, users, n)],
+                         "item_id": [f"i{i}" for i in item], "timestamp": np.arange(n)})
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    log = _popular_log()
+    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, blend=False,
+                       histories=["none"], rerank="auto", verbose=False).fit(log)
+    return log, recipe
+
+
+def test_rerank_argument_is_validated():
+    for bad in ("yes", 1, None):
+        with pytest.raises((ValueError, TypeError), match="rerank"):
+            tk.Recipe(rerank=bad)
+    assert tk.Recipe(rerank="on").rerank is True and tk.Recipe(rerank="off").rerank is False
+    assert tk.Recipe().rerank is False  # off until measured to help by default
+
+
+def test_auto_keeps_a_ranker_that_lifts_validation_and_reports_it(fitted):
+    _, recipe = fitted
+    choice = recipe.report.rerank
+    assert choice.mode == "auto" and choice.reason == ""
+    assert choice.score > choice.base and choice.kept  # popularity helps on this log
+    assert choice.retrieve_k in choice.scores and choice.score == max(choice.scores.values())
+    assert choice.loss == "listwise" and "item_log_count" in choice.features
+    assert recipe.cascade_ is not None and recipe.cascade_.retrieve_k == choice.retrieve_k
+    assert "rerank kept" in str(recipe.report) and f"retrieve_k={choice.retrieve_k}" in str(
+        recipe.report)
+
+
+def _stage(recipe, monkeypatch, scores, mode):
+    """fit_rerank on the fitted Recipe's data, with the validation scores given."""
+    from tfrs_kit.recipe._inputs import split_validation
+    from tfrs_kit.recipe._training import Trained
+
+    monkeypatch.setattr(tk.Cascade, "fit", classmethod(lambda cls, *a, **k: recipe.cascade_))
+    monkeypatch.setattr(_rerank, "_measure", lambda *a, **k: dict(scores))
+    data = recipe._data
+    _, validation = split_validation(data.log, data.columns, 0.2, min_users=10)
+    best = Trained(recipe.model, recipe.settings, 1, {}, 1.0, epochs_run=1, final_seconds=1.0)
+    return _rerank.fit_rerank(mode, data, validation, best, None, lambda m: None,
+                              metric="ndcg@10", seed=0, end=None)
+
+
+def test_auto_drops_a_ranker_that_does_not_lift_validation(fitted, monkeypatch):
+    _, recipe = fitted
+    ranker, choice = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.28, 50: 0.30}, "auto")
+    assert ranker is None and not choice.kept and choice.retrieve_k == 50  # the tie: no lift
+    ranker, choice = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.28, 50: 0.29}, True)
+    assert ranker is recipe.cascade_.ranker and choice.kept  # forced
+
+
+def test_auto_skips_the_stage_when_the_time_budget_cannot_hold_it(fitted, monkeypatch):
+    _, recipe = fitted
+    from tfrs_kit.recipe._inputs import split_validation
+    from tfrs_kit.recipe._training import Trained
+
+    data = recipe._data
+    _, validation = split_validation(data.log, data.columns, 0.2, min_users=10)
+    best = Trained(recipe.model, recipe.settings, 1, {}, 100.0, epochs_run=1,
+                   final_seconds=100.0)
+    ranker, choice = _rerank.fit_rerank("auto", data, validation, best, None, lambda m: None,
+                                        metric="ndcg@10", seed=0, end=time.monotonic() + 150)
+    assert ranker is None and not choice.kept and "time budget" in choice.reason
+
+
+def test_forced_rerank_on_a_log_without_a_validation_slice_names_the_argument():
+    log = pd.DataFrame({"user_id": ["a", "b", "c", "a"], "item_id": ["x", "y", "z", "y"],
+                        "timestamp": [0, 1, 2, 3]})
+    with pytest.raises(ValueError, match="rerank"):
+        tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, rerank=True,
+                  verbose=False).fit(log)
+
+
+def _expected_top(recipe, users, k):
+    """The retriever's top retrieve_k (seen items left out), ordered by the ranker's own
+    scores (computed here from its towers and head), the rest after."""
+    cascade, c = recipe.cascade_, recipe.columns
+    retriever, ranker, n = cascade.retriever, cascade.ranker, cascade.retrieve_k
+    queries = recipe.queries().set_index(c.user_id).loc[users].reset_index()
+    items = cascade.with_features(recipe.candidates())
+    item_ids = np.asarray(items[c.item_id])
+    scores = (retriever.query_tower.embed(queries, verbose=False)
+              @ retriever.candidate_tower.embed(items, verbose=False).T)
+    seen = recipe._seen().groupby(c.user_id)[c.item_id].agg(set)
+    out = []
+    for row, user in enumerate(users):
+        s = np.where(np.isin(item_ids, list(seen.get(user, set()))), -np.inf, scores[row])
+        top = np.argsort(-s, kind="stable")[:n]
+        similarity = None
+        if ranker.history_feature:
+            pos = history_positions(queries[ranker.history_feature][row:row + 1],
+                                    pd.Index(item_ids))
+            emb = retriever.candidate_tower.embed(items, verbose=False)
+            similarity = history_similarity(emb[np.maximum(pos, 0)], pos >= 0,
+                                            emb[top][None], ranker.recent)
+        ranked = ranker.rerank(
+            tf.constant(ranker.query_tower.embed(queries.iloc[[row]], verbose=False)),
+            tf.constant(ranker.candidate_tower.embed(items, verbose=False)[top][None]),
+            tf.constant(s[top][None].astype(np.float32)), tf.constant(np.isfinite(s[top])[None]),
+            similarity, training=False).numpy()[0]
+        out.append(item_ids[top[np.argsort(-ranked, kind="stable")]][:k])
+    return np.array(out)
+
+
+def test_recommend_ranks_the_retrievers_top_k_by_the_ranker(fitted):
+    _, recipe = fitted
+    users = list(recipe.queries()["user_id"][:6])
+    got = recipe.recommend(users, k=5).ids
+    np.testing.assert_array_equal(got, _expected_top(recipe, users, 5))
+
+
+def test_evaluate_scores_the_cascade(fitted):
+    _, recipe = fitted
+    recommender = recipe.as_recommender()
+    users = list(recipe.queries()["user_id"][:6])
+    scores = recommender.score(np.asarray(users))
+    top = np.asarray(recommender.item_ids)[np.argsort(-scores, axis=1, kind="stable")[:, :5]]
+    np.testing.assert_array_equal(top, _expected_top(recipe, users, 5))
+
+
+def test_build_index_serves_the_cascade_and_records_retrieve_k(fitted):
+    _, recipe = fitted
+    assert recipe.build_index(k_max=5).retrieve_k == recipe.cascade_.retrieve_k
+    assert recipe.build_index().k_max == recipe.cascade_.retrieve_k  # at most retrieve_k
+
+
+def test_save_and_load_keep_the_cascade(fitted, tmp_path):
+    _, recipe = fitted
+    recipe.save(tmp_path / "model")
+    loaded = tk.load(tmp_path / "model")
+    users = list(recipe.queries()["user_id"][:6])
+    assert loaded.cascade_ is not None
+    assert loaded.cascade_.retrieve_k == recipe.cascade_.retrieve_k
+    assert loaded.report.rerank == recipe.report.rerank
+    np.testing.assert_array_equal(loaded.recommend(users, k=5).ids,
+                                  recipe.recommend(users, k=5).ids)
+    np.testing.assert_allclose(loaded.recommend(users, k=5).scores,
+                               recipe.recommend(users, k=5).scores, rtol=1e-5)
+    shutil.rmtree(tmp_path / "model" / "versions" / "1" / "ranker" / "weights")
+    with pytest.raises(ValueError, match="ranker"):
+        tk.load(tmp_path / "model")
+
+
+def test_cli_train_passes_rerank_to_the_recipe(tmp_path, monkeypatch):
+    from tfrs_kit import cli
+
+    seen = {}
+
+    def recipe(**arguments):
+        seen.update(arguments)
+        raise KeyboardInterrupt  # stops the command before any training
+
+    monkeypatch.setattr(tk, "Recipe", recipe)
+    argv = ["train", str(tmp_path / "e.csv"), "--user", "u", "--item", "i", "--time", "t",
+            "--export", str(tmp_path / "out")]
+    for option, expected in (("auto", "auto"), ("on", True), ("off", False)):
+        seen.clear()
+        assert cli.main([*argv, "--rerank", option]) == 130
+        assert tk.recipe._rerank.check_rerank(seen["rerank"]) == expected
+        assert seen["user_id"] == "u" and seen["timestamp"] == "t"  # the folded options
+    with pytest.raises(SystemExit):
+        cli._parser().parse_args([*argv, "--rerank", "maybe"])
