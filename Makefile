@@ -38,9 +38,11 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest -m "not slow" -q --durations=10 -n $(TEST_WORKERS) --dist loadfile \
 		--no-loadscope-reorder tests src/tfrs_kit --doctest-modules
 
-## Slow end-to-end checks on real data (MovieLens 100K in ../shared/data).
+## Slow end-to-end checks on real data (MovieLens 100K in ../shared/data), and the tests
+## that start several processes or fit out of core; on TEST_WORKERS processes too.
 test-slow: $(VENV)/.installed-dev
-	$(PY) -m pytest -m slow -q --durations=10 tests
+	$(PY) -m pytest -m slow -q --durations=10 -n $(TEST_WORKERS) --dist loadfile \
+		--no-loadscope-reorder tests
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks examples

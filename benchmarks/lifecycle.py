@@ -13,12 +13,17 @@ drifts; new items are what the drifted tastes favour) and MovieLens 100K
 (``--data-dir``), its last events cut into days of equal event counts.
 
     nice python benchmarks/lifecycle.py [--data-dir ../shared/data/ml-100k]
+        [--variants 0.5:4 0.5:4:15:0 0.5:4:3:1]
 
 Per day: ``DAY log=... day=... update_recall@10=... retrain_recall@10=... update_s=...
 retrain_s=... new_items=... reachable=...``; the last line:
 ``LIFECYCLE days=5 recall_ratio=<mean update / retrain> time_ratio=<mean update time /
 retrain time> new_items_reachable=<share of the days' new items the updated index
-returns>`` (means over days and logs).
+returns>`` (means over days and logs). Each further ``--variants`` entry
+(``REPLAY:EPOCHS[:SWEEPS[:RECHOOSE]]``: the iALS's sweeps from the serving model's
+factors, 0 for a fit from random factors, and whether the blend's weights are chosen
+again; default the library's) updates its own copy of the first fit
+and prints a ``VARIANT`` line per day.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 import tfrs_kit as tk
+from tfrs_kit.recipe import _update_blend as _blend
 
 
 def drifting_log(*, users: int = 1_500, items: int = 300, days: int = 14,
@@ -114,7 +120,7 @@ def run(name: str, parts: list[pd.DataFrame], args: argparse.Namespace) -> list[
           flush=True)
     folder = tempfile.mkdtemp(prefix="lifecycle-")
     first.save(folder)
-    variants = [tuple(float(x) for x in v.split(":")) for v in args.variants]
+    variants = [_variant(v) for v in args.variants]
     updated = [first] + [tk.load(folder) for _ in variants[1:]]
     pending = [parts[0].head(0)] * len(variants)  # events of refused updates, retried
     results = []
@@ -122,10 +128,10 @@ def run(name: str, parts: list[pd.DataFrame], args: argparse.Namespace) -> list[
         events, test = parts[day], parts[day + 1]
         new_items = set(events["item_id"].astype(str)) - set(so_far["item_id"].astype(str))
         seconds, notes = [], []
-        for i, (recipe, (replay, epochs)) in enumerate(zip(updated, variants, strict=True)):
+        for i, (recipe, variant) in enumerate(zip(updated, variants, strict=True)):
             started = time.monotonic()
             batch = pd.concat([pending[i], events], ignore_index=True)
-            notes.append(_update(recipe, batch, replay, int(epochs)))
+            notes.append(_update(recipe, batch, variant))
             seconds.append(time.monotonic() - started)
             pending[i] = batch if notes[-1] != "published" else batch.head(0)
         so_far = pd.concat([so_far, events], ignore_index=True)
@@ -141,21 +147,44 @@ def run(name: str, parts: list[pd.DataFrame], args: argparse.Namespace) -> list[
               f"retrain_recall@10={row['retrain']:.4f} update_s={seconds[0]:.1f} "
               f"retrain_s={retrain_s:.1f} new_items={len(new_items)} "
               f"reachable={row['reachable']:.3f} guard={notes[0]}", flush=True)
-        for (replay, epochs), score, spent, note in list(zip(
+        for variant, score, spent, note in list(zip(
                 variants, scores, seconds, notes, strict=True))[1:]:
-            print(f"VARIANT log={name} day={day} replay={replay:g} epochs={epochs:g} "
+            print(f"VARIANT log={name} day={day} {_described(variant)} "
                   f"recall@10={score:.4f} ratio={score / max(row['retrain'], 1e-9):.3f} "
                   f"seconds={spent:.1f} guard={note}", flush=True)
     shutil.rmtree(folder, ignore_errors=True)
     return results
 
 
-def _update(recipe: tk.Recipe, events: pd.DataFrame, replay: float, epochs: int) -> str:
+def _variant(text: str) -> dict:
+    """``REPLAY:EPOCHS[:SWEEPS[:RECHOOSE]]`` as the update's settings (the factorisation's
+    warm sweeps and whether the blend's weights are chosen again default to the
+    library's)."""
+    parts = text.split(":")
+    variant = {"replay": float(parts[0]), "epochs": int(parts[1]),
+               "sweeps": _blend.WARM_ITERATIONS, "rechoose": _blend.RECHOOSE}
+    if len(parts) > 2:
+        variant["sweeps"] = int(parts[2])
+    if len(parts) > 3:
+        variant["rechoose"] = bool(int(parts[3]))
+    return variant
+
+
+def _described(variant: dict) -> str:
+    return (f"replay={variant['replay']:g} epochs={variant['epochs']} "
+            f"sweeps={variant['sweeps']} rechoose={int(variant['rechoose'])}")
+
+
+def _update(recipe: tk.Recipe, events: pd.DataFrame, variant: dict) -> str:
+    defaults = _blend.WARM_ITERATIONS, _blend.RECHOOSE
+    _blend.WARM_ITERATIONS, _blend.RECHOOSE = variant["sweeps"], variant["rechoose"]
     try:
-        recipe.update(events, replay=replay, epochs=epochs)
+        recipe.update(events, replay=variant["replay"], epochs=variant["epochs"])
     except tk.recipe.UpdateRejected as error:
         report = error.report
         return f"refused({report.serving_score:.4f}>{report.updated_score:.4f})"
+    finally:
+        _blend.WARM_ITERATIONS, _blend.RECHOOSE = defaults
     return "published"
 
 
@@ -165,8 +194,12 @@ def main() -> None:
     parser.add_argument("--logs", nargs="+", default=["synthetic", "movielens"])
     parser.add_argument("--days", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5, help="the Recipe's max_epochs")
-    parser.add_argument("--variants", nargs="+", default=["0.5:4"], metavar="REPLAY:EPOCHS",
-                        help="update settings; the first is the one reported (default 0.5:4)")
+    parser.add_argument("--variants", nargs="+", default=["0.5:4"],
+                        metavar="REPLAY:EPOCHS[:SWEEPS[:RECHOOSE]]",
+                        help="update settings (SWEEPS: the factorisation's warm sweeps, 0 from "
+                        "random factors; "
+                        "RECHOOSE 0 or 1: choose the blend's weights again); the first is "
+                        "the one reported (default 0.5:4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--users", type=int, default=1_500,
                         help="the synthetic log's users (a smaller log runs faster)")

@@ -1,38 +1,35 @@
-"""Retrieve, then rank: retrieval alone against the cascade (retrieve N, re-rank).
+"""Retrieve, then rank: tk.Recipe with and without its ranking stage, on P1 and the quality suite.
 
-MovieLens 100K on protocol P1 (per-user temporal holdout, 20% of each user's latest ratings)
-and on P1 with a 10% holdout; full catalogue, train items excluded; mean of ``--seeds`` seeds.
+For each dataset and seed, one ``tk.Recipe(rerank=True, time_budget=None)`` fit (the
+search and the first stage do not depend on ``rerank`` without a wall-clock budget, so
+the Recipe "without" is the same fit with its ranking stage left out: a paired
+comparison). Test ndcg@10 is scored by ``tk.evaluate`` with and without the stage:
 
-* retrieval  the default recipe of benchmarks/quality.py (user id + last 50 items)
-* cascade    its top ``--retrieve-k`` (50) re-ranked by a ``tk.Ranker`` trained with
-             ``fit_lists`` on the lists a helper retriever (trained on all but each
-             user's latest 20% of train, ``--stack-fraction``) gives for those latest
-             rows: a residual on the list-standardised retrieval score, reading what the
-             retriever's dot product lacks: each item's log count, recent count, age and
-             mean rating in the log; the cosine of the candidate with the mean of the
-             user's last 1, 2, 3, 5, 10 and 20 items (``--recent``); the user features
-             (which a linear head can only shift per user). Its blend weight is chosen
-             on 20% of that slice's users, held out (weight 0: retrieval alone). The
-             linear head, k=50 and ``--recent`` were chosen on that validation slice
-             (and k=50 for latency); ``--no-lists`` trains with ``fit`` on sampled
-             negatives instead.
-* baselines  those of benchmarks/quality.py; the best by ndcg@10 is shown
+* ``forced``  the ranking stage always served (``rerank=True``);
+* ``auto``    served only when it lifted the validation metric inside the training
+              data (what ``rerank="auto"`` keeps; the test split is never looked at).
 
-Single-query serving latency of both artifacts (brute force, k=10), median over
-``--queries`` users, is measured in the same run: the artifact's ``recommend`` function
-called with one user's ready tensors (the latency ratio), and ``Index.recommend`` with the
-Python conversion of the row (printed per seed).
+Datasets: MovieLens 100K under P1 (``--data-dir``; each user's latest 20% is test) and
+the five synthetic shapes of ``benchmarks/suite_logs.py`` (per-user temporal 20%),
+scaled by ``--scale`` (their users and items; ``--quick``: 0.25). Single-query latency
+(median over ``--queries`` users, brute force, k=10) of the Recipe's exported cascade
+against its retrieval index alone, in the same run, on P1; explanation faithfulness
+through the explanations' own function (``tfrs_kit.recipe._faithfulness``) on P1.
 
     python benchmarks/ranking.py --data-dir ../shared/data/ml-100k [--quick]
+    python benchmarks/ranking.py --hand   # the hand-built cascade over a plain retriever
 
-The last line (means over seeds) is ``RANKING retrieval_ndcg@10=... cascade_ndcg@10=...
-lift=<cascade/retrieval>x latency_ratio=<cascade/retrieval>x`` for P1, followed by the same
-four numbers of the 10% holdout (``holdout10_...``) unless ``--quick``.
+The last line (means over seeds; lifts are ratios of mean ndcg@10) is
+``RERANK p1_lift=<auto, P1> min_suite_lift=<lowest auto lift over the suite shapes>
+latency_ratio=<cascade/retrieval> faithfulness=<share of users>``. ``--hand`` runs the
+earlier benchmark instead: a two-tower retriever against its hand-built cascade
+(``RANKING ...`` last line; see ``hand_main``).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -45,6 +42,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from quality import ABLATIONS, BASELINES, DEFAULT, ITEM, KINDS, USER_FEATURES, train_two_tower
+from quality_suite import features as suite_features
+from quality_suite import movielens as suite_movielens
+from suite_logs import LOGS
 
 import tfrs_kit as tk
 from tfrs_kit.index._inputs import query_tensor
@@ -233,7 +233,8 @@ def summarise(title, runs):
     return scores, latency
 
 
-def main() -> None:
+def hand_main(argv) -> None:
+    """The hand-built cascade over a plain two-tower retriever (the ``RANKING`` line)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/ml-100k", type=Path)
     parser.add_argument("--seeds", type=int, default=3)
@@ -262,7 +263,7 @@ def main() -> None:
     parser.add_argument("--ranker-candidate", nargs="+", default=RANKER_CANDIDATE)
     parser.add_argument("--queries", type=int, default=200, help="single queries timed")
     parser.add_argument("--quick", action="store_true", help="one seed, P1 only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     data = tk.datasets.movielens("100k", data_dir=args.data_dir)
     log = data.interactions.assign(movie_number=data.interactions[ITEM].astype(int))
 
@@ -287,6 +288,134 @@ def main() -> None:
                      f"{prefix}lift={cascade / retrieval:.3f}x "
                      f"{prefix}latency_ratio={latency['cascade'] / latency['retrieval']:.2f}x")
     print("\nRANKING " + " ".join(parts))
+
+
+def recipe_run(log, seed, args):
+    """One Recipe fit with its ranking stage: test ndcg@10 with and without it, and its report."""
+    train, test = tk.evaluation.per_user_temporal_split(log.interactions, test_fraction=0.2)
+    item_features, user_features = suite_features(log)
+    recipe = tk.Recipe(item_features=item_features, user_features=user_features,
+                       time_budget=args.time_budget, max_trials=args.max_trials, seed=seed,
+                       rerank=True, verbose=False)
+    start = time.perf_counter()
+    recipe.fit(train, items=log.items, users=log.users)
+    seconds = time.perf_counter() - start
+
+    def ndcg():
+        report = tk.evaluate({"Recipe": recipe}, test, train=train, k=10, metrics=["ndcg"],
+                             verbose=False)
+        return report.to_dict()["Recipe"]["ndcg@10"]
+
+    cascade = recipe.cascade_
+    with_stage = ndcg()
+    recipe.cascade_ = None
+    without = ndcg()
+    recipe.cascade_ = cascade
+    choice = recipe.report.rerank
+    return {"with": with_stage, "without": without, "kept": choice.score > choice.base,
+            "validation": choice.score / choice.base, "retrieve_k": choice.retrieve_k,
+            "fit_s": seconds, "rerank_s": choice.seconds}, recipe
+
+
+def recipe_latency(recipe, queries):
+    """Median single-query ms of the Recipe's cascade index and of its retrieval alone."""
+    cascade_index = recipe.build_index(k_max=10, backend="brute_force")
+    kept, recipe.cascade_ = recipe.cascade_, None
+    retrieval_index = recipe.build_index(k_max=10, backend="brute_force")
+    recipe.cascade_ = kept
+    users = recipe.queries()
+    timings = single_query_ms({"retrieval": retrieval_index, "cascade": cascade_index}, users,
+                              min(queries, len(users)))
+    return {name: function for name, (_, function) in timings.items()}
+
+
+def faithfulness(recipe):
+    """The explanations' own faithfulness measure of the Recipe (nan where not available)."""
+    import importlib.util
+
+    for module in ("tfrs_kit.recipe._faithfulness", "tfrs_kit.recipe._explain"):
+        explanation_faithfulness = getattr(importlib.import_module(module) if
+                                           importlib.util.find_spec(module) else None,
+                                           "explanation_faithfulness", None)
+        if explanation_faithfulness is not None:
+            break
+    else:
+        print("  faithfulness: the explanations' explanation_faithfulness(recipe) is not "
+              "available: nan", flush=True)
+        return float("nan")
+    try:
+        return float(explanation_faithfulness(recipe, seed=0, max_users=500))
+    except (ValueError, TypeError) as error:
+        print(f"  faithfulness: {type(error).__name__}: {error}: nan", flush=True)
+        return float("nan")
+
+
+def datasets(args):
+    """Name -> (seed -> SuiteLog): P1 (the same log for every seed) and the suite shapes."""
+    out = {}
+    if Path(args.data_dir).exists():
+        ml = suite_movielens(str(args.data_dir))
+        for table in (ml.interactions, ml.items, ml.users):
+            table.attrs = {}  # the columns are renamed: no schema of the original names
+        out["ml100k_p1"] = lambda seed: ml
+    for name, make in LOGS.items():
+        sizes = inspect.signature(make).parameters
+        scaled = {key: max(50, int(sizes[key].default * args.scale))
+                  for key in ("n_users", "n_items")}
+        out[name] = lambda seed, make=make, scaled=scaled: make(seed=seed, **scaled)
+    return {name: make for name, make in out.items()
+            if not args.datasets or name in args.datasets}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data/ml-100k", type=Path)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="the suite shapes' users and items, times this")
+    parser.add_argument("--datasets", nargs="*", default=None)
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="the Recipe's time_budget (default none: a paired comparison)")
+    parser.add_argument("--max-trials", type=int, default=3)
+    parser.add_argument("--queries", type=int, default=200, help="single queries timed")
+    parser.add_argument("--quick", action="store_true", help="one seed, shapes at scale 0.25")
+    parser.add_argument("--hand", action="store_true", help="the hand-built cascade instead")
+    args, rest = parser.parse_known_args()
+    if args.hand:
+        return hand_main([a for a in sys.argv[1:] if a != "--hand"])
+    if rest:
+        parser.error(f"unrecognised arguments: {rest}")
+    if args.quick:
+        args.seeds, args.scale = 1, min(args.scale, 0.25)
+    print(f"seeds {args.seeds}, suite scale {args.scale:g}, time_budget {args.time_budget}, "
+          f"max_trials {args.max_trials}", flush=True)
+    lifts, latency, faithful = {}, [], []
+    for name, make in datasets(args).items():
+        runs = []
+        for seed in range(args.seeds):
+            run, recipe = recipe_run(make(seed), seed, args)
+            runs.append(run)
+            print(f"  {name} seed {seed}: ndcg@10 with {run['with']:.4f} without "
+                  f"{run['without']:.4f}; validation lift {run['validation']:.3f} at "
+                  f"retrieve_k {run['retrieve_k']} (auto keeps: {run['kept']}); fit "
+                  f"{run['fit_s']:.0f}s, of which rerank {run['rerank_s']:.0f}s", flush=True)
+            if name == "ml100k_p1":
+                latency.append(recipe_latency(recipe, args.queries))
+                faithful.append(faithfulness(recipe))
+        without = np.mean([r["without"] for r in runs])
+        forced = np.mean([r["with"] for r in runs]) / without
+        auto = np.mean([r["with"] if r["kept"] else r["without"] for r in runs]) / without
+        lifts[name] = auto
+        print(f"{name}: ndcg@10 without {without:.4f}; lift forced {forced:.3f}, auto "
+              f"{auto:.3f} (kept on {sum(r['kept'] for r in runs)}/{len(runs)} seeds)",
+              flush=True)
+    p1 = lifts.pop("ml100k_p1", float("nan"))
+    suite = min(lifts.values()) if lifts else float("nan")
+    ratio = (np.mean([t["cascade"] for t in latency]) / np.mean([t["retrieval"] for t in latency])
+             if latency else float("nan"))
+    share = float(np.mean(faithful)) if faithful else float("nan")
+    print(f"\nRERANK p1_lift={p1:.3f} min_suite_lift={suite:.3f} latency_ratio={ratio:.2f} "
+          f"faithfulness={share:.2f}")
 
 
 if __name__ == "__main__":

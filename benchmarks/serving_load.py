@@ -27,6 +27,9 @@ concurrency (micro-batching on) copies version 1 to version 2 and moves ``latest
 of the way in; the run lasts until answers come from version 2 (bounded), and every failed
 request of that run is counted as a swap error.
 
+Each row also reports ``cores``: the server process's CPU seconds (all its threads) per
+second of the run, how much of the machine one server process used.
+
 The client runs on the same machine as the server (here: 2 shared CPU cores), so it takes
 CPU from the server: the QPS is a floor for the server alone, and latencies include the
 client's own scheduling. The last line (largest size, ScaNN, highest concurrency)::
@@ -69,6 +72,26 @@ K = 10
 USERS = 10_000
 READY_TIMEOUT_S = 900.0
 WARMUP_S = 1.0
+SERVER_PIDS: dict[str, int] = {}  # url -> the server's process id
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of process ``pid`` so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(url: str, run: Any) -> dict[str, Any]:
+    """``run()``'s result, with ``cores``: the server's CPU seconds per second meanwhile
+    (all threads; at most the number of cores)."""
+    pid = SERVER_PIDS[url]
+    cpu, started = cpu_seconds(pid), time.perf_counter()
+    result: dict[str, Any] = run()
+    result["cores"] = (cpu_seconds(pid) - cpu) / (time.perf_counter() - started)
+    return result
 
 
 def query_tower(seed: int) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -130,6 +153,7 @@ def server(root: Path, max_batch_size: int, max_wait_ms: float = 2.0) -> Iterato
     try:
         url = f"http://{HOST}:{port}"
         wait_ready(url, process, root / f"server-{port}.log")
+        SERVER_PIDS[url] = process.pid
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -293,7 +317,7 @@ def row(size: int, backend: str, batching: str, concurrency: int,
         result: dict[str, Any]) -> str:
     return (f"{size:>9} {backend:<11} {batching:<5} {concurrency:>4} {result['qps']:>8.1f} "
             f"{result['p50']:>8.1f} {result['p99']:>8.1f} {result['errors']:>6} "
-            f"{result['requests']:>8}")
+            f"{result['requests']:>8} {result.get('cores', float('nan')):>5.2f}")
 
 
 def run_backend(args: argparse.Namespace, size: int, backend: str, data: dict[str, Any],
@@ -312,7 +336,8 @@ def run_backend(args: argparse.Namespace, size: int, backend: str, data: dict[st
     for batching, max_batch in (("on", args.max_batch_size), ("off", 1)):
         with server(root, max_batch, args.max_wait_ms) as url:
             for concurrency in args.concurrency:
-                result = run_async(drive(url, data["users"], concurrency, args.duration))
+                result = measured(url, lambda c=concurrency: run_async(
+                    drive(url, data["users"], c, args.duration)))
                 results[(batching, concurrency)] = result
                 print(row(size, backend, batching, concurrency, result), flush=True)
             if batching == "on":
@@ -366,7 +391,7 @@ def main() -> None:
     tower, users, user_embeddings = query_tower(args.seed)
     top = max(args.concurrency)
     print(f"{'items':>9} {'backend':<11} {'batch':<5} {'conc':>4} {'qps':>8} {'p50_ms':>8} "
-          f"{'p99_ms':>8} {'errors':>6} {'requests':>8}", flush=True)
+          f"{'p99_ms':>8} {'errors':>6} {'requests':>8} {'cores':>5}", flush=True)
     lines = []
     with tempfile.TemporaryDirectory(prefix="serving_load-") as folder:
         for size in args.sizes:

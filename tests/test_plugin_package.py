@@ -100,6 +100,7 @@ def _run(script: str, *args: str, env: dict[str, str], cwd: Path) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_installed_plugin_is_found_trained_exported_and_served_without_it(tmp_path):
     source = tmp_path / "plugin_package"  # a copy: building writes build/ and egg-info

@@ -128,3 +128,60 @@ def test_a_cascade_holds_its_ranker_and_retrieve_k(setup):
         tk.IndexBuilder(k_max=5).build(cascade, data.items, retrieve_k=20)
     table = cascade.with_features(pd.DataFrame({"item_id": ["i0", "unknown"]}))
     assert table["item_log_count"][1] == 0.0 and table["item_log_count"][0] > 0
+
+
+def test_rerank_scores_equal_the_cascades_own_ranking(setup):
+    """Given the retriever's own scores, ``rerank_scores`` is the cascade's recommender."""
+    data, log, retriever, cascade, _ = setup
+    users = _open_users(log, cascade, 6).reset_index(drop=True)
+    items = cascade.with_features(data.items)
+    recommender = cascade.as_recommender(log, users=users, items=items)
+    expected = recommender.score(users["user_id"].to_numpy())
+    first = (retriever.query_tower.embed(users, verbose=False)
+             @ retriever.candidate_tower.embed(items, verbose=False).T).astype(np.float64)
+    seen = log.groupby("user_id")["item_id"].agg(set)
+    item_ids = np.asarray(items["item_id"])
+    for row, user in enumerate(users["user_id"]):
+        first[row, np.isin(item_ids, list(seen[user]))] = -np.inf
+    got = cascade.rerank_scores(first, users, items)
+    np.testing.assert_array_equal(np.argsort(-got, axis=1, kind="stable")[:, :RETRIEVE_K],
+                                  np.argsort(-expected, axis=1, kind="stable")[:, :RETRIEVE_K])
+    with pytest.raises(ValueError, match="scores"):
+        cascade.rerank_scores(first[:, :3], users, items)
+
+
+def test_count_items_counts_the_popularity_in_the_log_given(setup):
+    data, log, _, cascade, _ = setup
+    copy = tk.Cascade(cascade.retriever, cascade.ranker, retrieve_k=RETRIEVE_K)
+    assert copy.count_items(data.items, log.iloc[:100]) is copy
+    counts = log.iloc[:100]["item_id"].value_counts()
+    expected = np.log1p(copy.items_["item_id"].map(counts).fillna(0.0))
+    np.testing.assert_allclose(copy.items_["item_log_count"], expected, rtol=1e-6)
+    # A known answer: the latest 10% of 10 rows is the last one; the age is the share
+    # of the rows since the item's first.
+    tiny = pd.DataFrame({"item_id": list("aababbbbbc")})
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d"]})
+    table = copy.count_items(items, tiny).items_.set_index("item_id")
+    assert tk.Cascade.LOG_FEATURES == ("item_log_count", "item_log_recent", "item_age")
+    np.testing.assert_allclose(table["item_log_count"], np.log1p([3, 6, 1, 0]), rtol=1e-6)
+    np.testing.assert_allclose(table["item_log_recent"], np.log1p([0, 0, 1, 0]), rtol=1e-6)
+    np.testing.assert_allclose(table["item_age"], [1.0, 0.8, 0.1, 0.0], rtol=1e-6)
+
+
+def test_first_stage_is_what_the_ranker_learns_to_rerank(setup):
+    """``first_stage(helper, earlier)`` gets the helper and each user's earlier rows; what
+    it returns is the first stage the ranker learns from."""
+    data, log, retriever, _, _ = setup
+    calls = []
+
+    def first_stage(helper, earlier):
+        calls.append((helper, len(earlier)))
+        return helper
+
+    fitted = tk.Cascade.fit(retriever, log, items=data.items, retrieve_k=RETRIEVE_K, epochs=1,
+                            history=tk.HistoryBuilder(item_id="item_id", max_length=10),
+                            ranking_fraction=0.25, first_stage=first_stage)
+    (helper, rows), = calls
+    later = tk.evaluation.per_user_temporal_split(log, test_fraction=0.25, min_train=1)[1]
+    assert fitted.helper_ is helper and helper is not retriever
+    assert rows == len(log) - len(later["user_id"])

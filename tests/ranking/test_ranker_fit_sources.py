@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
+from shard_logs import refuse_whole_reads, write_shards
 
 pytest.importorskip("pyarrow")
 
@@ -44,26 +45,14 @@ def _ranker(vocabs):
 
 
 def _write(frame, folder, shards):
-    folder.mkdir()
-    bounds = np.linspace(0, len(frame), shards + 1).astype(int)
-    for i in range(shards):
-        frame.iloc[bounds[i]:bounds[i + 1]].to_parquet(folder / f"part-{i}.parquet",
-                                                        index=False)
+    write_shards(pd.DataFrame(frame), folder, shards)
     return tk.data.Shards(str(folder))
-
-
-def _no_whole_reads(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the whole log was read into memory")
-
-    monkeypatch.setattr("tfrs_kit.data._files.read_table", refuse)
-    monkeypatch.setattr("tfrs_kit.data._table.read_table", refuse)
 
 
 def _fit(vocabs, x, monkeypatch=None, **settings):
     ranker = _ranker(vocabs)
     if monkeypatch is not None:
-        _no_whole_reads(monkeypatch)
+        refuse_whole_reads(monkeypatch)
     history = ranker.fit(x, label="rating", negatives=0, seed=3, verbose=0, **settings)
     if monkeypatch is not None:
         monkeypatch.undo()

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import tfrs_kit as tk
+from shard_logs import write_shards
 from tfrs_kit.data._files import estimated_rows
 from tfrs_kit.recipe import _scale
 
@@ -34,30 +35,19 @@ def _checkerboard(n=4000, seed=0, per_group=100):
                          "timestamp": np.arange(n, dtype=np.int64)})
 
 
-def _shards(frame, folder, shards=3):
-    folder.mkdir(parents=True, exist_ok=True)
-    bounds = np.linspace(0, len(frame), shards + 1).astype(int)
-    for i in range(shards):
-        frame.iloc[bounds[i]:bounds[i + 1]].to_parquet(folder / f"part-{i}.parquet",
-                                                       index=False)
-    return str(folder / "*.parquet")
-
-
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """A Recipe fitted out of core, with no in-memory reader of the log allowed."""
     folder = tmp_path_factory.mktemp("scale")
     log = _checkerboard()
-    pattern = _shards(log, folder / "log")
+    pattern, _ = write_shards(log, folder / "log")
     patch = pytest.MonkeyPatch()
 
     def refused(*args, **kwargs):
         raise AssertionError("the log was read into memory")
 
-    import tfrs_kit.recipe._recipe as recipe_module
-
-    patch.setattr(recipe_module, "to_frame", refused)
-    patch.setattr(tk.Recipe, "_prepare", refused)
+    patch.setattr("tfrs_kit.recipe._fit_memory.to_frame", refused)
+    patch.setattr("tfrs_kit.recipe._fit_memory.prepare_data", refused)
     patch.setattr("tfrs_kit.data._files.read_table", refused)
     try:
         recipe = tk.Recipe(work_dir=folder / "work", **FAST).fit(pattern)
@@ -69,7 +59,8 @@ def fitted(tmp_path_factory):
 def test_fits_out_of_core_and_serves(fitted):
     recipe, log, _, _ = fitted
     report = recipe.report
-    assert list(report.stages) == ["prepare", "search", "final", "serving tables", "blend"]
+    assert list(report.stages) == ["prepare", "search", "blend factors", "final",
+                                  "serving tables", "blend"]
     assert len(report.trials) == 1
     assert 1 <= report.epochs <= 2  # the validation-chosen epoch, at most max_epochs
     assert "planned epoch(s) streamed over" in report.note
@@ -118,7 +109,7 @@ def test_a_rerun_with_the_work_dir_reuses_the_preparation(fitted, monkeypatch):
 
 def test_a_temporary_work_dir_is_removed_and_first_only_is_streamed(tmp_path, monkeypatch):
     log = _checkerboard(1500)
-    pattern = _shards(log, tmp_path / "log", shards=2)
+    pattern, _ = write_shards(log, tmp_path / "log", shards=2)
     created = []
 
     def mkdtemp(prefix=""):
@@ -144,7 +135,7 @@ def test_a_temporary_work_dir_is_removed_and_first_only_is_streamed(tmp_path, mo
 
 def test_the_path_is_chosen_by_the_rows_of_files(tmp_path):
     log = _checkerboard(300)
-    pattern = _shards(log, tmp_path / "log")
+    pattern, _ = write_shards(log, tmp_path / "log")
     assert estimated_rows(sorted(map(str, (tmp_path / "log").glob("*")))) == 300
     assert not _scale.out_of_core(pattern, 300)
     assert _scale.out_of_core(pattern, 299)
@@ -159,13 +150,13 @@ def test_the_command_line_trains_out_of_core_and_exports(tmp_path, monkeypatch, 
     from tfrs_kit.cli import main
 
     log = _checkerboard(2000)
-    pattern = _shards(log, tmp_path / "log", shards=2)
+    pattern, _ = write_shards(log, tmp_path / "log", shards=2)
     monkeypatch.setattr(_scale, "DEFAULT_IN_MEMORY_ROWS", 0)
 
     def refused(*args, **kwargs):
         raise AssertionError("the log was read into memory")
 
-    monkeypatch.setattr("tfrs_kit.cli._read_log", refused)
+    monkeypatch.setattr("tfrs_kit.cli._files.read_log", refused)
     argv = ["train", pattern, "--user", "user_id", "--item", "item_id", "--time", "timestamp",
             "--time-budget", "8", "--export", str(tmp_path / "model"), "--quiet"]
     assert main(argv) == 0
@@ -173,6 +164,6 @@ def test_the_command_line_trains_out_of_core_and_exports(tmp_path, monkeypatch, 
     loaded = tk.load(tmp_path / "model")
     assert sorted(loaded.queries()["user_id"]) == sorted(set(log["user_id"]))
     assert len(loaded.recommend("u1", k=3).ids[0]) == 3
-    assert list(loaded.report.stages) == ["prepare", "search", "final", "serving tables",
-                                          "blend"]
+    assert list(loaded.report.stages) == ["prepare", "search", "blend factors", "final",
+                                          "serving tables", "blend"]
     assert "Exported to" in capsys.readouterr().out

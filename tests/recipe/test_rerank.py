@@ -26,7 +26,7 @@ def _popular_log(n=2400, users=80, items=150, seed=0):
 def fitted():
     log = _popular_log()
     recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, blend=False,
-                       histories=["none"], rerank="auto", verbose=False).fit(log)
+                       histories=["none"], rerank=True, verbose=False).fit(log)
     return log, recipe
 
 
@@ -38,11 +38,10 @@ def test_rerank_argument_is_validated():
     assert tk.Recipe().rerank is False  # off until measured to help by default
 
 
-def test_auto_keeps_a_ranker_that_lifts_validation_and_reports_it(fitted):
+def test_the_report_says_what_the_stage_measured_and_chose(fitted):
     _, recipe = fitted
     choice = recipe.report.rerank
-    assert choice.mode == "auto" and choice.reason == ""
-    assert choice.score > choice.base and choice.kept  # popularity helps on this log
+    assert choice.mode is True and choice.reason == "" and choice.kept  # forced
     assert choice.retrieve_k in choice.scores and choice.score == max(choice.scores.values())
     assert choice.loss == "listwise" and "item_log_count" in choice.features
     assert recipe.cascade_ is not None and recipe.cascade_.retrieve_k == choice.retrieve_k
@@ -62,6 +61,13 @@ def _stage(recipe, monkeypatch, scores, mode):
     best = Trained(recipe.model, recipe.settings, 1, {}, 1.0, epochs_run=1, final_seconds=1.0)
     return _rerank.fit_rerank(mode, data, validation, best, None, lambda m: None,
                               metric="ndcg@10", seed=0, end=None)
+
+
+def test_auto_keeps_a_ranker_that_lifts_validation(fitted, monkeypatch):
+    _, recipe = fitted
+    ranker, choice = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.31, 50: 0.33}, "auto")
+    assert ranker is recipe.cascade_.ranker and choice.kept and choice.retrieve_k == 50
+    assert choice.base == 0.30 and choice.score == 0.33 and choice.reason == ""
 
 
 def test_auto_drops_a_ranker_that_does_not_lift_validation(fitted, monkeypatch):
@@ -166,6 +172,7 @@ def test_save_and_load_keep_the_cascade(fitted, tmp_path):
 
 def test_cli_train_passes_rerank_to_the_recipe(tmp_path, monkeypatch):
     from tfrs_kit import cli
+    from tfrs_kit.cli._main import _parser
 
     seen = {}
 
@@ -182,4 +189,28 @@ def test_cli_train_passes_rerank_to_the_recipe(tmp_path, monkeypatch):
         assert tk.recipe._rerank.check_rerank(seen["rerank"]) == expected
         assert seen["user_id"] == "u" and seen["timestamp"] == "t"  # the folded options
     with pytest.raises(SystemExit):
-        cli._parser().parse_args([*argv, "--rerank", "maybe"])
+        _parser().parse_args([*argv, "--rerank", "maybe"])
+
+
+def test_evaluate_ranks_a_new_user_by_the_first_stage_alone(fitted):
+    """A user the log never saw has no id or history for the ranker: the cascade's
+    recommender ranks them as the Recipe without the ranking stage does (the average
+    known user), and every known user through the cascade."""
+    log, recipe = fitted
+    recommender = recipe.as_recommender()
+    known = list(recipe.queries()["user_id"][:3])
+    scores = recommender.score(np.asarray([known[0], "newcomer", known[1], known[2]]))
+    model, items = recipe.model, recipe.candidates()
+    queries = recipe.queries()
+    average = model.query_tower.embed(queries, verbose=False).mean(axis=0)
+    expected = average @ model.candidate_tower.embed(items, verbose=False).T
+    order = np.asarray(items["item_id"])[np.argsort(-expected, kind="stable")[:5]]
+    got = np.asarray(recommender.item_ids)[np.argsort(-scores[1], kind="stable")[:5]]
+    np.testing.assert_array_equal(got, order)
+    top = np.asarray(recommender.item_ids)[np.argsort(-scores[[0, 2, 3]], axis=1,
+                                                      kind="stable")[:, :5]]
+    np.testing.assert_array_equal(top, _expected_top(recipe, known, 5))
+    test = pd.DataFrame({"user_id": [known[0], "newcomer"], "item_id": ["i1", "i2"],
+                         "timestamp": [10**6, 10**6]})
+    report = tk.evaluate(recipe, test, train=log, k=5, metrics=["recall"]).to_dict()
+    assert set(report) == {"Recipe"}

@@ -13,6 +13,9 @@ from count_budget import MAX_TRIALS, fit, outcome
 import tfrs_kit.recipe._search as search_module
 from tfrs_kit.recipe._trials import TrialStore, trial_key
 
+# Each test here starts processes or fits out of core: the slow CI step runs them.
+pytestmark = pytest.mark.slow
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

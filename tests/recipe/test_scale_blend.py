@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 import tfrs_kit as tk
+from shard_logs import write_shards
 from tfrs_kit.features._vocabulary import Vocabulary
 from tfrs_kit.recipe._blend import JoinedTower
 from tfrs_kit.recipe._inputs import Columns
@@ -31,15 +32,6 @@ def _blocks(n=1200, users=120, blocks=12, per_block=20, seed=0):
                          "timestamp": rng.permutation(n).astype(np.int64)})
 
 
-def _shards(frame, folder, shards=3):
-    folder.mkdir(parents=True, exist_ok=True)
-    bounds = np.linspace(0, len(frame), shards + 1).astype(int)
-    for i in range(shards):
-        frame.iloc[bounds[i]:bounds[i + 1]].to_parquet(folder / f"part-{i}.parquet",
-                                                       index=False)
-    return str(folder / "*.parquet"), sorted(str(p) for p in folder.glob("*.parquet"))
-
-
 def _popularity(log, items, window):
     """The reference: log1p of each item's count among the latest ``window`` share of the
     events (by time), standardised over the vocabulary (row 0: the unknown id, 0 events)."""
@@ -52,7 +44,7 @@ def _popularity(log, items, window):
 def test_the_shard_built_matrix_and_popularity_equal_the_in_memory_ones(tmp_path):
     log = _blocks(300, users=12)
     log = pd.concat([log, log.iloc[:20].assign(timestamp=np.arange(1000, 1020))])  # repeats
-    _, paths = _shards(log, tmp_path)
+    _, paths = write_shards(log, tmp_path)
     users = Vocabulary(name="user_id", kind="categorical",
                        tokens=(*sorted(set(log["user_id"])), "u_unseen"))
     items = Vocabulary(name="item_id", kind="categorical",
@@ -75,7 +67,7 @@ def test_the_shard_built_matrix_and_popularity_equal_the_in_memory_ones(tmp_path
 def fitted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scale_blend")
     log = _blocks()
-    pattern, _ = _shards(log, folder / "log")
+    pattern, _ = write_shards(log, folder / "log")
     recipe = tk.Recipe(work_dir=folder / "work", **FAST).fit(pattern)
     return recipe, log, folder
 
@@ -83,7 +75,8 @@ def fitted(tmp_path_factory):
 def test_the_blend_is_chosen_on_the_validation_shard(fitted):
     recipe, _, _ = fitted
     report = recipe.report
-    assert list(report.stages) == ["prepare", "search", "final", "serving tables", "blend"]
+    assert list(report.stages) == ["prepare", "search", "blend factors", "final",
+                                  "serving tables", "blend"]
     assert report.blend is not None
     assert report.blend.weight > 0  # iALS learned the blocks, one epoch of towers did not
     assert report.blend.scores[report.blend.weight] > 1.5 * report.blend.scores[0.0]
@@ -156,7 +149,7 @@ def test_the_blended_recipe_saves_loads_indexes_and_evaluates(fitted, tmp_path):
 
 
 def test_blend_false_keeps_the_towers_alone(tmp_path):
-    pattern, _ = _shards(_blocks(400, users=20), tmp_path / "log")
+    pattern, _ = write_shards(_blocks(400, users=20), tmp_path / "log")
     recipe = tk.Recipe(blend=False, **FAST).fit(pattern)
     assert recipe.report.blend is None
     assert "blend" not in recipe.report.stages

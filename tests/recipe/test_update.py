@@ -13,6 +13,7 @@ from tfrs_kit._errors import NotFittedError
 from tfrs_kit.cli import main
 from tfrs_kit.recipe import _update
 from tfrs_kit.recipe._save import _parts
+from tfrs_kit.recipe._update_blend import Refreshed
 
 NEW_ITEMS = ("new-item-a", "new-item-b", "new-item-c")
 NEW_USERS = ("new-user-a", "new-user-b")
@@ -154,7 +155,8 @@ def test_the_guard_blocks_a_broken_update_and_latest_stays(saved, days, tmp_path
 
     monkeypatch.setattr(_update, "_fine_tune", scramble)
     # Without the blend, whose factorisation would carry the scrambled towers.
-    monkeypatch.setattr(_update, "_blended", lambda data, base, blend, seed: base.model)
+    monkeypatch.setattr(_update, "refresh_blend", lambda blend, serving, fit_data, full, base,
+                        *args, **kwargs: Refreshed(base.model, base.model, None, False))
     with pytest.raises(tk.recipe.UpdateRejected, match="not published") as caught:
         tk.recipe.update(folder, days[1])
     assert caught.value.report.updated_score < caught.value.report.serving_score

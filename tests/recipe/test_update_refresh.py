@@ -1,5 +1,6 @@
 """Recipe.update refreshes the blend: popularity recounted over the newest window, the
-weights and window chosen again on the update's own holdout, the iALS factors refitted."""
+weights and window chosen again on the update's own holdout (``_update_blend.RECHOOSE``,
+on by default; off in tests/recipe/test_update_warm.py), the iALS factors refitted."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit.recipe import _blend, _update
+from tfrs_kit.recipe import _blend, _update, _update_blend
 
 pytest.importorskip("implicit")
 
@@ -44,6 +45,7 @@ def refreshed(days):
     before = recipe.report_.blend
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_blend, "WEIGHTS", (1.0,))
+        patch.setattr(_update_blend, "RECHOOSE", True)
         recipe.update(days[1], tolerance=1.0)
     return recipe, before
 
@@ -104,7 +106,8 @@ def test_ials_factors_cover_the_new_items(refreshed):
     assert row > 0 and np.abs(als[row]).sum() > 0
 
 
-def test_the_guard_and_the_blend_hold_out_different_users(refreshed, days):
+def test_the_guard_and_the_blend_hold_out_different_users(refreshed, days, monkeypatch):
+    monkeypatch.setattr(_update_blend, "RECHOOSE", True)
     old, _ = days
     log = pd.concat(days, ignore_index=True)
     data = _update.Data(log=log, items=pd.DataFrame(), users=pd.DataFrame(),

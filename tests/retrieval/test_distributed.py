@@ -242,6 +242,7 @@ def test_each_replica_sees_the_global_batch_as_negatives(case, replica_losses):
     np.testing.assert_allclose(losses, expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_two_replicas_train_like_one_device_on_the_global_batch(tmp_path):
     # 2001 rows in batches of 128: the last batch (81 rows) splits 41 / 40.

@@ -1,6 +1,5 @@
 """``fit`` streams a ``tk.data.Shards`` log by default, never reading it whole."""
 
-import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
@@ -8,27 +7,15 @@ from checkerboard_models import id_model as _model
 from checkerboard_models import recall_at_1 as _recall_at_1
 
 import tfrs_kit as tk
+from shard_logs import refuse_whole_reads, write_shards
 from tfrs_kit.retrieval._streamed import DEFAULT_SHUFFLE_BUFFER, streaming_buffer
 
 pytest.importorskip("pyarrow")
 
 
 def _write_shards(log, folder, shards=3):
-    folder.mkdir()
-    frame = pd.DataFrame(log)
-    for i, part in enumerate(np.array_split(np.arange(len(frame)), shards)):
-        frame.iloc[part].to_parquet(folder / f"part-{i}.parquet", index=False)
+    write_shards(pd.DataFrame(log), folder, shards)
     return tk.data.Shards(str(folder))
-
-
-
-
-def _no_whole_reads(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the whole log was read into memory")
-
-    monkeypatch.setattr("tfrs_kit.data._files.read_table", refuse)
-    monkeypatch.setattr("tfrs_kit.data._table.read_table", refuse)
 
 
 def test_only_shards_stream_by_default(tmp_path):
@@ -44,7 +31,7 @@ def test_fit_from_shards_streams_and_learns_the_checkerboard(checkerboard, tmp_p
     source = _write_shards(checkerboard, tmp_path / "log")
     tf.keras.utils.set_random_seed(1)
     model = _model(checkerboard, **options)
-    _no_whole_reads(monkeypatch)
+    refuse_whole_reads(monkeypatch)
     history = model.fit(source, epochs=3, batch_size=128, seed=1, verbose=0)
     monkeypatch.undo()
     losses = history.history["loss"]
@@ -58,7 +45,7 @@ def test_fit_from_paths_still_reads_into_memory(tmp_path, monkeypatch):
     log = {"user_id": ["a", "b", "a", "b"], "item_id": ["x", "y", "x", "y"]}
     source = _write_shards(log, tmp_path / "log", shards=2)
     model = _model(log)
-    _no_whole_reads(monkeypatch)
+    refuse_whole_reads(monkeypatch)
     with pytest.raises(AssertionError, match="read into memory"):
         model.fit(list(source.paths), epochs=1, verbose=0)
 

@@ -37,3 +37,57 @@ def assert_same(response_json, want):
     ids, scores = want
     assert response_json["ids"] == ids
     np.testing.assert_allclose(response_json["scores"], scores, rtol=1e-5, atol=1e-6)
+
+
+@contextlib.contextmanager
+def live(api):
+    """``api`` served by uvicorn on a free 127.0.0.1 port in a thread: a real socket.
+
+    Yields ``(host, port)`` once the first version is loaded; the server is stopped on
+    the way out, whatever happens.
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port,
+                                           log_level="info", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120  # a bound on a loaded machine, not a measurement
+        while not (server.started and api.state.server.ready):
+            assert thread.is_alive() and time.monotonic() < deadline, "the server never started"
+            time.sleep(0.05)
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
+def raw_exchange(address, request, *, read=True):
+    """Sends ``request`` (bytes) on a new connection; returns the status and body read
+    (``None`` with ``read=False``: the connection is closed at once, mid-request)."""
+    import socket
+
+    with socket.create_connection(address, timeout=60) as connection:
+        connection.sendall(request)
+        if not read:
+            return None
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += connection.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return int(head[9:12]), body

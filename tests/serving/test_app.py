@@ -1,5 +1,5 @@
 """The endpoints answer as Index.recommend does, refuse bad input with a 4xx naming the
-field, and never leak a traceback."""
+field, and never leak a traceback: on the hot path and on FastAPI's routes alike."""
 
 import json
 
@@ -11,15 +11,18 @@ from tfrs_kit import serving
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def plain_app(saved_indexes):
-    return serving.app(saved_indexes[1], poll_interval_s=0, model_name="movies")
+@pytest.fixture(params=[True, False], ids=["hot_path", "fastapi"])
+def plain_app(saved_indexes, request):
+    return serving.app(saved_indexes[1], poll_interval_s=0, model_name="movies",
+                       fast_path=request.param)
 
 
-@pytest.fixture(scope="module")
-async def shared(saved_indexes):
-    """One started app and its client for the tests that only read."""
-    api = serving.app(saved_indexes[1], poll_interval_s=0, model_name="movies")
+@pytest.fixture(scope="module", params=[True, False], ids=["hot_path", "fastapi"])
+async def shared(saved_indexes, request):
+    """One started app and its client for the tests that only read, once per path."""
+    api = serving.app(saved_indexes[1], poll_interval_s=0, model_name="movies",
+                      fast_path=request.param)
+    assert (api.hot_path is not None) is request.param
     async with running(api) as client:
         yield api, client
 
@@ -70,6 +73,15 @@ async def test_predict_has_tf_servings_rest_shape(shared, reference):
     assert len(predictions) == 2
     for instance, prediction in zip(instances, predictions, strict=True):
         assert_same(prediction, expected(reference[1], instance, 5))  # k_max
+    assert response.headers["x-model-version"] == "0"  # the version in every answer
+
+
+async def test_a_known_user_may_leave_the_history_out(shared, reference):
+    _, client = shared
+    response = await client.post("/v1/recommend", json={"user_id": "u3", "k": 4})
+    assert response.status_code == 200, response.text
+    # An omitted history is an empty one: a user with no history yet.
+    assert_same(response.json(), expected(reference[1], {"user_id": "u3", "history": []}, 4))
 
 
 async def test_health_readiness_and_metrics(plain_app):
@@ -118,7 +130,21 @@ BAD_RECOMMEND = [
     ({**GOOD, "exclude": "i1"}, 422, "exclude", "list of candidate ids"),
     ({**GOOD, "exclude": [3]}, 422, "exclude[0]", "string id"),
     ({"k": 3}, 422, "user_id", "features the index reads"),
-    ({"user_id": "u1"}, 422, "history", "must be given"),
+    (b"null", 422, "body", "JSON object"),
+    (b"[" * 100_000, 400, "body", "nested"),
+    (b'{"user_id": "u1"', 400, "body", "valid JSON"),
+    (b"\xff\xfe", 400, "body", "valid JSON"),
+    ({**GOOD, "k": 2.0}, 422, "k", "integer"),
+    ({**GOOD, "k": -1}, 422, "k", "from 1 to 5"),
+    ({**GOOD, "k": None, "version": "2"}, 422, "version", "version number"),
+    ({**GOOD, "exclude": None}, 422, "exclude", "list of candidate ids"),
+    ({**GOOD, "user_id": ["u1"]}, 422, "user_id", "string id"),
+    ({**GOOD, "history": [["i1"]]}, 422, "history[0]", "string id"),
+    # An unknown user without a history: the model knows nothing of the query.
+    ({"user_id": "stranger"}, 422, "user_id", "send `history`"),
+    # A history of unknown items, from a user the model does not know either.
+    ({"user_id": "stranger", "history": ["x1", "x2"]}, 422, "history", "none of its ids"),
+    ({"history": ["x1"]}, 422, "history", "none of its ids"),
 ]
 
 
@@ -134,6 +160,7 @@ async def test_bad_recommend_requests_get_a_4xx_naming_the_field(shared, body, s
     assert words in response.json()["error"]
     assert f"`{field}`" in response.json()["error"] or field == "body"
     assert "Traceback" not in response.text
+    assert response.headers["content-type"] == "application/json"
     assert (await client.post("/v1/recommend", json=GOOD)).status_code == 200
 
 
@@ -146,6 +173,9 @@ BAD_PREDICT = [
      "instances[1].user_id"),
     ("/v1/models/movies:predict", {"instances": [GOOD], "signature_name": "x"}, 422,
      "signature_name"),
+    ("/v1/models/movies:predict", {"instances": "u1"}, 422, "instances"),
+    ("/v1/models/movies:predict", {"instances": [GOOD, {"user_id": "stranger"}]}, 422,
+     "instances[1].user_id"),
 ]
 
 
@@ -160,8 +190,10 @@ async def test_bad_predict_requests_get_a_4xx_naming_the_field(shared, path, bod
     assert f"`{field}`" in response.json()["error"]
 
 
-async def test_a_body_over_the_limit_gets_413(saved_indexes):
-    api = serving.app(saved_indexes[1], poll_interval_s=0, max_body_bytes=200)
+@pytest.mark.parametrize("fast_path", [True, False], ids=["hot_path", "fastapi"])
+async def test_a_body_over_the_limit_gets_413(saved_indexes, fast_path):
+    api = serving.app(saved_indexes[1], poll_interval_s=0, max_body_bytes=200,
+                      fast_path=fast_path)
     async with running(api) as client:
         big = {**GOOD, "exclude": ["i1"] * 100}
         response = await client.post("/v1/recommend", json=big)
@@ -228,18 +260,25 @@ async def test_integer_ids_are_json_integers(tmp_path):
               | tk.VocabularyBuilder().fit({"item": [10, 20, 30, 40]}))
     model = tk.TwoTowerRetrieval(tk.Tower(vocabs, features=["user"], output_dim=4),
                                  tk.Tower(vocabs, features=["item"], output_dim=4))
-    index = tk.IndexBuilder(k_max=3, backend="brute_force").build(
-        model, {"item": [10, 20, 30, 40]})
+    index = tk.IndexBuilder(k_max=10, backend="brute_force").build(
+        model, {"item": [10, 20, 30, 40]})  # k_max above the catalogue: k is up to 4
     index.save(tmp_path / "ints")
     async with running(serving.app(tmp_path / "ints", poll_interval_s=0)) as client:
         served = await client.post("/v1/recommend", json={"user": 2, "k": 3, "exclude": [20]})
         as_string = await client.post("/v1/recommend", json={"user": "2"})
         bad_exclude = await client.post("/v1/recommend", json={"user": 2, "exclude": ["20"]})
         new_user = await client.post("/v1/recommend", json={"user": 99, "k": 1})
+        known_user = await client.post("/v1/recommend", json={"user": 3, "k": 1})
+        above_the_index = await client.post("/v1/recommend", json={"user": 3, "k": 5})
     assert served.status_code == 200, served.text
     want = index.recommend({"user": [2]}, k=3, exclude=[[20]])
     assert served.json()["ids"] == [i for i in want.ids[0].tolist() if i != -1]
     assert 20 not in served.json()["ids"]
     assert as_string.status_code == 422 and as_string.json()["field"] == "user"
     assert bad_exclude.status_code == 422 and bad_exclude.json()["field"] == "exclude[0]"
-    assert new_user.status_code == 200  # an unseen id: the out-of-vocabulary embedding
+    # An unseen id, and no history to go on: refused, with what to do instead.
+    assert new_user.status_code == 422 and new_user.json()["field"] == "user"
+    assert "99" in new_user.json()["error"] and "another source" in new_user.json()["error"]
+    assert known_user.status_code == 200
+    assert above_the_index.status_code == 422 and above_the_index.json()["field"] == "k"
+    assert "from 1 to 4 (k_max=10, 4 candidates)" in above_the_index.json()["error"]

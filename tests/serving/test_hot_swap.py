@@ -74,9 +74,10 @@ async def test_no_request_fails_during_the_switch(versioned, reference):
 
 @pytest.mark.parametrize("damage", ["empty folder", "corrupt metadata", "missing folder"])
 async def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(versioned, damage,
-                                                                         reference):
+                                                                         reference, caplog):
     root, publish = versioned
     api = serving.app(root, poll_interval_s=0)
+    caplog.set_level("INFO", logger="tfrs_kit.serving")
     async with running(api) as client:
         publish(2)
         assert await api.state.server.check_for_new_version()
@@ -97,6 +98,12 @@ async def test_a_broken_version_is_refused_and_the_old_one_keeps_serving(version
     assert "tfrs_kit_model_load_failures_total 1.0" in metrics
     assert "tfrs_kit_model_version 2.0" in metrics
     assert ready.status_code == 200 and ready.json()["version"] == 2
+    # The log says which version failed, why, and that the old one serves on: one line,
+    # no traceback (a broken export is the operator's to fix, and the message says how).
+    [refusal] = [r for r in caplog.records if r.levelname == "ERROR"]
+    message = refusal.getMessage()
+    assert "Could not load version 3" in message and "still serving version 2" in message
+    assert str(target) in message and refusal.exc_info is None
 
 
 async def test_an_unreadable_pointer_keeps_the_version_served(versioned):

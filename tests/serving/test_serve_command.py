@@ -24,8 +24,26 @@ def test_defaults_and_options(saved_indexes):
         "0.0.0.0", 9000, 8, 0.5, 2)
 
 
+def test_overload_and_fast_path_options_reach_the_app(saved_indexes, monkeypatch):
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(app=app, **kw))
+    _cli.run(_parse(["serve", str(saved_indexes[1])]))
+    batcher = started["app"].state.server.batcher
+    assert (batcher.max_queue, batcher.timeout_s) == (1024, 10.0)
+    assert started["app"].hot_path is not None
+    _cli.run(_parse(["serve", str(saved_indexes[1]), "--max-queue", "8",
+                     "--request-timeout-s", "2.5", "--no-fast-path"]))
+    batcher = started["app"].state.server.batcher
+    assert (batcher.max_queue, batcher.timeout_s) == (8, 2.5)
+    assert started["app"].hot_path is None
+
+
 @pytest.mark.parametrize(("flag", "value"), [("--max-batch-size", "0"), ("--port", "70000"),
-                                             ("--max-wait-ms", "-1"), ("--workers", "x")])
+                                             ("--max-wait-ms", "-1"), ("--workers", "x"),
+                                             ("--max-queue", "-1"),
+                                             ("--request-timeout-s", "soon")])
 def test_bad_options_exit_with_status_2_naming_the_flag(flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _parse(["serve", "DIR", flag, value])
@@ -130,5 +148,93 @@ def test_end_to_end_over_a_real_socket(saved_indexes, reference, tmp_path):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait(timeout=30)
+        log.close()
+
+
+def _children(pid):
+    """The process ids whose parent is ``pid`` (Linux /proc)."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _listening_inode(port):
+    """The inode of the socket listening on 127.0.0.1:``port`` (Linux /proc/net/tcp)."""
+    from pathlib import Path
+
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
+            return fields[9]
+    return None
+
+
+@pytest.mark.process
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_workers_are_processes_serving_the_same_port(saved_indexes, reference, tmp_path):
+    """`--workers 2`: two worker processes, each holding the one listening socket, and
+    answers from them; the whole process group is stopped whatever happens."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+    from serving_helpers import assert_same, expected
+
+    port = _free_port()
+    log_path = tmp_path / "server.log"
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tfrs_kit.cli", "serve", str(saved_indexes[1]),
+         "--port", str(port), "--poll-interval-s", "0", "--workers", "2"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300  # a bound on a loaded machine, not a measurement
+        ready_in_a_row = 0
+        while ready_in_a_row < 10:  # new connections: each worker gets some of them
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the workers never became ready"
+            try:
+                ok = httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+            except httpx.TransportError:
+                ok = False
+            ready_in_a_row = ready_in_a_row + 1 if ok else 0
+            time.sleep(0.1 if ok else 0.5)
+        workers = [pid for pid in _children(server.pid)
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2, log_path.read_text()[-3000:]
+        inode = _listening_inode(port)
+        assert inode is not None
+        for pid in workers:  # each worker accepts on the same listening socket
+            links = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()
+                     if fd.is_symlink()}
+            assert f"socket:[{inode}]" in links
+        query = {"user_id": "u3", "history": ["i2"]}
+        for _ in range(6):
+            response = httpx.post(f"{base}/v1/recommend", json={**query, "k": 3}, timeout=30)
+            assert response.status_code == 200, response.text
+            assert_same(response.json(), expected(reference[1], query, 3))
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
         log.close()

@@ -96,7 +96,9 @@ def file_dataset(
     Under a multi-worker strategy each worker reads its own shards (every
     ``workers``-th of them, sorted, from its index on) and the dataset repeats:
     an epoch is then the returned number of steps, as many as the worker with the
-    fewest rows (``rows_per_file`` tells) fills; ``None`` on one worker.
+    fewest rows (``rows_per_file`` tells) fills; ``None`` on one worker, where the
+    dataset's length is then known from ``rows_per_file`` (if given), so that Keras
+    runs one optimizer step per batch.
     """
     kinds = schema(list(paths), argument="x", columns=columns)
     spec = _row_spec(kinds, columns)
@@ -126,6 +128,11 @@ def file_dataset(
     dataset = dataset.with_options(options)
     if steps is not None:
         dataset = dataset.repeat()
+    elif rows_per_file is not None:  # every batch full but the last: its length is known
+        # (of a dataset of unknown length Keras counts the failed read that ends the first
+        # epoch as an optimizer step too: one step more than the batches).
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(
+            -(-sum(rows_per_file) // batch_size)))
     return dataset.prefetch(tf.data.AUTOTUNE), steps
 
 

@@ -22,7 +22,6 @@ from tfrs_kit.index._backends import Backend, get_backend
 from tfrs_kit.index._index import Index
 from tfrs_kit.index._serving import ServingModule
 from tfrs_kit.ranking import Cascade, Ranker
-from tfrs_kit.ranking._scoring import history_similarity
 
 __all__ = ["CascadeServingModule", "build_cascade", "check_cascade", "unwrap_cascade"]
 
@@ -82,9 +81,9 @@ class CascadeServingModule(ServingModule):
         similarity = None
         if self.ranker.history_feature:  # from the index's own candidate embeddings
             history = self.positions.lookup(features[self.ranker.history_feature])
-            similarity = history_similarity(
+            similarity = self.ranker.history_similarity(
                 tf.gather(self.embeddings, tf.maximum(history, 0)), history >= 0,
-                tf.gather(self.embeddings, tf.maximum(positions, 0)), self.ranker.recent)
+                tf.gather(self.embeddings, tf.maximum(positions, 0)))
         ranked = self.ranker.rerank(  # the searcher's scores; empty slots masked
             self.ranker.query_tower(features, training=False), candidates,
             tf.where(found, scores, tf.zeros_like(scores)), found, similarity, training=False)

@@ -133,8 +133,9 @@ class Index:
                 each batch's score matrix near 256 MB).
             explain: Also explain each recommended item
                 (``Recommendations.explanations``): the query's history items
-                with the largest dot product with it in the index's embedding
-                space, and each score component's share. ``True`` reads the
+                whose removal from the history lowers its retrieval score most
+                (leave-one-out through the query tower), and each score
+                component's share. ``True`` reads the
                 history from the cascade ranker's history feature, or the one
                 query feature that is a list of item ids; a string names it.
 
@@ -184,7 +185,7 @@ class Index:
         n = int(tf.shape(next(iter(inputs.values())))[0])
         width = int(self._functions.embeddings.shape[1])
         return np.concatenate([np.zeros((0, width), np.float32)] + [
-            _embed_queries(self._functions.query_tower,
+            _embed_queries(self._functions,
                            {name: tensor[start:start + batch_size]
                             for name, tensor in inputs.items()})
             for start in range(0, n, batch_size)])
@@ -198,13 +199,41 @@ class Index:
         rows = excluded.numpy()
         rows = _decoded(rows) if rows.dtype == object else rows
         excluded_positions = [found[found >= 0] for found in map(self._id_index.get_indexer, rows)]
+        callable_tower = self._tower_callable({name: t[:1] for name, t in inputs.items()})
         explanations = explain_results(
             self._functions,
             queries=lambda: self._query_vectors(table, inputs=inputs, batch_size=batch_size),
             history=table[feature], ids=self._id_index,
             positions=positions, scores=results.scores, excluded=excluded_positions,
-            retrieve_k=self.retrieve_k)
+            retrieve_k=self.retrieve_k, padding="" if self._id_dtype == tf.string else -1,
+            scores_with=self._scores_with(table, feature, positions, batch_size)
+            if callable_tower else None)
         return dataclasses.replace(results, explanations=explanations)
+
+    def _tower_callable(self, inputs: dict[str, tf.Tensor]) -> bool:
+        """Whether the query tower can embed these inputs (a loaded one may not)."""
+        try:
+            _embed_queries(self._functions, inputs)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    def _scores_with(self, table: Any, feature: str, positions: np.ndarray,
+                     batch_size: int) -> Any:
+        """``(owners, histories) -> [m, k]``: the retrieval scores of query ``owners[i]``'s
+        recommended items when its history is ``histories[i]`` (for ``leave_one_out``)."""
+        embeddings = self._functions.embeddings.numpy()
+        dtype = np.int64 if self._id_dtype == tf.int64 else object
+
+        def scores_with(owners: np.ndarray, histories: list[Any]) -> np.ndarray:
+            rows = {name: np.asarray(table[name])[owners] for name in self.query_features}
+            column = np.empty(len(histories), dtype=object)
+            column[:] = [np.asarray(h, dtype=dtype) for h in histories]
+            rows[feature] = column
+            vectors = self._query_vectors(rows, batch_size=batch_size)
+            return np.einsum("md,mkd->mk", vectors, embeddings[positions[owners].clip(0)])
+
+        return scores_with
 
     def similar_items(self, item_ids: Sequence[Any], *, k: int | None = None) -> Recommendations:
         """For each candidate id, the ``k`` candidates closest to it (itself excluded).
@@ -359,12 +388,18 @@ class Index:
         return Recommendations(ids=ids, scores=scores)
 
 
-def _embed_queries(tower: Any, features: dict[str, tf.Tensor]) -> np.ndarray:
+def _embed_queries(functions: Any, features: dict[str, tf.Tensor]) -> np.ndarray:
     """The query tower's outputs, or an error that says why a loaded one cannot give them.
 
-    A reloaded Keras tower keeps only the call traces of training (other
-    inputs, list features ragged), not one the serving signatures' inputs match.
+    An index exported with ``embed_queries`` (the query tower traced with the
+    serving inputs) calls it; in an older export, a reloaded Keras tower keeps
+    only the call traces of training (other inputs, list features ragged), not
+    one the serving signatures' inputs match.
     """
+    embed = getattr(functions, "embed_queries", None)
+    if embed is not None:  # its inputs: the query tower's (a cascade's signature has more)
+        return embed({name: features[name] for name in embed.input_signature[0]}).numpy()
+    tower = functions.query_tower
     try:
         return tower(features, training=False).numpy()
     except (ValueError, TypeError) as error:

@@ -57,6 +57,9 @@ class ServingModule(tf.Module):
                                      input_signature=[specs, k_spec, exclude_spec])
         self.similar_items = tf.function(self._similar_items, autograph=False,
                                          input_signature=[id_spec, k_spec])
+        # Saved beside the signatures: a loaded query tower keeps only training's traces.
+        self.embed_queries = tf.function(self._embed_queries, input_signature=[specs],
+                                         autograph=False)
 
     def _top_k(self, queries: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor) -> dict[str, tf.Tensor]:
         k = tf.minimum(k, tf.shape(self.ids)[0])
@@ -77,6 +80,9 @@ class ServingModule(tf.Module):
     def _recommend(self, features: dict[str, tf.Tensor], k: tf.Tensor,
                    exclude: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._top_k(self.query_tower(features, training=False), k, exclude)
+
+    def _embed_queries(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        return self.query_tower(features, training=False)
 
     def _similar_items(self, item_ids: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         positions = self.positions.lookup(item_ids)

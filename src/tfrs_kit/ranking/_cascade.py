@@ -5,7 +5,7 @@ The exported artifact does the same in one SavedModel (``index/_cascade.py``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
 from tfrs_kit.data._table import Table, TableLike, to_table
-from tfrs_kit.ranking._protocol import POPULARITY, fit_cascade
+from tfrs_kit.ranking._protocol import LOG_FEATURES, fit_cascade, with_popularity
 from tfrs_kit.ranking._scoring import history_positions, history_similarity
 from tfrs_kit.towers._model_base import rows_by_key, user_positions
 
@@ -74,7 +74,62 @@ class Cascade:
         self.users_: pd.DataFrame | None = None  # ... and each user's latest query row
         self.helper_: Any = None  # ... and the retriever trained without the ranker's rows
 
+    #: The item features :meth:`fit` derives from the log (log of 1 + the item's events,
+    #: of 1 + its events in the latest 10% of the rows, the share of the rows since its
+    #: first), which :meth:`with_features` adds to a catalogue.
+    LOG_FEATURES: ClassVar[tuple[str, ...]] = LOG_FEATURES
+
     fit: Any = classmethod(fit_cascade)  # its docstring and signature are fit_cascade's
+
+    def count_items(self, items: TableLike, log: TableLike) -> Cascade:
+        """Records ``items`` with :data:`LOG_FEATURES` counted in ``log`` as ``items_``.
+
+        What :meth:`fit` does with its whole log; call it to serve a cascade over a
+        retriever retrained on a longer log (the popularity as of that log).
+        Returns ``self``.
+
+        Args:
+            items: One row per item (the retriever's item id column).
+            log: The interactions whose events are counted.
+        """
+        item_id = self.retriever.item_id
+        frame = pd.DataFrame(dict(to_table(items, argument="items")))
+        events = pd.DataFrame({item_id: to_table(log, argument="log")[item_id]})
+        self.items_ = with_popularity(frame, events, item_id)
+        return self
+
+    def rerank_scores(self, scores: np.ndarray, users: TableLike, items: TableLike, *,
+                      batch_size: int = 8192) -> np.ndarray:
+        """First-stage ``scores`` with each row's top ``retrieve_k`` re-ranked.
+
+        The cascade's own first stage is skipped: ``scores`` (``[users, items]``,
+        excluded items at ``-inf``) may come from the retriever or from a blend
+        that serves in its place. Each row's top ``retrieve_k`` get the ranker's
+        scores, above every other item, as :meth:`as_recommender` orders them.
+
+        Args:
+            scores: ``[len(users), len(items)]`` first-stage scores.
+            users: One row per score row, with the ranker's query features (and
+                its history column, if it reads one).
+            items: One row per score column, with both stages' candidate features
+                (:meth:`with_features` adds those :meth:`fit` derived).
+            batch_size: Pairs scored by the ranker's head at once.
+
+        Returns:
+            ``[len(users), len(items)]`` float64 scores.
+        """
+        table = self.with_features(items)
+        users_table = to_table(users, argument="users")
+        item_ids = np.asarray(table[self.ranker.item_id])
+        scores = np.asarray(scores, np.float64)
+        if scores.shape != (len(next(iter(users_table.values()))), len(item_ids)):
+            raise invalid_argument("scores", "be [len(users), len(items)]", scores.shape)
+        positions = np.arange(len(scores))
+        recommender = _CascadeRecommender(
+            self, item_ids=item_ids, items=table, user_ids=positions,
+            users={str(k): np.asarray(v) for k, v in users_table.items()},
+            seen=(positions[:0], item_ids[:0]), batch_size=batch_size, retrieve=False)
+        return recommender._rerank(scores, positions)
 
     def with_features(self, items: TableLike) -> Table:
         """``items`` with the item features :meth:`fit` derived from the log (popularity).
@@ -82,12 +137,14 @@ class Cascade:
         What ``IndexBuilder(...).build(cascade, items)`` stores; ``items`` as it is
         for a cascade built by hand.
         """
-        if self.items_ is None or POPULARITY not in self.ranker.candidate_tower.features:
+        read = [f for f in self.LOG_FEATURES if f in self.ranker.candidate_tower.features]
+        if self.items_ is None or not read:
             return to_table(items, argument="items")
         table = pd.DataFrame(dict(to_table(items, argument="items")))
         item_id = self.retriever.item_id
-        known = self.items_.set_index(item_id)[POPULARITY]
-        table[POPULARITY] = table[item_id].map(known).fillna(0.0).astype(np.float32)
+        known = self.items_.set_index(item_id)
+        for name in read:
+            table[name] = table[item_id].map(known[name]).fillna(0.0).astype(np.float32)
         return to_table(table, argument="items")
 
     def __repr__(self) -> str:
@@ -148,13 +205,15 @@ class _CascadeRecommender:
 
     def __init__(self, cascade: Cascade, *, item_ids: np.ndarray, items: Table,
                  user_ids: np.ndarray, users: Table, seen: tuple[np.ndarray, np.ndarray],
-                 batch_size: int) -> None:
+                 batch_size: int, retrieve: bool = True) -> None:
         self.item_ids = item_ids
         self._cascade = cascade
         self._user_index = pd.Index(user_ids)
         self._batch_size = check_int("batch_size", batch_size, minimum=1)
         retriever, ranker = cascade.retriever, cascade.ranker
-        self._user_embeddings = retriever.query_tower.embed(users, verbose=False)
+        # retrieve=False: the first stage's scores are given (Cascade.rerank_scores).
+        self._user_embeddings = (retriever.query_tower.embed(users, verbose=False)
+                                 if retrieve else None)
         self._item_embeddings = retriever.candidate_tower.embed(items, verbose=False)
         # The ranker's towers, once per user and item; only its head runs per pair.
         self._ranker_users = ranker.query_tower.embed(users, verbose=False)
@@ -170,6 +229,7 @@ class _CascadeRecommender:
 
     def score(self, user_ids: np.ndarray) -> np.ndarray:
         positions = user_positions(self._user_index, user_ids)
+        assert self._user_embeddings is not None  # built with retrieve=True
         scores = (self._user_embeddings[positions] @ self._item_embeddings.T).astype(np.float64)
         starts, stops = self._seen_bounds[positions], self._seen_bounds[positions + 1]
         rows = np.repeat(np.arange(len(positions)), stops - starts)

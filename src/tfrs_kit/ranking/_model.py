@@ -35,7 +35,7 @@ from tfrs_kit.ranking._sampling import (
     WEIGHT,
     Examples,
 )
-from tfrs_kit.ranking._scoring import list_standardise
+from tfrs_kit.ranking._scoring import history_similarity, list_standardise
 from tfrs_kit.ranking._streamed import pair_buffer, streamed_pairs
 from tfrs_kit.towers import Tower
 from tfrs_kit.towers._model_base import check_fit_settings, check_tower, item_id_of
@@ -272,6 +272,13 @@ class Ranker(RankerScoring):
         if linear:  # a linear path: the ranker can keep retrieval's order
             x = tf.concat([x, *linear], axis=1)
         return tf.squeeze(self.output_layer(x), axis=1)
+
+    def history_similarity(self, history: tf.Tensor, valid: tf.Tensor,
+                           candidates: tf.Tensor) -> tf.Tensor:
+        """:meth:`rerank`'s ``similarity``: ``[batch, n, len(recent)]`` cosines of each of the
+        ``[batch, n, d]`` candidates with the mean of the last ``recent`` items of the
+        ``[batch, h, d]`` history (retriever embeddings; ``valid`` ``[batch, h]`` marks them)."""
+        return history_similarity(history, valid, candidates, self.recent)
 
     def rerank(self, query: tf.Tensor, candidates: tf.Tensor, retrieval: tf.Tensor,
                found: tf.Tensor, similarity: tf.Tensor | None = None, *,

@@ -11,7 +11,8 @@ why the ranker must learn from a retriever that never saw its rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,10 +27,18 @@ from tfrs_kit.features import VocabularyBuilder
 from tfrs_kit.ranking._model import Ranker
 from tfrs_kit.towers import Tower
 
-__all__ = ["MIN_RANKING_USERS", "POPULARITY", "fit_cascade", "with_popularity"]
+__all__ = ["AGE", "LOG_FEATURES", "MIN_RANKING_USERS", "POPULARITY", "RECENT", "fit_cascade",
+           "with_popularity"]
 
 #: The numeric item feature the default ranker reads: log(1 + the item's events).
 POPULARITY = "item_log_count"
+#: ... log(1 + its events among the latest :data:`RECENT_SHARE` of the log's rows) ...
+RECENT = "item_log_recent"
+#: ... and the share of the log's rows since its first event (1: at the start; 0: new).
+AGE = "item_age"
+#: The item features derived from the log, in the order they are stored.
+LOG_FEATURES = (POPULARITY, RECENT, AGE)
+RECENT_SHARE = 0.1
 #: The fewest users with held-out rows the ranking slice needs (the blend is chosen
 #: on a share of them).
 MIN_RANKING_USERS = 10
@@ -46,10 +55,16 @@ def _frame(data: TableLike, argument: str) -> pd.DataFrame:
 
 
 def with_popularity(items: pd.DataFrame, log: pd.DataFrame, item_id: str) -> pd.DataFrame:
-    """``items`` with :data:`POPULARITY` counted in ``log`` (0 for an item without events)."""
-    counts = log[item_id].value_counts()
+    """``items`` with :data:`LOG_FEATURES` counted in ``log``, its rows in time order (0 for
+    an item without events)."""
+    ids = log[item_id].reset_index(drop=True)
+    recent = ids.iloc[len(ids) - math.ceil(RECENT_SHARE * len(ids)):]
+    first = pd.Series(np.arange(len(ids)), index=ids.to_numpy()).groupby(level=0).min()
     out = items.copy()
-    out[POPULARITY] = np.log1p(out[item_id].map(counts).fillna(0.0)).astype(np.float32)
+    for name, counts in ((POPULARITY, ids.value_counts()), (RECENT, recent.value_counts())):
+        out[name] = np.log1p(out[item_id].map(counts).fillna(0.0)).astype(np.float32)
+    since = (len(ids) - out[item_id].map(first)) / max(len(ids), 1)
+    out[AGE] = since.fillna(0.0).astype(np.float32)
     return out
 
 
@@ -108,18 +123,24 @@ def _query_rows(rows: pd.DataFrame, users: pd.DataFrame | None, history: Any,
 def _default_ranker(rows: pd.DataFrame, items: pd.DataFrame,
                     users: pd.DataFrame | None, *, user_id: str, item_id: str,
                     history_feature: str | None, dim: int) -> Ranker:
-    """A listwise ranker on the users' and items' features, popularity and history."""
+    """A listwise ranker on the users' and items' features, popularity and history.
+
+    Not on the item ids: the first stage already scores each item, and ids learned
+    on one slice of time remember what was in demand then (on a log whose tastes
+    drift, validation right after that slice praised them, later test rows did not).
+    """
     user_features = ([c for c in users.columns if c != user_id]
                      if users is not None else []) or [user_id]
-    item_features = [item_id, *(c for c in items.columns if c not in (item_id, POPULARITY))]
+    item_features = [c for c in items.columns if c != item_id and c not in LOG_FEATURES]
     vocabularies = (VocabularyBuilder().fit(rows, features=user_features)
-                    | VocabularyBuilder().fit(items, features=item_features)
-                    | VocabularyBuilder().fit(items, features={POPULARITY: "numeric"}))
+                    | VocabularyBuilder().fit(items, features=item_features or [item_id])
+                    | VocabularyBuilder().fit(items, features=dict.fromkeys(LOG_FEATURES,
+                                                                            "numeric")))
     return Ranker(
         Tower(vocabularies, features=user_features, output_dim=dim),
-        Tower(vocabularies, features=[*item_features, POPULARITY], output_dim=dim),
-        item_id=item_id, loss="listwise", cross_layers=1, hidden_dims=[dim],
-        retrieval_score=True, history_feature=history_feature)
+        Tower(vocabularies, features=[*item_features, *LOG_FEATURES], output_dim=dim),
+        item_id=item_id, loss="listwise", cross_layers=0, hidden_dims=[],
+        retrieval_score=True, history_feature=history_feature, recent=(1, 2, 3, 5, 10, 20))
 
 
 def _history_feature(retriever: Any, history: Any) -> str | None:
@@ -155,6 +176,7 @@ def fit_cascade(
     users: TableLike | None = None,
     history: Any = None,
     ranker: Ranker | None = None,
+    first_stage: Callable[[Any, pd.DataFrame], Any] | None = None,
     retrieve_k: int = 50,
     ranking_fraction: float = 0.2,
     user_id: str = "user_id",
@@ -178,11 +200,13 @@ def fit_cascade(
     <tfrs_kit.Ranker.fit_lists>`). The cascade serves with ``retriever``, which
     should have been trained on the whole ``log``.
 
-    The default ranker reads the users' features (``users``' columns), the
-    items' (``items``' columns) and their popularity (log of 1 + events; from
-    the earlier rows in training, from the whole log when served), the
-    retrieval score, and with ``history`` the similarity of each candidate to
-    the user's last 1, 5 and 20 items (recency).
+    The default ranker (a linear head) reads the users' features (``users``'
+    columns), the items' (``items``' columns), their popularity, recent
+    popularity and age (:attr:`Cascade.LOG_FEATURES <tfrs_kit.Cascade.LOG_FEATURES>`,
+    counted in the log's rows, which should be in time order: in the earlier rows
+    in training, in the whole log when served), the retrieval score, and with
+    ``history`` the similarity of each candidate to the user's last 1, 2, 3, 5,
+    10 and 20 items (recency).
 
     Args:
         retriever: A :class:`~tfrs_kit.TwoTowerRetrieval` trained on ``log``.
@@ -196,6 +220,11 @@ def fit_cascade(
         history: The :class:`~tfrs_kit.HistoryBuilder` whose column the
             retriever's query tower reads, if it reads one.
         ranker: An untrained :class:`~tfrs_kit.Ranker` to use instead of the default.
+        first_stage: ``first_stage(helper, earlier_rows)`` returns the first stage the
+            ranker learns to re-rank, when the served one is more than ``retriever``
+            (a blend of its scores with another model's, fitted on ``earlier_rows``
+            only): the ranker then learns from the candidates and scores it will
+            serve with. Default: the helper retriever itself.
         retrieve_k: Candidates retrieved per query, then re-ranked.
         ranking_fraction: Each user's latest share of ``log`` the ranker learns from.
         user_id: The user id column.
@@ -210,7 +239,8 @@ def fit_cascade(
     Returns:
         A :class:`~tfrs_kit.Cascade`, with ``items_`` (the catalogue
         and its popularity), ``users_`` (each user's latest query row) and
-        ``helper_`` (the helper retriever).
+        ``helper_`` (the first stage the ranker learned from: the helper
+        retriever, or what ``first_stage`` made of it).
 
     Raises:
         ValueError: ``retrieve_k`` larger than the catalogue, a log with too
@@ -245,18 +275,19 @@ def fit_cascade(
     tf.keras.utils.set_random_seed(seed)
     helper = _helper(retriever, pd.DataFrame(rows), epochs=retriever_epochs or epochs,
                      batch_size=batch_size, seed=seed, verbose=verbose)
+    stage = helper if first_stage is None else first_stage(helper, earlier)
     queries = _query_rows(earlier, user_table, history, user_id)
     train_items = with_popularity(catalogue, earlier, item_id)  # as of the helper's rows
     if ranker is None:
         ranker = _default_ranker(queries, train_items, user_table, user_id=user_id,
                                  item_id=item_id, dim=dim,
                                  history_feature=_history_feature(retriever, history))
-    ranker.fit_lists(queries, later, retriever=helper, user_id=user_id,
+    ranker.fit_lists(queries, later, retriever=stage, user_id=user_id,
                      candidates=train_items,
                      seen=earlier[[user_id, item_id]], retrieve_k=retrieve_k, epochs=epochs,
                      ranker_weights=ranker_weights, seed=seed, verbose=verbose)
     fitted = cascade_class(retriever, ranker, retrieve_k=retrieve_k)
     fitted.items_ = with_popularity(catalogue, frame, item_id)
     fitted.users_ = _query_rows(frame, user_table, history, user_id)
-    fitted.helper_ = helper
+    fitted.helper_ = stage
     return fitted

@@ -12,16 +12,20 @@ Modules, in the order ``Recipe.fit`` runs them:
   seconds), each finished trial kept in the work directory for a resumed fit;
 - ``_blend``: the chosen towers beside an iALS factorisation, weighed on the slice;
 - ``_rerank``: the ranking stage, kept when it lifts the validation metric;
+- ``_fit_memory``: those steps in order on a log read into memory;
 - ``_scale``, ``_scale_blend`` and ``_fit_progress``: the same steps out of core on
   files bigger than ``in_memory_rows`` (prepared shards, search on a sample, final
   training streamed, the blend counted shard by shard);
 - ``_report``: :class:`RecipeReport` and :class:`Blend`, what was chosen and why;
 - ``_recipe``: :class:`Recipe`;
 - ``_serve``: ``Recipe.recommend``, by user id or by a history of item ids;
+- ``_explain`` and ``_faithfulness``: why each item was recommended (the history
+  items whose removal lowers its score most, each component's share) and how often
+  that holds;
 - ``_store``, ``_save`` and ``_load``: the versioned folder ``Recipe.save`` writes
   and :func:`~tfrs_kit.load` reads, :func:`versions` and :func:`rollback`;
-- ``_update`` and ``_publish``: ``Recipe.update`` and :func:`update`, new events
-  folded into a fitted model behind a guard.
+- ``_update``, ``_update_blend`` and ``_publish``: ``Recipe.update`` and
+  :func:`update`, new events folded into a fitted model behind a guard.
 """
 
 from tfrs_kit.recipe._load import load

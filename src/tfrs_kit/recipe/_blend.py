@@ -230,14 +230,17 @@ def choose(sources: Sources, validation: pd.DataFrame, *, metric: str, seed: int
     rows = vocabulary.lookup_layer()(tf.constant(joined.item_ids)).numpy()
     coarse = [p for p in POPULARITY_WEIGHTS[::3] if p]  # every window, whatever the time
     by_window: dict[float, dict[float, float]] = {}
-    windowed = {}
+    windowed: dict[float, RecipeRecommender] = {}  # the best window's only: a catalogue each
     for window in sources.windows:
         items = joined.item_embeddings.copy()
         items[:, -1] = sources.popularity(window)[rows, 0]
         windowed[window] = joined.with_item_embeddings(items)
         by_window[window] = {0.0: by_weight[weight], **dict(zip(coarse, scores(
             windowed[window], [(weight, p) for p in coarse]), strict=True))}
-    # A tie goes to the wider window.
+        # A tie goes to the wider window.
+        best = max(by_window, key=lambda w: (max(by_window[w].values()), w))
+        windowed = {best: windowed[best]}
+        del items
     window = max(by_window, key=lambda w: (max(by_window[w].values()), w))
     fine = [p for p in POPULARITY_WEIGHTS if p not in by_window[window]]
     if fine and time.monotonic() + refit < deadline:
@@ -436,5 +439,20 @@ def _spreads(queries: np.ndarray, items: np.ndarray,
     queries; 1 for a constant or absent part."""
     sample = queries[np.random.default_rng(0).permutation(len(queries))[:_SPREAD_USERS]]
     parts = (slice(0, dims[0]), slice(dims[0], sum(dims)))
-    spreads = [float(np.std(sample[:, part] @ items[:, part].T)) for part in parts]
+    spreads = [_std_of_product(sample[:, part], items[:, part]) for part in parts]
     return tuple(s if s > 0 else 1.0 for s in spreads)  # type: ignore[return-value]
+
+
+def _std_of_product(queries: np.ndarray, items: np.ndarray) -> float:
+    """``np.std(queries @ items.T)``, about 4 million scores at a time (the
+    whole matrix of a large catalogue would not fit in memory)."""
+    if not queries.size or not items.size:
+        return 0.0
+    total = np.zeros(2)
+    step = max(1, 4_000_000 // max(len(items), 1))
+    for start in range(0, len(queries), step):
+        scores = (queries[start:start + step] @ items.T).astype(np.float64)
+        total += (scores.sum(), np.square(scores).sum())
+    count = len(queries) * len(items)
+    mean = total[0] / count
+    return float(np.sqrt(max(total[1] / count - mean * mean, 0.0)))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from tfrs_kit._errors import invalid_argument
 from tfrs_kit.data._table import TableLike
 from tfrs_kit.recipe._load import load_recipe
+from tfrs_kit.recipe._store import complete_versions, locked, not_saved
 from tfrs_kit.recipe._update import (
     DEFAULT_EPOCHS,
     DEFAULT_REPLAY,
@@ -34,7 +37,8 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
         tolerance: The largest relative drop of the guard's metric allowed.
         force: Publish even when the guard refuses.
         k_max: The most items the saved index returns per query.
-        wait: Seconds to wait for another process saving to ``path``.
+        wait: Seconds to wait for another process updating or saving ``path`` (the
+            folder is locked from the load to the save).
 
     Example:
         >>> import tempfile, tfrs_kit as tk
@@ -52,11 +56,21 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
 
     Raises:
         UpdateRejected: The guard refused the update (``latest`` unchanged).
-        ValueError: ``new_events`` is empty, or its columns or id types differ
-            from the model's.
+        ValueError: ``new_events`` is empty or lacks a column of the model's, or
+            ``path`` holds no saved Recipe (another tool wrote it).
+        TypeError: An id or time column of another type than the model's.
+        TimeoutError: Another process held ``path`` for more than ``wait`` seconds.
     """
-    recipe = load_recipe(path)
-    recipe.update(new_events, replay=replay, epochs=epochs, tolerance=tolerance, force=force,
-                  dir=path, k_max=k_max, wait=wait)
+    if not isinstance(path, (str, os.PathLike)):
+        raise invalid_argument("path", "be a folder path", path, error=TypeError)
+    root = Path(path)
+    if not complete_versions(root):  # checked first: the lock would create the folder
+        raise not_saved("path", root)
+    # Locked from the load to the save: a second update waits (up to ``wait``) and then
+    # starts from this one's version, so neither is lost.
+    with locked(root, wait=wait):
+        recipe = load_recipe(root)
+        recipe.update(new_events, replay=replay, epochs=epochs, tolerance=tolerance,
+                      force=force, dir=root, k_max=k_max, wait=wait)
     report: UpdateReport = recipe.update_report_
     return report

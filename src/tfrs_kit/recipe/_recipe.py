@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import math
 import os
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 
@@ -25,26 +22,19 @@ from tfrs_kit._validation import (
 from tfrs_kit.data._schema import Schema, check_schema, resolve_schema
 from tfrs_kit.data._table import TableLike
 from tfrs_kit.recipe import _rerank
-from tfrs_kit.recipe._blend import Blend, blend_model, choose_weights
-from tfrs_kit.recipe._inputs import (
-    Columns,
-    attribute_table,
-    split_validation,
-    to_frame,
-    usable_features,
-)
+from tfrs_kit.recipe._fit_memory import fit_in_memory
+from tfrs_kit.recipe._inputs import Columns
 from tfrs_kit.recipe._recommender import RecipeRecommender
-from tfrs_kit.recipe._report import RecipeReport, Trial
+from tfrs_kit.recipe._report import RecipeReport
 from tfrs_kit.recipe._scale import (
     DEFAULT_IN_MEMORY_ROWS,
     DEFAULT_SEARCH_ROWS,
     fit_out_of_core,
     out_of_core,
 )
-from tfrs_kit.recipe._search import search
-from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings, base_settings
+from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings
 from tfrs_kit.recipe._towers import Towers, tower_factory
-from tfrs_kit.recipe._training import Data, Saved, Trained, train_final
+from tfrs_kit.recipe._training import Data, Saved, Trained
 
 __all__ = ["Recipe"]
 
@@ -255,78 +245,7 @@ class Recipe:
         """
         if out_of_core(train, self.in_memory_rows):  # a log bigger than memory
             return fit_out_of_core(self, train, items=items, users=users)
-        start = time.monotonic()
-        self.columns = self._columns(train)
-        self.schema_ = self.columns.schema
-        data, dropped = self._prepare(train, items, users)
-        data = dataclasses.replace(data, towers=self._towers)
-        fit_log, validation = split_validation(
-            data.log, self.columns, self.validation_fraction, min_users=_MIN_VALIDATION_USERS)
-        features = (tuple(f for f in self.item_features if f not in dropped),
-                    tuple(f for f in self.user_features if f not in dropped))
-        # Without a user seen twice, every history is empty: nothing to learn from.
-        histories = (self.histories if data.log[self.columns.user_id].duplicated().any()
-                     else ("none",))
-        if not self._towers.sequence:  # the query tower takes no sequence_features
-            histories = tuple(h for h in histories if h != "sequence")
-        base = base_settings(len(fit_log), histories=histories, item_features=features[0],
-                             user_features=features[1], max_epochs=self.max_epochs,
-                             allowed=self._towers.allowed())
-        blend, best = None, cast("Trained | None", None)
-        if validation is None:
-            trials: list[Trial] = []
-            chosen, epochs = base, base.epochs
-            note = (f"fewer than {_MIN_VALIDATION_USERS} users have two or more "
-                    "interactions: no validation slice, default settings")
-        else:
-            fit_data = dataclasses.replace(data, log=fit_log)
-            trials, best = search(
-                fit_data, validation, base=base, features=features, histories=histories,
-                metric=self.metric, max_trials=self.max_trials, seed=self.seed,
-                deadline=_deadline(start, self.time_budget, _kept_back(self.rerank)),
-                log=self._log, work_dir=self.work_dir, time_budget=self.time_budget)
-            chosen, epochs = best.settings, best.epochs
-            note = _cut_short(best, self.metric) if self.time_budget is not None else ""
-            # The blend may use what the search left, less the final training.
-            blend = self._blend(fit_data, best, validation, deadline=math.inf if self.time_budget
-                                is None else start + self.time_budget - best.final_seconds)
-        ranker, rerank = _rerank.fit_rerank(
-            self.rerank, dataclasses.replace(data, log=fit_log), validation, best, blend, self._log,
-            metric=self.metric, seed=self.seed, end=_deadline(start, self.time_budget))
-        self._log(f"final training: {chosen.describe()}, {epochs} epochs on all of train")
-        # Without a validated epoch count the budget stops the default settings' epochs.
-        deadline = _deadline(start, self.time_budget) if validation is None else None
-        trained = train_final(data, chosen, epochs=epochs, seed=self.seed,
-                              deadline=math.inf if deadline is None else deadline)
-        epochs = trained.epochs
-        if blend is not None and (blend.weight or blend.popularity):
-            trained = dataclasses.replace(trained, model=blend_model(
-                data, trained, blend, seed=self.seed))
-        self._set_state(trained, None, data, None)
-        self.cascade_ = _rerank.served_cascade(ranker, rerank, data, chosen, trained.model)
-        self.report_ = RecipeReport.build(
-            chosen=chosen, epochs=epochs, trials=trials, metric=self.metric, dropped=dropped,
-            seconds=time.monotonic() - start, time_budget=self.time_budget, note=note,
-            validation_users=0 if validation is None else validation[
-                self.columns.user_id].nunique(), blend=blend, towers=self._towers.names(),
-            rerank=rerank, max_trials=self.max_trials, final_epochs_cut=trained.clock_cut)
-        return self
-
-    def _blend(self, data: Data, best: Trained, validation: pd.DataFrame, *,
-               deadline: float) -> Blend | None:
-        """The weights of the factorisation (with the ``implicit`` package) and of the
-        items' popularity beside the towers, chosen on ``validation`` (the popularity's
-        finer weights only while ``deadline`` allows)."""
-        if not self.blend:
-            return None
-        started = time.monotonic()
-        blend = choose_weights(data, best, validation, metric=self.metric, seed=self.seed,
-                               factorisation=importlib.util.find_spec("implicit") is not None,
-                               deadline=deadline)
-        for line in blend.reasons(self.metric):
-            self._log(line)
-        self._log(f"blend: {time.monotonic() - started:.1f} s")
-        return blend
+        return fit_in_memory(self, train, items=items, users=users)
 
     @property
     def model(self) -> Any:
@@ -431,7 +350,7 @@ class Recipe:
         return self
 
     def recommend(self, users: Any = None, *, history: Any = None, k: int = 10,
-                  exclude_seen: bool = True) -> Any:
+                  exclude_seen: bool = True, explain: bool = False) -> Any:
         """The top ``k`` candidates for users given by id, or by a history of item ids.
 
         Args:
@@ -448,6 +367,8 @@ class Recipe:
             k: The list length (at most the number of candidates).
             exclude_seen: Leave out the items a known user had in the training
                 log and the items of ``history``.
+            explain: Also return ``explanations``: per item, the history items
+                whose removal lowers its score most and each component's share.
 
         Returns:
             :class:`~tfrs_kit.Recommendations`: ``ids`` and ``scores``, one row per
@@ -460,7 +381,8 @@ class Recipe:
         """
         from tfrs_kit.recipe._serve import recommend
 
-        return recommend(self, users, history=history, k=k, exclude_seen=exclude_seen)
+        return recommend(self, users, history=history, k=k, exclude_seen=exclude_seen,
+                         explain=explain)
 
     def as_recommender(self, train: TableLike | None = None, *, user_id: str | None = None,
                        item_id: str | None = None) -> Any:
@@ -501,22 +423,6 @@ class Recipe:
             item_features=self.item_features, user_features=self.user_features)
         return Columns(schema, _history_name(schema.columns))
 
-    def _prepare(self, train: TableLike, items: TableLike | None,
-                 users: TableLike | None) -> tuple[Data, dict[str, str]]:
-        c = self.columns
-        log = to_frame(train, "train", c.settings())
-        given_items = None if items is None else to_frame(items, "items", {"item_id": c.item_id})
-        given_users = None if users is None else to_frame(users, "users", {"user_id": c.user_id})
-        item_table = attribute_table(log, c.item_id, self.item_features, given_items,
-                                     argument="items")
-        user_table = attribute_table(log, c.user_id, self.user_features, given_users,
-                                     argument="users")
-        _, dropped_items = usable_features(item_table, self.item_features)
-        _, dropped_users = usable_features(user_table, self.user_features)
-        data = Data(log=log[c.ids()].reset_index(drop=True), items=item_table,
-                    users=user_table, columns=c, max_history=self.max_history)
-        return data, {**dropped_items, **dropped_users}
-
     def _seen(self) -> pd.DataFrame:
         """The user, item (and time) of each interaction of the training log (what a user
         has seen, what popularity counts and what ``update`` extends)."""
@@ -554,11 +460,6 @@ class Recipe:
         return self._data
 
 
-_MIN_VALIDATION_USERS = 10
-_BLEND_SHARE = 0.1  # of the time budget, kept back from the search for the blend
-_RERANK_SHARE = 0.25  # ... and for the ranking stage, when rerank is on
-
-
 def _names(argument: str, names: Any, schema: Schema | None = None) -> tuple[str, ...]:
     if names is None:  # item_features or user_features not given: the schema's
         return tuple(getattr(schema, argument)) if schema is not None else ()
@@ -573,25 +474,3 @@ def _history_name(taken: Sequence[str]) -> str:
     while name in taken:
         name = f"recipe_{name}"
     return name
-
-
-def _cut_short(best: Trained, metric: str) -> str:
-    """A note when the budget, not the validation metric, ended the chosen setting's
-    training: its last epoch was its best and it had epochs left."""
-    if best.epochs < best.epochs_run or best.epochs_run >= best.settings.epochs:
-        return ""
-    return (f"the time budget ended training while validation {metric} was still improving "
-            f"({best.epochs_run} of {best.settings.epochs} epochs): a larger time_budget "
-            "may find a better model")
-
-
-def _kept_back(rerank: bool | str) -> float:
-    """The share of the time budget the search leaves to the blend (and the ranking stage)."""
-    return _BLEND_SHARE + (_RERANK_SHARE if rerank else 0.0)
-
-
-def _deadline(start: float, budget: float | None, keep: float = 0.0) -> float | None:
-    """When the search must end: ``start + budget``, less the share ``keep`` of the budget."""
-    return None if budget is None else start + budget * (1.0 - keep)
-
-

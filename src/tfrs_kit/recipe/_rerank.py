@@ -3,8 +3,11 @@
 ``Recipe(rerank="auto")`` runs :meth:`Cascade.fit <tfrs_kit.Cascade.fit>`'s split
 protocol inside ``fit`` on the Recipe's own training log less its validation
 slice: a helper retriever of the chosen settings learns from each user's earlier
-rows, the ranker learns to re-order the helper's top ``retrieve_k`` of the later
-rows (hard negatives by construction). The cascade over the search's best model
+rows and is blended as the Recipe serves its model (the factorisation and the
+popularity at the chosen weights, fitted on those rows only), and the ranker learns
+to re-order that first stage's top ``retrieve_k`` of the later rows (hard negatives
+by construction; the blended score is the retrieval score it reads, as served). The
+cascade over the search's best model
 (trained on the same rows, the blend included) is then scored on the validation
 slice beside the model alone, for each ``retrieve_k`` tried; ``"auto"`` keeps the
 ranker only when it lifts the validation metric. The served cascade is the final
@@ -13,6 +16,7 @@ model (trained on the whole log) with that ranker.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -36,7 +40,8 @@ __all__ = ["RETRIEVE_KS", "cascade_recommender", "check_rerank", "fit_rerank", "
 RETRIEVE_KS = (20, 50, 100)
 #: The ranking slice: each user's latest share of the fit log the ranker learns from.
 _RANKING_FRACTION = 0.2
-_RANKER_EPOCHS = 5
+_RANKER_EPOCHS = 10
+_RANKER_DIM = 32  # the ranker's id embeddings (its head is linear)
 #: Seconds the stage is expected to take, in final trainings of the chosen settings.
 _COST = 2.5
 _TIME = "timestamp"  # the time column of the log handed to Cascade.fit
@@ -101,11 +106,14 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
                                     "budget")
     items = data.candidates(settings)
     ks = tuple(k for k in RETRIEVE_KS if k < len(items)) or (len(items),)
+    blended = blend is not None and bool(blend.weight or blend.popularity)
     try:
         cascade = Cascade.fit(
             best.model, _log_rows(data, settings), items=items, users=_users(data, settings),
             history=_history(data, settings), retrieve_k=max(ks),
+            first_stage=_first_stage(data, best, blend, seed) if blended else None,
             ranking_fraction=_RANKING_FRACTION, user_id=c.user_id, epochs=_RANKER_EPOCHS,
+            dim=_RANKER_DIM,
             retriever_epochs=max(best.epochs, 1), batch_size=settings.batch_size, seed=seed)
     except ValueError as error:
         if mode is True:
@@ -114,9 +122,7 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
                 hint=f"{error} Pass rerank='auto' (skipped on such a log) or False.",
             ) from error
         return None, Rerank.skipped(mode, f"skipped: no ranking slice ({error})")
-    served = best.model
-    if blend is not None and (blend.weight or blend.popularity):
-        served = blend_model(data, best, blend, seed=seed)
+    served = blend_model(data, best, blend, seed=seed) if blended else best.model
     scores = _measure(cascade, data, settings, validation, served, ks, metric)
     base = scores.pop(0)
     k = max(scores, key=lambda key: (scores[key], -key))
@@ -127,6 +133,24 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
         seconds=time.monotonic() - started)
     log(choice.describe(metric))
     return (ranker if choice.kept else None), choice
+
+
+def _first_stage(data: Data, best: Trained, blend: Any, seed: int) -> Any:
+    """``Cascade.fit``'s ``first_stage``: the helper retriever blended as the Recipe
+    serves its model (the factorisation and the popularity at the chosen weights),
+    both fitted on the helper's rows only, so that the ranker learns to re-order the
+    candidates and scores it will be served."""
+    c = data.columns
+
+    def stage(helper: Any, earlier: pd.DataFrame) -> Any:
+        log = {c.user_id: earlier[c.user_id].to_numpy(), c.item_id: earlier[c.item_id].to_numpy()}
+        if c.timestamp is not None:
+            log[c.timestamp] = earlier[_TIME].to_numpy()
+        rows = dataclasses.replace(data, log=pd.DataFrame(log))
+        trained = dataclasses.replace(best, model=helper)
+        return blend_model(rows, trained, blend, seed=seed)
+
+    return stage
 
 
 def _measure(cascade: Any, data: Data, settings: Any, validation: pd.DataFrame, served: Any,
@@ -151,13 +175,11 @@ def served_cascade(ranker: Any, choice: Rerank | None, data: Data, settings: Any
     """The cascade the fitted Recipe serves: its final ``model``, the ranker, the items'
     popularity over the whole log (``None`` without a kept ranker)."""
     from tfrs_kit.ranking import Cascade
-    from tfrs_kit.ranking._protocol import with_popularity
 
     if ranker is None or choice is None:
         return None
     cascade = Cascade(model, ranker, retrieve_k=choice.retrieve_k)
-    cascade.items_ = with_popularity(data.candidates(settings), data.log, data.columns.item_id)
-    return cascade
+    return cascade.count_items(data.candidates(settings), data.log)
 
 
 def serving_cascade(recipe: Any) -> Any:
@@ -172,11 +194,39 @@ def serving_cascade(recipe: Any) -> Any:
 
 def cascade_recommender(recipe: Any) -> Any:
     """The fitted Recipe's kept cascade as a :class:`~tfrs_kit.evaluation.Recommender`
-    (each user's training items left out before retrieval)."""
+    (each user's training items left out before retrieval); a user the log never saw
+    is ranked by the first stage alone, as the Recipe without the ranking stage ranks
+    them (the average known user: no history or id for the ranker to read)."""
     c, cascade = recipe.columns, serving_cascade(recipe)
-    return cascade.as_recommender(recipe._seen(), user_id=c.user_id, item_id=c.item_id,
-                                  users=recipe.queries(),
-                                  items=cascade.with_features(recipe.candidates()))
+    queries, candidates = recipe.queries(), recipe.candidates()
+    known = cascade.as_recommender(recipe._seen(), user_id=c.user_id, item_id=c.item_id,
+                                   users=queries, items=cascade.with_features(candidates))
+    first = RecipeRecommender(recipe.model, queries=queries, items=candidates,
+                              user_id=c.user_id, item_id=c.item_id)
+    return _WithNewUsers(known, first, pd.Index(queries[c.user_id]))
+
+
+class _WithNewUsers:
+    """The cascade's scores for the users it knows, the first stage's for the others."""
+
+    display_name = "Recipe"  # the name tk.evaluate reports it under
+
+    def __init__(self, cascade: Any, first: RecipeRecommender, known: pd.Index) -> None:
+        self.item_ids = np.asarray(cascade.item_ids)
+        self._cascade, self._first, self._known = cascade, first, known
+        self._columns = pd.Index(first.item_ids).get_indexer(self.item_ids)
+
+    def score(self, user_ids: Any) -> np.ndarray:
+        """``[users, items]`` scores, rows in the order of ``user_ids``."""
+        ids = np.asarray(user_ids)
+        known = self._known.get_indexer(pd.Index(ids)) >= 0
+        if known.all():
+            return np.asarray(self._cascade.score(ids))
+        scores = np.empty((len(ids), len(self.item_ids)))
+        if known.any():
+            scores[known] = self._cascade.score(ids[known])
+        scores[~known] = self._first.score(ids[~known])[:, self._columns]
+        return scores
 
 
 def index_inputs(recipe: Any, k_max: int) -> tuple[Any, pd.DataFrame, int]:
@@ -193,16 +243,7 @@ def rerank_scores(cascade: Any, rows: pd.DataFrame, items: pd.DataFrame,
     """``scores`` (``[rows, items]``, seen items at ``-inf``) with each row's top
     ``retrieve_k`` re-ranked by the ranker, above the rest (as ``tk.evaluate`` scores
     a :class:`~tfrs_kit.Cascade`)."""
-    from tfrs_kit.ranking._cascade import _CascadeRecommender
-
-    table = cascade.with_features(items)
-    item_ids = np.asarray(table[cascade.ranker.item_id])
-    positions = np.arange(len(rows))
-    recommender = _CascadeRecommender(
-        cascade, item_ids=item_ids, items=table, user_ids=positions,
-        users={str(k): np.asarray(v) for k, v in rows.items()},
-        seen=(positions[:0], item_ids[:0]), batch_size=8192)
-    return recommender._rerank(np.asarray(scores, np.float64), positions)
+    return cascade.rerank_scores(scores, rows, items)
 
 
 def _log_rows(data: Data, settings: Any) -> pd.DataFrame:
@@ -247,15 +288,14 @@ def write_ranker(cascade: Any, folder: Path) -> dict[str, Any]:
     ``cascade`` entry (``retrieve_k``, the files)."""
     import tensorflow as tf
 
-    from tfrs_kit.ranking._protocol import POPULARITY
-
     ranker, target = cascade.ranker, folder / _RANKER
     target.mkdir()
     config = {"config": ranker.get_config(), "label": ranker.label_,
               "group_size": ranker.group_size_}
     (target / "config.json").write_text(json.dumps(config, default=_plain), encoding="utf-8")
     tf.train.Checkpoint(ranker=ranker).write(str(target / "weights" / "ranker"))
-    items = cascade.items_[[ranker.item_id, POPULARITY]].reset_index(drop=True)
+    stored = [c for c in cascade.LOG_FEATURES if c in cascade.items_]
+    items = cascade.items_[[ranker.item_id, *stored]].reset_index(drop=True)
     items.attrs = {}
     items.to_parquet(target / "items.parquet", index=False)
     return {"retrieve_k": cascade.retrieve_k, "folder": _RANKER,

@@ -8,16 +8,24 @@ The log is never read whole into memory:
    rows and each user's latest history;
 2. the settings search runs in memory on the sample (its id and time columns), with the
    same functions the in-memory ``fit`` calls (:func:`~tfrs_kit.recipe._search.search`);
-3. the chosen settings train on every training row streamed from the shards, the
+3. with ``blend`` on, the blend's factorisation and popularity are counted shard by
+   shard from the training shards and fitted (:mod:`~tfrs_kit.recipe._scale_blend`)
+   before the final training, so that their time is known when it is planned;
+4. the chosen settings train on every training row streamed from the shards, the
    validation shard scored after each epoch (:class:`RankingMonitor`): the best epoch's
-   weights are kept, and no epoch starts that would end after the budget;
-4. the users' latest histories, the item vocabulary (and the catalogue) and each user's
-   seen items become the tables the fitted Recipe serves from, as a loaded one does.
+   weights are kept. With a time budget the training is planned in steps from its
+   measured speed (:class:`~tfrs_kit.recipe._fit_progress.StepBudget`) and cut, mid-epoch
+   if need be, when only the time reserved for what follows is left: the last
+   validation score, the blend's weight choice (on fewer users when it is short) and the
+   serving tables and export (:class:`_Reserve`, from what was timed);
+5. the users' latest histories, the item vocabulary (and the catalogue) and each user's
+   seen items become the tables the fitted Recipe serves from, as a loaded one does;
+6. the blend's weights are chosen on the validation shard and the towers are blended as
+   the in-memory ``fit`` blends them.
 
-5. with ``blend`` on, the towers are blended as the in-memory ``fit`` blends them, the
-   factorisation and the popularity counted shard by shard from the training shards and
-   the weights chosen on the validation shard (:mod:`~tfrs_kit.recipe._scale_blend`);
-   the final training leaves it a share of the budget.
+Each stage's seconds are in ``report.stages``; the log names each stage's time and the
+process's peak memory so far. Budgets in counts (``time_budget=None``) never read the
+clock: the same seed gives the same model.
 
 Left for later steps: item and user features (left out, named in the report), the
 factorisation warm start (not searched: it needs the log in memory).
@@ -39,11 +47,17 @@ import pandas as pd
 
 from tfrs_kit.data._files import _pyarrow, estimated_rows
 from tfrs_kit.data._source import is_files, resolve
-from tfrs_kit.recipe._fit_progress import BatchProgress
+from tfrs_kit.recipe._fit_progress import BatchProgress, StepBudget, peak_gib
 from tfrs_kit.recipe._inputs import Columns, attribute_table, split_validation, to_frame
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import RecipeReport, Trial
-from tfrs_kit.recipe._scale_blend import BLEND_SHARE, blend_shards
+from tfrs_kit.recipe._scale_blend import (
+    BlendInputs,
+    blend_shards,
+    choice_passes,
+    prepare_blend,
+    spread_users,
+)
 from tfrs_kit.recipe._search import search
 from tfrs_kit.recipe._settings import Allowed, Settings, base_settings
 from tfrs_kit.recipe._towers import Towers
@@ -67,7 +81,14 @@ _MIN_SEARCH_SHARE = 0.15  # ... and at least, when the final training needs the 
 _ROWS_PER_SECOND = 10_000  # rows trained a second, a guess (5k-15k on 2 busy CPU cores)
 _TRIAL_EPOCHS = 6  # epochs over the sample the search's share should hold
 _MIN_SAMPLE_ROWS = 20_000
-_SERVING_SHARE = 0.05  # of the budget, kept for the serving tables after the final training
+_MARGIN = 0.06  # of the budget, left unplanned: the process's start, estimates' errors
+_ALS_SHARE = 0.12  # of the time left after the search, the most iALS's iterations take
+_CHOICE_SHARE = 0.08  # of the budget, the most the blend's weight choice is planned to take
+_MIN_CHOICE_USERS = 200  # ... on fewer validation users when its share holds fewer, not less
+_EXPORT_READS = 6.0  # the serving tables and the export take about this many reads of the
+_EXPORT_SECONDS = 15.0  # ... training shards' ids (timed), plus this (the index's SavedModel)
+_SCORED = 100_000_000  # validation users x items scored per epoch, above which fewer users
+_SECONDS_PER_SCORE = 5e-8  # a validation score's seconds per user and item, until timed
 _VALIDATION_USERS = 5_000  # users held out for the final model's epochs, aimed at
 _EVENTS_PER_USER = 20  # a guess of the log's shape, to turn that count into a share
 _SHUFFLE_BUFFER = 65_536  # rows mixed by the streaming window
@@ -102,11 +123,13 @@ class _Clock:
     stages: dict[str, float] = dataclasses.field(default_factory=dict)
     _last: float = dataclasses.field(default_factory=time.monotonic)
 
-    def lap(self, stage: str) -> float:
+    def lap(self, stage: str) -> str:
+        """Ends ``stage``: its seconds (kept in :attr:`stages`) and the process's peak
+        memory so far, as words for the log."""
         now = time.monotonic()
         self.stages[stage] = round(self.stages.get(stage, 0.0) + now - self._last, 2)
         self._last = now
-        return self.stages[stage]
+        return f"{self.stages[stage]:.1f} s, peak RSS {peak_gib():.2f} GiB"
 
     def left(self) -> float:
         """Seconds the budget has left (infinite without a budget)."""
@@ -114,12 +137,17 @@ class _Clock:
             return math.inf
         return max(self.start + self.budget - time.monotonic(), 0.0)
 
-    def deadline(self, share_of_left: float, keep: float = 0.0) -> float:
-        """Now plus ``share_of_left`` of what the budget has left, less ``keep`` of it."""
+    def end(self) -> float:
+        """When the fit should end: the budget less a small margin (the process's start
+        and the export around the fit; infinite without a budget)."""
         if self.budget is None:
             return math.inf
-        left = self.start + self.budget * (1.0 - keep) - time.monotonic()
-        return time.monotonic() + max(left, 0.0) * share_of_left
+        return self.start + self.budget * (1.0 - _MARGIN)
+
+    def deadline(self, share_of_left: float) -> float:
+        """Now plus ``share_of_left`` of the time to :meth:`end`."""
+        now = time.monotonic()
+        return now + max(self.end() - now, 0.0) * share_of_left
 
 
 def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = None) -> Any:
@@ -134,28 +162,31 @@ def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = 
     try:
         prepared = _prepare(recipe, paths, rows, folder)
         recipe._log(f"prepared {prepared.rows:,} events of {prepared.users:,} users and "
-                    f"{prepared.items:,} items in {clock.lap('prepare'):.1f} s ({folder})")
+                    f"{prepared.items:,} items in {clock.lap('prepare')} ({folder})")
         given_items = None if items is None else to_frame(items, "items",
                                                           {"item_id": c.item_id})
         searched = _search_sample(recipe, prepared, given_items, clock)
         chosen = searched.settings
         recipe._log(f"search: {len(searched.trials)} trial(s) on {prepared.sample_rows:,} "
-                    f"rows of {prepared.sample_users:,} users in {clock.lap('search'):.1f} s; "
+                    f"rows of {prepared.sample_users:,} users in {clock.lap('search')}; "
                     f"chosen {chosen.describe()}")
-        blending = bool(recipe.blend) and prepared.validation is not None
-        trained, why = _train_streamed(recipe, prepared, searched, clock if not blending or (
-            clock.budget is None) else dataclasses.replace(  # a share kept for the blend
-                clock, budget=clock.budget * (1.0 - BLEND_SHARE)))
-        recipe._log(f"final training: {why} ({clock.lap('final'):.1f} s)")
+        shards = _first_only(prepared, c) if chosen.first_only else list(prepared.train)
+        inputs = None
+        if recipe.blend and prepared.validation is not None:  # fitted first: its time known
+            inputs = prepare_blend(recipe, chosen, shards, prepared.load_vocabularies(),
+                                   deadline=clock.deadline(_ALS_SHARE))
+            recipe._log(f"blend factors: {clock.lap('blend factors')}")
+        final = _train_streamed(recipe, prepared, searched, clock, shards, inputs)
+        trained, why = final.trained, final.why
+        recipe._log(f"final training: {why} ({clock.lap('final')})")
         saved = _serving_tables(recipe, prepared, chosen, given_items)
-        recipe._log(f"serving tables: {clock.lap('serving tables'):.1f} s")
+        recipe._log(f"serving tables: {clock.lap('serving tables')}")
         blend = None
-        if blending:
+        if inputs is not None:
             trained, blend = blend_shards(
-                recipe, trained, _first_only(prepared, c) if chosen.first_only
-                else list(prepared.train), validation=_validation(recipe, prepared),
-                saved=saved, deadline=clock.deadline(1.0))
-            recipe._log(f"blend: {clock.lap('blend'):.1f} s")
+                recipe, trained, inputs, validation=final.validation, saved=saved,
+                deadline=clock.end() - final.export, users=final.choice_users)
+            recipe._log(f"blend: {clock.lap('blend')}")
     finally:
         if recipe.work_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -279,20 +310,29 @@ def _planned_epochs(settings: Settings, searched: _Searched, train_rows: int,
     if best is None or not best.epochs or not math.isfinite(seconds_left):
         return settings.epochs, ""
     per_epoch = best.final_seconds / best.epochs * train_rows / max(searched.rows, 1)
-    fits = int(seconds_left // max(per_epoch, 1e-9))
-    why = (f"about {fits} epoch(s) of {per_epoch:.0f} s (the chosen trial's speed) fit in "
-           f"the {seconds_left:.0f} s left")
+    seconds_left = max(seconds_left, 0.0)
+    fits = seconds_left / max(per_epoch, 1e-9)
+    why = (f"about {fits:.2f} epoch(s) of {per_epoch:.0f} s (the chosen trial's speed) fit "
+           f"in the {seconds_left:.0f} s left")
     if settings.schedule != "cosine":
-        return settings.epochs, f"{why}; no epoch starts that would end after the budget"
-    epochs = int(np.clip(fits, 1, settings.epochs))
+        return settings.epochs, f"{why}; the clock may cut one mid-epoch"
+    epochs = int(np.clip(int(fits), 1, settings.epochs))
     return epochs, f"the cosine schedule planned over {epochs}: {why}"
 
 
-def _validation(recipe: Any, prepared: Any) -> tuple[pd.DataFrame, pd.DataFrame, Data]:
+def _validation(recipe: Any, prepared: Any,
+                items: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, Data]:
     """The held-out events, their users' queries (the history before them) and a
-    :class:`Data` whose log is those users' training rows (masked when scoring)."""
+    :class:`Data` whose log is those users' training rows (masked when scoring). Of a
+    large catalogue (``items``), fewer users: each score ranks every item for each, and
+    at most about :data:`_SCORED` scores (at least 1,000 users) are drawn, by the seed."""
     c = recipe.columns
     held = _read([prepared.validation], [c.user_id, c.item_id, c.history])
+    users = held[c.user_id].unique()
+    most = max(1_000, _SCORED // max(items, 1))
+    if len(users) > most:
+        drawn = np.random.default_rng(recipe.seed).permutation(len(users))[:most]
+        held = held[held[c.user_id].isin(users[np.sort(drawn)])]
     queries = held.drop_duplicates(c.user_id, keep="first")[[c.user_id, c.history]]
     known = _read(prepared.train, [c.user_id, c.item_id], users=queries[c.user_id].to_numpy())
     empty = pd.DataFrame()
@@ -300,55 +340,130 @@ def _validation(recipe: Any, prepared: Any) -> tuple[pd.DataFrame, pd.DataFrame,
     return held[[c.user_id, c.item_id]], queries.reset_index(drop=True), data
 
 
-def _train_streamed(recipe: Any, prepared: Any, searched: _Searched,
-                    clock: _Clock) -> tuple[Trained, str]:
+class _Reserve:
+    """The seconds the final training leaves for what follows it, from what was timed:
+    the last epoch's validation score, the blend's weight choice (its passes over the
+    validation users, each about one score; on fewer users when its share of the
+    budget holds fewer), the serving tables and the export (reads of the shards)."""
+
+    def __init__(self, *, read_seconds: float, users: int, items: int,
+                 inputs: BlendInputs | None, budget: float | None) -> None:
+        self.export = _EXPORT_READS * read_seconds + _EXPORT_SECONDS
+        self.users, self.items, self.inputs, self.budget = users, items, inputs, budget
+        self.scores: list[float] = []  # seconds of each validation score so far
+
+    def score(self) -> float:
+        """A validation score's seconds: the slower of the last two, or before the first
+        a prior of :data:`_SECONDS_PER_SCORE` per user and item."""
+        if self.scores:
+            return max(self.scores[-2:])
+        return self.users * self.items * _SECONDS_PER_SCORE
+
+    def choice(self) -> tuple[float, int | None]:
+        """The weight choice's seconds and users (``None``: its own default)."""
+        if self.inputs is None or self.budget is None:
+            return 0.0, None
+        from tfrs_kit.recipe._blend import _MIN_VALIDATION_USERS, _SCORES, _VALIDATION_USERS
+
+        per_user = self.score() / max(self.users, 1)  # a user's scores of every item
+        users = min(self.users, max(_MIN_VALIDATION_USERS, min(
+            _VALIDATION_USERS, _SCORES // max(self.items, 1))))
+        passes = choice_passes(self.inputs)
+        spreads = 2 * spread_users(self.items) * per_user  # the blended model's spreads
+        share = _CHOICE_SHARE * self.budget - spreads
+        if passes * users * per_user > share:
+            users = max(_MIN_CHOICE_USERS, int(share / (passes * per_user)))
+            return passes * users * per_user + spreads, users
+        return passes * users * per_user + spreads, None
+
+    def __call__(self) -> float:
+        return self.score() + self.choice()[0] + self.export
+
+
+@dataclasses.dataclass(frozen=True)
+class _Final:
+    """The final training: the model, why it ran as it did, the validation it used, the
+    seconds kept for the tables and the export, the weight choice's users."""
+
+    trained: Trained
+    why: str
+    validation: tuple[pd.DataFrame, pd.DataFrame, Data]
+    export: float
+    choice_users: int | None
+
+
+def _train_streamed(recipe: Any, prepared: Any, searched: _Searched, clock: _Clock,
+                    paths: list[str], inputs: BlendInputs | None) -> _Final:
     """The chosen settings trained on every training row streamed from the shards; the
-    epochs chosen by the validation shard's metric within the budget left."""
+    epochs chosen by the validation shard's metric; with a budget, cut mid-epoch when
+    only the time reserved for what follows is left (:class:`_Reserve`)."""
     c, settings = recipe.columns, searched.settings
     started = time.monotonic()
-    held, queries, known = _validation(recipe, prepared)
     candidates = pd.DataFrame({c.item_id: _item_ids(prepared, c.item_id)})
-    deadline = clock.deadline(1.0, keep=_SERVING_SHARE)
+    validation = _validation(recipe, prepared, len(candidates))
+    held, queries, known = validation
+    reserve = _Reserve(read_seconds=time.monotonic() - started, users=len(queries),
+                       items=len(candidates), inputs=inputs, budget=clock.budget)
+    end = clock.end()
     epochs, why = _planned_epochs(settings, searched, prepared.train_rows,
-                                  deadline - time.monotonic())
-    model = _compiled(recipe, prepared, settings, epochs)
+                                  end - time.monotonic() - reserve.export)
+    steps = -(-estimated_rows(paths) // settings.batch_size)  # exact for Parquet
+    model, decay = _compiled(recipe, prepared, settings, epochs * steps)
     if why:
         recipe._log(f"final training: {epochs} epoch(s) planned; {why}")
 
+    budget = StepBudget(steps=epochs * steps, end=end, reserve=reserve,
+                        boundary=reserve.score, steps_per_epoch=steps, decay=decay)
+
     def score() -> dict[str, float]:
+        began = time.monotonic()
+        if budget.cut_by_clock and began + reserve() > end:  # no time left to score it
+            return {name: math.nan for name in {recipe.metric, "recall@10", "ndcg@10"}}
         recommender = RecipeRecommender(model, queries=queries, items=candidates,
                                         user_id=c.user_id, item_id=c.item_id)
-        return validation_scores(recommender, known, held, recipe.metric)
+        scores = validation_scores(recommender, known, held, recipe.metric)
+        reserve.scores.append(time.monotonic() - began)
+        return scores
 
     def report(epoch: int, value: float) -> None:
         recipe._log(f"final epoch {epoch + 1}/{epochs}: validation {recipe.metric} "
-                    f"{value:.4f} ({time.monotonic() - started:.0f} s)")
+                    f"{value:.4f} (scored in {reserve.score():.1f} s; "
+                    f"{time.monotonic() - started:.0f} s, {reserve():.0f} s reserved)")
 
-    monitor = RankingMonitor(score, recipe.metric, _PATIENCE, deadline, report)
-    paths = _first_only(prepared, c) if settings.first_only else list(prepared.train)
-    rows = estimated_rows(paths)  # exact for Parquet: its footers' row counts
-    bar = BatchProgress(epochs=epochs, steps=-(-rows // settings.batch_size), rows=rows,
+    monitor = RankingMonitor(score, recipe.metric, _PATIENCE, math.inf, report)
+    bar = BatchProgress(epochs=epochs, steps=steps, rows=estimated_rows(paths),
                         description="Final training", verbose=recipe.verbose)
     history = model.fit(paths, epochs=epochs, batch_size=settings.batch_size, seed=recipe.seed,
-                        shuffle_buffer=_SHUFFLE_BUFFER, verbose=0, callbacks=[monitor, bar])
+                        shuffle_buffer=_SHUFFLE_BUFFER, verbose=0,
+                        callbacks=[monitor, budget, bar])
     monitor.restore()
-    run = len(history.epoch)
-    stop = (f"no better validation score for {_PATIENCE} epochs"
-            if run < epochs and run - monitor.best_epoch >= _PATIENCE
-            else "the planned epochs ran" if run >= epochs else "the time budget ended it")
-    why = (f"{run} of {epochs} planned epoch(s) streamed over {prepared.train_rows:,} rows "
-           f"({why + '; ' if why else ''}stopped: {stop}); the best validation "
-           f"{recipe.metric} {monitor.best.get(recipe.metric, float('nan')):.4f} on "
-           f"{prepared.validation_users:,} held-out users, after epoch {monitor.best_epoch}, "
-           "kept")
     trained = Trained(model, settings, monitor.best_epoch, monitor.best,
-                      time.monotonic() - started, epochs_run=run)
-    return trained, why
+                      time.monotonic() - started, epochs_run=len(history.epoch))
+    why = _why(recipe, prepared, monitor, budget, epochs, "; ".join(
+        w for w in (why, budget.why()) if w), len(queries))
+    return _Final(trained, why, validation, reserve.export, reserve.choice()[1])
 
 
-def _compiled(recipe: Any, prepared: Any, settings: Settings, epochs: int) -> Any:
+def _why(recipe: Any, prepared: Any, monitor: RankingMonitor, budget: StepBudget,
+         epochs: int, plan: str, users: int) -> str:
+    """The report's words on the final training: what ran, why it stopped, what was kept."""
+    run = budget.done / budget.steps_per_epoch
+    stop = ("the time budget ended it" + (" mid-epoch" if budget.done % budget.steps_per_epoch
+                                          else "")
+            if budget.planned < budget.steps else
+            f"no better validation score for {_PATIENCE} epochs"
+            if budget.done < budget.steps else "the planned epochs ran")
+    return (f"{run:.2f} of {epochs} planned epoch(s) streamed over {prepared.train_rows:,} "
+            f"rows ({plan + '; ' if plan else ''}stopped: {stop}); the best validation "
+            f"{recipe.metric} {monitor.best.get(recipe.metric, float('nan')):.4f} on "
+            f"{users:,} held-out users, "
+            f"after epoch {monitor.best_epoch}, kept")
+
+
+def _compiled(recipe: Any, prepared: Any, settings: Settings, steps: int) -> tuple[Any, Any]:
     """The model of ``settings`` on the prepared vocabularies, compiled as the in-memory
-    path compiles it (Adagrad; a cosine decay spans the planned epochs), seeded."""
+    path compiles it (Adagrad; a cosine decay spans the planned ``steps``, a variable
+    the step budget may lower), seeded; and that variable (``None``: a constant rate)."""
     import tensorflow as tf
 
     c = recipe.columns
@@ -360,11 +475,13 @@ def _compiled(recipe: Any, prepared: Any, settings: Settings, epochs: int) -> An
     tf.keras.utils.set_random_seed(recipe.seed)
     model = build_model(data, settings, vocabularies=vocabularies)
     rate: Any = settings.learning_rate
+    decay = None
     if settings.schedule == "cosine":
-        steps = epochs * -(-prepared.train_rows // settings.batch_size)
-        rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
+        decay = tf.Variable(float(max(steps, 1)), trainable=False, dtype=tf.float32,
+                            name="decay_steps")
+        rate = tf.keras.optimizers.schedules.CosineDecay(rate, decay)
     model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
-    return model
+    return model, decay
 
 
 def _item_ids(prepared: Any, item_id: str) -> np.ndarray:

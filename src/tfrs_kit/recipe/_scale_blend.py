@@ -8,13 +8,16 @@ same blend is read from the prepared training shards, one at a time:
    Arrow, no Python object per row) and its distinct pairs are kept; the pairs of all
    shards make a users x items CSR matrix of ``float32`` ones in the vocabularies'
    index order (what the in-memory factorisation fits: a pair counts once);
-2. iALS is fitted on it with the in-memory path's hyper-parameters, one iteration at a
-   time while its share of the time left holds another (three at least);
-3. each event's item index (in time order) gives the popularity over the latest
-   :data:`~tfrs_kit.recipe._blend.WINDOWS` shares of the events;
-4. the weights are chosen on the validation shard by the in-memory path's
-   :func:`~tfrs_kit.recipe._blend.choose`, and the model is joined as there
-   (:func:`~tfrs_kit.recipe._blend.blended`): it serves, saves and loads as any blend.
+2. each event's item index and time give the popularity over the latest
+   :data:`~tfrs_kit.recipe._blend.WINDOWS` shares of the events (a partition of the
+   times, not a sort), counted once, and the events are let go;
+3. iALS is fitted on the matrix with the in-memory path's hyper-parameters, one
+   iteration at a time while its share of the time left holds another (three at
+   least) -- steps 1-3 before the final training (:func:`prepare_blend`);
+4. after it, the weights are chosen on the validation shard by the in-memory path's
+   :func:`~tfrs_kit.recipe._blend.choose` (on fewer users when time is short), and the
+   model is joined as there (:func:`~tfrs_kit.recipe._blend.blended`): it serves,
+   saves and loads as any blend (:func:`blend_shards`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import dataclasses
 import functools
 import importlib.util
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,8 @@ import scipy.sparse as sp
 from tfrs_kit.data._files import _pyarrow
 from tfrs_kit.features._vocabulary import Vocabulary
 from tfrs_kit.recipe._blend import (
+    POPULARITY_WEIGHTS,
+    WEIGHTS,
     WINDOWS,
     Blend,
     Sources,
@@ -41,16 +46,17 @@ from tfrs_kit.recipe._blend import (
     latest_rows,
     standardised_log_counts,
 )
+from tfrs_kit.recipe._fit_progress import peak_gib
 from tfrs_kit.recipe._inputs import Columns
 from tfrs_kit.recipe._training import Data, Saved, Trained
 
-__all__ = ["BLEND_SHARE", "ShardCounts", "blend_shards", "count_shards", "factorise_matrix"]
+__all__ = ["BlendInputs", "ShardCounts", "blend_shards", "choice_passes",
+           "count_shards", "factorise_matrix", "prepare_blend", "spread_users"]
 
-#: The share of the time budget the final training leaves to the blend.
-BLEND_SHARE = 0.15
-_ALS_SHARE = 0.5  # of the time the blend has, the most the factorisation's iterations take
 _MIN_ITERATIONS = 3  # ... whatever the time: one or two leave factors of little use
 _SPREAD_USERS = 2_000  # users whose scores measure a model's spread (as in _blend)
+_SPREAD_SCORES = 100_000_000  # ... fewer for a large catalogue: about this many scores,
+_MIN_SPREAD_USERS = 200  # ... but not fewer users
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,46 +67,74 @@ class ShardCounts:
         matrix: ``[users' vocabulary size, items' vocabulary size]`` CSR of ``float32``
             ones, one per distinct (user, item) pair, rows and columns in the
             vocabularies' index order.
-        items: Each event's item index (``int32``), in time order when the log has times.
+        counts: For each window of the popularity, ``[item_rows]`` counts of each item
+            among the latest ``window`` share of the events (in time order when the log
+            has times, ties in the shards' order).
         item_rows: The items' vocabulary size.
     """
 
     matrix: sp.csr_matrix
-    items: np.ndarray
+    counts: dict[float, np.ndarray]
     item_rows: int
 
     def popularity(self, window: float) -> np.ndarray:
         """``[item_rows, 1]``: each item's standardised log count among the latest
         ``window`` share of the events (as the in-memory ``_popularity``)."""
-        events = self.items
-        if window < 1.0:
-            events = events[len(events) - latest_rows(window, len(events)):]
-        counts = np.bincount(events, minlength=self.item_rows).astype(np.float32)
+        counts = self.counts[window].astype(np.float32)
         counts[0] = 0.0  # the unknown id's row (in-memory: no id of the log maps to it)
         return standardised_log_counts(counts[:, None])
 
 
 def count_shards(paths: Sequence[str], columns: Columns, users: Vocabulary,
-                 items: Vocabulary) -> ShardCounts:
-    """The :class:`ShardCounts` of the events in ``paths`` (Parquet), read shard by shard."""
+                 items: Vocabulary, windows: Sequence[float] = WINDOWS) -> ShardCounts:
+    """The :class:`ShardCounts` of the events in ``paths`` (Parquet), read shard by shard.
+
+    Memory: the distinct pairs as two ``int32`` arrays, each event's item (``int32``)
+    and time (``int64``) until the windows are counted; no sort of the whole log.
+    """
     pa = _pyarrow()
     c = columns
     names = [c.user_id, c.item_id, *([c.timestamp] if c.timestamp is not None else [])]
     user_tokens, item_tokens = _tokens(users), _tokens(items)
-    pairs, events, times = [], [], []
+    rows, cols, events, times = [], [], [], []
     for path in paths:
         table = pa.parquet.read_table(path, columns=names)
         user_rows = _indices(table.column(c.user_id), user_tokens, users)
         item_rows = _indices(table.column(c.item_id), item_tokens, items)
-        pairs.append(_distinct(user_rows.astype(np.int64) * items.size + item_rows))
+        keys = _distinct(user_rows.astype(np.int64) * items.size + item_rows)
+        rows.append((keys // items.size).astype(np.int32))
+        cols.append((keys % items.size).astype(np.int32))
         events.append(item_rows)
         if c.timestamp is not None:
             times.append(_numbers(table.column(c.timestamp)))
-    keys = _distinct(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
+        del table, keys, user_rows
+    matrix = _ones(rows, cols, users.size, items.size)
+    del rows, cols
     item_events = np.concatenate(events) if events else np.zeros(0, np.int32)
-    if times:  # time order; ties keep the shards' order
-        item_events = item_events[np.argsort(np.concatenate(times), kind="stable")]
-    return ShardCounts(_ones(keys, users.size, items.size), item_events, items.size)
+    del events
+    time_order = np.concatenate(times) if times else None
+    del times
+    counts = {float(w): _latest_counts(item_events, time_order, w, items.size)
+              for w in dict.fromkeys([1.0, *windows])}
+    return ShardCounts(matrix, counts, items.size)
+
+
+def _latest_counts(items: np.ndarray, times: np.ndarray | None, window: float,
+                   size: int) -> np.ndarray:
+    """``[size]`` counts of ``items`` among the latest ``window`` share of the events:
+    those after a threshold time (a partition, not a sort) and, of those at it, the
+    last in the shards' order (as a stable sort by time would take them)."""
+    if window >= 1.0 or not len(items):
+        return np.bincount(items, minlength=size)
+    take = latest_rows(window, len(items))
+    if times is None:
+        return np.bincount(items[len(items) - take:], minlength=size)
+    threshold = np.partition(times, len(times) - take)[len(times) - take]
+    later = times > threshold
+    at = np.flatnonzero(times == threshold)
+    chosen = at[len(at) - (take - int(later.sum())):]
+    return (np.bincount(items[later], minlength=size)
+            + np.bincount(items[chosen], minlength=size))
 
 
 def _distinct(keys: np.ndarray) -> np.ndarray:
@@ -109,14 +143,18 @@ def _distinct(keys: np.ndarray) -> np.ndarray:
     return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
 
 
-def _ones(keys: np.ndarray, rows: int, columns: int) -> sp.csr_matrix:
-    """The CSR matrix of ones at the sorted distinct ``row * columns + column`` keys."""
-    row, column = np.divmod(keys, columns)
-    indptr = np.zeros(rows + 1, np.int64)
-    np.cumsum(np.bincount(row, minlength=rows), out=indptr[1:])
-    index = np.int32 if len(keys) < np.iinfo(np.int32).max else np.int64
-    return sp.csr_matrix((np.ones(len(keys), np.float32), column.astype(np.int32),
-                          indptr.astype(index)), shape=(rows, columns))
+def _ones(rows: list[np.ndarray], cols: list[np.ndarray], shape_rows: int,
+          shape_cols: int) -> sp.csr_matrix:
+    """The CSR matrix of ones at the (row, column) pairs of each shard (distinct within
+    a shard; a pair two shards share counts once)."""
+    row = np.concatenate(rows) if rows else np.zeros(0, np.int32)
+    col = np.concatenate(cols) if cols else np.zeros(0, np.int32)
+    matrix = sp.coo_matrix((np.ones(len(row), np.float32), (row, col)),
+                           shape=(shape_rows, shape_cols)).tocsr()
+    del row, col
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
 
 
 def _tokens(vocabulary: Vocabulary) -> Any:
@@ -178,41 +216,85 @@ def factorise_matrix(matrix: sp.csr_matrix, settings: Any, seed: int, *,
     return (users, items), run, spec.iterations
 
 
-def blend_shards(recipe: Any, trained: Trained, paths: Sequence[str], *,
-                 validation: tuple[pd.DataFrame, pd.DataFrame, Data], saved: Saved,
-                 deadline: float) -> tuple[Trained, Blend]:
-    """``trained`` blended as the in-memory ``fit`` blends it, from the training shards
-    ``paths`` (those the towers learned from), the weights chosen on ``validation``
-    (the held-out events, their users' queries, a :class:`Data` of their training rows),
-    the spreads measured on ``saved``'s users and candidates; ``deadline`` ends the
-    factorisation's iterations (at half the time left) and the fine popularity weights."""
+@dataclasses.dataclass(frozen=True)
+class BlendInputs:
+    """What the blend needs besides the trained towers, fitted before their final
+    training (so that its time is known when that training is planned): the iALS
+    factor tables (``None``: no ``implicit``, or it diverged) and the popularity."""
+
+    factors: tuple[np.ndarray, np.ndarray] | None
+    popularity: Callable[[float], np.ndarray]
+    windows: tuple[float, ...]
+
+
+def prepare_blend(recipe: Any, settings: Any, paths: Sequence[str],
+                  vocabularies: Any, *, deadline: float) -> BlendInputs:
+    """The factorisation and the popularity of the training shards ``paths`` (those the
+    towers learn from) in ``vocabularies``' index order; no iALS iteration past the
+    third starts that would end after ``deadline``."""
     c = recipe.columns
-    vocabularies = trained.model.query_tower.vocabularies
     started = time.monotonic()
-    counts = count_shards(paths, c, vocabularies[c.user_id], vocabularies[c.item_id])
-    recipe._log(f"blend: {counts.matrix.nnz:,} distinct (user, item) pairs of "
-                f"{len(counts.items):,} events counted in {time.monotonic() - started:.1f} s")
+    windows = WINDOWS if c.timestamp is not None else (1.0,)
+    counts = count_shards(paths, c, vocabularies[c.user_id], vocabularies[c.item_id],
+                          windows)
+    recipe._log(f"blend: {counts.matrix.nnz:,} distinct (user, item) pairs counted in "
+                f"{time.monotonic() - started:.1f} s (peak RSS {peak_gib():.2f} GiB)")
     factors = None
     if importlib.util.find_spec("implicit") is not None:
         began = time.monotonic()
-        factors, run, planned = factorise_matrix(
-            counts.matrix, trained.settings, recipe.seed,
-            deadline=began + max(deadline - began, 0.0) * _ALS_SHARE)
+        factors, run, planned = factorise_matrix(counts.matrix, settings, recipe.seed,
+                                                 deadline=deadline)
         recipe._log(f"blend: iALS {run} of {planned} iteration(s) in "
-                    f"{time.monotonic() - began:.1f} s" + (
+                    f"{time.monotonic() - began:.1f} s (peak RSS {peak_gib():.2f} GiB)" + (
                         "" if factors is not None else ": diverged, left out"))
+    popularity = functools.lru_cache(maxsize=None)(dataclasses.replace(
+        counts, matrix=sp.csr_matrix((1, 1), dtype=np.float32)).popularity)
+    return BlendInputs(factors, popularity, windows)
+
+
+def spread_users(items: int) -> int:
+    """The users whose scores against every item measure the blended parts' spreads:
+    as in memory, fewer for a large catalogue (about :data:`_SPREAD_SCORES` scores)."""
+    return int(np.clip(_SPREAD_SCORES // max(items, 1), _MIN_SPREAD_USERS, _SPREAD_USERS))
+
+
+def choice_passes(inputs: BlendInputs) -> int:
+    """How many times :func:`~tfrs_kit.recipe._blend.choose` scores its users at
+    least: each factorisation weight, every third popularity weight on every window,
+    and its setup (about two more)."""
+    weights = len(WEIGHTS) if inputs.factors is not None else 1
+    coarse = len([p for p in POPULARITY_WEIGHTS[::3] if p])
+    return weights + coarse * len(inputs.windows) + 2
+
+
+def blend_shards(recipe: Any, trained: Trained, inputs: BlendInputs, *,
+                 validation: tuple[pd.DataFrame, pd.DataFrame, Data], saved: Saved,
+                 deadline: float, users: int | None = None) -> tuple[Trained, Blend]:
+    """``trained`` blended as the in-memory ``fit`` blends it, with ``inputs`` (the
+    factorisation and popularity of the shards the towers learned from), the weights
+    chosen on ``validation`` (the held-out events, their users' queries, a
+    :class:`Data` of their training rows) -- on at most ``users`` of its users, drawn
+    at random, when the time left is short --, the spreads measured on ``saved``'s
+    users and candidates; ``deadline`` leaves out the fine popularity weights."""
+    c = recipe.columns
     held, queries, known = validation
-    sources = Sources(model=trained.model, columns=c, factors=factors, queries=queries,
-                      candidates=saved.candidates, known=known,
-                      windows=WINDOWS if c.timestamp is not None else (1.0,),
-                      popularity=functools.lru_cache(maxsize=None)(counts.popularity))
+    if users is not None and held[c.user_id].nunique() > users:
+        drawn = np.random.default_rng(recipe.seed).permutation(held[c.user_id].unique())
+        held = held[held[c.user_id].isin(drawn[:max(users, 1)])]
+        queries = queries[queries[c.user_id].isin(held[c.user_id])]
+        recipe._log(f"blend: the weights chosen on {max(users, 1):,} validation users "
+                    "(the time left is short)")
+    sources = Sources(model=trained.model, columns=c, factors=inputs.factors,
+                      queries=queries, candidates=saved.candidates, known=known,
+                      windows=inputs.windows, popularity=inputs.popularity)
     blend = choose(sources, held, metric=recipe.metric, seed=recipe.seed, deadline=deadline)
     for line in blend.reasons(recipe.metric):
         recipe._log(line)
     if not (blend.weight or blend.popularity):
         return trained, blend
     sample = saved.queries.iloc[np.sort(np.random.default_rng(recipe.seed).permutation(
-        len(saved.queries))[:_SPREAD_USERS])]
+        len(saved.queries))[:spread_users(len(saved.candidates))])]
     model = blended(dataclasses.replace(sources, queries=sample,
-                                        factors=factors if blend.weight else None), blend)
+                                        factors=inputs.factors if blend.weight else None),
+                    blend)
     return dataclasses.replace(trained, model=model), blend

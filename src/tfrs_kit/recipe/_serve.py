@@ -10,16 +10,19 @@ import pandas as pd
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_bool, check_int, padding_value
+from tfrs_kit.recipe._explain import explain_recommended
 from tfrs_kit.recipe._rerank import rerank_scores, serving_cascade
 
 __all__ = ["recommend"]
 
 
-def recommend(recipe: Any, users: Any, *, history: Any, k: int, exclude_seen: bool) -> Any:
+def recommend(recipe: Any, users: Any, *, history: Any, k: int, exclude_seen: bool,
+              explain: bool = False) -> Any:
     """See :meth:`tfrs_kit.Recipe.recommend`."""
     from tfrs_kit.index import Recommendations
 
     check_bool("exclude_seen", exclude_seen)
+    check_bool("explain", explain)
     c = recipe.columns
     candidates = recipe.candidates()
     item_ids = candidates[c.item_id].to_numpy()
@@ -40,8 +43,8 @@ def recommend(recipe: Any, users: Any, *, history: Any, k: int, exclude_seen: bo
     else:
         rows = _history_rows(recipe, queries, user_ids, positions, histories, item_ids.dtype)
     model = recipe.model
-    scores = model.query_tower.embed(rows, verbose=False) @ _item_embeddings(
-        recipe, model, candidates).T
+    embeddings = _item_embeddings(recipe, model, candidates)
+    scores = retrieval = model.query_tower.embed(rows, verbose=False) @ embeddings.T
     if exclude_seen:
         _mask(scores, recipe, user_ids, positions, histories, item_ids)
     cascade = serving_cascade(recipe)
@@ -52,7 +55,10 @@ def recommend(recipe: Any, users: Any, *, history: Any, k: int, exclude_seen: bo
     ids = item_ids[order]
     ids = np.where(np.isneginf(top), padding_value(
         "int64" if item_ids.dtype.kind in "iu" else "string"), ids)
-    return Recommendations(ids=ids, scores=top)
+    if not explain:
+        return Recommendations(ids=ids, scores=top)
+    return Recommendations(ids=ids, scores=top, explanations=explain_recommended(
+        recipe, rows, embeddings, np.where(np.isneginf(top), -1, order), retrieval, cascade))
 
 
 def _requests(users: Any, history: Any,

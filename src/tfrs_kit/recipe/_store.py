@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,7 @@ LATEST = "latest"
 VERSIONS = "versions"
 MANIFEST = "manifest.json"  # written last: its presence marks a complete version
 LOCK = ".lock"
+_HELD: set[tuple[str, int]] = set()  # (folder, thread) pairs holding the lock
 _TEMPORARY = ".tmp-"
 
 
@@ -153,9 +155,14 @@ def locked(root: Path, *, wait: float = 60.0) -> Iterator[None]:
     """Holds ``root/.lock`` exclusively: one writer at a time; another waits up to
     ``wait`` seconds, then fails with :class:`TimeoutError` (an ``OSError``).
 
-    The lock is the kernel's (``fcntl.flock``): a killed holder releases it.
+    The lock is the kernel's (``fcntl.flock``): a killed holder releases it. A thread
+    that holds it already (an update saving its version) takes it again at once.
     """
     root.mkdir(parents=True, exist_ok=True)
+    key = (os.path.realpath(root), threading.get_ident())
+    if key in _HELD:
+        yield
+        return
     with open(root / LOCK, "a+b") as handle:
         deadline = time.monotonic() + wait
         while True:
@@ -168,9 +175,11 @@ def locked(root: Path, *, wait: float = 60.0) -> Iterator[None]:
                         f"{root} is locked by another process saving or rolling back a "
                         f"version (waited {wait:g} s). Try again when it is done.") from None
                 time.sleep(0.1)
+        _HELD.add(key)
         try:
             yield
         finally:
+            _HELD.discard(key)
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 

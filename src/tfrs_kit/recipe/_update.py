@@ -7,10 +7,12 @@ the grown model, which is fine-tuned on the new events plus a bounded sample of
 older ones (the replay, against forgetting), each user's query features (their
 latest history) and seen items are extended, and the index is rebuilt.
 
-The blend goes stale as tastes drift, so it is refreshed: its weights and its
-popularity window are chosen again for the fine-tuned towers on the update's own
-holdout (the latest new event of half the users with another event, at most
-2,000), and the published blend's popularity and factorisation are recounted on
+The blend goes stale as tastes drift, so it is refreshed at a cost that follows the
+new events (:mod:`~tfrs_kit.recipe._update_blend`): its weights and popularity
+window are chosen again for the fine-tuned towers on the update's own holdout (the
+latest new event of half the users with another event, at most 2,000), on one
+factorisation shared with the model the guard measures; the published blend's
+popularity is recounted on every event and its factorisation swept once more over
 every event, the new ones included.
 
 The guard: the latest new event of other users (at most 2,000) is held out of the
@@ -34,9 +36,11 @@ import tensorflow as tf
 from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit._validation import check_bool, check_int, check_number
 from tfrs_kit.data._table import TableLike
+from tfrs_kit.recipe import _store, _update_blend
 from tfrs_kit.recipe._inputs import attribute_table, to_frame
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._training import Data, Trained, build_model, validation_scores_of
+from tfrs_kit.recipe._update_blend import refresh_blend
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_REPLAY", "DEFAULT_TOLERANCE", "UpdateRejected",
            "UpdateReport", "check_folder", "update_recipe"]
@@ -164,27 +168,28 @@ def update_recipe(recipe: Any, new_events: TableLike, *, replay: float, epochs: 
     rows, replayed = _fine_tune_rows(fit_data, settings, len(old.log), len(new), replay, seed)
     _fine_tune(grown, rows, settings, epochs, seed)
     base = dataclasses.replace(trained, model=grown)
-    blend, rechosen = _refreshed_blend(recipe, fit_data, base, full.log[choice], seed)
-    measured = _blended(fit_data, base, blend, seed)
+    previous = recipe.report_.blend if recipe.report_ is not None else None
+    blend = refresh_blend(previous, trained.model, fit_data, full, base, full.log[choice],
+                          metric=recipe.metric, seed=seed, min_users=_MIN_CHOICE_USERS)
     holdout = full.log[guard]
-    scores = _guard_scores(trained.model, measured, _without(full, guard), holdout, settings,
-                           recipe.metric)
+    scores = _guard_scores(trained.model, blend.measured, _without(full, guard), holdout,
+                           settings, recipe.metric)
     report = UpdateReport(
         events=len(new), new_users=counts[0], new_items=counts[1],
         late_events=_late(old, new, c.timestamp), replayed=replayed, epochs=epochs,
         holdout_users=int(holdout[c.user_id].nunique()), metric=recipe.metric,
         serving_score=scores[0], updated_score=scores[1], tolerance=tolerance, forced=force,
-        blend=blend, blend_users=int(full.log.loc[choice, c.user_id].nunique()) if rechosen
-        else 0)
+        blend=blend.blend, blend_users=int(full.log.loc[choice, c.user_id].nunique())
+        if blend.rechosen else 0)
     if not report.passed and not force:
         raise UpdateRejected(dataclasses.replace(report, seconds=time.monotonic() - start))
     # Published as measured, but the blend's counts and factorisation over every event:
     # the held-out ones are the newest, what the popularity's window is about.
-    model = _blended(full, base, blend, seed) if choice.any() or guard.any() else measured
     summary = recipe.report_
-    if blend is not None and summary is not None:
-        summary = dataclasses.replace(summary, blend=blend)
-    recipe._set_state(dataclasses.replace(trained, model=model), summary, full, None)
+    if blend.blend is not None and summary is not None:
+        summary = dataclasses.replace(summary, blend=blend.blend)
+    recipe._set_state(dataclasses.replace(trained, model=blend.published), summary, full,
+                      None)
     return dataclasses.replace(report, published=True, seconds=time.monotonic() - start)
 
 
@@ -296,7 +301,8 @@ def _holdouts(data: Data, first_new: int, seed: int) -> tuple[np.ndarray, np.nda
     counts = log[c.user_id].value_counts()
     eligible = latest.index[latest[c.user_id].map(counts).to_numpy() > 1].to_numpy()
     eligible = np.random.default_rng(seed).permutation(eligible)
-    half = len(eligible) // 2 if len(eligible) >= 2 * _MIN_CHOICE_USERS else 0
+    half = (len(eligible) // 2 if _update_blend.RECHOOSE
+            and len(eligible) >= 2 * _MIN_CHOICE_USERS else 0)
     masks = np.zeros((2, len(log)), bool)
     masks[0, eligible[:min(half, _CHOICE_USERS)]] = True
     masks[1, eligible[min(half, _CHOICE_USERS):][:_GUARD_USERS]] = True
@@ -389,35 +395,6 @@ def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int,
         model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
 
 
-def _refreshed_blend(recipe: Any, data: Data, base: Trained, choice: pd.DataFrame,
-                     seed: int) -> tuple[Any, bool]:
-    """The Recipe's blend (``None``: none), its weights and popularity window chosen again
-    (:func:`~tfrs_kit.recipe._blend.choose_weights`) for the fine-tuned towers on the
-    ``choice`` rows, ``data`` (which lacks them) refactorised; kept as it was with too
-    few ``choice`` users. With whether they were chosen again."""
-    import importlib.util
-
-    from tfrs_kit.recipe._blend import choose_weights
-
-    blend = recipe.report_.blend if recipe.report_ is not None else None
-    users = choice[data.columns.user_id].nunique() if len(choice) else 0
-    if blend is None or users < _MIN_CHOICE_USERS:
-        return blend, False
-    chosen = choose_weights(data, base, choice, metric=recipe.metric, seed=seed,
-                            factorisation=importlib.util.find_spec("implicit") is not None)
-    return chosen, True
-
-
-def _blended(data: Data, base: Trained, blend: Any, seed: int) -> Any:
-    """``base``'s model with ``blend`` (if any) recounted on ``data``: the popularity over
-    its latest window, the factorisation refitted."""
-    from tfrs_kit.recipe._blend import blend_model
-
-    if blend is None or not (blend.weight or blend.popularity):
-        return base.model
-    return blend_model(data, base, blend, seed=seed)
-
-
 def _guard_scores(serving: Any, updated: Any, data: Data, holdout: pd.DataFrame,
                   settings: Any, metric: str) -> tuple[float | None, float | None]:
     """The serving and the updated model's ``metric`` on ``holdout``, both scoring the
@@ -425,6 +402,9 @@ def _guard_scores(serving: Any, updated: Any, data: Data, holdout: pd.DataFrame,
     if not len(holdout):
         return None, None
     c = data.columns
+    # Only the holdout's users are scored: their histories and items are all it reads.
+    data = dataclasses.replace(data, log=data.log[
+        data.log[c.user_id].isin(holdout[c.user_id]).to_numpy()])
     queries, candidates = data.queries(settings), data.candidates(settings)
     recommenders = {name: RecipeRecommender(model, queries=queries, items=candidates,
                                             user_id=c.user_id, item_id=c.item_id)
@@ -434,7 +414,16 @@ def _guard_scores(serving: Any, updated: Any, data: Data, holdout: pd.DataFrame,
 
 
 def check_folder(path: Any) -> Path:
-    """``dir`` as a folder path."""
+    """``dir`` as a folder path, checked before the update runs: a folder
+    ``Recipe.save`` wrote, or a new or empty one."""
     if not isinstance(path, (str, os.PathLike)):
         raise invalid_argument("dir", "be a folder path or None", path, error=TypeError)
-    return Path(path)
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise invalid_argument("dir", "name a folder", str(root), hint="It is a file.",
+                               error=FileExistsError)
+    if root.is_dir() and _store.foreign_files(root):
+        raise invalid_argument("dir", "be new, empty, or a folder Recipe.save wrote",
+                               str(root), hint="It holds other files: another tool wrote "
+                               "it. Name another folder.", error=FileExistsError)
+    return root

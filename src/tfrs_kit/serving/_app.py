@@ -49,6 +49,9 @@ def app(
     max_body_bytes: int = 1 << 20,
     model_name: str | None = None,
     warmup: Mapping[str, Any] | None = None,
+    max_queue: int = 1024,
+    request_timeout_s: float = 10.0,
+    fast_path: bool = True,
 ) -> Any:
     """A FastAPI (ASGI) app that serves the index in ``directory`` over HTTP.
 
@@ -68,6 +71,13 @@ def app(
             the directory's name).
         warmup: The query features of the warm-up query (default: each feature's most
             frequent token); give one when the query tower reads vectors.
+        max_queue: The most queries waiting for a batch (0: no bound). Beyond it a
+            request is answered 503 with ``Retry-After`` at once, so latency stays
+            about ``max_queue / throughput`` instead of growing without bound.
+        request_timeout_s: A query not answered within this many seconds is answered
+            503 with ``Retry-After`` (0: no limit).
+        fast_path: Answer the two query routes with the plain-ASGI hot path (below);
+            ``False`` sends them through FastAPI's stack and its middleware.
 
     Returns:
         The app. ``app.state.server`` holds its state: ``.model`` (the version served,
@@ -79,8 +89,8 @@ def app(
         ``POST /v1/recommend`` and ``POST /v1/models/<name>:predict`` are answered by a
         plain-ASGI hot path ahead of FastAPI's stack (several times less CPU per
         request), so middleware added with ``add_middleware`` does not see them; wrap
-        the app instead (``YourMiddleware(api)``). ``api.hot_path = None`` sends them
-        through FastAPI's routes, which answer the same.
+        the app instead (``YourMiddleware(api)``), or pass ``fast_path=False`` to send
+        them through FastAPI's routes, which answer the same.
 
     Raises:
         ImportError: FastAPI or prometheus-client is missing (the ``serve`` extra).
@@ -96,6 +106,8 @@ def app(
         "max_batch_size": check_int("max_batch_size", max_batch_size, minimum=1),
         "max_wait_ms": check_number("max_wait_ms", max_wait_ms, minimum=0),
         "poll_interval_s": check_number("poll_interval_s", poll_interval_s, minimum=0),
+        "max_queue": check_int("max_queue", max_queue, minimum=0),
+        "request_timeout_s": check_number("request_timeout_s", request_timeout_s, minimum=0),
     }
     max_body_bytes = check_int("max_body_bytes", max_body_bytes, minimum=1)
     root = _directory(directory)
@@ -111,8 +123,11 @@ def app(
             await server.stop()
 
     api = _app_class(fastapi)(title="tfrs_kit", lifespan=lifespan)
-    api.hot_path = _fast.HotPath(functools.partial(fastapi.FastAPI.__call__, api),
-                                 server=server, name=name, limit=max_body_bytes)
+    if not isinstance(fast_path, bool):
+        raise invalid_argument("fast_path", "be True or False", fast_path, error=TypeError)
+    if fast_path:
+        api.hot_path = _fast.HotPath(functools.partial(fastapi.FastAPI.__call__, api),
+                                     server=server, name=name, limit=max_body_bytes)
     api.state.server = server
     _add_error_handling(api, fastapi, server)
     _add_model_routes(api, fastapi, server, name, max_body_bytes)
@@ -166,11 +181,15 @@ async def _body(request: Any, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise _fast.too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _fast.too_large(limit)
-        chunks.append(chunk)
+    disconnect = importlib.import_module("starlette.requests").ClientDisconnect
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _fast.too_large(limit)
+            chunks.append(chunk)
+    except disconnect as error:
+        raise _fast.Disconnected from error
     return b"".join(chunks)
 
 
@@ -222,7 +241,12 @@ def _add_error_handling(api: Any, fastapi: Any, server: Server) -> None:
 
     @api.exception_handler(RequestError)
     async def refused(request: Any, error: RequestError) -> Any:
-        return responses.JSONResponse(error.to_json(), status_code=error.status)
+        return responses.JSONResponse(error.to_json(), status_code=error.status,
+                                      headers=error.headers or None)
+
+    @api.exception_handler(_fast.Disconnected)
+    async def gone(request: Any, error: Exception) -> Any:
+        return fastapi.Response(status_code=499)  # nobody reads it; counted as 499
 
     api.add_middleware(_CountAndTime, server=server, internal_error=responses.JSONResponse(
         {"error": "Internal error; it is logged on the server."}, status_code=500))

@@ -3,11 +3,20 @@
 A batch closes when it holds ``max_batch_size`` queries or when its first query has
 waited ``max_wait_ms``, whichever comes first; it then runs on one worker thread while
 the next batch gathers. Each query's answer goes back to the request that sent it.
+
+The queue is bounded (``max_queue``): under more load than the model can answer, a
+query that finds it full is refused at once instead of waiting behind the others, so
+latency stays bounded and a client (or its load balancer) can retry elsewhere. A query
+not answered within ``timeout_s`` is answered with ``on_overload("timeout")``; if it is
+still queued, it is left out of its batch. One sweeper task expires them, every tenth of
+the timeout (at most every half second), rather than a timer per query (a heap entry
+to push and cancel for every request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -35,42 +44,89 @@ class MicroBatcher:
         max_batch_size: The most items in one batch.
         max_wait_ms: How long the first item of a batch waits for others.
         on_error: Turns an unexpected exception of ``run`` into each item's answer.
+        max_queue: The most items waiting for a batch (0: no bound). An item submitted
+            while it is full is answered ``on_overload("queue")`` at once.
+        timeout_s: The longest an item waits for its answer (0: no limit); then it is
+            answered ``on_overload("timeout")``.
+        on_overload: The answer of an item refused or timed out, by reason.
     """
 
     def __init__(self, run: Callable[[Sequence[Any]], Sequence[Any]], *, max_batch_size: int,
-                 max_wait_ms: float, on_error: Callable[[BaseException], Any]) -> None:
+                 max_wait_ms: float, on_error: Callable[[BaseException], Any],
+                 max_queue: int = 0, timeout_s: float = 0,
+                 on_overload: Callable[[str], Any] = repr) -> None:
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self._on_error = on_error
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self._on_overload = on_overload
         self._queue: asyncio.Queue[_Pending] | None = None
         self._last_size = max_batch_size  # the previous batch's size (none yet: "full")
         self._wanted = 0  # with _wake: how many queued items end the current wait
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._waiting: collections.deque[_Pending] = collections.deque()  # oldest first
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="tfrs-kit-batch")
 
+    def has_room(self, count: int = 1) -> bool:
+        """Whether ``count`` more items fit in the queue now."""
+        queue = self._queue
+        return (not self.max_queue or queue is None
+                or queue.qsize() + count <= self.max_queue)
+
     async def submit(self, item: Any) -> Any:
-        """``item``'s answer, once the batch that holds it has run."""
+        """``item``'s answer, once the batch that holds it has run.
+
+        ``on_overload("queue")`` at once when the queue is full, and
+        ``on_overload("timeout")`` when it is not answered within ``timeout_s``.
+        """
         loop = asyncio.get_running_loop()
         queue = self._queue
         if queue is None or self._task is None or self._task.done():
             queue = self._queue = asyncio.Queue()
             self._task = loop.create_task(self._gather_and_run(queue))
+        elif self.max_queue and queue.qsize() >= self.max_queue:
+            return self._on_overload("queue")
         pending = _Pending(item, loop.create_future(), loop.time())
         queue.put_nowait(pending)
         wake = self._wake
         if wake is not None and queue.qsize() >= self._wanted and not wake.done():
             wake.set_result(None)
+        if self.timeout_s:
+            self._waiting.append(pending)
+            if self._sweeper is None or self._sweeper.done():
+                self._sweeper = loop.create_task(self._sweep())
         return await pending.future
+
+    async def _sweep(self) -> None:
+        """Answers the items waiting longer than ``timeout_s``; forgets the answered ones.
+
+        Items are appended in the order they arrive and mostly answered in that order, so
+        the oldest are at the left: answered ones are dropped from there, and the first
+        one neither answered nor expired ends a sweep.
+        """
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting
+        while True:
+            await asyncio.sleep(min(self.timeout_s / 10, 0.5))
+            expired = loop.time() - self.timeout_s
+            while waiting and (waiting[0].future.done() or waiting[0].enqueued <= expired):
+                future = waiting.popleft().future
+                if not future.done():  # a batch skips it; a later answer is dropped
+                    future.set_result(self._on_overload("timeout"))
 
     async def stop(self) -> None:
         """Stops gathering; batches still queued are answered with ``on_error``."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._sweeper, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._waiting.clear()
         while self._queue is not None and not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():

@@ -1,7 +1,7 @@
 """``tfrs-kit serve DIR``: the HTTP server, run by uvicorn.
 
 :func:`add_parser` adds the subcommand to the ``tfrs-kit`` parser and :func:`run`
-runs it; ``tfrs_kit/cli.py`` only registers and dispatches.
+runs it; ``tfrs_kit/cli/_main.py`` only registers and dispatches.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ _OPTIONS: list[tuple[str, type, dict[str, int], Any, str, str]] = [
      "how often DIR/latest is read for a new version; 0: never"),
     ("--max-body-bytes", int, {"minimum": 1}, 1 << 20, "BYTES",
      "larger request bodies are refused with 413"),
+    ("--max-queue", int, {"minimum": 0}, 1024, "N",
+     "the most queries waiting for a batch; beyond it 503 with Retry-After; 0: no bound"),
+    ("--request-timeout-s", float, {"minimum": 0}, 10.0, "SECONDS",
+     "a query not answered in time gets 503 with Retry-After; 0: no limit"),
 ]
 
 
@@ -67,6 +71,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true",
                        help="log every request (off by default: a log line per request costs "
                        "CPU that a loaded server needs)")
+    serve.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                       help="answer the query routes through FastAPI's stack (its middleware "
+                       "sees them) instead of the plain-ASGI hot path; slower")
     return serve  # type: ignore[no-any-return]
 
 
@@ -77,7 +84,9 @@ def _plain(number: float) -> str:
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"directory": os.fspath(args.directory), "max_batch_size": args.max_batch_size,
             "max_wait_ms": args.max_wait_ms, "poll_interval_s": args.poll_interval_s,
-            "max_body_bytes": args.max_body_bytes, "model_name": args.model_name}
+            "max_body_bytes": args.max_body_bytes, "model_name": args.model_name,
+            "max_queue": args.max_queue, "request_timeout_s": args.request_timeout_s,
+            "fast_path": args.fast_path}
 
 
 def app_from_environment() -> Any:

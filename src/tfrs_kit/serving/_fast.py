@@ -79,8 +79,10 @@ async def recommend(server: Server, body: bytes) -> Payload:
     answer = (await server.answer_one(query) if version is None
               else await server.answer_with(query, version))
     [checked] = _checked([answer])
-    return ({"ids": checked.ids, "scores": checked.scores, "version": checked.version},
-            str(checked.version))
+    payload = {"ids": checked.ids, "scores": checked.scores, "version": checked.version}
+    if checked.explanations is not None:  # asked for with "explain": true
+        payload["explanations"] = checked.explanations
+    return payload, str(checked.version)
 
 
 async def predict(server: Server, name: str, model_name: str, body: bytes) -> Payload:
@@ -177,7 +179,9 @@ class HotPath:
             payload, version = await handle(await read_body(scope, receive, self.limit))
             status, body, extra = 200, dumps(payload), [(b"x-model-version", version.encode())]
         except RequestError as error:
-            status, body, extra = error.status, dumps(error.to_json()), []
+            status, body = error.status, dumps(error.to_json())
+            extra = [(name.lower().encode(), value.encode())
+                     for name, value in error.headers.items()]
         except Disconnected:
             status, body = 499, b""  # nobody to answer: counted, not sent
         except Exception:  # logged here; the client gets no traceback

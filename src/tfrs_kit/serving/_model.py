@@ -33,6 +33,7 @@ class Answer:
     ids: list[Any]
     scores: list[float]
     version: int
+    explanations: list[dict[str, Any]] | None = None  # one per id, when asked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,16 +52,22 @@ def spec_of(index: Index) -> ModelSpec:
     kinds: dict[str, str | None] = {}
     dtypes: dict[str, str | None] = {}
     unknown: dict[str, Any] = {}
+    known: dict[str, frozenset[Any]] = {}
     for name in index.query_features:
         vocab = index.vocabularies.get(name)
         kinds[name] = vocab.kind if vocab is not None else None
         dtypes[name] = vocab.dtype if vocab is not None else None
         if vocab is not None and vocab.kind == "categorical":
             unknown[name] = _unknown_token(vocab.tokens, vocab.dtype)
+        elif vocab is not None and vocab.kind == "multi":
+            unknown[name] = []  # omitted: no history yet (padding only)
+        if vocab is not None and vocab.kind in ("categorical", "multi") and vocab.tokens:
+            convert = str if vocab.dtype == "string" else int
+            known[name] = frozenset(convert(token) for token in vocab.tokens)
     id_kind = "string" if index.ids.dtype == object else "int64"
     return ModelSpec(features=tuple(index.query_features), kinds=kinds, dtypes=dtypes,
                      unknown=unknown, id_kind=id_kind, k_max=index.k_max,
-                     candidates=len(index))
+                     candidates=len(index), known=known)
 
 
 def _unknown_token(tokens: Sequence[Any], dtype: str) -> Any:
@@ -152,14 +159,33 @@ def _recommend(model: ServedModel, queries: list[Query]) -> list[Answer]:
     k = max(q.k for q in queries)
     ids, scores = model.index.recommend(
         table, k=k, exclude=exclude if any(exclude) else None, batch_size=len(queries))
+    explained = _explanations(model, queries, table, exclude, k)
     answers = []
     for row, query in enumerate(queries):
         kept = [(i, float(s)) for i, s in zip(ids[row, : query.k].tolist(),
                                               scores[row, : query.k].tolist(), strict=True)
                 if math.isfinite(s)]  # -inf: a slot left empty by the exclusions
         answers.append(Answer(ids=[i for i, _ in kept], scores=[s for _, s in kept],
-                              version=model.version))
+                              version=model.version,
+                              explanations=explained[row][:len(kept)] if row in explained
+                              else None))
     return answers
+
+
+def _explanations(model: ServedModel, queries: list[Query], table: dict[str, np.ndarray],
+                  exclude: list[list[Any]], k: int) -> dict[int, list[dict[str, Any]]]:
+    """The explanations of the queries that ask for them (one more index call, for
+    those alone: explaining costs more than recommending)."""
+    rows = [row for row, query in enumerate(queries) if query.explain]
+    if not rows:
+        return {}
+    served = model.index.recommend(
+        {name: values[rows] for name, values in table.items()}, k=k,
+        exclude=[exclude[row] for row in rows] if any(exclude) else None,
+        batch_size=len(rows), explain=True)
+    explanations = served.explanations or []
+    return {row: [e.to_dict() for e in explanations[i] if e is not None]
+            for i, row in enumerate(rows)}
 
 
 def _column(values: list[Any]) -> np.ndarray:

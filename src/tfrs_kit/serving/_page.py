@@ -3,8 +3,10 @@
 Plain HTML and JavaScript in one string (no build step, no framework). The page reads
 ``GET /v1/versions`` (the query features, ``k``'s limit, the version served and the
 versions present), shows one input per query feature, and posts to ``/v1/recommend``:
-once, or once per version to compare two versions side by side. A link can carry the
-query (``/?user_id=42&k=5&version=2&compare=3`` runs it when the page opens).
+once, or once per version to compare two versions side by side. With "Explain" ticked
+it asks for ``"explain": true`` and shows, next to each item, the history items that
+contributed most and each score component's share. A link can carry the query
+(``/?user_id=42&k=5&version=2&compare=3&explain=1`` runs it when the page opens).
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ PAGE = """<!doctype html>
  <label>Version <select id="version-a"></select></label>
  <label><input type="checkbox" id="compare"> Compare with version
   <select id="version-b"></select></label>
+ <label><input type="checkbox" id="explain"> Explain (the history items behind each item,
+  and each component's share of its score)</label>
  <button type="submit">Recommend</button>
 </form>
 <div class="columns"><div id="result-a"></div><div id="result-b"></div></div>
@@ -135,7 +139,16 @@ function body(version) {
     if (raw !== "") out[f.name] = value(f, raw);
   }
   if (version !== null && version !== info.served) out.version = version;
+  if (document.getElementById("explain").checked) out.explain = true;
   return out;
+}
+
+// "because of i3, i7 · towers 62%, ials 30%, popularity 8%"
+function why(explanation) {
+  const shares = Object.entries(explanation.shares)
+    .map(([name, share]) => `${name} ${Math.round(100 * share)}%`).join(", ");
+  const history = explanation.history.map(String).join(", ");
+  return (history ? `because of ${history} · ` : "") + shares;
 }
 
 async function show(target, version) {
@@ -147,11 +160,13 @@ async function show(target, version) {
   const table = document.createElement("table");
   const head = document.createElement("tr");
   head.append(text("th", "#"), text("th", "id"), text("th", "score"));
+  if (answer.explanations) head.appendChild(text("th", "why"));
   table.appendChild(head);
   answer.ids.forEach((id, i) => {
     const row = document.createElement("tr");
     row.append(text("td", String(i + 1)), text("td", String(id)),
                text("td", answer.scores[i].toFixed(4)));
+    if (answer.explanations) row.appendChild(text("td", why(answer.explanations[i]), "muted"));
     table.appendChild(row);
   });
   box.replaceChildren(text("h2", `Version ${answer.version}`), table);
@@ -167,7 +182,7 @@ document.getElementById("query").addEventListener("submit", async event => {
             : Promise.resolve(document.getElementById("result-b").replaceChildren())]);
 });
 
-// A link may carry a query: ?user_id=42&k=5&version=2&compare=3 runs it at once.
+// A link may carry a query: ?user_id=42&k=5&version=2&compare=3&explain=1 runs it at once.
 function fromLink() {
   const params = new URLSearchParams(window.location.search);
   let given = false;
@@ -177,6 +192,7 @@ function fromLink() {
     }
   }
   if (params.has("k")) document.getElementById("k").value = params.get("k");
+  if (params.has("explain")) document.getElementById("explain").checked = true;
   if (params.has("version")) document.getElementById("version-a").value = params.get("version");
   if (params.has("compare")) {
     document.getElementById("compare").checked = true;

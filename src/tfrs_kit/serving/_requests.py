@@ -35,18 +35,20 @@ except ImportError:  # pragma: no cover - depends on the environment
 __all__ = ["ModelSpec", "Query", "RequestError", "parse_json", "predict_queries",
            "recommend_query", "requery", "requested_version"]
 
-RECOMMEND_FIELDS = ("k", "exclude", "version")
+RECOMMEND_FIELDS = ("k", "exclude", "version", "explain")
 _LONG_DIGITS = re.compile(rb"[0-9]{20}")  # may pass 2**64: only json reads it exactly
 
 
 class RequestError(Exception):
     """A request the server refuses: its HTTP status, the field at fault and why."""
 
-    def __init__(self, status: int, field: str, message: str) -> None:
+    def __init__(self, status: int, field: str, message: str, *,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.field = field
         self.message = message
+        self.headers = dict(headers or {})  # such as Retry-After on a 503
 
     def to_json(self) -> dict[str, Any]:
         return {"error": self.message, "field": self.field}
@@ -63,6 +65,9 @@ class ModelSpec:
     id_kind: str  # the candidates' ids: "string" or "int64"
     k_max: int
     candidates: int
+    # Each id or list feature's vocabulary: a query the model knows nothing of is refused.
+    known: Mapping[str, frozenset[Any]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False)
 
     @property
     def k_limit(self) -> int:
@@ -80,6 +85,7 @@ class Query:
     spec: ModelSpec  # checked against this model
     payload: Mapping[str, Any]  # as received, to check again against another version
     instance: int | None = None  # its place in a predict request's instances
+    explain: bool = False  # answer each item's explanation too
 
 
 def parse_json(body: bytes) -> Any:
@@ -100,6 +106,9 @@ def parse_json(body: bytes) -> Any:
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(400, "body", f"The request body must be valid JSON. Problem: "
                            f"{error}.") from error
+    except RecursionError as error:  # "[[[[..." deeper than Python's recursion limit
+        raise RequestError(400, "body", "The request body must be JSON nested at most "
+                           "a few hundred levels deep.") from error
 
 
 def recommend_query(payload: Any, spec: ModelSpec) -> Query:
@@ -110,7 +119,11 @@ def recommend_query(payload: Any, spec: ModelSpec) -> Query:
     exclude = _exclusions(body.get("exclude", []), spec)
     requested_version(body)
     features = _features(body, spec, "")
-    return Query(features=features, k=k, exclude=exclude, spec=spec, payload=body)
+    explain = body.get("explain", False)
+    if not isinstance(explain, bool):
+        raise _error("explain", "be true or false", explain)
+    return Query(features=features, k=k, exclude=exclude, spec=spec, payload=body,
+                 explain=explain)
 
 
 def requested_version(body: Mapping[str, Any]) -> int | None:
@@ -216,7 +229,46 @@ def _features(body: Mapping[str, Any], spec: ModelSpec, prefix: str) -> dict[str
         else:
             raise RequestError(422, f"{prefix}{name}", f"`{prefix}{name}` must be given: "
                                "the index reads it, and it has no default.")
+    if spec.known:
+        _check_known(body, spec, prefix)
     return features
+
+
+def _check_known(body: Mapping[str, Any], spec: ModelSpec, prefix: str) -> None:
+    """Refuses a query of which the model knows nothing: unknown ids and no history it knows.
+
+    A user id outside the vocabulary is a new user, served by the rest of the query (its
+    history); a history of new items is served by the user id. With nothing known, the
+    answer would come from out-of-vocabulary embeddings, the same for every such query,
+    so it is refused with a message that says what to send.
+    """
+    unknown: list[str] = []
+    for name in spec.features:
+        if name not in body:
+            continue
+        tokens, value = spec.known.get(name), body[name]
+        if tokens is None:  # a number, a text, a vector: information the model reads
+            return
+        if any(item in tokens for item in value) if isinstance(value, list) else value in tokens:
+            return
+        unknown.append(name)
+    if not unknown:
+        return
+    lists = [name for name in unknown if isinstance(body[name], list)]
+    if lists:
+        field = f"{prefix}{lists[0]}"
+        raise RequestError(422, field, f"`{field}` must hold at least one id the model "
+                           "knows (or come with a user id it knows); none of its ids is "
+                           f"in its vocabulary (first: {body[lists[0]][0]!r}). Check that "
+                           "they are ids of the catalogue the model was trained on.")
+    field = f"{prefix}{unknown[0]}"
+    histories = [f"`{prefix}{n}`" for n in spec.features if spec.kinds[n] == "multi"]
+    fix = (f"For a new user, send {' or '.join(histories)}: the items they interacted "
+           "with." if histories else "The index reads nothing else to recommend from: "
+           "answer a new user from another source (such as the most popular items).")
+    raise RequestError(422, field, f"`{field}` must be an id the model knows, or come "
+                       f"with features it knows. Received: {field}={body[unknown[0]]!r}, "
+                       f"not in its vocabulary. {fix}")
 
 
 def _feature(value: Any, kind: str | None, dtype: str | None, field: str) -> Any:

@@ -35,6 +35,9 @@ logger = logging.getLogger("tfrs_kit.serving")
 #: Versions other than the served one kept loaded for ``"version": n`` requests.
 PINNED_VERSIONS = 2
 
+#: Seconds an overloaded server asks a client to wait before it retries.
+RETRY_AFTER_S = 1
+
 
 class Server:
     """The state behind an app: the version served, the watcher and the batcher.
@@ -49,7 +52,8 @@ class Server:
 
     def __init__(self, directory: str | os.PathLike[str], *, metrics: Metrics,
                  max_batch_size: int, max_wait_ms: float, poll_interval_s: float,
-                 warmup: Mapping[str, Any] | None) -> None:
+                 warmup: Mapping[str, Any] | None, max_queue: int = 0,
+                 request_timeout_s: float = 0) -> None:
         self.directory = Path(directory)
         self.versioned = is_versioned(self.directory)
         self.metrics = metrics
@@ -63,7 +67,9 @@ class Server:
         self._pinned: dict[int, ServedModel] = {}  # oldest first
         self._tasks: list[asyncio.Task[Any]] = []
         self.batcher = MicroBatcher(self._run, max_batch_size=max_batch_size,
-                                    max_wait_ms=max_wait_ms, on_error=_internal_error)
+                                    max_wait_ms=max_wait_ms, on_error=_internal_error,
+                                    max_queue=max_queue, timeout_s=request_timeout_s,
+                                    on_overload=_overloaded)
 
     @property
     def ready(self) -> bool:
@@ -108,8 +114,12 @@ class Server:
                 self._failed.add(version)
                 self.load_error = f"version {version} at {path}: {error}"
                 self.metrics.load_failures.inc()
+                # A broken export is the operator's to fix, and its message says how; a
+                # traceback is logged only for what load_index does not expect.
+                expected = isinstance(error, (OSError, ValueError, ImportError, RuntimeError))
                 logger.error("Could not load %s; still serving version %s.", self.load_error,
-                             self.model.version if self.model else "none", exc_info=error)
+                             self.model.version if self.model else "none",
+                             exc_info=None if expected else error)
                 return False
             self.model = model  # the switch: one reference, read once per batch
             self.metrics.model_version.set(version)
@@ -136,9 +146,20 @@ class Server:
         return version, version_path(self.directory, version)
 
     async def answer(self, queries: Sequence[Query]) -> list[Answer | RequestError]:
-        """The answers to ``queries``, each computed in some batch."""
+        """The answers to ``queries``, each computed in some batch.
+
+        A request of several queries is refused whole (503) unless they all fit in the
+        queue now, so it is never half answered.
+        """
         if len(queries) == 1:
             return [await self.batcher.submit(queries[0])]
+        if not self.batcher.has_room(len(queries)):
+            if len(queries) > self.batcher.max_queue:
+                raise RequestError(422, "instances", f"`instances` must hold at most "
+                                   f"{self.batcher.max_queue} queries (the server's "
+                                   f"max_queue). Received: {len(queries)}. Send them in "
+                                   "several requests.")
+            return [_overloaded("queue")] * len(queries)
         return list(await asyncio.gather(*(self.batcher.submit(q) for q in queries)))
 
     async def answer_one(self, query: Query) -> Answer | RequestError:
@@ -200,6 +221,15 @@ class Server:
                 await self.check_for_new_version()
             except Exception:  # the watcher must outlive any one failure
                 logger.exception("Checking for a new version failed")
+
+
+def _overloaded(reason: str) -> RequestError:
+    """The 503 of a query refused by a full queue or not answered in time."""
+    why = ("too many queries are waiting (max_queue)" if reason == "queue" else
+           "it was not answered within the server's request timeout (request_timeout_s)")
+    return RequestError(503, "server", f"The server is overloaded: {why}. Retry after "
+                        f"{RETRY_AFTER_S} s, or with another replica.",
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _internal_error(error: BaseException) -> RequestError:

@@ -5,7 +5,8 @@ import argparse
 import pandas as pd
 import pytest
 
-from tfrs_kit.cli import _load, _titles, main
+from tfrs_kit.cli import main
+from tfrs_kit.cli._demo import load_data, titles
 from tfrs_kit.datasets import InteractionDataset
 
 
@@ -34,9 +35,9 @@ def test_bad_arguments_exit_with_usage(argv, capsys):
 
 def test_load_picks_the_data_set_and_its_default_epochs():
     args = argparse.Namespace(dataset="synthetic", size=500, epochs=None, data_dir=None)
-    data, epochs = _load(args)
+    data, epochs = load_data(args)
     assert (data.name, data.num_interactions, epochs) == ("synthetic", 500, 5)
-    _, epochs = _load(argparse.Namespace(**{**vars(args), "epochs": 3}))
+    _, epochs = load_data(argparse.Namespace(**{**vars(args), "epochs": 3}))
     assert epochs == 3
 
 
@@ -45,8 +46,8 @@ def test_titles_come_from_the_first_title_column():
     data = InteractionDataset(interactions=items, items=items, users=items[["movie_id"]],
                               user_id="movie_id", item_id="movie_id",
                               item_features=("movie_title",))
-    assert _titles(data) == {"1": "Heat", "2": "Up"}
-    assert _titles(InteractionDataset(interactions=items, items=items, users=items,
+    assert titles(data) == {"1": "Heat", "2": "Up"}
+    assert titles(InteractionDataset(interactions=items, items=items, users=items,
                                       user_id="movie_id", item_id="movie_id")) == {}
 
 
@@ -66,7 +67,7 @@ def _never_load(args):
 
 @pytest.mark.parametrize("make", ["file", "folder of other files", "path under a file"])
 def test_a_bad_export_path_fails_before_any_training(make, capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("tfrs_kit.cli._load", _never_load)
+    monkeypatch.setattr("tfrs_kit.cli._demo.load_data", _never_load)
     if make == "file":
         export = tmp_path / "index"
         export.write_text("not a folder")
@@ -277,7 +278,7 @@ def test_bad_input_exits_2_with_the_message_and_no_traceback(argv, message, expo
 
 
 def test_train_refuses_a_folder_of_other_files_before_reading(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("tfrs_kit.cli._read_log", _never_load)
+    monkeypatch.setattr("tfrs_kit.cli._files.read_log", _never_load)
     (tmp_path / "thesis").mkdir()
     (tmp_path / "thesis" / "chapter1.txt").write_text("keep me")
     argv = ["train", "x.parquet", "--user", "u", "--item", "i", "--time", "t", "--export",
@@ -292,7 +293,7 @@ def test_an_unexpected_error_exits_1_with_its_traceback(capsys, monkeypatch):
     def broken(args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("tfrs_kit.cli._recommend_command", broken)
+    monkeypatch.setattr("tfrs_kit.cli._saved.recommend_command", broken)
     assert main(["recommend", "somewhere", "--user", "u1"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: a bug" in err and "unexpected error" in err

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import tfrs_kit as tk
-from tfrs_kit.cli import _load, main
+from tfrs_kit.cli import main
+from tfrs_kit.cli._demo import load_data
 from tfrs_kit.datasets._registry import _DATASETS
 from tfrs_kit.towers._registry import _TOWERS
 
@@ -82,7 +83,7 @@ def test_a_data_set_without_timestamps_is_a_clear_error(registered):
     args = argparse.Namespace(dataset="cli_untimed", size=100, epochs=None, data_dir=None)
     with pytest.raises(ValueError, match=r"`--dataset` must name a data set with a timestamp "
                        r"column\. Received: --dataset='cli_untimed'"):
-        _load(args)
+        load_data(args)
 
 
 @pytest.mark.parametrize(("name", "variant"), [("movielens-100k", "100k"),
@@ -97,7 +98,7 @@ def test_movielens_names_pick_the_variant_and_pass_the_data_dir(name, variant):
     args = argparse.Namespace(dataset=name, size=100, epochs=None, data_dir="ml")
     with _DATASETS.isolated():
         _DATASETS._entries["movielens"] = fake_movielens  # undone with the isolation
-        assert _load(args)[1] == 10  # MovieLens' default epochs
+        assert load_data(args)[1] == 10  # MovieLens' default epochs
     assert seen == {"variant": variant, "data_dir": "ml"}
 
 
