@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from lock_holder import lock_held_elsewhere
 
 import tfrs_kit as tk
 from tfrs_kit.recipe import _save, _store
@@ -178,22 +179,8 @@ def test_a_crash_midway_leaves_the_previous_version_loadable(fitted, saved, tmp_
 
 def test_a_second_writer_waits_then_fails_clearly(fitted, tmp_path):
     folder = tmp_path / "model"
-    holding, done = threading.Event(), threading.Event()
-
-    def first_writer():  # another thread: the holder itself takes the lock again at once
-        with _store.locked(folder):
-            holding.set()
-            done.wait(60)
-
-    thread = threading.Thread(target=first_writer)
-    thread.start()
-    try:
-        holding.wait(60)
-        with pytest.raises(TimeoutError, match="locked by another"):
-            fitted.save(folder, wait=0.3)
-    finally:
-        done.set()
-        thread.join()
+    with lock_held_elsewhere(folder), pytest.raises(TimeoutError, match="locked by another"):
+        fitted.save(folder, wait=0.3)
     assert not (folder / "latest").exists()
     with _store.locked(folder):  # held by this thread: its own save goes on (an update)
         assert fitted.save(folder, wait=0.3) == 1

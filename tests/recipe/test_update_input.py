@@ -4,11 +4,11 @@ and the serving version never lost."""
 from __future__ import annotations
 
 import shutil
-import threading
 
 import numpy as np
 import pandas as pd
 import pytest
+from lock_holder import lock_held_elsewhere
 
 import tfrs_kit as tk
 
@@ -114,25 +114,9 @@ def test_a_folder_another_tool_wrote_is_refused_before_any_work(saved, days, tmp
 
 def test_a_second_update_in_this_process_waits_for_the_lock_and_fails_clearly(saved, days,
                                                                               tmp_path):
-    from tfrs_kit.recipe import _store
-
     folder = _copy(saved, tmp_path)
-    holding, done = threading.Event(), threading.Event()
-
-    def other_writer():  # another thread: the lock is taken again only by its holder
-        with _store.locked(folder):
-            holding.set()
-            done.wait(60)
-
-    thread = threading.Thread(target=other_writer)
-    thread.start()
-    try:
-        holding.wait(60)
-        with pytest.raises(TimeoutError, match="locked by another"):
-            tk.recipe.update(folder, days[1], wait=0.2, tolerance=1.0)
-    finally:
-        done.set()
-        thread.join()
+    with lock_held_elsewhere(folder), pytest.raises(TimeoutError, match="locked by another"):
+        tk.recipe.update(folder, days[1], wait=0.2, tolerance=1.0)
     assert (folder / "latest").read_text() == "1\n"
     assert not list((folder / "versions").glob(".tmp-*"))
 

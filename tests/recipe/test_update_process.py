@@ -15,6 +15,9 @@ import pytest
 
 import tfrs_kit as tk
 
+# Each test here starts processes: the slow CI step runs them.
+pytestmark = pytest.mark.slow
+
 # The first updater: it writes its version, signals, and stalls before the version is
 # renamed into place (killed there, as by an out-of-memory kill during the save).
 _STALLED_UPDATE = """
@@ -24,8 +27,6 @@ import pandas as pd
 import tfrs_kit as tk
 from tfrs_kit.recipe import _save
 
-# Each test here starts processes or fits out of core: the slow CI step runs them.
-pytestmark = pytest.mark.slow
 folder, events, signal = sys.argv[1:4]
 write = _save._write_version
 def stalled(*args, **kwargs):
