@@ -35,8 +35,8 @@ from tfrs_kit.recipe._report import Blend
 from tfrs_kit.recipe._training import Data, Trained, validation_scores_of
 
 __all__ = ["POPULARITY_WEIGHTS", "WEIGHTS", "WINDOWS", "Blend", "JoinedTower", "Sources",
-           "blend_model", "blended", "choose", "choose_weights", "latest_rows",
-           "standardised_log_counts"]
+           "blend_model", "blended", "choice_users", "choose", "choose_weights", "latest_rows",
+           "spread_sample", "standardised_log_counts"]
 
 #: The factorisation's weights tried on the validation slice (0: the towers alone; 5: the
 #: factorisation all but alone, for towers the budget left undertrained).
@@ -212,8 +212,7 @@ def choose(sources: Sources, validation: pd.DataFrame, *, metric: str, seed: int
     dims = _dims_of(sources.model, sources.factors)
     spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims)
     refit = time.monotonic() - started  # about what blend_model will take on the whole log
-    validation = _sample_users(validation, c.user_id, seed, max(
-        _MIN_VALIDATION_USERS, min(_VALIDATION_USERS, _SCORES // len(joined.item_ids))))
+    validation = _sample_users(validation, c.user_id, seed, choice_users(len(joined.item_ids)))
 
     def scores(recommender: RecipeRecommender,
                pairs: Sequence[tuple[float, float]]) -> list[float]:
@@ -261,15 +260,26 @@ def _sample_users(validation: pd.DataFrame, user_id: str, seed: int,
     return validation[validation[user_id].isin(chosen)]
 
 
+def choice_users(items: int) -> int:
+    """How many validation users the weights are compared on, for a catalogue of
+    ``items``: at most :data:`_VALIDATION_USERS`, fewer for a large catalogue (about
+    :data:`_SCORES` scores per weight), never fewer than :data:`_MIN_VALIDATION_USERS`."""
+    return max(_MIN_VALIDATION_USERS, min(_VALIDATION_USERS, _SCORES // max(items, 1)))
+
+
+def spread_sample(queries: pd.DataFrame, seed: int, users: int = _SPREAD_USERS) -> pd.DataFrame:
+    """At most ``users`` rows of ``queries``, drawn with ``seed`` and kept in their order:
+    the users whose scores measure a blended model's spreads."""
+    return queries.iloc[np.sort(np.random.default_rng(seed).permutation(len(queries))[:users])]
+
+
 def blend_model(data: Data, trained: Trained, blend: Blend, *, seed: int) -> Any:
     """``trained``'s model joined with the popularity of ``data``'s items and (at a
     weight above 0) a factorisation of ``data``, at ``blend``'s weights (the towers'
     and the factorisation's scores each over its spread)."""
     als = factorise(data, trained, seed) if blend.weight else None
     vocabulary = trained.model.query_tower.vocabularies[data.columns.item_id]
-    sample = data.queries(trained.settings)
-    sample = sample.iloc[np.sort(np.random.default_rng(seed).permutation(len(sample))[
-        :_SPREAD_USERS])]
+    sample = spread_sample(data.queries(trained.settings), seed)
     sources = Sources(
         model=trained.model, columns=data.columns, factors=_factor_tables(data, trained, als),
         queries=sample, candidates=data.candidates(trained.settings), known=data,

@@ -47,6 +47,7 @@ import pandas as pd
 
 from tfrs_kit.data._files import _pyarrow, estimated_rows
 from tfrs_kit.data._source import is_files, resolve
+from tfrs_kit.recipe._blend import choice_users
 from tfrs_kit.recipe._fit_progress import BatchProgress, StepBudget, peak_gib
 from tfrs_kit.recipe._inputs import Columns, attribute_table, split_validation, to_frame
 from tfrs_kit.recipe._recommender import RecipeRecommender
@@ -363,11 +364,8 @@ class _Reserve:
         """The weight choice's seconds and users (``None``: its own default)."""
         if self.inputs is None or self.budget is None:
             return 0.0, None
-        from tfrs_kit.recipe._blend import _MIN_VALIDATION_USERS, _SCORES, _VALIDATION_USERS
-
         per_user = self.score() / max(self.users, 1)  # a user's scores of every item
-        users = min(self.users, max(_MIN_VALIDATION_USERS, min(
-            _VALIDATION_USERS, _SCORES // max(self.items, 1))))
+        users = min(self.users, choice_users(self.items))
         passes = choice_passes(self.inputs)
         spreads = 2 * spread_users(self.items) * per_user  # the blended model's spreads
         share = _CHOICE_SHARE * self.budget - spreads

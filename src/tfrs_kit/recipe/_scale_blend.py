@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from tfrs_kit.data._files import _pyarrow
 from tfrs_kit.features._vocabulary import Vocabulary
 from tfrs_kit.recipe._blend import (
+    _SPREAD_USERS,
     POPULARITY_WEIGHTS,
     WEIGHTS,
     WINDOWS,
@@ -44,6 +45,7 @@ from tfrs_kit.recipe._blend import (
     blended,
     choose,
     latest_rows,
+    spread_sample,
     standardised_log_counts,
 )
 from tfrs_kit.recipe._fit_progress import peak_gib
@@ -54,7 +56,6 @@ __all__ = ["BlendInputs", "ShardCounts", "blend_shards", "choice_passes",
            "count_shards", "factorise_matrix", "prepare_blend", "spread_users"]
 
 _MIN_ITERATIONS = 3  # ... whatever the time: one or two leave factors of little use
-_SPREAD_USERS = 2_000  # users whose scores measure a model's spread (as in _blend)
 _SPREAD_SCORES = 100_000_000  # ... fewer for a large catalogue: about this many scores,
 _MIN_SPREAD_USERS = 200  # ... but not fewer users
 
@@ -292,8 +293,7 @@ def blend_shards(recipe: Any, trained: Trained, inputs: BlendInputs, *,
         recipe._log(line)
     if not (blend.weight or blend.popularity):
         return trained, blend
-    sample = saved.queries.iloc[np.sort(np.random.default_rng(recipe.seed).permutation(
-        len(saved.queries))[:spread_users(len(saved.candidates))])]
+    sample = spread_sample(saved.queries, recipe.seed, spread_users(len(saved.candidates)))
     model = blended(dataclasses.replace(sources, queries=sample,
                                         factors=inputs.factors if blend.weight else None),
                     blend)

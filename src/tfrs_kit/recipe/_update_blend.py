@@ -29,6 +29,7 @@ from tfrs_kit.recipe._blend import (
     _windows,
     blended,
     choose,
+    spread_sample,
 )
 from tfrs_kit.recipe._training import Data, Trained
 
@@ -50,7 +51,6 @@ COLD_ITERATIONS = 15
 #: and 1.09 (the synthetic log, 5 days: 0.923 against 0.885), for about 1.7x the update's
 #: time on the synthetic log.
 RECHOOSE = True
-_SPREAD_USERS = 2_000  # users whose scores measure a model's spread (as blend_model's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +118,7 @@ def _blended(data: Data, base: Trained, tables: tuple[np.ndarray, np.ndarray] | 
     spreads measured on at most 2,000 of ``queries`` (default ``data``'s; as
     ``blend_model``)."""
     queries = data.queries(base.settings) if queries is None else queries
-    queries = queries.iloc[np.sort(np.random.default_rng(seed).permutation(len(queries))[
-        :_SPREAD_USERS])]
+    queries = spread_sample(queries, seed)
     return blended(_sources(data, base, tables if blend.weight else None, (blend.window,),
                             queries), blend)
 
