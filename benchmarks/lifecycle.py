@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 import tfrs_kit as tk
-from tfrs_kit.recipe import _update_blend as _blend
+from tfrs_kit.recipe import _update as _defaults
 
 
 def drifting_log(*, users: int = 1_500, items: int = 300, days: int = 14,
@@ -162,7 +162,7 @@ def _variant(text: str) -> dict:
     library's)."""
     parts = text.split(":")
     variant = {"replay": float(parts[0]), "epochs": int(parts[1]),
-               "sweeps": _blend.WARM_ITERATIONS, "rechoose": _blend.RECHOOSE}
+               "sweeps": _defaults.DEFAULT_WARM_SWEEPS, "rechoose": _defaults.DEFAULT_RECHOOSE}
     if len(parts) > 2:
         variant["sweeps"] = int(parts[2])
     if len(parts) > 3:
@@ -176,15 +176,12 @@ def _described(variant: dict) -> str:
 
 
 def _update(recipe: tk.Recipe, events: pd.DataFrame, variant: dict) -> str:
-    defaults = _blend.WARM_ITERATIONS, _blend.RECHOOSE
-    _blend.WARM_ITERATIONS, _blend.RECHOOSE = variant["sweeps"], variant["rechoose"]
     try:
-        recipe.update(events, replay=variant["replay"], epochs=variant["epochs"])
+        recipe.update(events, replay=variant["replay"], epochs=variant["epochs"],
+                      rechoose=variant["rechoose"], warm_sweeps=variant["sweeps"])
     except tk.recipe.UpdateRejected as error:
         report = error.report
         return f"refused({report.serving_score:.4f}>{report.updated_score:.4f})"
-    finally:
-        _blend.WARM_ITERATIONS, _blend.RECHOOSE = defaults
     return "published"
 
 

@@ -7,7 +7,8 @@ comparison). Test ndcg@10 is scored by ``tk.evaluate`` with and without the stag
 
 * ``forced``  the ranking stage always served (``rerank=True``);
 * ``auto``    served only when it lifted the validation metric inside the training
-              data (what ``rerank="auto"`` keeps; the test split is never looked at).
+              data by more than the validation users' noise margin (what
+              ``rerank="auto"`` keeps; the test split is never looked at).
 
 Datasets: MovieLens 100K under P1 (``--data-dir``; each user's latest 20% is test) and
 the five synthetic shapes of ``benchmarks/suite_logs.py`` (per-user temporal 20%),
@@ -48,6 +49,7 @@ from suite_logs import LOGS
 
 import tfrs_kit as tk
 from tfrs_kit.index._inputs import query_tensor
+from tfrs_kit.recipe import _rerank
 
 RANKER_QUERY = list(USER_FEATURES)
 RANKER_CANDIDATE = ["item_log_count", "item_log_recent", "item_log_age", "item_mean_rating"]
@@ -297,8 +299,14 @@ def recipe_run(log, seed, args):
     recipe = tk.Recipe(item_features=item_features, user_features=user_features,
                        time_budget=args.time_budget, max_trials=args.max_trials, seed=seed,
                        rerank=True, verbose=False)
+    margins = []  # the noise margin "auto" compares the validation gain with
+    measure = _rerank.lift_margin
+    _rerank.lift_margin = lambda differences: margins.append(measure(differences)) or margins[-1]
     start = time.perf_counter()
-    recipe.fit(train, items=log.items, users=log.users)
+    try:
+        recipe.fit(train, items=log.items, users=log.users)
+    finally:
+        _rerank.lift_margin = measure
     seconds = time.perf_counter() - start
 
     def ndcg():
@@ -312,8 +320,10 @@ def recipe_run(log, seed, args):
     without = ndcg()
     recipe.cascade_ = cascade
     choice = recipe.report.rerank
-    return {"with": with_stage, "without": without, "kept": choice.score > choice.base,
+    gain = choice.score - choice.base
+    return {"with": with_stage, "without": without, "kept": bool(margins) and gain > margins[-1],
             "validation": choice.score / choice.base, "retrieve_k": choice.retrieve_k,
+            "margin": margins[-1] if margins else float("nan"), "gain": gain,
             "fit_s": seconds, "rerank_s": choice.seconds}, recipe
 
 
@@ -380,6 +390,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="single queries timed")
     parser.add_argument("--quick", action="store_true", help="one seed, shapes at scale 0.25")
     parser.add_argument("--hand", action="store_true", help="the hand-built cascade instead")
+    parser.add_argument("--components", action=argparse.BooleanOptionalAction, default=True,
+                        help="the ranker reads the blend's score components apart")
     args, rest = parser.parse_known_args()
     if args.hand:
         return hand_main([a for a in sys.argv[1:] if a != "--hand"])
@@ -387,6 +399,7 @@ def main() -> None:
         parser.error(f"unrecognised arguments: {rest}")
     if args.quick:
         args.seeds, args.scale = 1, min(args.scale, 0.25)
+    _rerank._COMPONENTS = args.components
     print(f"seeds {args.seeds}, suite scale {args.scale:g}, time_budget {args.time_budget}, "
           f"max_trials {args.max_trials}", flush=True)
     lifts, latency, faithful = {}, [], []
@@ -397,7 +410,8 @@ def main() -> None:
             runs.append(run)
             print(f"  {name} seed {seed}: ndcg@10 with {run['with']:.4f} without "
                   f"{run['without']:.4f}; validation lift {run['validation']:.3f} at "
-                  f"retrieve_k {run['retrieve_k']} (auto keeps: {run['kept']}); fit "
+                  f"retrieve_k {run['retrieve_k']} (gain {run['gain']:+.4f}, noise margin "
+                  f"{run['margin']:.4f}: auto keeps: {run['kept']}); fit "
                   f"{run['fit_s']:.0f}s, of which rerank {run['rerank_s']:.0f}s", flush=True)
             if name == "ml100k_p1":
                 latency.append(recipe_latency(recipe, args.queries))

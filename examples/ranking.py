@@ -1,6 +1,6 @@
 """Retrieve, then rank: a ranker trained on the retriever's own lists, evaluated and served.
 
-    python examples/ranking.py [--epochs 5]
+    python examples/ranking.py [--epochs 5] [--size 5000]
 
 The retriever finds a few dozen candidates fast; the ranker, which reads more
 features, re-orders those few. `tk.Cascade.fit` trains it in one call on the
@@ -22,10 +22,11 @@ import tfrs_kit as tk
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=5)
+parser.add_argument("--size", type=int, default=5_000, help="number of events")
 args = parser.parse_args()
 tf.keras.utils.set_random_seed(0)
 
-data = tk.datasets.synthetic(5_000, seed=0)
+data = tk.datasets.synthetic(args.size, seed=0)
 train, test = tk.evaluation.per_user_temporal_split(data.interactions, test_fraction=0.2)
 history = tk.HistoryBuilder(item_id="item_id", max_length=20)  # each user's latest items
 vocabs = tk.VocabularyBuilder().fit(history.transform(train),

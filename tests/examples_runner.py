@@ -9,6 +9,11 @@ starts is captured too).
 
 JOBS.json: a list of ``{"script", "args", "cwd", "stdout", "stderr"}``; RESULTS.json gets
 one return code per job (0 when the script ran through or exited with status 0).
+
+A script's ``subprocess.run([sys.executable, "-c", CODE], ...)`` (the examples show
+serving "by TensorFlow alone" that way) runs CODE here too, in fresh globals, instead of
+importing TensorFlow in one more process: that the exported SavedModels serve in a
+process without tfrs_kit is tested by ``tests/index`` and ``tests/ranking``.
 """
 
 from __future__ import annotations
@@ -16,8 +21,21 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import subprocess
 import sys
 import traceback
+
+_RUN = subprocess.run
+
+
+def _run_python_here(args, *rest, **kwargs):
+    """``subprocess.run`` for the scripts: ``python -c CODE`` is executed in this process."""
+    if (isinstance(args, (list, tuple)) and len(args) == 3 and args[0] == sys.executable
+            and args[1] == "-c"):
+        exec(compile(args[2], "<python -c>", "exec"), {"__name__": "__main__"})
+        sys.stdout.flush()
+        return subprocess.CompletedProcess(args, 0)
+    return _RUN(args, *rest, **kwargs)
 
 
 def _run(script: str, args: list[str], cwd: str, stdout: str, stderr: str) -> int:
@@ -59,6 +77,7 @@ def main() -> None:
     jobs_path, results_path = sys.argv[1:3]
     with open(jobs_path) as file:
         jobs = json.load(file)
+    subprocess.run = _run_python_here
     codes = [_run(**job) for job in jobs]
     with open(results_path, "w") as file:
         json.dump(codes, file)

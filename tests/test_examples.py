@@ -41,7 +41,7 @@ SCRIPTS = {
     "serving.py": (["--epochs", "1"], "served by TensorFlow alone:"),
     "custom_tower.py": (["--epochs", "1"], "registered towers:"),
     "vector_tower.py": (["--epochs", "1"], "top 3 for u0 from the reloaded index:"),
-    "ranking.py": (["--epochs", "1"], "cascade served by TensorFlow alone:"),
+    "ranking.py": (["--size", "3000", "--epochs", "1"], "cascade served by TensorFlow alone:"),
 }
 CSV_RUN = "bring_your_own_data.py --csv"
 CSV_ARGS = ["--csv", "log.csv", "--user", "visitor", "--item", "article", "--time", "seen_at",

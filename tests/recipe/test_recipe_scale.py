@@ -167,3 +167,20 @@ def test_the_command_line_trains_out_of_core_and_exports(tmp_path, monkeypatch, 
     assert list(loaded.report.stages) == ["prepare", "search", "blend factors", "final",
                                           "serving tables", "blend"]
     assert "Exported to" in capsys.readouterr().out
+
+
+def test_read_gives_the_frame_pandas_reads(tmp_path):
+    """``_read`` casts each shard's strings before joining them (no copy of the whole
+    log): the frame is the one pandas reads from the shards, the users filter too."""
+    log = _checkerboard(300)
+    paths = []
+    for number, part in enumerate((log.iloc[:120], log.iloc[120:])):
+        paths.append(str(tmp_path / f"part-{number}.parquet"))
+        part.to_parquet(paths[-1], index=False)
+    expected = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    pd.testing.assert_frame_equal(_scale._read(paths, list(log.columns)), expected)
+    users = ["u1", "u4"]
+    chosen = _scale._read(paths, ["user_id", "item_id"], users=users)
+    pd.testing.assert_frame_equal(
+        chosen, expected[expected.user_id.isin(users)][["user_id", "item_id"]]
+        .reset_index(drop=True))

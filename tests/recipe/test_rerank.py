@@ -50,12 +50,15 @@ def test_the_report_says_what_the_stage_measured_and_chose(fitted):
 
 
 def _stage(recipe, monkeypatch, scores, mode):
-    """fit_rerank on the fitted Recipe's data, with the validation scores given."""
+    """fit_rerank on the fitted Recipe's data, with each validation user's scores given
+    (a number: every user's)."""
     from tfrs_kit.recipe._inputs import split_validation
     from tfrs_kit.recipe._training import Trained
 
     monkeypatch.setattr(tk.Cascade, "fit", classmethod(lambda cls, *a, **k: recipe.cascade_))
-    monkeypatch.setattr(_rerank, "_measure", lambda *a, **k: dict(scores))
+    monkeypatch.setattr(_rerank, "_measure", lambda *a, **k: {
+        key: np.full(40, value) if np.isscalar(value) else np.asarray(value, float)
+        for key, value in scores.items()})
     data = recipe._data
     _, validation = split_validation(data.log, data.columns, 0.2, min_users=10)
     best = Trained(recipe.model, recipe.settings, 1, {}, 1.0, epochs_run=1, final_seconds=1.0)
@@ -76,6 +79,43 @@ def test_auto_drops_a_ranker_that_does_not_lift_validation(fitted, monkeypatch):
     assert ranker is None and not choice.kept and choice.retrieve_k == 50  # the tie: no lift
     ranker, choice = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.28, 50: 0.29}, True)
     assert ranker is recipe.cascade_.ranker and choice.kept  # forced
+
+
+def test_auto_keeps_only_a_lift_above_the_validation_users_noise(fitted, monkeypatch):
+    """The mean gain must beat 1.645 standard errors of the paired per-user difference."""
+    _, recipe = fitted
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    noise = rng.normal(0.0, 0.2, 400)
+    noise -= noise.mean()
+    for gain, kept in ((0.0, False), (0.01, False), (0.03, True)):
+        ranker, choice = _stage(recipe, monkeypatch, {0: base, 20: base + noise + gain}, "auto")
+        assert choice.score - choice.base == pytest.approx(gain)
+        assert choice.kept is kept and (ranker is not None) is kept
+    margin = 1.645 * np.std(noise, ddof=1) / np.sqrt(400)
+    assert _rerank.lift_margin(noise + 0.03) == pytest.approx(margin)
+    assert 0.01 < margin < 0.03
+    assert _rerank.lift_margin(np.array([0.5])) == np.inf  # one user: never kept
+
+
+def test_per_user_scores_average_to_evaluates_metric(fitted):
+    """The per-user metric the keep/drop decision compares is tk.evaluate's, per user."""
+    log, recipe = fitted
+    from tfrs_kit.recipe._recommender import RecipeRecommender
+
+    seen, held = tk.evaluation.per_user_temporal_split(log, test_fraction=0.2, min_train=1)
+    seen, held = pd.DataFrame(seen), pd.DataFrame(held)
+    recommender = RecipeRecommender(recipe.model, queries=recipe.queries(),
+                                    items=recipe.candidates(), user_id="user_id",
+                                    item_id="item_id")
+    for metric in ("ndcg@10", "recall@20"):
+        got = _rerank.per_user_scores({0: recommender}, seen, held, metric, user_id="user_id",
+                                      item_id="item_id")[0]
+        name, k = metric.split("@")
+        expected = tk.evaluate({"m": recommender}, held, train=seen, k=int(k), metrics=[name],
+                               verbose=False).to_dict()["m"][metric]
+        assert len(got) == held["user_id"].nunique()
+        assert got.mean() == pytest.approx(expected, rel=1e-6)
 
 
 def test_auto_skips_the_stage_when_the_time_budget_cannot_hold_it(fitted, monkeypatch):

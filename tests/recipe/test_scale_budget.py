@@ -3,6 +3,7 @@ counting clock here, never the wall), plans its steps from the measured speed, k
 the time the blend and the export need; budgets in counts never read the clock."""
 
 import math
+import os
 import types
 
 import numpy as np
@@ -177,3 +178,34 @@ def test_the_spread_measured_in_chunks_is_the_whole_matrix_std():
     assert _std_of_product(queries, items) == pytest.approx(np.std(queries @ items.T),
                                                             rel=1e-9)
     assert _std_of_product(queries[:0], items) == 0.0
+
+
+@pytest.mark.parametrize("best", [1, 2, 3])
+def test_best_weights_kept_on_disk_restore_as_in_memory(tmp_path, best):
+    """The streamed final training keeps its best epoch's weights in files
+    (``keep_in``), not in memory: restored, the model is the one an in-memory copy
+    gives, and not the last epoch's (unless the last was the best)."""
+    from tfrs_kit.recipe._training import RankingMonitor
+
+    log = {"user_id": np.array([f"u{i % 7}" for i in range(64)]),
+           "item_id": np.array([f"i{i % 5}" for i in range(64)])}
+    vocabularies = tk.VocabularyBuilder().fit(log, verbose=False)
+    restored = []
+    for keep_in in (None, str(tmp_path / "kept")):
+        tf.keras.utils.set_random_seed(0)
+        model = tk.TwoTowerRetrieval(tk.Tower(vocabularies, features=["user_id"], output_dim=4),
+                                     tk.Tower(vocabularies, features=["item_id"], output_dim=4))
+        model.compile(optimizer=tf.keras.optimizers.Adagrad(0.5))
+        scores = iter([0.9 if epoch == best else 0.1 for epoch in (1, 2, 3)])
+        monitor = RankingMonitor(lambda scores=scores: {"ndcg@10": next(scores)}, "ndcg@10",
+                                 5, math.inf, keep_in=keep_in)
+        model.fit(log, epochs=3, batch_size=16, seed=0, verbose=0, callbacks=[monitor])
+        last = [w.copy() for w in model.get_weights()]
+        monitor.restore()
+        assert monitor.best_epoch == best
+        restored.append(model.get_weights())
+    assert os.listdir(tmp_path / "kept")  # kept in files, one per variable
+    for in_memory, on_disk in zip(*restored, strict=True):
+        np.testing.assert_array_equal(on_disk, in_memory)
+    changed = any(not np.array_equal(w, f) for w, f in zip(restored[1], last, strict=True))
+    assert changed == (best != 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 import tfrs_kit as tk
 from tfrs_kit._errors import NotFittedError
 from tfrs_kit.cli import main
-from tfrs_kit.recipe import _update
+from tfrs_kit.recipe import _update, _update_blend
+from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._save import _parts
 from tfrs_kit.recipe._update_blend import Refreshed
 
@@ -156,7 +158,8 @@ def test_the_guard_blocks_a_broken_update_and_latest_stays(saved, days, tmp_path
     monkeypatch.setattr(_update, "_fine_tune", scramble)
     # Without the blend, whose factorisation would carry the scrambled towers.
     monkeypatch.setattr(_update, "refresh_blend", lambda blend, serving, fit_data, full, base,
-                        *args, **kwargs: Refreshed(base.model, base.model, None, False))
+                        *args, **kwargs: Refreshed((None,), lambda _: base.model,
+                                                                   lambda _: base.model, False))
     with pytest.raises(tk.recipe.UpdateRejected, match="not published") as caught:
         tk.recipe.update(folder, days[1])
     assert caught.value.report.updated_score < caught.value.report.serving_score
@@ -190,3 +193,116 @@ def test_schema_mismatches_and_an_empty_update_are_clear_errors(saved, days):
 def test_update_needs_a_fitted_recipe(days):
     with pytest.raises(NotFittedError):
         tk.Recipe().update(days[1])
+
+
+def test_per_user_scores_average_to_what_evaluate_reports(saved, days):
+    """The guard's per-user scores are tk.evaluate's, user by user (their mean is its)."""
+    recipe = tk.load(saved)
+    c, trained = recipe.columns, recipe._fitted()
+    data = _update._old_data(recipe, trained.settings)
+    holdout = days[1][days[1][c.user_id].isin(data.log[c.user_id])]
+    recommender = RecipeRecommender(recipe.model, queries=data.queries(trained.settings),
+                                    items=data.candidates(trained.settings),
+                                    user_id=c.user_id, item_id=c.item_id)
+    for metric in ("ndcg@10", "recall@5"):
+        scores = _update_blend.per_user_scores(recommender, data.log, holdout, c, metric)
+        assert len(scores) == holdout[c.user_id].nunique()
+        name, k = metric.split("@")
+        expected = tk.evaluate({"m": recommender}, holdout, train=data.log, k=int(k),
+                               metrics=[name], verbose=False)
+        assert scores.mean() == pytest.approx(expected["m"][metric], abs=1e-9)
+
+
+def test_weights_the_guard_refuses_fall_back_to_the_serving_ones(saved, days, monkeypatch):
+    """The re-chosen weights fail the guard (their model is broken); the serving weights
+    on the fine-tuned towers pass: those are published, and the report says so."""
+    recipe = tk.load(saved)
+    serving = recipe.report_.blend
+    real = _update.refresh_blend
+
+    def refresh(*args, **kwargs):
+        refreshed = real(*args, **kwargs)
+        broken = dataclasses.replace(serving, popularity=serving.popularity + 1.0)
+
+        def measure(weights):
+            if weights is broken:  # scores nothing: every user gets the same random list
+                return _Constant(refreshed.measure(serving))
+            return refreshed.measure(weights)
+
+        return dataclasses.replace(refreshed, options=(broken, serving), measure=measure,
+                                   rechosen=True)
+
+    monkeypatch.setattr(_update, "refresh_blend", refresh)
+    recipe.update(days[1], epochs=0, tolerance=0.5)
+    report = recipe.update_report_
+    assert report.published and report.refused_blend is not None
+    assert report.blend is serving and report.blend_users == 0
+    assert "failed the guard" in str(report)
+    assert report.updated_score >= report.serving_score * 0.5
+
+
+class _Constant:
+    """A model whose query tower embeds every user alike (ranking no one's items)."""
+
+    def __init__(self, model):
+        self.candidate_tower = model.candidate_tower
+        self.query_tower = _Tower(model.query_tower)
+
+
+class _Tower:
+    def __init__(self, tower):
+        self.tower = tower
+
+    def embed(self, table, **kwargs):
+        embeddings = self.tower.embed(table, **kwargs)
+        return np.broadcast_to(-embeddings.mean(axis=0), embeddings.shape).copy()
+
+
+def test_new_weights_replace_the_serving_ones_only_beyond_noise(saved, monkeypatch):
+    """``_better``: the mean per-user difference must pass ``CHOICE_MARGIN`` standard
+    errors (the per-user scores are given, so the answer is known)."""
+    recipe = tk.load(saved)
+    trained = recipe._fitted()
+    data = _update._old_data(recipe, trained.settings)
+    towers = _update._grown_model(trained, data, trained.settings)  # the blend's towers
+    sources = _update_blend._sources(data, dataclasses.replace(trained, model=towers), None,
+                                     (1.0,))
+    serving = recipe.report_.blend
+    chosen = dataclasses.replace(serving, popularity=serving.popularity + 1.0)
+    choice = data.log.groupby(recipe.columns.user_id).tail(1)
+    differences = {"noisy": np.array([0.3, -0.3, 0.3, -0.3, 0.3, -0.2]),  # mean 0.017, se 0.12
+                   "clear": np.array([0.1, 0.12, 0.1, 0.08, 0.1, 0.1])}
+    for name, expected in (("noisy", False), ("clear", True)):
+        scored: list = []
+
+        def scores(recommender, known, holdout, c, metric, _name=name, _scored=scored):
+            _scored.append(recommender)  # the chosen weights first, then the serving ones
+            return np.zeros(6) if len(_scored) % 2 == 0 else differences[_name]
+
+        monkeypatch.setattr(_update_blend, "per_user_scores", scores)
+        assert _update_blend._better(sources, choice, serving, chosen, "ndcg@10") is expected
+
+
+def test_rechoose_and_warm_sweeps_reach_the_blend_from_python_and_the_cli(
+        saved, days, tmp_path, monkeypatch):
+    seen = []
+    real = _update.refresh_blend
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["rechoose"], kwargs["warm_sweeps"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_update, "refresh_blend", spy)
+    recipe = tk.load(saved)
+    recipe.update(days[1], epochs=0, tolerance=1.0, rechoose=False, warm_sweeps=2)
+    assert seen == [(False, 2)] and recipe.update_report_.blend_users == 0
+    with pytest.raises(ValueError, match="warm_sweeps"):
+        recipe.update(days[1], warm_sweeps=-1)
+    with pytest.raises(TypeError, match="rechoose"):
+        recipe.update(days[1], rechoose="yes")
+    folder = _copy(saved, tmp_path)
+    events = tmp_path / "new.parquet"
+    days[1].to_parquet(events)
+    assert main(["update", str(folder), str(events), "--tolerance", "1", "--keep-blend",
+                 "--warm-sweeps", "3"]) == 0
+    assert seen[-1] == (False, 3)

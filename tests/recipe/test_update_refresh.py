@@ -1,5 +1,5 @@
 """Recipe.update refreshes the blend: popularity recounted over the newest window, the
-weights and window chosen again on the update's own holdout (``_update_blend.RECHOOSE``,
+weights and window chosen again on the update's own holdout (``rechoose=True``,
 on by default; off in tests/recipe/test_update_warm.py), the iALS factors refitted."""
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def refreshed(days):
     before = recipe.report_.blend
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_blend, "WEIGHTS", (1.0,))
-        patch.setattr(_update_blend, "RECHOOSE", True)
+        # The new weights replace the serving ones however little they win by.
+        patch.setattr(_update_blend, "CHOICE_MARGIN", -np.inf)
         recipe.update(days[1], tolerance=1.0)
     return recipe, before
 
@@ -107,7 +108,6 @@ def test_ials_factors_cover_the_new_items(refreshed):
 
 
 def test_the_guard_and_the_blend_hold_out_different_users(refreshed, days, monkeypatch):
-    monkeypatch.setattr(_update_blend, "RECHOOSE", True)
     old, _ = days
     log = pd.concat(days, ignore_index=True)
     data = _update.Data(log=log, items=pd.DataFrame(), users=pd.DataFrame(),

@@ -1,4 +1,4 @@
-"""The update's blend: with ``RECHOOSE`` off, the fit's weights kept and no users held
+"""The update's blend: with ``rechoose=False``, the fit's weights kept and no users held
 out to choose them; the factorisation warm-started from the serving model's item
 factors."""
 
@@ -39,17 +39,16 @@ def fitted(days):
 
 def test_rechoose_off_keeps_the_weights_and_holds_out_no_choice_users(fitted, days,
                                                                      monkeypatch):
-    monkeypatch.setattr(_update_blend, "RECHOOSE", False)
     before = fitted.report_.blend
     log = pd.concat(days, ignore_index=True)
     data = _update.Data(log=log, items=pd.DataFrame(), users=pd.DataFrame(),
                         columns=fitted.columns, max_history=5)
-    choice, guard = _update._holdouts(data, len(days[0]), seed=0)
+    choice, guard = _update._holdouts(data, len(days[0]), seed=0, rechoose=False)
     assert not choice.any() and guard.any()
     recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
     recipe._set_state(fitted._fitted(), fitted.report_, fitted._data, None)
     recipe.columns, recipe.schema_ = fitted.columns, fitted.schema_
-    recipe.update(days[1], tolerance=1.0)
+    recipe.update(days[1], tolerance=1.0, rechoose=False)
     report = recipe.update_report_
     assert report.blend_users == 0 and "blend kept" in str(report)
     assert (report.blend.weight, report.blend.popularity, report.blend.window) == (

@@ -68,6 +68,12 @@ def _add_update_command(commands: Any) -> None:
                         "(default: 0.1)")
     update.add_argument("--force", action="store_true",
                         help="publish even when the guard refuses")
+    update.add_argument("--keep-blend", action="store_true",
+                        help="keep the blend's weights instead of choosing them again "
+                        "(a faster update)")
+    update.add_argument("--warm-sweeps", type=int, default=0, metavar="N",
+                        help="the blend's iALS sweeps from the serving model's factors "
+                        "(default: 0, a fit from random factors)")
     update.set_defaults(run=update_command)
 
 
@@ -158,7 +164,8 @@ def update_command(args: argparse.Namespace) -> int:
     events = pd.DataFrame(to_table(read_table(args.events, argument="NEW_EVENTS",
                                               verbose=False), argument="NEW_EVENTS"))
     try:
-        report = update(args.model, events, tolerance=args.tolerance, force=args.force)
+        report = update(args.model, events, tolerance=args.tolerance, force=args.force,
+                        rechoose=not args.keep_blend, warm_sweeps=args.warm_sweeps)
     except UpdateRejected as error:
         print(f"tfrs-kit: {error.report}\ntfrs-kit: {error}", file=sys.stderr)
         return 3

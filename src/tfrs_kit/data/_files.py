@@ -300,8 +300,11 @@ def _parquet_batches(path: str, columns: list[str], rows: int | None) -> Iterato
     if rows is None:
         yield pa.parquet.read_table(path, columns=columns)
         return
-    yield from _rechunk(pa.parquet.ParquetFile(path).iter_batches(batch_size=rows,
-                                                                  columns=columns), rows)
+    # pre_buffer=False: with Arrow's default the reader keeps every row group it has
+    # read until it is closed (~90 B per row of a training shard: a whole shard per
+    # open reader), so memory grew with the shard, not the chunk.
+    with pa.parquet.ParquetFile(path, pre_buffer=False) as shard:
+        yield from _rechunk(shard.iter_batches(batch_size=rows, columns=columns), rows)
 
 
 def _csv_batches(path: str, kinds: Mapping[str, str], rows: int | None) -> Iterator[Any]:

@@ -22,6 +22,7 @@ from tfrs_kit.index._backends import Backend, get_backend
 from tfrs_kit.index._index import Index
 from tfrs_kit.index._serving import ServingModule
 from tfrs_kit.ranking import Cascade, Ranker
+from tfrs_kit.ranking._scoring import component_scores
 
 __all__ = ["CascadeServingModule", "build_cascade", "check_cascade", "unwrap_cascade"]
 
@@ -84,9 +85,15 @@ class CascadeServingModule(ServingModule):
             similarity = self.ranker.history_similarity(
                 tf.gather(self.embeddings, tf.maximum(history, 0)), history >= 0,
                 tf.gather(self.embeddings, tf.maximum(positions, 0)))
+        components = None
+        if self.ranker.components:  # the searcher's score split by the blend's columns
+            components = component_scores(queries, tf.gather(self.embeddings,
+                                                              tf.maximum(positions, 0)),
+                                          self.ranker.components)
         ranked = self.ranker.rerank(  # the searcher's scores; empty slots masked
             self.ranker.query_tower(features, training=False), candidates,
-            tf.where(found, scores, tf.zeros_like(scores)), found, similarity, training=False)
+            tf.where(found, scores, tf.zeros_like(scores)), found, similarity, components,
+            training=False)
         top, order = tf.math.top_k(ranked, k=tf.minimum(k, n))
         chosen = tf.gather(positions, order, batch_dims=1)
         kept = top > tf.constant(-np.inf, top.dtype)
@@ -178,6 +185,11 @@ def build_cascade(builder: Any, model: Any, ranker: Ranker, candidates: Table, i
                   specs: dict[str, tf.TensorSpec]) -> Index:
     """The cascade :class:`Index` over ``candidates`` (already checked by :func:`check_cascade`)."""
     retrieve_k = int(retrieve_k)
+    if ranker.components and ranker.components[-1] >= embeddings.shape[1]:
+        raise invalid_argument(
+            "ranker", f"split the retriever's {embeddings.shape[1]}-wide embedding into "
+            "components (its bounds within it)", f"components={list(ranker.components)}",
+            hint="Serve the ranker with the retriever (or blend) it was trained with.")
     backend = get_backend(builder.backend, builder.backend_options, len(ids))
     params = backend.resolve(len(ids), embeddings.shape[1], retrieve_k)
     vocabularies = _vocabularies(model.query_tower) | _vocabularies(ranker.query_tower)

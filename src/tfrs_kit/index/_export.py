@@ -20,6 +20,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
+from tfrs_kit._keras import without_layer_traces
 from tfrs_kit._version import __version__
 from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.index._serving import ServingModule
@@ -55,11 +56,12 @@ def export(path: str | os.PathLike[str], module: ServingModule, *,
     staging.mkdir()
     try:
         _set_fingerprint(module, vocabularies)
-        tf.saved_model.save(module, str(staging / SAVED_MODEL), signatures={
-            "serving_default": module.serve,
-            "recommend": module.recommend,
-            "similar_items": module.similar_items,
-        })
+        with without_layer_traces():
+            tf.saved_model.save(module, str(staging / SAVED_MODEL), signatures={
+                "serving_default": module.serve,
+                "recommend": module.recommend,
+                "similar_items": module.similar_items,
+            })
         write_warmup(staging / SAVED_MODEL, module.serve.input_signature[0], vocabularies,
                      backend=metadata.get("backend", ""))
         vocabularies.save(staging / VOCABULARIES)

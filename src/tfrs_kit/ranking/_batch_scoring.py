@@ -17,20 +17,28 @@ from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit._validation import check_features, check_int
 from tfrs_kit.data._table import Table, TableLike, num_rows, to_table
 from tfrs_kit.data._tensors import make_dataset
-from tfrs_kit.ranking._scoring import retrieval_scores
+from tfrs_kit.ranking._scoring import history_similarity, list_standardise, retrieval_scores
 from tfrs_kit.towers._model_base import TwoTowerModel
 
 __all__ = ["RankerScoring"]
 
 
 class RankerScoring(TwoTowerModel):
-    """Scores of tables (``score``, ``score_pairs``) and of tower outputs (``score_vectors``).
+    """Scores of tables (``score``, ``score_pairs``), of tower outputs (``score_vectors``)
+    and of retrieved lists (``rerank``).
 
     The subclass provides the towers, ``_inputs``, ``retrieval_score``,
-    ``history_feature`` and ``score_embeddings``.
+    ``history_feature``, ``recent``, ``components``, the blend weights and
+    ``score_embeddings``.
     """
 
     def _check_no_history(self, method: str) -> None:
+        if self.components:
+            raise invalid_argument(
+                "self", f"be a ranker without components to {method}",
+                f"components={self.components!r}",
+                hint="Train it with fit_lists and score it through ranker.cascade(...) or the "
+                "exported cascade, which provide the retrieval score's components.")
         if self.history_feature:
             raise invalid_argument(
                 "self", f"be a ranker without history_feature to {method}",
@@ -111,3 +119,54 @@ class RankerScoring(TwoTowerModel):
             return np.zeros(0, np.float32)
         dataset = make_dataset(table, self._inputs, batch_size=batch_size)
         return np.concatenate([self(batch, training=False).numpy() for batch in dataset])
+
+    def history_similarity(self, history: tf.Tensor, valid: tf.Tensor,
+                           candidates: tf.Tensor) -> tf.Tensor:
+        """:meth:`rerank`'s ``similarity``: ``[batch, n, len(recent)]`` cosines of each of the
+        ``[batch, n, d]`` candidates with the mean of the last ``recent`` items of the
+        ``[batch, h, d]`` history (retriever embeddings; ``valid`` ``[batch, h]`` marks them)."""
+        return history_similarity(history, valid, candidates, self.recent)
+
+    def rerank(self, query: tf.Tensor, candidates: tf.Tensor, retrieval: tf.Tensor,
+               found: tf.Tensor, similarity: tf.Tensor | None = None,
+               components: tf.Tensor | None = None, *,
+               training: bool | None = None) -> tf.Tensor:
+        """The cascade's ``[batch, n]`` scores of retrieved lists; ``-inf`` where not ``found``.
+
+        ``retrieval_weight * z + ranker_weight * ranker``, where ``z`` is the
+        retriever's score standardised within its list and ``ranker`` this
+        model's score. After :meth:`fit` the weights are 0 and 1 (the ranker's
+        order); :meth:`fit_lists` sets them (weight 0 on the ranker: retrieval's
+        order exactly).
+
+        Args:
+            query: ``[batch, d]`` the query tower's outputs, one per list.
+            candidates: ``[batch, n, d]`` the candidate tower's outputs.
+            retrieval: ``[batch, n]`` the retriever's scores of the candidates.
+            found: ``[batch, n]`` which slots hold a candidate.
+            similarity: ``[batch, n, len(recent)]`` history similarities,
+                with ``history_feature``.
+            components: ``[batch, n, len(components) + 1]`` the retriever's score of
+                each candidate split by component (``component_scores``), with
+                ``components``; standardised here within each list.
+            training: Keras's training flag.
+        """
+        n = tf.shape(candidates)[1]
+        retrieval = tf.cast(retrieval, tf.float32)
+        standard = list_standardise(retrieval, found)
+        given = None
+        if self.retrieval_score:  # fit_lists trains on z, fit on the raw score
+            given = tf.reshape(tf.where(self.per_list > 0.5, standard, retrieval), [-1])
+        if similarity is not None:
+            similarity = tf.reshape(similarity, [-1, len(self.recent)])
+        if components is not None and self.components:
+            components = tf.reshape(tf.stack(
+                [list_standardise(part, found) for part in tf.unstack(
+                    tf.cast(components, tf.float32), num=len(self.components) + 1, axis=2)],
+                axis=2), [-1, len(self.components) + 1])
+        ranked = self.score_embeddings(
+            tf.repeat(query, n, axis=0), tf.reshape(candidates, [-1, tf.shape(candidates)[2]]),
+            given, similarity, components, training=training)
+        ranked = tf.reshape(tf.cast(ranked, tf.float32), tf.shape(retrieval))
+        blended = self.retrieval_weight * standard + self.ranker_weight * ranked
+        return tf.where(found, blended, tf.constant(-np.inf, tf.float32))

@@ -15,7 +15,7 @@ from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
 from tfrs_kit.data._table import Table, TableLike, to_table
 from tfrs_kit.ranking._protocol import LOG_FEATURES, fit_cascade, with_popularity
-from tfrs_kit.ranking._scoring import history_positions, history_similarity
+from tfrs_kit.ranking._scoring import component_scores, history_positions, history_similarity
 from tfrs_kit.towers._model_base import rows_by_key, user_positions
 
 __all__ = ["Cascade", "is_ranker"]
@@ -220,6 +220,10 @@ class _CascadeRecommender:
         self._ranker_items = ranker.candidate_tower.embed(items, verbose=False)
         self._history = (history_positions(users[ranker.history_feature], pd.Index(item_ids))
                          if ranker.history_feature else None)
+        self._query_vectors = None  # the retriever's, for the score's components
+        if getattr(ranker, "components", ()):
+            self._query_vectors = (self._user_embeddings if retrieve else
+                                   retriever.query_tower.embed(users, verbose=False))
         codes = self._user_index.get_indexer(seen[0])
         positions = pd.Index(item_ids).get_indexer(seen[1])
         known = (codes >= 0) & (positions >= 0)
@@ -252,6 +256,7 @@ class _CascadeRecommender:
                           tf.constant(self._ranker_items[top[i:i + step]], tf.float32),
                           tf.constant(retrieval[i:i + step]), tf.constant(valid[i:i + step]),
                           self._similarity(users[i:i + step], top[i:i + step]),
+                          self._components(users[i:i + step], top[i:i + step]),
                           training=False).numpy() for i in range(0, len(users), step)])
         ranked = ranked.astype(np.float64)
         finite = np.where(np.isfinite(scores), scores, -np.inf).max(axis=1, keepdims=True)
@@ -270,3 +275,10 @@ class _CascadeRecommender:
         history = self._history[users]
         return history_similarity(self._item_embeddings[np.maximum(history, 0)], history >= 0,
                                   self._item_embeddings[top], self._cascade.ranker.recent)
+
+    def _components(self, users: np.ndarray, top: np.ndarray) -> tf.Tensor | None:
+        """The retriever's scores of ``top`` split by component (``None`` without)."""
+        if self._query_vectors is None:
+            return None
+        return component_scores(self._query_vectors[users], self._item_embeddings[top],
+                                self._cascade.ranker.components)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,8 +12,8 @@ import pandas as pd
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_fraction, check_int, check_number
 
-__all__ = ["check_dims", "check_hard_fraction", "check_known_items", "check_loss_settings",
-           "check_ranker_weights", "check_recent"]
+__all__ = ["check_components", "check_dims", "check_hard_fraction", "check_known_items",
+           "check_loss_settings", "check_ranker_weights", "check_recent"]
 
 
 def check_dims(dims: Any, argument: str = "hidden_dims") -> tuple[int, ...]:
@@ -29,6 +30,19 @@ def check_recent(recent: Any) -> tuple[int, ...]:
                                error=TypeError)
     return tuple(check_int(f"recent[{i}]", length, minimum=1)
                  for i, length in enumerate(recent))
+
+
+def check_components(bounds: Any) -> tuple[int, ...]:
+    """``components``: increasing column bounds >= 1 (empty: the score is one component)."""
+    if isinstance(bounds, str) or not isinstance(bounds, Sequence):
+        raise invalid_argument("components", "be a list of increasing embedding columns",
+                               bounds, error=TypeError)
+    out = tuple(check_int(f"components[{i}]", b, minimum=1) for i, b in enumerate(bounds))
+    if any(b <= a for a, b in itertools.pairwise(out)):
+        raise invalid_argument("components", "be increasing (each bound after the last)", bounds,
+                               hint="Pass the columns where each component ends, such as "
+                               "(32, 64) for a 32-wide towers' part then a 32-wide iALS part.")
+    return out
 
 
 def check_ranker_weights(weights: Any) -> tuple[float, ...]:

@@ -28,8 +28,9 @@ from tfrs_kit.ranking._sampling import (
     Examples,
     hard_pools,
     list_examples,
+    list_standardise,
 )
-from tfrs_kit.ranking._scoring import history_positions, history_similarity
+from tfrs_kit.ranking._scoring import component_scores, history_positions, history_similarity
 
 __all__ = ["blend_ndcg", "build_lists", "choose_blend", "take_groups"]
 
@@ -67,7 +68,8 @@ def build_lists(ranker: Any, queries: TableLike, positives: TableLike, *, retrie
     excluded = (user_items(to_table(seen, argument="seen"), None, users, catalogue,
                            user_id=user_id, item_id=ranker.item_id, argument="seen")
                 if seen is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-    pools, scores, vectors = _lists_of(retriever, rows, catalogue, excluded, retrieve_k)
+    pools, scores, vectors, query_vectors = _lists_of(retriever, rows, catalogue, excluded,
+                                                      retrieve_k)
     wanted = user_items(log, None, users, catalogue, user_id=user_id, item_id=ranker.item_id,
                         argument="positives")
     keys = np.setdiff1d(wanted[0].astype(np.int64) * n_items + wanted[1],
@@ -91,6 +93,8 @@ def build_lists(ranker: Any, queries: TableLike, positives: TableLike, *, retrie
     if ranker.history_feature:
         _add_similarities(ranker, lists, rows[ranker.history_feature][kept],
                           pd.Index(catalogue[ranker.item_id]), vectors, pools[kept])
+    if ranker.components:
+        _add_components(ranker, lists, query_vectors[kept], vectors, pools[kept])
     return lists, np.bincount(keys // n_items, minlength=len(users))[kept]
 
 
@@ -109,12 +113,26 @@ def _add_similarities(ranker: Any, lists: Examples, history: Any, ids: pd.Index,
         lists.table[column] = values.ravel().astype(np.float32)
 
 
+def _add_components(ranker: Any, lists: Examples, queries: np.ndarray, vectors: np.ndarray,
+                    pools: np.ndarray) -> None:
+    """The ranker's component columns of ``lists``: the retriever's score of each listed
+    candidate split at ``ranker.components``, standardised within each list."""
+    step, found = _SIMILARITY_BATCH, pools >= 0
+    parts = np.concatenate([np.zeros((0, pools.shape[1], len(ranker.components) + 1))] + [
+        component_scores(queries[i:i + step], vectors[np.maximum(pools[i:i + step], 0)],
+                         ranker.components).numpy() for i in range(0, len(pools), step)])
+    for column, values in zip(ranker._component_columns, np.moveaxis(parts, 2, 0), strict=True):
+        standard = list_standardise(values.astype(np.float64), found)
+        lists.table[column] = standard.ravel().astype(np.float32)
+
+
 def _lists_of(retriever: Any, queries: Table, catalogue: Table,
               excluded: tuple[np.ndarray, np.ndarray],
-              retrieve_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              retrieve_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each query row's top ``retrieve_k`` positions (``-1`` if none), their scores, the items'.
 
-    The third array is the retriever's embedding of every catalogue item.
+    The third array is the retriever's embedding of every catalogue item, the fourth
+    of every query row.
     """
     query_vectors = retriever.query_tower.embed(queries, verbose=False)
     item_vectors = retriever.candidate_tower.embed(catalogue, verbose=False)
@@ -124,7 +142,7 @@ def _lists_of(retriever: Any, queries: Table, catalogue: Table,
     own = [positions[by_user[bounds[u]:bounds[u + 1]]] for u in range(len(query_vectors))]
     pools, _ = hard_pools(query_vectors, item_vectors, own, retrieve_k)
     scores = np.einsum("ud,ukd->uk", query_vectors, item_vectors[np.maximum(pools, 0)])
-    return pools, np.where(pools >= 0, scores, -np.inf), item_vectors
+    return pools, np.where(pools >= 0, scores, -np.inf), item_vectors, query_vectors
 
 
 def take_groups(examples: Examples, mask: np.ndarray) -> Examples:

@@ -24,10 +24,16 @@ from tfrs_kit._validation import (
 )
 from tfrs_kit.data._table import Table, TableLike, to_table
 from tfrs_kit.ranking._batch_scoring import RankerScoring
-from tfrs_kit.ranking._checks import check_dims, check_ranker_weights, check_recent
+from tfrs_kit.ranking._checks import (
+    check_components,
+    check_dims,
+    check_ranker_weights,
+    check_recent,
+)
 from tfrs_kit.ranking._lists import build_lists, choose_blend, take_groups
 from tfrs_kit.ranking._pairs import group_dataset, pair_examples
 from tfrs_kit.ranking._sampling import (
+    COMPONENT,
     LABEL,
     OFFSET,
     RETRIEVAL_SCORE,
@@ -35,7 +41,6 @@ from tfrs_kit.ranking._sampling import (
     WEIGHT,
     Examples,
 )
-from tfrs_kit.ranking._scoring import history_similarity, list_standardise
 from tfrs_kit.ranking._streamed import pair_buffer, streamed_pairs
 from tfrs_kit.towers import Tower
 from tfrs_kit.towers._model_base import check_fit_settings, check_tower, item_id_of
@@ -102,6 +107,13 @@ class Ranker(RankerScoring):
             blurs. Trained with :meth:`fit_lists` only; served from the
             index's own candidate embeddings.
         recent: The history lengths ``L`` (see ``history_feature``).
+        components: The columns where the retriever's embedding splits into
+            score components (a blend's towers, factorisation and popularity:
+            :func:`~tfrs_kit.ranking._scoring.component_bounds`). The ranker
+            then also reads each component's share of the retrieval score (its
+            partial dot product, standardised within the list), and so learns
+            how much each matters in its context. Trained with
+            :meth:`fit_lists` only; served from the index's own embeddings.
         name: The Keras name of the model.
         candidate_id: Deprecated: the old name of ``item_id``.
 
@@ -145,6 +157,7 @@ class Ranker(RankerScoring):
         retrieval_score: bool = False,
         history_feature: str | None = None,
         recent: Sequence[int] = (1, 5, 20),
+        components: Sequence[int] = (),
         name: str | None = None,
         candidate_id: str | None = None,
     ) -> None:
@@ -164,6 +177,7 @@ class Ranker(RankerScoring):
                                    history_feature, error=TypeError)
         self.history_feature = history_feature
         self.recent = check_recent(recent)
+        self.components = check_components(components)
         # The retriever's scores standardised by their mean and deviation over fit's pairs:
         # dot products of any scale then enter the crosses near unit size.
         self.retrieval_shift = tf.Variable(0.0, trainable=False, name="retrieval_shift")
@@ -197,6 +211,7 @@ class Ranker(RankerScoring):
             "retrieval_score": self.retrieval_score,
             "history_feature": self.history_feature,
             "recent": list(self.recent),
+            "components": list(self.components),
             "name": self.name,
         }
 
@@ -210,7 +225,14 @@ class Ranker(RankerScoring):
     def _inputs(self) -> tuple[str, ...]:
         """The columns a batch of pairs holds: the features, and the retrieval score."""
         extra = (RETRIEVAL_SCORE,) if self.retrieval_score else ()
-        return (*self.features, *extra, *self._similarity_columns)
+        return (*self.features, *extra, *self._similarity_columns, *self._component_columns)
+
+    @property
+    def _component_columns(self) -> tuple[str, ...]:
+        """The columns of the retrieval score's components (none without ``components``)."""
+        if not self.components:
+            return ()
+        return tuple(f"{COMPONENT}_{i}" for i in range(len(self.components) + 1))
 
     @property
     def _similarity_columns(self) -> tuple[str, ...]:
@@ -226,13 +248,18 @@ class Ranker(RankerScoring):
         if self.history_feature:
             similarity = tf.stack([tf.cast(features[name], tf.float32)
                                    for name in self._similarity_columns], axis=1)
+        components = None
+        if self.components:
+            components = tf.stack([tf.cast(features[name], tf.float32)
+                                   for name in self._component_columns], axis=1)
         return self.score_embeddings(self.query_tower(features, training=training),
                                      self.candidate_tower(features, training=training),
-                                     retrieval, similarity, training=training)
+                                     retrieval, similarity, components, training=training)
 
     def score_embeddings(self, query: tf.Tensor, candidate: tf.Tensor,
                          retrieval_score: tf.Tensor | None = None,
-                         similarity: tf.Tensor | None = None, *,
+                         similarity: tf.Tensor | None = None,
+                         components: tf.Tensor | None = None, *,
                          training: bool | None = None) -> tf.Tensor:
         """The ``[batch]`` scores of pairs from the two towers' outputs.
 
@@ -246,6 +273,8 @@ class Ranker(RankerScoring):
             retrieval_score: ``[batch]`` retriever scores, with ``retrieval_score=True``.
             similarity: ``[batch, len(recent)]`` history similarities, with
                 ``history_feature``.
+            components: ``[batch, len(components) + 1]`` the retrieval score's
+                components, each standardised within its list, with ``components``.
             training: Keras's training flag.
         """
         parts, linear = [query, candidate], []
@@ -263,6 +292,12 @@ class Ranker(RankerScoring):
                                        None)
             parts.append(tf.cast(similarity, tf.float32))
             linear.append(parts[-1])
+        if self.components:
+            if components is None:
+                raise invalid_argument("components", "be given to a ranker with components",
+                                       None)
+            parts.append(tf.cast(components, tf.float32))
+            linear.append(parts[-1])
         x0 = tf.concat(parts, axis=1)
         x = x0
         for cross in self.crosses:
@@ -272,48 +307,6 @@ class Ranker(RankerScoring):
         if linear:  # a linear path: the ranker can keep retrieval's order
             x = tf.concat([x, *linear], axis=1)
         return tf.squeeze(self.output_layer(x), axis=1)
-
-    def history_similarity(self, history: tf.Tensor, valid: tf.Tensor,
-                           candidates: tf.Tensor) -> tf.Tensor:
-        """:meth:`rerank`'s ``similarity``: ``[batch, n, len(recent)]`` cosines of each of the
-        ``[batch, n, d]`` candidates with the mean of the last ``recent`` items of the
-        ``[batch, h, d]`` history (retriever embeddings; ``valid`` ``[batch, h]`` marks them)."""
-        return history_similarity(history, valid, candidates, self.recent)
-
-    def rerank(self, query: tf.Tensor, candidates: tf.Tensor, retrieval: tf.Tensor,
-               found: tf.Tensor, similarity: tf.Tensor | None = None, *,
-               training: bool | None = None) -> tf.Tensor:
-        """The cascade's ``[batch, n]`` scores of retrieved lists; ``-inf`` where not ``found``.
-
-        ``retrieval_weight * z + ranker_weight * ranker``, where ``z`` is the
-        retriever's score standardised within its list and ``ranker`` this
-        model's score. After :meth:`fit` the weights are 0 and 1 (the ranker's
-        order); :meth:`fit_lists` sets them (weight 0 on the ranker: retrieval's
-        order exactly).
-
-        Args:
-            query: ``[batch, d]`` the query tower's outputs, one per list.
-            candidates: ``[batch, n, d]`` the candidate tower's outputs.
-            retrieval: ``[batch, n]`` the retriever's scores of the candidates.
-            found: ``[batch, n]`` which slots hold a candidate.
-            similarity: ``[batch, n, len(recent)]`` history similarities,
-                with ``history_feature``.
-            training: Keras's training flag.
-        """
-        n = tf.shape(candidates)[1]
-        retrieval = tf.cast(retrieval, tf.float32)
-        standard = list_standardise(retrieval, found)
-        given = None
-        if self.retrieval_score:  # fit_lists trains on z, fit on the raw score
-            given = tf.reshape(tf.where(self.per_list > 0.5, standard, retrieval), [-1])
-        if similarity is not None:
-            similarity = tf.reshape(similarity, [-1, len(self.recent)])
-        ranked = self.score_embeddings(
-            tf.repeat(query, n, axis=0), tf.reshape(candidates, [-1, tf.shape(candidates)[2]]),
-            given, similarity, training=training)
-        ranked = tf.reshape(tf.cast(ranked, tf.float32), tf.shape(retrieval))
-        blended = self.retrieval_weight * standard + self.ranker_weight * ranked
-        return tf.where(found, blended, tf.constant(-np.inf, tf.float32))
 
     def compute_loss(self, features: Mapping[str, Any], training: bool = False) -> tf.Tensor:
         scores = self(features, training=training)

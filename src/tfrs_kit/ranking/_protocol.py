@@ -25,6 +25,7 @@ from tfrs_kit.data._table import TableLike
 from tfrs_kit.evaluation import per_user_temporal_split
 from tfrs_kit.features import VocabularyBuilder
 from tfrs_kit.ranking._model import Ranker
+from tfrs_kit.ranking._scoring import component_bounds
 from tfrs_kit.towers import Tower
 
 __all__ = ["AGE", "LOG_FEATURES", "MIN_RANKING_USERS", "POPULARITY", "RECENT", "fit_cascade",
@@ -122,7 +123,8 @@ def _query_rows(rows: pd.DataFrame, users: pd.DataFrame | None, history: Any,
 
 def _default_ranker(rows: pd.DataFrame, items: pd.DataFrame,
                     users: pd.DataFrame | None, *, user_id: str, item_id: str,
-                    history_feature: str | None, dim: int) -> Ranker:
+                    history_feature: str | None, dim: int,
+                    components: tuple[int, ...] = ()) -> Ranker:
     """A listwise ranker on the users' and items' features, popularity and history.
 
     Not on the item ids: the first stage already scores each item, and ids learned
@@ -140,7 +142,8 @@ def _default_ranker(rows: pd.DataFrame, items: pd.DataFrame,
         Tower(vocabularies, features=user_features, output_dim=dim),
         Tower(vocabularies, features=[*item_features, *LOG_FEATURES], output_dim=dim),
         item_id=item_id, loss="listwise", cross_layers=0, hidden_dims=[],
-        retrieval_score=True, history_feature=history_feature, recent=(1, 2, 3, 5, 10, 20))
+        retrieval_score=True, history_feature=history_feature, recent=(1, 2, 3, 5, 10, 20),
+        components=components)
 
 
 def _history_feature(retriever: Any, history: Any) -> str | None:
@@ -177,6 +180,7 @@ def fit_cascade(
     history: Any = None,
     ranker: Ranker | None = None,
     first_stage: Callable[[Any, pd.DataFrame], Any] | None = None,
+    components: bool = True,
     retrieve_k: int = 50,
     ranking_fraction: float = 0.2,
     user_id: str = "user_id",
@@ -225,6 +229,10 @@ def fit_cascade(
             (a blend of its scores with another model's, fitted on ``earlier_rows``
             only): the ranker then learns from the candidates and scores it will
             serve with. Default: the helper retriever itself.
+        components: The default ranker also reads each component of the first
+            stage's score when it is a blend (the towers', the factorisation's and
+            the popularity's, each standardised within the list): how much each
+            matters is then learned per list, not fixed by the blend's weights.
         retrieve_k: Candidates retrieved per query, then re-ranked.
         ranking_fraction: Each user's latest share of ``log`` the ranker learns from.
         user_id: The user id column.
@@ -279,9 +287,12 @@ def fit_cascade(
     queries = _query_rows(earlier, user_table, history, user_id)
     train_items = with_popularity(catalogue, earlier, item_id)  # as of the helper's rows
     if ranker is None:
+        width = stage.candidate_tower.embed(train_items.iloc[:1], verbose=False).shape[1]
         ranker = _default_ranker(queries, train_items, user_table, user_id=user_id,
                                  item_id=item_id, dim=dim,
-                                 history_feature=_history_feature(retriever, history))
+                                 history_feature=_history_feature(retriever, history),
+                                 components=component_bounds(stage, width) if components
+                                 else ())
     ranker.fit_lists(queries, later, retriever=stage, user_id=user_id,
                      candidates=train_items,
                      seen=earlier[[user_id, item_id]], retrieve_k=retrieve_k, epochs=epochs,

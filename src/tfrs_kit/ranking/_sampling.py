@@ -18,9 +18,9 @@ import pandas as pd
 from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit.data._table import Table, last_rows, num_rows, select
 
-__all__ = ["KIND", "LABEL", "OFFSET", "RETRIEVAL_SCORE", "SIMILARITY", "WEIGHT", "Examples",
-           "catalogue_table", "check_label", "check_weights", "hard_pools", "list_examples",
-           "list_standardise", "sample_examples"]
+__all__ = ["COMPONENT", "KIND", "LABEL", "OFFSET", "RETRIEVAL_SCORE", "SIMILARITY", "WEIGHT",
+           "Examples", "catalogue_table", "check_label", "check_weights", "hard_pools",
+           "list_examples", "list_standardise", "sample_examples"]
 
 # No leading underscore: TensorFlow turns feature names into graph node names.
 LABEL = "tfrs_kit_label"
@@ -28,6 +28,7 @@ WEIGHT = "tfrs_kit_weight"
 KIND = "tfrs_kit_kind"  # 0 positive, 1 hard negative, 2 random negative
 RETRIEVAL_SCORE = "tfrs_kit_retrieval_score"  # the retriever's score of a pair
 SIMILARITY = "tfrs_kit_similarity"  # + "_L": a candidate's cosine with the last L history items
+COMPONENT = "tfrs_kit_component"  # + "_i": the i-th component of the retriever's score
 OFFSET = "tfrs_kit_offset"  # added to the ranker's logit in the loss (lists: z or -1e9 padding)
 _PADDING = -1e9
 _REJECTION_ROUNDS = 30

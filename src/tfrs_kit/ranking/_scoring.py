@@ -8,6 +8,7 @@ apart.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +18,8 @@ import tensorflow as tf
 
 from tfrs_kit.data._table import Table
 
-__all__ = ["history_positions", "history_similarity", "list_standardise", "retrieval_scores"]
+__all__ = ["component_bounds", "component_scores", "history_positions", "history_similarity",
+           "list_standardise", "retrieval_scores"]
 
 
 def retrieval_scores(retriever: Any, queries: Table, query_rows: np.ndarray,
@@ -37,6 +39,51 @@ def list_standardise(scores: tf.Tensor, found: tf.Tensor) -> tf.Tensor:
     mean = tf.reduce_sum(kept, axis=1, keepdims=True) / count
     spread = tf.sqrt(tf.reduce_sum(mask * tf.square(kept - mean), axis=1, keepdims=True) / count)
     return tf.where(found, (kept - mean) / tf.maximum(spread, 1e-6), tf.zeros_like(scores))
+
+
+def component_scores(queries: tf.Tensor, candidates: tf.Tensor,
+                     bounds: Sequence[int]) -> tf.Tensor:
+    """``[batch, n, len(bounds) + 1]``: the retriever's score of each candidate, split by
+    component (the dot product over the embedding's columns up to each bound, then the rest).
+
+    Args:
+        queries: ``[batch, d]`` the retriever's query embeddings.
+        candidates: ``[batch, n, d]`` its embeddings of each query's candidates.
+        bounds: The increasing columns where one component ends and the next begins
+            (a blend's: the towers', then the factorisation's; see :func:`component_bounds`).
+
+    Example:
+        >>> component_scores(tf.constant([[1.0, 2.0, 3.0]]), tf.constant([[[1.0, 1.0, 2.0]]]),
+        ...                  (1,)).numpy().tolist()
+        [[[1.0, 8.0]]]
+    """
+    queries = tf.cast(queries, tf.float32)
+    candidates = tf.cast(candidates, tf.float32)
+    edges = [0, *bounds, None]
+    return tf.stack([tf.einsum("bd,bnd->bn", queries[:, start:stop], candidates[:, :, start:stop])
+                     for start, stop in itertools.pairwise(edges)], axis=-1)
+
+
+def component_bounds(retriever: Any, dim: int) -> tuple[int, ...]:
+    """The columns where a blended retriever's ``dim``-wide embedding splits by component.
+
+    A blend (``recipe/_blend.py``'s ``JoinedTower``: the towers' output, then a factor
+    table of iALS factors and one popularity column) splits into towers, iALS (when
+    present) and popularity; anything else is one component (``()``).
+
+    >>> class Joined:
+    ...     factors = np.zeros((5, 9))
+    >>> class Blend:
+    ...     query_tower = Joined()
+    >>> component_bounds(Blend(), 40), component_bounds(object(), 40)
+    ((31, 39), ())
+    """
+    factors = getattr(getattr(retriever, "query_tower", None), "factors", None)
+    shape = getattr(factors, "shape", None)
+    if shape is None or len(shape) != 2 or not 0 < int(shape[1]) < dim:
+        return ()
+    towers = dim - int(shape[1])
+    return (towers, dim - 1) if dim - towers > 1 else (towers,)
 
 
 def history_similarity(history: tf.Tensor, valid: tf.Tensor, candidates: tf.Tensor,

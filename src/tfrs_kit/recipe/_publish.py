@@ -11,8 +11,10 @@ from tfrs_kit.recipe._load import load_recipe
 from tfrs_kit.recipe._store import complete_versions, locked, not_saved
 from tfrs_kit.recipe._update import (
     DEFAULT_EPOCHS,
+    DEFAULT_RECHOOSE,
     DEFAULT_REPLAY,
     DEFAULT_TOLERANCE,
+    DEFAULT_WARM_SWEEPS,
     UpdateReport,
 )
 
@@ -22,7 +24,8 @@ __all__ = ["update"]
 def update(path: str | os.PathLike[str], new_events: TableLike, *,
            replay: float = DEFAULT_REPLAY, epochs: int = DEFAULT_EPOCHS,
            tolerance: float = DEFAULT_TOLERANCE, force: bool = False, k_max: int = 100,
-           wait: float = 60.0) -> UpdateReport:
+           wait: float = 60.0, rechoose: bool = DEFAULT_RECHOOSE,
+           warm_sweeps: int = DEFAULT_WARM_SWEEPS) -> UpdateReport:
     """Updates the latest version saved in ``path`` with ``new_events``; saves a new one.
 
     Loads the version ``path/latest`` names, runs :meth:`tfrs_kit.Recipe.update`
@@ -39,16 +42,19 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
         k_max: The most items the saved index returns per query.
         wait: Seconds to wait for another process updating or saving ``path`` (the
             folder is locked from the load to the save).
+        rechoose: Choose the blend's weights again (see :meth:`tfrs_kit.Recipe.update`).
+        warm_sweeps: The blend's iALS sweeps from the serving factors (0: from random
+            factors).
 
     Example:
         >>> import tempfile, tfrs_kit as tk
-        >>> log = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=0).interactions
+        >>> log = tk.datasets.synthetic(300, num_users=20, num_items=15, seed=0).interactions
         >>> log = log.sort_values("timestamp")
         >>> folder = tempfile.mkdtemp()
-        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False)
-        >>> recipe.fit(log.head(800)).save(folder)
+        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
+        >>> recipe.fit(log.head(240)).save(folder)
         1
-        >>> tk.recipe.update(folder, log.tail(200), tolerance=1.0).version
+        >>> tk.recipe.update(folder, log.tail(60), epochs=1, tolerance=1.0).version
         2
 
     Returns:
@@ -71,6 +77,7 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
     with locked(root, wait=wait):
         recipe = load_recipe(root)
         recipe.update(new_events, replay=replay, epochs=epochs, tolerance=tolerance,
-                      force=force, dir=root, k_max=k_max, wait=wait)
+                      force=force, dir=root, k_max=k_max, wait=wait, rechoose=rechoose,
+                      warm_sweeps=warm_sweeps)
     report: UpdateReport = recipe.update_report_
     return report

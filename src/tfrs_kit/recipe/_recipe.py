@@ -137,7 +137,8 @@ class Recipe:
             trains on (fewer when ``time_budget`` would not hold a few trials).
         rerank: The ranking stage (in memory): ``"auto"`` trains a
             :class:`~tfrs_kit.Cascade`'s ranker on the log less the validation slice
-            and keeps it only when it lifts the validation metric; ``True`` keeps it
+            and keeps it only when it lifts the validation metric by more than the
+            validation users' noise (a paired per-user margin); ``True`` keeps it
             (an error when the log has no ranking slice); ``False``: none. A kept
             ranker re-orders the top ``retrieve_k`` of ``recommend``, ``evaluate``,
             ``build_index`` and ``save``; :attr:`report` says what it measured.
@@ -309,7 +310,7 @@ class Recipe:
     def update(self, new_events: TableLike, *, replay: float = 0.5, epochs: int = 4,
                tolerance: float = 0.1, force: bool = False,
                dir: str | os.PathLike[str] | None = None, k_max: int = 100,
-               wait: float = 60.0) -> Recipe:
+               wait: float = 60.0, rechoose: bool = True, warm_sweeps: int = 0) -> Recipe:
         """Brings the fitted (or loaded) model up to date with ``new_events``, no refit.
 
         New users and items get new embedding rows (known ids keep theirs); the model
@@ -329,9 +330,26 @@ class Recipe:
             dir: A folder ``save`` wrote: the update is saved there as a new version,
                 ``latest`` moved to it, only when published.
             k_max, wait: As in :meth:`save`.
+            rechoose: Choose the blend's weights and popularity window again on half
+                of the held-out users (kept unless the new ones beat them beyond noise);
+                ``False`` keeps the serving ones (their counts and factors refreshed),
+                a faster update.
+            warm_sweeps: Sweeps of the blend's iALS from the serving model's item
+                factors; 0 fits it from random factors (15 sweeps).
 
         Returns:
             ``self``, updated.
+
+        Example:
+            >>> import tfrs_kit as tk
+            >>> log = tk.datasets.synthetic(300, num_users=20, num_items=15,
+            ...                             seed=0).interactions.sort_values("timestamp")
+            >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1,
+            ...                    verbose=False).fit(log.head(240))
+            >>> report = recipe.update(log.tail(60), epochs=1, tolerance=1.0,
+            ...                        rechoose=False, warm_sweeps=3).update_report_
+            >>> report.published, report.blend_users
+            (True, 0)
 
         Raises:
             tfrs_kit.recipe.UpdateRejected: The guard refused (nothing changed).
@@ -342,7 +360,8 @@ class Recipe:
 
         folder = None if dir is None else check_folder(dir)
         report = update_recipe(self, new_events, replay=replay, epochs=epochs,
-                               tolerance=tolerance, force=force)
+                               tolerance=tolerance, force=force, rechoose=rechoose,
+                               warm_sweeps=warm_sweeps)
         if folder is not None:
             report = dataclasses.replace(report, version=self.save(folder, k_max=k_max,
                                                                    wait=wait))

@@ -6,12 +6,16 @@ slice: a helper retriever of the chosen settings learns from each user's earlier
 rows and is blended as the Recipe serves its model (the factorisation and the
 popularity at the chosen weights, fitted on those rows only), and the ranker learns
 to re-order that first stage's top ``retrieve_k`` of the later rows (hard negatives
-by construction; the blended score is the retrieval score it reads, as served). The
+by construction; the blended score is the retrieval score it reads, as served, and
+each of its components apart: the towers', iALS's, the popularity's). The
 cascade over the search's best model
 (trained on the same rows, the blend included) is then scored on the validation
-slice beside the model alone, for each ``retrieve_k`` tried; ``"auto"`` keeps the
-ranker only when it lifts the validation metric. The served cascade is the final
-model (trained on the whole log) with that ranker.
+slice beside the model alone, for each ``retrieve_k`` tried, user by user;
+``"auto"`` keeps the ranker only when its mean gain is above the noise margin of
+the paired per-user differences (:func:`lift_margin`). The served cascade is the
+final model (trained on the whole log) with that ranker. (Having the kept ranker learn
+again on the whole log first was measured, benchmarks/ranking.py --quick, seed 0: it cost
+a second fit of the stage and lifted neither P1, 1.031 against 1.036, nor drift.)
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from tfrs_kit.recipe._blend import blend_model
 from tfrs_kit.recipe._inputs import attach
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import Rerank
-from tfrs_kit.recipe._training import Data, Trained, validation_scores_of
+from tfrs_kit.recipe._training import Data, Trained
 
 __all__ = ["RETRIEVE_KS", "cascade_recommender", "check_rerank", "fit_rerank", "index_inputs",
-           "read_cascade", "rerank_scores", "served_cascade", "serving_cascade", "write_ranker"]
+           "lift_margin", "per_user_scores", "read_cascade", "rerank_scores", "served_cascade",
+           "serving_cascade", "write_ranker"]
 
 #: The candidates per query tried (those within the catalogue).
 RETRIEVE_KS = (20, 50, 100)
@@ -45,6 +50,12 @@ _RANKER_DIM = 32  # the ranker's id embeddings (its head is linear)
 #: Seconds the stage is expected to take, in final trainings of the chosen settings.
 _COST = 2.5
 _TIME = "timestamp"  # the time column of the log handed to Cascade.fit
+#: The ranker reads the blend's score components (towers, iALS, popularity) apart.
+_COMPONENTS = True
+#: Standard errors of the paired per-user difference a kept ranker's validation gain must
+#: exceed ("auto": a lift the validation users' noise could give is not kept).
+_MARGIN_Z = 1.645
+_SCORED_AT_ONCE = 20_000_000  # users x items scored at once when measuring
 _MODES: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
 
 
@@ -85,8 +96,6 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     Raises:
         ValueError: ``mode`` is ``True`` and the log has no validation or ranking slice.
     """
-    from tfrs_kit.ranking import Cascade
-
     if mode is False:
         return None, None
     if validation is None or best is None:
@@ -97,7 +106,7 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
                 "a longer log, or rerank='auto' (skipped on such a log) or False.")
         return None, Rerank.skipped(mode, "skipped: no validation slice")
     started = time.monotonic()
-    settings, c = best.settings, data.columns
+    settings = best.settings
     needed = _COST * max(best.final_seconds, best.seconds / max(best.epochs_run, 1))
     deadline = math.inf if end is None else end - best.final_seconds
     if mode == "auto" and started + needed > deadline:
@@ -108,13 +117,7 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     ks = tuple(k for k in RETRIEVE_KS if k < len(items)) or (len(items),)
     blended = blend is not None and bool(blend.weight or blend.popularity)
     try:
-        cascade = Cascade.fit(
-            best.model, _log_rows(data, settings), items=items, users=_users(data, settings),
-            history=_history(data, settings), retrieve_k=max(ks),
-            first_stage=_first_stage(data, best, blend, seed) if blended else None,
-            ranking_fraction=_RANKING_FRACTION, user_id=c.user_id, epochs=_RANKER_EPOCHS,
-            dim=_RANKER_DIM,
-            retriever_epochs=max(best.epochs, 1), batch_size=settings.batch_size, seed=seed)
+        cascade = _fit_cascade(data, best, blend, items, max(ks), seed=seed)
     except ValueError as error:
         if mode is True:
             raise invalid_argument(
@@ -123,16 +126,52 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
             ) from error
         return None, Rerank.skipped(mode, f"skipped: no ranking slice ({error})")
     served = blend_model(data, best, blend, seed=seed) if blended else best.model
-    scores = _measure(cascade, data, settings, validation, served, ks, metric)
+    per_user = _measure(cascade, data, settings, validation, served, ks, metric)
+    scores = {key: float(values.mean()) for key, values in per_user.items()}
     base = scores.pop(0)
     k = max(scores, key=lambda key: (scores[key], -key))
+    margin = lift_margin(per_user[k] - per_user[0])
+    kept = mode is True or scores[k] - base > margin
+    log(f"rerank: kept only above the noise margin {margin:.4f} ({_MARGIN_Z:g} standard errors "
+        f"of the paired per-user difference, {len(per_user[0])} validation users); "
+        f"measured {scores[k] - base:+.4f}")
     ranker = cascade.ranker
     choice = Rerank(
-        mode=mode, kept=mode is True or scores[k] > base, retrieve_k=k, loss=ranker.ranking_loss,
+        mode=mode, kept=kept, retrieve_k=k, loss=ranker.ranking_loss,
         features=_features(ranker), base=base, score=scores[k], scores=scores,
         seconds=time.monotonic() - started)
     log(choice.describe(metric))
     return (ranker if choice.kept else None), choice
+
+
+def _fit_cascade(data: Data, best: Trained, blend: Any, items: pd.DataFrame, retrieve_k: int,
+                 *, seed: int) -> Any:
+    """:meth:`Cascade.fit <tfrs_kit.Cascade.fit>` on ``data``'s log: a helper of ``best``'s
+    settings (blended as ``blend``) on each user's earlier rows, the ranker on the rest."""
+    from tfrs_kit.ranking import Cascade
+
+    settings, c = best.settings, data.columns
+    blended = blend is not None and bool(blend.weight or blend.popularity)
+    return Cascade.fit(
+        best.model, _log_rows(data, settings), items=items, users=_users(data, settings),
+        history=_history(data, settings), retrieve_k=retrieve_k,
+        first_stage=_first_stage(data, best, blend, seed) if blended else None,
+        components=_COMPONENTS, ranking_fraction=_RANKING_FRACTION, user_id=c.user_id,
+        epochs=_RANKER_EPOCHS, dim=_RANKER_DIM, retriever_epochs=max(best.epochs, 1),
+        batch_size=settings.batch_size, seed=seed)
+
+
+def lift_margin(differences: np.ndarray) -> float:
+    """The gain in the mean a kept ranker must beat: :data:`_MARGIN_Z` standard errors of
+    the mean of the per-user ``differences`` (ranker's metric less the first stage's), so
+    that a lift the validation users' noise could give is not kept (inf for < 2 users).
+
+    >>> round(lift_margin(np.array([0.0, 0.2, -0.1, 0.3])), 4)
+    0.1502
+    """
+    if len(differences) < 2:
+        return math.inf
+    return _MARGIN_Z * float(np.std(differences, ddof=1)) / math.sqrt(len(differences))
 
 
 def _first_stage(data: Data, best: Trained, blend: Any, seed: int) -> Any:
@@ -154,8 +193,8 @@ def _first_stage(data: Data, best: Trained, blend: Any, seed: int) -> Any:
 
 
 def _measure(cascade: Any, data: Data, settings: Any, validation: pd.DataFrame, served: Any,
-             ks: tuple[int, ...], metric: str) -> dict[int, float]:
-    """The validation metric of ``served`` alone (key 0) and re-ranked at each ``k``."""
+             ks: tuple[int, ...], metric: str) -> dict[int, np.ndarray]:
+    """Each validation user's metric of ``served`` alone (key 0) and re-ranked at each ``k``."""
     from tfrs_kit.ranking import Cascade
 
     c = data.columns
@@ -166,8 +205,43 @@ def _measure(cascade: Any, data: Data, settings: Any, validation: pd.DataFrame, 
         recommenders[k] = Cascade(served, cascade.ranker, retrieve_k=k).as_recommender(
             data.log, user_id=c.user_id, item_id=c.item_id, users=queries,
             items=cascade.with_features(items))
-    scores = validation_scores_of(recommenders, data, validation, metric)
-    return {k: float(s[metric]) for k, s in scores.items()}
+    return per_user_scores(recommenders, data.log, validation, metric, user_id=c.user_id,
+                           item_id=c.item_id)
+
+
+def per_user_scores(recommenders: dict[Any, Any], seen: pd.DataFrame,
+                    validation: pd.DataFrame, metric: str, *, user_id: str,
+                    item_id: str) -> dict[Any, np.ndarray]:
+    """``metric`` (such as ``"ndcg@10"``) of each recommender for each validation user
+    (in sorted user order), the user's ``seen`` items left out of its ranking, as
+    :func:`tfrs_kit.evaluate` ranks them (every validation user has seen rows)."""
+    from tfrs_kit import evaluation
+
+    name, k = metric.split("@")
+    measure = {"ndcg": evaluation.ndcg_at_k, "recall": evaluation.recall_at_k}[name]
+    wanted = validation.groupby(user_id)[item_id].agg(list)
+    users, relevant = wanted.index, list(wanted)
+    seen_codes = users.get_indexer(pd.Index(seen[user_id]))
+    out = {}
+    for key, recommender in recommenders.items():
+        ids = np.asarray(recommender.item_ids)
+        seen_items = pd.Index(ids).get_indexer(pd.Index(seen[item_id]))
+        keep = (seen_codes >= 0) & (seen_items >= 0)
+        step = max(1, _SCORED_AT_ONCE // max(len(ids), 1))
+        top = []
+        for start in range(0, len(users), step):
+            scores = np.array(recommender.score(np.asarray(users[start:start + step])),
+                              np.float64)
+            rows = seen_codes[keep] - start
+            inside = (rows >= 0) & (rows < len(scores))
+            scores[rows[inside], seen_items[keep][inside]] = -np.inf
+            n = min(int(k), scores.shape[1])
+            part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+            order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+            top.append(ids[np.take_along_axis(part, order, axis=1)])
+        out[key] = np.asarray(measure(np.concatenate(top), relevant, k=int(k), per_user=True),
+                              np.float64)
+    return out
 
 
 def served_cascade(ranker: Any, choice: Rerank | None, data: Data, settings: Any,
@@ -276,8 +350,9 @@ def _history(data: Data, settings: Any) -> Any:
 
 def _features(ranker: Any) -> tuple[str, ...]:
     history = (f"similarity to {ranker.history_feature}",) if ranker.history_feature else ()
+    parts = ("the retrieval score's components",) if ranker.components else ()
     return (*ranker.query_tower.features, *ranker.candidate_tower.features, *history,
-            "retrieval score")
+            "retrieval score", *parts)
 
 
 _RANKER = "ranker"  # the version folder's ranker files: config.json, weights, items.parquet

@@ -48,7 +48,12 @@ import pandas as pd
 from tfrs_kit.data._files import _pyarrow, estimated_rows
 from tfrs_kit.data._source import is_files, resolve
 from tfrs_kit.recipe._blend import choice_users
-from tfrs_kit.recipe._fit_progress import BatchProgress, StepBudget, peak_gib
+from tfrs_kit.recipe._fit_progress import (
+    BatchProgress,
+    StepBudget,
+    peak_gib,
+    release_unused_memory,
+)
 from tfrs_kit.recipe._inputs import Columns, attribute_table, split_validation, to_frame
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import RecipeReport, Trial
@@ -127,6 +132,7 @@ class _Clock:
     def lap(self, stage: str) -> str:
         """Ends ``stage``: its seconds (kept in :attr:`stages`) and the process's peak
         memory so far, as words for the log."""
+        release_unused_memory()  # what Arrow's pool kept of the stage's buffers
         now = time.monotonic()
         self.stages[stage] = round(self.stages.get(stage, 0.0) + now - self._last, 2)
         self._last = now
@@ -251,10 +257,17 @@ def _read(paths: Sequence[str], columns: Sequence[str], users: Any = None) -> pd
             found = pa.compute.is_in(table.column(columns[0]),
                                      value_set=pa.array(users, table.column(columns[0]).type))
             table = table.filter(found)
-        tables.append(table)
+        # pandas' strings are Arrow large strings: cast shard by shard, the frame then
+        # takes the chunks as they are (one copy of a shard at a time, not of the log).
+        tables.append(table.cast(pa.schema([
+            field.with_type(pa.large_string()) if pa.types.is_string(field.type) else field
+            for field in table.schema])))
+        del table
     if not tables:
         return pd.DataFrame({name: [] for name in columns})
-    return pa.concat_tables(tables).to_pandas()
+    table = pa.concat_tables(tables)
+    del tables
+    return table.to_pandas()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,13 +441,19 @@ def _train_streamed(recipe: Any, prepared: Any, searched: _Searched, clock: _Clo
                     f"{value:.4f} (scored in {reserve.score():.1f} s; "
                     f"{time.monotonic() - started:.0f} s, {reserve():.0f} s reserved)")
 
-    monitor = RankingMonitor(score, recipe.metric, _PATIENCE, math.inf, report)
+    kept = os.path.join(prepared.work_dir, "best_weights")  # one fit per work dir
+    shutil.rmtree(kept, ignore_errors=True)
+    monitor = RankingMonitor(score, recipe.metric, _PATIENCE, math.inf, report,
+                             keep_in=kept)  # on disk: the tables grow with the users
     bar = BatchProgress(epochs=epochs, steps=steps, rows=estimated_rows(paths),
                         description="Final training", verbose=recipe.verbose)
-    history = model.fit(paths, epochs=epochs, batch_size=settings.batch_size, seed=recipe.seed,
-                        shuffle_buffer=_SHUFFLE_BUFFER, verbose=0,
-                        callbacks=[monitor, budget, bar])
-    monitor.restore()
+    try:
+        history = model.fit(paths, epochs=epochs, batch_size=settings.batch_size,
+                            seed=recipe.seed, shuffle_buffer=_SHUFFLE_BUFFER, verbose=0,
+                            callbacks=[monitor, budget, bar])
+        monitor.restore()
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
     trained = Trained(model, settings, monitor.best_epoch, monitor.best,
                       time.monotonic() - started, epochs_run=len(history.epoch))
     why = _why(recipe, prepared, monitor, budget, epochs, "; ".join(

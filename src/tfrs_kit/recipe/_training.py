@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -195,14 +196,20 @@ class RankingMonitor(EpochDeadline):
     epoch 0). Another epoch starts only if it ends before ``deadline`` with time
     left for the final training of this setting one epoch longer (:meth:`final`)
     or, if longer, the ``reserved`` seconds already kept for another setting's
-    final training.
+    final training. With ``keep_in`` (a folder) the best weights are kept there,
+    one ``.npy`` file per variable, not in memory (a streamed final training's
+    tables are as large as the catalogue and the users), and restored one variable
+    at a time.
     """
 
     def __init__(self, score: Callable[[], dict[str, float]], metric: str, patience: int,
                  deadline: float, report: Callable[[int, float], None] | None = None, *,
                  initial: bool = False, final_share: float = 0.0,
-                 reserved: float = 0.0) -> None:
+                 reserved: float = 0.0, keep_in: str | None = None) -> None:
         super().__init__(deadline)
+        self.keep_in = keep_in
+        self._kept = False  # whether keep_in holds the best weights
+        self._scored: int | None = None  # the epochs trained when last scored
         self.initial = initial
         self.final_share, self.reserved = final_share, reserved
         self._created = time.monotonic()
@@ -247,14 +254,32 @@ class RankingMonitor(EpochDeadline):
 
     def _keep_if_better(self, epochs: int) -> float:
         scores = self._score()
+        self._scored = epochs
         if not self.best or scores[self.metric] > self.best[self.metric]:
             self.best, self.best_epoch = scores, epochs
-            self._best_weights = self.model.get_weights()
+            if self.keep_in is None:
+                self._best_weights = self.model.get_weights()
+            else:
+                os.makedirs(self.keep_in, exist_ok=True)
+                for number, variable in enumerate(self.model.weights):
+                    np.save(self._kept_path(number), variable.numpy())
+                self._kept = True
         return scores[self.metric]
 
+    def _kept_path(self, number: int) -> str:
+        assert self.keep_in is not None
+        return os.path.join(self.keep_in, f"weight-{number:04d}.npy")
+
     def restore(self) -> None:
+        """The best epoch's weights back in the model (nothing to do when the last
+        epoch scored was the best: the weights are those)."""
+        if self.best_epoch == self._scored:
+            return
         if self._best_weights is not None:
             self.model.set_weights(self._best_weights)
+        elif self._kept:
+            for number, variable in enumerate(self.model.weights):
+                variable.assign(np.load(self._kept_path(number)))
 
 
 def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: str,

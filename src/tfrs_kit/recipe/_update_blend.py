@@ -5,99 +5,152 @@ A refit factorises the log from random factors (15 sweeps) three times: to choos
 weights, for the model the guard measures, for the one published. An update fits it
 once (the log less the held-out events) and shares it between the weights' choice and
 the guard's model; the published model's factors are one more sweep from there over
-every event (the held-out ones included). With :data:`WARM_ITERATIONS` above 0, that
-one fit starts from the serving model's item factors instead (the candidate side's
-factor table, in the items' vocabulary order, new items at zero; the users' rows are
-solved first, so they need no start) for that many sweeps: off by default, as it lost
-recall on MovieLens 100K (below).
+every event (the held-out ones included). With ``warm_sweeps`` above 0 (a setting of
+``Recipe.update``), that one fit starts from the serving model's item factors instead
+(the candidate side's factor table, in the items' vocabulary order, new items at zero;
+the users' rows are solved first, so they need no start) for that many sweeps.
+
+The weights chosen again on a few users' newest events are partly luck (the best of
+about 30 on a noisy sample): they replace the serving ones only when they beat them on
+the same events by more than :data:`CHOICE_MARGIN` standard errors of the per-user
+difference (:func:`per_user_scores`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import tensorflow as tf
 
+from tfrs_kit.evaluation._metrics import _ranking_from_hits
 from tfrs_kit.recipe._blend import (
     JoinedTower,
     Sources,
+    _dims_of,
     _popularity,
+    _query_scale,
+    _spreads,
     _windows,
     blended,
     choose,
+    joined_recommender,
     spread_sample,
 )
+from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._training import Data, Trained
 
-__all__ = ["COLD_ITERATIONS", "RECHOOSE", "WARM_ITERATIONS", "Refreshed", "als_tables",
-           "refresh_blend"]
+__all__ = ["CHOICE_MARGIN", "COLD_ITERATIONS", "Refreshed", "als_tables",
+           "per_user_scores", "refresh_blend"]
 
-#: Sweeps of the factorisation warm-started from the serving model's item factors; 0: one
-#: fit from random factors. Measured in ``benchmarks/lifecycle.py`` (recall@10 over a
-#: refit's, the weights chosen again): the synthetic log, 5 days, 1 sweep 0.883, 3 sweeps
-#: 0.909, 15 sweeps 0.920, random factors 0.923; MovieLens 100K days 1 to 3, 3 sweeps
-#: 0.92, 0.96, 1.02 against random factors 1.28, 1.14, 1.24.
-WARM_ITERATIONS = 0
-#: Sweeps from random factors, when the serving model has none (``ImplicitALS``'s default).
+#: Sweeps from random factors, when the serving model has none or no warm start is asked
+#: for (``ImplicitALS``'s default).
 COLD_ITERATIONS = 15
-#: Whether the blend's weights and popularity window are chosen again on each update
-#: (else the fit's are kept, their counts and factors refreshed). On: on MovieLens 100K
-#: (``benchmarks/lifecycle.py``, days 1 to 3) the weights chosen on the newest events
-#: gave the update 1.28, 1.14 and 1.24 of a refit's next-day recall@10, kept 1.04, 0.95
-#: and 1.09 (the synthetic log, 5 days: 0.923 against 0.885), for about 1.7x the update's
-#: time on the synthetic log.
-RECHOOSE = True
+#: Standard errors of the mean per-user difference by which re-chosen weights must beat the
+#: serving ones on the choice users to replace them (measured in ``benchmarks/lifecycle.py``).
+CHOICE_MARGIN = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
 class Refreshed:
-    """The refreshed blend: ``measured`` (fitted without the held-out events, what the
-    guard scores), ``published`` (on every event), the weights and whether they were
-    chosen again. Without a blend, both models are the towers'."""
+    """The refreshed blend: ``options``, the weights to try in turn (``None``: no blend):
+    those chosen again, then the serving ones (the fallback when the guard refuses the
+    first), or the serving ones alone; ``measure(weights)``: their model fitted without
+    the held-out events (what the guard scores); ``publish(weights)``: with counts and
+    factors over every event; ``rechosen``: whether the first weights were chosen again."""
 
-    measured: Any
-    published: Any
-    blend: Any
+    options: tuple[Any, ...]
+    measure: Callable[[Any], Any]
+    publish: Callable[[Any], Any]
     rechosen: bool
 
 
 def refresh_blend(blend: Any, serving: Any, fit_data: Data, full: Data, base: Trained,
-                  choice: pd.DataFrame, *, metric: str, seed: int,
-                  min_users: int) -> Refreshed:
+                  choice: pd.DataFrame, *, metric: str, seed: int, min_users: int,
+                  rechoose: bool = True, warm_sweeps: int = 0) -> Refreshed:
     """The update's blend: ``blend`` (the serving one's weights; ``None``: none), with
-    :data:`RECHOOSE` chosen again on ``choice`` (at least ``min_users`` users, else
-    kept), for ``base``'s fine-tuned towers, factorised from ``serving``'s item factors."""
+    ``rechoose`` chosen again on ``choice`` (at least ``min_users`` users, else kept;
+    the new weights only when they beat the serving ones there beyond noise), for
+    ``base``'s fine-tuned towers; factorised from random factors, or with
+    ``warm_sweeps`` from ``serving``'s item factors. New weights come with the serving
+    ones as a fallback."""
     if blend is None:
-        return Refreshed(base.model, base.model, None, False)
+        return Refreshed((None,), lambda _: base.model, lambda _: base.model, False)
     settings, c = base.settings, fit_data.columns
     users = choice[c.user_id].nunique() if len(choice) else 0
-    rechosen = RECHOOSE and users >= min_users
+    rechosen = rechoose and users >= min_users
     tables = None  # no factorisation without implicit, or when no weight reads it
     if importlib.util.find_spec("implicit") is not None and (rechosen or blend.weight):
         start = (_previous_item_factors(serving, settings.embedding_dim)
-                 if WARM_ITERATIONS else None)
-        tables = als_tables(fit_data, base, start, seed=seed)
+                 if warm_sweeps else None)
+        tables = als_tables(fit_data, base, start, seed=seed,
+                            iterations=warm_sweeps if start is not None else None)
     queries = fit_data.queries(settings)  # read once: for the choice and the measured model
+    weights = [blend]
     if rechosen:
         sources = _sources(fit_data, base, tables, _windows(fit_data), queries)
         # Only the choice users' items are masked: the rest of the log is not read.
         known = fit_data.log[c.user_id].isin(choice[c.user_id])
         sources = dataclasses.replace(sources, known=dataclasses.replace(
             fit_data, log=fit_data.log[known.to_numpy()]))
-        blend = choose(sources, choice, metric=metric, seed=seed)
-    if not (blend.weight or blend.popularity):
-        return Refreshed(base.model, base.model, blend, rechosen)
-    measured = _blended(fit_data, base, tables, blend, seed, queries)
-    if len(full.log) == len(fit_data.log):
-        return Refreshed(measured, measured, blend, rechosen)
-    if tables is not None and blend.weight:  # one more sweep over every event
-        tables = als_tables(full, base, tables[1], seed=seed, iterations=1,
-                            users=tables[0])
-    return Refreshed(measured, _blended(full, base, tables, blend, seed), blend, rechosen)
+        joined = joined_recommender(sources)  # embedded once: for the choice and the check
+        chosen = choose(sources, choice, metric=metric, seed=seed, joined=joined)
+        if _key(chosen) == _key(blend):
+            weights = [chosen]
+        elif _better(sources, choice, blend, chosen, metric, joined):
+            weights = [chosen, blend]
+        else:
+            rechosen = False
+
+    def measured(weights: Any) -> Any:
+        if not (weights.weight or weights.popularity):
+            return base.model
+        return _blended(fit_data, base, tables, weights, seed, queries)
+
+    def publish(weights: Any) -> Any:
+        if not (weights.weight or weights.popularity) or len(full.log) == len(fit_data.log):
+            return measured(weights)
+        every = tables
+        if every is not None and weights.weight:  # one more sweep over every event
+            every = als_tables(full, base, every[1], seed=seed, iterations=1, users=every[0])
+        return _blended(full, base, every, weights, seed)
+
+    return Refreshed(tuple(weights), measured, publish, rechosen)
+
+
+def _key(blend: Any) -> tuple[float, float, float]:
+    return blend.weight, blend.popularity, blend.window
+
+
+def _better(sources: Sources, choice: pd.DataFrame, serving: Any, chosen: Any,
+            metric: str, joined: RecipeRecommender | None = None) -> bool:
+    """Whether ``chosen`` beats the ``serving`` weights on ``choice`` (both for the
+    fine-tuned towers) by more than :data:`CHOICE_MARGIN` standard errors of the mean
+    per-user difference: the best of many weights on a few users' events is partly
+    luck, and the serving ones won on more."""
+    c = sources.columns
+    joined = joined_recommender(sources) if joined is None else joined
+    dims = _dims_of(sources.model, sources.factors)
+    spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims)
+    rows = sources.model.query_tower.vocabularies[c.item_id].lookup_layer()(
+        tf.constant(joined.item_ids)).numpy()
+
+    def scores(blend: Any) -> np.ndarray:
+        items = joined.item_embeddings.copy()
+        items[:, -1] = sources.popularity(blend.window)[rows, 0]
+        weight = blend.weight if sources.factors is not None else 0.0
+        recommender = joined.with_item_embeddings(items).with_query_scale(
+            _query_scale(dims, spreads, weight, blend.popularity))
+        return per_user_scores(recommender, sources.known.log, choice, c, metric)
+
+    difference = scores(chosen) - scores(serving)
+    noise = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
+    return bool(difference.mean() > CHOICE_MARGIN * noise)
 
 
 def _sources(data: Data, base: Trained, tables: tuple[np.ndarray, np.ndarray] | None,
@@ -139,9 +192,9 @@ def als_tables(data: Data, base: Trained, items: np.ndarray | None, *, seed: int
     """An implicit-feedback ALS of ``data``'s events (the settings of the Recipe's
     factorisation), as the users' and the items' factor tables in ``base``'s
     vocabularies' index order: started from ``items`` (rows of a vocabulary as large or
-    smaller: the rows after it, new items, start at zero) for :data:`WARM_ITERATIONS`
-    sweeps, or from random factors for :data:`COLD_ITERATIONS`. Rows without events
-    (the unknown id's) are zero."""
+    smaller: the rows after it, new items, start at zero), or from random factors; for
+    ``iterations`` sweeps (default :data:`COLD_ITERATIONS`). Rows without events (the
+    unknown id's) are zero."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
@@ -156,8 +209,7 @@ def als_tables(data: Data, base: Trained, items: np.ndarray | None, *, seed: int
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     if iterations is None:
-        iterations = COLD_ITERATIONS if items is None or not WARM_ITERATIONS else \
-            WARM_ITERATIONS
+        iterations = COLD_ITERATIONS
     model = AlternatingLeastSquares(factors=s.embedding_dim, regularization=s.warm_regularization,
                                     alpha=s.warm_alpha, iterations=iterations,
                                     random_state=seed, num_threads=1)
@@ -182,3 +234,28 @@ def _rows_of(table: np.ndarray, size: int) -> np.ndarray:
     rows = np.zeros((size, table.shape[1]), np.float32)
     rows[:min(size, len(table))] = table[:size]
     return np.ascontiguousarray(rows)
+
+
+def per_user_scores(recommender: RecipeRecommender, known: pd.DataFrame,
+                    holdout: pd.DataFrame, c: Any, metric: str) -> np.ndarray:
+    """``metric`` (``"ndcg@10"``...) of each of ``holdout``'s users (in order of first
+    appearance), as ``tk.evaluate`` scores them: every candidate ranked, the user's
+    ``known`` items masked, each distinct held-out item relevant."""
+    name, k = metric.split("@")
+    items = pd.Index(recommender.item_ids)
+    user_rows, user_ids = pd.factorize(holdout[c.user_id])
+    pairs = pd.DataFrame({"user": user_rows, "item": items.get_indexer(holdout[c.item_id]),
+                          "id": holdout[c.item_id].to_numpy()}).drop_duplicates(["user", "id"])
+    relevant_count = np.bincount(pairs["user"], minlength=len(user_ids))
+    pairs = pairs[pairs["item"] >= 0]  # an item not in the catalogue: relevant, never hit
+    relevant = sp.csr_matrix((np.ones(len(pairs)), (pairs["user"], pairs["item"])),
+                             shape=(len(user_ids), len(items)))
+    seen = known[known[c.user_id].isin(user_ids)]
+    seen_rows, seen_items = pd.Index(user_ids).get_indexer(seen[c.user_id]), \
+        items.get_indexer(seen[c.item_id])
+    scores = np.asarray(recommender.score(np.asarray(user_ids)), np.float64)
+    scores[seen_rows[seen_items >= 0], seen_items[seen_items >= 0]] = -np.inf
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :min(int(k), len(items))]
+    hits = (relevant[np.arange(len(user_ids))[:, None], top].toarray() > 0) & \
+        np.isfinite(np.take_along_axis(scores, top, axis=1))
+    return _ranking_from_hits(hits, relevant_count, int(k))[name]
