@@ -234,3 +234,51 @@ def test_blend_false_keeps_plain_towers_and_a_non_bool_is_a_type_error():
     assert isinstance(recipe.model.query_tower, tk.Tower)
     with pytest.raises(TypeError, match=r"`blend` must be True or False\. Received: blend=1"):
         tk.Recipe(blend=1)
+
+
+@pytest.mark.parametrize("with_factors", [True, False])
+def test_row_wise_joined_embeddings_equal_the_whole_table_joined_models(with_factors):
+    from tfrs_kit.recipe._blend import (
+        Sources,
+        _joined_model,
+        _query_scale,
+        _spreads,
+        _with_popularity,
+        blended,
+        joined_recommender,
+    )
+
+    log = _log(seed=3)
+    data = _data(log)
+    settings = Settings(history="none", embedding_dim=8, epochs=1, batch_size=32)
+    model = train_final(data, settings, epochs=1, seed=0).model
+    vocabularies = model.query_tower.vocabularies
+    rng = np.random.default_rng(0)
+    factors = (rng.normal(size=(vocabularies["user_id"].size, 3)).astype(np.float32),
+               rng.normal(size=(vocabularies["item_id"].size, 3)).astype(np.float32))
+    popularity = rng.normal(size=(vocabularies["item_id"].size, 1)).astype(np.float32)
+    queries = data.queries(settings).iloc[::-3]  # some users, out of the table's order
+    sources = Sources(model=model, columns=data.columns,
+                      factors=factors if with_factors else None, queries=queries,
+                      candidates=data.candidates(settings), known=data, windows=(1.0,),
+                      popularity=lambda window: popularity)
+    # The reference: a joined model holding the table of every user, embedding its rows.
+    whole = _joined_model(model, data.columns, _with_popularity(sources, popularity))
+    expected = RecipeRecommender(whole, queries=queries, items=sources.candidates,
+                                 user_id="user_id", item_id="item_id")
+    joined = joined_recommender(sources)
+    np.testing.assert_array_equal(joined.query_embeddings, expected.query_embeddings)
+    np.testing.assert_array_equal(joined.item_embeddings, expected.item_embeddings)
+    # The blended model: the spreads measured on those rows, the users' table scaled.
+    blend = Blend(0.5 if with_factors else 0.0, {}, 0.3)
+    dims = (model.candidate_tower.output_dim, 3 if with_factors else 0)
+    scale = _query_scale(dims, _spreads(expected.query_embeddings, expected.item_embeddings,
+                                        dims), blend.weight, blend.popularity)
+    users, items = _with_popularity(sources, popularity)
+    reference = _joined_model(model, data.columns, (users * scale[dims[0]:], items),
+                              scale=float(scale[0]))
+    result = blended(sources, blend)
+    np.testing.assert_array_equal(result.query_tower.embed(queries, verbose=False),
+                                  reference.query_tower.embed(queries, verbose=False))
+    np.testing.assert_array_equal(result.query_tower.factors.numpy(),
+                                  reference.query_tower.factors.numpy())

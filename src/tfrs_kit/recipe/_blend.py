@@ -101,11 +101,9 @@ class JoinedTower(tf.keras.Model):
     def embed(self, data: TableLike, *, batch_size: int = 8192,
               verbose: bool | str = "auto") -> np.ndarray:
         """The joined embedding of every row of a table (see ``Tower.embed``)."""
-        ids = to_table(data, argument="data", columns=[self.id_feature])[self.id_feature]
-        rows = self.lookup(tf.constant(ids)).numpy()
-        inner = self.tower.embed(data, batch_size=batch_size, verbose=verbose)
-        return np.concatenate([inner * self.scale,
-                               self.factors.numpy()[rows] * self.factor_scale], axis=1)
+        return joined_embedding(self.tower, self.lookup, self.factors, self.id_feature, data,
+                                scale=self.scale, factor_scale=self.factor_scale,
+                                batch_size=batch_size, verbose=verbose)
 
     def get_config(self) -> dict[str, Any]:
         """The settings; the factors are weights, not config (a clone starts at zeros)."""
@@ -124,6 +122,21 @@ class JoinedTower(tf.keras.Model):
         vocabulary = Vocabulary.from_dict(settings.pop("vocabulary"))
         factors = np.zeros((vocabulary.size, settings.pop("dim")), np.float32)
         return cls(tower, vocabulary, factors, **settings)
+
+
+def joined_embedding(tower: Any, lookup: Any, factors: Any, id_feature: str, data: TableLike,
+                     *, scale: float = 1.0, factor_scale: float = 1.0, batch_size: int = 8192,
+                     verbose: bool | str = "auto") -> np.ndarray:
+    """``tower``'s embedding of each row of ``data`` (times ``scale``) beside its id's row
+    of ``factors`` (a table or a variable, rows looked up by ``lookup``; times
+    ``factor_scale``): :meth:`JoinedTower.embed`, which reads only those rows of the
+    table (no copy of a table of every user)."""
+    ids = to_table(data, argument="data", columns=[id_feature])[id_feature]
+    rows = lookup(tf.constant(ids)).numpy()
+    inner = tower.embed(data, batch_size=batch_size, verbose=verbose)
+    picked = (tf.gather(factors, rows).numpy() if isinstance(factors, tf.Variable)
+              else factors[rows])
+    return np.concatenate([inner * scale, picked * factor_scale], axis=1)
 
 
 def factorise(data: Data, trained: Trained, seed: int) -> Any:
@@ -204,10 +217,39 @@ def joined_recommender(sources: Sources) -> RecipeRecommender:
     """The recommender of ``sources``' towers beside their factor tables and the
     popularity of every event, unweighted: what the weights are tried on."""
     c = sources.columns
-    return RecipeRecommender(
-        _joined_model(sources.model, c, _with_popularity(sources, sources.popularity(1.0))),
-        queries=sources.queries, items=sources.candidates, user_id=c.user_id,
-        item_id=c.item_id)
+    query, candidate = _joined_embeddings(sources, sources.popularity(1.0), sources.queries)
+    return RecipeRecommender.from_embeddings(sources.queries[c.user_id], query,
+                                             sources.candidates[c.item_id].to_numpy(),
+                                             candidate)
+
+
+def _joined_embeddings(sources: Sources, popularity: np.ndarray,
+                       queries: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings of ``queries`` and of ``sources``' candidates by the joined model
+    of ``sources`` beside ``popularity`` (unweighted), as its towers embed them, without
+    building its table of every user (only the rows of ``queries`` are read)."""
+    c = sources.columns
+    vocabularies = sources.model.query_tower.vocabularies
+    users, items = vocabularies[c.user_id], vocabularies[c.item_id]
+    item_table = (popularity if sources.factors is None
+                  else np.concatenate([sources.factors[1], popularity], 1))
+    return (joined_embedding(sources.model.query_tower, users.lookup_layer(),
+                             _UserRows(None if sources.factors is None else sources.factors[0]),
+                             users.name, queries, verbose=False),
+            joined_embedding(sources.model.candidate_tower, items.lookup_layer(), item_table,
+                             items.name, sources.candidates, verbose=False))
+
+
+class _UserRows:
+    """The users' joined table (their factors, then a column of ones: what
+    :func:`_join_columns` makes), read by rows only."""
+
+    def __init__(self, factors: np.ndarray | None) -> None:
+        self.factors = factors
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        ones = np.ones((len(rows), 1), np.float32)
+        return ones if self.factors is None else np.concatenate([self.factors[rows], ones], 1)
 
 
 def choose(sources: Sources, validation: pd.DataFrame, *, metric: str, seed: int,
@@ -302,14 +344,13 @@ def blended(sources: Sources, blend: Blend) -> Any:
     """The model of ``sources`` joined at ``blend``'s weights: the towers' and the
     factorisation's scores each over its spread, measured on ``sources.queries`` (a
     sample of the users) against every candidate; the popularity over ``blend.window``."""
-    c = sources.columns
-    queries, tables = _with_popularity(sources, sources.popularity(blend.window))
-    model = _joined_model(sources.model, c, (queries, tables))
+    popularity = sources.popularity(blend.window)
     dims = _dims_of(sources.model, sources.factors)
-    spreads = _spreads(model.query_tower.embed(sources.queries, verbose=False),
-                       model.candidate_tower.embed(sources.candidates, verbose=False), dims)
+    spreads = _spreads(*_joined_embeddings(sources, popularity, sources.queries), dims)
     scale = _query_scale(dims, spreads, blend.weight, blend.popularity)
-    return _joined_model(sources.model, c, (queries * scale[dims[0]:], tables),
+    queries, tables = _with_popularity(sources, popularity)
+    queries *= scale[dims[0]:]  # a new table: scaled in place, not copied
+    return _joined_model(sources.model, sources.columns, (queries, tables),
                          scale=float(scale[0]))
 
 

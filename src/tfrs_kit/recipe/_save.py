@@ -35,6 +35,7 @@ from tfrs_kit._version import __version__
 from tfrs_kit.data._schema import Schema
 from tfrs_kit.features._vocabulary import Vocabularies
 from tfrs_kit.recipe import _store
+from tfrs_kit.recipe._fit_progress import release_unused_memory
 from tfrs_kit.recipe._inputs import Columns
 from tfrs_kit.recipe._report import RecipeReport
 from tfrs_kit.recipe._rerank import read_cascade, serving_cascade, write_ranker
@@ -78,13 +79,16 @@ def _write_version(recipe: Any, trained: Trained, folder: Path, *, k_max: int) -
     tf.train.Checkpoint(query=base[0], candidate=base[1]).write(str(folder / _WEIGHTS))
     if blend is not None:
         (folder / "blend").mkdir()
-        np.save(folder / "blend" / "query_factors.npy", blend["query"])
-        np.save(folder / "blend" / "candidate_factors.npy", blend["candidate"])
+        # Copied out of the variables one at a time, not kept through the export.
+        np.save(folder / "blend" / "query_factors.npy", blend["query"].numpy())
+        np.save(folder / "blend" / "candidate_factors.npy", blend["candidate"].numpy())
     queries, candidates, seen = recipe.queries(), recipe.candidates(), recipe._seen()
     for name, table in zip(_TABLES, (queries, candidates, seen), strict=True):
         table = table.reset_index(drop=True)
         table.attrs = {}
         table.to_parquet(folder / f"{name}.parquet", index=False)
+        del table
+        release_unused_memory()  # Arrow's pool keeps the writer's pages, the index won't
     recipe.build_index(k_max=min(k_max, len(candidates))).save(folder / "index")
     manifest = _manifest(recipe, trained, blend)
     cascade = serving_cascade(recipe)
@@ -95,14 +99,15 @@ def _write_version(recipe: Any, trained: Trained, folder: Path, *, k_max: int) -
 
 
 def _parts(model: Any) -> tuple[tuple[Any, Any], dict[str, Any] | None]:
-    """The base towers of ``model`` and, for a blend, its joined factor tables and scales."""
+    """The base towers of ``model`` and, for a blend, its joined factor tables (the
+    variables) and scales."""
     from tfrs_kit.recipe._blend import JoinedTower
 
     query, candidate = model.query_tower, model.candidate_tower
     if not isinstance(query, JoinedTower):
         return (query, candidate), None
     return (query.tower, candidate.tower), {
-        "query": query.factors.numpy(), "candidate": candidate.factors.numpy(),
+        "query": query.factors, "candidate": candidate.factors,
         "scales": {"query": query.scale, "query_factors": query.factor_scale,
                    "candidate": candidate.scale, "candidate_factors": candidate.factor_scale}}
 

@@ -34,6 +34,7 @@ factorisation warm start (not searched: it needs the log in memory).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import shutil
@@ -132,6 +133,7 @@ class _Clock:
     def lap(self, stage: str) -> str:
         """Ends ``stage``: its seconds (kept in :attr:`stages`) and the process's peak
         memory so far, as words for the log."""
+        gc.collect()  # the stage's models (Keras layers hold cycles) before the next's
         release_unused_memory()  # what Arrow's pool kept of the stage's buffers
         now = time.monotonic()
         self.stages[stage] = round(self.stages.get(stage, 0.0) + now - self._last, 2)
@@ -273,11 +275,13 @@ def _read(paths: Sequence[str], columns: Sequence[str], users: Any = None) -> pd
 @dataclasses.dataclass(frozen=True)
 class _Searched:
     """What the search on the sample chose: its trials, the settings, the chosen trial's
-    model (``None`` without a validation slice), a note, and the sample's rows."""
+    best epoch and estimated final-training seconds (``None`` without a validation
+    slice; its model is let go: its tables and optimizer slots grow with the catalogue),
+    a note, and the sample's rows."""
 
     trials: list[Trial]
     settings: Settings
-    best: Trained | None
+    best: tuple[int, float] | None
     note: str
     rows: int
     validation_users: int = 0  # users of the sample's validation slice
@@ -311,7 +315,7 @@ def _search_sample(recipe: Any, prepared: Any, given_items: pd.DataFrame | None,
         retrain=False)  # the final training streams a new model: the trial's is not used
     note = ("" if len(trials) >= recipe.max_trials else f"the time budget ended the search "
             f"after {len(trials)} of max_trials={recipe.max_trials} trials")
-    return _Searched(trials, best.settings, best, note, len(log),
+    return _Searched(trials, best.settings, (best.epochs, best.final_seconds), note, len(log),
                      int(validation[c.user_id].nunique()))
 
 
@@ -320,10 +324,10 @@ def _planned_epochs(settings: Settings, searched: _Searched, train_rows: int,
     """The epochs the final schedule spans, and why: the settings'; for a decaying rate,
     fewer if the budget left holds fewer, so that the rate decays within the budget. An
     epoch's time is estimated from the chosen trial's training, scaled by the rows."""
-    best = searched.best
-    if best is None or not best.epochs or not math.isfinite(seconds_left):
+    if searched.best is None or not searched.best[0] or not math.isfinite(seconds_left):
         return settings.epochs, ""
-    per_epoch = best.final_seconds / best.epochs * train_rows / max(searched.rows, 1)
+    best_epochs, final_seconds = searched.best
+    per_epoch = final_seconds / best_epochs * train_rows / max(searched.rows, 1)
     seconds_left = max(seconds_left, 0.0)
     fits = seconds_left / max(per_epoch, 1e-9)
     why = (f"about {fits:.2f} epoch(s) of {per_epoch:.0f} s (the chosen trial's speed) fit "
@@ -454,6 +458,7 @@ def _train_streamed(recipe: Any, prepared: Any, searched: _Searched, clock: _Clo
         monitor.restore()
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+    _release_slots(model, settings)
     trained = Trained(model, settings, monitor.best_epoch, monitor.best,
                       time.monotonic() - started, epochs_run=len(history.epoch))
     why = _why(recipe, prepared, monitor, budget, epochs, "; ".join(
@@ -499,6 +504,17 @@ def _compiled(recipe: Any, prepared: Any, settings: Settings, steps: int) -> tup
         rate = tf.keras.optimizers.schedules.CosineDecay(rate, decay)
     model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=rate))
     return model, decay
+
+
+def _release_slots(model: Any, settings: Settings) -> None:
+    """Compiles ``model`` again with a new Adagrad, which has no slots yet: the trained
+    one's (a table the size of each embedding table) are let go, and TensorFlow reuses
+    their memory for what the blend and the export allocate. ``update`` compiles its own
+    optimizer anyway, as after ``tk.load``."""
+    import tensorflow as tf
+
+    model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=settings.learning_rate))
+    gc.collect()
 
 
 def _item_ids(prepared: Any, item_id: str) -> np.ndarray:

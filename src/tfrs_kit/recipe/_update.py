@@ -28,6 +28,7 @@ the guard's 53 other users halved their ndcg@10).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -68,6 +69,10 @@ DEFAULT_TOLERANCE = 0.1
 _GUARD_USERS = 2_000  # the most users the guard holds out
 _CHOICE_USERS = 2_000  # the most users held out to choose the blend's weights again
 _MIN_CHOICE_USERS = 20  # fewer: the blend's weights are kept (too few to choose on)
+#: The most multiply-adds of the update's largest product (users x candidates x width) for
+#: which BLAS runs on one thread (on 2 busy cores, 2,000 x 1,682 x 81: 8 ms on one, 14 on
+#: two; 2,000 x 20,000 x 81: 106 against 131).
+_SMALL_PRODUCT = 1_000_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +195,34 @@ def update_recipe(recipe: Any, new_events: TableLike, *, replay: float, epochs: 
     old = _old_data(recipe, settings)
     new = _new_events(new_events, old, c, settings)
     full, counts = _grown_data(old, new, settings)
+    with _small_products(len(full.items), 2 * settings.embedding_dim + 1):
+        return _updated(recipe, trained, old, new, full, counts, replay=replay, epochs=epochs,
+                        tolerance=tolerance, force=force, rechoose=rechoose,
+                        warm_sweeps=warm_sweeps, seed=seed, start=start)
+
+
+def _small_products(items: int, width: int) -> contextlib.AbstractContextManager[Any]:
+    """One BLAS thread while the update scores its held-out users (at most
+    :data:`_GUARD_USERS` at a time, by ``items`` candidates of about ``width``
+    dimensions), when those products are small: a second thread costs more than it saves
+    there, and many times more on a busy machine (375 x 450 x 81 on 2 cores at load 6:
+    23 ms on two threads, 1.5 ms on one; the update makes dozens). TensorFlow's threads
+    are not BLAS's."""
+    if _GUARD_USERS * items * width > _SMALL_PRODUCT:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an optional dependency (the ``implicit`` extra's)
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: Data,
+             counts: tuple[int, int], *, replay: float, epochs: int, tolerance: float,
+             force: bool, rechoose: bool, warm_sweeps: int, seed: int,
+             start: float) -> UpdateReport:
+    """:func:`update_recipe` once the new events are read and the data grown."""
+    settings, c = trained.settings, recipe.columns
     choice, guard = _holdouts(full, len(old.log), seed, rechoose=rechoose)
     fit_data = _without(full, choice | guard)
     grown = _grown_model(trained, full, settings)  # held-out ids get rows too
@@ -365,7 +398,8 @@ def _grown_model(trained: Trained, data: Data, settings: Any) -> Any:
     for old_tower, new_tower, table in ((query, model.query_tower, queries),
                                         (candidate, model.candidate_tower, candidates)):
         new_tower.embed(table.head(2), verbose=False)  # built, so its variables exist
-        old_tower.embed(table.head(2), verbose=False)
+        if not old_tower.weights:  # a loaded tower is built on its first call
+            old_tower.embed(table.head(2), verbose=False)
         _copy_weights(old_tower, new_tower)
     return model
 
@@ -426,8 +460,12 @@ def _fine_tune_rows(data: Data, settings: Any, old_events: int, new_events: int,
 def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int,
                seed: int) -> None:
     tf.keras.utils.set_random_seed(seed)
-    model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=settings.learning_rate))
+    optimizer = tf.keras.optimizers.Adagrad(learning_rate=settings.learning_rate)
+    model.compile(optimizer=optimizer)
     if epochs and len(next(iter(rows.values()))):
+        # The accumulators made now, not in the first step: a step that makes variables is
+        # traced twice (the second trace: about a fifth of a small update's fine-tuning).
+        optimizer.build(model.trainable_variables)
         model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
 
 
