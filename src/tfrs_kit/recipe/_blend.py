@@ -340,13 +340,16 @@ def blend_model(data: Data, trained: Trained, blend: Blend, *, seed: int) -> Any
     return blended(sources, blend)
 
 
-def blended(sources: Sources, blend: Blend) -> Any:
+def blended(sources: Sources, blend: Blend, *,
+            spreads: tuple[float, float] | None = None) -> Any:
     """The model of ``sources`` joined at ``blend``'s weights: the towers' and the
     factorisation's scores each over its spread, measured on ``sources.queries`` (a
-    sample of the users) against every candidate; the popularity over ``blend.window``."""
+    sample of the users) against every candidate unless ``spreads`` gives them; the
+    popularity over ``blend.window``."""
     popularity = sources.popularity(blend.window)
     dims = _dims_of(sources.model, sources.factors)
-    spreads = _spreads(*_joined_embeddings(sources, popularity, sources.queries), dims)
+    if spreads is None:
+        spreads = _spreads(*_joined_embeddings(sources, popularity, sources.queries), dims)
     scale = _query_scale(dims, spreads, blend.weight, blend.popularity)
     queries, tables = _with_popularity(sources, popularity)
     queries *= scale[dims[0]:]  # a new table: scaled in place, not copied

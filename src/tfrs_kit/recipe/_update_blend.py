@@ -33,12 +33,10 @@ from tfrs_kit.recipe._blend import (
     JoinedTower,
     Sources,
     _dims_of,
-    _joined_model,
     _popularity,
     _query_scale,
     _spreads,
     _windows,
-    _with_popularity,
     blended,
     choose,
     joined_recommender,
@@ -185,16 +183,12 @@ def _blended_from(joined: RecipeRecommender, sources: Sources, blend: Any) -> An
     """:func:`_blended` of ``sources`` (with its factor tables) at ``blend``'s weights,
     its spreads measured on ``joined``'s embeddings of the same towers and tables (at
     most 2,000 users, as :func:`_blended`'s) instead of embedding them again."""
-    dims = _dims_of(sources.model, sources.factors)
-    spreads = _spreads(joined.query_embeddings, joined.item_embeddings, dims)
+    spreads = _spreads(joined.query_embeddings, joined.item_embeddings,
+                       _dims_of(sources.model, sources.factors))
     kept = dataclasses.replace(sources, factors=sources.factors if blend.weight else None)
     if kept.factors is None:  # no factorisation part: its spread is 1, as _spreads' of none
         spreads = (spreads[0], 1.0)
-    scale = _query_scale(_dims_of(kept.model, kept.factors), spreads, blend.weight,
-                         blend.popularity)
-    queries, tables = _with_popularity(kept, sources.popularity(blend.window))
-    return _joined_model(sources.model, sources.columns,
-                         (queries * scale[dims[0]:], tables), scale=float(scale[0]))
+    return blended(kept, blend, spreads=spreads)
 
 
 def _previous_item_factors(model: Any, dim: int) -> np.ndarray | None:
