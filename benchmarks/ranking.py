@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# First, before TensorFlow loads (here or in quality.py): tfrs_kit then loads it without
+# its C++ start-up lines (tfrs_kit._keras), which it leaves alone once TensorFlow is
+# loaded or TF_CPP_MIN_LOG_LEVEL is set (level 2 still prints cuInit's error line).
+import tfrs_kit as tk
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
@@ -47,7 +50,6 @@ from quality_suite import features as suite_features
 from quality_suite import movielens as suite_movielens
 from suite_logs import LOGS
 
-import tfrs_kit as tk
 from tfrs_kit.index._inputs import query_tensor
 from tfrs_kit.recipe import _rerank
 

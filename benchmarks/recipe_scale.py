@@ -2,11 +2,16 @@
 
 For each size (default 1e6 and 1e7 events) this script writes a raw synthetic log as
 Parquet shards in time order (columns ``user_id``, ``item_id``, ``timestamp`` only: no
-history, nothing precomputed), with n/20 users and n/50 items, several clusters of
-taste, tastes that drift from one cluster to another over each user's life, a long
-tail of items inside each cluster and a global popularity that changes eight times
-over the log. Each user's latest event is held out (every user has at least three);
-the rest is the training log.
+history, nothing precomputed), several clusters of taste, tastes that drift from one
+cluster to another over each user's life, a long tail of items inside each cluster and
+a global popularity that changes eight times over the log. Each user's latest event is
+held out (every user has at least three); the rest is the training log.
+
+Every size has the same users and items (``--users``, default 50,000, and ``--items``,
+default 20,000: a 1e6-event log's), so the sizes differ in rows only and
+``memory_ratio`` measures what the issue asks of memory: flat in rows, growing with the
+users and the catalogue only. ``--grow`` gives n/20 users and n/50 items instead (a
+catalogue ten times larger at 1e7: the ratio then measures both).
 
 Then, in the same run, on the same split:
 
@@ -18,8 +23,7 @@ Then, in the same run, on the same split:
   event of ``--eval-users`` sampled users is held out, every point of a grid (factors 64
   and 128, regularization 0.1 and 1, alpha 1, 4 and 16: 12 points, 15 iterations) is fitted
   on the rest and scored by ndcg@10 on those users, and the best is refitted on the whole
-  training log (``tk.baselines.tune`` would score every training user at every point:
-  5e5 users by 2e5 items at 1e7);
+  training log (``tk.baselines.tune`` would score every training user at every point);
 * both are scored by ``tk.evaluate`` on ``--eval-users`` sampled users (recall@10 and
   ndcg@10, training items masked). The Recipe is scored through the index it exported,
   as it serves: its top 100 per user, seen items excluded.
@@ -33,7 +37,7 @@ One line per size, then the last line::
 
     python benchmarks/recipe_scale.py [--sizes 1000000 10000000] [--budgets 120 900]
         [--dir /tmp/recipe_scale] [--eval-users 10000] [--seed 0] [--skip-ials]
-        [--reuse-ials-choice]
+        [--reuse-ials-choice] [--users 50000] [--items 20000] [--grow]
 
 ``--reuse-ials-choice`` tunes iALS's grid at the first size only and fits its chosen
 point once at the others (the 12-point grid at 1e7 takes hours on two cores).
@@ -58,15 +62,17 @@ POPULARITY_SHARE = 0.15  # events that follow the global popularity, not the use
 SPAN_S = 3 * 365 * 86_400  # the log covers three years
 
 
-def shape(n: int) -> tuple[int, int, int]:
-    """Users, items and taste clusters of an n-event log."""
-    users, items = max(n // 20, 10), max(n // 50, 50)
+def shape(n: int, users: int | None, items: int | None) -> tuple[int, int, int]:
+    """Users, items and taste clusters of an n-event log: those given, or (``None``)
+    n/20 users and n/50 items."""
+    users = max(n // 20, 10) if users is None else min(users, n // 3)
+    items = max(n // 50, 50) if items is None else items
     return users, items, int(np.clip(np.sqrt(items) / 2, 4, 64))
 
 
-def generate(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def generate(n: int, seed: int, users: int, items: int,
+             clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """User numbers, item numbers and timestamps of ``n`` raw events, by user then time."""
-    users, items, clusters = shape(n)
     rng = np.random.default_rng(seed)
     lengths = 3 + rng.multinomial(n - 3 * users, rng.dirichlet(np.full(users, 1.5)))
     user = np.repeat(np.arange(users, dtype=np.int32), lengths)
@@ -100,13 +106,14 @@ def generate(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return user[order], item[order].astype(np.int32), timestamp[order]
 
 
-def split_and_write(n: int, seed: int, folder: Path, eval_users: int) -> dict:
+def split_and_write(n: int, seed: int, folder: Path, eval_users: int,
+                    sizes: tuple[int, int, int]) -> dict:
     """Writes the training shards (time order) and the sampled users' held-out events."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    user, item, timestamp = generate(n, seed)
+    user, item, timestamp = generate(n, seed, *sizes)
     last = np.r_[np.flatnonzero(np.diff(user)), n - 1]  # each user's latest event
     is_test = np.zeros(n, bool)
     is_test[last] = True
@@ -129,7 +136,7 @@ def split_and_write(n: int, seed: int, folder: Path, eval_users: int) -> dict:
     test = np.sort(last[chosen])
     pq.write_table(pa.table({"user_id": ids("u", user[test]), "item_id": ids("i", item[test]),
                              "timestamp": pa.array(timestamp[test])}), folder / "test.parquet")
-    users, items, clusters = shape(n)
+    users, items, clusters = sizes
     return {"train_rows": len(rows), "users": users, "items": items, "clusters": clusters}
 
 
@@ -222,8 +229,11 @@ def score(folder: Path, export: Path, skip_ials: bool, eval_users: int, seed: in
     import pandas as pd
 
     import tfrs_kit as tk
-    train_frame = pd.read_parquet(folder / "train")
     test = pd.read_parquet(folder / "test.parquet")
+    # iALS trains on every row; else only the test users' rows are read (what is masked):
+    # the whole log as pandas strings would not fit in memory at 1e8 events.
+    train_frame = pd.read_parquet(folder / "train", filters=None if not skip_ials else [
+        ("user_id", "in", test.user_id.unique().tolist())])
     models = {"Recipe": ServedIndex(export, train_frame[train_frame.user_id.isin(test.user_id)])}
     tune_s = float("nan")
     if not skip_ials:
@@ -251,6 +261,11 @@ def main() -> None:
     parser.add_argument("--reuse-ials-choice", action="store_true",
                         help="tune iALS's grid at the first size only; at the others fit "
                              "its chosen point once (the grid at 1e7 takes hours on 2 cores)")
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--grow", action="store_true",
+                        help="n/20 users and n/50 items at each size instead of --users "
+                             "and --items")
     args = parser.parse_args()
     if len(args.budgets) != len(args.sizes):
         parser.error("--budgets needs one value per size")
@@ -258,7 +273,8 @@ def main() -> None:
     for n, budget in zip(args.sizes, args.budgets, strict=True):
         folder = args.dir / f"n{n}"
         start = time.perf_counter()
-        shape_info = split_and_write(n, args.seed, folder, args.eval_users)
+        sizes = shape(n, None, None) if args.grow else shape(n, args.users, args.items)
+        shape_info = split_and_write(n, args.seed, folder, args.eval_users, sizes)
         write_s = time.perf_counter() - start
         run = {"n": n, "budget_s": budget, "write_s": write_s, **shape_info,
                **train(folder, budget)}

@@ -133,6 +133,35 @@ def test_a_temporary_work_dir_is_removed_and_first_only_is_streamed(tmp_path, mo
                             .drop_duplicates(["user_id", "item_id"]))
 
 
+def test_first_only_keeps_each_pairs_earliest_event_across_read_batches(tmp_path, monkeypatch):
+    """Known answer: of each (user, item) pair, the row with the earliest time, then the
+    shortest history; read two rows at a time, so pairs straddle the batches."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shard = tmp_path / "shards" / "part-0.parquet"
+    shard.parent.mkdir()
+    pq.write_table(pa.table({
+        "user_id": ["a", "a", "b", "a", "b", "a", "b"],
+        "item_id": ["x", "y", "x", "x", "x", "y", "y"],
+        "timestamp": [5, 1, 2, 3, 2, 1, 9],
+        "history": [["p"], [], ["q", "r"], ["s"], ["q"], ["t"], []]}), shard)
+    (tmp_path / "manifest.json").write_text("{}")
+    prepared = type("Prepared", (), {"work_dir": str(tmp_path), "train": [str(shard)]})()
+    monkeypatch.setattr(_scale, "_BATCH_ROWS", 2)
+    columns = type("Columns", (), {"user_id": "user_id", "item_id": "item_id",
+                                   "timestamp": "timestamp", "history": "history"})()
+    [written] = _scale._first_only(prepared, columns)
+    kept = pq.read_table(written).to_pylist()
+    # (a, x): time 3 (row 3) before 5; (a, y): time 1 twice, the empty history (row 1);
+    # (b, x): time 2 twice, the shorter history (row 4); (b, y): its only event.
+    assert kept == [
+        {"user_id": "a", "item_id": "y", "timestamp": 1, "history": []},
+        {"user_id": "a", "item_id": "x", "timestamp": 3, "history": ["s"]},
+        {"user_id": "b", "item_id": "x", "timestamp": 2, "history": ["q"]},
+        {"user_id": "b", "item_id": "y", "timestamp": 9, "history": []}]
+
+
 def test_the_path_is_chosen_by_the_rows_of_files(tmp_path):
     log = _checkerboard(300)
     pattern, _ = write_shards(log, tmp_path / "log")

@@ -312,3 +312,28 @@ def test_sequence_features_must_be_lists_the_tower_reads():
         tk.Tower(vocabs, features=["user_id"], sequence_features=["history"])
     with pytest.raises(TypeError, match=r"sequence_features=\['history'\]"):
         tk.Tower(vocabs, features=["history"], sequence_features="history")
+
+
+def test_a_single_batch_is_embedded_without_a_pipeline_as_the_pipeline_would(
+        vocabs, monkeypatch):
+    """A table of at most ``batch_size`` rows is called on its columns as tensors (no
+    ``tf.data`` pipeline built); the rows, lists and NaN come out as the batched
+    ``predict`` path gives them."""
+    from tfrs_kit.towers import _tower
+
+    tower = tk.Tower(vocabs, features=list(KINDS), output_dim=6, hidden_dims=[8])
+    batched = tower.embed(LOG, batch_size=2)  # two batches: the predict loop
+    assert batched.shape == (3, 6)
+
+    def no_pipeline(*args, **kwargs):
+        raise AssertionError("a single batch built a tf.data pipeline")
+
+    monkeypatch.setattr(_tower, "make_dataset", no_pipeline)
+    np.testing.assert_allclose(tower.embed(LOG), batched, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tower.embed(LOG), tower(_rows(LOG)).numpy(), rtol=1e-6)
+
+
+def _rows(log):
+    return {"user": tf.constant(log["user"]), "item": tf.constant(log["item"], tf.int64),
+            "genres": tf.ragged.constant(log["genres"]), "title": tf.constant(log["title"]),
+            "age": tf.constant(log["age"], tf.float32)}

@@ -46,7 +46,9 @@ MANIFEST = "manifest.json"
 CLAIM = "_prepare.json"  # the settings and source a work directory is for, written first
 COMPLETE = "_COMPLETE"
 _STAGES = ("vocabularies", "spill", "shards")
-_BUCKET_ROWS = 2_000_000  # events per bucket aimed at: what the sort holds in memory
+_BUCKET_ROWS = 1_000_000  # events per bucket aimed at: what the sort holds in memory
+# (1e7 raw events, 50,000 users, one run each: peak 1.11 GiB and 48 s at 2e6 a bucket,
+# 1.00 GiB and 36 s at 1e6)
 _MAX_BUCKETS = 512  # bucket files open at once while spilling
 _MERGE_EVERY = 4  # shards counted before their counts are summed (memory: 4 shards' ids)
 

@@ -147,6 +147,9 @@ def group_dataset(examples: Examples, columns: Sequence[str], *, batch_size: int
         groups = groups.shuffle(n_groups, seed=seed, reshuffle_each_iteration=True)
     offsets = tf.range(group, dtype=tf.int64)
 
+    # Not converted: no control flow to convert, and AutoGraph reads the source file at
+    # trace time (a file edited since import gave "could not transform" warnings).
+    @tf.autograph.experimental.do_not_convert
     def gather(ids: tf.Tensor) -> dict[str, Any]:
         rows = tf.reshape(ids[:, None] * group + offsets, [-1])
         return {name: tf.gather(t, rows) for name, t in tensors.items()}

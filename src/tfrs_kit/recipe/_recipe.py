@@ -318,8 +318,8 @@ class Recipe:
         per new one; the blend, the users' histories, seen items and index follow.
         The guard holds out each user's latest new event and refuses an update that
         scores worse there than the serving model by more than ``tolerance``
-        (relative). ``report``: ``update_report_``. See ``docs/recipe.md``,
-        "Updating with new events".
+        (relative) and the holdout's noise. ``report``: ``update_report_``. See
+        ``docs/recipe.md``, "Updating with new events".
 
         Args:
             new_events: The new interactions, in the columns and id types of ``fit``'s.

@@ -98,6 +98,7 @@ _SCORED = 100_000_000  # validation users x items scored per epoch, above which 
 _SECONDS_PER_SCORE = 5e-8  # a validation score's seconds per user and item, until timed
 _VALIDATION_USERS = 5_000  # users held out for the final model's epochs, aimed at
 _EVENTS_PER_USER = 20  # a guess of the log's shape, to turn that count into a share
+_BATCH_ROWS = 65_536  # rows of a shard read at once where a whole shard is not needed
 _SHUFFLE_BUFFER = 65_536  # rows mixed by the streaming window
 _PATIENCE = 2  # epochs without a better validation score before the final training stops
 _MIN_VALIDATION_USERS = 10
@@ -526,7 +527,9 @@ def _item_ids(prepared: Any, item_id: str) -> np.ndarray:
 
 def _first_only(prepared: Any, c: Columns) -> list[str]:
     """The training shards less the later repeats of each (user, item) pair, written once
-    into the work directory. Exact per shard: every event of a user is in one shard."""
+    into the work directory. Exact per shard: every event of a user is in one shard.
+    A shard is read twice, :data:`_BATCH_ROWS` rows at a time: its keys, then its rows
+    (whole, a shard's histories took more memory than the rest of the fit at 1e6)."""
     pa = _pyarrow()
     folder = os.path.join(prepared.work_dir, "first_only")
     targets = [os.path.join(folder, os.path.basename(p)) for p in prepared.train]
@@ -537,22 +540,39 @@ def _first_only(prepared: Any, c: Columns) -> list[str]:
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     for source, target in zip(prepared.train, targets, strict=True):
-        table = pa.parquet.read_table(source)
-        keys = pd.DataFrame({
-            "user": table.column(c.user_id).to_numpy(zero_copy_only=False),
-            "item": table.column(c.item_id).to_numpy(zero_copy_only=False),
-            # Earlier events first: by time, then by the length of the history before them.
-            "time": (table.column(c.timestamp).to_numpy(zero_copy_only=False)
-                     if c.timestamp is not None else 0),
-            "length": pa.compute.list_value_length(table.column(c.history)).to_numpy(
-                zero_copy_only=False)})
-        ordered = keys.sort_values(["time", "length"], kind="stable")
-        first = np.sort(ordered.index[~ordered.duplicated(["user", "item"])].to_numpy())
-        pa.parquet.write_table(table.take(pa.array(first)), f"{target}.tmp")
+        keep = _first_rows(source, c)
+        with pa.parquet.ParquetFile(source, pre_buffer=False) as shard, \
+                pa.parquet.ParquetWriter(f"{target}.tmp", shard.schema_arrow) as writer:
+            start = 0
+            for batch in shard.iter_batches(batch_size=_BATCH_ROWS):
+                rows = keep[np.searchsorted(keep, start):np.searchsorted(keep, start + len(batch))]
+                writer.write_batch(batch.take(pa.array(rows - start)))
+                start += len(batch)
         os.replace(f"{target}.tmp", target)
     with open(marker, "w", encoding="utf-8") as f:
         f.write(of)
     return targets
+
+
+def _first_rows(path: str, c: Columns) -> np.ndarray:
+    """The sorted row numbers of a shard's first event of each (user, item) pair: the
+    earliest, then the one with the shortest history before it."""
+    pa = _pyarrow()
+    names = [c.user_id, c.item_id, *([c.timestamp] if c.timestamp is not None else [])]
+    with pa.parquet.ParquetFile(path, pre_buffer=False) as shard:
+        lengths = np.concatenate([np.zeros(0, np.int32), *(
+            pa.compute.list_value_length(batch.column(0)).to_numpy(zero_copy_only=False)
+            for batch in shard.iter_batches(batch_size=_BATCH_ROWS, columns=[c.history]))])
+        table = shard.read(columns=names)
+    keys = pd.DataFrame({
+        "user": table.column(c.user_id).to_numpy(zero_copy_only=False),
+        "item": table.column(c.item_id).to_numpy(zero_copy_only=False),
+        "time": (table.column(c.timestamp).to_numpy(zero_copy_only=False)
+                 if c.timestamp is not None else 0),
+        "length": lengths})
+    del table
+    ordered = keys.sort_values(["time", "length"], kind="stable")
+    return np.sort(ordered.index[~ordered.duplicated(["user", "item"])].to_numpy())
 
 
 def _text(path: str) -> str:

@@ -18,7 +18,7 @@ from tfrs_kit._validation import (
     check_verbose,
 )
 from tfrs_kit.data._table import TableLike, num_rows, to_table
-from tfrs_kit.data._tensors import make_dataset
+from tfrs_kit.data._tensors import make_dataset, to_tensors
 from tfrs_kit.features._vocabulary import Vocabularies, layer_name
 from tfrs_kit.towers._encoders import FeatureEncoder, make_encoder
 from tfrs_kit.towers._sequence import SequenceEncoder
@@ -291,13 +291,15 @@ class Tower(tf.keras.Model):
         if missing:
             raise missing_column("data", missing[0], table, role="a feature the tower reads")
         check_features("data", table, getattr(self, "vocabularies", {}), self.features)
-        dataset = make_dataset(table, self.features, batch_size=batch_size)
         rows = num_rows(table)
         with Progress(rows, description=f"Embedding with {self.name}", verbose=verbose) as bar:
-            if rows <= batch_size:  # one eager call: cheaper than compiling a predict loop
-                embeddings = self(next(iter(dataset)), training=False).numpy()
+            if rows <= batch_size:
+                # One eager call on the columns as tensors: no tf.data pipeline to build
+                # (its map traced, its iterator made) for a single batch.
+                embeddings = self(to_tensors(table, self.features), training=False).numpy()
                 bar.update(rows)
                 return embeddings
+            dataset = make_dataset(table, self.features, batch_size=batch_size)
             progress = tf.keras.callbacks.LambdaCallback(
                 on_predict_batch_end=lambda batch, logs: bar.update(batch_size))
             return np.asarray(self.predict(dataset, verbose=0, callbacks=[progress]))
