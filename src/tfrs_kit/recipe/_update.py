@@ -296,6 +296,9 @@ def _old_data(recipe: Any, settings: Any) -> Data:
         return data
     c, saved = recipe.columns, recipe._saved
     log = saved.seen.reset_index(drop=True)
+    log = log.assign(**{  # an out-of-core fit's ids are categorical codes: trained as values
+        name: log[name].astype(log[name].cat.categories.dtype)
+        for name in log if isinstance(log[name].dtype, pd.CategoricalDtype)})
     if c.timestamp is not None and c.timestamp not in log:  # saved before seen had times
         log = log.assign(**{c.timestamp: np.zeros(len(log), np.int64)})
     users = saved.queries[[c.user_id, *settings.user_features]]
