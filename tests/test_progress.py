@@ -62,3 +62,26 @@ def test_batch_progress_spans_every_planned_epoch(monkeypatch):
         bar.on_train_batch_end(0)
     bar.on_train_end()
     assert "50%" in stream.getvalue().split("\r")[-1] and stream.getvalue().endswith("\n")
+
+
+def test_peak_memory_is_this_programs_not_its_parents():
+    """A process started by one that held 1 GiB reports its own peak: ``ru_maxrss``
+    would report the parent's 1 GiB (Linux keeps it through ``exec``)."""
+    import inspect
+    import subprocess
+    import sys
+
+    import pytest
+
+    from tfrs_kit.recipe._fit_progress import peak_gib
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the inherited peak is a Linux behaviour")
+    child = f"import sys\n{inspect.getsource(peak_gib)}\nprint(peak_gib())"
+    parent = ("import subprocess, sys\nimport numpy as np\n"
+              "held = np.ones(2**27)  # 1 GiB, written\n"
+              f"print(subprocess.run([sys.executable, '-c', {child!r}], capture_output=True, "
+              "text=True, check=True).stdout)")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert 0.0 < float(out) < 0.25  # a bare interpreter: tens of MiB

@@ -262,6 +262,30 @@ def test_a_killed_run_resumes_and_reuses_finished_work(tmp_path, monkeypatch):
     assert not (work / "spill").exists() and not (work / "shards.partial").exists()
 
 
+def test_a_full_disk_names_the_work_dir_and_a_rerun_finishes(tmp_path, monkeypatch):
+    import errno
+
+    source = _write_shards(_log(), tmp_path / "raw")
+    settings = {"features": ["event_id"], "validation_users": 0.2, "verbose": False}
+    clean = _contents(prepare(source, work_dir=tmp_path / "clean", **settings))
+    real = _prepare.write_bucket
+
+    def full_at_bucket_two(spill_file, bucket, *args):
+        if bucket == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", spill_file)
+        return real(spill_file, bucket, *args)
+
+    monkeypatch.setattr(_prepare, "write_bucket", full_at_bucket_two)
+    work = tmp_path / "work"
+    with pytest.raises(OSError, match=r"`work_dir` must be on a disk with room.*GB free "
+                                      r"now.*reuses the stages that finished") as raised:
+        prepare(source, work_dir=work, **settings)
+    assert raised.value.errno == errno.ENOSPC and str(work) in str(raised.value)
+    assert not (work / _prepare.MANIFEST).exists()
+    monkeypatch.setattr(_prepare, "write_bucket", real)
+    assert _contents(prepare(source, work_dir=work, **settings)) == clean
+
+
 _KILLED_RUN = """
 import sys, time
 from tfrs_kit.features import _prepare, _prepare_log

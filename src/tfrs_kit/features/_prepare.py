@@ -12,6 +12,7 @@ is in ``docs/files.md`` ("Preparing a large log").
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -155,7 +156,7 @@ def prepare(
     serving), optionally a search sample (the training rows of a seeded sample of
     users), and a manifest.
 
-    Memory holds one chunk of the source, then one bucket (about two million
+    Memory holds one chunk of the source, then one bucket (about a million
     events) of the log sorted by user and time, and the vocabularies' counts; never
     the log. Calling it again with the same ``work_dir``, source and settings reuses
     every stage that finished (a killed run resumes); see ``docs/files.md``.
@@ -192,6 +193,8 @@ def prepare(
             settings (and not ``overwrite``), holds other files, or a setting or
             the log breaks a rule (missing ids, no user with enough events to hold
             one out, ...).
+        OSError: The disk of ``work_dir`` filled up (``errno.ENOSPC``): the message
+            says how much is free and what to do; the finished stages are kept.
     """
     settings = _settings(user_id=user_id, item_id=item_id, timestamp=timestamp,
                          features=features, history_length=history_length, history=history,
@@ -212,12 +215,32 @@ def prepare(
     _claim(folder, claim, overwrite)
     if os.path.exists(os.path.join(folder, MANIFEST)):
         return Prepared.load(folder)
-    counts = _vocabulary_stage(folder, paths, layout, settings, verbose)
-    _spill_stage(folder, paths, layout, num_buckets, verbose)
-    buckets = _shards_stage(folder, layout, settings, num_buckets, verbose)
-    shutil.rmtree(os.path.join(folder, "spill"), ignore_errors=True)
-    _write_manifest(folder, claim, layout, counts, buckets)
+    try:
+        counts = _vocabulary_stage(folder, paths, layout, settings, verbose)
+        _spill_stage(folder, paths, layout, num_buckets, verbose)
+        buckets = _shards_stage(folder, layout, settings, num_buckets, verbose)
+        shutil.rmtree(os.path.join(folder, "spill"), ignore_errors=True)
+        _write_manifest(folder, claim, layout, counts, buckets)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise _disk_full(folder, paths, error) from error
     return Prepared.load(folder)
+
+
+def _disk_full(folder: str, paths: Sequence[str], error: OSError) -> OSError:
+    """The error for a disk that filled up: where, how much is free, what to do."""
+    source = sum(os.path.getsize(p) for p in paths)
+    free = shutil.disk_usage(folder).free
+    message = invalid_argument(
+        "work_dir", "be on a disk with room for the prepared log", folder,
+        hint=f"The disk filled up writing {error.filename or folder} ({error.strerror}; "
+        f"{free / 1e9:.2f} GB free now). The prepared shards hold each event with its "
+        f"history: 12 times the source's {source / 1e9:.2f} GB on a measured log of "
+        "history_length=50. Free space or pass a work_dir on a larger disk; a rerun with "
+        "the same work_dir reuses the stages that finished (nothing half-written is used).",
+    )
+    return OSError(error.errno, str(message))
 
 
 def _settings(**settings: Any) -> dict[str, Any]:
