@@ -92,7 +92,8 @@ nitpick_ignore = [
     ("py:class", "pathlib.Path"),  # the standard library has no page here either
 ]
 nitpick_ignore_regex = [
-    (r"py:.*", r"(collections\.abc|typing|os|numpy|np|pandas|pd|tensorflow|tf|keras)\..*"),
+    (r"py:.*",
+     r"(collections\.abc|typing|os|numpy|np|pandas|pd|tensorflow|tf|keras|apache_beam)\..*"),
     (r"py:.*", r"(.*\.)?_[A-Za-z].*"),  # private modules and classes (such as a base class)
 ]
 

@@ -310,6 +310,6 @@ def test_only_tfrs_kit_beam_imports_apache_beam():
 
 def test_every_name_is_in_the_api_reference():
     page = (ROOT / "docs" / "api" / "beam.rst").read_text(encoding="utf-8")
-    documented = re.findall(r"^\.\. autoclass:: (\w+)", page, flags=re.M)
+    documented = re.findall(r"^\.\. auto(?:class|function):: (\w+)", page, flags=re.M)
     assert sorted(documented) == sorted(tk_beam.__all__)
     assert all(getattr(tk_beam, name).__doc__ for name in tk_beam.__all__)

@@ -16,6 +16,10 @@ one machine. Events are a ``PCollection`` of dicts, one per event (what
   read back (see *Logs in files*).
 * :class:`WriteVocabularies` saves the vocabularies as the JSON file that
   :meth:`~tfrs_kit.Vocabularies.load` reads.
+* :func:`prepare` is :func:`tfrs_kit.features.prepare` as Beam pipelines: the same
+  work directory (vocabularies, histories, validation, sample, manifest) from event
+  shards, with the reading and sorting on the runner's workers; ``Recipe.fit`` then
+  trains from it (see *Preparing a large log on Apache Beam* in ``docs/files.md``).
 
 Needs Apache Beam, the ``beam`` extra: ``pip install "tfrs-kit[beam]"``. ``import
 tfrs_kit`` never imports it.
@@ -36,6 +40,7 @@ except ImportError as error:  # pragma: no cover - exercised by a test with Beam
     ) from error
 
 from tfrs_kit.beam._history import AddHistories
+from tfrs_kit.beam._prepare import prepare
 from tfrs_kit.beam._shards import WriteParquetShards
 from tfrs_kit.beam._vocabulary import CountVocabularies, WriteVocabularies
 
@@ -44,4 +49,5 @@ __all__ = [
     "CountVocabularies",
     "WriteParquetShards",
     "WriteVocabularies",
+    "prepare",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,13 @@ def add_commands(commands: Any) -> None:
     train.add_argument("--work-dir", metavar="DIR",
                        help="where a log bigger than memory is prepared (default: DIR.work "
                        "beside --export; reused when the same log is trained again)")
+    train.add_argument("--beam-runner", metavar="RUNNER",
+                       help="prepare a log bigger than memory on Apache Beam with this runner "
+                       "(DirectRunner, DataflowRunner, FlinkRunner, ...) into the work dir; "
+                       "needs the beam extra")
+    train.add_argument("--beam-options", default=None, metavar="FLAGS",
+                       help="the runner's pipeline options, one quoted string after an "
+                       "equals sign: --beam-options='--project=P --region=R'")
     train.add_argument("--rerank", choices=("auto", "on", "off"), default="off",
                        help="a ranking stage re-orders the retrieved top: on, off, or auto "
                        "(kept when it lifts the validation metric; default: off)")
@@ -77,13 +85,18 @@ def train_command(args: argparse.Namespace) -> int:
                        time_budget=args.time_budget, query_tower=args.query_tower,
                        candidate_tower=args.candidate_tower, verbose=not quiet,
                        work_dir=work_dir, in_memory_rows=DEFAULT_IN_MEMORY_ROWS,
-                       rerank=args.rerank)
+                       rerank=args.rerank, beam_runner=args.beam_runner,
+                       beam_options=None if args.beam_options is None
+                       else shlex.split(args.beam_options))
     if out_of_core(args.events, DEFAULT_IN_MEMORY_ROWS, argument="EVENTS"):
         log: Any = args.events  # bigger than memory: the Recipe prepares it on disk
         if not quiet:
             print(f"{args.events}: over {DEFAULT_IN_MEMORY_ROWS:,} events, trained out of "
                   f"core (work dir {work_dir})", file=sys.stderr)
     else:
+        if args.beam_runner and not quiet:
+            print(f"--beam-runner: not used, {args.events} holds at most "
+                  f"{DEFAULT_IN_MEMORY_ROWS:,} events (read into memory)", file=sys.stderr)
         with stage(quiet, f"Reading {args.events}"):
             log = read_log(args)
             if not quiet:

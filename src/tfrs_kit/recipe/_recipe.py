@@ -142,6 +142,13 @@ class Recipe:
             (an error when the log has no ranking slice); ``False``: none. A kept
             ranker re-orders the top ``retrieve_k`` of ``recommend``, ``evaluate``,
             ``build_index`` and ``save``; :attr:`report` says what it measured.
+        beam_runner: Prepare an out-of-core log on Apache Beam
+            (:func:`tfrs_kit.beam.prepare`) on this runner (a name such as
+            ``"DirectRunner"`` or ``"DataflowRunner"``, or a runner object), writing the
+            same ``work_dir`` the local preparation writes; ``None``: prepared here.
+            Needs the ``beam`` extra.
+        beam_options: The runner's options: ``PipelineOptions`` or a list of flags
+            (``["--project=...", "--region=..."]``).
 
     Example:
         >>> import tfrs_kit as tk
@@ -187,6 +194,7 @@ class Recipe:
         in_memory_rows: int = DEFAULT_IN_MEMORY_ROWS,
         work_dir: str | os.PathLike[str] | None = None,
         search_rows: int = DEFAULT_SEARCH_ROWS, rerank: bool | str = False,
+        beam_runner: Any = None, beam_options: Any = None,
     ) -> None:
         self.schema = None if schema is None else check_schema("schema", schema)
         self._column_arguments = {"user_id": user_id, "item_id": item_id, "timestamp": timestamp}
@@ -222,6 +230,10 @@ class Recipe:
                                    error=TypeError)
         self.work_dir = None if work_dir is None else os.fspath(work_dir)
         self.search_rows = check_int("search_rows", search_rows, minimum=1)
+        if beam_runner is None and beam_options is not None:
+            raise invalid_argument("beam_options", "come with a beam_runner", beam_options,
+                                   hint="Pass beam_runner= too, e.g. 'DirectRunner'.")
+        self.beam_runner, self.beam_options = beam_runner, beam_options
         self._set_state(None, None, None, None)
 
     def __repr__(self) -> str:

@@ -217,10 +217,16 @@ def _prepare(recipe: Any, paths: Sequence[str], rows: int, folder: str) -> Any:
     there (finished, or resumed where it stopped), else made anew."""
     from tfrs_kit.features import prepare
 
+    on_beam: dict[str, Any] = {}
+    if recipe.beam_runner is not None:  # the same folder, written by Beam's workers
+        from tfrs_kit.beam import prepare  # type: ignore[no-redef]  # needs the extra
+
+        on_beam = {"runner": recipe.beam_runner, "options": recipe.beam_options}
     c = recipe.columns
     users_guess = max(rows / _EVENTS_PER_USER, 1.0)
     return prepare(
-        paths, work_dir=folder, user_id=c.user_id, item_id=c.item_id, timestamp=c.timestamp,
+        paths, **on_beam, work_dir=folder, user_id=c.user_id, item_id=c.item_id,
+        timestamp=c.timestamp,
         history_length=recipe.max_history, history=c.history,
         validation_users=float(min(1.0, max(1e-3, _VALIDATION_USERS / users_guess))),
         validation_events=1,

@@ -26,7 +26,7 @@ weights chosen on 53 users' single events dropped the popularity the next day ne
 the guard's 53 other users halved their ndcg@10). The burden of proof differs: the
 re-chosen weights, an optional change with a fallback, must stay within ``tolerance``;
 the last option, the update itself (new events, new items), is refused only when its
-drop passes ``tolerance`` by more than :data:`GUARD_NOISE` standard errors of the mean
+drop passes ``tolerance`` by more than ``GUARD_NOISE`` standard errors of the mean
 per-user difference. On a small holdout (100 users' single events at ndcg@10 near 0.005:
 one or two hits) a drop of a hit is noise, and refusing on it kept a day's new items out
 of the index; a broken model's drop still passes the allowance wherever the holdout has
@@ -119,7 +119,7 @@ class UpdateReport:
         noise: The standard error of the mean per-user difference between the updated
             and the serving score (a small holdout's scores are noisy).
         allowance: The drop beyond ``tolerance`` the guard forgave as noise
-            (:data:`GUARD_NOISE` times ``noise`` for the update's last option, 0 for
+            (``GUARD_NOISE`` times ``noise`` for the update's last option, 0 for
             re-chosen weights with the serving ones to fall back on).
         refused_blend: The weights chosen again that the guard refused (the serving
             weights were then tried, ``blend``), else ``None``.

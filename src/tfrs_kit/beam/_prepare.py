@@ -1,0 +1,330 @@
+"""``prepare`` on Apache Beam: the work directory of ``tfrs_kit.features.prepare``, out of core.
+
+Two pipelines, on any runner:
+
+1. *Vocabularies*: each shard is counted on a worker (``VocabularyBuilder.count``, as
+   ``features.prepare`` counts it); the counts are summed (``CombineGlobally``, in any
+   order, then put in ``features.prepare``'s order) and built into the vocabularies,
+   and the seeded validation and sample users are chosen from the users' counts by
+   ``features.prepare``'s own ``_choose``.
+2. *Shards*: each shard is read on a worker, its rows normalised (times as one
+   ordering key, the position in the log as the tie-break) and keyed by the same
+   hash of the user that ``features.prepare`` buckets by; each bucket meets on one
+   worker (``GroupByKey``), which sorts it and writes its training, validation,
+   sample and latest rows with ``features.prepare``'s ``write_bucket``.
+
+So the files are ``features.prepare``'s, equal in content: the same claim,
+stages, markers and manifest (written last, by the driver), and a later
+``features.prepare`` or ``Recipe.fit`` with the same settings reuses the directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from tfrs_kit._errors import invalid_argument
+from tfrs_kit._validation import check_verbose
+from tfrs_kit.data._files import _pyarrow, resolve
+from tfrs_kit.data._source import TableLike
+from tfrs_kit.features import _prepare as local
+from tfrs_kit.features._counting import VocabularyCounts, sum_counts
+from tfrs_kit.features._prepare import FORMAT_VERSION, MANIFEST, Prepared
+from tfrs_kit.features._prepare_log import (
+    Layout,
+    _normalise,
+    _source_chunks,
+    hash_ids,
+    write_bucket,
+    write_json,
+)
+from tfrs_kit.features._vocabulary import VocabularyBuilder
+
+__all__ = ["prepare"]
+
+_SHARD_ROWS = 1 << 40  # a row's log position: (shard index) * this + its row in the shard
+
+
+def prepare(
+    source: TableLike,
+    *,
+    work_dir: str | os.PathLike[str],
+    runner: Any = "DirectRunner",
+    options: PipelineOptions | Sequence[str] | None = None,
+    user_id: str = "user_id",
+    item_id: str = "item_id",
+    timestamp: str | None = "timestamp",
+    features: Sequence[str] | Mapping[str, str] = (),
+    history_length: int = 50,
+    history: str = "history",
+    validation_users: int | float = 0.1,
+    validation_events: int = 1,
+    sample_users: int | float | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    verbose: Any = "auto",
+) -> Prepared:
+    """:func:`tfrs_kit.features.prepare` as Beam pipelines, on any runner.
+
+    Writes into ``work_dir`` what ``tfrs_kit.features.prepare`` writes for the same
+    source and settings, equal in content (the vocabularies, the validation and
+    sample users, every training, validation, sample and latest row, the manifest's
+    counts), with the shards read and the buckets sorted on the runner's workers.
+    The directory is then used as ``features.prepare``'s: ``Prepared.load``, and a
+    ``Recipe(work_dir=...)`` fit on the same files trains from it without preparing
+    again. A run that stopped resumes: finished stages and buckets are kept.
+
+    The workers and the driver read the source and write ``work_dir`` by their
+    paths: on a cluster, both must be on a file system that every worker mounts.
+
+    Args:
+        source: The shards (Parquet, CSV or TFRecord): a path, a glob, a directory,
+            a list of them, or :class:`~tfrs_kit.data.Shards`.
+        work_dir: Where to write; created if missing.
+        runner: A Beam runner's name (``"DirectRunner"``, ``"DataflowRunner"``,
+            ``"FlinkRunner"`` ...) or a runner object.
+        options: ``PipelineOptions``, or a list of flags
+            (``["--direct_num_workers=2", "--direct_running_mode=multi_processing"]``).
+        user_id: As :func:`tfrs_kit.features.prepare`, as are ``item_id``,
+            ``timestamp``, ``features``, ``history_length``, ``history``,
+            ``validation_users``, ``validation_events``, ``sample_users``, ``seed``
+            and ``overwrite``.
+        verbose: Checked as in :func:`tfrs_kit.features.prepare`; the runner logs
+            its own progress.
+
+    Returns:
+        The :class:`~tfrs_kit.features.Prepared` files and counts.
+
+    Raises:
+        TypeError: ``options`` is neither ``PipelineOptions`` nor a list of flags.
+        ValueError: As :func:`tfrs_kit.features.prepare` (another log's
+            ``work_dir``, a setting or the log breaking a rule).
+
+    Example:
+        >>> from tfrs_kit.beam import prepare
+        >>> prepared = prepare("log/*.parquet", work_dir="work",  # doctest: +SKIP
+        ...                    options=["--direct_num_workers=2"])
+    """
+    settings = local._settings(
+        user_id=user_id, item_id=item_id, timestamp=timestamp, features=features,
+        history_length=history_length, history=history, validation_users=validation_users,
+        validation_events=validation_events, sample_users=sample_users, seed=seed)
+    check_verbose("verbose", verbose)
+    pipeline_options = _options(options)
+    paths = resolve(source, argument="source")
+    folder = os.path.abspath(os.fspath(work_dir))
+    inside = [p for p in paths if os.path.abspath(p).startswith(folder + os.sep)]
+    if inside:
+        raise invalid_argument("work_dir", "be outside the source's shards (its files would "
+                               "join the log on the next run)", folder,
+                               hint=f"It holds the shard {inside[0]!r}; pass another work_dir.")
+    layout = local._layout(paths, settings)
+    num_buckets = local._num_buckets(paths)
+    claim = {"format_version": FORMAT_VERSION, "settings": settings,
+             "source": local.fingerprint(paths), "num_buckets": num_buckets}
+    local._claim(folder, claim, overwrite)
+    if os.path.exists(os.path.join(folder, MANIFEST)):
+        return Prepared.load(folder)
+    summary = _vocabulary_stage(folder, paths, layout, settings, runner, pipeline_options)
+    buckets = _shards_stage(folder, paths, layout, num_buckets, runner, pipeline_options)
+    shutil.rmtree(os.path.join(folder, "spill"), ignore_errors=True)
+    local._write_manifest(folder, claim, layout, summary, buckets)
+    return Prepared.load(folder)
+
+
+def _options(options: Any) -> PipelineOptions:
+    if options is None:
+        return PipelineOptions([])
+    if isinstance(options, PipelineOptions):
+        return options
+    if isinstance(options, (list, tuple)) and all(isinstance(o, str) for o in options):
+        return PipelineOptions(list(options))
+    raise invalid_argument("options", "be PipelineOptions or a list of flags", options,
+                           hint="For example options=['--direct_num_workers=2'].",
+                           error=TypeError)
+
+
+# --- 1. vocabularies and the seeded users ----------------------------------------------------
+
+
+def _vocabulary_stage(folder: str, paths: Sequence[str], layout: Layout,
+                      settings: Mapping[str, Any], runner: Any,
+                      options: PipelineOptions) -> dict[str, int]:
+    final, partial, done = local._stage(folder, "vocabularies")
+    if done:
+        return dict(local._read_json(os.path.join(final, "counts.json")))
+    local._fresh(partial)
+    features = settings["features"]
+    wanted: Any
+    if isinstance(features, Mapping):
+        wanted = {layout.user_id: "categorical", layout.item_id: "categorical", **features}
+    else:
+        wanted = list(dict.fromkeys([layout.user_id, layout.item_id, *features]))
+    with beam.Pipeline(runner=runner, options=options) as pipeline:
+        _ = (pipeline
+             | "Shards" >> beam.Create(list(enumerate(paths)))
+             | "Spread shards" >> beam.Reshuffle()
+             | "Count shards" >> beam.Map(_count_shard, wanted)
+             | "Sum counts" >> beam.CombineGlobally(_SumInShardOrder())
+             | "Write vocabularies" >> beam.Map(_write_vocabularies, partial, layout,
+                                                settings))
+    local._finish(partial, final)
+    return dict(local._read_json(os.path.join(final, "counts.json")))
+
+
+def _count_shard(shard: tuple[int, str], wanted: Any) -> tuple[int, VocabularyCounts]:
+    index, path = shard
+    try:
+        return index, VocabularyBuilder().count(path, wanted, verbose=False)
+    except (TypeError, ValueError) as error:  # the counts' message, and the shard
+        raise type(error)(f"{error} In the shard {path!r}.") from None
+
+
+class _SumInShardOrder(beam.CombineFn):
+    """Sums shards' counts in any order into ``features.prepare``'s sum in shard order.
+
+    ``features.prepare`` sums the shards in order, and its counts list each token
+    where it is first seen in that order: the accumulator keeps, for each token, the
+    (shard, position) of its first sighting and the counts summed so far, and
+    ``extract_output`` orders the tokens by it. Numeric values are concatenated in
+    shard order (their statistics are then computed in the same order). Memory:
+    one sum of counts, as ``features.prepare``'s, and the first sightings.
+    """
+
+    def create_accumulator(self) -> Any:
+        return None
+
+    def add_input(self, accumulator: Any, shard: tuple[int, VocabularyCounts]) -> Any:
+        index, counts = shard
+        first = {name: pd.Series(np.arange(len(series), dtype=np.int64)
+                                 + index * _SHARD_ROWS, index=series.index)
+                 for name, series in counts.counts.items()}
+        numeric = {name: [(index, values)] for name, values in counts.numeric.items()}
+        return self.merge_accumulators([accumulator, (counts, first, numeric)])
+
+    def merge_accumulators(self, accumulators: Iterable[Any]) -> Any:
+        parts = [a for a in accumulators if a is not None]
+        if len(parts) <= 1:
+            return parts[0] if parts else None
+        counts = sum_counts([counts for counts, _, _ in parts])
+        first = {name: pd.concat([f[name] for _, f, _ in parts]).groupby(
+            level=0, sort=False).min() for name in parts[0][1]}
+        numeric = {name: [piece for _, _, n in parts for piece in n[name]]
+                   for name in parts[0][2]}
+        return counts, first, numeric
+
+    def extract_output(self, accumulator: Any) -> VocabularyCounts:
+        counts, first, numeric = accumulator
+        ordered = {}
+        for name, series in counts.counts.items():
+            keys = first[name].reindex(series.index).to_numpy()
+            ordered[name] = series.iloc[np.argsort(keys, kind="stable")]
+        values = {name: np.concatenate([v for _, v in sorted(pieces, key=lambda p: p[0])])
+                  for name, pieces in numeric.items()}
+        return dataclasses.replace(counts, counts=ordered, numeric=values)
+
+
+def _write_vocabularies(counts: VocabularyCounts, partial: str, layout: Layout,
+                        settings: Mapping[str, Any]) -> str:
+    """The vocabularies, counts and seeded users, as ``features.prepare`` writes them."""
+    vocabularies = VocabularyBuilder().from_counts(counts).alias(
+        layout.history, layout.item_id, kind="multi")
+    vocabularies.save(os.path.join(partial, "vocabularies.json"))
+    users = counts.counts[layout.user_id]
+    summary = {"rows": int(users.sum()), "users": len(users),
+               "items": len(counts.counts[layout.item_id])}
+    local._write_users(partial, "validation", local._choose(
+        users, settings["validation_users"], layout.validation_events, 2 * layout.seed,
+        "validation_users"))
+    if settings["sample_users"] is not None:
+        local._write_users(partial, "sample", local._choose(
+            users, settings["sample_users"], 0, 2 * layout.seed + 1, "sample_users"))
+    write_json(os.path.join(partial, "counts.json"), summary)
+    return partial
+
+
+# --- 2. buckets sorted on the workers, with histories ----------------------------------------
+
+
+def _shards_stage(folder: str, paths: Sequence[str], layout: Layout, num_buckets: int,
+                  runner: Any, options: PipelineOptions) -> list[dict[str, Any]]:
+    final, partial, done = local._stage(folder, "shards")
+    if done:
+        return list(local._read_json(os.path.join(final, "buckets.json")))
+    os.makedirs(partial, exist_ok=True)
+    validation = local._read_users(folder, "validation")
+    sample = local._read_users(folder, "sample")
+    finished = {b for b in range(num_buckets) if os.path.exists(_marker(partial, b))}
+    with beam.Pipeline(runner=runner, options=options) as pipeline:
+        _ = (pipeline
+             | "Shards" >> beam.Create(list(enumerate(paths)))
+             | "Spread shards" >> beam.Reshuffle()
+             | "Bucket rows" >> beam.FlatMap(_bucketed_rows, layout, num_buckets, finished)
+             | "Group buckets" >> beam.GroupByKey()
+             | "Write buckets" >> beam.Map(_write_bucket, layout, partial, validation, sample))
+    stats = [local._read_json(_marker(partial, b)) for b in range(num_buckets)
+             if os.path.exists(_marker(partial, b))]
+    if not stats:
+        raise invalid_argument("source", "hold at least one event",
+                               f"{len(paths)} shard(s) without a row")
+    local._merge_validation(partial, stats)
+    write_json(os.path.join(partial, "buckets.json"), stats)
+    local._finish(partial, final)
+    return stats
+
+
+def _marker(partial: str, bucket: int) -> str:
+    return os.path.join(partial, f"bucket-{bucket:05d}.json")
+
+
+def _bucketed_rows(shard: tuple[int, str], layout: Layout, num_buckets: int,
+                   finished: set[int]) -> Iterator[tuple[int, Any]]:
+    """A shard's rows normalised as ``features.prepare`` spills them, keyed by bucket.
+
+    The log position is (shard index, row in the shard): it orders ties as the
+    files do, as ``features.prepare``'s running row number does.
+    """
+    pa = _pyarrow()
+    index, path = shard
+    row = index * _SHARD_ROWS
+    for chunk in _source_chunks(path, layout):
+        table = _normalise(chunk, layout, path, row)
+        row += table.num_rows
+        buckets = hash_ids(table.column(layout.user_id)) % np.uint64(num_buckets)
+        order = np.argsort(buckets, kind="stable")
+        bounds = np.searchsorted(buckets[order], np.arange(num_buckets + 1))
+        table = table.take(pa.array(order))
+        for bucket in np.flatnonzero(np.diff(bounds)).tolist():
+            if bucket not in finished:
+                start, end = int(bounds[bucket]), int(bounds[bucket + 1])
+                yield bucket, table.slice(start, end - start)
+
+
+def _write_bucket(group: tuple[int, Iterable[Any]], layout: Layout, partial: str,
+                  validation: Any, sample: Any) -> int:
+    """One bucket sorted and written by ``write_bucket``; its marker last."""
+    pa = _pyarrow()
+    bucket, tables = group
+    with tempfile.TemporaryDirectory(prefix="tfrs_kit_beam_bucket_") as spilled:
+        spill_file = os.path.join(spilled, "bucket.arrow")
+        writer = None
+        try:
+            for table in tables:
+                if writer is None:
+                    writer = pa.ipc.new_stream(spill_file, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        stats = write_bucket(spill_file, bucket, layout, partial, validation, sample)
+    write_json(_marker(partial, bucket), stats)
+    return bucket
