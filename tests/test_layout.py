@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("_progress", "_plugins"),
     ("data",),
     ("features",),
+    ("beam",),  # the preparation of `features` on Beam; the Recipe may run it
     ("evaluation", "datasets"),
     ("baselines",),
     ("towers",),
@@ -29,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("index",),
     ("recipe",),
     ("serving",),  # below cli, which registers `tfrs-kit serve` from serving._cli
-    ("testing", "cli", "__init__", "beam"),
+    ("testing", "cli", "__init__"),
 ]
 # Without TensorFlow: evaluation and baselines score NumPy arrays.
 NO_TENSORFLOW = ("evaluation", "baselines", "_validation", "_errors")

@@ -194,8 +194,7 @@ class Recipe:
         in_memory_rows: int = DEFAULT_IN_MEMORY_ROWS,
         work_dir: str | os.PathLike[str] | None = None,
         search_rows: int = DEFAULT_SEARCH_ROWS, rerank: bool | str = False,
-        beam_runner: Any = None, beam_options: Any = None,
-    ) -> None:
+        beam_runner: Any = None, beam_options: Any = None) -> None:
         self.schema = None if schema is None else check_schema("schema", schema)
         self._column_arguments = {"user_id": user_id, "item_id": item_id, "timestamp": timestamp}
         self.item_features = _names("item_features", item_features, schema)
@@ -225,15 +224,9 @@ class Recipe:
         self.seed = check_int("seed", seed, minimum=0)
         self.verbose = check_verbose("verbose", verbose)
         self.in_memory_rows = check_int("in_memory_rows", in_memory_rows, minimum=0)
-        if work_dir is not None and not isinstance(work_dir, (str, os.PathLike)):
-            raise invalid_argument("work_dir", "be a folder path or None", work_dir,
-                                   error=TypeError)
-        self.work_dir = None if work_dir is None else os.fspath(work_dir)
+        self.work_dir = _folder(work_dir)
         self.search_rows = check_int("search_rows", search_rows, minimum=1)
-        if beam_runner is None and beam_options is not None:
-            raise invalid_argument("beam_options", "come with a beam_runner", beam_options,
-                                   hint="Pass beam_runner= too, e.g. 'DirectRunner'.")
-        self.beam_runner, self.beam_options = beam_runner, beam_options
+        self.beam_runner, self.beam_options = _beam(beam_runner, beam_options)
         self._set_state(None, None, None, None)
 
     def __repr__(self) -> str:
@@ -498,6 +491,22 @@ def _names(argument: str, names: Any, schema: Schema | None = None) -> tuple[str
         raise invalid_argument(argument, "be a list of names", names,
                                hint=f"Did you mean {argument}=[{names!r}]?", error=TypeError)
     return tuple(str(n) for n in names)
+
+
+def _folder(work_dir: Any) -> str | None:
+    """``work_dir`` as a str, checked."""
+    if work_dir is not None and not isinstance(work_dir, (str, os.PathLike)):
+        raise invalid_argument("work_dir", "be a folder path or None", work_dir,
+                               error=TypeError)
+    return None if work_dir is None else os.fspath(work_dir)
+
+
+def _beam(runner: Any, options: Any) -> tuple[Any, Any]:
+    """``beam_runner`` and ``beam_options``, checked: options only with a runner."""
+    if runner is None and options is not None:
+        raise invalid_argument("beam_options", "come with a beam_runner", options,
+                               hint="Pass beam_runner= too, e.g. 'DirectRunner'.")
+    return runner, options
 
 
 def _history_name(taken: Sequence[str]) -> str:
