@@ -34,11 +34,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_verbose
-from tfrs_kit.data._files import _pyarrow, resolve
+from tfrs_kit.data._files import _pyarrow
 from tfrs_kit.data._source import TableLike
 from tfrs_kit.features import _prepare as local
 from tfrs_kit.features._counting import VocabularyCounts, sum_counts
-from tfrs_kit.features._prepare import FORMAT_VERSION, MANIFEST, Prepared
+from tfrs_kit.features._prepare import MANIFEST, Prepared
 from tfrs_kit.features._prepare_log import (
     Layout,
     _normalise,
@@ -120,18 +120,8 @@ def prepare(
         validation_events=validation_events, sample_users=sample_users, seed=seed)
     check_verbose("verbose", verbose)
     pipeline_options = _options(options)
-    paths = resolve(source, argument="source")
-    folder = os.path.abspath(os.fspath(work_dir))
-    inside = [p for p in paths if os.path.abspath(p).startswith(folder + os.sep)]
-    if inside:
-        raise invalid_argument("work_dir", "be outside the source's shards (its files would "
-                               "join the log on the next run)", folder,
-                               hint=f"It holds the shard {inside[0]!r}; pass another work_dir.")
-    layout = local._layout(paths, settings)
-    num_buckets = local._num_buckets(paths)
-    claim = {"format_version": FORMAT_VERSION, "settings": settings,
-             "source": local.fingerprint(paths), "num_buckets": num_buckets}
-    local._claim(folder, claim, overwrite)
+    paths, folder, layout, num_buckets, claim = local.claimed(source, work_dir, settings,
+                                                              overwrite)
     if os.path.exists(os.path.join(folder, MANIFEST)):
         return Prepared.load(folder)
     summary = _vocabulary_stage(folder, paths, layout, settings, runner, pipeline_options)

@@ -201,18 +201,7 @@ def prepare(
                          validation_users=validation_users, validation_events=validation_events,
                          sample_users=sample_users, seed=seed)
     verbose = check_verbose("verbose", verbose)
-    paths = resolve(source, argument="source")
-    folder = os.path.abspath(os.fspath(work_dir))
-    inside = [p for p in paths if os.path.abspath(p).startswith(folder + os.sep)]
-    if inside:
-        raise invalid_argument("work_dir", "be outside the source's shards (its files would "
-                               "join the log on the next run)", folder,
-                               hint=f"It holds the shard {inside[0]!r}; pass another work_dir.")
-    layout = _layout(paths, settings)
-    num_buckets = _num_buckets(paths)
-    claim = {"format_version": FORMAT_VERSION, "settings": settings,
-             "source": fingerprint(paths), "num_buckets": num_buckets}
-    _claim(folder, claim, overwrite)
+    paths, folder, layout, num_buckets, claim = claimed(source, work_dir, settings, overwrite)
     if os.path.exists(os.path.join(folder, MANIFEST)):
         return Prepared.load(folder)
     try:
@@ -226,6 +215,26 @@ def prepare(
             raise
         raise _disk_full(folder, paths, error) from error
     return Prepared.load(folder)
+
+
+def claimed(source: TableLike, work_dir: str | os.PathLike[str], settings: dict[str, Any],
+            overwrite: bool) -> tuple[list[str], str, Layout, int, dict[str, Any]]:
+    """The shards, the work directory (claimed for them and ``settings``), the layout,
+    the buckets and the claim: what :func:`prepare` and ``tfrs_kit.beam.prepare`` start
+    from."""
+    paths = resolve(source, argument="source")
+    folder = os.path.abspath(os.fspath(work_dir))
+    inside = [p for p in paths if os.path.abspath(p).startswith(folder + os.sep)]
+    if inside:
+        raise invalid_argument("work_dir", "be outside the source's shards (its files would "
+                               "join the log on the next run)", folder,
+                               hint=f"It holds the shard {inside[0]!r}; pass another work_dir.")
+    layout = _layout(paths, settings)
+    num_buckets = _num_buckets(paths)
+    claim = {"format_version": FORMAT_VERSION, "settings": settings,
+             "source": fingerprint(paths), "num_buckets": num_buckets}
+    _claim(folder, claim, overwrite)
+    return list(paths), folder, layout, num_buckets, claim
 
 
 def _disk_full(folder: str, paths: Sequence[str], error: OSError) -> OSError:
