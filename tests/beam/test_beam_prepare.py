@@ -9,7 +9,6 @@ without preparing again.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -19,6 +18,8 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
+from prepared_logs import SETTINGS, assert_same_preparation, log_frame, parquet_shards, rows
+
 import tfrs_kit as tk
 from tfrs_kit import beam as tk_beam
 from tfrs_kit.features import _prepare
@@ -26,103 +27,38 @@ from tfrs_kit.features._prepare import Prepared
 
 pytestmark = pytest.mark.slow
 
-SETTINGS = {"features": ["event_id", "genre"], "history_length": 4,
-            "validation_users": 0.2, "validation_events": 2, "sample_users": 0.3, "seed": 3,
-            "verbose": False}
-
-
 @pytest.fixture(autouse=True)
 def small_buckets(monkeypatch):
     """About 100 events per bucket: the logs here use several buckets."""
     monkeypatch.setattr(_prepare, "_BUCKET_ROWS", 100)
 
 
-def _log(n=400, users=40, string_users=True, seed=0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    user = rng.integers(0, users, n)
-    return pd.DataFrame({
-        "user_id": [f"u{u}" for u in user] if string_users else user,
-        "item_id": rng.integers(0, 30, n),
-        "timestamp": rng.integers(0, 20, n),  # few distinct times: ties in file order
-        "event_id": np.arange(n),
-        "genre": rng.choice(["drama", "comedy", "noir"], n),
-    })
-
-
-def _shards(frame: pd.DataFrame, folder) -> str:
-    os.makedirs(folder)
-    for i, rows in enumerate(np.array_split(np.arange(len(frame)), 3)):
-        frame.iloc[rows].to_parquet(os.path.join(folder, f"part-{i}.parquet"), index=False)
-    return str(folder)
-
-
-def _rows(paths) -> pd.DataFrame:
-    """Rows of Parquet files, order-free: sorted, lists as tuples."""
-    paths = [paths] if isinstance(paths, str) else list(paths)
-    if not paths:
-        return pd.DataFrame()
-    frame = pd.concat([pq.read_table(p).to_pandas() for p in paths], ignore_index=True)
-    frame = frame.map(lambda v: tuple(np.asarray(v).tolist()) if isinstance(
-        v, (list, np.ndarray)) else v)
-    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
-
-
-def _assert_same_preparation(ours: Prepared, reference: Prepared) -> None:
-    assert ours.work_dir != reference.work_dir
-    for name in ("rows", "users", "items", "train_rows", "validation_rows",
-                 "validation_users", "sample_rows", "sample_users", "history"):
-        assert getattr(ours, name) == getattr(reference, name), name
-    for part in ("train", "sample", "latest"):
-        pd.testing.assert_frame_equal(_rows(getattr(ours, part)), _rows(getattr(reference, part)))
-    assert (ours.validation is None) == (reference.validation is None)
-    if ours.validation:
-        pd.testing.assert_frame_equal(_rows(ours.validation), _rows(reference.validation))
-    with open(ours.vocabularies, encoding="utf-8") as a, \
-            open(reference.vocabularies, encoding="utf-8") as b:
-        assert json.load(a) == json.load(b)
-    for users in ("validation", "sample"):
-        ours_path, reference_path = (os.path.join(p.work_dir, "vocabularies", f"{users}.parquet")
-                                     for p in (ours, reference))
-        assert os.path.exists(ours_path) == os.path.exists(reference_path)
-        if os.path.exists(reference_path):
-            assert (pq.read_table(ours_path).column("user").to_pylist()
-                    == pq.read_table(reference_path).column("user").to_pylist())
-    manifests = []
-    for prepared in (ours, reference):
-        with open(os.path.join(prepared.work_dir, "manifest.json"), encoding="utf-8") as f:
-            manifests.append(json.load(f))
-    for key in ("counts", "settings", "columns", "format_version", "num_buckets", "source"):
-        assert manifests[0][key] == manifests[1][key], key
-    # Every file named by the manifest is there, at the same relative path.
-    assert manifests[0]["paths"] == manifests[1]["paths"]
-
-
 @pytest.mark.parametrize("string_users", [True, False], ids=["string ids", "integer ids"])
 def test_the_same_work_directory_as_features_prepare(string_users, tmp_path):
-    source = _shards(_log(string_users=string_users), tmp_path / "raw")
+    source = parquet_shards(log_frame(string_users=string_users), tmp_path / "raw")
     reference = tk.features.prepare(source, work_dir=tmp_path / "local", **SETTINGS)
     ours = tk_beam.prepare(source, work_dir=tmp_path / "beam", **SETTINGS)
     assert len(reference.train) > 1 and reference.validation and reference.sample
-    _assert_same_preparation(ours, reference)
-    _assert_same_preparation(Prepared.load(tmp_path / "beam"), reference)
+    assert_same_preparation(ours, reference)
+    assert_same_preparation(Prepared.load(tmp_path / "beam"), reference)
 
 
 def test_two_worker_processes_and_date_time_strings(tmp_path):
-    log = _log(n=300, users=25, seed=1)
+    log = log_frame(n=300, users=25, seed=1)
     start = pd.Timestamp("2024-03-01T00:00:00Z")
     log["timestamp"] = [(start + pd.Timedelta(hours=int(h))).isoformat()
                         for h in log["timestamp"]]
-    source = _shards(log, tmp_path / "raw")
+    source = parquet_shards(log, tmp_path / "raw")
     reference = tk.features.prepare(source, work_dir=tmp_path / "local", **SETTINGS)
     ours = tk_beam.prepare(source, work_dir=tmp_path / "beam", **SETTINGS,
                            options=["--direct_num_workers=2",
                                     "--direct_running_mode=multi_processing"])
-    assert _rows(reference.train)["timestamp"].dtype == np.int64  # seconds, as normalised
-    _assert_same_preparation(ours, reference)
+    assert rows(reference.train)["timestamp"].dtype == np.int64  # seconds, as normalised
+    assert_same_preparation(ours, reference)
 
 
 def test_features_prepare_reuses_it_and_another_logs_work_dir_fails(tmp_path, monkeypatch):
-    source = _shards(_log(n=200, users=20, seed=2), tmp_path / "raw")
+    source = parquet_shards(log_frame(n=200, users=20, seed=2), tmp_path / "raw")
     ours = tk_beam.prepare(source, work_dir=tmp_path / "beam", **SETTINGS)
     manifest = os.path.join(ours.work_dir, "manifest.json")
     before = os.stat(manifest).st_mtime_ns
@@ -133,7 +69,7 @@ def test_features_prepare_reuses_it_and_another_logs_work_dir_fails(tmp_path, mo
     monkeypatch.setattr(_prepare, "_vocabulary_stage", refused)
     again = tk.features.prepare(source, work_dir=tmp_path / "beam", **SETTINGS)
     assert again == ours and os.stat(manifest).st_mtime_ns == before
-    other = _shards(_log(n=200, users=20, seed=9), tmp_path / "other")
+    other = parquet_shards(log_frame(n=200, users=20, seed=9), tmp_path / "other")
     with pytest.raises(ValueError, match="another log"):
         tk_beam.prepare(other, work_dir=tmp_path / "beam", **SETTINGS)
     with pytest.raises(ValueError, match="other settings"):
@@ -142,7 +78,7 @@ def test_features_prepare_reuses_it_and_another_logs_work_dir_fails(tmp_path, mo
 
 
 def test_a_stopped_run_resumes_without_using_half_written_files(tmp_path):
-    source = _shards(_log(n=200, users=20, seed=4), tmp_path / "raw")
+    source = parquet_shards(log_frame(n=200, users=20, seed=4), tmp_path / "raw")
     reference = tk.features.prepare(source, work_dir=tmp_path / "local", **SETTINGS)
     ours = tk_beam.prepare(source, work_dir=tmp_path / "beam", **SETTINGS)
     # As if stopped while writing the shards: the stage's marker and the manifest gone,
@@ -155,7 +91,7 @@ def test_a_stopped_run_resumes_without_using_half_written_files(tmp_path):
     first = os.path.join(shards, "train", "part-00000.parquet")
     pq.write_table(pq.read_table(first).slice(0, 1), first)
     os.replace(shards, f"{shards}.partial")
-    _assert_same_preparation(tk_beam.prepare(source, work_dir=tmp_path / "beam", **SETTINGS),
+    assert_same_preparation(tk_beam.prepare(source, work_dir=tmp_path / "beam", **SETTINGS),
                              reference)
 
 
@@ -177,7 +113,7 @@ def test_recipe_and_the_command_line_prepare_on_beam(tmp_path, monkeypatch, caps
                         "item_id": [f"i{(u % 4) * 10 + k}" for u, k in
                                     zip(user, rng.integers(0, 10, 1200), strict=True)],
                         "timestamp": np.arange(1200)})
-    source = _shards(log, tmp_path / "raw")
+    source = parquet_shards(log, tmp_path / "raw")
     fast = {"in_memory_rows": 0, "time_budget": None, "max_trials": 1, "max_epochs": 1,
             "verbose": False}
 
@@ -209,8 +145,8 @@ def test_counts_summed_in_any_order_equal_the_sum_in_shard_order(tmp_path):
     from tfrs_kit.beam._prepare import _SumInShardOrder
     from tfrs_kit.features._counting import sum_counts
 
-    log = _log(n=300, users=30, seed=6).assign(score=np.random.default_rng(6).random(300))
-    source = _shards(log, tmp_path / "raw")
+    log = log_frame(n=300, users=30, seed=6).assign(score=np.random.default_rng(6).random(300))
+    source = parquet_shards(log, tmp_path / "raw")
     wanted = {"user_id": "categorical", "item_id": "categorical", "score": "numeric"}
     shards = [tk.VocabularyBuilder().count(os.path.join(source, f"part-{i}.parquet"), wanted,
                                            verbose=False) for i in range(3)]

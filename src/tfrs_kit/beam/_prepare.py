@@ -20,7 +20,10 @@ stages, markers and manifest (written last, by the driver), and a later
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -30,10 +33,13 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 import pandas as pd
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_verbose
+from tfrs_kit.beam._remote import download, is_remote, local_copy, shard_files, upload
 from tfrs_kit.data._files import _pyarrow
 from tfrs_kit.data._source import TableLike
 from tfrs_kit.features import _prepare as local
@@ -52,6 +58,7 @@ from tfrs_kit.features._vocabulary import VocabularyBuilder
 __all__ = ["prepare"]
 
 _SHARD_ROWS = 1 << 40  # a row's log position: (shard index) * this + its row in the shard
+_COUNTS = "counts.json"  # the vocabulary stage's last file
 
 
 def prepare(
@@ -71,6 +78,7 @@ def prepare(
     sample_users: int | float | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    staging: str | None = None,
     verbose: Any = "auto",
 ) -> Prepared:
     """:func:`tfrs_kit.features.prepare` as Beam pipelines, on any runner.
@@ -83,8 +91,14 @@ def prepare(
     ``Recipe(work_dir=...)`` fit on the same files trains from it without preparing
     again. A run that stopped resumes: finished stages and buckets are kept.
 
-    The workers and the driver read the source and write ``work_dir`` by their
-    paths: on a cluster, both must be on a file system that every worker mounts.
+    The source may be local or on any of Beam's file systems (``gs://``,
+    ``s3://``, ``hdfs://`` ...: the driver reads its footers, each worker copies
+    the shard it reads). ``work_dir`` is on the driver (where the model trains):
+    the workers write it directly when they mount it too (a local run, a cluster
+    with a shared file system), or else write to ``staging``, a folder on a file
+    system they and the driver share, from which the driver copies each finished
+    bucket (its files first, its marker last) into ``work_dir``. On Dataflow,
+    ``staging`` defaults to a folder under the pipeline's ``--temp_location``.
 
     Args:
         source: The shards (Parquet, CSV or TFRecord): a path, a glob, a directory,
@@ -98,6 +112,10 @@ def prepare(
             ``timestamp``, ``features``, ``history_length``, ``history``,
             ``validation_users``, ``validation_events``, ``sample_users``, ``seed``
             and ``overwrite``.
+        staging: Where the workers write, when they do not mount ``work_dir``
+            (``"gs://bucket/tmp"``); a folder for this preparation is made in it
+            and removed when done. ``None``: a remote ``--temp_location`` if the
+            options give one, else ``work_dir`` itself.
         verbose: Checked as in :func:`tfrs_kit.features.prepare`; the runner logs
             its own progress.
 
@@ -120,15 +138,49 @@ def prepare(
         validation_events=validation_events, sample_users=sample_users, seed=seed)
     check_verbose("verbose", verbose)
     pipeline_options = _options(options)
-    paths, folder, layout, num_buckets, claim = local.claimed(source, work_dir, settings,
-                                                              overwrite)
+    paths, folder, layout, num_buckets, claim = local.claimed(
+        source, work_dir, settings, overwrite, files=shard_files(source))
     if os.path.exists(os.path.join(folder, MANIFEST)):
         return Prepared.load(folder)
-    summary = _vocabulary_stage(folder, paths, layout, settings, runner, pipeline_options)
-    buckets = _shards_stage(folder, paths, layout, num_buckets, runner, pipeline_options)
+    run = _Run(runner, pipeline_options, _staged(staging, pipeline_options, claim))
+    summary = _vocabulary_stage(folder, paths, layout, settings, run)
+    buckets = _shards_stage(folder, paths, layout, num_buckets, run)
     shutil.rmtree(os.path.join(folder, "spill"), ignore_errors=True)
     local._write_manifest(folder, claim, layout, summary, buckets)
+    if run.staged is not None:
+        _remove(run.staged)
     return Prepared.load(folder)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """Where the pipelines run, and where their workers write (``staged``: a folder on a
+    shared file system; ``None``: the work directory itself)."""
+
+    runner: Any
+    options: PipelineOptions
+    staged: str | None
+
+    def pipeline(self) -> beam.Pipeline:
+        return beam.Pipeline(runner=self.runner, options=self.options)
+
+    def place(self, stage: str) -> str | None:
+        return None if self.staged is None else FileSystems.join(self.staged, stage)
+
+
+def _staged(staging: str | None, options: PipelineOptions, claim: Mapping[str, Any]) -> Any:
+    """This preparation's folder in ``staging`` (or a remote ``--temp_location``), named
+    by a hash of its claim, so that a rerun finds what a stopped one staged."""
+    if staging is None:
+        temp = options.view_as(GoogleCloudOptions).temp_location
+        if not is_remote(temp):
+            return None
+        staging = temp
+    elif not isinstance(staging, str) or not staging:
+        raise invalid_argument("staging", "be a folder (a path or URL such as 'gs://b/tmp')",
+                               staging, error=TypeError)
+    digest = hashlib.sha256(json.dumps(claim, sort_keys=True).encode()).hexdigest()[:16]
+    return FileSystems.join(staging, f"tfrs_kit_prepare-{digest}")
 
 
 def _options(options: Any) -> PipelineOptions:
@@ -147,8 +199,7 @@ def _options(options: Any) -> PipelineOptions:
 
 
 def _vocabulary_stage(folder: str, paths: Sequence[str], layout: Layout,
-                      settings: Mapping[str, Any], runner: Any,
-                      options: PipelineOptions) -> dict[str, int]:
+                      settings: Mapping[str, Any], run: _Run) -> dict[str, int]:
     final, partial, done = local._stage(folder, "vocabularies")
     if done:
         return dict(local._read_json(os.path.join(final, "counts.json")))
@@ -159,14 +210,20 @@ def _vocabulary_stage(folder: str, paths: Sequence[str], layout: Layout,
         wanted = {layout.user_id: "categorical", layout.item_id: "categorical", **features}
     else:
         wanted = list(dict.fromkeys([layout.user_id, layout.item_id, *features]))
-    with beam.Pipeline(runner=runner, options=options) as pipeline:
+    place = run.place("vocabularies")
+    with run.pipeline() as pipeline:
         _ = (pipeline
              | "Shards" >> beam.Create(list(enumerate(paths)))
              | "Spread shards" >> beam.Reshuffle()
              | "Count shards" >> beam.Map(_count_shard, wanted)
              | "Sum counts" >> beam.CombineGlobally(_SumInShardOrder())
-             | "Write vocabularies" >> beam.Map(_write_vocabularies, partial, layout,
+             | "Write vocabularies" >> beam.Map(_write_vocabularies, partial, place, layout,
                                                 settings))
+    if place is not None:  # counts.json, written last, is fetched last
+        names = sorted((os.path.basename(m.path) for m in FileSystems.match(
+            [FileSystems.join(place, "*")])[0].metadata_list), key=lambda n: n == _COUNTS)
+        for name in names:
+            download(FileSystems.join(place, name), os.path.join(partial, name))
     local._finish(partial, final)
     return dict(local._read_json(os.path.join(final, "counts.json")))
 
@@ -174,7 +231,8 @@ def _vocabulary_stage(folder: str, paths: Sequence[str], layout: Layout,
 def _count_shard(shard: tuple[int, str], wanted: Any) -> tuple[int, VocabularyCounts]:
     index, path = shard
     try:
-        return index, VocabularyBuilder().count(path, wanted, verbose=False)
+        with local_copy(path) as copy:
+            return index, VocabularyBuilder().count(copy, wanted, verbose=False)
     except (TypeError, ValueError) as error:  # the counts' message, and the shard
         raise type(error)(f"{error} In the shard {path!r}.") from None
 
@@ -223,44 +281,67 @@ class _SumInShardOrder(beam.CombineFn):
         return dataclasses.replace(counts, counts=ordered, numeric=values)
 
 
-def _write_vocabularies(counts: VocabularyCounts, partial: str, layout: Layout,
-                        settings: Mapping[str, Any]) -> str:
+def _write_vocabularies(counts: VocabularyCounts, partial: str, place: str | None,
+                        layout: Layout, settings: Mapping[str, Any]) -> str:
     """The vocabularies, counts and seeded users, as ``features.prepare`` writes them."""
-    vocabularies = VocabularyBuilder().from_counts(counts).alias(
-        layout.history, layout.item_id, kind="multi")
-    vocabularies.save(os.path.join(partial, "vocabularies.json"))
-    users = counts.counts[layout.user_id]
-    summary = {"rows": int(users.sum()), "users": len(users),
-               "items": len(counts.counts[layout.item_id])}
-    local._write_users(partial, "validation", local._choose(
-        users, settings["validation_users"], layout.validation_events, 2 * layout.seed,
-        "validation_users"))
-    if settings["sample_users"] is not None:
-        local._write_users(partial, "sample", local._choose(
-            users, settings["sample_users"], 0, 2 * layout.seed + 1, "sample_users"))
-    write_json(os.path.join(partial, "counts.json"), summary)
+    with _written(partial, place, last=_COUNTS) as folder:
+        vocabularies = VocabularyBuilder().from_counts(counts).alias(
+            layout.history, layout.item_id, kind="multi")
+        vocabularies.save(os.path.join(folder, "vocabularies.json"))
+        users = counts.counts[layout.user_id]
+        summary = {"rows": int(users.sum()), "users": len(users),
+                   "items": len(counts.counts[layout.item_id])}
+        local._write_users(folder, "validation", local._choose(
+            users, settings["validation_users"], layout.validation_events, 2 * layout.seed,
+            "validation_users"))
+        if settings["sample_users"] is not None:
+            local._write_users(folder, "sample", local._choose(
+                users, settings["sample_users"], 0, 2 * layout.seed + 1, "sample_users"))
+        write_json(os.path.join(folder, _COUNTS), summary)
     return partial
+
+
+@contextlib.contextmanager
+def _written(partial: str, place: str | None, *, last: str) -> Iterator[str]:
+    """The folder a worker writes a stage's files into: ``partial`` itself, or (with a
+    staging ``place``) a temporary one whose files are uploaded there on success,
+    ``last`` (the marker that says they are complete) after all others."""
+    if place is None:
+        yield partial
+        return
+    with tempfile.TemporaryDirectory(prefix="tfrs_kit_beam_") as folder:
+        yield folder
+        written = sorted((os.path.relpath(os.path.join(root, name), folder)
+                          for root, _, files in os.walk(folder) for name in files),
+                         key=lambda name: name == last)
+        for name in written:
+            upload(os.path.join(folder, name), FileSystems.join(place, *name.split(os.sep)))
 
 
 # --- 2. buckets sorted on the workers, with histories ----------------------------------------
 
 
 def _shards_stage(folder: str, paths: Sequence[str], layout: Layout, num_buckets: int,
-                  runner: Any, options: PipelineOptions) -> list[dict[str, Any]]:
+                  run: _Run) -> list[dict[str, Any]]:
     final, partial, done = local._stage(folder, "shards")
     if done:
         return list(local._read_json(os.path.join(final, "buckets.json")))
     os.makedirs(partial, exist_ok=True)
     validation = local._read_users(folder, "validation")
     sample = local._read_users(folder, "sample")
+    place = run.place("shards")
+    _fetch_buckets(place, partial, num_buckets)  # a stopped run's staged buckets
     finished = {b for b in range(num_buckets) if os.path.exists(_marker(partial, b))}
-    with beam.Pipeline(runner=runner, options=options) as pipeline:
-        _ = (pipeline
-             | "Shards" >> beam.Create(list(enumerate(paths)))
-             | "Spread shards" >> beam.Reshuffle()
-             | "Bucket rows" >> beam.FlatMap(_bucketed_rows, layout, num_buckets, finished)
-             | "Group buckets" >> beam.GroupByKey()
-             | "Write buckets" >> beam.Map(_write_bucket, layout, partial, validation, sample))
+    if len(finished) < num_buckets:  # else every bucket is there: no shard read again
+        with run.pipeline() as pipeline:
+            _ = (pipeline
+                 | "Shards" >> beam.Create(list(enumerate(paths)))
+                 | "Spread shards" >> beam.Reshuffle()
+                 | "Bucket rows" >> beam.FlatMap(_bucketed_rows, layout, num_buckets, finished)
+                 | "Group buckets" >> beam.GroupByKey()
+                 | "Write buckets" >> beam.Map(_write_bucket, layout, partial, place,
+                                               validation, sample))
+        _fetch_buckets(place, partial, num_buckets)
     stats = [local._read_json(_marker(partial, b)) for b in range(num_buckets)
              if os.path.exists(_marker(partial, b))]
     if not stats:
@@ -273,7 +354,29 @@ def _shards_stage(folder: str, paths: Sequence[str], layout: Layout, num_buckets
 
 
 def _marker(partial: str, bucket: int) -> str:
-    return os.path.join(partial, f"bucket-{bucket:05d}.json")
+    return os.path.join(partial, _marker_name(bucket))
+
+
+def _marker_name(bucket: int) -> str:
+    return f"bucket-{bucket:05d}.json"
+
+
+def _fetch_buckets(place: str | None, partial: str, num_buckets: int) -> None:
+    """Copies the buckets the workers finished in ``place`` into ``partial``: each
+    bucket's files, then its marker (so a bucket without a marker is never used)."""
+    if place is None:
+        return
+    for bucket in range(num_buckets):
+        remote = FileSystems.join(place, _marker_name(bucket))
+        if os.path.exists(_marker(partial, bucket)) or not FileSystems.exists(remote):
+            continue
+        with FileSystems.open(remote, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            stats = json.load(f)
+        for name in stats["files"].values():
+            target = os.path.join(partial, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            download(FileSystems.join(place, *name.split("/")), target)
+        write_json(_marker(partial, bucket), stats)
 
 
 def _bucketed_rows(shard: tuple[int, str], layout: Layout, num_buckets: int,
@@ -286,21 +389,22 @@ def _bucketed_rows(shard: tuple[int, str], layout: Layout, num_buckets: int,
     pa = _pyarrow()
     index, path = shard
     row = index * _SHARD_ROWS
-    for chunk in _source_chunks(path, layout):
-        table = _normalise(chunk, layout, path, row)
-        row += table.num_rows
-        buckets = hash_ids(table.column(layout.user_id)) % np.uint64(num_buckets)
-        order = np.argsort(buckets, kind="stable")
-        bounds = np.searchsorted(buckets[order], np.arange(num_buckets + 1))
-        table = table.take(pa.array(order))
-        for bucket in np.flatnonzero(np.diff(bounds)).tolist():
-            if bucket not in finished:
-                start, end = int(bounds[bucket]), int(bounds[bucket + 1])
-                yield bucket, table.slice(start, end - start)
+    with local_copy(path) as copy:
+        for chunk in _source_chunks(copy, layout):
+            table = _normalise(chunk, layout, path, row)
+            row += table.num_rows
+            buckets = hash_ids(table.column(layout.user_id)) % np.uint64(num_buckets)
+            order = np.argsort(buckets, kind="stable")
+            bounds = np.searchsorted(buckets[order], np.arange(num_buckets + 1))
+            table = table.take(pa.array(order))
+            for bucket in np.flatnonzero(np.diff(bounds)).tolist():
+                if bucket not in finished:
+                    start, end = int(bounds[bucket]), int(bounds[bucket + 1])
+                    yield bucket, table.slice(start, end - start)
 
 
 def _write_bucket(group: tuple[int, Iterable[Any]], layout: Layout, partial: str,
-                  validation: Any, sample: Any) -> int:
+                  place: str | None, validation: Any, sample: Any) -> int:
     """One bucket sorted and written by ``write_bucket``; its marker last."""
     pa = _pyarrow()
     bucket, tables = group
@@ -315,6 +419,14 @@ def _write_bucket(group: tuple[int, Iterable[Any]], layout: Layout, partial: str
         finally:
             if writer is not None:
                 writer.close()
-        stats = write_bucket(spill_file, bucket, layout, partial, validation, sample)
-    write_json(_marker(partial, bucket), stats)
+        with _written(partial, place, last=_marker_name(bucket)) as folder:
+            stats = write_bucket(spill_file, bucket, layout, folder, validation, sample)
+            write_json(_marker(folder, bucket), stats)
     return bucket
+
+
+def _remove(place: str) -> None:
+    """Deletes the staging folder's files (object stores have no folders to delete)."""
+    found = FileSystems.match([FileSystems.join(place, "**")])[0].metadata_list
+    if found:
+        FileSystems.delete([m.path for m in found])

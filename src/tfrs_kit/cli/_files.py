@@ -75,7 +75,9 @@ def add_commands(commands: Any) -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     import tfrs_kit as tk
-    from tfrs_kit.recipe._scale import DEFAULT_IN_MEMORY_ROWS, out_of_core
+    from tfrs_kit.data._source import is_url
+    from tfrs_kit.recipe._scale import DEFAULT_IN_MEMORY_ROWS
+    from tfrs_kit.recipe._source import out_of_core
 
     target = check_export_dir(args.export)  # before minutes of training, not after
     quiet = args.quiet
@@ -91,8 +93,10 @@ def train_command(args: argparse.Namespace) -> int:
     if out_of_core(args.events, DEFAULT_IN_MEMORY_ROWS, argument="EVENTS"):
         log: Any = args.events  # bigger than memory: the Recipe prepares it on disk
         if not quiet:
-            print(f"{args.events}: over {DEFAULT_IN_MEMORY_ROWS:,} events, trained out of "
-                  f"core (work dir {work_dir})", file=sys.stderr)
+            why = ("on a remote file system" if is_url(args.events)
+                   else f"over {DEFAULT_IN_MEMORY_ROWS:,} events")
+            print(f"{args.events}: {why}, trained out of core (work dir {work_dir})",
+                  file=sys.stderr)
     else:
         if args.beam_runner and not quiet:
             print(f"--beam-runner: not used, {args.events} holds at most "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import tensorflow as tf
 
-__all__ = ["FORMATS", "FileSource", "TableLike", "fail", "is_files", "resolve", "suffix_format"]
+__all__ = ["FORMATS", "FileSource", "TableLike", "fail", "is_files", "is_url", "resolve",
+           "suffix_format"]
 
 #: File suffix -> format.
 FORMATS: Mapping[str, str] = {
@@ -24,6 +26,7 @@ FORMATS: Mapping[str, str] = {
     ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
 }
 _SUFFIXES = ", ".join(FORMATS)
+_URL = re.compile(r"^[a-zA-Z][-a-zA-Z0-9+.]*://")  # a scheme, as Beam's FileSystems read it
 
 
 class FileSource:
@@ -47,6 +50,14 @@ def is_files(data: Any) -> bool:
         return True
     return (isinstance(data, (list, tuple)) and len(data) > 0
             and all(isinstance(d, (str, os.PathLike)) for d in data))
+
+
+def is_url(data: Any) -> bool:
+    """Whether ``data`` names files by URL (``gs://bucket/log/*.parquet``): files on a
+    remote file system, which ``tfrs_kit.beam`` reads (the local readers do not)."""
+    entries = [data] if isinstance(data, str) else data
+    return (isinstance(entries, (list, tuple))
+            and any(isinstance(e, str) and _URL.match(e) is not None for e in entries))
 
 
 def resolve(data: Any, *, argument: str = "data") -> list[str]:

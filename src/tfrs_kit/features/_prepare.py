@@ -17,7 +17,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -218,23 +218,26 @@ def prepare(
 
 
 def claimed(source: TableLike, work_dir: str | os.PathLike[str], settings: dict[str, Any],
-            overwrite: bool) -> tuple[list[str], str, Layout, int, dict[str, Any]]:
+            overwrite: bool, *, files: ShardFiles | None = None,
+            ) -> tuple[list[str], str, Layout, int, dict[str, Any]]:
     """The shards, the work directory (claimed for them and ``settings``), the layout,
     the buckets and the claim: what :func:`prepare` and ``tfrs_kit.beam.prepare`` start
-    from."""
-    paths = resolve(source, argument="source")
+    from; ``files`` lists and reads the shards (the local file system's by default)."""
+    files = files or ShardFiles()
+    paths = files.resolve(source, argument="source")
     folder = os.path.abspath(os.fspath(work_dir))
-    inside = [p for p in paths if os.path.abspath(p).startswith(folder + os.sep)]
+    inside = [p for p in paths if files.local
+              and os.path.abspath(p).startswith(folder + os.sep)]
     if inside:
         raise invalid_argument("work_dir", "be outside the source's shards (its files would "
                                "join the log on the next run)", folder,
                                hint=f"It holds the shard {inside[0]!r}; pass another work_dir.")
-    layout = _layout(paths, settings)
-    num_buckets = _num_buckets(paths)
+    layout = _layout(paths, settings, files.schema)
+    num_buckets = _buckets(files.rows(paths))
     claim = {"format_version": FORMAT_VERSION, "settings": settings,
-             "source": fingerprint(paths), "num_buckets": num_buckets}
+             "source": files.fingerprint(paths), "num_buckets": num_buckets}
     _claim(folder, claim, overwrite)
-    return list(paths), folder, layout, num_buckets, claim
+    return paths, folder, layout, num_buckets, claim
 
 
 def _disk_full(folder: str, paths: Sequence[str], error: OSError) -> OSError:
@@ -292,12 +295,13 @@ def _users_amount(argument: str, value: Any) -> int | float:
     return int(check_int(argument, value, minimum=0))
 
 
-def _layout(paths: Sequence[str], settings: Mapping[str, Any]) -> Layout:
+def _layout(paths: Sequence[str], settings: Mapping[str, Any],
+            read_schema: Callable[[str, str], dict[str, str]] = _file_schema) -> Layout:
     named = {settings["user_id"]: "user_id", settings["item_id"]: "item_id"}
     if settings["timestamp"] is not None:
         named[settings["timestamp"]] = "timestamp"
     columns = list(dict.fromkeys([*named, *settings["features"]]))
-    stored = [_file_schema(path, "source") for path in paths]
+    stored = [read_schema(path, "source") for path in paths]
     kinds = _unify(paths, stored, columns, "source", named)
     if any(settings["history"] in shard for shard in stored):
         raise invalid_argument("history", "name a column the source does not have (it is "
@@ -319,9 +323,28 @@ def fingerprint(paths: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardFiles:
+    """How the driver reads the source's shards: their schemas, rows and fingerprint.
+
+    The local file system's by default; ``tfrs_kit.beam`` passes readers for shards on
+    a remote file system (``local=False``: no path is compared with ``work_dir``).
+    """
+
+    resolve: Callable[..., list[str]] = resolve
+    schema: Callable[[str, str], dict[str, str]] = _file_schema
+    rows: Callable[[Sequence[str]], int] = estimated_rows
+    fingerprint: Callable[[Sequence[str]], list[dict[str, Any]]] = fingerprint
+    local: bool = True
+
+
 def _num_buckets(paths: Sequence[str]) -> int:
-    """Buckets for the sort: about ``_BUCKET_ROWS`` events each (Parquet footers say how many)."""
-    rows = estimated_rows(paths)
+    """Buckets for the sort of the local ``paths`` (Parquet footers say how many rows)."""
+    return _buckets(estimated_rows(paths))
+
+
+def _buckets(rows: int) -> int:
+    """Buckets for the sort of ``rows`` events: about ``_BUCKET_ROWS`` each."""
     return int(min(_MAX_BUCKETS, max(1, math.ceil(rows / _BUCKET_ROWS))))
 
 

@@ -30,9 +30,9 @@ from tfrs_kit.recipe._scale import (
     DEFAULT_IN_MEMORY_ROWS,
     DEFAULT_SEARCH_ROWS,
     fit_out_of_core,
-    out_of_core,
 )
 from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings
+from tfrs_kit.recipe._source import out_of_core
 from tfrs_kit.recipe._towers import Towers, tower_factory
 from tfrs_kit.recipe._training import Data, Saved, Trained
 

@@ -48,7 +48,6 @@ import numpy as np
 import pandas as pd
 
 from tfrs_kit.data._files import _pyarrow, estimated_rows
-from tfrs_kit.data._source import is_files, resolve
 from tfrs_kit.recipe._blend import choice_users
 from tfrs_kit.recipe._fit_progress import (
     BatchProgress,
@@ -68,6 +67,7 @@ from tfrs_kit.recipe._scale_blend import (
 )
 from tfrs_kit.recipe._search import search
 from tfrs_kit.recipe._settings import Allowed, Settings, base_settings
+from tfrs_kit.recipe._source import shards as log_shards
 from tfrs_kit.recipe._towers import Towers
 from tfrs_kit.recipe._training import (
     Data,
@@ -79,8 +79,7 @@ from tfrs_kit.recipe._training import (
     validation_scores,
 )
 
-__all__ = ["DEFAULT_IN_MEMORY_ROWS", "DEFAULT_SEARCH_ROWS", "fit_out_of_core",
-           "out_of_core"]
+__all__ = ["DEFAULT_IN_MEMORY_ROWS", "DEFAULT_SEARCH_ROWS", "fit_out_of_core"]
 
 DEFAULT_IN_MEMORY_ROWS = 500_000
 DEFAULT_SEARCH_ROWS = 300_000
@@ -103,13 +102,6 @@ _BATCH_ROWS = 65_536  # rows of a shard read at once where a whole shard is not 
 _SHUFFLE_BUFFER = 65_536  # rows mixed by the streaming window
 _PATIENCE = 2  # epochs without a better validation score before the final training stops
 _MIN_VALIDATION_USERS = 10
-
-
-def out_of_core(train: Any, in_memory_rows: int, *, argument: str = "train") -> bool:
-    """Whether ``fit(train)`` takes the out-of-core path: files of more rows than
-    ``in_memory_rows``."""
-    return (is_files(train)
-            and estimated_rows(resolve(train, argument=argument)) > in_memory_rows)
 
 
 def _no_warm_start(towers: Towers) -> Towers:
@@ -167,8 +159,7 @@ def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = 
     recipe.columns = recipe._columns(train)
     recipe.schema_ = recipe.columns.schema
     c: Columns = recipe.columns
-    paths = resolve(train, argument="train")
-    rows = estimated_rows(paths)
+    paths, rows = log_shards(recipe, train)
     folder = recipe.work_dir or tempfile.mkdtemp(prefix="tfrs_kit_recipe_")
     try:
         prepared = _prepare(recipe, paths, rows, folder)
