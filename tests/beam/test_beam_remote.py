@@ -143,3 +143,27 @@ def test_bad_remote_sources(tmp_path, store):
                         **SETTINGS)
     with pytest.raises(TypeError, match="`staging` must be a folder"):
         tk_beam.prepare(source, work_dir=tmp_path / "w", staging=3, **SETTINGS)
+
+
+def test_a_full_disk_while_fetching_names_the_work_dir_and_a_rerun_finishes(
+        tmp_path, store, monkeypatch):
+    import errno
+
+    local = parquet_shards(log_frame(n=200, users=20, seed=7), tmp_path / "raw")
+    reference = tk.features.prepare(local, work_dir=tmp_path / "local", **SETTINGS)
+    source = _uploaded(local, store)
+    real = beam_prepare.download
+
+    def full(remote, target):
+        if "/shards/" in remote:
+            raise OSError(errno.ENOSPC, "No space left on device", target)
+        real(remote, target)
+
+    monkeypatch.setattr(beam_prepare, "download", full)
+    work = tmp_path / "beam"
+    with pytest.raises(OSError, match=r"`work_dir` must be on a disk with room.*GB free"):
+        tk_beam.prepare(source, work_dir=work, options=TEMP, **SETTINGS)
+    assert not (work / _prepare.MANIFEST).exists()
+    monkeypatch.setattr(beam_prepare, "download", real)
+    assert_same_preparation(tk_beam.prepare(source, work_dir=work, options=TEMP, **SETTINGS),
+                            reference, same_source=False)

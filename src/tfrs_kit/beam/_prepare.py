@@ -126,6 +126,9 @@ def prepare(
         TypeError: ``options`` is neither ``PipelineOptions`` nor a list of flags.
         ValueError: As :func:`tfrs_kit.features.prepare` (another log's
             ``work_dir``, a setting or the log breaking a rule).
+        OSError: The disk of ``work_dir`` filled up (``errno.ENOSPC``), as
+            :func:`tfrs_kit.features.prepare` says it; the finished stages and
+            buckets are kept.
 
     Example:
         >>> from tfrs_kit.beam import prepare
@@ -143,10 +146,11 @@ def prepare(
     if os.path.exists(os.path.join(folder, MANIFEST)):
         return Prepared.load(folder)
     run = _Run(runner, pipeline_options, _staged(staging, pipeline_options, claim))
-    summary = _vocabulary_stage(folder, paths, layout, settings, run)
-    buckets = _shards_stage(folder, paths, layout, num_buckets, run)
-    shutil.rmtree(os.path.join(folder, "spill"), ignore_errors=True)
-    local._write_manifest(folder, claim, layout, summary, buckets)
+    with local.disk_checked(folder, claim):
+        summary = _vocabulary_stage(folder, paths, layout, settings, run)
+        buckets = _shards_stage(folder, paths, layout, num_buckets, run)
+        shutil.rmtree(os.path.join(folder, "spill"), ignore_errors=True)
+        local._write_manifest(folder, claim, layout, summary, buckets)
     if run.staged is not None:
         _remove(run.staged)
     return Prepared.load(folder)

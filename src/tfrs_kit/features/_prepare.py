@@ -11,13 +11,14 @@ is in ``docs/files.md`` ("Preparing a large log").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -204,16 +205,12 @@ def prepare(
     paths, folder, layout, num_buckets, claim = claimed(source, work_dir, settings, overwrite)
     if os.path.exists(os.path.join(folder, MANIFEST)):
         return Prepared.load(folder)
-    try:
+    with disk_checked(folder, claim):
         counts = _vocabulary_stage(folder, paths, layout, settings, verbose)
         _spill_stage(folder, paths, layout, num_buckets, verbose)
         buckets = _shards_stage(folder, layout, settings, num_buckets, verbose)
         shutil.rmtree(os.path.join(folder, "spill"), ignore_errors=True)
         _write_manifest(folder, claim, layout, counts, buckets)
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise _disk_full(folder, paths, error) from error
     return Prepared.load(folder)
 
 
@@ -240,9 +237,21 @@ def claimed(source: TableLike, work_dir: str | os.PathLike[str], settings: dict[
     return paths, folder, layout, num_buckets, claim
 
 
-def _disk_full(folder: str, paths: Sequence[str], error: OSError) -> OSError:
+@contextlib.contextmanager
+def disk_checked(folder: str, claim: Mapping[str, Any]) -> Iterator[None]:
+    """Turns a full disk (``ENOSPC``, ``EDQUOT``) while preparing into an ``OSError`` that
+    says where, how much is free and what to do (``claim``: the source's sizes)."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        source = sum(int(shard["size"]) for shard in claim["source"])
+        raise _disk_full(folder, source, error) from error
+
+
+def _disk_full(folder: str, source: int, error: OSError) -> OSError:
     """The error for a disk that filled up: where, how much is free, what to do."""
-    source = sum(os.path.getsize(p) for p in paths)
     free = shutil.disk_usage(folder).free
     message = invalid_argument(
         "work_dir", "be on a disk with room for the prepared log", folder,
