@@ -16,7 +16,7 @@ import pytest
 import tfrs_kit as tk
 from shard_logs import write_shards
 from tfrs_kit.data._files import estimated_rows
-from tfrs_kit.recipe import _scale
+from tfrs_kit.recipe import _scale, _source
 
 pytest.importorskip("pyarrow")
 
@@ -189,9 +189,11 @@ def test_the_path_is_chosen_by_the_rows_of_files(tmp_path):
     log = _checkerboard(300)
     pattern, _ = write_shards(log, tmp_path / "log")
     assert estimated_rows(sorted(map(str, (tmp_path / "log").glob("*")))) == 300
-    assert not _scale.out_of_core(pattern, 300)
-    assert _scale.out_of_core(pattern, 299)
-    assert not _scale.out_of_core(log, 0)  # a table in memory stays in memory
+    assert not _source.out_of_core(pattern, 300)
+    assert _source.out_of_core(pattern, 299)
+    assert not _source.out_of_core(log, 0)  # a table in memory stays in memory
+    # Files on a remote file system are prepared on Beam, whatever their size.
+    assert _source.out_of_core(["s3://bucket/log/part-0.parquet"], 10**9)
     with pytest.raises(ValueError, match="in_memory_rows"):
         tk.Recipe(in_memory_rows=-1)
     with pytest.raises(TypeError, match="work_dir"):

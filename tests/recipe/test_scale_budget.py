@@ -166,6 +166,10 @@ def test_an_exhausted_budget_still_ends_with_a_served_model(tmp_path):
     note = recipe.report.note
     assert "stopped: the time budget ended it" in note
     assert "the clock cut it" in note or "cut by the clock" in note
+    # No epoch of the final training ended: the report counts every planned one as cut.
+    planned = recipe.report.chosen.epochs
+    assert recipe.report.clock_cut["final_epochs_cut"] == planned >= 1
+    assert f"the final training's last {planned} epoch(s)" in str(recipe.report)
     assert len(recipe.recommend(["u1"], k=3).ids[0]) == 3
 
 

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from day_logs import two_days
 
 import tfrs_kit as tk
 from tfrs_kit._errors import NotFittedError
@@ -24,9 +25,7 @@ NEW_USERS = ("new-user-a", "new-user-b")
 @pytest.fixture(scope="module")
 def days():
     """The first 800 events (time order) and the next 200, some by new users of new items."""
-    data = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=0)
-    log = data.interactions.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    old, new = log.iloc[:800].copy(), log.iloc[800:].copy()
+    old, new = two_days(0)
     new["item_id"] = new["item_id"].astype(object)
     new["user_id"] = new["user_id"].astype(object)
     rows = new.index.to_numpy()

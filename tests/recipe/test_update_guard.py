@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from day_logs import two_days
 
 import tfrs_kit as tk
 from tfrs_kit.recipe import _update
@@ -14,10 +15,7 @@ from tfrs_kit.recipe import _update
 
 @pytest.fixture(scope="module")
 def days():
-    data = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=3)
-    log = data.interactions.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    log = log[["user_id", "item_id", "timestamp"]].astype({"item_id": object})
-    return log.iloc[:800].reset_index(drop=True), log.iloc[800:].reset_index(drop=True)
+    return two_days(3, ids_only=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from day_logs import two_days
 from lock_holder import lock_held_elsewhere
 
 import tfrs_kit as tk
@@ -16,9 +17,7 @@ import tfrs_kit as tk
 @pytest.fixture(scope="module")
 def days():
     """The first 800 events (time order) and the next 200."""
-    data = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=0)
-    log = data.interactions.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    return log.iloc[:800].reset_index(drop=True), log.iloc[800:].reset_index(drop=True)
+    return two_days(0)
 
 
 @pytest.fixture(scope="module")

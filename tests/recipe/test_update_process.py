@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from day_logs import two_days
 
 import tfrs_kit as tk
 
@@ -40,9 +41,7 @@ tk.recipe.update(folder, pd.read_parquet(events), tolerance=1.0)
 
 @pytest.fixture(scope="module")
 def days():
-    data = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=0)
-    log = data.interactions.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    return log.iloc[:800].reset_index(drop=True), log.iloc[800:].reset_index(drop=True)
+    return two_days(0)
 
 
 def _wait_for(path, process, seconds=300):

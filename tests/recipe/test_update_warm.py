@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from day_logs import two_days
 
 import tfrs_kit as tk
 from tfrs_kit.recipe import _blend, _update, _update_blend
@@ -18,12 +19,9 @@ pytest.importorskip("implicit")
 
 @pytest.fixture(scope="module")
 def days():
-    data = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=2)
-    log = data.interactions.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    log = log[["user_id", "item_id", "timestamp"]].astype({"item_id": object})
-    new = log.iloc[800:].reset_index(drop=True)
+    old, new = two_days(2, ids_only=True)
     new.loc[:4, "item_id"] = "brand-new-item"
-    return log.iloc[:800].reset_index(drop=True), new
+    return old, new
 
 
 @pytest.fixture(scope="module")

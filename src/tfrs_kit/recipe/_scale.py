@@ -199,7 +199,8 @@ def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = 
         dropped=dropped, seconds=time.monotonic() - clock.start,
         time_budget=recipe.time_budget, note="; ".join(n for n in (searched.note, why) if n),
         validation_users=searched.validation_users, blend=blend,
-        towers=recipe._towers.names()), stages=dict(clock.stages))
+        towers=recipe._towers.names(), max_trials=recipe.max_trials,
+        final_epochs_cut=trained.clock_cut), stages=dict(clock.stages))
     recipe._set_state(trained, report, None, saved)  # served from its tables, as if loaded
     return recipe
 
@@ -459,8 +460,12 @@ def _train_streamed(recipe: Any, prepared: Any, searched: _Searched, clock: _Clo
     finally:
         shutil.rmtree(kept, ignore_errors=True)
     _release_slots(model, settings)
+    # The clock's cut: the settings' epochs not (wholly) run when the training ran to the
+    # plan the clock made (not when the validation metric stopped it first).
+    cut = settings.epochs - budget.done // steps if budget.done >= budget.planned else 0
     trained = Trained(model, settings, monitor.best_epoch, monitor.best,
-                      time.monotonic() - started, epochs_run=len(history.epoch))
+                      time.monotonic() - started, epochs_run=len(history.epoch),
+                      clock_cut=max(cut, 0))
     why = _why(recipe, prepared, monitor, budget, epochs, "; ".join(
         w for w in (why, budget.why()) if w), len(queries))
     return _Final(trained, why, validation, reserve.export, reserve.choice()[1])
