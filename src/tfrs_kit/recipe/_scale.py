@@ -463,8 +463,7 @@ def _train_streamed(recipe: Any, prepared: Any, searched: _Searched, clock: _Clo
     finally:
         shutil.rmtree(kept, ignore_errors=True)
     _release_slots(model, settings)
-    # The clock's cut: the settings' epochs not (wholly) run when the training ran to the
-    # plan the clock made (not when the validation metric stopped it first).
+    # The clock's cut: epochs not (wholly) run when the training ran to the clock's plan.
     cut = settings.epochs - budget.done // steps if budget.done >= budget.planned else 0
     trained = Trained(model, settings, monitor.best_epoch, monitor.best,
                       time.monotonic() - started, epochs_run=len(history.epoch),
