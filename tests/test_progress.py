@@ -5,7 +5,14 @@ import io
 import numpy as np
 
 import tfrs_kit as tk
-from tfrs_kit._progress import Progress
+from tfrs_kit._progress import LOG_SECONDS, Progress
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal: the bar is redrawn on one line."""
+
+    def isatty(self):
+        return True
 
 
 def test_auto_shows_only_large_work_and_false_silences():
@@ -41,7 +48,7 @@ def test_index_build_progress_can_be_forced(capsys):
 def test_a_partial_bar_shows_the_time_left_at_the_pace_so_far(monkeypatch):
     clock = iter([100.0, 130.0, 190.0])  # start, after a quarter, at the end
     monkeypatch.setattr("tfrs_kit._progress.time.perf_counter", lambda: next(clock))
-    stream = io.StringIO()
+    stream = Terminal()
     with Progress(4, description="work", verbose=True, stream=stream) as bar:
         bar.update(1)
         bar.update(3)
@@ -55,13 +62,29 @@ def test_batch_progress_spans_every_planned_epoch(monkeypatch):
 
     ticks = iter(range(100))  # a second between draws: every batch redraws
     monkeypatch.setattr("tfrs_kit._progress.time.perf_counter", lambda: float(next(ticks)))
-    stream = io.StringIO()
+    stream = Terminal()
     bar = BatchProgress(epochs=3, steps=4, rows=10, description="fit", verbose=True)
     bar.progress.stream = stream
     for _ in range(6):  # half of the 12 planned batches
         bar.on_train_batch_end(0)
     bar.on_train_end()
     assert "50%" in stream.getvalue().split("\r")[-1] and stream.getvalue().endswith("\n")
+
+
+def test_a_log_gets_a_line_every_log_seconds_and_where_the_work_stopped(monkeypatch):
+    """Not a terminal (a file, a pipe): whole lines, at most one per LOG_SECONDS, the
+    first at once, and at the end the line of where the work stopped."""
+    now = iter([0.0, *np.arange(1.0, 121.0)])  # start, then one update a second
+    monkeypatch.setattr("tfrs_kit._progress.time.perf_counter", lambda: float(next(now)))
+    log = io.StringIO()
+    with Progress(200, description="work", verbose=True, stream=log) as bar:
+        for _ in range(119):
+            bar.update()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and log.getvalue().endswith("\n")
+    shares = [line.split("] ")[1].split("%")[0].strip() for line in lines]
+    # Updates at 1, 2, ... 119 s: lines at 1, 31, 61 and 91 s, then where it stopped.
+    assert shares == ["0", "16", "30", "46", "60"] and len(lines) == 120 // LOG_SECONDS + 1
 
 
 def test_peak_memory_is_this_programs_not_its_parents():

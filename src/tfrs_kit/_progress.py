@@ -14,9 +14,10 @@ from typing import Any, TextIO
 
 from tfrs_kit._validation import check_verbose
 
-__all__ = ["LARGE", "Progress", "eta"]
+__all__ = ["LARGE", "LOG_SECONDS", "Progress", "eta"]
 
 LARGE = 1_000_000  # work units (rows, scores / 100) above which "auto" shows progress
+LOG_SECONDS = 30.0  # seconds between the lines written where the stream is not a terminal
 
 
 def eta(elapsed: float, share: float) -> str:
@@ -36,6 +37,10 @@ def eta(elapsed: float, share: float) -> str:
 class Progress:
     """Counts work done and redraws one line on standard error, at most twice a second.
 
+    On a stream that is not a terminal (a log file, a pipe, a CI job's output), where a
+    redrawn line would pile up as thousands of lines, it writes a whole line at most
+    every :data:`LOG_SECONDS` instead, and the last one at the end.
+
     Example:
         >>> with Progress(3, description="demo", verbose=False) as bar:
         ...     bar.update(3)
@@ -51,25 +56,40 @@ class Progress:
         self.done = 0
         self._start = time.perf_counter()
         self._drawn = 0.0
+        self._terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._every = 0.5 if self._terminal else LOG_SECONDS
+        self._final = False  # the line at 100% is written (once)
+        self._shown = 0  # the work done the last line showed
 
     def update(self, amount: int = 1) -> None:
         self.done += amount
         now = time.perf_counter()
-        if self.enabled and (now - self._drawn >= 0.5 or self.done >= self.total):
-            self._drawn = now
-            share = min(self.done / self.total, 1.0)
-            bar = "=" * int(share * 30)
-            elapsed = now - self._start
-            self.stream.write(f"\r{self.description}: [{bar:<30s}] {share:4.0%} "
-                              f"{elapsed:6.1f}s{eta(elapsed, share)}   ")
-            self.stream.flush()
+        finished = self.done >= self.total
+        if not self.enabled or (self._final and finished):
+            return
+        if now - self._drawn >= self._every or finished or not self._drawn:
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        self._drawn, self._final, self._shown = now, self.done >= self.total, self.done
+        share = min(self.done / self.total, 1.0)
+        bar = "=" * int(share * 30)
+        elapsed = now - self._start
+        line = (f"{self.description}: [{bar:<30s}] {share:4.0%} "
+                f"{elapsed:6.1f}s{eta(elapsed, share)}")
+        self.stream.write(f"\r{line}   " if self._terminal else f"{line}\n")
+        self.stream.flush()
 
     def close(self) -> None:
-        """Ends the line the bar was drawn on."""
+        """Ends the line the bar was drawn on; in a log, writes where the work stopped
+        (an early stop) if the last line does not say it."""
         if self.enabled and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = 0.0
+            if self._terminal:
+                self.stream.write("\n")
+                self.stream.flush()
+            elif self._shown != self.done:
+                self._draw(time.perf_counter())
+        self._drawn = 0.0
 
     def __enter__(self) -> Progress:
         return self
