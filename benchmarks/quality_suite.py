@@ -62,10 +62,13 @@ ML_SPLITS = {  # name: split arguments of per_user_temporal_split
 
 def movielens(data_dir: str) -> SuiteLog:
     data = tk.datasets.movielens("100k", data_dir=data_dir)
+    # Renamed columns: the frames must not carry the data set's schema (movie_id) along.
     log = data.interactions.rename(columns={"movie_id": "item_id"})
+    log.attrs.clear()
     # P1 breaks timestamp ties by numeric item id.
     log = log.assign(item_id=log["item_id"].astype(int))
     items = data.items.rename(columns={"movie_id": "item_id"})
+    items.attrs.clear()
     items = items.assign(item_id=items["item_id"].astype(int))
     return SuiteLog("movielens", log[["user_id", "item_id", "timestamp"]],
                     items[["item_id", "movie_genres"]],
