@@ -32,6 +32,7 @@ from tfrs_kit.data._files import (
 from tfrs_kit.data._shards import Shards
 from tfrs_kit.data._source import is_files
 from tfrs_kit.data._table import Table, last_rows
+from tfrs_kit.data._tensors import training_options
 
 __all__ = ["DEFAULT_SHUFFLE_BUFFER", "check_stream_source", "count_values", "distinct_rows",
            "file_dataset", "id_tensor", "num_workers", "streaming_buffer"]
@@ -119,7 +120,7 @@ def file_dataset(
     dataset = tf.data.Dataset.from_generator(
         batches, output_signature={name: _flat_spec(s) for name, s in spec.items()})
     dataset = dataset.map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    options = tf.data.Options()
+    options = training_options()  # autotuning off: a cut training's iterator ends at once
     policy = tf.data.experimental.AutoShardPolicy
     # Several workers read their own files (chosen above: TF's FILE policy cannot see
     # through a Python reader); one worker's batches are split among its replicas.

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit.data._table import Table, is_multivalued, num_rows
 
-__all__ = ["Spans", "is_vector", "make_dataset", "to_tensors"]
+__all__ = ["Spans", "is_vector", "make_dataset", "to_tensors", "training_options"]
 
 
 class Spans(NamedTuple):
@@ -231,10 +231,25 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    options = tf.data.Options()
+    options = training_options()
     # In-memory tensors have no files to shard: say so (AUTO warns, then does this).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def training_options() -> tf.data.Options:
+    """``tf.data`` options for the training pipelines: autotuning off.
+
+    With it on, each iterator runs a model thread that sleeps for an optimization
+    period growing to 60 s, and deleting the iterator (an epoch's end, a training
+    cut mid-epoch) waits for that thread to wake: measured on a streamed training cut
+    at 1.3 to 1.6 epochs, 4 to 36 s between Keras's last callback and ``fit``
+    returning, against 0.01 s with it off, the epochs as fast; in memory (MovieLens
+    100K, 3 epochs) 1.8 to 2.0 s against 2.2 to 3.0 s. ``AUTOTUNE`` parallelism then
+    uses the CPU cores, and prefetching a fixed buffer."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def _batch_source(name: str, column: np.ndarray,
