@@ -150,19 +150,26 @@ def test_the_latest_window_counts_equal_a_stable_sort_by_time():
                                       np.bincount(items[500 - take:], minlength=9))
 
 
+def _two_group_shard(tmp_path, n, *, users, items, seed) -> str:
+    """One Parquet shard of ``n`` events in time order: two user groups, each picking
+    from its own ``items`` items."""
+    rng = np.random.default_rng(seed)
+    user = rng.integers(0, users, n)
+    log = pd.DataFrame({"user_id": [f"u{u}" for u in user],
+                        "item_id": [f"i{i}" for i in (user % 2) * items
+                                    + rng.integers(0, items, n)],
+                        "timestamp": np.arange(n, dtype=np.int64)})
+    (tmp_path / "log").mkdir()
+    log.to_parquet(tmp_path / "log" / "part-0.parquet", index=False)
+    return str(tmp_path / "log" / "*.parquet")
+
+
 def test_an_exhausted_budget_still_ends_with_a_served_model(tmp_path):
     """A wall-clock budget spent before the final training: it is cut at its first
     batch, its score skipped, and the report says so; the Recipe still serves."""
-    rng = np.random.default_rng(0)
-    users = rng.integers(0, 40, 1500)
-    log = pd.DataFrame({"user_id": [f"u{u}" for u in users],
-                        "item_id": [f"i{i}" for i in (users % 2) * 50 + rng.integers(0, 50,
-                                                                                     1500)],
-                        "timestamp": np.arange(1500, dtype=np.int64)})
-    (tmp_path / "log").mkdir()
-    log.to_parquet(tmp_path / "log" / "part-0.parquet", index=False)
+    shard = _two_group_shard(tmp_path, 1500, users=40, items=50, seed=0)
     recipe = tk.Recipe(time_budget=0.01, max_trials=1, max_epochs=2, verbose=False,
-                       in_memory_rows=0, blend=False).fit(str(tmp_path / "log" / "*.parquet"))
+                       in_memory_rows=0, blend=False).fit(shard)
     note = recipe.report.note
     assert "stopped: the time budget ended it" in note
     assert "the clock cut it" in note or "cut by the clock" in note
@@ -223,14 +230,7 @@ def test_with_a_clock_the_reserve_is_planned_from_a_score_timed_before_training(
     slow on a catalogue of 180,000 items); a budget in counts scores after epochs only."""
     from tfrs_kit.recipe import _scale
 
-    rng = np.random.default_rng(1)
-    users = rng.integers(0, 30, 900)
-    log = pd.DataFrame({"user_id": [f"u{u}" for u in users],
-                        "item_id": [f"i{i}" for i in (users % 2) * 30 + rng.integers(0, 30,
-                                                                                    900)],
-                        "timestamp": np.arange(900, dtype=np.int64)})
-    (tmp_path / "log").mkdir()
-    log.to_parquet(tmp_path / "log" / "part-0.parquet", index=False)
+    shard = _two_group_shard(tmp_path, 900, users=30, items=30, seed=1)
     events = []
     scores, batch_end = _scale.validation_scores, StepBudget.on_train_batch_end
     monkeypatch.setattr(_scale, "validation_scores",
@@ -238,6 +238,6 @@ def test_with_a_clock_the_reserve_is_planned_from_a_score_timed_before_training(
     monkeypatch.setattr(StepBudget, "on_train_batch_end",
                         lambda self, *a: events.append("batch") or batch_end(self, *a))
     tk.Recipe(time_budget=time_budget, max_trials=1, max_epochs=1, verbose=False,
-              in_memory_rows=0, blend=False).fit(str(tmp_path / "log" / "*.parquet"))
+              in_memory_rows=0, blend=False).fit(shard)
     assert events[0] == ("batch" if time_budget is None else "score")
     assert events.count("score") == 1 + (time_budget is not None)  # each epoch's, and that

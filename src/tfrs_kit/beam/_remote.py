@@ -21,7 +21,7 @@ from typing import Any
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from tfrs_kit.data._files import _BYTES_PER_ROW, _csv_convert, _pyarrow
+from tfrs_kit.data._files import _BYTES_PER_ROW, _file_schema, _pyarrow
 from tfrs_kit.data._source import FORMATS, fail, suffix_format
 
 __all__ = ["download", "is_remote", "local_copy", "resolve", "shard_files", "upload"]
@@ -89,22 +89,10 @@ def shard_files(source: Any) -> Any:
 def _schema(path: str, argument: str) -> dict[str, str]:
     """A remote shard's columns and kinds: a Parquet footer or a CSV's first block, read
     through ``FileSystems``; a TFRecord shard through TensorFlow's own file systems."""
-    from tfrs_kit.data._files import _arrow_kind, _file_schema, _unreadable
-
-    fmt = suffix_format(path, argument)
-    if fmt == "tfrecord":
+    if suffix_format(path, argument) == "tfrecord":
         return _file_schema(path, argument)
-    pa = _pyarrow()
-    try:
-        with _open(path) as file:
-            if fmt == "parquet":
-                arrow_schema = pa.parquet.ParquetFile(file).schema_arrow
-            else:
-                with pa.csv.open_csv(file, convert_options=_csv_convert()) as reader:
-                    arrow_schema = reader.schema
-    except (pa.ArrowException, OSError) as error:
-        raise _unreadable(path, fmt, error, argument) from None
-    return {field.name: _arrow_kind(field.type) for field in arrow_schema}
+    with _open(path) as file:
+        return _file_schema(path, argument, opened=file)
 
 
 def _rows(paths: Sequence[str]) -> int:

@@ -73,16 +73,19 @@ def schema(data: Any, *, argument: str = "data",
     return _unify(paths, [_file_schema(p, argument) for p in paths], columns, argument)
 
 
-def _file_schema(path: str, argument: str) -> dict[str, str]:
+def _file_schema(path: str, argument: str, *, opened: Any = None) -> dict[str, str]:
+    """The columns and kinds of the shard ``path`` (read from ``opened``, a file object
+    on it, if given: a Parquet or CSV shard on another file system)."""
     fmt = suffix_format(path, argument)
     if fmt == "tfrecord":
         return _tfrecord_schema(path, argument)
     pa = _pyarrow()
+    source = path if opened is None else opened
     try:
         if fmt == "parquet":
-            arrow_schema = pa.parquet.ParquetFile(path).schema_arrow
+            arrow_schema = pa.parquet.ParquetFile(source).schema_arrow
         else:
-            with pa.csv.open_csv(path, convert_options=_csv_convert()) as reader:
+            with pa.csv.open_csv(source, convert_options=_csv_convert()) as reader:
                 arrow_schema = reader.schema
     except (pa.ArrowException, OSError) as error:
         raise _unreadable(path, fmt, error, argument) from None
