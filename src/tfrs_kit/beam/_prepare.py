@@ -39,9 +39,9 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_verbose
-from tfrs_kit.beam._remote import download, is_remote, local_copy, shard_files, upload
+from tfrs_kit.beam._remote import download, local_copy, shard_files, upload
 from tfrs_kit.data._files import _pyarrow
-from tfrs_kit.data._source import TableLike
+from tfrs_kit.data._source import TableLike, is_url
 from tfrs_kit.features import _prepare as local
 from tfrs_kit.features._counting import VocabularyCounts, sum_counts
 from tfrs_kit.features._prepare import MANIFEST, Prepared
@@ -177,7 +177,7 @@ def _staged(staging: str | None, options: PipelineOptions, claim: Mapping[str, A
     by a hash of its claim, so that a rerun finds what a stopped one staged."""
     if staging is None:
         temp = options.view_as(GoogleCloudOptions).temp_location
-        if not is_remote(temp):
+        if not is_url(temp):
             return None
         staging = temp
     elif not isinstance(staging, str) or not staging:

@@ -22,31 +22,25 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from tfrs_kit.data._files import _BYTES_PER_ROW, _file_schema, _pyarrow
-from tfrs_kit.data._source import FORMATS, fail, suffix_format
+from tfrs_kit.data._source import FORMATS, fail, is_url, suffix_format
+from tfrs_kit.data._source import resolve as resolve_local
 
-__all__ = ["download", "is_remote", "local_copy", "resolve", "shard_files", "upload"]
+__all__ = ["download", "local_copy", "resolve", "shard_files", "upload"]
 
 _COPY_BYTES = 16 << 20
-
-
-def is_remote(path: Any) -> bool:
-    """Whether ``path`` names a file on a file system with a scheme (``gs://b/x``)."""
-    return isinstance(path, str) and FileSystems.get_scheme(path) is not None
 
 
 def resolve(source: Any, *, argument: str = "source") -> list[str]:
     """The shards ``source`` names, as :func:`tfrs_kit.data.resolve` lists them, on any
     of Beam's file systems: globs expanded, a folder (prefix) standing for the shards
     under it with a known suffix, except hidden ones and those starting with ``_``."""
-    from tfrs_kit.data._source import resolve as resolve_local
-
-    entries = [source] if isinstance(source, (str, os.PathLike)) else source
-    if not isinstance(entries, (list, tuple)) or not any(is_remote(e) for e in entries):
+    if not is_url(source):
         return resolve_local(source, argument=argument)
-    local = [e for e in entries if not is_remote(e)]
+    entries = [source] if isinstance(source, str) else source
+    local = [e for e in entries if not is_url(e)]
     if local:
         raise fail(argument, "name shards on one file system", f"{local[0]!r} beside "
-                   f"{next(e for e in entries if is_remote(e))!r}",
+                   f"{next(e for e in entries if is_url(e))!r}",
                    "Copy the shards to one place first.")
     found: set[str] = set()
     for entry in entries:
@@ -79,8 +73,7 @@ def shard_files(source: Any) -> Any:
     when they are remote, ``None`` (the local file system's) otherwise."""
     from tfrs_kit.features._prepare import ShardFiles
 
-    entries = [source] if isinstance(source, (str, os.PathLike)) else source
-    if not isinstance(entries, (list, tuple)) or not any(is_remote(e) for e in entries):
+    if not is_url(source):
         return None
     return ShardFiles(resolve=resolve, schema=_schema, rows=_rows, fingerprint=_fingerprint,
                       local=False)
@@ -125,7 +118,7 @@ def _open(path: str) -> Any:
 def local_copy(path: str) -> Iterator[str]:
     """``path`` itself if local; else a copy of the remote file in a temporary folder,
     removed on exit (a worker reads a whole shard, with the kit's own readers)."""
-    if not is_remote(path):
+    if not is_url(path):
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="tfrs_kit_shard_") as folder:
@@ -146,7 +139,7 @@ def download(remote: str, local: str) -> None:
 def upload(local: str, remote: str) -> None:
     """Copies ``local`` to ``remote`` byte for byte (a remote object appears whole when
     closed, as on GCS and S3; a local target is renamed into place when complete)."""
-    target = remote if is_remote(remote) else f"{remote}.incomplete"
+    target = remote if is_url(remote) else f"{remote}.incomplete"
     with open(local, "rb") as source, FileSystems.create(
             target, compression_type=CompressionTypes.UNCOMPRESSED) as sink:
         shutil.copyfileobj(source, sink, _COPY_BYTES)
