@@ -2,6 +2,9 @@
 
 import pytest
 from count_budget import fit
+from day_logs import two_days
+
+import tfrs_kit as tk
 
 
 @pytest.fixture(scope="session")
@@ -10,3 +13,13 @@ def count_budget_fit(tmp_path_factory):
     ``(recipe, work_dir)``."""
     work_dir = tmp_path_factory.mktemp("count_budget")
     return fit(str(work_dir)), work_dir
+
+
+@pytest.fixture(scope="session")
+def saved_first_day(tmp_path_factory):
+    """Version 1 of the fastest Recipe fitted on the first day of ``two_days(0)`` (800
+    events), never modified by the tests: copy it to update it."""
+    folder = tmp_path_factory.mktemp("saved_first_day") / "model"
+    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False)
+    recipe.fit(two_days(0)[0]).save(folder)
+    return folder

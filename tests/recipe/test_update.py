@@ -149,7 +149,7 @@ def test_the_guard_blocks_a_broken_update_and_latest_stays(saved, days, tmp_path
                                                            monkeypatch):
     folder = _copy(saved, tmp_path)
 
-    def scramble(model, rows, settings, epochs, seed):
+    def scramble(model, rows, settings, epochs, seed, slots=None):
         rng = np.random.default_rng(0)
         for weight in model.weights:
             weight.assign(rng.normal(size=weight.shape).astype(weight.dtype.as_numpy_dtype))

@@ -21,12 +21,9 @@ def days():
 
 
 @pytest.fixture(scope="module")
-def saved(days, tmp_path_factory):
+def saved(saved_first_day):
     """Version 1 of a Recipe fitted on the first day, never modified by the tests."""
-    folder = tmp_path_factory.mktemp("saved") / "model"
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False)
-    recipe.fit(days[0]).save(folder)
-    return folder
+    return saved_first_day
 
 
 def _copy(saved, tmp_path):

@@ -59,6 +59,8 @@ def test_an_out_of_core_recipe_updates_with_its_users_histories_in_time_order(fi
     recipe, old, folder = fitted
     assert recipe.settings.history == "sequence"
     assert _histories(recipe) == _expected_histories(old)  # as fitted: the known answer
+    slots = recipe._fitted().slots  # the accumulators' row means, kept before they are let go
+    assert slots is not None and (slots[1][0] > 0.1).any()
     new = _log(300, 10_000, seed=1)
     new.loc[:2, "user_id"] = "u-new"
     new.loc[3:5, "item_id"] = "i-new"

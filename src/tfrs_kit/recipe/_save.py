@@ -6,6 +6,8 @@ A version folder (``DIR/versions/<n>/``, see ``_store``) holds::
                          the blend's weights, the Recipe's arguments (written last)
     vocabularies.json    the towers' vocabularies (Vocabularies.save)
     weights/             the two towers' weights (a TensorFlow checkpoint)
+    slots.npz            the optimizer's state: its accumulators' row means (_slots),
+                         where an update's fine-tuning starts (older versions: none)
     blend/               the blend's factor tables, query and candidate side (.npy)
     queries.parquet      one row per user: their query features (latest history)
     candidates.parquet   one row per candidate item: its features
@@ -34,7 +36,7 @@ from tfrs_kit._errors import invalid_argument
 from tfrs_kit._version import __version__
 from tfrs_kit.data._schema import Schema
 from tfrs_kit.features._vocabulary import Vocabularies
-from tfrs_kit.recipe import _store
+from tfrs_kit.recipe import _slots, _store
 from tfrs_kit.recipe._fit_progress import release_unused_memory
 from tfrs_kit.recipe._inputs import Columns
 from tfrs_kit.recipe._report import RecipeReport
@@ -49,6 +51,7 @@ FORMAT = "tfrs_kit.recipe"
 FORMAT_VERSION = 1
 _VOCABULARIES = "vocabularies.json"
 _WEIGHTS = "weights/towers"
+_SLOTS = "slots.npz"
 _TABLES = ("queries", "candidates", "seen")
 
 
@@ -77,6 +80,8 @@ def _write_version(recipe: Any, trained: Trained, folder: Path, *, k_max: int) -
         raise invalid_argument("recipe", "hold a model the Recipe built", type(model).__name__)
     vocabularies.save(folder / _VOCABULARIES)
     tf.train.Checkpoint(query=base[0], candidate=base[1]).write(str(folder / _WEIGHTS))
+    if trained.slots is not None:
+        _slots.save(trained.slots, folder / _SLOTS)
     if blend is not None:
         (folder / "blend").mkdir()
         # Copied out of the variables one at a time, not kept through the export.
@@ -208,7 +213,7 @@ def read(path: str | os.PathLike[str], *, version: int | None = None,
         tower_factory("candidate_tower", towers["candidate"])),
         manifest["arguments"]["max_history"])
     trained = Trained(model, settings, manifest["epochs"], {}, 0.0,
-                      epochs_run=manifest["epochs"])
+                      epochs_run=manifest["epochs"], slots=_slots.load(folder / _SLOTS))
     return {"arguments": arguments, "columns": columns, "trained": trained,
             "report": RecipeReport.from_dict(manifest["report"]), "saved": saved,
             "cascade": read_cascade(folder, manifest.get("cascade"), model)}

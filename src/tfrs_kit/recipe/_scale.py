@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from tfrs_kit.data._files import _pyarrow, estimated_rows
+from tfrs_kit.recipe import _slots
 from tfrs_kit.recipe._blend import choice_users
 from tfrs_kit.recipe._fit_progress import (
     BatchProgress,
@@ -462,12 +463,12 @@ def _train_streamed(recipe: Any, prepared: Any, searched: _Searched, clock: _Clo
         monitor.restore()
     finally:
         shutil.rmtree(kept, ignore_errors=True)
-    _release_slots(model, settings)
+    slots = _release_slots(model, settings)
     # The clock's cut: epochs not (wholly) run when the training ran to the clock's plan.
     cut = settings.epochs - budget.done // steps if budget.done >= budget.planned else 0
     trained = Trained(model, settings, monitor.best_epoch, monitor.best,
                       time.monotonic() - started, epochs_run=len(history.epoch),
-                      clock_cut=max(cut, 0))
+                      clock_cut=max(cut, 0), slots=slots)
     why = _why(recipe, prepared, monitor, budget, epochs, "; ".join(
         w for w in (why, budget.why()) if w), len(queries))
     return _Final(trained, why, validation, reserve.export, reserve.choice()[1])
@@ -513,15 +514,16 @@ def _compiled(recipe: Any, prepared: Any, settings: Settings, steps: int) -> tup
     return model, decay
 
 
-def _release_slots(model: Any, settings: Settings) -> None:
-    """Compiles ``model`` again with a new Adagrad, which has no slots yet: the trained
-    one's (a table the size of each embedding table) are let go, and TensorFlow reuses
-    their memory for what the blend and the export allocate. ``update`` compiles its own
-    optimizer anyway, as after ``tk.load``."""
+def _release_slots(model: Any, settings: Settings) -> Any:
+    """Returns the row means of the trained Adagrad's slots (``_slots``, where an update
+    starts), then lets the slots go (each the size of its table: TensorFlow reuses their
+    memory for the blend and the export) by compiling ``model`` with a new Adagrad."""
     import tensorflow as tf
 
+    slots = _slots.read(model)
     model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=settings.learning_rate))
     gc.collect()
+    return slots
 
 
 def _item_ids(prepared: Any, item_id: str) -> np.ndarray:

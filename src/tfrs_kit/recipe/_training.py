@@ -15,6 +15,7 @@ import tensorflow as tf
 from tfrs_kit.evaluation import evaluate
 from tfrs_kit.features._history import HistoryBuilder
 from tfrs_kit.features._vocabulary import VocabularyBuilder
+from tfrs_kit.recipe import _slots
 from tfrs_kit.recipe._inputs import Columns, attach
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._settings import Settings
@@ -100,6 +101,7 @@ class Trained:
     epochs_run: int = 0  # the epochs trained before the trial stopped
     final_seconds: float = 0.0  # the estimated time of its final training on the whole log
     clock_cut: int = 0  # planned epochs not run because the deadline stopped the training
+    slots: Any = None  # the optimizer's state of the towers' weights (_slots.Slots)
 
 
 def count_vocabularies(columns: Columns, settings: Settings, rows: dict[str, Any]) -> Any:
@@ -309,7 +311,7 @@ def train(data: Data, settings: Settings, *, validation: pd.DataFrame, metric: s
     return Trained(model, settings, monitor.best_epoch, monitor.best,
                    time.monotonic() - start, epochs_run=len(history.epoch),
                    final_seconds=monitor.final(monitor.best_epoch),
-                   clock_cut=monitor.cut(settings.epochs))
+                   clock_cut=monitor.cut(settings.epochs), slots=_slots.read(model))
 
 
 def validation_scores(recommender: Any, data: Data, validation: pd.DataFrame,
@@ -350,7 +352,7 @@ def train_final(data: Data, settings: Settings, *, epochs: int, seed: int,
                             verbose=0, callbacks=[clock])
     run = len(history.epoch) if epochs else 0
     return Trained(model, settings, run, {}, time.monotonic() - start, epochs_run=run,
-                   clock_cut=clock.cut(epochs))
+                   clock_cut=clock.cut(epochs), slots=_slots.read(model))
 
 
 def _compiled_model(data: Data, settings: Settings,

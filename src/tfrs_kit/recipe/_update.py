@@ -4,8 +4,10 @@ An update never starts over. The vocabularies grow (new users and items are
 appended, so every known id keeps its index and its trained embedding row; a new
 row starts at the mean of the known rows), the trained weights are copied into
 the grown model, which is fine-tuned on the new events plus a bounded sample of
-older ones (the replay, against forgetting), each user's query features (their
-latest history) and seen items are extended, and the index is rebuilt.
+older ones (the replay, against forgetting), its optimizer started from the serving
+model's state (:mod:`~tfrs_kit.recipe._slots`: a known row moves as little as its
+training left it to, a new row fast), each user's query features (their latest
+history) and seen items are extended, and the index is rebuilt.
 
 The blend goes stale as tastes drift, so it is refreshed at a cost that follows the
 new events (:mod:`~tfrs_kit.recipe._update_blend`): with ``rechoose``, its weights and
@@ -50,14 +52,14 @@ import tensorflow as tf
 from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit._validation import check_bool, check_int, check_number
 from tfrs_kit.data._table import TableLike
-from tfrs_kit.recipe import _store
+from tfrs_kit.recipe import _slots, _store
 from tfrs_kit.recipe._inputs import attribute_table, to_frame
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._training import Data, Trained, build_model
 from tfrs_kit.recipe._update_blend import per_user_scores, refresh_blend
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_RECHOOSE", "DEFAULT_REPLAY", "DEFAULT_TOLERANCE",
-           "DEFAULT_WARM_SWEEPS", "GUARD_NOISE", "UpdateRejected",
+           "DEFAULT_WARM_SWEEPS", "FINE_TUNE_RATE", "GUARD_NOISE", "UpdateRejected",
            "UpdateReport", "check_folder", "update_recipe"]
 
 #: Older events replayed per new event (measured in ``benchmarks/lifecycle.py``: on the
@@ -71,6 +73,10 @@ DEFAULT_RECHOOSE = True
 #: Sweeps of the update's iALS from the serving model's item factors (0: a fit from random
 #: factors; measured in ``benchmarks/lifecycle.py``).
 DEFAULT_WARM_SWEEPS = 0
+#: The fine-tuning's learning rate over the fit's. The known rows' steps are already
+#: shrunk by their accumulators (``_slots``); a faster rate moves the new rows and the
+#: day's users further. Measured in ``benchmarks/lifecycle.py`` (docs/benchmarks.md).
+FINE_TUNE_RATE = 4.0
 #: The largest relative drop of the guard's metric an update may show and be published.
 DEFAULT_TOLERANCE = 0.1
 #: Standard errors of the mean per-user difference (updated minus serving) by which the
@@ -251,8 +257,8 @@ def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: 
     fit_data = _without(full, choice | guard)
     grown = _grown_model(trained, full, settings)  # held-out ids get rows too
     rows, replayed = _fine_tune_rows(fit_data, settings, len(old.log), len(new), replay, seed)
-    _fine_tune(grown, rows, settings, epochs, seed)
-    base = dataclasses.replace(trained, model=grown)
+    slots = _fine_tune(grown, rows, settings, epochs, seed, slots=trained.slots)
+    base = dataclasses.replace(trained, model=grown, slots=slots)
     previous = recipe.report_.blend if recipe.report_ is not None else None
     refreshed = refresh_blend(previous, trained.model, fit_data, full, base, full.log[choice],
                               metric=recipe.metric, seed=seed, min_users=_MIN_CHOICE_USERS,
@@ -283,7 +289,7 @@ def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: 
     summary = recipe.report_
     if blend is not None and summary is not None:
         summary = dataclasses.replace(summary, blend=blend)
-    recipe._set_state(dataclasses.replace(trained, model=refreshed.publish(blend)), summary,
+    recipe._set_state(dataclasses.replace(base, model=refreshed.publish(blend)), summary,
                       full, None)
     return dataclasses.replace(report, published=True, seconds=time.monotonic() - start)
 
@@ -487,16 +493,25 @@ def _fine_tune_rows(data: Data, settings: Any, old_events: int, new_events: int,
     return {name: np.asarray(values)[keep] for name, values in rows.items()}, count
 
 
-def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int,
-               seed: int) -> None:
+def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int, seed: int, *,
+               slots: Any = None) -> Any:
+    """Trains ``model`` on ``rows``, its optimizer's accumulators started from ``slots``
+    (the serving model's, :mod:`~tfrs_kit.recipe._slots`: known rows move as little as
+    their training left them to, new rows fast) at :data:`FINE_TUNE_RATE` times the
+    fit's rate (without ``slots``, every row fresh: at the fit's); returns the
+    accumulators after."""
     tf.keras.utils.set_random_seed(seed)
-    optimizer = tf.keras.optimizers.Adagrad(learning_rate=settings.learning_rate)
+    rate = settings.learning_rate * (FINE_TUNE_RATE if slots is not None else 1.0)
+    optimizer = tf.keras.optimizers.Adagrad(learning_rate=rate)
     model.compile(optimizer=optimizer)
-    if epochs and len(next(iter(rows.values()))):
-        # The accumulators made now, not in the first step: a step that makes variables is
-        # traced twice (the second trace: about a fifth of a small update's fine-tuning).
-        optimizer.build(model.trainable_variables)
-        model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
+    if not epochs or not len(next(iter(rows.values()))):
+        return slots
+    # The accumulators made now, not in the first step: a step that makes variables is
+    # traced twice (the second trace: about a fifth of a small update's fine-tuning).
+    optimizer.build(model.trainable_variables)
+    _slots.assign(optimizer, (model.query_tower, model.candidate_tower), slots)
+    model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
+    return _slots.read(model)
 
 
 def _guard(serving: Any, data: Data, holdout: pd.DataFrame, settings: Any,
