@@ -101,6 +101,14 @@ def test_old_ids_keep_their_rows_and_new_ids_are_appended(saved, days):
                                                    after[side][rows:].shape), rtol=1e-5)
     assert set(NEW_ITEMS) <= set(after["vocabularies"][c.item_id].tokens)
     assert set(NEW_USERS) <= set(after["vocabularies"][c.user_id].tokens)
+    # Each id's count: its events before and in the update (each counted once).
+    for column in (c.user_id, c.item_id):
+        old, new = before["vocabularies"][column], after["vocabularies"][column]
+        added = days[1][column].value_counts()
+        expected = [count + added.get(token, 0) for token, count in
+                    zip(old.tokens, old.counts, strict=True)]
+        expected += [added[token] for token in new.tokens[len(old.tokens):]]
+        assert list(new.counts) == expected and new.total == old.total + len(days[1])
 
 
 def test_new_items_are_indexed_and_recommended(updated, days):

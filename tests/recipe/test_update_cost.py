@@ -35,9 +35,9 @@ def _update_parts(recipe, new):
     trained = recipe._fitted()
     settings = trained.settings
     old = _update._old_data(recipe, settings)
-    full, _ = _update._grown_data(old, _update._new_events(new, old, recipe.columns, settings),
-                                  settings)
-    return trained, old, full, _update._grown_model(trained, full, settings)
+    new = _update._new_events(new, old, recipe.columns, settings)
+    full, _ = _update._grown_data(old, new, settings)
+    return trained, old, full, _update._grown_model(trained, full, settings, new)
 
 
 def test_the_fine_tuning_traces_its_train_step_once(fitted, days):

@@ -56,9 +56,9 @@ def _fine_tuned(recipe, new, slots, epochs=2):
     trained = recipe._fitted()
     settings = trained.settings
     old = _update._old_data(recipe, settings)
-    full, _ = _update._grown_data(old, _update._new_events(new, old, recipe.columns, settings),
-                                  settings)
-    grown = _update._grown_model(trained, full, settings)
+    new = _update._new_events(new, old, recipe.columns, settings)
+    full, _ = _update._grown_data(old, new, settings)
+    grown = _update._grown_model(trained, full, settings, new)
     rows, _ = _update._fine_tune_rows(full, settings, len(old.log), len(new), 0.5, seed=0)
     table = grown.candidate_tower.encoders[recipe.columns.item_id].embedding.embeddings
     before = table.numpy()

@@ -255,7 +255,7 @@ def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: 
     settings, c = trained.settings, recipe.columns
     choice, guard = _holdouts(full, len(old.log), seed, rechoose=rechoose)
     fit_data = _without(full, choice | guard)
-    grown = _grown_model(trained, full, settings)  # held-out ids get rows too
+    grown = _grown_model(trained, full, settings, new)  # held-out ids get rows too
     rows, replayed = _fine_tune_rows(fit_data, settings, len(old.log), len(new), replay, seed)
     slots = _fine_tune(grown, rows, settings, epochs, seed, slots=trained.slots)
     base = dataclasses.replace(trained, model=grown, slots=slots)
@@ -421,18 +421,22 @@ def _without(data: Data, rows: np.ndarray) -> Data:
     return dataclasses.replace(data, log=data.log[~rows].reset_index(drop=True))
 
 
-def _grown_model(trained: Trained, data: Data, settings: Any) -> Any:
-    """A model of the grown vocabularies, the trained weights copied in: known rows kept
-    exactly, a new row set to the mean of the known rows."""
+def _grown_model(trained: Trained, data: Data, settings: Any,
+                 new: pd.DataFrame | None = None) -> Any:
+    """A model of the vocabularies grown by the ``new`` events (``None``: as trained), the
+    trained weights copied in: known rows kept exactly, a new row set to the mean of the
+    known rows."""
     from tfrs_kit.recipe._save import _parts
 
     (query, candidate), _ = _parts(trained.model)
-    old_vocabularies = trained.model.vocabularies_
-    vocabularies = _grown_vocabularies(old_vocabularies, data, settings)
+    vocabularies = trained.model.vocabularies_
+    if new is not None:
+        vocabularies = _grown_vocabularies(vocabularies, new, data.columns, settings)
     model = build_model(data, settings, vocabularies=vocabularies)
-    queries, candidates = data.queries(settings), data.candidates(settings)
-    for old_tower, new_tower, table in ((query, model.query_tower, queries),
-                                        (candidate, model.candidate_tower, candidates)):
+    few = dataclasses.replace(data, log=data.log.head(2))  # to build the towers: 2 rows
+    for old_tower, new_tower, table in ((query, model.query_tower, few.queries(settings)),
+                                        (candidate, model.candidate_tower,
+                                         few.candidates(settings))):
         new_tower.embed(table.head(2), verbose=False)  # built, so its variables exist
         if not old_tower.weights:  # a loaded tower is built on its first call
             old_tower.embed(table.head(2), verbose=False)
@@ -440,17 +444,16 @@ def _grown_model(trained: Trained, data: Data, settings: Any) -> Any:
     return model
 
 
-def _grown_vocabularies(vocabularies: Any, data: Data, settings: Any) -> Any:
-    """Each categorical vocabulary with the log's and tables' new values appended."""
+def _grown_vocabularies(vocabularies: Any, new: pd.DataFrame, c: Any, settings: Any) -> Any:
+    """Each categorical vocabulary with the ``new`` events' values it lacks appended and
+    their occurrences counted (the known events' are counted already)."""
     from tfrs_kit.features._vocabulary import Vocabularies
 
-    c = data.columns
-    sources = {c.user_id: data.log[c.user_id], c.item_id: data.log[c.item_id],
-               c.history: data.log[c.item_id]}
-    for name in settings.item_features:
-        sources[name] = data.items[name]
-    for name in settings.user_features:
-        sources[name] = data.users[name]
+    sources = {c.user_id: new[c.user_id], c.item_id: new[c.item_id],
+               c.history: new[c.item_id]}
+    for name in (*settings.item_features, *settings.user_features):
+        if name in new:
+            sources[name] = new[name]
     grown = []
     for name, vocabulary in vocabularies.items():
         values = sources.get(name)
