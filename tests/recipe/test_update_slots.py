@@ -86,6 +86,10 @@ def test_the_fine_tuning_moves_known_rows_by_their_accumulators_and_new_rows_fre
     # Without the state (a version saved before it was kept) every row starts fresh.
     before, after, known, _ = _fine_tuned(recipe, new, None)
     assert np.abs(after[:known] - before[:known]).max() > 1e-2
+    # A state of other towers (their code changed since the save): fresh, and said so.
+    with pytest.warns(RuntimeWarning, match="does not match"):
+        before, after, known, _ = _fine_tuned(recipe, new, (heavy[0][:-1], heavy[1]))
+    assert np.abs(after[:known] - before[:known]).max() > 1e-2
 
 
 def test_with_the_state_the_fine_tuning_runs_at_its_rate_without_at_the_fits(saved_first_day,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Slots", "assign", "load", "read", "save"]
+__all__ = ["Slots", "assign", "load", "read", "save", "usable"]
 
 #: Per tower (query, candidate), per weight of ``tower.weights``: the mean of its
 #: accumulator over each row (``None``: a weight the optimizer does not train).
@@ -69,8 +69,6 @@ def assign(optimizer: Any, towers: tuple[Any, Any], slots: Slots | None) -> None
     if slots is None:
         return
     for tower, means in zip(towers, slots, strict=True):
-        if len(means) != len(tower.weights):
-            raise ValueError("the saved optimizer state does not match the towers' weights")
         for weight, mean in zip(tower.weights, means, strict=True):
             accumulator = _accumulator(optimizer, weight)
             if accumulator is None or mean is None:
@@ -82,6 +80,18 @@ def assign(optimizer: Any, towers: tuple[Any, Any], slots: Slots | None) -> None
                 rows = min(len(mean), len(value))
                 value[:rows] = mean[:rows].reshape((rows,) + (1,) * (value.ndim - 1))
             accumulator.assign(value)
+
+
+def usable(slots: Slots | None, towers: tuple[Any, Any]) -> Slots | None:
+    """``slots`` when they are of ``towers``' weights, else ``None`` (with a warning: a
+    tower's code changed since they were saved, and the update starts fresh)."""
+    if slots is None or all(len(means) == len(tower.weights)
+                            for tower, means in zip(towers, slots, strict=True)):
+        return slots
+    warnings.warn("The saved optimizer state does not match the towers' weights (a tower's "
+                  "code changed since it was saved): the update starts a fresh optimizer.",
+                  RuntimeWarning, stacklevel=3)
+    return None
 
 
 def save(slots: Slots, path: Path) -> None:

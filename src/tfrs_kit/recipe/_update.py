@@ -504,6 +504,8 @@ def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int, see
     fit's rate (without ``slots``, every row fresh: at the fit's); returns the
     accumulators after."""
     tf.keras.utils.set_random_seed(seed)
+    towers = (model.query_tower, model.candidate_tower)
+    slots = _slots.usable(slots, towers)
     rate = settings.learning_rate * (FINE_TUNE_RATE if slots is not None else 1.0)
     optimizer = tf.keras.optimizers.Adagrad(learning_rate=rate)
     model.compile(optimizer=optimizer)
@@ -512,7 +514,7 @@ def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int, see
     # The accumulators made now, not in the first step: a step that makes variables is
     # traced twice (the second trace: about a fifth of a small update's fine-tuning).
     optimizer.build(model.trainable_variables)
-    _slots.assign(optimizer, (model.query_tower, model.candidate_tower), slots)
+    _slots.assign(optimizer, towers, slots)
     model.fit(rows, epochs=epochs, batch_size=settings.batch_size, seed=seed, verbose=0)
     return _slots.read(model)
 
