@@ -95,3 +95,24 @@ def test_the_measured_blend_from_the_choice_embeddings_scores_as_one_embedded_ag
               for model in (reused, again)]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-4, atol=1e-5)
     assert np.ptp(scores[0]) > 0
+
+
+def test_the_fine_tuning_rows_equal_the_whole_logs_rows(fitted, days):
+    """Built from the chosen rows' users' events only, each row (its history included)
+    is the whole log's row of the same event."""
+    trained, old, full, _ = _update_parts(fitted, days[1].head(6))
+    rows, replayed = _update._fine_tune_rows(full, trained.settings, len(old.log), 6, 0.5,
+                                             seed=0)
+    c = fitted.columns
+    everything = full.rows(trained.settings)
+    assert replayed == 3 and len(rows[c.item_id]) == 6 + replayed
+    assert len(set(rows[c.user_id])) < len(set(everything[c.user_id]))
+
+    def key(table, i):
+        return table[c.user_id][i], table[c.item_id][i], table[c.timestamp][i]
+
+    position = {key(everything, i): i for i in range(len(everything[c.item_id]))}
+    for i in range(len(rows[c.item_id])):
+        j = position[key(rows, i)]
+        for name, values in everything.items():
+            np.testing.assert_array_equal(np.asarray(rows[name][i]), np.asarray(values[j]))

@@ -484,7 +484,10 @@ def _copy_weights(old: Any, new: Any) -> None:
 def _fine_tune_rows(data: Data, settings: Any, old_events: int, new_events: int,
                     replay: float, seed: int) -> tuple[dict[str, Any], int]:
     """The training rows of the new events and of ``replay`` older events per new one
-    (drawn at random), histories from the whole log; with the number replayed."""
+    (drawn at random), histories from the whole log; with the number replayed. Only the
+    chosen rows' users' events are read (each user's history is whole without the
+    others'), so the cost follows the new events, not the log."""
+    c = data.columns
     events = data.events(settings)
     labels = events.index.to_numpy()
     fresh = labels >= old_events
@@ -492,8 +495,11 @@ def _fine_tune_rows(data: Data, settings: Any, old_events: int, new_events: int,
     count = min(len(older), round(replay * new_events))
     chosen = np.random.default_rng(seed).choice(older, count, replace=False)
     keep = np.sort(np.concatenate([np.flatnonzero(fresh), chosen]))
-    rows = data.rows(settings)
-    return {name: np.asarray(values)[keep] for name, values in rows.items()}, count
+    users = pd.unique(events[c.user_id].to_numpy()[keep])
+    theirs = dataclasses.replace(data, log=data.log[data.log[c.user_id].isin(users).to_numpy()])
+    kept = np.isin(theirs.events(settings).index.to_numpy(), labels[keep])
+    rows = theirs.rows(settings)
+    return {name: np.asarray(values)[kept] for name, values in rows.items()}, count
 
 
 def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int, seed: int, *,
