@@ -319,8 +319,9 @@ class Recipe:
         """Brings the fitted (or loaded) model up to date with ``new_events``, no refit.
 
         New users and items get new embedding rows (known ids keep theirs); the model
-        is fine-tuned from its weights on the new events plus ``replay`` older events
-        per new one; the blend, the users' histories, seen items and index follow.
+        is fine-tuned from its weights and its optimizer's state (a known row moves as
+        little as its training left it to) on the new events plus ``replay`` older
+        events per new one; the blend, the users' histories, seen items and index follow.
         The guard holds out each user's latest new event and refuses an update that
         scores worse there than the serving model by more than ``tolerance``
         (relative) and the holdout's noise. ``report``: ``update_report_``. See
