@@ -101,7 +101,7 @@ class Trained:
     epochs_run: int = 0  # the epochs trained before the trial stopped
     final_seconds: float = 0.0  # the estimated time of its final training on the whole log
     clock_cut: int = 0  # planned epochs not run because the deadline stopped the training
-    slots: Any = None  # the optimizer's state of the towers' weights (_slots.Slots)
+    slots: _slots.Slots | None = None  # the optimizer's state of the towers' weights
 
 
 def count_vocabularies(columns: Columns, settings: Settings, rows: dict[str, Any]) -> Any:

@@ -484,9 +484,9 @@ def _copy_weights(old: Any, new: Any) -> None:
 def _fine_tune_rows(data: Data, settings: Any, old_events: int, new_events: int,
                     replay: float, seed: int) -> tuple[dict[str, Any], int]:
     """The training rows of the new events and of ``replay`` older events per new one
-    (drawn at random), histories from the whole log; with the number replayed. Only the
-    chosen rows' users' events are read (each user's history is whole without the
-    others'), so the cost follows the new events, not the log."""
+    (drawn at random), histories from the whole log; with the number replayed. The rows
+    (histories, attributes) are built for the chosen rows' users' events only (each
+    user's history is whole without the others'), not for every event of the log."""
     c = data.columns
     events = data.events(settings)
     labels = events.index.to_numpy()
@@ -503,7 +503,7 @@ def _fine_tune_rows(data: Data, settings: Any, old_events: int, new_events: int,
 
 
 def _fine_tune(model: Any, rows: dict[str, Any], settings: Any, epochs: int, seed: int, *,
-               slots: Any = None) -> Any:
+               slots: _slots.Slots | None = None) -> _slots.Slots | None:
     """Trains ``model`` on ``rows``, its optimizer's accumulators started from ``slots``
     (the serving model's, :mod:`~tfrs_kit.recipe._slots`: known rows move as little as
     their training left them to, new rows fast) at :data:`FINE_TUNE_RATE` times the
