@@ -313,3 +313,6 @@ def test_rechoose_and_warm_sweeps_reach_the_blend_from_python_and_the_cli(
     assert main(["update", str(folder), str(events), "--tolerance", "1", "--keep-blend",
                  "--warm-sweeps", "3"]) == 0
     assert seen[-1] == (False, 3)
+    # Without the flags, the library's defaults (not the CLI's own copies).
+    assert main(["update", str(folder), str(events), "--force"]) == 0
+    assert seen[-1] == (_update.DEFAULT_RECHOOSE, _update.DEFAULT_WARM_SWEEPS)

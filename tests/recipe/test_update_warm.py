@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from day_logs import two_days
 
 import tfrs_kit as tk
@@ -78,12 +79,109 @@ def test_a_warm_start_goes_on_from_the_given_item_factors(fitted):
     assert not grown[5:].any()
 
 
-def test_the_previous_factors_are_read_from_the_serving_blend(fitted):
-    model, trained = fitted.model, fitted._fitted()
+def test_the_previous_factors_are_read_from_the_serving_blend(fitted, tmp_path):
+    """The fit's tables, unweighted: the items' as the candidate side serves them, the
+    users' equal to a factorisation fitted again on the same log (deterministic for a
+    seed), also after a save and load; a model without them (saved before they were
+    kept) gives its items' alone; none of a model without a blend or of another width."""
+    model, trained, data = fitted.model, fitted._fitted(), fitted._data
     dim = trained.settings.embedding_dim
-    items = _update_blend._previous_item_factors(model, dim)
+    users, items = _update_blend._previous_factors(model, dim)
     np.testing.assert_array_equal(items, model.candidate_tower.factors.numpy()[:, :-1])
-    assert _update_blend._previous_item_factors(model, dim + 1) is None
+    again = _blend._factor_tables(data, trained, _blend.factorise(data, trained, fitted.seed))
+    np.testing.assert_allclose(users, again[0], rtol=1e-4, atol=1e-6)
+    fitted.save(tmp_path / "saved")
+    loaded = tk.load(tmp_path / "saved").model
+    np.testing.assert_array_equal(_update_blend._previous_factors(loaded, dim)[0], users)
+    (tmp_path / "saved" / "versions" / "1" / "factors.npz").write_bytes(b"damaged")
+    with pytest.warns(RuntimeWarning, match="factors.npz"):
+        loaded = tk.load(tmp_path / "saved").model
+    older = _update_blend._previous_factors(loaded, dim)
+    assert older[0] is None
+    np.testing.assert_array_equal(older[1], items)
+    assert _update_blend._previous_factors(model, dim + 1) is None
     towers = dataclasses.replace(trained, model=model).model.candidate_tower.tower
-    assert _update_blend._previous_item_factors(
+    assert _update_blend._previous_factors(
         type("Model", (), {"candidate_tower": towers})(), dim) is None
+
+
+def test_an_update_keeps_its_factors_for_the_next_at_any_weight(fitted, days, tmp_path,
+                                                               monkeypatch):
+    """A serving model without factor tables (as one whose fit chose an iALS weight of
+    0) is factorised from random factors once; the update keeps its tables beside the
+    model, so the next one goes on from them, solving the touched rows only."""
+    calls = []
+
+    def spy(name):
+        real = getattr(_update_blend, name)
+
+        def called(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+        return called
+
+    for name in ("als_tables", "partial_tables"):
+        monkeypatch.setattr(_update_blend, name, spy(name))
+    fitted.save(tmp_path / "saved")
+    recipe = tk.load(tmp_path / "saved")
+    recipe._fitted().model.factor_tables_ = None
+    first, second = days[1].iloc[:100], days[1].iloc[100:]
+    recipe.update(first, epochs=1, tolerance=1.0, force=True)
+    assert calls == ["als_tables", "als_tables"]  # from random factors, then every event
+    tables = recipe.model.factor_tables_
+    assert tables[0].shape[0] == recipe.model.query_tower.vocabulary.size
+    calls.clear()
+    recipe.update(second, epochs=1, tolerance=1.0, force=True)
+    assert calls == ["partial_tables", "partial_tables"]
+
+
+def test_a_partial_refresh_solves_the_touched_rows_only_and_exactly(fitted, days,
+                                                                   monkeypatch):
+    """Rows of users and items without new events keep their factors; the touched
+    users' rows are implicit's exact (Cholesky) solve against
+    the item factors they were solved against; the solves read the touched rows only."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    trained, old = fitted._fitted(), fitted._data
+    full, _ = _update._grown_data(old, days[1], trained.settings)
+    grown = _update._grown_model(trained, full, trained.settings, days[1])
+    base = dataclasses.replace(trained, model=grown)
+    start = _update_blend._previous_factors(fitted.model, trained.settings.embedding_dim)
+    touched = days[1].head(30)
+    solved = []
+    import implicit.cpu._als as native
+
+    def spy(events, block, *args, **kwargs):
+        solved.append(events.shape[0])
+        return real(events, block, *args, **kwargs)
+
+    real = native.least_squares_cg
+    monkeypatch.setattr(native, "least_squares_cg", spy)
+    # As many conjugate-gradient steps as dimensions: each solve exact, as Cholesky's.
+    monkeypatch.setattr(_update_blend, "_CG_STEPS", trained.settings.embedding_dim)
+    users, items = _update_blend.partial_tables(full, base, start, touched, sweeps=3)
+    before = _update_blend.partial_tables(full, base, start, touched, sweeps=2)[1]
+    c = fitted.columns
+    vocabularies = grown.query_tower.vocabularies
+    user_rows = np.unique(vocabularies[c.user_id].index(touched[c.user_id]))
+    item_rows = np.unique(vocabularies[c.item_id].index(touched[c.item_id]))
+    assert solved[:2] == [len(user_rows), len(item_rows)]
+    others = np.setdiff1d(np.arange(len(start[0])), user_rows)
+    np.testing.assert_array_equal(users[others], start[0][others])
+    others = np.setdiff1d(np.arange(len(start[1])), item_rows)
+    np.testing.assert_array_equal(items[others], start[1][others])
+    assert not np.allclose(users[user_rows], _update_blend._rows_of(start[0], len(users))[
+        user_rows])
+    s, events = trained.settings, full.log
+    matrix = sp.csr_matrix((np.ones(len(events), np.float32),
+                            (vocabularies[c.user_id].index(events[c.user_id]),
+                             vocabularies[c.item_id].index(events[c.item_id]))),
+                           shape=(len(users), len(items)))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0  # binary, as the Recipe's factorisation
+    exact = AlternatingLeastSquares(factors=s.embedding_dim, alpha=s.warm_alpha,
+                                    regularization=s.warm_regularization)
+    exact.item_factors = before  # the items the last sweep's users were solved against
+    np.testing.assert_allclose(users[user_rows],
+                               exact.recalculate_user(user_rows, matrix[user_rows]),
+                               rtol=1e-3, atol=1e-4)

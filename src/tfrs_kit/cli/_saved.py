@@ -63,17 +63,18 @@ def _add_update_command(commands: Any) -> None:
     add_model(update)
     update.add_argument("events", metavar="NEW_EVENTS", help="the new events, in the "
                         "columns the model was trained on")
-    update.add_argument("--tolerance", type=float, default=0.1, metavar="T",
+    update.add_argument("--tolerance", type=float, metavar="T",
                         help="the largest relative drop of the validation metric allowed "
-                        "(default: 0.1)")
+                        "(default: Recipe.update's)")
     update.add_argument("--force", action="store_true",
                         help="publish even when the guard refuses")
     update.add_argument("--keep-blend", action="store_true",
                         help="keep the blend's weights instead of choosing them again "
                         "(a faster update)")
-    update.add_argument("--warm-sweeps", type=int, default=0, metavar="N",
+    update.add_argument("--warm-sweeps", type=int, metavar="N",
                         help="the blend's iALS sweeps from the serving model's factors "
-                        "(default: 0, a fit from random factors)")
+                        "over the new events' users and items; 0: a fit from random "
+                        "factors over the whole log (default: Recipe.update's)")
     update.set_defaults(run=update_command)
 
 
@@ -164,8 +165,11 @@ def update_command(args: argparse.Namespace) -> int:
     events = pd.DataFrame(to_table(read_table(args.events, argument="NEW_EVENTS",
                                               verbose=False), argument="NEW_EVENTS"))
     try:
-        report = update(args.model, events, tolerance=args.tolerance, force=args.force,
-                        rechoose=not args.keep_blend, warm_sweeps=args.warm_sweeps)
+        given = {name: value for name, value in (("tolerance", args.tolerance),
+                                                 ("warm_sweeps", args.warm_sweeps))
+                 if value is not None}  # else the library's defaults
+        report = update(args.model, events, force=args.force,
+                        rechoose=not args.keep_blend, **given)
     except UpdateRejected as error:
         print(f"tfrs-kit: {error.report}\ntfrs-kit: {error}", file=sys.stderr)
         return 3

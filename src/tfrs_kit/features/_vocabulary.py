@@ -168,13 +168,15 @@ class Vocabulary:
             raw = np.asarray([int(v) for v in raw], dtype=object)
         occurrences = pd.Series(raw, dtype=object).value_counts(sort=False)
         known = pd.Index(list(self.tokens), dtype=object)
-        counts = [c + int(occurrences.get(t, 0)) for t, c in zip(self.tokens, self.counts,
-                                                                   strict=False)]
-        added = [v for v in pd.unique(raw) if v not in known]
+        paired = min(len(self.tokens), len(self.counts))  # counts of the tokens (vectorised)
+        counts = (np.asarray(self.counts[:paired], np.int64) + occurrences.reindex(
+            known[:paired], fill_value=0).to_numpy(np.int64)).tolist()
+        unique = pd.unique(raw)
+        added = unique[known.get_indexer(unique) < 0].tolist()
         return dataclasses.replace(
             self, tokens=(*self.tokens, *added), total=self.total + len(raw),
-            counts=(*counts, *self.counts[len(counts):],
-                    *(int(occurrences[v]) for v in added)))
+            counts=(*counts, *self.counts[paired:],
+                    *occurrences.reindex(added).to_numpy(np.int64).tolist()))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict; :meth:`from_dict` reverses it."""

@@ -345,7 +345,9 @@ def blended(sources: Sources, blend: Blend, *,
     """The model of ``sources`` joined at ``blend``'s weights: the towers' and the
     factorisation's scores each over its spread, measured on ``sources.queries`` (a
     sample of the users) against every candidate unless ``spreads`` gives them; the
-    popularity over ``blend.window``."""
+    popularity over ``blend.window``. The model keeps the factor tables it joined,
+    unweighted, as ``factor_tables_`` (``None`` without them): where an update's
+    factorisation goes on from."""
     popularity = sources.popularity(blend.window)
     dims = _dims_of(sources.model, sources.factors)
     if spreads is None:
@@ -353,8 +355,10 @@ def blended(sources: Sources, blend: Blend, *,
     scale = _query_scale(dims, spreads, blend.weight, blend.popularity)
     queries, tables = _with_popularity(sources, popularity)
     queries *= scale[dims[0]:]  # a new table: scaled in place, not copied
-    return _joined_model(sources.model, sources.columns, (queries, tables),
-                         scale=float(scale[0]))
+    joined = _joined_model(sources.model, sources.columns, (queries, tables),
+                           scale=float(scale[0]))
+    joined.factor_tables_ = sources.factors
+    return joined
 
 
 def _best(scores: Mapping[float, float]) -> float:

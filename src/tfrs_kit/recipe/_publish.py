@@ -43,8 +43,8 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
         wait: Seconds to wait for another process updating or saving ``path`` (the
             folder is locked from the load to the save).
         rechoose: Choose the blend's weights again (see :meth:`tfrs_kit.Recipe.update`).
-        warm_sweeps: The blend's iALS sweeps from the serving factors (0: from random
-            factors).
+        warm_sweeps: The blend's iALS sweeps from the serving factors (see
+            :meth:`tfrs_kit.Recipe.update`).
 
     Example:
         >>> import tempfile, tfrs_kit as tk

@@ -35,6 +35,15 @@ from tfrs_kit.recipe._settings import HISTORY_ENCODERS, Settings
 from tfrs_kit.recipe._source import out_of_core
 from tfrs_kit.recipe._towers import Towers, tower_factory
 from tfrs_kit.recipe._training import Data, Saved, Trained
+from tfrs_kit.recipe._update import (
+    DEFAULT_EPOCHS,
+    DEFAULT_RECHOOSE,
+    DEFAULT_REPLAY,
+    DEFAULT_TOLERANCE,
+    DEFAULT_WARM_SWEEPS,
+    check_folder,
+    update_recipe,
+)
 
 __all__ = ["Recipe"]
 
@@ -312,10 +321,11 @@ class Recipe:
 
         return save(self, path, k_max=k_max, wait=wait)
 
-    def update(self, new_events: TableLike, *, replay: float = 0.5, epochs: int = 4,
-               tolerance: float = 0.1, force: bool = False,
-               dir: str | os.PathLike[str] | None = None, k_max: int = 100,
-               wait: float = 60.0, rechoose: bool = True, warm_sweeps: int = 0) -> Recipe:
+    def update(self, new_events: TableLike, *, replay: float = DEFAULT_REPLAY,
+               epochs: int = DEFAULT_EPOCHS, tolerance: float = DEFAULT_TOLERANCE,
+               force: bool = False, dir: str | os.PathLike[str] | None = None,
+               k_max: int = 100, wait: float = 60.0, rechoose: bool = DEFAULT_RECHOOSE,
+               warm_sweeps: int = DEFAULT_WARM_SWEEPS) -> Recipe:
         """Brings the fitted (or loaded) model up to date with ``new_events``, no refit.
 
         New users and items get new embedding rows (known ids keep theirs); the model
@@ -340,8 +350,9 @@ class Recipe:
                 of the held-out users (kept unless the new ones beat them beyond noise);
                 ``False`` keeps the serving ones (their counts and factors refreshed),
                 a faster update.
-            warm_sweeps: Sweeps of the blend's iALS from the serving model's item
-                factors; 0 fits it from random factors (15 sweeps).
+            warm_sweeps: Sweeps of the blend's iALS from the serving model's factors
+                over the new events' users and items only (the cost follows the new
+                events); 0 fits it from random factors over the whole log (15 sweeps).
 
         Returns:
             ``self``, updated.
@@ -362,8 +373,6 @@ class Recipe:
             ValueError: ``new_events`` is empty or lacks a column of the model's.
             TypeError: An id or time column of another type than the model's.
         """
-        from tfrs_kit.recipe._update import check_folder, update_recipe
-
         folder = None if dir is None else check_folder(dir)
         report = update_recipe(self, new_events, replay=replay, epochs=epochs,
                                tolerance=tolerance, force=force, rechoose=rechoose,

@@ -8,6 +8,9 @@ A version folder (``DIR/versions/<n>/``, see ``_store``) holds::
     weights/             the two towers' weights (a TensorFlow checkpoint)
     slots.npz            the optimizer's state: its accumulators' row means (_slots),
                          where an update's fine-tuning starts (older versions: none)
+    factors.npz          the blend's factorisation, unweighted (``users``, ``items``:
+                         rows in the vocabularies' order), where an update's goes on
+                         (none without one; older versions: none)
     blend/               the blend's factor tables, query and candidate side (.npy)
     queries.parquet      one row per user: their query features (latest history)
     candidates.parquet   one row per candidate item: its features
@@ -25,6 +28,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,7 @@ FORMAT_VERSION = 1
 _VOCABULARIES = "vocabularies.json"
 _WEIGHTS = "weights/towers"
 _SLOTS = "slots.npz"
+_FACTORS = "factors.npz"
 _TABLES = ("queries", "candidates", "seen")
 
 
@@ -82,6 +88,9 @@ def _write_version(recipe: Any, trained: Trained, folder: Path, *, k_max: int) -
     tf.train.Checkpoint(query=base[0], candidate=base[1]).write(str(folder / _WEIGHTS))
     if trained.slots is not None:
         _slots.save(trained.slots, folder / _SLOTS)
+    factors = getattr(model, "factor_tables_", None)
+    if factors is not None:
+        np.savez(folder / _FACTORS, users=factors[0], items=factors[1])
     if blend is not None:
         (folder / "blend").mkdir()
         # Copied out of the variables one at a time, not kept through the export.
@@ -246,9 +255,25 @@ def _model(folder: Path, manifest: dict[str, Any], columns: Columns, settings: S
     checkpoint = tf.train.Checkpoint(query=model.query_tower, candidate=model.candidate_tower)
     checkpoint.read(str(folder / _WEIGHTS)).assert_existing_objects_matched().expect_partial()
     blend = manifest.get("blend")
-    if blend is None:
-        return model
-    return _joined(model, vocabularies, columns, folder, blend["scales"])
+    if blend is not None:
+        model = _joined(model, vocabularies, columns, folder, blend["scales"])
+    model.factor_tables_ = _factors(folder / _FACTORS)
+    return model
+
+
+def _factors(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The blend's factor tables in ``path`` (``None``: no such file, or a damaged one,
+    with a warning: the model serves without them, its next update factorises anew)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as factors:
+            return factors["users"], factors["items"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        warnings.warn(f"{path} could not be read ({error}): the model loads without its "
+                      "factorisation's tables, and its next update factorises anew.",
+                      RuntimeWarning, stacklevel=2)
+        return None
 
 
 def _joined(model: Any, vocabularies: Vocabularies, columns: Columns, folder: Path,

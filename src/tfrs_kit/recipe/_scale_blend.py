@@ -291,10 +291,10 @@ def blend_shards(recipe: Any, trained: Trained, inputs: BlendInputs, *,
     blend = choose(sources, held, metric=recipe.metric, seed=recipe.seed, deadline=deadline)
     for line in blend.reasons(recipe.metric):
         recipe._log(line)
-    if not (blend.weight or blend.popularity):
-        return trained, blend
-    sample = spread_sample(saved.queries, recipe.seed, spread_users(len(saved.candidates)))
-    model = blended(dataclasses.replace(sources, queries=sample,
-                                        factors=inputs.factors if blend.weight else None),
-                    blend)
+    model = trained.model
+    if blend.weight or blend.popularity:
+        sample = spread_sample(saved.queries, recipe.seed, spread_users(len(saved.candidates)))
+        model = blended(dataclasses.replace(
+            sources, queries=sample, factors=inputs.factors if blend.weight else None), blend)
+    model.factor_tables_ = inputs.factors  # where an update goes on, at any weight
     return dataclasses.replace(trained, model=model), blend

@@ -70,9 +70,12 @@ DEFAULT_EPOCHS = 4
 #: Whether the blend's weights and popularity window are chosen again on each update (see
 #: :mod:`~tfrs_kit.recipe._update_blend`; measured in ``benchmarks/lifecycle.py``).
 DEFAULT_RECHOOSE = True
-#: Sweeps of the update's iALS from the serving model's item factors (0: a fit from random
-#: factors; measured in ``benchmarks/lifecycle.py``).
-DEFAULT_WARM_SWEEPS = 0
+#: Sweeps of the update's iALS from the serving model's factors over the new events' users
+#: and items (0: a fit from random factors over the whole log). Measured in
+#: ``benchmarks/lifecycle.py``: update/refit recall 1.060 against 1.078 (MovieLens 100K, 3
+#: seeds) and 1.012/1.020 against 1.009/1.027 (two synthetic logs); at 1e6 events and 1e4
+#: new, 1.5 s of iALS against 6.2 s.
+DEFAULT_WARM_SWEEPS = 3
 #: The fine-tuning's learning rate over the fit's. The known rows' steps are already
 #: shrunk by their accumulators (``_slots``); a faster rate moves the new rows and the
 #: day's users further. Measured in ``benchmarks/lifecycle.py`` (docs/benchmarks.md).
@@ -261,7 +264,7 @@ def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: 
     base = dataclasses.replace(trained, model=grown, slots=slots)
     previous = recipe.report_.blend if recipe.report_ is not None else None
     refreshed = refresh_blend(previous, trained.model, fit_data, full, base, full.log[choice],
-                              metric=recipe.metric, seed=seed, min_users=_MIN_CHOICE_USERS,
+                              new, metric=recipe.metric, seed=seed, min_users=_MIN_CHOICE_USERS,
                               rechoose=rechoose, warm_sweeps=warm_sweeps)
     holdout = full.log[guard]
     score = _guard(trained.model, _without(full, guard), holdout, settings, recipe.metric)

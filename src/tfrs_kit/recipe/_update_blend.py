@@ -6,9 +6,14 @@ weights, for the model the guard measures, for the one published. An update fits
 once (the log less the held-out events) and shares it between the weights' choice and
 the guard's model; the published model's factors are one more sweep from there over
 every event (the held-out ones included). With ``warm_sweeps`` above 0 (a setting of
-``Recipe.update``), that one fit starts from the serving model's item factors instead
-(the candidate side's factor table, in the items' vocabulary order, new items at zero;
-the users' rows are solved first, so they need no start) for that many sweeps.
+``Recipe.update``), it starts from the serving model's factor tables instead (kept
+beside the model by the fit when it chose an iALS weight, and by every update at any
+weight; new ids' rows at zero) and solves again only the rows of the new events' users
+and items, from their events, for that many sweeps, then one more with the held-out
+events (:func:`partial_tables`): what it reads and solves follows the new events, not
+the log. A model without them (an iALS weight of 0 at the fit, or saved before they
+were kept) is factorised from random factors once, or, from its items' factors when it
+serves them, swept over the whole log.
 
 The weights chosen again on a few users' newest events are partly luck (the best of
 about 30 on a noisy sample): they replace the serving ones only when they beat them on
@@ -28,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
+from tfrs_kit.evaluation._evaluate import _top_k
 from tfrs_kit.evaluation._metrics import _ranking_from_hits
 from tfrs_kit.recipe._blend import (
     JoinedTower,
@@ -51,6 +57,8 @@ __all__ = ["CHOICE_MARGIN", "COLD_ITERATIONS", "Refreshed", "als_tables",
 #: Sweeps from random factors, when the serving model has none or no warm start is asked
 #: for (``ImplicitALS``'s default).
 COLD_ITERATIONS = 15
+#: Conjugate-gradient steps per row and sweep (``implicit``'s default).
+_CG_STEPS = 3
 #: Standard errors of the mean per-user difference by which re-chosen weights must beat the
 #: serving ones on the choice users to replace them (measured in ``benchmarks/lifecycle.py``).
 CHOICE_MARGIN = 1.0
@@ -71,25 +79,30 @@ class Refreshed:
 
 
 def refresh_blend(blend: Any, serving: Any, fit_data: Data, full: Data, base: Trained,
-                  choice: pd.DataFrame, *, metric: str, seed: int, min_users: int,
-                  rechoose: bool = True, warm_sweeps: int = 0) -> Refreshed:
+                  choice: pd.DataFrame, new: pd.DataFrame, *, metric: str, seed: int,
+                  min_users: int, rechoose: bool = True, warm_sweeps: int = 0) -> Refreshed:
     """The update's blend: ``blend`` (the serving one's weights; ``None``: none), with
     ``rechoose`` chosen again on ``choice`` (at least ``min_users`` users, else kept;
     the new weights only when they beat the serving ones there beyond noise), for
     ``base``'s fine-tuned towers; factorised from random factors, or with
-    ``warm_sweeps`` from ``serving``'s item factors. New weights come with the serving
-    ones as a fallback."""
+    ``warm_sweeps`` from ``serving``'s factors (the rows of ``new``'s users and items
+    solved again). New weights come with the serving ones as a fallback."""
     if blend is None:
         return Refreshed((None,), lambda _: base.model, lambda _: base.model, False)
     settings, c = base.settings, fit_data.columns
     users = choice[c.user_id].nunique() if len(choice) else 0
     rechosen = rechoose and users >= min_users
     tables = None  # no factorisation without implicit, or when no weight reads it
+    partial = False
     if importlib.util.find_spec("implicit") is not None and (rechosen or blend.weight):
-        start = (_previous_item_factors(serving, settings.embedding_dim)
-                 if warm_sweeps else None)
-        tables = als_tables(fit_data, base, start, seed=seed,
-                            iterations=warm_sweeps if start is not None else None)
+        start = _previous_factors(serving, settings.embedding_dim) if warm_sweeps else None
+        if start is not None and start[0] is not None:
+            partial = True
+            tables = partial_tables(fit_data, base, (start[0], start[1]), new,
+                                    sweeps=warm_sweeps)
+        else:
+            tables = als_tables(fit_data, base, None if start is None else start[1], seed=seed,
+                                iterations=warm_sweeps if start is not None else None)
     queries = fit_data.queries(settings)  # read once: for the choice and the measured model
     weights = [blend]
     joined = None
@@ -116,12 +129,14 @@ def refresh_blend(blend: Any, serving: Any, fit_data: Data, full: Data, base: Tr
         return _blended(fit_data, base, tables, weights, seed, queries)
 
     def publish(weights: Any) -> Any:
-        if not (weights.weight or weights.popularity) or len(full.log) == len(fit_data.log):
-            return measured(weights)
-        every = tables
-        if every is not None and weights.weight:  # one more sweep over every event
-            every = als_tables(full, base, every[1], seed=seed, iterations=1, users=every[0])
-        return _blended(full, base, every, weights, seed)
+        every, grown = tables, len(full.log) > len(fit_data.log)
+        if every is not None and grown:  # one more sweep with every event
+            every = (partial_tables(full, base, every, new, sweeps=1) if partial else
+                     als_tables(full, base, every[1], seed=seed, iterations=1, users=every[0]))
+        model = (_blended(full, base, every, weights, seed)
+                 if grown and (weights.weight or weights.popularity) else measured(weights))
+        model.factor_tables_ = every  # where the next update goes on, at any weight
+        return model
 
     return Refreshed(tuple(weights), measured, publish, rechosen)
 
@@ -191,14 +206,63 @@ def _blended_from(joined: RecipeRecommender, sources: Sources, blend: Any) -> An
     return blended(kept, blend, spreads=spreads)
 
 
-def _previous_item_factors(model: Any, dim: int) -> np.ndarray | None:
-    """The item factors of ``model``'s blend (its candidate side's factor table less the
-    popularity column), if it has ``dim`` of them; else ``None``."""
-    tower = model.candidate_tower
-    if not isinstance(tower, JoinedTower):
+def _previous_factors(model: Any, dim: int) -> tuple[np.ndarray | None, np.ndarray] | None:
+    """The users' and the items' factors of ``model``'s blend, if it has ``dim`` of
+    them: its ``factor_tables_`` (kept by the fit or the last update, with an iALS
+    weight of 0 too); else, for a version saved before they were kept, the items' alone
+    (its candidate side's factor table less the popularity column); else ``None``."""
+    tables = getattr(model, "factor_tables_", None)
+    if tables is not None and tables[1].shape[1] == dim:
+        return tables[0], tables[1]
+    candidate = model.candidate_tower
+    if not isinstance(candidate, JoinedTower):
         return None
-    table = tower.factors.numpy()
-    return table[:, :-1] if table.shape[1] == dim + 1 else None
+    items = candidate.factors.numpy()
+    return (None, items[:, :-1]) if items.shape[1] == dim + 1 else None
+
+
+def partial_tables(data: Data, base: Trained, start: tuple[np.ndarray, np.ndarray],
+                   touched: pd.DataFrame, *, sweeps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``start`` (the users' and the items' factor tables of a smaller or equal
+    vocabulary: the rows after it start at zero) with the rows of ``touched``'s users
+    and items solved again from their events in ``data``, ``sweeps`` times the users
+    then the items, by the conjugate-gradient steps of ``implicit``'s fit (the Recipe's
+    factorisation settings). Only the events of those users and items are read into
+    the solves: the cost follows the new events, not the log (as implicit's
+    ``partial_fit_users/items``, which solve each row exactly: about ``d * d``
+    operations per event for ``d`` factors against these steps' ``3 * d``)."""
+    from implicit.cpu._als import least_squares_cg
+    from threadpoolctl import threadpool_limits
+
+    s, c = base.settings, data.columns
+    vocabularies = base.model.query_tower.vocabularies
+    user_vocabulary, item_vocabulary = vocabularies[c.user_id], vocabularies[c.item_id]
+    log = data.log
+    read = (log[c.user_id].isin(touched[c.user_id]) | log[c.item_id].isin(touched[c.item_id]))
+    events = log.loc[read.to_numpy(), [c.user_id, c.item_id]]
+    shape = (user_vocabulary.size, item_vocabulary.size)
+    matrix = sp.csr_matrix((np.full(len(events), s.warm_alpha, np.float32),
+                            (user_vocabulary.index(events[c.user_id].to_numpy()),
+                             item_vocabulary.index(events[c.item_id].to_numpy()))), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = s.warm_alpha  # binary, as the fit's: a repeated pair counts once
+    users = np.unique(user_vocabulary.index(touched[c.user_id].to_numpy()))
+    items = np.unique(item_vocabulary.index(touched[c.item_id].to_numpy()))
+    users, items = users[users > 0], items[items > 0]  # never the unknown id's row
+    by_user, by_item = matrix[users], matrix.T.tocsr()[items]
+    tables = _rows_of(start[0], shape[0]), _rows_of(start[1], shape[1])
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(sweeps):
+            for rows, solved, fixed, events_of in ((users, *tables, by_user),
+                                                   (items, *tables[::-1], by_item)):
+                block = np.ascontiguousarray(solved[rows])
+                least_squares_cg(events_of, block, fixed, s.warm_regularization,
+                                 num_threads=1, cg_steps=_CG_STEPS)
+                solved[rows] = block
+    if not all(np.isfinite(t).all() for t in tables):
+        raise ValueError("The update's factorisation gave NaN or infinite factors: raise the "
+                         "Recipe's warm_regularization or lower its warm_alpha and fit again.")
+    return tables
 
 
 def als_tables(data: Data, base: Trained, items: np.ndarray | None, *, seed: int,
@@ -270,7 +334,8 @@ def per_user_scores(recommender: RecipeRecommender, known: pd.DataFrame,
         items.get_indexer(seen[c.item_id])
     scores = np.asarray(recommender.score(np.asarray(user_ids)), np.float64)
     scores[seen_rows[seen_items >= 0], seen_items[seen_items >= 0]] = -np.inf
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :min(int(k), len(items))]
+    scores[np.isnan(scores)] = -np.inf  # a broken model's NaN: never a hit
+    top, values = _top_k(scores, min(int(k), len(items)))  # a stable argsort's, faster
     hits = (relevant[np.arange(len(user_ids))[:, None], top].toarray() > 0) & \
-        np.isfinite(np.take_along_axis(scores, top, axis=1))
+        np.isfinite(values)
     return _ranking_from_hits(hits, relevant_count, int(k))[name]
