@@ -20,9 +20,10 @@ retrain_s=... new_items=... reachable=...``; the last line:
 ``LIFECYCLE days=5 recall_ratio=<mean update / retrain> time_ratio=<mean update time /
 retrain time> new_items_reachable=<share of the days' new items the updated index
 returns>`` (means over days and logs). Each further ``--variants`` entry
-(``REPLAY:EPOCHS[:SWEEPS[:RECHOOSE]]``: the iALS's sweeps from the serving model's
-factors, 0 for a fit from random factors, and whether the blend's weights are chosen
-again; default the library's) updates its own copy of the first fit
+(``REPLAY:EPOCHS[:SWEEPS[:RECHOOSE[:WINDOW]]]``: the iALS's sweeps from the serving
+model's factors, 0 for a fit from random factors, whether the blend's weights are chosen
+again, and the latest share of the older events the replay draws from; default the
+library's) updates its own copy of the first fit
 and prints a ``VARIANT`` line per day.
 """
 
@@ -157,28 +158,33 @@ def run(name: str, parts: list[pd.DataFrame], args: argparse.Namespace) -> list[
 
 
 def _variant(text: str) -> dict:
-    """``REPLAY:EPOCHS[:SWEEPS[:RECHOOSE]]`` as the update's settings (the factorisation's
-    warm sweeps and whether the blend's weights are chosen again default to the
-    library's)."""
+    """``REPLAY:EPOCHS[:SWEEPS[:RECHOOSE[:WINDOW]]]`` as the update's settings (the
+    factorisation's warm sweeps, whether the blend's weights are chosen again and the
+    replay's window default to the library's)."""
     parts = text.split(":")
     variant = {"replay": float(parts[0]), "epochs": int(parts[1]),
-               "sweeps": _defaults.DEFAULT_WARM_SWEEPS, "rechoose": _defaults.DEFAULT_RECHOOSE}
+               "sweeps": _defaults.DEFAULT_WARM_SWEEPS, "rechoose": _defaults.DEFAULT_RECHOOSE,
+               "window": _defaults.DEFAULT_REPLAY_WINDOW}
     if len(parts) > 2:
         variant["sweeps"] = int(parts[2])
     if len(parts) > 3:
         variant["rechoose"] = bool(int(parts[3]))
+    if len(parts) > 4:
+        variant["window"] = float(parts[4])
     return variant
 
 
 def _described(variant: dict) -> str:
     return (f"replay={variant['replay']:g} epochs={variant['epochs']} "
-            f"sweeps={variant['sweeps']} rechoose={int(variant['rechoose'])}")
+            f"sweeps={variant['sweeps']} rechoose={int(variant['rechoose'])} "
+            f"window={variant['window']:g}")
 
 
 def _update(recipe: tk.Recipe, events: pd.DataFrame, variant: dict) -> str:
     try:
         recipe.update(events, replay=variant["replay"], epochs=variant["epochs"],
-                      rechoose=variant["rechoose"], warm_sweeps=variant["sweeps"])
+                      rechoose=variant["rechoose"], warm_sweeps=variant["sweeps"],
+                      replay_window=variant["window"])
     except tk.recipe.UpdateRejected as error:
         report = error.report
         return f"refused({report.serving_score:.4f}>{report.updated_score:.4f})"

@@ -112,7 +112,8 @@ def test_the_weight_is_the_best_on_validation_and_zero_is_the_towers_alone():
     data = _data(train)
     settings = Settings(history="none", embedding_dim=8, epochs=2, batch_size=32)
     trained = train_final(data, settings, epochs=2, seed=0)
-    blend = choose_weights(data, trained, validation, metric="ndcg@10", seed=0)
+    blend, als = choose_weights(data, trained, validation, metric="ndcg@10", seed=0)
+    assert als.user_factors_.shape[1] == settings.embedding_dim
     assert tuple(blend.scores) == WEIGHTS and tuple(blend.popularity_scores) == POPULARITY_WEIGHTS
     assert blend.scores[blend.weight] == max(blend.scores.values())
     assert blend.popularity_scores[0.0] == blend.scores[blend.weight]
@@ -159,15 +160,15 @@ def test_the_popularity_weight_ranks_by_count_and_is_chosen_without_implicit():
     assert (np.diff(counts[top], axis=1) <= 0).all()  # in the order of the counts
     assert set(counts[top[0]]) == set(np.sort(counts)[-5:])
     # Without the factorisation only the towers' weight 0 is scored, then the popularity's.
-    blend = choose_weights(data, trained, validation, metric="recall@10", seed=0,
-                           factorisation=False)
-    assert tuple(blend.scores) == (0.0,) and blend.weight == 0.0
+    blend, als = choose_weights(data, trained, validation, metric="recall@10", seed=0,
+                                factorisation=False)
+    assert tuple(blend.scores) == (0.0,) and blend.weight == 0.0 and als is None
     assert blend.score == max(blend.popularity_scores.values())
     assert blend.popularity > 0  # one epoch of towers: the crowd predicts better
     assert blend.describe() == f" + popularity x{blend.popularity:g}"
     # Past the deadline every window is tried at every third weight only.
-    late = choose_weights(data, trained, validation, metric="recall@10", seed=0,
-                          factorisation=False, deadline=time.monotonic())
+    late, _ = choose_weights(data, trained, validation, metric="recall@10", seed=0,
+                             factorisation=False, deadline=time.monotonic())
     assert tuple(late.popularity_scores) == POPULARITY_WEIGHTS[::3]
     assert tuple(late.window_scores) == WINDOWS
     assert late.score == max(late.window_scores.values()) <= blend.score
@@ -194,8 +195,8 @@ def test_the_popularity_window_counts_the_latest_events_and_is_chosen_when_they_
     counts = latest["item_id"].value_counts().reindex(blended.item_ids).fillna(0).to_numpy()
     top = np.argsort(-blended.score(["u0"]), axis=1)[0, :3]
     assert counts[top[0]] == counts.max() and (np.diff(counts[top]) <= 0).all()
-    blend = choose_weights(data, trained, validation, metric="recall@10", seed=0,
-                           factorisation=False)
+    blend, _ = choose_weights(data, trained, validation, metric="recall@10", seed=0,
+                              factorisation=False)
     assert tuple(blend.window_scores) == WINDOWS and blend.window < 1.0
     assert blend.window_scores[blend.window] == blend.score > blend.window_scores[1.0]
     assert f"popularity(latest {blend.window:.0%})" in blend.describe()

@@ -310,9 +310,20 @@ def test_rechoose_and_warm_sweeps_reach_the_blend_from_python_and_the_cli(
     folder = _copy(saved, tmp_path)
     events = tmp_path / "new.parquet"
     days[1].to_parquet(events)
+    replays = []
+    real_rows = _update._fine_tune_rows
+
+    def rows_spy(*args, **kwargs):
+        replays.append(args[4:6])  # replay, window
+        return real_rows(*args, **kwargs)
+
+    monkeypatch.setattr(_update, "_fine_tune_rows", rows_spy)
     assert main(["update", str(folder), str(events), "--tolerance", "1", "--keep-blend",
-                 "--warm-sweeps", "3"]) == 0
-    assert seen[-1] == (False, 3)
+                 "--warm-sweeps", "3", "--replay", "0.25", "--replay-window", "0.5"]) == 0
+    assert seen[-1] == (False, 3) and replays[-1] == (0.25, 0.5)
     # Without the flags, the library's defaults (not the CLI's own copies).
     assert main(["update", str(folder), str(events), "--force"]) == 0
     assert seen[-1] == (_update.DEFAULT_RECHOOSE, _update.DEFAULT_WARM_SWEEPS)
+    assert replays[-1] == (_update.DEFAULT_REPLAY, _update.DEFAULT_REPLAY_WINDOW)
+    with pytest.raises(ValueError, match="replay_window"):
+        recipe.update(days[1], replay_window=0)

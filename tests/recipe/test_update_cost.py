@@ -116,3 +116,25 @@ def test_the_fine_tuning_rows_equal_the_whole_logs_rows(fitted, days):
         j = position[key(rows, i)]
         for name, values in everything.items():
             np.testing.assert_array_equal(np.asarray(rows[name][i]), np.asarray(values[j]))
+
+
+@pytest.mark.parametrize("window", [0.25, 1.0])
+def test_the_replay_is_drawn_from_the_latest_share_of_the_older_events(fitted, days, window):
+    """Every replayed event is among the latest ``window`` of the older events by time
+    (counted here with pandas); asked for more, all of that share is replayed."""
+    trained, old, full, _ = _update_parts(fitted, days[1].head(40))
+    c = fitted.columns
+    older = full.events(trained.settings)
+    older = older[older.index < len(old.log)]
+    size = int(np.ceil(window * len(older)))
+    latest = older.sort_values(c.timestamp, kind="stable").tail(size)
+    rows, replayed = _update._fine_tune_rows(full, trained.settings, len(old.log), 40, 1.0,
+                                             window, seed=0)
+    assert replayed == 40
+    picked = set(zip(*(rows[k] for k in c.ids()), strict=True))
+    new = set(zip(*(days[1].head(40)[k] for k in c.ids()), strict=True))
+    assert len(picked - new) == replayed
+    assert picked - new <= set(zip(*(latest[k] for k in c.ids()), strict=True))
+    _, replayed = _update._fine_tune_rows(full, trained.settings, len(old.log), 40,
+                                          len(older), window, seed=0)
+    assert replayed == size

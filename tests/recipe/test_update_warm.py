@@ -105,11 +105,8 @@ def test_the_previous_factors_are_read_from_the_serving_blend(fitted, tmp_path):
         type("Model", (), {"candidate_tower": towers})(), dim) is None
 
 
-def test_an_update_keeps_its_factors_for_the_next_at_any_weight(fitted, days, tmp_path,
-                                                               monkeypatch):
-    """A serving model without factor tables (as one whose fit chose an iALS weight of
-    0) is factorised from random factors once; the update keeps its tables beside the
-    model, so the next one goes on from them, solving the touched rows only."""
+def _spied(monkeypatch):
+    """The names of the update's factorisations, in the order they are called."""
     calls = []
 
     def spy(name):
@@ -122,6 +119,15 @@ def test_an_update_keeps_its_factors_for_the_next_at_any_weight(fitted, days, tm
 
     for name in ("als_tables", "partial_tables"):
         monkeypatch.setattr(_update_blend, name, spy(name))
+    return calls
+
+
+def test_an_update_keeps_its_factors_for_the_next_at_any_weight(fitted, days, tmp_path,
+                                                               monkeypatch):
+    """A serving model without factor tables (saved before they were kept) is
+    factorised from random factors once; the update keeps its tables beside the model,
+    so the next one goes on from them, solving the touched rows only."""
+    calls = _spied(monkeypatch)
     fitted.save(tmp_path / "saved")
     recipe = tk.load(tmp_path / "saved")
     recipe._fitted().model.factor_tables_ = None
@@ -185,3 +191,28 @@ def test_a_partial_refresh_solves_the_touched_rows_only_and_exactly(fitted, days
     np.testing.assert_allclose(users[user_rows],
                                exact.recalculate_user(user_rows, matrix[user_rows]),
                                rtol=1e-3, atol=1e-4)
+
+
+def test_a_fit_that_serves_no_factorisation_keeps_the_one_it_chose_with(days, monkeypatch):
+    """An iALS weight of 0: the model serves no factors, yet keeps the factorisation its
+    weights were chosen with (rows in its vocabularies' order), and its first update
+    goes on from it instead of factorising the whole log."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_blend, "WEIGHTS", (0.0,))
+        recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
+        recipe.fit(days[0])
+    assert recipe.report_.blend.weight == 0.0
+    assert not isinstance(recipe.model.candidate_tower, _blend.JoinedTower) or \
+        recipe.model.candidate_tower.factors.shape[1] == 1  # the popularity's column only
+    users, items = recipe.model.factor_tables_
+    vocabularies = recipe.model.query_tower.vocabularies
+    c = recipe.columns
+    assert users.shape[0] == vocabularies[c.user_id].size
+    assert items.shape[0] == vocabularies[c.item_id].size
+    # The ids the factorisation saw have their rows (the unknown id's and ids only in
+    # the validation slice are zero).
+    assert (np.abs(users).sum(axis=1) > 0).mean() > 0.8
+    assert (np.abs(items).sum(axis=1) > 0).mean() > 0.8
+    calls = _spied(monkeypatch)
+    recipe.update(days[1], epochs=1, tolerance=1.0, force=True)
+    assert calls == ["partial_tables", "partial_tables"]

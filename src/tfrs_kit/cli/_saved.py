@@ -71,6 +71,11 @@ def _add_update_command(commands: Any) -> None:
     update.add_argument("--keep-blend", action="store_true",
                         help="keep the blend's weights instead of choosing them again "
                         "(a faster update)")
+    update.add_argument("--replay", type=float, metavar="R",
+                        help="older events replayed per new event (default: Recipe.update's)")
+    update.add_argument("--replay-window", type=float, metavar="W",
+                        help="the latest share of the older events, by time, the replay is "
+                        "drawn from (default: Recipe.update's)")
     update.add_argument("--warm-sweeps", type=int, metavar="N",
                         help="the blend's iALS sweeps from the serving model's factors "
                         "over the new events' users and items; 0: a fit from random "
@@ -165,9 +170,9 @@ def update_command(args: argparse.Namespace) -> int:
     events = pd.DataFrame(to_table(read_table(args.events, argument="NEW_EVENTS",
                                               verbose=False), argument="NEW_EVENTS"))
     try:
-        given = {name: value for name, value in (("tolerance", args.tolerance),
-                                                 ("warm_sweeps", args.warm_sweeps))
-                 if value is not None}  # else the library's defaults
+        names = ("tolerance", "replay", "replay_window", "warm_sweeps")
+        given = {name: getattr(args, name) for name in names
+                 if getattr(args, name) is not None}  # else the library's defaults
         report = update(args.model, events, force=args.force,
                         rechoose=not args.keep_blend, **given)
     except UpdateRejected as error:

@@ -153,7 +153,7 @@ def factorise(data: Data, trained: Trained, seed: int) -> Any:
 
 def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, metric: str,
                    seed: int, factorisation: bool = True,
-                   deadline: float = math.inf) -> Blend:
+                   deadline: float = math.inf) -> tuple[Blend, Any]:
     """The weights that score best on ``validation``: the factorisation's (one of
     :data:`WEIGHTS`, without the popularity), then the popularity's (one of
     :data:`POPULARITY_WEIGHTS`, at that factorisation weight) and its window (one of
@@ -172,6 +172,9 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
         factorisation: Try the factorisation (needs ``implicit``); without it, only
             the popularity's weight is chosen.
         deadline: When the fine weights are left out.
+
+    Returns:
+        The weights, and the factorisation they were chosen with (``None`` without).
     """
     started = time.monotonic()
     als = factorise(data, trained, seed) if factorisation else None
@@ -182,7 +185,7 @@ def choose_weights(data: Data, trained: Trained, validation: pd.DataFrame, *, me
         known=data, windows=_windows(data),
         popularity=lambda window: _popularity(data, trained.settings, vocabulary, window))
     return choose(sources, validation, metric=metric, seed=seed, deadline=deadline,
-                  started=started)
+                  started=started), als
 
 
 @dataclasses.dataclass(frozen=True)

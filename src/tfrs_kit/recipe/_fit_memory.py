@@ -18,7 +18,7 @@ import pandas as pd
 
 from tfrs_kit.data._table import TableLike
 from tfrs_kit.recipe import _rerank
-from tfrs_kit.recipe._blend import Blend, blend_model, choose_weights
+from tfrs_kit.recipe._blend import Blend, _factor_tables, blend_model, choose_weights
 from tfrs_kit.recipe._inputs import attribute_table, split_validation, to_frame, usable_features
 from tfrs_kit.recipe._report import RecipeReport, Trial
 from tfrs_kit.recipe._search import search
@@ -41,7 +41,7 @@ def fit_in_memory(recipe: Any, train: TableLike, *, items: TableLike | None,
     fit_log, validation = split_validation(
         data.log, recipe.columns, recipe.validation_fraction, min_users=_MIN_VALIDATION_USERS)
     base, features, histories = _search_space(recipe, data, len(fit_log), dropped)
-    blend, best = None, cast("Trained | None", None)
+    (blend, als), best = (None, None), cast("Trained | None", None)
     if validation is None:
         trials: list[Trial] = []
         chosen, epochs = base, base.epochs
@@ -57,7 +57,7 @@ def fit_in_memory(recipe: Any, train: TableLike, *, items: TableLike | None,
         chosen, epochs = best.settings, best.epochs
         note = _cut_short(best, recipe.metric) if recipe.time_budget is not None else ""
         # The blend may use what the search left, less the final training.
-        blend = _choose_blend(recipe, fit_data, best, validation,
+        blend, als = _choose_blend(recipe, fit_data, best, validation,
                               deadline=math.inf if recipe.time_budget is None
                               else start + recipe.time_budget - best.final_seconds)
     ranker, rerank = _rerank.fit_rerank(
@@ -73,6 +73,7 @@ def fit_in_memory(recipe: Any, train: TableLike, *, items: TableLike | None,
     if blend is not None and (blend.weight or blend.popularity):
         trained = dataclasses.replace(trained, model=blend_model(
             data, trained, blend, seed=recipe.seed))
+    _keep_factors(data, trained, als)
     recipe._set_state(trained, None, data, None)
     recipe.cascade_ = _rerank.served_cascade(ranker, rerank, data, chosen, trained.model)
     recipe.report_ = RecipeReport.build(
@@ -102,20 +103,29 @@ def _search_space(recipe: Any, data: Data, rows: int, dropped: dict[str, str]
 
 
 def _choose_blend(recipe: Any, data: Data, best: Trained, validation: pd.DataFrame, *,
-                  deadline: float) -> Blend | None:
+                  deadline: float) -> tuple[Blend | None, Any]:
     """The weights of the factorisation (with the ``implicit`` package) and of the
     items' popularity beside the towers, chosen on ``validation`` (the popularity's
-    finer weights only while ``deadline`` allows)."""
+    finer weights only while ``deadline`` allows); and that factorisation."""
     if not recipe.blend:
-        return None
+        return None, None
     started = time.monotonic()
-    blend = choose_weights(data, best, validation, metric=recipe.metric, seed=recipe.seed,
+    blend, als = choose_weights(data, best, validation, metric=recipe.metric, seed=recipe.seed,
                            factorisation=importlib.util.find_spec("implicit") is not None,
                            deadline=deadline)
     for line in blend.reasons(recipe.metric):
         recipe._log(line)
     recipe._log(f"blend: {time.monotonic() - started:.1f} s")
-    return blend
+    return blend, als
+
+
+def _keep_factors(data: Data, trained: Trained, als: Any) -> None:
+    """Keeps the factorisation the blend's weights were chosen with (the log less the
+    validation slice; rows of ids it lacks at zero), in the final model's vocabularies'
+    order, beside a model that serves none (an iALS weight of 0): where its first update
+    goes on from (see ``_update_blend``) instead of a factorisation of the whole log."""
+    if als is not None and getattr(trained.model, "factor_tables_", None) is None:
+        trained.model.factor_tables_ = _factor_tables(data, trained, als)
 
 
 def prepare_data(recipe: Any, train: TableLike, items: TableLike | None,

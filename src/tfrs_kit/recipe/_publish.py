@@ -13,6 +13,7 @@ from tfrs_kit.recipe._update import (
     DEFAULT_EPOCHS,
     DEFAULT_RECHOOSE,
     DEFAULT_REPLAY,
+    DEFAULT_REPLAY_WINDOW,
     DEFAULT_TOLERANCE,
     DEFAULT_WARM_SWEEPS,
     UpdateReport,
@@ -25,7 +26,8 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
            replay: float = DEFAULT_REPLAY, epochs: int = DEFAULT_EPOCHS,
            tolerance: float = DEFAULT_TOLERANCE, force: bool = False, k_max: int = 100,
            wait: float = 60.0, rechoose: bool = DEFAULT_RECHOOSE,
-           warm_sweeps: int = DEFAULT_WARM_SWEEPS) -> UpdateReport:
+           warm_sweeps: int = DEFAULT_WARM_SWEEPS,
+           replay_window: float = DEFAULT_REPLAY_WINDOW) -> UpdateReport:
     """Updates the latest version saved in ``path`` with ``new_events``; saves a new one.
 
     Loads the version ``path/latest`` names, runs :meth:`tfrs_kit.Recipe.update`
@@ -45,6 +47,7 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
         rechoose: Choose the blend's weights again (see :meth:`tfrs_kit.Recipe.update`).
         warm_sweeps: The blend's iALS sweeps from the serving factors (see
             :meth:`tfrs_kit.Recipe.update`).
+        replay_window: The latest share of the older events the replay is drawn from.
 
     Example:
         >>> import tempfile, tfrs_kit as tk
@@ -78,6 +81,6 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
         recipe = load_recipe(root)
         recipe.update(new_events, replay=replay, epochs=epochs, tolerance=tolerance,
                       force=force, dir=root, k_max=k_max, wait=wait, rechoose=rechoose,
-                      warm_sweeps=warm_sweeps)
+                      warm_sweeps=warm_sweeps, replay_window=replay_window)
     report: UpdateReport = recipe.update_report_
     return report

@@ -39,6 +39,7 @@ from tfrs_kit.recipe._update import (
     DEFAULT_EPOCHS,
     DEFAULT_RECHOOSE,
     DEFAULT_REPLAY,
+    DEFAULT_REPLAY_WINDOW,
     DEFAULT_TOLERANCE,
     DEFAULT_WARM_SWEEPS,
     check_folder,
@@ -325,7 +326,8 @@ class Recipe:
                epochs: int = DEFAULT_EPOCHS, tolerance: float = DEFAULT_TOLERANCE,
                force: bool = False, dir: str | os.PathLike[str] | None = None,
                k_max: int = 100, wait: float = 60.0, rechoose: bool = DEFAULT_RECHOOSE,
-               warm_sweeps: int = DEFAULT_WARM_SWEEPS) -> Recipe:
+               warm_sweeps: int = DEFAULT_WARM_SWEEPS,
+               replay_window: float = DEFAULT_REPLAY_WINDOW) -> Recipe:
         """Brings the fitted (or loaded) model up to date with ``new_events``, no refit.
 
         New users and items get new embedding rows (known ids keep theirs); the model
@@ -353,6 +355,8 @@ class Recipe:
             warm_sweeps: Sweeps of the blend's iALS from the serving model's factors
                 over the new events' users and items only (the cost follows the new
                 events); 0 fits it from random factors over the whole log (15 sweeps).
+            replay_window: The latest share (in (0, 1]) of the older events, by time,
+                that the replay is drawn from; 1 draws from all of them.
 
         Returns:
             ``self``, updated.
@@ -376,7 +380,7 @@ class Recipe:
         folder = None if dir is None else check_folder(dir)
         report = update_recipe(self, new_events, replay=replay, epochs=epochs,
                                tolerance=tolerance, force=force, rechoose=rechoose,
-                               warm_sweeps=warm_sweeps)
+                               warm_sweeps=warm_sweeps, replay_window=replay_window)
         if folder is not None:
             report = dataclasses.replace(report, version=self.save(folder, k_max=k_max,
                                                                    wait=wait))

@@ -7,13 +7,13 @@ once (the log less the held-out events) and shares it between the weights' choic
 the guard's model; the published model's factors are one more sweep from there over
 every event (the held-out ones included). With ``warm_sweeps`` above 0 (a setting of
 ``Recipe.update``), it starts from the serving model's factor tables instead (kept
-beside the model by the fit when it chose an iALS weight, and by every update at any
-weight; new ids' rows at zero) and solves again only the rows of the new events' users
+beside the model by the fit and by every update, at any iALS weight; new ids' rows at
+zero) and solves again only the rows of the new events' users
 and items, from their events, for that many sweeps, then one more with the held-out
 events (:func:`partial_tables`): what it reads and solves follows the new events, not
-the log. A model without them (an iALS weight of 0 at the fit, or saved before they
-were kept) is factorised from random factors once, or, from its items' factors when it
-serves them, swept over the whole log.
+the log. A model without them (saved before they were kept) is factorised from random
+factors once, or, from its items' factors when it serves them, swept over the whole
+log.
 
 The weights chosen again on a few users' newest events are partly luck (the best of
 about 30 on a noisy sample): they replace the serving ones only when they beat them on
@@ -92,12 +92,12 @@ def refresh_blend(blend: Any, serving: Any, fit_data: Data, full: Data, base: Tr
     settings, c = base.settings, fit_data.columns
     users = choice[c.user_id].nunique() if len(choice) else 0
     rechosen = rechoose and users >= min_users
-    tables = None  # no factorisation without implicit, or when no weight reads it
-    partial = False
-    if importlib.util.find_spec("implicit") is not None and (rechosen or blend.weight):
-        start = _previous_factors(serving, settings.embedding_dim) if warm_sweeps else None
+    tables = None  # no factorisation without implicit, or when nothing reads it
+    start = _previous_factors(serving, settings.embedding_dim) if warm_sweeps else None
+    partial = start is not None and start[0] is not None  # kept tables: always refreshed
+    if importlib.util.find_spec("implicit") is not None and (rechosen or blend.weight
+                                                             or partial):
         if start is not None and start[0] is not None:
-            partial = True
             tables = partial_tables(fit_data, base, (start[0], start[1]), new,
                                     sweeps=warm_sweeps)
         else:
@@ -208,8 +208,8 @@ def _blended_from(joined: RecipeRecommender, sources: Sources, blend: Any) -> An
 
 def _previous_factors(model: Any, dim: int) -> tuple[np.ndarray | None, np.ndarray] | None:
     """The users' and the items' factors of ``model``'s blend, if it has ``dim`` of
-    them: its ``factor_tables_`` (kept by the fit or the last update, with an iALS
-    weight of 0 too); else, for a version saved before they were kept, the items' alone
+    them: its ``factor_tables_`` (kept by the fit or the last update, at any iALS
+    weight); else, for a version saved before they were kept, the items' alone
     (its candidate side's factor table less the popularity column); else ``None``."""
     tables = getattr(model, "factor_tables_", None)
     if tables is not None and tables[1].shape[1] == dim:
