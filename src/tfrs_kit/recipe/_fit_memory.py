@@ -58,8 +58,8 @@ def fit_in_memory(recipe: Any, train: TableLike, *, items: TableLike | None,
         note = _cut_short(best, recipe.metric) if recipe.time_budget is not None else ""
         # The blend may use what the search left, less the final training.
         blend, als = _choose_blend(recipe, fit_data, best, validation,
-                              deadline=math.inf if recipe.time_budget is None
-                              else start + recipe.time_budget - best.final_seconds)
+                                   deadline=math.inf if recipe.time_budget is None
+                                   else start + recipe.time_budget - best.final_seconds)
     ranker, rerank = _rerank.fit_rerank(
         recipe.rerank, dataclasses.replace(data, log=fit_log), validation, best, blend,
         recipe._log, metric=recipe.metric, seed=recipe.seed,
@@ -110,9 +110,9 @@ def _choose_blend(recipe: Any, data: Data, best: Trained, validation: pd.DataFra
     if not recipe.blend:
         return None, None
     started = time.monotonic()
-    blend, als = choose_weights(data, best, validation, metric=recipe.metric, seed=recipe.seed,
-                           factorisation=importlib.util.find_spec("implicit") is not None,
-                           deadline=deadline)
+    blend, als = choose_weights(
+        data, best, validation, metric=recipe.metric, seed=recipe.seed,
+        factorisation=importlib.util.find_spec("implicit") is not None, deadline=deadline)
     for line in blend.reasons(recipe.metric):
         recipe._log(line)
     recipe._log(f"blend: {time.monotonic() - started:.1f} s")
