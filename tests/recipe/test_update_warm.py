@@ -86,22 +86,22 @@ def test_the_previous_factors_are_read_from_the_serving_blend(fitted, tmp_path):
     kept) gives its items' alone; none of a model without a blend or of another width."""
     model, trained, data = fitted.model, fitted._fitted(), fitted._data
     dim = trained.settings.embedding_dim
-    users, items = _update_blend._previous_factors(model, dim)
+    users, items = _update_blend._kept_tables(model, dim)
     np.testing.assert_array_equal(items, model.candidate_tower.factors.numpy()[:, :-1])
     again = _blend._factor_tables(data, trained, _blend.factorise(data, trained, fitted.seed))
     np.testing.assert_allclose(users, again[0], rtol=1e-4, atol=1e-6)
     fitted.save(tmp_path / "saved")
     loaded = tk.load(tmp_path / "saved").model
-    np.testing.assert_array_equal(_update_blend._previous_factors(loaded, dim)[0], users)
+    np.testing.assert_array_equal(_update_blend._kept_tables(loaded, dim)[0], users)
     (tmp_path / "saved" / "versions" / "1" / "factors.npz").write_bytes(b"damaged")
     with pytest.warns(RuntimeWarning, match="factors.npz"):
         loaded = tk.load(tmp_path / "saved").model
-    older = _update_blend._previous_factors(loaded, dim)
-    assert older[0] is None
-    np.testing.assert_array_equal(older[1], items)
-    assert _update_blend._previous_factors(model, dim + 1) is None
+    assert _update_blend._kept_tables(loaded, dim) is None
+    np.testing.assert_array_equal(_update_blend._served_item_factors(loaded, dim), items)
+    assert _update_blend._kept_tables(model, dim + 1) is None
+    assert _update_blend._served_item_factors(model, dim + 1) is None
     towers = dataclasses.replace(trained, model=model).model.candidate_tower.tower
-    assert _update_blend._previous_factors(
+    assert _update_blend._served_item_factors(
         type("Model", (), {"candidate_tower": towers})(), dim) is None
 
 
@@ -152,7 +152,7 @@ def test_a_partial_refresh_solves_the_touched_rows_only_and_exactly(fitted, days
     full, _ = _update._grown_data(old, days[1], trained.settings)
     grown = _update._grown_model(trained, full, trained.settings, days[1])
     base = dataclasses.replace(trained, model=grown)
-    start = _update_blend._previous_factors(fitted.model, trained.settings.embedding_dim)
+    start = _update_blend._kept_tables(fitted.model, trained.settings.embedding_dim)
     touched = days[1].head(30)
     solved = []
     import implicit.cpu._als as native

@@ -28,8 +28,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -257,23 +255,10 @@ def _model(folder: Path, manifest: dict[str, Any], columns: Columns, settings: S
     blend = manifest.get("blend")
     if blend is not None:
         model = _joined(model, vocabularies, columns, folder, blend["scales"])
-    model.factor_tables_ = _factors(folder / _FACTORS)
+    model.factor_tables_ = _store.read_arrays(
+        folder / _FACTORS, lambda arrays: (arrays["users"], arrays["items"]),
+        lost="its factorisation's tables, and its next update factorises anew")
     return model
-
-
-def _factors(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The blend's factor tables in ``path`` (``None``: no such file, or a damaged one,
-    with a warning: the model serves without them, its next update factorises anew)."""
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as factors:
-            return factors["users"], factors["items"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        warnings.warn(f"{path} could not be read ({error}): the model loads without its "
-                      "factorisation's tables, and its next update factorises anew.",
-                      RuntimeWarning, stacklevel=2)
-        return None
 
 
 def _joined(model: Any, vocabularies: Vocabularies, columns: Columns, folder: Path,

@@ -17,11 +17,12 @@ weights kept may be an earlier epoch's.
 from __future__ import annotations
 
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tfrs_kit.recipe import _store
 
 __all__ = ["Slots", "assign", "load", "read", "save", "usable"]
 
@@ -107,19 +108,14 @@ def load(path: Path) -> Slots | None:
     """What :func:`save` wrote to ``path`` (``None``: no such file, as in a version
     saved before the optimizer's state was kept, or a damaged one, with a warning: the
     model serves without it, and its next update starts a fresh optimizer)."""
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as arrays:
-            counts = arrays["counts"]
-            sides = tuple(tuple(arrays.get(f"{side}_{number}") for number in range(count))
-                          for side, count in zip(_SIDES, counts, strict=True))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        warnings.warn(f"{path} could not be read ({error}): the model loads without its "
-                      "optimizer's state, and its next update starts a fresh optimizer.",
-                      RuntimeWarning, stacklevel=2)
-        return None
-    return sides[0], sides[1]
+
+    def sides(arrays: Any) -> tuple[tuple[np.ndarray | None, ...], ...]:
+        return tuple(tuple(arrays.get(f"{side}_{number}") for number in range(count))
+                     for side, count in zip(_SIDES, arrays["counts"], strict=True))
+
+    found = _store.read_arrays(path, sides, lost="its optimizer's state, and its next "
+                               "update starts a fresh optimizer")
+    return None if found is None else (found[0], found[1])
 
 
 def _accumulator(optimizer: Any, weight: Any) -> Any:

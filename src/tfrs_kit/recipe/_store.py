@@ -25,15 +25,19 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
 
 from tfrs_kit._errors import invalid_argument
 
 __all__ = ["LATEST", "MANIFEST", "VERSIONS", "Version", "commit", "complete_versions",
-           "foreign_files", "locked", "manifest_of", "not_saved", "now", "read_latest",
-           "rollback", "versions", "write_latest"]
+           "foreign_files", "locked", "manifest_of", "not_saved", "now", "read_arrays",
+           "read_latest", "rollback", "versions", "write_latest"]
 
 LATEST = "latest"
 VERSIONS = "versions"
@@ -41,6 +45,7 @@ MANIFEST = "manifest.json"  # written last: its presence marks a complete versio
 LOCK = ".lock"
 _HELD: set[tuple[str, int]] = set()  # (folder, thread) pairs holding the lock
 _TEMPORARY = ".tmp-"
+_T = TypeVar("_T")
 
 
 class Version(NamedTuple):
@@ -255,3 +260,18 @@ def manifest_of(root: Path, number: int) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((root / VERSIONS / str(number) / MANIFEST)
                                       .read_text(encoding="utf-8"))
     return data
+
+
+def read_arrays(path: Path, parse: Callable[[Any], _T], *, lost: str) -> _T | None:
+    """``parse`` of the arrays of the ``.npz`` file at ``path`` (a version's optional
+    part), or ``None``: no such file (a version saved before it was written), or one
+    ``parse`` cannot read, with a warning that the model loads without ``lost``."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as arrays:
+            return parse(arrays)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        warnings.warn(f"{path} could not be read ({error}): the model loads without {lost}.",
+                      RuntimeWarning, stacklevel=3)
+        return None

@@ -93,16 +93,17 @@ def refresh_blend(blend: Any, serving: Any, fit_data: Data, full: Data, base: Tr
     users = choice[c.user_id].nunique() if len(choice) else 0
     rechosen = rechoose and users >= min_users
     tables = None  # no factorisation without implicit, or when nothing reads it
-    start = _previous_factors(serving, settings.embedding_dim) if warm_sweeps else None
-    partial = start is not None and start[0] is not None  # kept tables: always refreshed
+    kept = _kept_tables(serving, settings.embedding_dim) if warm_sweeps else None
+    partial = kept is not None  # kept tables are always refreshed
     if importlib.util.find_spec("implicit") is not None and (rechosen or blend.weight
                                                              or partial):
-        if start is not None and start[0] is not None:
-            tables = partial_tables(fit_data, base, (start[0], start[1]), new,
-                                    sweeps=warm_sweeps)
+        if kept is not None:
+            tables = partial_tables(fit_data, base, kept, new, sweeps=warm_sweeps)
         else:
-            tables = als_tables(fit_data, base, None if start is None else start[1], seed=seed,
-                                iterations=warm_sweeps if start is not None else None)
+            items = (_served_item_factors(serving, settings.embedding_dim)
+                     if warm_sweeps else None)
+            tables = als_tables(fit_data, base, items, seed=seed,
+                                iterations=warm_sweeps if items is not None else None)
     queries = fit_data.queries(settings)  # read once: for the choice and the measured model
     weights = [blend]
     joined = None
@@ -206,19 +207,22 @@ def _blended_from(joined: RecipeRecommender, sources: Sources, blend: Any) -> An
     return blended(kept, blend, spreads=spreads)
 
 
-def _previous_factors(model: Any, dim: int) -> tuple[np.ndarray | None, np.ndarray] | None:
-    """The users' and the items' factors of ``model``'s blend, if it has ``dim`` of
-    them: its ``factor_tables_`` (kept by the fit or the last update, at any iALS
-    weight); else, for a version saved before they were kept, the items' alone
-    (its candidate side's factor table less the popularity column); else ``None``."""
+def _kept_tables(model: Any, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The users' and the items' factor tables kept beside ``model`` (its
+    ``factor_tables_``: by the fit or the last update, at any iALS weight), if they
+    have ``dim`` factors; else ``None`` (as for a version saved before they were kept)."""
     tables = getattr(model, "factor_tables_", None)
-    if tables is not None and tables[1].shape[1] == dim:
-        return tables[0], tables[1]
+    return (tables[0], tables[1]) if tables is not None and tables[1].shape[1] == dim else None
+
+
+def _served_item_factors(model: Any, dim: int) -> np.ndarray | None:
+    """The item factors ``model``'s blend serves (its candidate side's factor table less
+    the popularity column), if it has ``dim`` of them; else ``None``."""
     candidate = model.candidate_tower
     if not isinstance(candidate, JoinedTower):
         return None
     items = candidate.factors.numpy()
-    return (None, items[:, :-1]) if items.shape[1] == dim + 1 else None
+    return items[:, :-1] if items.shape[1] == dim + 1 else None
 
 
 def partial_tables(data: Data, base: Trained, start: tuple[np.ndarray, np.ndarray],
@@ -239,13 +243,10 @@ def partial_tables(data: Data, base: Trained, start: tuple[np.ndarray, np.ndarra
     user_vocabulary, item_vocabulary = vocabularies[c.user_id], vocabularies[c.item_id]
     log = data.log
     read = (log[c.user_id].isin(touched[c.user_id]) | log[c.item_id].isin(touched[c.item_id]))
-    events = log.loc[read.to_numpy(), [c.user_id, c.item_id]]
-    shape = (user_vocabulary.size, item_vocabulary.size)
-    matrix = sp.csr_matrix((np.full(len(events), s.warm_alpha, np.float32),
-                            (user_vocabulary.index(events[c.user_id].to_numpy()),
-                             item_vocabulary.index(events[c.item_id].to_numpy()))), shape=shape)
-    matrix.sum_duplicates()
-    matrix.data[:] = s.warm_alpha  # binary, as the fit's: a repeated pair counts once
+    # implicit's fit scales the confidences by alpha; its solver called here does not
+    matrix = _binary_matrix(log.loc[read.to_numpy(), [c.user_id, c.item_id]], base, c,
+                            value=s.warm_alpha)
+    shape = matrix.shape
     users = np.unique(user_vocabulary.index(touched[c.user_id].to_numpy()))
     items = np.unique(item_vocabulary.index(touched[c.item_id].to_numpy()))
     users, items = users[users > 0], items[items > 0]  # never the unknown id's row
@@ -259,10 +260,7 @@ def partial_tables(data: Data, base: Trained, start: tuple[np.ndarray, np.ndarra
                 least_squares_cg(events_of, block, fixed, s.warm_regularization,
                                  num_threads=1, cg_steps=_CG_STEPS)
                 solved[rows] = block
-    if not all(np.isfinite(t).all() for t in tables):
-        raise ValueError("The update's factorisation gave NaN or infinite factors: raise the "
-                         "Recipe's warm_regularization or lower its warm_alpha and fit again.")
-    return tables
+    return _finite(tables)
 
 
 def als_tables(data: Data, base: Trained, items: np.ndarray | None, *, seed: int,
@@ -278,15 +276,8 @@ def als_tables(data: Data, base: Trained, items: np.ndarray | None, *, seed: int
     from threadpoolctl import threadpool_limits
 
     s, c = base.settings, data.columns
-    vocabularies = base.model.query_tower.vocabularies
-    user_vocabulary, item_vocabulary = vocabularies[c.user_id], vocabularies[c.item_id]
-    events = data.events(s)
-    rows = user_vocabulary.index(events[c.user_id].to_numpy())
-    columns = item_vocabulary.index(events[c.item_id].to_numpy())
-    shape = (user_vocabulary.size, item_vocabulary.size)
-    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=shape)
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
+    matrix = _binary_matrix(data.events(s), base, c)
+    shape = matrix.shape
     if iterations is None:
         iterations = COLD_ITERATIONS
     model = AlternatingLeastSquares(factors=s.embedding_dim, regularization=s.warm_regularization,
@@ -302,6 +293,26 @@ def als_tables(data: Data, base: Trained, items: np.ndarray | None, *, seed: int
               np.asarray(model.item_factors, np.float32))
     tables[0][np.diff(matrix.indptr) == 0] = 0.0
     tables[1][np.bincount(matrix.indices, minlength=shape[1]) == 0] = 0.0
+    return _finite(tables)
+
+
+def _binary_matrix(events: pd.DataFrame, base: Trained, c: Any, *,
+                   value: float = 1.0) -> sp.csr_matrix:
+    """``events`` as a users by items matrix in ``base``'s vocabularies' index order:
+    ``value`` where a user met an item (a repeated pair counts once, as in the fit)."""
+    vocabularies = base.model.query_tower.vocabularies
+    users, items = vocabularies[c.user_id], vocabularies[c.item_id]
+    matrix = sp.csr_matrix((np.ones(len(events), np.float32),
+                            (users.index(events[c.user_id].to_numpy()),
+                             items.index(events[c.item_id].to_numpy()))),
+                           shape=(users.size, items.size))
+    matrix.sum_duplicates()
+    matrix.data[:] = value
+    return matrix
+
+
+def _finite(tables: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``tables``, if every factor is finite."""
     if not all(np.isfinite(t).all() for t in tables):
         raise ValueError("The update's factorisation gave NaN or infinite factors: raise the "
                          "Recipe's warm_regularization or lower its warm_alpha and fit again.")
