@@ -148,6 +148,27 @@ def test_a_column_argument_overrides_the_carried_schema():
     assert _carried(test) == SCHEMA.replace(timestamp="t2")
 
 
+def test_a_schema_carried_past_a_rename_is_an_error_that_says_so():
+    """pandas keeps attrs through rename: the carried schema then names a column the
+    frame lost. Every entry point says so (not "no column 'movie'") and loses nothing;
+    the column argument or dropping the attrs is the fix."""
+    renamed = _carrying(_log()).rename(columns={"movie": "film"})
+    calls = {"split": lambda: evaluation.leave_last_one_out(renamed),
+             "baseline": lambda: Popularity().fit(renamed),
+             "recipe": lambda: tk.Recipe(max_trials=1).fit(renamed)}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"attrs\['tfrs_kit.schema'\].*item_id='movie'"
+                           r".*Pass item_id=.*attrs.pop") as raised:
+            call()
+        assert "user_id=" not in str(raised.value).split("Its columns")[0], name
+    assert list(renamed.columns) == ["person", "film", "t"]
+    _, test = evaluation.leave_last_one_out(renamed, item_id="film")
+    assert sorted(test["film"]) == ["w", "x", "z"]  # each person's latest by t
+    renamed.attrs.pop("tfrs_kit.schema")
+    with pytest.raises(ValueError, match="must have a column 'user_id'"):
+        evaluation.leave_last_one_out(renamed)  # the defaults, named as such
+
+
 def test_a_split_of_a_data_set_without_time_names_the_argument():
     events = _log().drop(columns="t")
     data = InteractionDataset(interactions=events, items=events[["movie"]].drop_duplicates(),
@@ -231,7 +252,8 @@ def test_a_wrong_schema_field_names_the_argument():
     with pytest.raises(ValueError, match=r"`train` must have a column 'user_id' \(named by "
                                          r"`user_id`\)"):
         Popularity().fit(train)  # nothing carried, no argument: the default names
-    with pytest.raises(ValueError, match=r"must have a column 'movi'.*item_id='movie'"):
+    with pytest.raises(ValueError, match=r"attrs\['tfrs_kit.schema'\].*item_id='movi'.*"
+                                         r"Did you mean item_id='movie'"):
         Popularity().fit(_carrying(_log(), SCHEMA.replace(item_id="movi")))
 
 

@@ -98,19 +98,22 @@ def test_auto_keeps_only_a_lift_above_the_validation_users_noise(fitted, monkeyp
     assert _rerank.lift_margin(np.array([0.5])) == np.inf  # one user: never kept
 
 
-def test_per_user_scores_average_to_evaluates_metric(fitted):
-    """The per-user metric the keep/drop decision compares is tk.evaluate's, per user."""
+def test_per_user_scores_average_to_evaluates_metric(fitted, monkeypatch):
+    """The per-user metric the keep/drop decision compares is tk.evaluate's, per user,
+    also when the users are scored a few at a time."""
     log, recipe = fitted
-    from tfrs_kit.recipe._recommender import RecipeRecommender
+    from tfrs_kit.recipe import _recommender
+    from tfrs_kit.recipe._recommender import RecipeRecommender, per_user_scores
 
     seen, held = tk.evaluation.per_user_temporal_split(log, test_fraction=0.2, min_train=1)
     seen, held = pd.DataFrame(seen), pd.DataFrame(held)
     recommender = RecipeRecommender(recipe.model, queries=recipe.queries(),
                                     items=recipe.candidates(), user_id="user_id",
                                     item_id="item_id")
+    columns = recipe.columns
+    monkeypatch.setattr(_recommender, "_SCORED_AT_ONCE", 7 * len(recommender.item_ids))
     for metric in ("ndcg@10", "recall@20"):
-        got = _rerank.per_user_scores({0: recommender}, seen, held, metric, user_id="user_id",
-                                      item_id="item_id")[0]
+        got = per_user_scores(recommender, seen, held, columns, metric)
         name, k = metric.split("@")
         expected = tk.evaluate({"m": recommender}, held, train=seen, k=int(k), metrics=[name],
                                verbose=False).to_dict()["m"][metric]

@@ -14,7 +14,7 @@ import tfrs_kit as tk
 from tfrs_kit._errors import NotFittedError
 from tfrs_kit.cli import main
 from tfrs_kit.recipe import _update, _update_blend
-from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._recommender import RecipeRecommender, per_user_scores
 from tfrs_kit.recipe._save import _parts
 from tfrs_kit.recipe._update_blend import Refreshed
 
@@ -212,7 +212,7 @@ def test_per_user_scores_average_to_what_evaluate_reports(saved, days):
                                     items=data.candidates(trained.settings),
                                     user_id=c.user_id, item_id=c.item_id)
     for metric in ("ndcg@10", "recall@5"):
-        scores = _update_blend.per_user_scores(recommender, data.log, holdout, c, metric)
+        scores = per_user_scores(recommender, data.log, holdout, c, metric)
         assert len(scores) == holdout[c.user_id].nunique()
         name, k = metric.split("@")
         expected = tk.evaluate({"m": recommender}, holdout, train=data.log, k=int(k),

@@ -22,7 +22,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Final
 
-from tfrs_kit._errors import invalid_argument, unknown_name
+from tfrs_kit._errors import closest, invalid_argument, unknown_name
 
 __all__ = [
     "ATTRS_KEY", "UNSET", "Schema", "carried_schema", "resolve_schema", "with_schema",
@@ -238,7 +238,9 @@ def resolve_schema(*data: Any, schema: Schema | None = None, model: Any = None,
 
     Raises:
         TypeError: ``schema`` is not a :class:`Schema`, or an override is not a string.
-        ValueError: An override is an empty string.
+        ValueError: An override is an empty string, or a DataFrame's ``attrs`` carry a
+            schema whose user or item id column the frame no longer has (renamed or
+            dropped since: pandas keeps ``attrs`` through ``rename``), not overridden.
 
     Example:
         >>> import pandas as pd
@@ -251,15 +253,47 @@ def resolve_schema(*data: Any, schema: Schema | None = None, model: Any = None,
     for name in overrides:
         if name not in _COLUMNS:
             raise unknown_name("overrides", name, _COLUMNS, what="column argument")
+    carrier = None
     if schema is not None:
         chosen = check_schema("schema", schema)
     else:
-        chosen = next((s for s in map(carried_schema, data) if s is not None), None) or (
+        carrier = next((d for d in data if carried_schema(d) is not None), None)
+        chosen = (carried_schema(carrier) if carrier is not None else None) or (
             model_schema(model) if model is not None else None) or Schema()
     given = {name: value for name, value in overrides.items()
              if value is not None and value is not UNSET}
+    _check_not_stale(carrier, chosen, given)
     if not given or all(getattr(chosen, name) == value for name, value in given.items()):
         return chosen
     for name, value in given.items():
         _check_name(name, value)
     return chosen.replace(**given)
+
+
+def _check_not_stale(frame: Any, schema: Schema, given: Mapping[str, Any]) -> None:
+    """A schema ``frame``'s ``attrs`` carry must name id columns it has (unless overridden).
+
+    >>> import pandas as pd
+    >>> log = with_schema(pd.DataFrame({"u": [1], "i": [2]}), Schema(user_id="u", item_id="i"))
+    >>> resolve_schema(log.rename(columns={"i": "product"}))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: `data.attrs['tfrs_kit.schema']` must name columns the table has ... \
+Pass item_id='...' ...
+    """
+    attrs = getattr(frame, "attrs", None)
+    if not isinstance(attrs, Mapping) or ATTRS_KEY not in attrs or not hasattr(frame,
+                                                                                "columns"):
+        return
+    columns = {str(c) for c in frame.columns}
+    stale = [role for role in ("user_id", "item_id")
+             if role not in given and getattr(schema, role) not in columns]
+    if stale:
+        close = closest(getattr(schema, stale[0]), sorted(columns))
+        guess = f"Did you mean {stale[0]}={close!r}? " if close else ""
+        raise invalid_argument(
+            f"data.attrs[{ATTRS_KEY!r}]", "name columns the table has (its user and item "
+            "ids)", ", ".join(f"{role}={getattr(schema, role)!r}" for role in stale),
+            hint=f"Its columns: {sorted(columns)[:30]}. {guess}The table carries the schema "
+            "of a frame whose columns were renamed or dropped since (pandas keeps attrs "
+            f"through rename). Pass {stale[0]}='...' (or schema=tk.Schema(...)) with its "
+            f"column now, or drop the carried one: frame.attrs.pop({ATTRS_KEY!r}).")

@@ -6,8 +6,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-__all__ = ["RecipeRecommender"]
+from tfrs_kit.evaluation._evaluate import _top_k
+from tfrs_kit.evaluation._metrics import _ranking_from_hits
+
+__all__ = ["RecipeRecommender", "per_user_scores"]
+
+_SCORED_AT_ONCE = 20_000_000  # users x items scored at once
 
 
 class RecipeRecommender:
@@ -66,3 +72,42 @@ class RecipeRecommender:
         queries = np.where((positions >= 0)[:, None], self.query_embeddings[positions],
                            self._average[None, :])
         return queries @ self.item_embeddings.T
+
+
+def per_user_scores(recommender: Any, known: pd.DataFrame, holdout: pd.DataFrame, c: Any,
+                    metric: str) -> np.ndarray:
+    """``metric`` (``"ndcg@10"``...) of each of ``holdout``'s users (in order of first
+    appearance), as ``tk.evaluate`` scores them: every candidate of ``recommender``
+    ranked, the user's ``known`` items masked, each distinct held-out item relevant.
+
+    What the Recipe's paired choices compare, user by user (the ranking stage's keep or
+    drop, an update's weights and guard); ``c`` names the columns (``user_id``,
+    ``item_id``). Users are scored :data:`_SCORED_AT_ONCE` scores at a time.
+    """
+    name, k = metric.split("@")
+    items = pd.Index(recommender.item_ids)
+    user_rows, user_ids = pd.factorize(holdout[c.user_id])
+    pairs = pd.DataFrame({"user": user_rows, "item": items.get_indexer(holdout[c.item_id]),
+                          "id": holdout[c.item_id].to_numpy()}).drop_duplicates(["user", "id"])
+    relevant_count = np.bincount(pairs["user"], minlength=len(user_ids))
+    pairs = pairs[pairs["item"] >= 0]  # an item not in the catalogue: relevant, never hit
+    relevant = sp.csr_matrix((np.ones(len(pairs)), (pairs["user"], pairs["item"])),
+                             shape=(len(user_ids), len(items)))
+    seen = known[known[c.user_id].isin(user_ids)]
+    seen_rows = pd.Index(user_ids).get_indexer(seen[c.user_id])
+    seen_items = items.get_indexer(seen[c.item_id])
+    found = seen_items >= 0  # sorted by user: each block's rows are one slice
+    order = np.argsort(seen_rows[found], kind="stable")
+    seen_rows, seen_items = seen_rows[found][order], seen_items[found][order]
+    step = max(1, _SCORED_AT_ONCE // max(len(items), 1))
+    hits = [np.zeros((0, min(int(k), len(items))), bool)]
+    for start in range(0, len(user_ids), step):
+        scores = np.asarray(recommender.score(np.asarray(user_ids[start:start + step])),
+                            np.float64)
+        lo, hi = np.searchsorted(seen_rows, [start, start + len(scores)])
+        scores[seen_rows[lo:hi] - start, seen_items[lo:hi]] = -np.inf
+        scores[np.isnan(scores)] = -np.inf  # a broken model's NaN: never a hit
+        top, values = _top_k(scores, min(int(k), len(items)))  # a stable argsort's, faster
+        rows = np.arange(start, start + len(scores))[:, None]
+        hits.append((relevant[rows, top].toarray() > 0) & np.isfinite(values))
+    return _ranking_from_hits(np.concatenate(hits), relevant_count, int(k))[name]

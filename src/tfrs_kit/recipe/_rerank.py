@@ -33,12 +33,12 @@ import pandas as pd
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit.recipe._blend import blend_model
 from tfrs_kit.recipe._inputs import attach
-from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._recommender import RecipeRecommender, per_user_scores
 from tfrs_kit.recipe._report import Rerank
 from tfrs_kit.recipe._training import Data, Trained
 
 __all__ = ["RETRIEVE_KS", "cascade_recommender", "check_rerank", "fit_rerank", "index_inputs",
-           "lift_margin", "per_user_scores", "read_cascade", "rerank_scores", "served_cascade",
+           "lift_margin", "read_cascade", "rerank_scores", "served_cascade",
            "serving_cascade", "write_ranker"]
 
 #: The candidates per query tried (those within the catalogue).
@@ -55,7 +55,6 @@ _COMPONENTS = True
 #: Standard errors of the paired per-user difference a kept ranker's validation gain must
 #: exceed ("auto": a lift the validation users' noise could give is not kept).
 _MARGIN_Z = 1.645
-_SCORED_AT_ONCE = 20_000_000  # users x items scored at once when measuring
 _MODES: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
 
 
@@ -205,43 +204,8 @@ def _measure(cascade: Any, data: Data, settings: Any, validation: pd.DataFrame, 
         recommenders[k] = Cascade(served, cascade.ranker, retrieve_k=k).as_recommender(
             data.log, user_id=c.user_id, item_id=c.item_id, users=queries,
             items=cascade.with_features(items))
-    return per_user_scores(recommenders, data.log, validation, metric, user_id=c.user_id,
-                           item_id=c.item_id)
-
-
-def per_user_scores(recommenders: dict[Any, Any], seen: pd.DataFrame,
-                    validation: pd.DataFrame, metric: str, *, user_id: str,
-                    item_id: str) -> dict[Any, np.ndarray]:
-    """``metric`` (such as ``"ndcg@10"``) of each recommender for each validation user
-    (in sorted user order), the user's ``seen`` items left out of its ranking, as
-    :func:`tfrs_kit.evaluate` ranks them (every validation user has seen rows)."""
-    from tfrs_kit import evaluation
-
-    name, k = metric.split("@")
-    measure = {"ndcg": evaluation.ndcg_at_k, "recall": evaluation.recall_at_k}[name]
-    wanted = validation.groupby(user_id)[item_id].agg(list)
-    users, relevant = wanted.index, list(wanted)
-    seen_codes = users.get_indexer(pd.Index(seen[user_id]))
-    out = {}
-    for key, recommender in recommenders.items():
-        ids = np.asarray(recommender.item_ids)
-        seen_items = pd.Index(ids).get_indexer(pd.Index(seen[item_id]))
-        keep = (seen_codes >= 0) & (seen_items >= 0)
-        step = max(1, _SCORED_AT_ONCE // max(len(ids), 1))
-        top = []
-        for start in range(0, len(users), step):
-            scores = np.array(recommender.score(np.asarray(users[start:start + step])),
-                              np.float64)
-            rows = seen_codes[keep] - start
-            inside = (rows >= 0) & (rows < len(scores))
-            scores[rows[inside], seen_items[keep][inside]] = -np.inf
-            n = min(int(k), scores.shape[1])
-            part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-            order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-            top.append(ids[np.take_along_axis(part, order, axis=1)])
-        out[key] = np.asarray(measure(np.concatenate(top), relevant, k=int(k), per_user=True),
-                              np.float64)
-    return out
+    return {key: per_user_scores(recommender, data.log, validation, c, metric)
+            for key, recommender in recommenders.items()}
 
 
 def served_cascade(ranker: Any, choice: Rerank | None, data: Data, settings: Any,

@@ -22,7 +22,8 @@ held-out events.
 
 The guard: the latest new event of other users (at most 2,000) is held out of the
 fine-tuning and of the blend; the updated model and the serving one are scored on
-it (training items masked, per user: :func:`~tfrs_kit.recipe._update_blend.per_user_scores`),
+it (training items masked, per user:
+:func:`~tfrs_kit.recipe._recommender.per_user_scores`),
 and an update worse by more than ``tolerance`` is refused (:class:`UpdateRejected`)
 unless forced. Re-chosen weights the guard refuses are not the end: the serving
 weights on the fine-tuned towers are measured next (on MovieLens 100K's fourth day,
@@ -57,9 +58,9 @@ from tfrs_kit._validation import check_bool, check_int, check_number
 from tfrs_kit.data._table import TableLike
 from tfrs_kit.recipe import _slots, _store
 from tfrs_kit.recipe._inputs import attribute_table, to_frame
-from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._recommender import RecipeRecommender, per_user_scores
 from tfrs_kit.recipe._training import Data, Trained, build_model
-from tfrs_kit.recipe._update_blend import per_user_scores, refresh_blend
+from tfrs_kit.recipe._update_blend import refresh_blend
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_RECHOOSE", "DEFAULT_REPLAY", "DEFAULT_REPLAY_WINDOW",
            "DEFAULT_TOLERANCE", "DEFAULT_WARM_SWEEPS", "FINE_TUNE_RATE", "GUARD_NOISE",

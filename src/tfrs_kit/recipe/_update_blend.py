@@ -18,7 +18,7 @@ log.
 The weights chosen again on a few users' newest events are partly luck (the best of
 about 30 on a noisy sample): they replace the serving ones only when they beat them on
 the same events by more than :data:`CHOICE_MARGIN` standard errors of the per-user
-difference (:func:`per_user_scores`).
+difference (:func:`~tfrs_kit.recipe._recommender.per_user_scores`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
-from tfrs_kit.evaluation._evaluate import _top_k
-from tfrs_kit.evaluation._metrics import _ranking_from_hits
 from tfrs_kit.recipe._blend import (
     JoinedTower,
     Sources,
@@ -48,11 +46,11 @@ from tfrs_kit.recipe._blend import (
     joined_recommender,
     spread_sample,
 )
-from tfrs_kit.recipe._recommender import RecipeRecommender
+from tfrs_kit.recipe._recommender import RecipeRecommender, per_user_scores
 from tfrs_kit.recipe._training import Data, Trained
 
 __all__ = ["CHOICE_MARGIN", "COLD_ITERATIONS", "Refreshed", "als_tables",
-           "per_user_scores", "refresh_blend"]
+           "refresh_blend"]
 
 #: Sweeps from random factors, when the serving model has none or no warm start is asked
 #: for (``ImplicitALS``'s default).
@@ -324,29 +322,3 @@ def _rows_of(table: np.ndarray, size: int) -> np.ndarray:
     rows = np.zeros((size, table.shape[1]), np.float32)
     rows[:min(size, len(table))] = table[:size]
     return np.ascontiguousarray(rows)
-
-
-def per_user_scores(recommender: RecipeRecommender, known: pd.DataFrame,
-                    holdout: pd.DataFrame, c: Any, metric: str) -> np.ndarray:
-    """``metric`` (``"ndcg@10"``...) of each of ``holdout``'s users (in order of first
-    appearance), as ``tk.evaluate`` scores them: every candidate ranked, the user's
-    ``known`` items masked, each distinct held-out item relevant."""
-    name, k = metric.split("@")
-    items = pd.Index(recommender.item_ids)
-    user_rows, user_ids = pd.factorize(holdout[c.user_id])
-    pairs = pd.DataFrame({"user": user_rows, "item": items.get_indexer(holdout[c.item_id]),
-                          "id": holdout[c.item_id].to_numpy()}).drop_duplicates(["user", "id"])
-    relevant_count = np.bincount(pairs["user"], minlength=len(user_ids))
-    pairs = pairs[pairs["item"] >= 0]  # an item not in the catalogue: relevant, never hit
-    relevant = sp.csr_matrix((np.ones(len(pairs)), (pairs["user"], pairs["item"])),
-                             shape=(len(user_ids), len(items)))
-    seen = known[known[c.user_id].isin(user_ids)]
-    seen_rows, seen_items = pd.Index(user_ids).get_indexer(seen[c.user_id]), \
-        items.get_indexer(seen[c.item_id])
-    scores = np.asarray(recommender.score(np.asarray(user_ids)), np.float64)
-    scores[seen_rows[seen_items >= 0], seen_items[seen_items >= 0]] = -np.inf
-    scores[np.isnan(scores)] = -np.inf  # a broken model's NaN: never a hit
-    top, values = _top_k(scores, min(int(k), len(items)))  # a stable argsort's, faster
-    hits = (relevant[np.arange(len(user_ids))[:, None], top].toarray() > 0) & \
-        np.isfinite(values)
-    return _ranking_from_hits(hits, relevant_count, int(k))[name]
