@@ -151,6 +151,37 @@ def test_an_update_of_a_loaded_recipe_equals_the_in_memory_one(updated, saved, d
     np.testing.assert_allclose(mine.scores, theirs.scores, atol=1e-3)
     reloaded = tk.load(folder)
     np.testing.assert_allclose(reloaded.recommend(users, k=5).scores, theirs.scores, atol=1e-4)
+    # Version 1 lists the fit's validation score, version 2 the guard's two scores on the
+    # same events (never the re-chosen blend's score on other users under the same name).
+    report, fit = loaded.update_report_, tk.recipe.versions(folder)[0]
+    first = tk.load(folder, version=1).report
+    assert first.update is None and fit.metrics == {"ndcg@10": first.blend.score} != {}
+    assert tk.recipe.versions(folder)[1].metrics == {
+        "guard ndcg@10": pytest.approx(report.updated_score),
+        "guard ndcg@10 before": pytest.approx(report.serving_score)}
+    assert reloaded.report.validation_score is None
+    assert (f"last update: {len(days[1])} events; guard ndcg@10 {report.updated_score:.4f} "
+            f"against {report.serving_score:.4f} before") in str(reloaded.report)
+
+
+def test_events_already_logged_are_left_out_and_a_day_given_twice_is_refused(
+        updated, saved, days, tmp_path):
+    """A batch that repeats 30 logged events updates as the new events alone do (the
+    in-memory update with them); the same batch again holds nothing new: refused."""
+    recipe, _ = updated
+    folder = _copy(saved, tmp_path)
+    again = pd.concat([days[0].tail(30), days[1]])
+    loaded = tk.load(folder).update(again, tolerance=1.0, dir=folder)
+    report = loaded.update_report_
+    assert (report.already_logged, report.events) == (30, len(days[1]))
+    assert "30 already logged: left out" in str(report)
+    users = recipe.queries()[recipe.columns.user_id].head(10).tolist()
+    np.testing.assert_allclose(loaded.recommend(users, k=5).scores,
+                               recipe.recommend(users, k=5).scores, atol=1e-3)
+    with pytest.raises(ValueError, match=r"`new_events` must hold events the model has not "
+                                         rf"learned from\. Received: .*all {len(again)} rows"):
+        tk.recipe.update(folder, again)
+    assert (folder / "latest").read_text() == "2\n"
 
 
 def test_the_guard_blocks_a_broken_update_and_latest_stays(saved, days, tmp_path,
@@ -321,7 +352,10 @@ def test_rechoose_and_warm_sweeps_reach_the_blend_from_python_and_the_cli(
     assert main(["update", str(folder), str(events), "--tolerance", "1", "--keep-blend",
                  "--warm-sweeps", "3", "--replay", "0.25", "--replay-window", "0.5"]) == 0
     assert seen[-1] == (False, 3) and replays[-1] == (0.25, 0.5)
-    # Without the flags, the library's defaults (not the CLI's own copies).
+    # Without the flags, the library's defaults (not the CLI's own copies); on a fresh
+    # copy (the folder's latest has learned these events: a second time is refused).
+    assert main(["update", str(folder), str(events), "--force"]) == 2
+    folder = _copy(saved, tmp_path / "second")
     assert main(["update", str(folder), str(events), "--force"]) == 0
     assert seen[-1] == (_update.DEFAULT_RECHOOSE, _update.DEFAULT_WARM_SWEEPS)
     assert replays[-1] == (_update.DEFAULT_REPLAY, _update.DEFAULT_REPLAY_WINDOW)

@@ -14,6 +14,7 @@ import tfrs_kit as tk
 from tfrs_kit.recipe import _blend, _update, _update_blend
 from tfrs_kit.recipe._recommender import RecipeRecommender
 from tfrs_kit.recipe._report import Blend
+from tfrs_kit.recipe._update_events import read_new_events
 
 pytest.importorskip("implicit")
 threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -35,7 +36,7 @@ def _update_parts(recipe, new):
     trained = recipe._fitted()
     settings = trained.settings
     old = _update._old_data(recipe, settings)
-    new = _update._new_events(new, old, recipe.columns, settings)
+    new, _ = read_new_events(new, old, recipe.columns, settings)
     full, _ = _update._grown_data(old, new, settings)
     return trained, old, full, _update._grown_model(trained, full, settings, new)
 

@@ -11,6 +11,7 @@ from day_logs import two_days
 import tfrs_kit as tk
 from tfrs_kit.recipe import _slots, _update
 from tfrs_kit.recipe._save import _parts
+from tfrs_kit.recipe._update_events import read_new_events
 
 INITIAL = 0.1  # Adagrad's initial accumulator
 
@@ -56,7 +57,7 @@ def _fine_tuned(recipe, new, slots, epochs=2):
     trained = recipe._fitted()
     settings = trained.settings
     old = _update._old_data(recipe, settings)
-    new = _update._new_events(new, old, recipe.columns, settings)
+    new, _ = read_new_events(new, old, recipe.columns, settings)
     full, _ = _update._grown_data(old, new, settings)
     grown = _update._grown_model(trained, full, settings, new)
     rows, _ = _update._fine_tune_rows(full, settings, len(old.log), len(new), 0.5, seed=0)

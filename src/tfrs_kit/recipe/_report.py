@@ -198,6 +198,12 @@ class RecipeReport:
             ``trials_not_run`` (of ``max_trials``), ``trials_stopped`` (trials whose
             planned epochs it ended early), ``trial_epochs_cut`` (their epochs left
             out) and ``final_epochs_cut`` (of the final training's).
+        update: After :meth:`~tfrs_kit.Recipe.update`, what the last one measured:
+            ``events``, ``metric``, ``holdout_users``, and the guard's
+            ``updated_score`` and ``serving_score`` (the version before, on the same
+            held-out newest events); ``None`` for a fitted Recipe. The blend is then
+            the one the update published, and there is no validation score (the
+            other lines are the fit's).
     """
 
     chosen: Settings
@@ -215,6 +221,7 @@ class RecipeReport:
     stages: Mapping[str, float] = dataclasses.field(default_factory=dict)
     rerank: Rerank | None = None
     clock_cut: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    update: Mapping[str, Any] | None = None
 
     @classmethod
     def build(cls, *, chosen: Settings, epochs: int, trials: Sequence[Trial], metric: str,
@@ -246,7 +253,8 @@ class RecipeReport:
             "blend": None if self.blend is None else self.blend.to_dict(),
             "towers": list(self.towers), "stages": dict(self.stages),
             "rerank": None if self.rerank is None else self.rerank.to_dict(),
-            "clock_cut": dict(self.clock_cut)}
+            "clock_cut": dict(self.clock_cut),
+            "update": None if self.update is None else dict(self.update)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RecipeReport:
@@ -262,12 +270,15 @@ class RecipeReport:
                    towers=tuple(values.get("towers", ("default", "default"))),
                    stages=dict(values.get("stages", {})),
                    rerank=Rerank.from_dict(values["rerank"]) if values.get("rerank") else None,
-                   clock_cut=dict(values.get("clock_cut", {})))
+                   clock_cut=dict(values.get("clock_cut", {})), update=values.get("update"))
 
     @property
     def validation_score(self) -> float | None:
         """The validation score of the final model (its settings' best epoch, or the
-        chosen blend), ``None`` without a validation slice."""
+        chosen blend), ``None`` without a validation slice or after an update (see
+        ``update``)."""
+        if self.update is not None:
+            return None
         if self.blend is not None:
             return self.blend.score
         scores = [t.scores[self.metric] for t in self.trials
@@ -293,6 +304,8 @@ class RecipeReport:
         if self.validation_score is not None:
             lines.append(f"  validation {self.metric} {self.validation_score:.4f} "
                          f"on {self.validation_users} users")
+        if self.update is not None:
+            lines.append(f"  {_last_update(self.update)}; the lines below are the fit's")
         if self.towers != ("default", "default"):
             lines.append(f"  towers: query {self.towers[0]!r}, candidate {self.towers[1]!r}")
         if self.stages:
@@ -307,6 +320,16 @@ class RecipeReport:
         lines += [f"  {reason}" for reason in self.reasons]
         lines += [f"  dropped {name!r}: {why}" for name, why in self.dropped_features.items()]
         return "\n".join(lines)
+
+
+def _last_update(update: Mapping[str, Any]) -> str:
+    """The ``update`` of a report as one line."""
+    line = f"last update: {update['events']} events"
+    if update.get("updated_score") is None:
+        return line + ", no guard holdout"
+    return (line + f"; guard {update['metric']} {update['updated_score']:.4f} against "
+            f"{update['serving_score']:.4f} before, on {update['holdout_users']} users' "
+            "newest events")
 
 
 _KNOBS = {

@@ -151,7 +151,17 @@ def _manifest(recipe: Any, trained: Trained, blend: dict[str, Any] | None) -> di
 
 
 def _metrics(report: RecipeReport) -> dict[str, float]:
-    """The final model's validation score (the blend's, if any) by metric name."""
+    """The final model's validation score (the blend's, if any) by metric name; after an
+    update, the guard's scores of this version and of the one before, on the same
+    events (``"guard ndcg@10"``, ``"guard ndcg@10 before"``): a fit's and an update's
+    are measured on different events and never under the same name."""
+    update = report.update
+    if update is not None:
+        if update.get("updated_score") is None:
+            return {}
+        name = f"guard {update['metric']}"
+        return {name: float(update["updated_score"]),
+                f"{name} before": float(update["serving_score"])}
     score = report.validation_score
     return {} if score is None else {report.metric: float(score)}
 

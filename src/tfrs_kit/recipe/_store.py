@@ -49,8 +49,11 @@ _T = TypeVar("_T")
 
 
 class Version(NamedTuple):
-    """One saved version: its number, when it was saved (UTC, ISO 8601) and the
-    validation metrics of its report (``{}`` without a validation slice)."""
+    """One saved version: its number, when it was saved (UTC, ISO 8601) and its
+    metrics: a fit's validation score by metric name (``{"ndcg@10": ...}``; ``{}``
+    without a validation slice), an update's guard scores of this version and of the
+    one before on the same held-out events (``{"guard ndcg@10": ...,
+    "guard ndcg@10 before": ...}``; ``{}`` without a holdout)."""
 
     number: int
     created: str
@@ -104,8 +107,8 @@ def versions(path: str | os.PathLike[str]) -> list[Version]:
         path: A folder :meth:`tfrs_kit.Recipe.save` wrote.
 
     Returns:
-        ``Version(number, created, metrics)`` tuples; ``metrics`` are the validation
-        scores of the version's report.
+        ``Version(number, created, metrics)`` tuples (:class:`Version` says what the
+        metrics of a fit and of an update are).
 
     Raises:
         ValueError: ``path`` holds no saved Recipe.

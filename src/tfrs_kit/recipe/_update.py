@@ -57,10 +57,11 @@ from tfrs_kit._errors import invalid_argument, missing_column
 from tfrs_kit._validation import check_bool, check_int, check_number
 from tfrs_kit.data._table import TableLike
 from tfrs_kit.recipe import _slots, _store
-from tfrs_kit.recipe._inputs import attribute_table, to_frame
+from tfrs_kit.recipe._inputs import attribute_table
 from tfrs_kit.recipe._recommender import RecipeRecommender, per_user_scores
 from tfrs_kit.recipe._training import Data, Trained, build_model
 from tfrs_kit.recipe._update_blend import refresh_blend
+from tfrs_kit.recipe._update_events import late_events, read_new_events
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_RECHOOSE", "DEFAULT_REPLAY", "DEFAULT_REPLAY_WINDOW",
            "DEFAULT_TOLERANCE", "DEFAULT_WARM_SWEEPS", "FINE_TUNE_RATE", "GUARD_NOISE",
@@ -118,6 +119,8 @@ class UpdateReport:
         new_users: Users the model had not seen (new embedding rows).
         new_items: Items the model had not seen (new candidates).
         late_events: New events older than the model's newest event (accepted).
+        already_logged: Rows of the new events already in the model's log (the same
+            user, item and time: a day given twice), left out.
         replayed: Older events sampled into the fine-tuning.
         epochs: Epochs of fine-tuning.
         holdout_users: Users whose latest new event was held out for the guard.
@@ -163,6 +166,7 @@ class UpdateReport:
     noise: float = 0.0
     refused_blend: Any = None
     allowance: float = 0.0
+    already_logged: int = 0
 
     @property
     def passed(self) -> bool:
@@ -178,13 +182,14 @@ class UpdateReport:
                   f"{self.metric} serving={self.serving_score:.4f} "
                   f"updated={self.updated_score:.4f} (+-{self.noise:.4f}) on "
                   f"{self.holdout_users} users")
-        return (f"update: {self.events} events ({self.late_events} late), "
+        logged = f", {self.already_logged} already logged: left out" if self.already_logged \
+            else ""
+        return (f"update: {self.events} events ({self.late_events} late{logged}), "
                 f"{self.new_users} new users, {self.new_items} new items, "
                 f"{self.replayed} replayed, {self.epochs} epochs; {self._blend_note()}; "
                 f"guard: {scores}; "
                 f"{'published' if self.published else 'not published'}"
                 + ("" if self.version is None else f" as version {self.version}"))
-
 
     def _blend_note(self) -> str:
         if self.blend is None:
@@ -238,10 +243,10 @@ def update_recipe(recipe: Any, new_events: TableLike, *, replay: float, epochs: 
     trained: Trained = recipe._fitted()
     settings, c = trained.settings, recipe.columns
     old = _old_data(recipe, settings)
-    new = _new_events(new_events, old, c, settings)
+    new, logged = read_new_events(new_events, old, c, settings)
     full, counts = _grown_data(old, new, settings)
     with _small_products(len(full.items), 2 * settings.embedding_dim + 1):
-        return _updated(recipe, trained, old, new, full, counts,
+        return _updated(recipe, trained, old, new, full, (*counts, logged),
                         replay=(replay, replay_window), epochs=epochs, tolerance=tolerance,
                         force=force, rechoose=rechoose, warm_sweeps=warm_sweeps, seed=seed,
                         start=start)
@@ -264,7 +269,7 @@ def _small_products(items: int, width: int) -> contextlib.AbstractContextManager
 
 
 def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: Data,
-             counts: tuple[int, int], *, replay: tuple[float, float], epochs: int,
+             counts: tuple[int, int, int], *, replay: tuple[float, float], epochs: int,
              tolerance: float, force: bool, rechoose: bool, warm_sweeps: int, seed: int,
              start: float) -> UpdateReport:
     """:func:`update_recipe` once the new events are read and the data grown."""
@@ -289,7 +294,8 @@ def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: 
         last = tried == len(refreshed.options) - 1
         report = UpdateReport(
             events=len(new), new_users=counts[0], new_items=counts[1],
-            late_events=_late(old, new, c.timestamp), replayed=replayed, epochs=epochs,
+            late_events=late_events(old, new, c.timestamp), already_logged=counts[2],
+            replayed=replayed, epochs=epochs,
             holdout_users=int(holdout[c.user_id].nunique()), metric=recipe.metric,
             serving_score=serving_score, updated_score=updated_score, noise=noise,
             tolerance=tolerance, forced=force, blend=blend,
@@ -304,8 +310,10 @@ def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: 
     # Published as measured, but the blend's counts and factorisation over every event:
     # the held-out ones are the newest, what the popularity's window is about.
     summary = recipe.report_
-    if blend is not None and summary is not None:
-        summary = dataclasses.replace(summary, blend=blend)
+    if summary is not None:
+        summary = dataclasses.replace(summary, blend=blend or summary.blend, update={
+            name: getattr(report, name) for name in ("events", "metric", "holdout_users",
+                                                     "updated_score", "serving_score")})
     recipe._set_state(dataclasses.replace(base, model=refreshed.publish(blend)), summary,
                       full, None)
     return dataclasses.replace(report, published=True, seconds=time.monotonic() - start)
@@ -328,57 +336,6 @@ def _old_data(recipe: Any, settings: Any) -> Data:
     return Data(log=log[c.ids()], items=saved.candidates.reset_index(drop=True),
                 users=users.reset_index(drop=True), columns=c,
                 max_history=recipe.max_history, towers=recipe._towers)
-
-
-def _new_events(new_events: TableLike, old: Data, c: Any, settings: Any) -> pd.DataFrame:
-    """``new_events`` as a DataFrame, checked against the model's schema."""
-    frame = to_frame(new_events, "new_events", c.settings())
-    if not len(frame):
-        raise invalid_argument("new_events", "hold at least one event", "0 rows",
-                               hint="Nothing to update with: skip the update.")
-    for column in (c.user_id, c.item_id, c.timestamp):
-        if column is None:
-            continue
-        expected, found = old.log[column].dtype, frame[column].dtype
-        kinds = {_kind(old.log[column]), _kind(frame[column])}
-        if len(kinds) > 1 and not (column == c.timestamp and kinds == {"i", "n"}):
-            raise invalid_argument(
-                f"new_events[{column!r}]", f"hold values of the model's type ({expected})",
-                f"dtype {found} ({_kind_name(frame[column])})", error=TypeError,
-                hint=f"Convert it first, e.g. new_events[{column!r}] = "
-                f"new_events[{column!r}].astype({str(expected)!r}).")
-        if _kind(frame[column]) == "i" and column != c.timestamp:
-            frame[column] = frame[column].astype(np.int64)
-    features = [*settings.item_features, *settings.user_features]
-    return frame[c.ids() + [f for f in features if f in frame]]
-
-
-def _kind(values: pd.Series) -> str:
-    """``i`` for integer ids, ``n`` for other numbers, ``M`` for datetimes, ``O`` for text;
-    an object column by the values it holds (integers in an object column are ``i``,
-    a mix of kinds ``mixed``)."""
-    types, dtype = pd.api.types, values.dtype
-    if types.is_bool_dtype(dtype) or types.is_integer_dtype(dtype):
-        return "i"
-    if types.is_datetime64_any_dtype(dtype):
-        return "M"
-    if types.is_numeric_dtype(dtype):
-        return "n"
-    inferred = pd.api.types.infer_dtype(values, skipna=True)
-    return {"integer": "i", "floating": "n", "mixed-integer-float": "n", "datetime": "M",
-            "string": "O", "empty": "O"}.get(inferred, "mixed")
-
-
-def _kind_name(values: pd.Series) -> str:
-    return {"i": "integers", "n": "numbers", "M": "datetimes", "O": "text",
-            "mixed": "values of mixed types"}[_kind(values)]
-
-
-def _late(old: Data, new: pd.DataFrame, timestamp: str | None) -> int:
-    """The new events older than the model's newest."""
-    if timestamp is None or not len(old.log):
-        return 0
-    return int((new[timestamp] < old.log[timestamp].max()).sum())
 
 
 def _grown_data(old: Data, new: pd.DataFrame, settings: Any) -> tuple[Data, tuple[int, int]]:
