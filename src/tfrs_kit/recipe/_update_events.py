@@ -4,9 +4,8 @@ has already learned from left out.
 A day given twice (a scheduled job run again after a crash that had in fact published,
 or an overlapping export) must not count its events twice: the rows with the same user,
 item and time as an event of the model's log are left out and counted
-(``UpdateReport.already_logged``), and a batch of nothing else is refused. Without a
-time column a repeated (user, item) pair may be a repeat purchase, so nothing is left
-out.
+(``UpdateReport.already_logged``), and a batch of nothing else is refused. A repeated
+(user, item) pair at another time is a new event (a repeat purchase).
 """
 
 from __future__ import annotations
@@ -63,9 +62,8 @@ def read_new_events(new_events: TableLike, old: Data, c: Any,
 
 
 def _already_logged(frame: pd.DataFrame, log: pd.DataFrame, c: Any) -> np.ndarray:
-    """Which rows of ``frame`` have the user, item and time of a row of ``log`` (none
-    without a time column). Only the log's rows from the frame's earliest time on are
-    compared."""
+    """Which rows of ``frame`` have the user, item and time of a row of ``log``. Only the
+    log's rows from the frame's earliest time on are compared."""
     if c.timestamp is None or not len(log):
         return np.zeros(len(frame), bool)
     keys = [c.user_id, c.item_id, c.timestamp]
