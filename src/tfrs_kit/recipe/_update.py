@@ -272,7 +272,8 @@ def _updated(recipe: Any, trained: Trained, old: Data, new: pd.DataFrame, full: 
              counts: tuple[int, int, int], *, replay: tuple[float, float], epochs: int,
              tolerance: float, force: bool, rechoose: bool, warm_sweeps: int, seed: int,
              start: float) -> UpdateReport:
-    """:func:`update_recipe` once the new events are read and the data grown."""
+    """:func:`update_recipe` once the new events are read and the data grown (``counts``:
+    the new users, the new items, the events already logged and left out)."""
     settings, c = trained.settings, recipe.columns
     choice, guard = _holdouts(full, len(old.log), seed, rechoose=rechoose)
     fit_data = _without(full, choice | guard)
