@@ -65,8 +65,9 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
 
     Raises:
         UpdateRejected: The guard refused the update (``latest`` unchanged).
-        ValueError: ``new_events`` is empty or lacks a column of the model's, or
-            ``path`` holds no saved Recipe (another tool wrote it).
+        ValueError: ``new_events`` is empty, lacks a column of the model's or holds
+            only events already in its log, or ``path`` holds no saved Recipe
+            (another tool wrote it).
         TypeError: An id or time column of another type than the model's.
         TimeoutError: Another process held ``path`` for more than ``wait`` seconds.
     """

@@ -374,7 +374,8 @@ class Recipe:
 
         Raises:
             tfrs_kit.recipe.UpdateRejected: The guard refused (nothing changed).
-            ValueError: ``new_events`` is empty or lacks a column of the model's.
+            ValueError: ``new_events`` is empty, lacks a column of the model's, or holds
+                only events already in its log (the same user, item and time).
             TypeError: An id or time column of another type than the model's.
         """
         folder = None if dir is None else check_folder(dir)

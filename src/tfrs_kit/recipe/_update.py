@@ -115,7 +115,7 @@ class UpdateReport:
     """What an update did, and what the guard measured.
 
     Attributes:
-        events: The new events.
+        events: The new events learned from (those already logged left out).
         new_users: Users the model had not seen (new embedding rows).
         new_items: Items the model had not seen (new candidates).
         late_events: New events older than the model's newest event (accepted).
