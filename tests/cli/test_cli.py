@@ -137,6 +137,30 @@ def exported(tmp_path_factory, counting_clock):
     return folder, train, test, data.items
 
 
+def test_train_notes_the_columns_it_will_not_read(tmp_path):
+    """A catalogue's attributes train only when --item-features names them: the columns of
+    EVENTS and --items that are neither ids nor named features are listed before training."""
+    import argparse
+
+    from tfrs_kit.cli._files import unused_columns
+
+    pd.DataFrame({"u": ["a"], "i": ["x"], "t": [1], "store": ["s1"], "age": [3]}).to_parquet(
+        tmp_path / "events.parquet")
+    pd.DataFrame({"i": ["x"], "genre": ["g"], "title": ["T"]}).to_csv(tmp_path / "items.csv",
+                                                                      index=False)
+    args = argparse.Namespace(events=str(tmp_path / "events.parquet"), user="u", item="i",
+                              time="t", item_features=["genre"], user_features=["age"],
+                              items=str(tmp_path / "items.csv"))
+    assert unused_columns(args) == [
+        "EVENTS: columns not trained on: store (name attributes with --item-features / "
+        "--user-features to use them)",
+        "--items: columns not trained on: title (name attributes with --item-features / "
+        "--user-features to use them)"]
+    assert unused_columns(args, events=False) == unused_columns(args)[1:]
+    args.item_features, args.items = ["genre", "title", "store"], None
+    assert unused_columns(args) == []
+
+
 def test_train_exports_what_recommend_and_evaluate_read(exported):
     folder, train, _, items = exported
     assert (folder / "model" / "latest").read_text() == "1\n"  # the versioned layout

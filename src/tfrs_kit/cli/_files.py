@@ -106,6 +106,9 @@ def train_command(args: argparse.Namespace) -> int:
             if not quiet:
                 print(f"  {len(log):,} events, {log[args.user].nunique():,} users, "
                       f"{log[args.item].nunique():,} items", file=sys.stderr)
+    if not quiet:
+        for note in unused_columns(args, events=not isinstance(log, str)):
+            print(note, file=sys.stderr)
     budget = f" (time budget {args.time_budget:g} s)" if args.time_budget else ""
     with stage(quiet, f"Choosing settings and training{budget}"):
         recipe.fit(log, items=args.items)
@@ -132,6 +135,23 @@ def read_log(args: argparse.Namespace) -> pd.DataFrame:
     table = read_table(args.events, argument="EVENTS", columns=[*ids, *features],
                        settings=ids, verbose=not args.quiet)
     return pd.DataFrame(to_table(table, argument="EVENTS"))
+
+
+def unused_columns(args: argparse.Namespace, *, events: bool = True) -> list[str]:
+    """One note per file of ``train`` (EVENTS, with ``events``, and ``--items``) whose
+    columns it will not read: neither an id nor a named feature (a catalogue's attributes
+    are used only when ``--item-features`` names them)."""
+    from tfrs_kit.data._files import schema
+
+    named = {args.user, args.item, args.time, *args.item_features, *args.user_features}
+    notes = []
+    for argument, path in (("EVENTS", args.events if events else None), ("--items", args.items)):
+        unused = [] if path is None else [c for c in schema(path, argument=argument)
+                                          if c not in named]
+        if unused:
+            notes.append(f"{argument}: columns not trained on: {', '.join(unused)} (name "
+                         "attributes with --item-features / --user-features to use them)")
+    return notes
 
 
 def check_export_dir(path: str) -> Path:
