@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -112,6 +113,14 @@ def test_a_history_only_user_gets_what_the_fitted_model_gives(fitted, saved):
     # An id the model never saw reads the unknown-id embedding: as no id at all.
     named = loaded.recommend(["nobody"], history=[histories[1]], k=10)
     np.testing.assert_array_equal(named.ids, got.ids[1:2])
+    # Items none of which the model knows: warned; any such items score alike.
+    with pytest.warns(UserWarning, match=r"none of \['zz1', 'zz2'\] is a candidate"):
+        blind = loaded.recommend(history=[["zz1", "zz2"]], k=10)
+    with pytest.warns(UserWarning, match=r"none of \['zz3'\]"):
+        np.testing.assert_array_equal(loaded.recommend(history=["zz3"], k=10).ids, blind.ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one known item among unknown ones: no warning
+        loaded.recommend(history=[[items[0], "zz1"]], k=10)
 
 
 def test_recommend_leaves_out_seen_items_and_checks_its_arguments(fitted, split):

@@ -39,7 +39,7 @@ def load(path: str | os.PathLike[str], *, version: int | None = None) -> Recipe:
         >>> recipe.fit(data.interactions).save(folder)
         1
         >>> loaded = tk.load(folder)
-        >>> loaded.recommend(history=[1, 2, 3], k=5).ids.shape
+        >>> loaded.recommend(history=["i1", "i2", "i3"], k=5).ids.shape
         (1, 5)
     """
     return load_recipe(path, version=version)

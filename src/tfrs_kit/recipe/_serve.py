@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ def recommend(recipe: Any, users: Any, *, history: Any, k: int, exclude_seen: bo
                 hint=f"Known users include {examples}; for a new user pass history=[...].")
         rows = queries.iloc[positions].reset_index(drop=True)
     else:
+        _warn_unknown_histories(histories, positions, item_ids)
         rows = _history_rows(recipe, queries, user_ids, positions, histories, item_ids.dtype)
     model = recipe.model
     embeddings = _item_embeddings(recipe, model, candidates)
@@ -79,6 +81,24 @@ def _requests(users: Any, history: Any,
         raise invalid_argument("history", f"hold one list per user ({len(ids)})",
                                f"{len(histories)} lists")
     return ids, histories
+
+
+def _warn_unknown_histories(histories: Sequence[np.ndarray], positions: np.ndarray,
+                            item_ids: np.ndarray) -> None:
+    """Warns when a user the model never saw comes with items none of which it knows:
+    scored from the unknown-item embedding alone, whatever the items (the HTTP server
+    refuses such a query)."""
+    known = pd.Index(item_ids)
+    blind = [h for h, p in zip(histories, positions, strict=True)
+             if p < 0 and len(h) and not (known.get_indexer(pd.Index(h)) >= 0).any()]
+    if blind:
+        more = f" (and {len(blind) - 1} more such histories)" if len(blind) > 1 else ""
+        warnings.warn(
+            f"history: none of {np.asarray(blind[0])[:5].tolist()}{more} is a candidate of "
+            "the model, and the user is new: scored from the unknown-item embedding alone, "
+            "as any other unknown items would be. Check the ids' type and spelling "
+            "(candidates such as "
+            f"{item_ids[:3].tolist()}).", UserWarning, stacklevel=4)
 
 
 def _is_flat(history: Any) -> bool:
