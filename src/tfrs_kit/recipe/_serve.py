@@ -11,6 +11,7 @@ import pandas as pd
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_bool, check_int, padding_value
+from tfrs_kit.ranking._scoring import history_positions
 from tfrs_kit.recipe._explain import explain_recommended
 from tfrs_kit.recipe._rerank import rerank_scores, serving_cascade
 
@@ -88,9 +89,9 @@ def _warn_unknown_histories(histories: Sequence[np.ndarray], positions: np.ndarr
     """Warns when a user the model never saw comes with items none of which it knows:
     scored from the unknown-item embedding alone, whatever the items (the HTTP server
     refuses such a query)."""
-    known = pd.Index(item_ids)
-    blind = [h for h, p in zip(histories, positions, strict=True)
-             if p < 0 and len(h) and not (known.get_indexer(pd.Index(h)) >= 0).any()]
+    new = [h for h, p in zip(histories, positions, strict=True) if p < 0 and len(h)]
+    found = (history_positions(new, pd.Index(item_ids)) >= 0).any(axis=1)  # one lookup
+    blind = [new[row] for row in np.flatnonzero(~found)]
     if blind:
         more = f" (and {len(blind) - 1} more such histories)" if len(blind) > 1 else ""
         warnings.warn(

@@ -119,7 +119,7 @@ def versions(path: str | os.PathLike[str]) -> list[Version]:
         raise not_saved("path", root)
     result = []
     for number in numbers:
-        manifest = json.loads((root / VERSIONS / str(number) / MANIFEST).read_text("utf-8"))
+        manifest = manifest_of(root, number)
         result.append(Version(number, str(manifest.get("created", "")),
                               dict(manifest.get("metrics", {}))))
     return result
