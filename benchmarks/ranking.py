@@ -394,6 +394,8 @@ def main() -> None:
     parser.add_argument("--hand", action="store_true", help="the hand-built cascade instead")
     parser.add_argument("--components", action=argparse.BooleanOptionalAction, default=True,
                         help="the ranker reads the blend's score components apart")
+    parser.add_argument("--next-items", action=argparse.BooleanOptionalAction, default=True,
+                        help="the ranker reads a next-item model's scores")
     args, rest = parser.parse_known_args()
     if args.hand:
         return hand_main([a for a in sys.argv[1:] if a != "--hand"])
@@ -401,7 +403,7 @@ def main() -> None:
         parser.error(f"unrecognised arguments: {rest}")
     if args.quick:
         args.seeds, args.scale = 1, min(args.scale, 0.25)
-    _rerank._COMPONENTS = args.components
+    _rerank._COMPONENTS, _rerank._NEXT_ITEMS = args.components, args.next_items
     print(f"seeds {args.seeds}, suite scale {args.scale:g}, time_budget {args.time_budget}, "
           f"max_trials {args.max_trials}", flush=True)
     lifts, latency, faithful = {}, [], []

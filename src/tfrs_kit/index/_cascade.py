@@ -55,6 +55,8 @@ class CascadeServingModule(ServingModule):
         self.retrieve_k = retrieve_k
         self.ranker_embeddings = tf.Variable(ranker_embeddings, trainable=False,
                                              name="ranker_candidate_embeddings")
+        # Each index position's in the ranker's next-item model (-1: unknown to it).
+        self.next_items = tf.constant(ranker.next_item_positions(ids), tf.int64)
         k_spec = tf.TensorSpec([], tf.int32, name="k")
         exclude_spec = tf.TensorSpec([None, None], id_dtype, name="exclude")
         self.serve = tf.function(self._serve, input_signature=[specs], autograph=False)
@@ -84,7 +86,8 @@ class CascadeServingModule(ServingModule):
             history = self.positions.lookup(features[self.ranker.history_feature])
             similarity = self.ranker.history_similarity(
                 tf.gather(self.embeddings, tf.maximum(history, 0)), history >= 0,
-                tf.gather(self.embeddings, tf.maximum(positions, 0)))
+                tf.gather(self.embeddings, tf.maximum(positions, 0)),
+                (history, tf.where(found, positions, -1), self.next_items))
         components = None
         if self.ranker.components:  # the searcher's score split by the blend's columns
             components = component_scores(queries, tf.gather(self.embeddings,

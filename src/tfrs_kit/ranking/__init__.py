@@ -11,6 +11,8 @@ Modules, in the order a batch flows through them:
   ``_checks``;
 - ``_scoring``: the serving math (history similarities, retrieval scores) that
   the cascade and ``index/`` share;
+- ``_sequence``: :class:`NextItemModel`, what a user's latest items in order say
+  comes next (a small self-attention model), whose scores the default ranker reads;
 - ``_protocol``: ``Cascade.fit``'s split protocol (a helper retriever on each
   user's earlier rows, the ranker on the later ones); it builds Rankers, so it
   sits above ``_model``;
@@ -28,5 +30,6 @@ Modules, in the order a batch flows through them:
 from tfrs_kit.ranking._cascade import Cascade
 from tfrs_kit.ranking._model import Ranker
 from tfrs_kit.ranking._multitask import Multitask
+from tfrs_kit.ranking._sequence import NextItemModel
 
-__all__ = ["Cascade", "Multitask", "Ranker"]
+__all__ = ["Cascade", "Multitask", "NextItemModel", "Ranker"]

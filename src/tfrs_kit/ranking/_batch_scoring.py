@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument, missing_column
@@ -120,12 +121,35 @@ class RankerScoring(TwoTowerModel):
         dataset = make_dataset(table, self._inputs, batch_size=batch_size)
         return np.concatenate([self(batch, training=False).numpy() for batch in dataset])
 
-    def history_similarity(self, history: tf.Tensor, valid: tf.Tensor,
-                           candidates: tf.Tensor) -> tf.Tensor:
+    def history_similarity(self, history: tf.Tensor, valid: tf.Tensor, candidates: tf.Tensor,
+                           positions: tuple[Any, Any, Any] | None = None) -> tf.Tensor:
         """:meth:`rerank`'s ``similarity``: ``[batch, n, len(recent)]`` cosines of each of the
         ``[batch, n, d]`` candidates with the mean of the last ``recent`` items of the
-        ``[batch, h, d]`` history (retriever embeddings; ``valid`` ``[batch, h]`` marks them)."""
-        return history_similarity(history, valid, candidates, self.recent)
+        ``[batch, h, d]`` history (retriever embeddings; ``valid`` ``[batch, h]`` marks them).
+
+        With ``next_items``, its two columns follow (``[batch, n, len(recent) + 2]``), from
+        ``positions``: the history's and the candidates' positions in the caller's
+        catalogue (``-1``: none, or an empty slot of the list) and
+        :meth:`next_item_positions` of that catalogue.
+        """
+        similarity = history_similarity(history, valid, candidates, self.recent)
+        if self.next_items is None:
+            return similarity
+        if positions is None:
+            raise invalid_argument("positions", "be given to a ranker with next_items", None)
+        history_at, candidates_at, mapping = (tf.cast(p, tf.int64) for p in positions)
+
+        def known(at: tf.Tensor) -> tf.Tensor:  # the catalogue's positions -> the model's
+            return tf.where(at >= 0, tf.gather(mapping, tf.maximum(at, 0)), -1)
+
+        return tf.concat([similarity, self.next_items.features(
+            known(history_at), known(candidates_at), candidates_at >= 0)], axis=2)
+
+    def next_item_positions(self, ids: Any) -> np.ndarray:
+        """Each of ``ids``' position in the ``next_items`` model (``-1``: unknown to it)."""
+        if self.next_items is None:
+            return np.zeros(0, np.int64)
+        return self.next_items.index.get_indexer(pd.Index(ids))
 
     def rerank(self, query: tf.Tensor, candidates: tf.Tensor, retrieval: tf.Tensor,
                found: tf.Tensor, similarity: tf.Tensor | None = None,
@@ -144,8 +168,8 @@ class RankerScoring(TwoTowerModel):
             candidates: ``[batch, n, d]`` the candidate tower's outputs.
             retrieval: ``[batch, n]`` the retriever's scores of the candidates.
             found: ``[batch, n]`` which slots hold a candidate.
-            similarity: ``[batch, n, len(recent)]`` history similarities,
-                with ``history_feature``.
+            similarity: ``[batch, n, len(recent)]`` history similarities (and the
+                next-item columns: :meth:`history_similarity`), with ``history_feature``.
             components: ``[batch, n, len(components) + 1]`` the retriever's score of
                 each candidate split by component (``component_scores``), with
                 ``components``; standardised here within each list.
@@ -158,7 +182,7 @@ class RankerScoring(TwoTowerModel):
         if self.retrieval_score:  # fit_lists trains on z, fit on the raw score
             given = tf.reshape(tf.where(self.per_list > 0.5, standard, retrieval), [-1])
         if similarity is not None:
-            similarity = tf.reshape(similarity, [-1, len(self.recent)])
+            similarity = tf.reshape(similarity, [-1, len(self._similarity_columns)])
         if components is not None and self.components:
             components = tf.reshape(tf.stack(
                 [list_standardise(part, found) for part in tf.unstack(

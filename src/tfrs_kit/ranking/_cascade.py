@@ -15,7 +15,7 @@ from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_int
 from tfrs_kit.data._table import Table, TableLike, to_table
 from tfrs_kit.ranking._protocol import LOG_FEATURES, fit_cascade, with_popularity
-from tfrs_kit.ranking._scoring import component_scores, history_positions, history_similarity
+from tfrs_kit.ranking._scoring import component_scores, history_positions
 from tfrs_kit.towers._model_base import rows_by_key, user_positions
 
 __all__ = ["Cascade", "is_ranker"]
@@ -220,6 +220,7 @@ class _CascadeRecommender:
         self._ranker_items = ranker.candidate_tower.embed(items, verbose=False)
         self._history = (history_positions(users[ranker.history_feature], pd.Index(item_ids))
                          if ranker.history_feature else None)
+        self._next_items = ranker.next_item_positions(item_ids)
         self._query_vectors = None  # the retriever's, for the score's components
         if getattr(ranker, "components", ()):
             self._query_vectors = (self._user_embeddings if retrieve else
@@ -255,7 +256,8 @@ class _CascadeRecommender:
             ranker.rerank(tf.constant(self._ranker_users[users[i:i + step]], tf.float32),
                           tf.constant(self._ranker_items[top[i:i + step]], tf.float32),
                           tf.constant(retrieval[i:i + step]), tf.constant(valid[i:i + step]),
-                          self._similarity(users[i:i + step], top[i:i + step]),
+                          self._similarity(users[i:i + step],
+                                           np.where(valid, top, -1)[i:i + step]),
                           self._components(users[i:i + step], top[i:i + step]),
                           training=False).numpy() for i in range(0, len(users), step)])
         ranked = ranked.astype(np.float64)
@@ -269,12 +271,14 @@ class _CascadeRecommender:
         return out
 
     def _similarity(self, users: np.ndarray, top: np.ndarray) -> tf.Tensor | None:
-        """The ranker's history similarities of ``top`` (``None`` without ``history``)."""
+        """The ranker's history similarities of ``top`` (``-1``: an empty slot; ``None``
+        without ``history``)."""
         if self._history is None:
             return None
-        history = self._history[users]
-        return history_similarity(self._item_embeddings[np.maximum(history, 0)], history >= 0,
-                                  self._item_embeddings[top], self._cascade.ranker.recent)
+        history, ranker = self._history[users], self._cascade.ranker
+        return ranker.history_similarity(self._item_embeddings[np.maximum(history, 0)],
+                                         history >= 0, self._item_embeddings[np.maximum(top, 0)],
+                                         (history, top, self._next_items))
 
     def _components(self, users: np.ndarray, top: np.ndarray) -> tf.Tensor | None:
         """The retriever's scores of ``top`` split by component (``None`` without)."""

@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit._validation import check_fraction, check_int, check_number
 
 __all__ = ["check_components", "check_dims", "check_hard_fraction", "check_known_items",
-           "check_loss_settings", "check_ranker_weights", "check_recent"]
+           "check_loss_settings", "check_next_items", "check_ranker_weights", "check_recent"]
 
 
 def check_dims(dims: Any, argument: str = "hidden_dims") -> tuple[int, ...]:
@@ -30,6 +31,25 @@ def check_recent(recent: Any) -> tuple[int, ...]:
                                error=TypeError)
     return tuple(check_int(f"recent[{i}]", length, minimum=1)
                  for i, length in enumerate(recent))
+
+
+def check_next_items(model: Any, history_feature: str | None) -> Any:
+    """``next_items``: ``None``, a NextItemModel or its Keras config, with a history feature."""
+    from tfrs_kit.ranking._sequence import NextItemModel
+
+    if model is None:
+        return None
+    if isinstance(model, dict):
+        model = tf.keras.utils.deserialize_keras_object(model)
+    if not isinstance(model, NextItemModel):
+        raise invalid_argument("next_items", "be a NextItemModel or None", type(model).__name__,
+                               error=TypeError)
+    if not history_feature:
+        raise invalid_argument("next_items", "come with a history_feature (the items it reads)",
+                               model.name, hint="Pass history_feature= too, or leave "
+                               "next_items out.")
+    model.trainable = False  # trained apart (fit_next_items); the ranker reads its output
+    return model
 
 
 def check_components(bounds: Any) -> tuple[int, ...]:

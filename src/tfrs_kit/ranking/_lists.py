@@ -30,7 +30,7 @@ from tfrs_kit.ranking._sampling import (
     list_examples,
     list_standardise,
 )
-from tfrs_kit.ranking._scoring import component_scores, history_positions, history_similarity
+from tfrs_kit.ranking._scoring import component_scores, history_positions
 
 __all__ = ["blend_ndcg", "build_lists", "choose_blend", "take_groups"]
 
@@ -102,12 +102,14 @@ def _add_similarities(ranker: Any, lists: Examples, history: Any, ids: pd.Index,
                       vectors: np.ndarray, pools: np.ndarray) -> None:
     """The ranker's history similarity columns of ``lists``, from the retriever's vectors."""
     positions = history_positions(history, ids)
-    step = _SIMILARITY_BATCH
-    similarity = np.concatenate([np.zeros((0, pools.shape[1], len(ranker.recent)))] + [
-        history_similarity(vectors[np.maximum(positions[i:i + step], 0)],
-                           positions[i:i + step] >= 0,
-                           vectors[np.maximum(pools[i:i + step], 0)],
-                           ranker.recent).numpy() for i in range(0, len(positions), step)])
+    step, mapping = _SIMILARITY_BATCH, ranker.next_item_positions(ids)
+    width = len(ranker._similarity_columns)
+    similarity = np.concatenate([np.zeros((0, pools.shape[1], width))] + [
+        ranker.history_similarity(vectors[np.maximum(positions[i:i + step], 0)],
+                                  positions[i:i + step] >= 0,
+                                  vectors[np.maximum(pools[i:i + step], 0)],
+                                  (positions[i:i + step], pools[i:i + step], mapping)).numpy()
+        for i in range(0, len(positions), step)])
     for column, values in zip(ranker._similarity_columns, np.moveaxis(similarity, 2, 0),
                               strict=True):
         lists.table[column] = values.ravel().astype(np.float32)

@@ -27,6 +27,7 @@ from tfrs_kit.ranking._batch_scoring import RankerScoring
 from tfrs_kit.ranking._checks import (
     check_components,
     check_dims,
+    check_next_items,
     check_ranker_weights,
     check_recent,
 )
@@ -114,6 +115,9 @@ class Ranker(RankerScoring):
             partial dot product, standardised within the list), and so learns
             how much each matters in its context. Trained with
             :meth:`fit_lists` only; served from the index's own embeddings.
+        next_items: A trained :class:`~tfrs_kit.ranking.NextItemModel` (with ``history_feature``):
+            the ranker then also reads its log-probability that each candidate comes next
+            after the history, in order (raw and standardised within the list).
         name: The Keras name of the model.
         candidate_id: Deprecated: the old name of ``item_id``.
 
@@ -158,6 +162,7 @@ class Ranker(RankerScoring):
         history_feature: str | None = None,
         recent: Sequence[int] = (1, 5, 20),
         components: Sequence[int] = (),
+        next_items: Any = None,
         name: str | None = None,
         candidate_id: str | None = None,
     ) -> None:
@@ -178,6 +183,7 @@ class Ranker(RankerScoring):
         self.history_feature = history_feature
         self.recent = check_recent(recent)
         self.components = check_components(components)
+        self.next_items = check_next_items(next_items, history_feature)
         # The retriever's scores standardised by their mean and deviation over fit's pairs:
         # dot products of any scale then enter the crosses near unit size.
         self.retrieval_shift = tf.Variable(0.0, trainable=False, name="retrieval_shift")
@@ -212,6 +218,8 @@ class Ranker(RankerScoring):
             "history_feature": self.history_feature,
             "recent": list(self.recent),
             "components": list(self.components),
+            "next_items": (None if self.next_items is None else
+                           tf.keras.utils.serialize_keras_object(self.next_items)),
             "name": self.name,
         }
 
@@ -239,7 +247,8 @@ class Ranker(RankerScoring):
         """The columns of the history similarities (none without ``history_feature``)."""
         if not self.history_feature:
             return ()
-        return tuple(f"{SIMILARITY}_{length}" for length in self.recent)
+        nexts = (f"{SIMILARITY}_next", f"{SIMILARITY}_next_list") if self.next_items else ()
+        return (*(f"{SIMILARITY}_{length}" for length in self.recent), *nexts)
 
     def call(self, features: Mapping[str, Any], training: bool | None = None) -> tf.Tensor:
         """The ``[batch]`` scores of a batch of (query, candidate) pairs."""
@@ -271,8 +280,8 @@ class Ranker(RankerScoring):
             query: ``[batch, d]`` query tower outputs.
             candidate: ``[batch, d]`` candidate tower outputs.
             retrieval_score: ``[batch]`` retriever scores, with ``retrieval_score=True``.
-            similarity: ``[batch, len(recent)]`` history similarities, with
-                ``history_feature``.
+            similarity: ``[batch, len(recent)]`` history similarities (and the
+                next-item columns), with ``history_feature``.
             components: ``[batch, len(components) + 1]`` the retrieval score's
                 components, each standardised within its list, with ``components``.
             training: Keras's training flag.

@@ -26,6 +26,7 @@ from tfrs_kit.evaluation import per_user_temporal_split
 from tfrs_kit.features import VocabularyBuilder
 from tfrs_kit.ranking._model import Ranker
 from tfrs_kit.ranking._scoring import component_bounds
+from tfrs_kit.ranking._sequence import next_items_for, refit_next_items
 from tfrs_kit.towers import Tower
 
 __all__ = ["AGE", "LOG_FEATURES", "MIN_RANKING_USERS", "POPULARITY", "RECENT", "fit_cascade",
@@ -123,9 +124,10 @@ def _query_rows(rows: pd.DataFrame, users: pd.DataFrame | None, history: Any,
 
 def _default_ranker(rows: pd.DataFrame, items: pd.DataFrame,
                     users: pd.DataFrame | None, *, user_id: str, item_id: str,
-                    history_feature: str | None, dim: int,
-                    components: tuple[int, ...] = ()) -> Ranker:
-    """A listwise ranker on the users' and items' features, popularity and history.
+                    history_feature: str | None, dim: int, stage: Any = None,
+                    next_log: pd.DataFrame | None = None, seed: int = 0) -> Ranker:
+    """A listwise ranker on the users' and items' features, popularity and history (and
+    ``stage``'s score components; a next-item model trained on ``next_log``'s sequences).
 
     Not on the item ids: the first stage already scores each item, and ids learned
     on one slice of time remember what was in demand then (on a log whose tastes
@@ -138,12 +140,19 @@ def _default_ranker(rows: pd.DataFrame, items: pd.DataFrame,
                     | VocabularyBuilder().fit(items, features=item_features or [item_id])
                     | VocabularyBuilder().fit(items, features=dict.fromkeys(LOG_FEATURES,
                                                                             "numeric")))
+    width = 0 if stage is None else stage.candidate_tower.embed(
+        items.iloc[:1], verbose=False).shape[1]
+    next_items = None
+    if next_log is not None and history_feature:
+        next_items = next_items_for(next_log, items[item_id], user_id=user_id, item_id=item_id,
+                                    seed=seed)
     return Ranker(
         Tower(vocabularies, features=user_features, output_dim=dim),
         Tower(vocabularies, features=[*item_features, *LOG_FEATURES], output_dim=dim),
         item_id=item_id, loss="listwise", cross_layers=0, hidden_dims=[],
         retrieval_score=True, history_feature=history_feature, recent=(1, 2, 3, 5, 10, 20),
-        components=components)
+        components=component_bounds(stage, width) if stage is not None else (),
+        next_items=next_items)
 
 
 def _history_feature(retriever: Any, history: Any) -> str | None:
@@ -181,6 +190,7 @@ def fit_cascade(
     ranker: Ranker | None = None,
     first_stage: Callable[[Any, pd.DataFrame], Any] | None = None,
     components: bool = True,
+    next_items: bool = False,
     retrieve_k: int = 50,
     ranking_fraction: float = 0.2,
     user_id: str = "user_id",
@@ -233,6 +243,11 @@ def fit_cascade(
             stage's score when it is a blend (the towers', the factorisation's and
             the popularity's, each standardised within the list): how much each
             matters is then learned per list, not fixed by the blend's weights.
+        next_items: The default ranker also reads what a next-item model (a small
+            self-attention model over each user's history in order, trained on the
+            earlier rows, then served after the whole log) says of each candidate
+            coming next (with ``history`` only): the order of the history, which the
+            two-tower query blurs.
         retrieve_k: Candidates retrieved per query, then re-ranked.
         ranking_fraction: Each user's latest share of ``log`` the ranker learns from.
         user_id: The user id column.
@@ -287,16 +302,16 @@ def fit_cascade(
     queries = _query_rows(earlier, user_table, history, user_id)
     train_items = with_popularity(catalogue, earlier, item_id)  # as of the helper's rows
     if ranker is None:
-        width = stage.candidate_tower.embed(train_items.iloc[:1], verbose=False).shape[1]
         ranker = _default_ranker(queries, train_items, user_table, user_id=user_id,
-                                 item_id=item_id, dim=dim,
+                                 item_id=item_id, dim=dim, seed=seed,
                                  history_feature=_history_feature(retriever, history),
-                                 components=component_bounds(stage, width) if components
-                                 else ())
-    ranker.fit_lists(queries, later, retriever=stage, user_id=user_id,
-                     candidates=train_items,
+                                 stage=stage if components else None,
+                                 next_log=earlier if next_items else None)
+    ranker.fit_lists(queries, later, retriever=stage, user_id=user_id, candidates=train_items,
                      seen=earlier[[user_id, item_id]], retrieve_k=retrieve_k, epochs=epochs,
                      ranker_weights=ranker_weights, seed=seed, verbose=verbose)
+    if ranker.next_items is not None:  # served after the whole log, as the retriever is
+        refit_next_items(ranker.next_items, frame, user_id=user_id, item_id=item_id, seed=seed)
     fitted = cascade_class(retriever, ranker, retrieve_k=retrieve_k)
     fitted.items_ = with_popularity(catalogue, frame, item_id)
     fitted.users_ = _query_rows(frame, user_table, history, user_id)

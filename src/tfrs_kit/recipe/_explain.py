@@ -97,7 +97,7 @@ def _cascade_parts(cascade: Any, rows: pd.DataFrame, candidates: pd.DataFrame,
         tf.constant(scorer._ranker_users, tf.float32),
         tf.constant(scorer._ranker_items[top], tf.float32),
         tf.constant(np.where(found, listed, 0.0).astype(np.float32)), tf.constant(found),
-        scorer._similarity(users, top), scorer._components(users, top),
+        scorer._similarity(users, np.where(found, top, -1)), scorer._components(users, top),
         training=False).numpy().astype(np.float64)
     weight = float(ranker.retrieval_weight.numpy())
     count = np.maximum(found.sum(axis=1), 1)

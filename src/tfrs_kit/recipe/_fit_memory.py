@@ -75,7 +75,8 @@ def fit_in_memory(recipe: Any, train: TableLike, *, items: TableLike | None,
             data, trained, blend, seed=recipe.seed))
     _keep_factors(data, trained, als)
     recipe._set_state(trained, None, data, None)
-    recipe.cascade_ = _rerank.served_cascade(ranker, rerank, data, chosen, trained.model)
+    recipe.cascade_ = _rerank.served_cascade(ranker, rerank, data, chosen, trained.model,
+                                             seed=recipe.seed)
     recipe.report_ = RecipeReport.build(
         chosen=chosen, epochs=epochs, trials=trials, metric=recipe.metric, dropped=dropped,
         seconds=time.monotonic() - start, time_budget=recipe.time_budget, note=note,

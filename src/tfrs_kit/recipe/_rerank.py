@@ -52,6 +52,7 @@ _COST = 2.5
 _TIME = "timestamp"  # the time column of the log handed to Cascade.fit
 #: The ranker reads the blend's score components (towers, iALS, popularity) apart.
 _COMPONENTS = True
+_NEXT_ITEMS = True  # the ranker reads a next-item model's scores (ranking/_sequence.py)
 #: Standard errors of the paired per-user difference a kept ranker's validation gain must
 #: exceed ("auto": a lift the validation users' noise could give is not kept).
 _MARGIN_Z = 1.645
@@ -107,6 +108,8 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     started = time.monotonic()
     settings = best.settings
     needed = _COST * max(best.final_seconds, best.seconds / max(best.epochs_run, 1))
+    if _NEXT_ITEMS and end is not None and settings.history != "none":
+        needed += 3 * _next_item_seconds(data, settings)  # trained thrice: see served_cascade
     deadline = math.inf if end is None else end - best.final_seconds
     if mode == "auto" and started + needed > deadline:
         return None, Rerank.skipped(mode, f"skipped: about {needed:.0f} s needed, "
@@ -155,9 +158,19 @@ def _fit_cascade(data: Data, best: Trained, blend: Any, items: pd.DataFrame, ret
         best.model, _log_rows(data, settings), items=items, users=_users(data, settings),
         history=_history(data, settings), retrieve_k=retrieve_k,
         first_stage=_first_stage(data, best, blend, seed) if blended else None,
-        components=_COMPONENTS, ranking_fraction=_RANKING_FRACTION, user_id=c.user_id,
+        components=_COMPONENTS, next_items=_NEXT_ITEMS, ranking_fraction=_RANKING_FRACTION,
+        user_id=c.user_id,
         epochs=_RANKER_EPOCHS, dim=_RANKER_DIM, retriever_epochs=max(best.epochs, 1),
         batch_size=settings.batch_size, seed=seed)
+
+
+def _next_item_seconds(data: Data, settings: Any) -> float:
+    """About how long one next-item model of the ranker trains on ``data``'s log."""
+    from tfrs_kit.ranking._sequence import training_seconds
+
+    c = data.columns
+    return training_seconds(_log_rows(data, settings), data.candidates(settings)[c.item_id],
+                            user_id=c.user_id, item_id=c.item_id)
 
 
 def lift_margin(differences: np.ndarray) -> float:
@@ -209,13 +222,19 @@ def _measure(cascade: Any, data: Data, settings: Any, validation: pd.DataFrame, 
 
 
 def served_cascade(ranker: Any, choice: Rerank | None, data: Data, settings: Any,
-                   model: Any) -> Any:
-    """The cascade the fitted Recipe serves: its final ``model``, the ranker, the items'
-    popularity over the whole log (``None`` without a kept ranker)."""
+                   model: Any, *, seed: int) -> Any:
+    """The cascade the fitted Recipe serves: its final ``model``, the ranker (its next-item
+    model retrained on the whole log), the items' popularity over the whole log (``None``
+    without a kept ranker)."""
     from tfrs_kit.ranking import Cascade
+    from tfrs_kit.ranking._sequence import refit_next_items
 
     if ranker is None or choice is None:
         return None
+    if ranker.next_items is not None:  # learned without the validation slice so far
+        c = data.columns
+        refit_next_items(ranker.next_items, _log_rows(data, settings), user_id=c.user_id,
+                         item_id=c.item_id, seed=seed)
     cascade = Cascade(model, ranker, retrieve_k=choice.retrieve_k)
     return cascade.count_items(data.candidates(settings), data.log)
 
