@@ -23,8 +23,8 @@ import tensorflow as tf
 from tfrs_kit._validation import check_fraction, check_int
 from tfrs_kit.ranking._scoring import list_standardise
 
-__all__ = ["NextItemModel", "fit_next_items", "pack", "next_item_features",
-           "next_items_for", "refit_next_items", "training_seconds"]
+__all__ = ["NextItemModel", "fit_next_items", "next_item_features", "next_items_for", "pack",
+           "refit_next_items", "training_seconds"]
 
 _FLOOR = -20.0  # the log-probability of a candidate the model does not know
 _PASSES = 4_000_000  # events read in training, over all epochs (at most _MAX_EPOCHS)
