@@ -250,14 +250,14 @@ class _CascadeRecommender:
         retrieval = np.take_along_axis(scores, top, axis=1)
         valid = retrieval > -np.inf
         retrieval = np.where(valid, retrieval, 0.0).astype(np.float32)  # seen items are not kept
+        listed = np.where(valid, top, -1)  # the similarities' empty slots
         ranker = self._cascade.ranker
         step = max(1, self._batch_size // n)
         ranked = np.concatenate([np.zeros((0, n))] + [
             ranker.rerank(tf.constant(self._ranker_users[users[i:i + step]], tf.float32),
                           tf.constant(self._ranker_items[top[i:i + step]], tf.float32),
                           tf.constant(retrieval[i:i + step]), tf.constant(valid[i:i + step]),
-                          self._similarity(users[i:i + step],
-                                           np.where(valid, top, -1)[i:i + step]),
+                          self._similarity(users[i:i + step], listed[i:i + step]),
                           self._components(users[i:i + step], top[i:i + step]),
                           training=False).numpy() for i in range(0, len(users), step)])
         ranked = ranked.astype(np.float64)
