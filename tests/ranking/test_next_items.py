@@ -34,7 +34,7 @@ def model():
     log = _walks()
     return fit_next_items(NextItemModel([f"i{i}" for i in range(ITEMS)], dim=16, blocks=1,
                                         max_length=8, dropout=0.0), log, user_id="user_id",
-                          item_id="item_id", epochs=400)
+                          item_id="item_id", epochs=1000)
 
 
 def test_it_learns_what_comes_next_in_order(model):
@@ -57,6 +57,39 @@ def test_unknown_items_and_padding_anywhere_are_skipped(model):
     np.testing.assert_allclose(longer.numpy(), model(tf.constant([[
         *index.get_indexer([f"i{i}" for i in range(6)])[-6:], a, b]])).numpy(), atol=1e-5)
     np.testing.assert_allclose(np.exp(plain).sum(), 1.0, rtol=1e-4)  # log-probabilities
+
+
+def test_each_position_learns_the_next_items_of_its_user_only(monkeypatch):
+    """Windows end at a user's latest item; each input position's targets are that user's
+    next items in order (0 past the user's end, never the next user's)."""
+    monkeypatch.setattr(_sequence, "_AHEAD", 3)
+    log = pd.DataFrame({"user_id": ["a"] * 7 + ["b"] * 2 + ["c"],
+                        "item_id": [*"1234567", "8", "9", "1"]})
+    x, y = _sequence._windows(log, user_id="user_id", item_id="item_id",
+                              index=pd.Index(list("123456789")), length=3)
+    assert x.tolist() == [[4, 5, 6], [1, 2, 3], [8, 0, 0]]  # positions + 1; "c": no target
+    assert y.tolist() == [[[5, 6, 7], [6, 7, 0], [7, 0, 0]],
+                          [[2, 3, 4], [3, 4, 5], [4, 5, 6]],
+                          [[9, 0, 0], [0, 0, 0], [0, 0, 0]]]
+
+
+def test_the_sampled_softmax_shares_negatives_that_are_no_targets(monkeypatch):
+    """With every class drawn at odds 1, each target's loss is its softmax against the
+    classes that are none of its position's targets (written out in NumPy)."""
+    rng = np.random.default_rng(0)
+    table, outputs = rng.normal(size=(6, 4)), rng.normal(size=(2, 4))
+    labels = np.array([[1, 3], [5, 1]])
+    monkeypatch.setattr(_sequence, "_AHEAD", 2)
+    monkeypatch.setattr(tf.random, "log_uniform_candidate_sampler", lambda *a, **k: (
+        tf.range(6, dtype=tf.int64), tf.ones([2, 2]), tf.ones([6])))
+    got = _sequence._sampled_loss(tf.constant(outputs, tf.float32), tf.constant(labels),
+                                  tf.constant(table, tf.float32), 6).numpy()
+    logits = outputs @ table.T
+    for p in range(2):
+        others = np.exp(np.delete(logits[p], labels[p])).sum()
+        want = [-np.log(np.exp(logits[p, c]) / (np.exp(logits[p, c]) + others))
+                for c in labels[p]]
+        np.testing.assert_allclose(got[p], want, rtol=1e-5)
 
 
 def test_the_vocabulary_is_ordered_by_popularity():
@@ -109,8 +142,8 @@ def test_the_ranker_config_keeps_the_model_and_refuses_it_without_history(model)
 @pytest.fixture(scope="module")
 def recipe():
     log = _walks(users=80, length=25, noise=0.2, seed=1)
-    with pytest.MonkeyPatch.context() as patch:  # each next-item model: 150 steps, not 400
-        patch.setattr(_sequence, "_MIN_STEPS", 150)
+    with pytest.MonkeyPatch.context() as patch:  # each next-item model: 300 steps, not 400
+        patch.setattr(_sequence, "_MIN_STEPS", 300)
         return tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, blend=False,
                          histories=["mean"], rerank=True, verbose=False).fit(log)
 
@@ -129,6 +162,62 @@ def test_the_recipe_serves_one_next_item_model_everywhere(recipe, tmp_path):
     recipe.save(tmp_path / "model")
     loaded = tk.load(tmp_path / "model")
     np.testing.assert_allclose(loaded.recommend(users, k=5).scores, expected.scores, rtol=1e-5)
+
+
+def _long_histories(recipe, users):
+    """``users``' query rows with long histories (past the exported cascade's first width
+    of 64) holding ids the catalogue lacks."""
+    rng = np.random.default_rng(3)
+    catalogue = list(recipe.candidates()["item_id"])
+    rows = recipe.queries().set_index("user_id").loc[users].reset_index()
+    long = [[*rng.choice(catalogue, 90), "nowhere", *rng.choice(catalogue, 40)],
+            ["gone", *rng.choice(catalogue, 3), "gone"], list(rng.choice(catalogue, 70))]
+    rows["history"] = pd.Series([np.asarray(h, dtype=object) for h in long], dtype=object)
+    return rows
+
+
+def test_the_exported_cascade_reads_long_histories_with_holes_as_in_memory(recipe):
+    """The SavedModel compiles the ranker's work for one query per history width (the
+    latest items it reads, cut in the program): its lists, one query at a time or in a
+    batch, equal the in-memory cascade's, which reads each whole history."""
+    from tfrs_kit.recipe._rerank import serving_cascade
+
+    users = list(recipe.queries()["user_id"][:3])
+    rows = _long_histories(recipe, users)
+    cascade, seen = serving_cascade(recipe), recipe._seen()
+    memory = cascade.as_recommender(seen, users=rows,
+                                    items=cascade.with_features(recipe.candidates()))
+    scores = memory.score(np.asarray(users, dtype=object))
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+    left = np.isfinite(np.take_along_axis(scores, order, axis=1))  # all seen: padding
+    expected = np.where(left, memory.item_ids[order], "")
+    exclude = [list(seen.loc[seen["user_id"] == u, "item_id"]) for u in users]
+    index = recipe.build_index(k_max=5)
+    np.testing.assert_array_equal(index.recommend(rows, k=5, exclude=exclude).ids, expected)
+    for i in range(len(users)):  # one query: the XLA program
+        one = index.recommend(rows.iloc[i:i + 1], k=5, exclude=exclude[i:i + 1])
+        np.testing.assert_array_equal(one.ids[0], expected[i])
+
+
+def test_the_exported_cascade_keeps_every_history_slot_the_ranker_reads(recipe):
+    """Against a reference written out: the latest max(recent) known items, and the
+    latest max_length the next-item model knows, in order, -1 after them."""
+    functions = recipe.build_index(k_max=5)._functions
+    ranker = recipe.cascade_.ranker
+    recent, length = max(ranker.recent), ranker.next_items.max_length
+    rng = np.random.default_rng(5)
+    history = rng.integers(-1, ITEMS, size=(4, 140))
+    history[1, :] = -1
+    history[2, :-3] = -1
+    mapping = rng.integers(-1, ITEMS, size=ITEMS)  # the next-item model lacks some items
+    functions.next_items = tf.constant(mapping, tf.int64)
+    got = functions._latest(tf.constant(history, tf.int64)).numpy()
+    assert got.shape == (4, recent + length)
+    for row, out in zip(history, got, strict=True):
+        slots = np.flatnonzero(row >= 0)
+        modelled = slots[mapping[row[slots]] >= 0]
+        kept = sorted({*slots[len(slots) - recent:], *modelled[len(modelled) - length:]})
+        np.testing.assert_array_equal(out, [*row[kept], *[-1] * (recent + length - len(kept))])
 
 
 def test_the_served_model_learned_the_whole_log(recipe):

@@ -4,7 +4,12 @@
 whose ``serving_default`` and ``recommend`` functions also hold the ranker and its
 candidate tower's output for every candidate (computed once, at build time), so the
 exported SavedModel serves both stages with TensorFlow alone: per request only the
-ranker's query tower and its head run. ``similar_items`` stays the retriever's.
+ranker's query tower and its head run. For one query the ranker's work after retrieval
+is one XLA program (``score``): hundreds of small operations (the next-item model's
+attention blocks above all) cost more in dispatch than in arithmetic on one query. XLA
+compiles one program per input shape: the history is padded to 64 slots or the next
+power of two, so a few programs serve any history; a batch of queries runs the same
+function as a graph. ``similar_items`` stays the retriever's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from tfrs_kit.index._index import Index
 from tfrs_kit.index._serving import ServingModule
 from tfrs_kit.ranking import Cascade, Ranker
 from tfrs_kit.ranking._scoring import component_scores
+from tfrs_kit.ranking._sequence import pack
 
 __all__ = ["CascadeServingModule", "build_cascade", "check_cascade", "unwrap_cascade"]
 
@@ -59,6 +65,7 @@ class CascadeServingModule(ServingModule):
         self.next_items = tf.constant(ranker.next_item_positions(ids), tf.int64)
         k_spec = tf.TensorSpec([], tf.int32, name="k")
         exclude_spec = tf.TensorSpec([None, None], id_dtype, name="exclude")
+        self.score = tf.function(self._score, autograph=False, jit_compile=True)
         self.serve = tf.function(self._serve, input_signature=[specs], autograph=False)
         self.recommend = tf.function(self._recommend, autograph=False,
                                      input_signature=[specs, k_spec, exclude_spec])
@@ -79,24 +86,13 @@ class CascadeServingModule(ServingModule):
         queries = self.query_tower(features, training=False)
         scores, positions = self.searcher.search(queries, tf.constant(n),
                                                  self.positions.lookup(exclude))
-        found = scores > tf.constant(-np.inf, scores.dtype)
-        candidates = tf.gather(self.ranker_embeddings, tf.maximum(positions, 0))
-        similarity = None
-        if self.ranker.history_feature:  # from the index's own candidate embeddings
-            history = self.positions.lookup(features[self.ranker.history_feature])
-            similarity = self.ranker.history_similarity(
-                tf.gather(self.embeddings, tf.maximum(history, 0)), history >= 0,
-                tf.gather(self.embeddings, tf.maximum(positions, 0)),
-                (history, tf.where(found, positions, -1), self.next_items))
-        components = None
-        if self.ranker.components:  # the searcher's score split by the blend's columns
-            components = component_scores(queries, tf.gather(self.embeddings,
-                                                              tf.maximum(positions, 0)),
-                                          self.ranker.components)
-        ranked = self.ranker.rerank(  # the searcher's scores; empty slots masked
-            self.ranker.query_tower(features, training=False), candidates,
-            tf.where(found, scores, tf.zeros_like(scores)), found, similarity, components,
-            training=False)
+        history = None
+        if self.ranker.history_feature:
+            history = _widened(self.positions.lookup(features[self.ranker.history_feature]))
+        inputs = (queries, self.ranker.query_tower(features, training=False), scores, positions,
+                  history)
+        ranked = tf.cond(tf.shape(scores)[0] == 1, lambda: self.score(*inputs),
+                         lambda: self._score(*inputs))
         top, order = tf.math.top_k(ranked, k=tf.minimum(k, n))
         chosen = tf.gather(positions, order, batch_dims=1)
         kept = top > tf.constant(-np.inf, top.dtype)
@@ -104,6 +100,51 @@ class CascadeServingModule(ServingModule):
             padding_value("string" if self.ids.dtype == tf.string else "int64"), self.ids.dtype))
         return {"ids": tf.where(kept, tf.gather(self.ids, chosen), pad),
                 "scores": tf.where(kept, top, tf.constant(-np.inf, top.dtype))}
+
+    def _latest(self, history: tf.Tensor) -> tf.Tensor:
+        """``[batch, width]``: the ``[batch, h]`` history's slots the ranker reads (the
+        latest ``max(recent)`` known items, and its next-item model's latest ``max_length``),
+        in order from slot 0, ``-1`` after them: one static width, whatever ``h``."""
+        valid = history >= 0
+        keep = tf.cumsum(tf.cast(valid, tf.int32), axis=1, reverse=True) <= max(self.ranker.recent)
+        width = max(self.ranker.recent)
+        if self.ranker.next_items is not None:
+            known = valid & (tf.gather(self.next_items, tf.maximum(history, 0)) >= 0)
+            latest = tf.cumsum(tf.cast(known, tf.int32), axis=1, reverse=True)
+            keep |= known & (latest <= self.ranker.next_items.max_length)
+            width += self.ranker.next_items.max_length
+        return tf.cast(pack(tf.where(valid & keep, history, -1), width), tf.int64) - 1
+
+    def _score(self, queries: tf.Tensor, query: tf.Tensor, scores: tf.Tensor,
+               positions: tf.Tensor, history: tf.Tensor | None) -> tf.Tensor:
+        """The ranker's ``[batch, retrieve_k]`` scores of the retrieved ``positions`` (``-inf``
+        in empty slots), from static shapes: ``score`` compiles it with XLA for one query
+        (one fused program, not hundreds of small operations); a batch runs it as a graph
+        (no program per batch size to compile, and its operations are shared by its rows)."""
+        found = scores > tf.constant(-np.inf, scores.dtype)
+        retrieved = tf.gather(self.embeddings, tf.maximum(positions, 0))
+        similarity = None
+        if history is not None:  # from the index's own candidate embeddings
+            history = self._latest(history)
+            similarity = self.ranker.history_similarity(
+                tf.gather(self.embeddings, tf.maximum(history, 0)), history >= 0, retrieved,
+                (history, tf.where(found, positions, -1), self.next_items))
+        components = None
+        if self.ranker.components:  # the searcher's score split by the blend's columns
+            components = component_scores(queries, retrieved, self.ranker.components)
+        return self.ranker.rerank(  # the searcher's scores; empty slots masked
+            query, tf.gather(self.ranker_embeddings, tf.maximum(positions, 0)),
+            tf.where(found, scores, tf.zeros_like(scores)), found, similarity, components,
+            training=False)
+
+
+def _widened(history: tf.Tensor) -> tf.Tensor:
+    """``history`` padded with ``-1`` to a width of 64 or the next power of two (XLA
+    compiles a program per input shape: a few, whatever the histories' lengths)."""
+    width = tf.shape(history)[1]
+    power = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(width, 64), tf.float64)) / np.log(2.0))
+    wider = tf.maximum(tf.cast(tf.pow(tf.constant(2.0, tf.float64), power), tf.int32), width)
+    return tf.pad(history, [[0, 0], [0, wider - width]], constant_values=-1)
 
 
 class _NoRefresh:

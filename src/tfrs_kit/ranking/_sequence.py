@@ -4,9 +4,12 @@ A small causal self-attention model over each user's latest items in order
 (SASRec, Kang and McAuley, 2018), trained on every position of each user's
 sequence with the softmax over the whole catalogue (what Klenitskiy and
 Vasilev, 2023, found lifts SASRec past BERT4Rec; a sampled softmax over large
-catalogues). The ranker reads its log-probability of each listed candidate (see
-:func:`next_item_features`): the two-tower retriever scores a user's history as an
-unordered set, this model reads its order.
+catalogues). Each position learns the next five items, the k-th next weighted
+1 / k (a short horizon, as PinnerFormer's dense all-action loss reads a window of
+future actions): a ranker asks what the user takes soon, not only next. The ranker
+reads its log-probability of each listed candidate (see :func:`next_item_features`):
+the two-tower retriever scores a user's history as an unordered set, this model reads
+its order.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ _MIN_STEPS = 400  # a small log's sequences are read more often (up to 400 epoch
 _FULL_SOFTMAX = 4096  # catalogues up to this size train on the full softmax
 _SAMPLED = 1024  # else: this many negatives, log-uniform over the popularity order
 _LOGITS = 2 ** 24  # the most logits one training batch holds
+_AHEAD = 5  # each position learns the next 5 items, the k-th next weighted 1 / k
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrs_kit")
 class NextItemModel(tf.keras.Model):
-    """The log-probability of each item being a user's next, given their latest items.
+    """The log-probability of each item coming next (soon), given a user's latest items.
 
     Args:
         ids: The items it knows, most popular first (its positions: the index in ``ids``).
@@ -125,16 +129,18 @@ def pack(positions: tf.Tensor, length: int) -> tf.Tensor:
     >>> pack(tf.constant([[4, -1, -1], [-1, -1, -1]]), 2).numpy().tolist()
     [[5, 0], [0, 0]]
     """
-    positions = tf.cast(positions, tf.int64)
+    positions = tf.cast(positions, tf.int32)
     valid = positions >= 0
-    from_end = tf.cumsum(tf.cast(valid, tf.int64), axis=1, reverse=True)  # 1: the latest
-    count = tf.minimum(tf.reduce_sum(tf.cast(valid, tf.int64), axis=1), length)
-    kept = tf.where(valid & (from_end <= length))
-    slots = tf.gather(count, kept[:, 0]) - tf.gather_nd(from_end, kept)
-    return tf.scatter_nd(tf.stack([kept[:, 0], slots], axis=1),
-                         tf.gather_nd(positions, kept) + 1,
-                         tf.stack([tf.shape(positions, out_type=tf.int64)[0],
-                                   tf.constant(length, tf.int64)]))
+    from_end = tf.cumsum(tf.cast(valid, tf.int32), axis=1, reverse=True)  # 1: the latest
+    count = tf.minimum(tf.reduce_sum(tf.cast(valid, tf.int32), axis=1, keepdims=True), length)
+    kept = valid & (from_end <= length)
+    # An add into fixed slots (0 from the others), not a scatter of the kept ones: static
+    # shapes, so the exported cascade compiles it with XLA.
+    slots = tf.where(kept, count - from_end, 0)
+    rows = tf.broadcast_to(tf.range(tf.shape(positions)[0])[:, None], tf.shape(slots))
+    return tf.tensor_scatter_nd_add(tf.zeros([tf.shape(positions)[0], length], tf.int32),
+                                    tf.stack([rows, slots], axis=2),
+                                    tf.where(kept, positions + 1, 0))
 
 
 def next_item_features(log_probs: tf.Tensor, history: tf.Tensor, candidates: tf.Tensor,
@@ -169,9 +175,10 @@ def fit_next_items(model: NextItemModel, log: pd.DataFrame, *, user_id: str, ite
     """Trains ``model`` on each user's items in ``log``'s row order (time order); returns it.
 
     Each user's sequence is cut into windows of ``max_length`` ending at their
-    latest item; the model learns to predict every next item from the ones
-    before it. ``epochs`` (default) reads about 4 million events in all, from 3 to
-    60 passes, and at least 400 steps (batches) on a small log.
+    latest item; from each position the model learns the next five items (the k-th
+    next weighted 1 / k) from the ones before it. ``epochs`` (default) reads about 4
+    million events in all, from 3 to 60 passes, and at least 400 steps (batches) on
+    a small log.
     """
     x, y = _windows(log, user_id=user_id, item_id=item_id, index=model.index,
                     length=model.max_length)
@@ -214,38 +221,57 @@ def _trainer(model: NextItemModel) -> tuple[Any, int]:
     batch = int(np.clip(_LOGITS // (model.max_length * (n if full else _SAMPLED)), 8, 128))
     optimizer = tf.keras.optimizers.Adam(1e-3)
     model(tf.zeros([1, 1], tf.int64))  # builds the weights
+    ahead = tf.constant(1.0 / np.arange(1, _AHEAD + 1), tf.float32)
 
     @tf.function(reduce_retracing=True, autograph=False)
     def step(inputs: tf.Tensor, targets: tf.Tensor) -> None:
         with tf.GradientTape() as tape:
             hidden = model.encode(inputs, training=True)
-            kept = targets > 0
+            kept = targets[:, :, 0] > 0
             outputs, labels = tf.boolean_mask(hidden, kept), tf.boolean_mask(targets, kept)
+            weights = tf.where(labels > 0, ahead, 0.0)  # [positions, _AHEAD]
             table = model.item_embedding.embeddings
             if full:
-                loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels, tf.matmul(outputs, table, transpose_b=True))
+                loss = -tf.gather(tf.nn.log_softmax(tf.matmul(outputs, table, transpose_b=True)),
+                                  labels, batch_dims=1)
             else:
-                loss = tf.nn.sampled_softmax_loss(
-                    table, tf.zeros([n]), tf.cast(labels[:, None], tf.int64), outputs,
-                    num_sampled=_SAMPLED, num_classes=n)
-            loss = tf.reduce_mean(loss)
+                loss = _sampled_loss(outputs, labels, table, n)
+            loss = tf.reduce_sum(loss * weights) / tf.reduce_sum(weights)
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
 
     return step, batch
 
 
+def _sampled_loss(outputs: tf.Tensor, labels: tf.Tensor, table: tf.Tensor,
+                  n: int) -> tf.Tensor:
+    """``[positions, _AHEAD]`` sampled-softmax losses of each position's targets: one draw
+    of negatives (log-uniform over the popularity order, corrected by their odds), shared
+    by a position's targets and never one of them."""
+    labels = tf.cast(labels, tf.int64)
+    sampled, true_odds, sampled_odds = tf.random.log_uniform_candidate_sampler(
+        labels, _AHEAD, _SAMPLED, unique=True, range_max=n)
+    true = tf.einsum("pd,pad->pa", outputs, tf.gather(table, labels)) - tf.math.log(true_odds)
+    negative = (tf.matmul(outputs, tf.gather(table, sampled), transpose_b=True)
+                - tf.math.log(sampled_odds))
+    rows, columns, _ = tf.nn.compute_accidental_hits(labels, sampled, num_true=_AHEAD)
+    negative = tf.tensor_scatter_nd_update(
+        negative, tf.stack([rows, tf.cast(columns, tf.int32)], axis=1),
+        tf.fill(tf.shape(rows), -1e9))
+    return tf.nn.softplus(tf.reduce_logsumexp(negative, axis=1, keepdims=True) - true)
+
+
 def _epochs(targets: np.ndarray, batch: int) -> int:
     """The default passes: about :data:`_PASSES` events, at least :data:`_MIN_STEPS` steps."""
-    epochs = int(np.clip(_PASSES // max(int((targets > 0).sum()), 1), _MIN_EPOCHS,
+    epochs = int(np.clip(_PASSES // max(int((targets[..., 0] > 0).sum()), 1), _MIN_EPOCHS,
                          _MAX_EPOCHS))
     return max(epochs, min(-(-_MIN_STEPS // -(-len(targets) // batch)), 400))
 
 
 def _windows(log: pd.DataFrame, *, user_id: str, item_id: str, index: pd.Index,
              length: int) -> tuple[np.ndarray, np.ndarray]:
-    """``[windows, length]`` inputs and targets (positions + 1 from slot 0; 0 after)."""
+    """``[windows, length]`` inputs and ``[windows, length, _AHEAD]`` targets, each
+    position's next items (positions + 1 from slot 0; 0 after a user's end)."""
     users = pd.factorize(log[user_id])[0]
     order = np.argsort(users, kind="stable")  # each user's rows, in the log's order
     users, items = users[order], index.get_indexer(pd.Index(log[item_id].to_numpy()[order])) + 1
@@ -253,14 +279,17 @@ def _windows(log: pd.DataFrame, *, user_id: str, item_id: str, index: pd.Index,
     users, items = users[keep], items[keep]
     starts = np.flatnonzero(np.diff(users, prepend=-1))  # each user's first row
     stops = np.append(starts[1:], len(users)).astype(np.int64)
+    at = np.arange(len(items))[:, None] + np.arange(1, _AHEAD + 1)  # each row's next rows
+    ahead = np.where(at < np.repeat(stops, stops - starts)[:, None],
+                     items[np.minimum(at, max(len(items) - 1, 0))], 0).astype(np.int32)
     x, y = [], []
-    for start, stop in zip(starts, stops, strict=True):
-        for end in range(stop, start + 1, -length):  # windows ending at the latest item
-            chunk = items[max(start, end - length - 1):end]
-            x.append(np.pad(chunk[:-1], (0, length - len(chunk) + 1)))
-            y.append(np.pad(chunk[1:], (0, length - len(chunk) + 1)))
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        for end in range(stop - 1, start, -length):  # windows ending before the latest item
+            rows = slice(max(start, end - length), end)
+            x.append(np.pad(items[rows], (0, length - rows.stop + rows.start)))
+            y.append(np.pad(ahead[rows], ((0, length - rows.stop + rows.start), (0, 0))))
     if not x:
-        return np.zeros((0, length), np.int32), np.zeros((0, length), np.int32)
+        return np.zeros((0, length), np.int32), np.zeros((0, length, _AHEAD), np.int32)
     return np.array(x, np.int32), np.array(y, np.int32)
 
 
