@@ -1,5 +1,7 @@
 """``Recipe(rerank=...)``: the ranking stage trained, measured and kept inside ``fit``."""
 
+import copy
+import dataclasses
 import shutil
 import time
 
@@ -49,28 +51,69 @@ def test_the_report_says_what_the_stage_measured_and_chose(fitted):
         recipe.report)
 
 
-def _stage(recipe, monkeypatch, scores, mode):
-    """fit_rerank on the fitted Recipe's data, with each validation user's scores given
-    (a number: every user's)."""
+def _stage(recipe, monkeypatch, scores, mode, seen=None):
+    """fit_rerank on the fitted Recipe's data less its validation slice, with each
+    validation user's scores given (a number: every user's); ``seen`` collects the
+    log the measured cascade learned from and the served ranker's arguments."""
+    from tfrs_kit.ranking import _protocol
     from tfrs_kit.recipe._inputs import split_validation
     from tfrs_kit.recipe._training import Trained
 
-    monkeypatch.setattr(tk.Cascade, "fit", classmethod(lambda cls, *a, **k: recipe.cascade_))
+    seen = {} if seen is None else seen
+
+    def measured(cls, retriever, log, **kwargs):
+        seen["log"] = log
+        return copy.copy(recipe.cascade_)  # count_items must not touch the fixture's
+
+    def served(stage, earlier, later, **kwargs):
+        seen.update(stage=stage, earlier=earlier, later=later)
+        return fit_ranker(stage, earlier, later, **kwargs)
+
+    fit_ranker = _protocol.fit_ranker
+    monkeypatch.setattr(tk.Cascade, "fit", classmethod(measured))
+    monkeypatch.setattr(_protocol, "fit_ranker", served)
     monkeypatch.setattr(_rerank, "_measure", lambda *a, **k: {
         key: np.full(40, value) if np.isscalar(value) else np.asarray(value, float)
         for key, value in scores.items()})
     data = recipe._data
-    _, validation = split_validation(data.log, data.columns, 0.2, min_users=10)
+    fit, validation = split_validation(data.log, data.columns, 0.2, min_users=10)
     best = Trained(recipe.model, recipe.settings, 1, {}, 1.0, epochs_run=1, final_seconds=1.0)
-    return _rerank.fit_rerank(mode, data, validation, best, None, lambda m: None,
-                              metric="ndcg@10", seed=0, end=None)
+    return _rerank.fit_rerank(mode, dataclasses.replace(data, log=fit), validation, best, None,
+                              lambda m: None, metric="ndcg@10", seed=0, end=None)
 
 
 def test_auto_keeps_a_ranker_that_lifts_validation(fitted, monkeypatch):
     _, recipe = fitted
     ranker, choice = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.31, 50: 0.33}, "auto")
-    assert ranker is recipe.cascade_.ranker and choice.kept and choice.retrieve_k == 50
+    assert isinstance(ranker, tk.Ranker) and choice.kept and choice.retrieve_k == 50
     assert choice.base == 0.30 and choice.score == 0.33 and choice.reason == ""
+
+
+def test_the_ranker_is_measured_a_ranking_slice_before_the_one_served(fitted, monkeypatch):
+    """The measured cascade learns from the fit log less each user's latest 20% (so it
+    stands to validation as the served ranker, a slice staler, stands to what follows
+    the log); a kept ranker learns again on validation, over the measured first stage."""
+    log, recipe = fitted
+    seen = {}
+    ranker, choice = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.35}, "auto", seen)
+    assert choice.kept and ranker is not recipe.cascade_.ranker
+    # Reference: each user's time-ordered rows; the last 20% (rounded up) of their rows
+    # before validation's are left out, the first row always kept.
+    rows = log.sort_values("timestamp")
+    held = rows.groupby("user_id").cumcount(ascending=False) < np.ceil(
+        0.2 * rows.groupby("user_id")["item_id"].transform("size"))
+    validation = rows[held & (rows.groupby("user_id")["item_id"].transform("size") > 1)]
+    fit = rows.drop(validation.index)
+    n = fit.groupby("user_id")["item_id"].transform("size")
+    earlier = fit[(fit.groupby("user_id").cumcount() < n - np.ceil(0.2 * n)) | (n == 1)]
+    key = ["user_id", "item_id", "timestamp"]
+    assert sorted(map(tuple, seen["log"][key].to_numpy().tolist())) == sorted(
+        map(tuple, earlier[key].to_numpy().tolist()))
+    assert sorted(map(tuple, seen["later"][key].to_numpy().tolist())) == sorted(
+        map(tuple, validation[key].to_numpy().tolist()))
+    assert len(seen["earlier"]) == len(fit) and seen["stage"] is recipe.model
+    dropped, _ = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.30}, "auto")
+    assert dropped is None  # none learns again when none is kept
 
 
 def test_auto_drops_a_ranker_that_does_not_lift_validation(fitted, monkeypatch):
@@ -78,7 +121,7 @@ def test_auto_drops_a_ranker_that_does_not_lift_validation(fitted, monkeypatch):
     ranker, choice = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.28, 50: 0.30}, "auto")
     assert ranker is None and not choice.kept and choice.retrieve_k == 50  # the tie: no lift
     ranker, choice = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.28, 50: 0.29}, True)
-    assert ranker is recipe.cascade_.ranker and choice.kept  # forced
+    assert isinstance(ranker, tk.Ranker) and choice.kept  # forced
 
 
 def test_auto_keeps_only_a_lift_above_the_validation_users_noise(fitted, monkeypatch):

@@ -26,11 +26,11 @@ from tfrs_kit.evaluation import per_user_temporal_split
 from tfrs_kit.features import VocabularyBuilder
 from tfrs_kit.ranking._model import Ranker
 from tfrs_kit.ranking._scoring import component_bounds
-from tfrs_kit.ranking._sequence import next_items_for, refit_next_items
+from tfrs_kit.ranking._sequence import NextItemModel, next_items_for, refit_next_items
 from tfrs_kit.towers import Tower
 
 __all__ = ["AGE", "LOG_FEATURES", "MIN_RANKING_USERS", "POPULARITY", "RECENT", "fit_cascade",
-           "with_popularity"]
+           "fit_ranker", "with_popularity"]
 
 #: The numeric item feature the default ranker reads: log(1 + the item's events).
 POPULARITY = "item_log_count"
@@ -125,9 +125,11 @@ def _query_rows(rows: pd.DataFrame, users: pd.DataFrame | None, history: Any,
 def _default_ranker(rows: pd.DataFrame, items: pd.DataFrame,
                     users: pd.DataFrame | None, *, user_id: str, item_id: str,
                     history_feature: str | None, dim: int, stage: Any = None,
-                    next_log: pd.DataFrame | None = None, seed: int = 0) -> Ranker:
+                    next_items: bool | NextItemModel = False, next_log: pd.DataFrame | None = None,
+                    seed: int = 0) -> Ranker:
     """A listwise ranker on the users' and items' features, popularity and history (and
-    ``stage``'s score components; a next-item model trained on ``next_log``'s sequences).
+    ``stage``'s score components; with ``next_items`` and a history, a next-item model:
+    ``next_items`` itself, or one trained on ``next_log``'s sequences).
 
     Not on the item ids: the first stage already scores each item, and ids learned
     on one slice of time remember what was in demand then (on a log whose tastes
@@ -142,17 +144,19 @@ def _default_ranker(rows: pd.DataFrame, items: pd.DataFrame,
                                                                             "numeric")))
     width = 0 if stage is None else stage.candidate_tower.embed(
         items.iloc[:1], verbose=False).shape[1]
-    next_items = None
-    if next_log is not None and history_feature:
-        next_items = next_items_for(next_log, items[item_id], user_id=user_id, item_id=item_id,
-                                    seed=seed)
+    model = None
+    if history_feature and isinstance(next_items, NextItemModel):
+        model = next_items
+    elif history_feature and next_items and next_log is not None:
+        model = next_items_for(next_log, items[item_id], user_id=user_id, item_id=item_id,
+                               seed=seed)
     return Ranker(
         Tower(vocabularies, features=user_features, output_dim=dim),
         Tower(vocabularies, features=[*item_features, *LOG_FEATURES], output_dim=dim),
         item_id=item_id, loss="listwise", cross_layers=0, hidden_dims=[],
         retrieval_score=True, history_feature=history_feature, recent=(1, 2, 3, 5, 10, 20),
         components=component_bounds(stage, width) if stage is not None else (),
-        next_items=next_items)
+        next_items=model)
 
 
 def _history_feature(retriever: Any, history: Any) -> str | None:
@@ -299,17 +303,11 @@ def fit_cascade(
     helper = _helper(retriever, pd.DataFrame(rows), epochs=retriever_epochs or epochs,
                      batch_size=batch_size, seed=seed, verbose=verbose)
     stage = helper if first_stage is None else first_stage(helper, earlier)
-    queries = _query_rows(earlier, user_table, history, user_id)
-    train_items = with_popularity(catalogue, earlier, item_id)  # as of the helper's rows
-    if ranker is None:
-        ranker = _default_ranker(queries, train_items, user_table, user_id=user_id,
-                                 item_id=item_id, dim=dim, seed=seed,
-                                 history_feature=_history_feature(retriever, history),
-                                 stage=stage if components else None,
-                                 next_log=earlier if next_items else None)
-    ranker.fit_lists(queries, later, retriever=stage, user_id=user_id, candidates=train_items,
-                     seen=earlier[[user_id, item_id]], retrieve_k=retrieve_k, epochs=epochs,
-                     ranker_weights=ranker_weights, seed=seed, verbose=verbose)
+    ranker = fit_ranker(stage, earlier, later, items=catalogue, users=user_table,
+                        history_feature=_history_feature(retriever, history), history=history,
+                        ranker=ranker, components=components, next_items=next_items,
+                        retrieve_k=retrieve_k, user_id=user_id, item_id=item_id, epochs=epochs,
+                        ranker_weights=ranker_weights, dim=dim, seed=seed, verbose=verbose)
     if ranker.next_items is not None:  # served after the whole log, as the retriever is
         refit_next_items(ranker.next_items, frame, user_id=user_id, item_id=item_id, seed=seed)
     fitted = cascade_class(retriever, ranker, retrieve_k=retrieve_k)
@@ -317,3 +315,30 @@ def fit_cascade(
     fitted.users_ = _query_rows(frame, user_table, history, user_id)
     fitted.helper_ = stage
     return fitted
+
+
+def fit_ranker(stage: Any, earlier: pd.DataFrame, later: pd.DataFrame, *, items: pd.DataFrame,
+               users: pd.DataFrame | None, history_feature: str | None, history: Any = None,
+               ranker: Ranker | None = None, components: bool = True,
+               next_items: bool | NextItemModel = False, retrieve_k: int = 50,
+               user_id: str = "user_id", item_id: str = "item_id", epochs: int = 5,
+               ranker_weights: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+               dim: int = 16, seed: int = 0, verbose: bool | str | int = False) -> Ranker:
+    """:func:`fit_cascade`'s ranker (the default one unless ``ranker``), learning to
+    re-order the first ``stage``'s top ``retrieve_k`` for ``later``'s rows, as of
+    ``earlier``'s (the users' histories, the items' :data:`LOG_FEATURES`, the
+    next-item model's sequences): for a caller that holds its split and a first stage
+    trained on ``earlier`` already. ``next_items``: a default ranker's next-item model,
+    ``True`` (one trained on ``earlier``) or one trained already (shared, not copied)."""
+    queries = _query_rows(earlier, users, history, user_id)
+    train_items = with_popularity(items, earlier, item_id)  # as of the first stage's rows
+    if ranker is None:
+        ranker = _default_ranker(queries, train_items, users, user_id=user_id,
+                                 item_id=item_id, dim=dim, seed=seed,
+                                 history_feature=history_feature,
+                                 stage=stage if components else None,
+                                 next_items=next_items, next_log=earlier)
+    ranker.fit_lists(queries, later, retriever=stage, user_id=user_id, candidates=train_items,
+                     seen=earlier[[user_id, item_id]], retrieve_k=retrieve_k, epochs=epochs,
+                     ranker_weights=ranker_weights, seed=seed, verbose=verbose)
+    return ranker

@@ -1,21 +1,28 @@
 """The Recipe's ranking stage: a :class:`~tfrs_kit.Cascade` trained, measured and kept on the log.
 
 ``Recipe(rerank="auto")`` runs :meth:`Cascade.fit <tfrs_kit.Cascade.fit>`'s split
-protocol inside ``fit`` on the Recipe's own training log less its validation
-slice: a helper retriever of the chosen settings learns from each user's earlier
-rows and is blended as the Recipe serves its model (the factorisation and the
-popularity at the chosen weights, fitted on those rows only), and the ranker learns
-to re-order that first stage's top ``retrieve_k`` of the later rows (hard negatives
-by construction; the blended score is the retrieval score it reads, as served, and
-each of its components apart: the towers', iALS's, the popularity's). The
-cascade over the search's best model
-(trained on the same rows, the blend included) is then scored on the validation
-slice beside the model alone, for each ``retrieve_k`` tried, user by user;
-``"auto"`` keeps the ranker only when its mean gain is above the noise margin of
-the paired per-user differences (:func:`lift_margin`). The served cascade is the
-final model (trained on the whole log) with that ranker. (Having the kept ranker learn
-again on the whole log first was measured, benchmarks/ranking.py --quick, seed 0: it cost
-a second fit of the stage and lifted neither P1, 1.031 against 1.036, nor drift.)
+protocol inside ``fit`` on the Recipe's own training log less its validation slice
+and each user's latest ranking slice before it: a helper retriever of the chosen
+settings learns from each user's earlier rows and is blended as the Recipe serves its
+model (the factorisation and the popularity at the chosen weights, fitted on those
+rows only), and the ranker learns to re-order that first stage's top ``retrieve_k`` of
+the ranking slice (hard negatives by construction; the blended score is the retrieval
+score it reads, as served, and each of its components apart: the towers', iALS's, the
+popularity's). The cascade over the search's best model (trained on the fit log, the
+blend included; the next-item model and the items' popularity as of that log too) is
+then scored on the validation slice beside the model alone, for each ``retrieve_k``
+tried, user by user; ``"auto"`` keeps the ranker only when its mean gain is above the
+noise margin of the paired per-user differences (:func:`lift_margin`).
+
+The ranker served is not the one measured: a kept ranker learns again, on the
+validation slice over the search's best model (its first stage as measured), and the
+served cascade is the final model (trained on the whole log) with it. So the served
+ranker's lists end where the served model's log ends, and the measured one's end a
+ranking slice before the validation slice: the measured ranker is the staler by that
+slice, and its lift a conservative estimate. Measured on a log whose tastes drift
+(``benchmarks/ranking.py``, ``drift``): a ranker whose lists ended right before the
+validation slice promised 5 to 8% there and lost 2% on test when served a slice later;
+the one measured a slice before validation promised what the fresh one gave on test.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import pandas as pd
 
 from tfrs_kit._errors import invalid_argument
 from tfrs_kit.recipe._blend import blend_model
-from tfrs_kit.recipe._inputs import attach
+from tfrs_kit.recipe._inputs import attach, split_validation
 from tfrs_kit.recipe._recommender import RecipeRecommender, per_user_scores
 from tfrs_kit.recipe._report import Rerank
 from tfrs_kit.recipe._training import Data, Trained
@@ -73,7 +80,9 @@ def check_rerank(value: Any) -> bool | str:
 def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
                best: Trained | None, blend: Any, log: Any, *, metric: str, seed: int,
                end: float | None) -> tuple[Any, Rerank | None]:
-    """Trains the ranker on ``data`` (the fit log) and measures it on ``validation``.
+    """Trains a ranker on ``data`` (the fit log) less its latest ranking slice and
+    measures it on ``validation``; a kept one learns again on ``validation`` (the module's
+    docstring says why).
 
     Args:
         mode: The Recipe's ``rerank``: ``"auto"``, ``True`` or ``False`` (no stage).
@@ -90,12 +99,15 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
         log: The Recipe's progress logger.
 
     Returns:
-        The trained ranker (``None`` unless kept) and the :class:`Rerank` report
+        The ranker to serve (``None`` unless kept) and the :class:`Rerank` report
         (``None`` when ``mode`` is ``False``).
 
     Raises:
         ValueError: ``mode`` is ``True`` and the log has no validation or ranking slice.
     """
+    from tfrs_kit.ranking._protocol import fit_ranker
+    from tfrs_kit.ranking._sequence import refit_next_items
+
     if mode is False:
         return None, None
     if validation is None or best is None:
@@ -109,7 +121,7 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     settings = best.settings
     needed = _COST * max(best.final_seconds, best.seconds / max(best.epochs_run, 1))
     if _NEXT_ITEMS and end is not None and settings.history != "none":
-        needed += 3 * _next_item_seconds(data, settings)  # trained thrice: see served_cascade
+        needed += 4 * _next_item_seconds(data, settings)  # trained four times: see above
     deadline = math.inf if end is None else end - best.final_seconds
     if mode == "auto" and started + needed > deadline:
         return None, Rerank.skipped(mode, f"skipped: about {needed:.0f} s needed, "
@@ -118,8 +130,11 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     items = data.candidates(settings)
     ks = tuple(k for k in RETRIEVE_KS if k < len(items)) or (len(items),)
     blended = blend is not None and bool(blend.weight or blend.popularity)
-    try:
-        cascade = _fit_cascade(data, best, blend, items, max(ks), seed=seed)
+    served = blend_model(data, best, blend, seed=seed) if blended else best.model
+    try:  # measured one ranking slice staler than the one served: see the module's docstring
+        earlier, _ = split_validation(data.log, data.columns, _RANKING_FRACTION, min_users=1)
+        cascade = _fit_cascade(dataclasses.replace(data, log=earlier), best, blend, items,
+                               max(ks), seed=seed)
     except ValueError as error:
         if mode is True:
             raise invalid_argument(
@@ -127,7 +142,11 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
                 hint=f"{error} Pass rerank='auto' (skipped on such a log) or False.",
             ) from error
         return None, Rerank.skipped(mode, f"skipped: no ranking slice ({error})")
-    served = blend_model(data, best, blend, seed=seed) if blended else best.model
+    rows = _log_rows(data, settings)
+    cascade.count_items(items, rows)  # as of the fit log, as its first stage
+    if cascade.ranker.next_items is not None:
+        refit_next_items(cascade.ranker.next_items, rows, user_id=data.columns.user_id,
+                         item_id=data.columns.item_id, seed=seed)
     per_user = _measure(cascade, data, settings, validation, served, ks, metric)
     scores = {key: float(values.mean()) for key, values in per_user.items()}
     base = scores.pop(0)
@@ -138,12 +157,23 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
         f"of the paired per-user difference, {len(per_user[0])} validation users); "
         f"measured {scores[k] - base:+.4f}")
     ranker = cascade.ranker
+    if kept:  # the served ranker learns on the validation slice, over the measured first stage
+        try:
+            ranker = fit_ranker(
+                served, rows, validation, items=items, users=_users(data, settings),
+                history_feature=ranker.history_feature, history=_history(data, settings),
+                components=_COMPONENTS, retrieve_k=max(ks),
+                next_items=False if ranker.next_items is None else ranker.next_items,
+                user_id=data.columns.user_id, item_id=data.columns.item_id,
+                epochs=_RANKER_EPOCHS, dim=_RANKER_DIM, seed=seed)
+        except ValueError as error:  # no validation user's item in their lists
+            log(f"rerank: serving the measured ranker (none learned on validation: {error})")
     choice = Rerank(
         mode=mode, kept=kept, retrieve_k=k, loss=ranker.ranking_loss,
         features=_features(ranker), base=base, score=scores[k], scores=scores,
         seconds=time.monotonic() - started)
     log(choice.describe(metric))
-    return (ranker if choice.kept else None), choice
+    return (ranker if kept else None), choice
 
 
 def _fit_cascade(data: Data, best: Trained, blend: Any, items: pd.DataFrame, retrieve_k: int,
