@@ -105,9 +105,6 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     Raises:
         ValueError: ``mode`` is ``True`` and the log has no validation or ranking slice.
     """
-    from tfrs_kit.ranking._protocol import fit_ranker
-    from tfrs_kit.ranking._sequence import refit_next_items
-
     if mode is False:
         return None, None
     if validation is None or best is None:
@@ -121,7 +118,7 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     settings = best.settings
     needed = _COST * max(best.final_seconds, best.seconds / max(best.epochs_run, 1))
     if _NEXT_ITEMS and end is not None and settings.history != "none":
-        needed += 4 * _next_item_seconds(data, settings)  # trained four times: see above
+        needed += 4 * _next_item_seconds(data, settings)  # _measured_cascade: 3, served: 1
     deadline = math.inf if end is None else end - best.final_seconds
     if mode == "auto" and started + needed > deadline:
         return None, Rerank.skipped(mode, f"skipped: about {needed:.0f} s needed, "
@@ -131,10 +128,8 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     ks = tuple(k for k in RETRIEVE_KS if k < len(items)) or (len(items),)
     blended = blend is not None and bool(blend.weight or blend.popularity)
     served = blend_model(data, best, blend, seed=seed) if blended else best.model
-    try:  # measured one ranking slice staler than the one served: see the module's docstring
-        earlier, _ = split_validation(data.log, data.columns, _RANKING_FRACTION, min_users=1)
-        cascade = _fit_cascade(dataclasses.replace(data, log=earlier), best, blend, items,
-                               max(ks), seed=seed)
+    try:
+        cascade = _measured_cascade(data, best, blend, items, max(ks), seed=seed)
     except ValueError as error:
         if mode is True:
             raise invalid_argument(
@@ -142,11 +137,6 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
                 hint=f"{error} Pass rerank='auto' (skipped on such a log) or False.",
             ) from error
         return None, Rerank.skipped(mode, f"skipped: no ranking slice ({error})")
-    rows = _log_rows(data, settings)
-    cascade.count_items(items, rows)  # as of the fit log, as its first stage
-    if cascade.ranker.next_items is not None:
-        refit_next_items(cascade.ranker.next_items, rows, user_id=data.columns.user_id,
-                         item_id=data.columns.item_id, seed=seed)
     per_user = _measure(cascade, data, settings, validation, served, ks, metric)
     scores = {key: float(values.mean()) for key, values in per_user.items()}
     base = scores.pop(0)
@@ -157,23 +147,55 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
         f"of the paired per-user difference, {len(per_user[0])} validation users); "
         f"measured {scores[k] - base:+.4f}")
     ranker = cascade.ranker
-    if kept:  # the served ranker learns on the validation slice, over the measured first stage
-        try:
-            ranker = fit_ranker(
-                served, rows, validation, items=items, users=_users(data, settings),
-                history_feature=ranker.history_feature, history=_history(data, settings),
-                components=_COMPONENTS, retrieve_k=max(ks),
-                next_items=False if ranker.next_items is None else ranker.next_items,
-                user_id=data.columns.user_id, item_id=data.columns.item_id,
-                epochs=_RANKER_EPOCHS, dim=_RANKER_DIM, seed=seed)
-        except ValueError as error:  # no validation user's item in their lists
-            log(f"rerank: serving the measured ranker (none learned on validation: {error})")
+    if kept:
+        ranker = _served_ranker(ranker, served, data, validation, settings=settings,
+                                items=items, retrieve_k=max(ks), log=log, seed=seed)
     choice = Rerank(
         mode=mode, kept=kept, retrieve_k=k, loss=ranker.ranking_loss,
         features=_features(ranker), base=base, score=scores[k], scores=scores,
         seconds=time.monotonic() - started)
     log(choice.describe(metric))
     return (ranker if kept else None), choice
+
+
+def _measured_cascade(data: Data, best: Trained, blend: Any, items: pd.DataFrame,
+                      retrieve_k: int, *, seed: int) -> Any:
+    """The cascade measured on validation: its ranker learned on ``data``'s log less each
+    user's latest ranking slice (one slice staler than the served one: see the module's
+    docstring), its next-item model and the items' counts as of the whole fit log."""
+    from tfrs_kit.ranking._sequence import refit_next_items
+
+    earlier, _ = split_validation(data.log, data.columns, _RANKING_FRACTION, min_users=1)
+    cascade = _fit_cascade(dataclasses.replace(data, log=earlier), best, blend, items,
+                           retrieve_k, seed=seed)
+    rows = _log_rows(data, best.settings)
+    cascade.count_items(items, rows)
+    if cascade.ranker.next_items is not None:
+        refit_next_items(cascade.ranker.next_items, rows, user_id=data.columns.user_id,
+                         item_id=data.columns.item_id, seed=seed)
+    return cascade
+
+
+def _served_ranker(measured: Any, served: Any, data: Data, validation: pd.DataFrame, *,
+                   settings: Any, items: pd.DataFrame, retrieve_k: int, log: Any,
+                   seed: int) -> Any:
+    """A ranker like ``measured`` (sharing its next-item model) learned on ``validation``
+    over ``served`` (the search's best model, as measured) as of the fit log; ``measured``
+    itself when no validation user's item is in their lists."""
+    from tfrs_kit.ranking._protocol import fit_ranker
+
+    c = data.columns
+    try:
+        return fit_ranker(
+            served, _log_rows(data, settings), validation, items=items,
+            users=_users(data, settings), history_feature=measured.history_feature,
+            history=_history(data, settings), components=_COMPONENTS, retrieve_k=retrieve_k,
+            next_items=False if measured.next_items is None else measured.next_items,
+            user_id=c.user_id, item_id=c.item_id, epochs=_RANKER_EPOCHS, dim=_RANKER_DIM,
+            seed=seed)
+    except ValueError as error:
+        log(f"rerank: serving the measured ranker (none learned on validation: {error})")
+        return measured
 
 
 def _fit_cascade(data: Data, best: Trained, blend: Any, items: pd.DataFrame, retrieve_k: int,
