@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import tfrs_kit as tk
+from tfrs_kit.ranking import _sequence
 from tfrs_kit.recipe._faithfulness import explanation_faithfulness
 
 
@@ -116,8 +117,10 @@ def reranked():
     item = np.where(rng.random(n) < 0.5, rng.integers(0, 6, n), rng.integers(6, 150, n))
     log = pd.DataFrame({"user_id": [f"u{u}" for u in rng.integers(0, 80, n)],
                         "item_id": [f"i{i}" for i in item], "timestamp": np.arange(n)})
-    return tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, histories=["mean"],
-                     rerank=True, verbose=False, seed=0).fit(log)
+    with pytest.MonkeyPatch.context() as patch:  # the next-item model's quality is not
+        patch.setattr(_sequence, "_MIN_STEPS", 20)  # what is checked here: few steps
+        return tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, histories=["mean"],
+                         rerank=True, verbose=False, seed=0).fit(log)
 
 
 def _retrieval_terms(recipe, users, served):
