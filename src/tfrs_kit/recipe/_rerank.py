@@ -128,8 +128,9 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     ks = tuple(k for k in RETRIEVE_KS if k < len(items)) or (len(items),)
     blended = blend is not None and bool(blend.weight or blend.popularity)
     served = blend_model(data, best, blend, seed=seed) if blended else best.model
+    rows = _log_rows(data, settings)  # the fit log, as both rankers read it
     try:
-        cascade = _measured_cascade(data, best, blend, items, max(ks), seed=seed)
+        cascade = _measured_cascade(data, rows, best, blend, items, max(ks), seed=seed)
     except ValueError as error:
         if mode is True:
             raise invalid_argument(
@@ -148,7 +149,7 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
         f"measured {scores[k] - base:+.4f}")
     ranker = cascade.ranker
     if kept:
-        ranker = _served_ranker(ranker, served, data, validation, settings=settings,
+        ranker = _served_ranker(ranker, served, data, rows, validation, settings=settings,
                                 items=items, retrieve_k=max(ks), log=log, seed=seed)
     choice = Rerank(
         mode=mode, kept=kept, retrieve_k=k, loss=ranker.ranking_loss,
@@ -158,17 +159,17 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     return (ranker if kept else None), choice
 
 
-def _measured_cascade(data: Data, best: Trained, blend: Any, items: pd.DataFrame,
-                      retrieve_k: int, *, seed: int) -> Any:
+def _measured_cascade(data: Data, rows: pd.DataFrame, best: Trained, blend: Any,
+                      items: pd.DataFrame, retrieve_k: int, *, seed: int) -> Any:
     """The cascade measured on validation: its ranker learned on ``data``'s log less each
     user's latest ranking slice (one slice staler than the served one: see the module's
-    docstring), its next-item model and the items' counts as of the whole fit log."""
+    docstring), its next-item model and the items' counts as of the whole fit log
+    (``rows``: :func:`_log_rows` of ``data``)."""
     from tfrs_kit.ranking._sequence import refit_next_items
 
     earlier, _ = split_validation(data.log, data.columns, _RANKING_FRACTION, min_users=1)
     cascade = _fit_cascade(dataclasses.replace(data, log=earlier), best, blend, items,
                            retrieve_k, seed=seed)
-    rows = _log_rows(data, best.settings)
     cascade.count_items(items, rows)
     if cascade.ranker.next_items is not None:
         refit_next_items(cascade.ranker.next_items, rows, user_id=data.columns.user_id,
@@ -176,18 +177,18 @@ def _measured_cascade(data: Data, best: Trained, blend: Any, items: pd.DataFrame
     return cascade
 
 
-def _served_ranker(measured: Any, served: Any, data: Data, validation: pd.DataFrame, *,
-                   settings: Any, items: pd.DataFrame, retrieve_k: int, log: Any,
-                   seed: int) -> Any:
+def _served_ranker(measured: Any, served: Any, data: Data, rows: pd.DataFrame,
+                   validation: pd.DataFrame, *, settings: Any, items: pd.DataFrame,
+                   retrieve_k: int, log: Any, seed: int) -> Any:
     """A ranker like ``measured`` (sharing its next-item model) learned on ``validation``
-    over ``served`` (the search's best model, as measured) as of the fit log; ``measured``
-    itself when no validation user's item is in their lists."""
+    over ``served`` (the search's best model, as measured) as of the fit log (``rows``);
+    ``measured`` itself when no validation user's item is in their lists."""
     from tfrs_kit.ranking._protocol import fit_ranker
 
     c = data.columns
     try:
         return fit_ranker(
-            served, _log_rows(data, settings), validation, items=items,
+            served, rows, validation, items=items,
             users=_users(data, settings), history_feature=measured.history_feature,
             history=_history(data, settings), components=_COMPONENTS, retrieve_k=retrieve_k,
             next_items=False if measured.next_items is None else measured.next_items,
