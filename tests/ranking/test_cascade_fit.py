@@ -185,3 +185,32 @@ def test_first_stage_is_what_the_ranker_learns_to_rerank(setup):
     later = tk.evaluation.per_user_temporal_split(log, test_fraction=0.25, min_train=1)[1]
     assert fitted.helper_ is helper and helper is not retriever
     assert rows == len(log) - len(later["user_id"])
+
+
+def test_served_log_is_what_the_ranker_is_served_after(setup, monkeypatch):
+    """The ranker learns from ``log``; the items' counts, the users' latest histories and
+    the next-item model's retraining are as of ``served_log`` (a longer log)."""
+    from tfrs_kit.ranking import _protocol
+    from tfrs_kit.ranking._sequence import NextItemModel
+
+    data, log, retriever, _, _ = setup
+    refits = []
+    monkeypatch.setattr(_protocol, "next_items_for", lambda rows, ids, **k: NextItemModel(
+        list(ids), dim=4, blocks=1, max_length=4))  # untrained: the plumbing is tested
+    monkeypatch.setattr(_protocol, "refit_next_items",
+                        lambda model, rows, **k: refits.append(len(rows)))
+    early = log.sort_values("timestamp").iloc[:700]
+    fitted = tk.Cascade.fit(retriever, early, served_log=log, items=data.items,
+                            history=tk.HistoryBuilder(item_id="item_id", max_length=3),
+                            next_items=True, retrieve_k=RETRIEVE_K, epochs=1)
+    assert fitted.ranker.next_items is not None and refits == [len(log)]
+    counts = log["item_id"].value_counts()  # the whole log's, not the early rows'
+    table = fitted.items_.set_index("item_id")
+    np.testing.assert_allclose(table["item_log_count"],
+                               np.log1p(counts.reindex(table.index).fillna(0)), rtol=1e-6)
+    latest = log.sort_values("timestamp", kind="stable").groupby("user_id")["item_id"].apply(
+        lambda items: list(items)[-3:])
+    users = fitted.users_.set_index("user_id")
+    assert len(users) == log["user_id"].nunique()
+    for user, items in latest.items():
+        assert list(users.loc[user, "history"]) == items

@@ -54,7 +54,8 @@ def test_the_report_says_what_the_stage_measured_and_chose(fitted):
 def _stage(recipe, monkeypatch, scores, mode, seen=None):
     """fit_rerank on the fitted Recipe's data less its validation slice, with each
     validation user's scores given (a number: every user's); ``seen`` collects the
-    log the measured cascade learned from and the served ranker's arguments."""
+    logs the measured cascade learned from and is served after, and the served
+    ranker's arguments."""
     from tfrs_kit.ranking import _protocol
     from tfrs_kit.recipe._inputs import split_validation
     from tfrs_kit.recipe._training import Trained
@@ -62,7 +63,7 @@ def _stage(recipe, monkeypatch, scores, mode, seen=None):
     seen = {} if seen is None else seen
 
     def measured(cls, retriever, log, **kwargs):
-        seen["log"] = log
+        seen.update(log=log, served_log=kwargs["served_log"])
         return copy.copy(recipe.cascade_)  # count_items must not touch the fixture's
 
     def served(stage, earlier, later, **kwargs):
@@ -112,6 +113,8 @@ def test_the_ranker_is_measured_a_ranking_slice_before_the_one_served(fitted, mo
     assert sorted(map(tuple, seen["later"][key].to_numpy().tolist())) == sorted(
         map(tuple, validation[key].to_numpy().tolist()))
     assert len(seen["earlier"]) == len(fit) and seen["stage"] is recipe.model
+    assert sorted(map(tuple, seen["served_log"][key].to_numpy().tolist())) == sorted(
+        map(tuple, fit[key].to_numpy().tolist()))  # measured as of the whole fit log
     dropped, _ = _stage(recipe, monkeypatch, {0: 0.30, 20: 0.30}, "auto")
     assert dropped is None  # none learns again when none is kept
 

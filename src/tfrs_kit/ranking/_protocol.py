@@ -188,6 +188,7 @@ def fit_cascade(
     retriever: Any,
     log: TableLike,
     *,
+    served_log: TableLike | None = None,
     items: TableLike | None = None,
     users: TableLike | None = None,
     history: Any = None,
@@ -216,7 +217,7 @@ def fit_cascade(
     correction to retrieval's order, and the blend with retrieval is chosen by
     ndcg@10 on held-out users (:meth:`Ranker.fit_lists
     <tfrs_kit.Ranker.fit_lists>`). The cascade serves with ``retriever``, which
-    should have been trained on the whole ``log``.
+    should have been trained on the whole ``log`` (or ``served_log``).
 
     The default ranker (a linear head) reads the users' features (``users``'
     columns), the items' (``items``' columns), their popularity, recent
@@ -231,6 +232,10 @@ def fit_cascade(
         log: The interactions (a DataFrame or dict of columns) with the user
             and item ids, a timestamp if there is one, and every feature the
             retriever reads (``history`` adds its history column).
+        served_log: The log the cascade serves after, when it is longer than ``log``
+            (``log`` with later rows; the retriever trained on it): the ranker learns
+            from ``log`` and is served as of ``served_log`` (the items' popularity, the
+            users' latest rows, the next-item model retrained on it). Default: ``log``.
         items: One row per item with the item features; default: the log's
             distinct items. Every logged item needs a row.
         users: One row per user with the user features (the ranker's query
@@ -295,7 +300,12 @@ def fit_cascade(
     for column in (user_id, item_id):
         if column not in frame:
             raise missing_column("log", column, list(frame.columns))
-    catalogue = _catalogue(frame, items, item_id, retrieve_k)
+    served = frame if served_log is None else _frame(served_log, "served_log")
+    for column in (user_id, item_id):
+        if column not in served:
+            raise missing_column("served_log", column, list(served.columns))
+    both = frame if served_log is None else pd.concat([frame, served], ignore_index=True)
+    catalogue = _catalogue(both, items, item_id, retrieve_k)
     user_table = None if users is None else _frame(users, "users")
     earlier, later = _split(frame, fraction, user_id, item_id)
     rows = history.transform(earlier) if history is not None else earlier
@@ -309,10 +319,10 @@ def fit_cascade(
                         retrieve_k=retrieve_k, user_id=user_id, item_id=item_id, epochs=epochs,
                         ranker_weights=ranker_weights, dim=dim, seed=seed, verbose=verbose)
     if ranker.next_items is not None:  # served after the whole log, as the retriever is
-        refit_next_items(ranker.next_items, frame, user_id=user_id, item_id=item_id, seed=seed)
+        refit_next_items(ranker.next_items, served, user_id=user_id, item_id=item_id, seed=seed)
     fitted = cascade_class(retriever, ranker, retrieve_k=retrieve_k)
-    fitted.items_ = with_popularity(catalogue, frame, item_id)
-    fitted.users_ = _query_rows(frame, user_table, history, user_id)
+    fitted.items_ = with_popularity(catalogue, served, item_id)
+    fitted.users_ = _query_rows(served, user_table, history, user_id)
     fitted.helper_ = stage
     return fitted
 

@@ -118,7 +118,7 @@ def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,
     settings = best.settings
     needed = _COST * max(best.final_seconds, best.seconds / max(best.epochs_run, 1))
     if _NEXT_ITEMS and end is not None and settings.history != "none":
-        needed += 4 * _next_item_seconds(data, settings)  # _measured_cascade: 3, served: 1
+        needed += 3 * _next_item_seconds(data, settings)  # _measured_cascade: 2, served: 1
     deadline = math.inf if end is None else end - best.final_seconds
     if mode == "auto" and started + needed > deadline:
         return None, Rerank.skipped(mode, f"skipped: about {needed:.0f} s needed, "
@@ -163,18 +163,11 @@ def _measured_cascade(data: Data, rows: pd.DataFrame, best: Trained, blend: Any,
                       items: pd.DataFrame, retrieve_k: int, *, seed: int) -> Any:
     """The cascade measured on validation: its ranker learned on ``data``'s log less each
     user's latest ranking slice (one slice staler than the served one: see the module's
-    docstring), its next-item model and the items' counts as of the whole fit log
-    (``rows``: :func:`_log_rows` of ``data``)."""
-    from tfrs_kit.ranking._sequence import refit_next_items
-
+    docstring), served as of the whole fit log (``rows``: :func:`_log_rows` of ``data``;
+    the next-item model and the items' counts)."""
     earlier, _ = split_validation(data.log, data.columns, _RANKING_FRACTION, min_users=1)
-    cascade = _fit_cascade(dataclasses.replace(data, log=earlier), best, blend, items,
-                           retrieve_k, seed=seed)
-    cascade.count_items(items, rows)
-    if cascade.ranker.next_items is not None:
-        refit_next_items(cascade.ranker.next_items, rows, user_id=data.columns.user_id,
-                         item_id=data.columns.item_id, seed=seed)
-    return cascade
+    return _fit_cascade(dataclasses.replace(data, log=earlier), best, blend, items, retrieve_k,
+                        served_log=rows, seed=seed)
 
 
 def _served_ranker(measured: Any, served: Any, data: Data, rows: pd.DataFrame,
@@ -200,15 +193,17 @@ def _served_ranker(measured: Any, served: Any, data: Data, rows: pd.DataFrame,
 
 
 def _fit_cascade(data: Data, best: Trained, blend: Any, items: pd.DataFrame, retrieve_k: int,
-                 *, seed: int) -> Any:
+                 *, served_log: pd.DataFrame, seed: int) -> Any:
     """:meth:`Cascade.fit <tfrs_kit.Cascade.fit>` on ``data``'s log: a helper of ``best``'s
-    settings (blended as ``blend``) on each user's earlier rows, the ranker on the rest."""
+    settings (blended as ``blend``) on each user's earlier rows, the ranker on the rest,
+    served after ``served_log``."""
     from tfrs_kit.ranking import Cascade
 
     settings, c = best.settings, data.columns
     blended = blend is not None and bool(blend.weight or blend.popularity)
     return Cascade.fit(
-        best.model, _log_rows(data, settings), items=items, users=_users(data, settings),
+        best.model, _log_rows(data, settings), served_log=served_log, items=items,
+        users=_users(data, settings),
         history=_history(data, settings), retrieve_k=retrieve_k,
         first_stage=_first_stage(data, best, blend, seed) if blended else None,
         components=_COMPONENTS, next_items=_NEXT_ITEMS, ranking_fraction=_RANKING_FRACTION,
