@@ -7,9 +7,10 @@ exported SavedModel serves both stages with TensorFlow alone: per request only t
 ranker's query tower and its head run. For one query the ranker's work after retrieval
 is one XLA program (``score``): hundreds of small operations (the next-item model's
 attention blocks above all) cost more in dispatch than in arithmetic on one query. XLA
-compiles one program per input shape: the history is padded to 64 slots or the next
-power of two, so a few programs serve any history; a batch of queries runs the same
-function as a graph. ``similar_items`` stays the retriever's.
+compiles one program per input shape: the history's slots the ranker reads are packed
+into one static width before it (:meth:`CascadeServingModule._latest`), so one program,
+compiled by the first single query (the server's warm-up), serves any history; a batch
+of queries runs the same function as a graph. ``similar_items`` stays the retriever's.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class CascadeServingModule(ServingModule):
                                                  self.positions.lookup(exclude))
         history = None
         if self.ranker.history_feature:
-            history = _widened(self.positions.lookup(features[self.ranker.history_feature]))
+            history = self._latest(self.positions.lookup(features[self.ranker.history_feature]))
         inputs = (queries, self.ranker.query_tower(features, training=False), scores, positions,
                   history)
         ranked = tf.cond(tf.shape(scores)[0] == 1, lambda: self.score(*inputs),
@@ -118,14 +119,14 @@ class CascadeServingModule(ServingModule):
     def _score(self, queries: tf.Tensor, query: tf.Tensor, scores: tf.Tensor,
                positions: tf.Tensor, history: tf.Tensor | None) -> tf.Tensor:
         """The ranker's ``[batch, retrieve_k]`` scores of the retrieved ``positions`` (``-inf``
-        in empty slots), from static shapes: ``score`` compiles it with XLA for one query
-        (one fused program, not hundreds of small operations); a batch runs it as a graph
-        (no program per batch size to compile, and its operations are shared by its rows)."""
+        in empty slots), ``history`` packed by :meth:`_latest`: from static shapes,
+        ``score`` compiles it with XLA for one query (one fused program, not hundreds of
+        small operations); a batch runs it as a graph (no program per batch size to
+        compile, and its operations are shared by its rows)."""
         found = scores > tf.constant(-np.inf, scores.dtype)
         retrieved = tf.gather(self.embeddings, tf.maximum(positions, 0))
         similarity = None
         if history is not None:  # from the index's own candidate embeddings
-            history = self._latest(history)
             similarity = self.ranker.history_similarity(
                 tf.gather(self.embeddings, tf.maximum(history, 0)), history >= 0, retrieved,
                 (history, tf.where(found, positions, -1), self.next_items))
@@ -136,15 +137,6 @@ class CascadeServingModule(ServingModule):
             query, tf.gather(self.ranker_embeddings, tf.maximum(positions, 0)),
             tf.where(found, scores, tf.zeros_like(scores)), found, similarity, components,
             training=False)
-
-
-def _widened(history: tf.Tensor) -> tf.Tensor:
-    """``history`` padded with ``-1`` to a width of 64 or the next power of two (XLA
-    compiles a program per input shape: a few, whatever the histories' lengths)."""
-    width = tf.shape(history)[1]
-    power = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(width, 64), tf.float64)) / np.log(2.0))
-    wider = tf.maximum(tf.cast(tf.pow(tf.constant(2.0, tf.float64), power), tf.int32), width)
-    return tf.pad(history, [[0, 0], [0, wider - width]], constant_values=-1)
 
 
 class _NoRefresh:
