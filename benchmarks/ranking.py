@@ -338,7 +338,28 @@ def recipe_latency(recipe, queries):
     users = recipe.queries()
     timings = single_query_ms({"retrieval": retrieval_index, "cascade": cascade_index}, users,
                               min(queries, len(users)))
+    columns = recipe.columns
+    if columns.history in cascade_index.query_features:
+        items = recipe.candidates()[columns.item_id].to_numpy()
+        print("  cascade, single queries of one user with histories of growing lengths, "
+              "twice (items:ms): " + new_history_ms(cascade_index, users, items, columns.history),
+              flush=True)
     return {name: function for name, (_, function) in timings.items()}
+
+
+def new_history_ms(index, users, items, history, widths=(5, 100, 200, 400, 800)):
+    """One user's single query with histories of growing lengths (random ``items``), then
+    each again: a length the served program has not met must not stall it (compiling)."""
+    rng = np.random.default_rng(0)
+    row = users[list(index.query_features)].iloc[:1].reset_index(drop=True)
+    out = []
+    for width in (*widths, *widths):
+        query = row.copy()
+        query[history] = pd.Series([rng.choice(items, width)], dtype=object)
+        start = time.perf_counter()
+        index.recommend(query, k=10)
+        out.append(f"{width}:{1000 * (time.perf_counter() - start):.0f}")
+    return " ".join(out)
 
 
 def faithfulness(recipe):
