@@ -118,6 +118,13 @@ def test_bad_input_is_refused_before_training(setup):
         tk.Cascade.fit(retriever, log.head(30), items=data.items, retrieve_k=5)
     with pytest.raises(ValueError, match="`items` must hold one row"):
         tk.Cascade.fit(retriever, log, items=data.items.iloc[1:], retrieve_k=5)
+    with pytest.raises(ValueError, match=r"`served_log`.*item_id"):
+        tk.Cascade.fit(retriever, log, served_log=log.drop(columns="item_id"), retrieve_k=5)
+    later = log.tail(1).assign(item_id=log["item_id"].iloc[0] * 2)  # an item not in `items`
+    assert not data.items["item_id"].isin(later["item_id"]).any()
+    with pytest.raises(ValueError, match="`items` must hold one row"):  # served_log's items too
+        tk.Cascade.fit(retriever, log, served_log=pd.concat([log, later]), items=data.items,
+                       retrieve_k=5)
     with pytest.raises(TypeError, match="`retriever`"):
         tk.Cascade.fit("model", log)
 

@@ -297,14 +297,12 @@ def fit_cascade(
     fraction = check_fraction("ranking_fraction", ranking_fraction)
     item_id = retriever.item_id
     frame = _frame(log, "log")
-    for column in (user_id, item_id):
-        if column not in frame:
-            raise missing_column("log", column, list(frame.columns))
     served = frame if served_log is None else _frame(served_log, "served_log")
-    for column in (user_id, item_id):
-        if column not in served:
-            raise missing_column("served_log", column, list(served.columns))
-    both = frame if served_log is None else pd.concat([frame, served], ignore_index=True)
+    for argument, table in (("log", frame), ("served_log", served)):
+        for column in (user_id, item_id):
+            if column not in table:
+                raise missing_column(argument, column, list(table.columns))
+    both = frame if served is frame else pd.concat([frame, served], ignore_index=True)
     catalogue = _catalogue(both, items, item_id, retrieve_k)
     user_table = None if users is None else _frame(users, "users")
     earlier, later = _split(frame, fraction, user_id, item_id)
