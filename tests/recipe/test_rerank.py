@@ -64,7 +64,7 @@ def _stage(recipe, monkeypatch, scores, mode, seen=None):
 
     def measured(cls, retriever, log, **kwargs):
         seen.update(log=log, served_log=kwargs["served_log"])
-        return copy.copy(recipe.cascade_)  # count_items must not touch the fixture's
+        return copy.copy(recipe.cascade_)  # the stage must not change the fixture's
 
     def served(stage, earlier, later, **kwargs):
         seen.update(stage=stage, earlier=earlier, later=later)

@@ -302,8 +302,9 @@ def fit_cascade(
         for column in (user_id, item_id):
             if column not in table:
                 raise missing_column(argument, column, list(table.columns))
-    both = frame if served is frame else pd.concat([frame, served], ignore_index=True)
-    catalogue = _catalogue(both, items, item_id, retrieve_k)
+    last = [table.drop_duplicates(item_id, keep="last")  # each item's last row (served_log's)
+            for table in ((frame,) if served is frame else (frame, served))]
+    catalogue = _catalogue(pd.concat(last, ignore_index=True), items, item_id, retrieve_k)
     user_table = None if users is None else _frame(users, "users")
     earlier, later = _split(frame, fraction, user_id, item_id)
     rows = history.transform(earlier) if history is not None else earlier
