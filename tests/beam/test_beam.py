@@ -1,6 +1,7 @@
 """tfrs_kit.beam on Beam's DirectRunner: the same vocabularies and history rows as in memory.
 
-One pipeline runs on two worker processes (``direct_running_mode="multi_processing"``)
+One pipeline runs on two workers (``direct_running_mode="multi_threading"``; worker
+processes, 12 s slower to start, are the slow step's, in ``test_beam_prepare.py``)
 over a generated log with timestamp ties, unicode ids, numbers, text, lists and
 missing values, with small batches so that counts are merged across batches and
 workers; its outputs are compared with ``VocabularyBuilder`` and ``HistoryBuilder``
@@ -68,11 +69,11 @@ def _log(events: list[dict]) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def distributed(tmp_path_factory):
-    """Runs the transforms once on two worker processes; returns the events and outputs."""
+    """Runs the transforms once on two workers; returns the events and outputs."""
     out = tmp_path_factory.mktemp("beam")
     events = _raw_events()
     options = PipelineOptions(flags=[], direct_num_workers=2,
-                              direct_running_mode="multi_processing")
+                              direct_running_mode="multi_threading")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(beam_events, "BATCH_ROWS", 40)  # several batches, merged across workers
         pipeline = beam.Pipeline(options=options)

@@ -39,31 +39,19 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _train(out: pathlib.Path, *args: str, env: dict[str, str] | None = None) -> dict:
+def _train(out: pathlib.Path, *args: str) -> dict:
     """Runs the helper to completion and returns its results."""
-    return _train_together((out, *args), env=env)[0]
-
-
-def _train_together(*runs: tuple, env: dict[str, str] | None = None) -> list[dict]:
-    """Runs the helper once per ``(out, *args)`` at the same time (the cores are shared,
-    each run's numbers are its own) and returns their results in order."""
-    processes = []
+    process = subprocess.Popen([sys.executable, str(HELPER), "--out", str(out), *args],
+                               env=_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     try:
-        for out, *args in runs:
-            processes.append(subprocess.Popen(
-                [sys.executable, str(HELPER), "--out", str(out), *args], env=env or _env(),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        outputs = [process.communicate(timeout=TIMEOUT_S)[0] for process in processes]
+        output = process.communicate(timeout=TIMEOUT_S)[0]
     finally:
-        for process in processes:
-            _kill(process)
-    results = []
-    for (out, *_), process, output in zip(runs, processes, outputs, strict=True):
-        if process.returncode != 0:
-            pytest.fail(f"training failed ({process.returncode}):\n{output[-4000:]}")
-        with np.load(out) as result:
-            results.append(dict(result))
-    return results
+        _kill(process)
+    if process.returncode != 0:
+        pytest.fail(f"training failed ({process.returncode}):\n{output[-4000:]}")
+    with np.load(out) as result:
+        return dict(result)
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -242,13 +230,20 @@ def test_each_replica_sees_the_global_batch_as_negatives(case, replica_losses):
     np.testing.assert_allclose(losses, expected, rtol=1e-5)
 
 
+_SEEDED = ("--shuffle-seed", "5", "--epochs", "2")
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory):
+    """The reference both multi-device runs must equal: one device, one worker."""
+    return _train(tmp_path_factory.mktemp("one") / "one.npz", *_SEEDED)
+
+
 @pytest.mark.slow
 @pytest.mark.process
-def test_two_replicas_train_like_one_device_on_the_global_batch(tmp_path):
+def test_two_replicas_train_like_one_device_on_the_global_batch(tmp_path, one):
     # 2001 rows in batches of 128: the last batch (81 rows) splits 41 / 40.
-    one, two = _train_together(
-        (tmp_path / "one.npz", "--shuffle-seed", "5"),
-        (tmp_path / "two.npz", "--devices", "2", "--strategy", "mirrored", "--shuffle-seed", "5"))
+    two = _train(tmp_path / "two.npz", "--devices", "2", "--strategy", "mirrored", *_SEEDED)
     assert int(two["replicas"]) == 2
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-5)
     for tower in ("query", "candidate"):
@@ -260,9 +255,7 @@ def test_two_replicas_train_like_one_device_on_the_global_batch(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.process
-def test_two_workers_train_like_one_worker(tmp_path):
-    args = ("--shuffle-seed", "5", "--epochs", "2")
-    one = _train(tmp_path / "one.npz", *args)
+def test_two_workers_train_like_one_worker(tmp_path, one):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
@@ -271,7 +264,7 @@ def test_two_workers_train_like_one_worker(tmp_path):
             config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             processes.append(subprocess.Popen(
                 [sys.executable, str(HELPER), "--out", str(tmp_path / f"w{index}.npz"),
-                 "--strategy", "multi_worker", *args],
+                 "--strategy", "multi_worker", *_SEEDED],
                 env=_env(TF_CONFIG=config), stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, text=True))
         deadline = time.monotonic() + TIMEOUT_S
