@@ -144,8 +144,9 @@ def test_the_ranker_config_keeps_the_model_and_refuses_it_without_history(model)
 @pytest.fixture(scope="module")
 def recipe():
     log = _walks(users=80, length=25, noise=0.2, seed=1)
-    with pytest.MonkeyPatch.context() as patch:  # each next-item model: 60 epochs of 3
-        patch.setattr(_sequence, "_MIN_STEPS", 100)  # steps, not 134 (400 steps)
+    with pytest.MonkeyPatch.context() as patch:  # each next-item model: 34 epochs of 3
+        patch.setattr(_sequence, "_PASSES", 0)  # steps (100 steps), not 134 epochs (400
+        patch.setattr(_sequence, "_MIN_STEPS", 100)  # steps, the default)
         return tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, blend=False,
                          histories=["mean"], rerank=True, verbose=False).fit(log)
 

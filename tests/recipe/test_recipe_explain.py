@@ -118,7 +118,8 @@ def reranked():
     log = pd.DataFrame({"user_id": [f"u{u}" for u in rng.integers(0, 80, n)],
                         "item_id": [f"i{i}" for i in item], "timestamp": np.arange(n)})
     with pytest.MonkeyPatch.context() as patch:  # the next-item model's quality is not
-        patch.setattr(_sequence, "_MIN_STEPS", 20)  # what is checked here: few steps
+        patch.setattr(_sequence, "_PASSES", 0)  # what is checked here: few steps (3
+        patch.setattr(_sequence, "_MIN_STEPS", 20)  # epochs, or 20 steps; not 60 epochs)
         return tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, histories=["mean"],
                          rerank=True, verbose=False, seed=0).fit(log)
 
