@@ -224,7 +224,7 @@ def test_the_exported_cascade_keeps_every_history_slot_the_ranker_reads(recipe):
 
 
 def test_the_served_model_learned_the_whole_log(recipe):
-    """Refit after the whole log: from each user's latest items it predicts their walk's
+    """The served model: from each user's latest items it predicts their walk's
     next step (user u steps by 1 + u % 3) far more often than chance would (1 / 24): a
     fifth of the steps are noise, in the history as in the next step (0.50 to 0.56
     measured; an untrained or order-blind model: about 1 / 24 to 1 / 8)."""
@@ -234,6 +234,30 @@ def test_the_served_model_learned_the_whole_log(recipe):
     walked = [f"i{(int(h[-1][1:]) + 1 + int(u[1:]) % 3) % ITEMS}"
               for u, h in zip(queries["user_id"], queries["history"], strict=True)]
     assert np.mean(top == np.array(walked)) > 0.35
+
+
+def test_the_served_cascade_refits_it_on_the_whole_log_in_time_order(recipe, monkeypatch):
+    """The walks above stay the same all along, so a model never refit passes them too:
+    here the served cascade's next-item model is refit on every row of the training log
+    (the validation slice too: the measured one ended before it), in time order, and the
+    items' counts are the whole log's."""
+    from tfrs_kit.recipe import _rerank
+
+    refits = []
+    monkeypatch.setattr(_sequence, "refit_next_items",
+                        lambda model, rows, **k: refits.append((model, rows)))
+    ranker = recipe.cascade_.ranker
+    cascade = _rerank.served_cascade(ranker, recipe.report.rerank, recipe._data,
+                                     recipe.settings, recipe.model, seed=0)
+    (model, rows), = refits
+    log = _walks(users=80, length=25, noise=0.2, seed=1).sort_values("timestamp")
+    assert model is ranker.next_items and cascade.ranker is ranker
+    key = ["user_id", "item_id", "timestamp"]
+    np.testing.assert_array_equal(rows[key].to_numpy(), log[key].to_numpy())
+    counts = log["item_id"].value_counts()
+    table = cascade.items_.set_index("item_id")
+    np.testing.assert_allclose(table["item_log_count"],
+                               np.log1p(counts.reindex(table.index).fillna(0)), rtol=1e-6)
 
 
 def test_auto_counts_the_next_item_models_in_the_stages_time(recipe, monkeypatch):
