@@ -141,9 +141,14 @@ def test_the_ranker_config_keeps_the_model_and_refuses_it_without_history(model)
         _ranker(vocabs, next_items="sasrec")
 
 
+def _recipe_log():
+    """The log the ``recipe`` fixture fits (tests regenerate it as their reference)."""
+    return _walks(users=80, length=25, noise=0.2, seed=1)
+
+
 @pytest.fixture(scope="module")
 def recipe():
-    log = _walks(users=80, length=25, noise=0.2, seed=1)
+    log = _recipe_log()
     with pytest.MonkeyPatch.context() as patch:  # each next-item model: 34 epochs of 3
         patch.setattr(_sequence, "_PASSES", 0)  # steps (100 steps), not 134 epochs (400
         patch.setattr(_sequence, "_MIN_STEPS", 100)  # steps, the default)
@@ -250,7 +255,7 @@ def test_the_served_cascade_refits_it_on_the_whole_log_in_time_order(recipe, mon
     cascade = _rerank.served_cascade(ranker, recipe.report.rerank, recipe._data,
                                      recipe.settings, recipe.model, seed=0)
     (model, rows), = refits
-    log = _walks(users=80, length=25, noise=0.2, seed=1).sort_values("timestamp")
+    log = _recipe_log().sort_values("timestamp")
     assert model is ranker.next_items and cascade.ranker is ranker
     key = ["user_id", "item_id", "timestamp"]
     np.testing.assert_array_equal(rows[key].to_numpy(), log[key].to_numpy())
