@@ -58,7 +58,7 @@ class NextItemModel(tf.keras.Model):
     """
 
     def __init__(self, ids: Sequence[Any], *, dim: int = 64, blocks: int = 2,
-                 max_length: int = 50, dropout: float = 0.5, name: str | None = None) -> None:
+                 max_length: int = 50, dropout: float = 0.3, name: str | None = None) -> None:
         super().__init__(name=name)
         self.ids = [v.item() if isinstance(v, np.generic) else v for v in ids]
         self.dim = check_int("dim", dim, minimum=2)
