@@ -4,7 +4,8 @@ A temporal log is cut into days. Both start from one Recipe fitted on the first 
 then for ``--days`` consecutive days, one is updated with that day's events
 (``Recipe.update``, the guard on) and one is refitted from scratch on everything so far
 (``tk.Recipe(...).fit``, the same settings: ``time_budget=None, max_trials=1,
-max_epochs=--epochs``); a day the guard refuses is retried with the next day's events.
+max_epochs=--epochs, rerank=False``: an update refreshes the first stage, which is what is
+compared here); a day the guard refuses is retried with the next day's events.
 Both are scored on the *next* day's events (recall@10, the training items masked,
 ``tk.evaluate``) and timed.
 
@@ -113,7 +114,7 @@ def run(name: str, parts: list[pd.DataFrame], args: argparse.Namespace) -> list[
     """The days of one log; one result row per day (the first ``--variants`` entry's
     update; the others are printed to compare replay and epochs)."""
     settings = {"time_budget": None, "max_trials": 1, "max_epochs": args.epochs,
-                "verbose": False, "seed": args.seed}
+                "rerank": False, "verbose": False, "seed": args.seed}
     so_far = parts[0]
     started = time.monotonic()
     first = tk.Recipe(**settings).fit(so_far)

@@ -2,7 +2,8 @@
 
 ``Recipe.update`` should cost time in proportion to the new data (issue 26). Here one
 synthetic log (``tk.datasets.synthetic``, time-ordered) is cut at growing sizes; a Recipe
-is fitted on each prefix (``time_budget=None, max_trials=1, max_epochs=--epochs``) and
+is fitted on each prefix (``time_budget=None, max_trials=1, max_epochs=--epochs``, no
+ranking stage: ``rerank=False``) and
 updated with the next ``--new`` events (a first day, not timed: TensorFlow traces its
 functions, and a fit that chose an iALS weight of 0 keeps no factors to go on from);
 then, the second day, each from its own copy of that, with the next ``--new`` events
@@ -61,7 +62,7 @@ def main() -> None:
     for size in sizes:
         start = time.monotonic()
         recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=args.epochs,
-                           seed=args.seed, verbose=False).fit(log.iloc[:size])
+                           rerank=False, seed=args.seed, verbose=False).fit(log.iloc[:size])
         fit_s = time.monotonic() - start
         # The first day's update, not timed: TensorFlow traces its functions, and a fit
         # that chose an iALS weight of 0 keeps no factors (its first update fits them).

@@ -10,8 +10,9 @@ from tfrs_kit.cli import main
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("explain") / "model"
     data = tk.datasets.synthetic(800, num_users=30, num_items=100, seed=0)
-    tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, histories=["mean"], verbose=False,
-              seed=0).fit(data.interactions[["user_id", "item_id", "timestamp"]]).save(folder)
+    log = data.interactions[["user_id", "item_id", "timestamp"]]
+    tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, histories=["mean"],
+              verbose=False, seed=0).fit(log).save(folder)
     return folder
 
 

@@ -473,8 +473,8 @@ def test_recipe_fits_from_files_as_from_the_dataframe(tmp_path):
     items = _write(data.items[["item_id", "item_year"]], tmp_path / "items", "csv", shards=1)
 
     def fitted(train, catalogue):
-        recipe = tk.Recipe(item_features=["item_year"], time_budget=None, max_trials=1,
-                           max_epochs=1, verbose=False)
+        recipe = tk.Recipe(rerank=False, item_features=["item_year"], time_budget=None,
+                           max_trials=1, max_epochs=1, verbose=False)
         return recipe.fit(train, items=catalogue)
 
     got, want = fitted(pattern, items), fitted(log, data.items[["item_id", "item_year"]])

@@ -311,7 +311,7 @@ def _taste_log(num_users: int = 24, num_items: int = 12, per_user: int = 5) -> p
 
 def test_a_fitted_recipe_keeps_the_schema_and_evaluate_uses_it():
     train, test = evaluation.leave_last_one_out(_taste_log(), schema=SCHEMA)
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, blend=False,
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, blend=False,
                        verbose=False).fit(train)  # no column argument
     assert recipe.schema_ == SCHEMA
     assert recipe.candidates()["movie"].nunique() == 12

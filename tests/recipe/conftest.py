@@ -20,6 +20,6 @@ def saved_first_day(tmp_path_factory):
     """Version 1 of the fastest Recipe fitted on the first day of ``two_days(0)`` (800
     events), never modified by the tests: copy it to update it."""
     folder = tmp_path_factory.mktemp("saved_first_day") / "model"
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False)
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=2, verbose=False)
     recipe.fit(two_days(0)[0]).save(folder)
     return folder

@@ -17,7 +17,7 @@ def log():
 def fit(work_dir=None, **kwargs):
     """A Recipe with counts for budgets (trials, epochs), seeded, fitted on :func:`log`."""
     options = {"time_budget": None, "max_trials": MAX_TRIALS, "max_epochs": 2, "seed": 3,
-               "blend": False, "verbose": False, "work_dir": work_dir, **kwargs}
+               "blend": False, "rerank": False, "verbose": False, "work_dir": work_dir, **kwargs}
     return tk.Recipe(**options).fit(log())
 
 

@@ -28,7 +28,8 @@ def split():
 def fitted(split):
     """The fastest Recipe the suite fits (blend included), fitted once for the module."""
     train, _ = split
-    return tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False).fit(train)
+    return tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=2,
+                     verbose=False).fit(train)
 
 
 @pytest.fixture(scope="module")

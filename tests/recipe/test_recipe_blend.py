@@ -210,7 +210,8 @@ def test_a_blended_recipe_is_reported_and_its_index_serves_what_it_scores(tmp_pa
     monkeypatch.setattr(_blend, "WEIGHTS", (0.5,))  # a blend whatever the slice says
     monkeypatch.setattr(_blend, "POPULARITY_WEIGHTS", (0.3,))
     log = _log(num_users=60, seed=2)
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False).fit(log)
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1,
+                       verbose=False).fit(log)
     blend = recipe.report.blend
     assert blend is not None and blend.weight == 0.5 and tuple(blend.scores) == (0.5,)
     assert blend.popularity == 0.3 and recipe.report.validation_score == blend.score
@@ -229,7 +230,7 @@ def test_a_blended_recipe_is_reported_and_its_index_serves_what_it_scores(tmp_pa
 
 
 def test_blend_false_keeps_plain_towers_and_a_non_bool_is_a_type_error():
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, blend=False,
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, blend=False,
                        verbose=False).fit(_log())
     assert recipe.report.blend is None
     assert isinstance(recipe.model.query_tower, tk.Tower)

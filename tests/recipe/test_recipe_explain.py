@@ -12,7 +12,7 @@ from tfrs_kit.recipe._faithfulness import explanation_faithfulness
 @pytest.fixture(scope="module")
 def recipe():
     data = tk.datasets.synthetic(3000, num_users=80, num_items=300, seed=0)
-    return tk.Recipe(time_budget=None, max_trials=1, max_epochs=3, histories=["mean"],
+    return tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=3, histories=["mean"],
                      verbose=False, seed=0).fit(data.interactions)
 
 
@@ -101,7 +101,7 @@ def test_explanations_are_faithful(recipe):
 def test_faithfulness_needs_a_history():
     log = pd.DataFrame({"user_id": [f"u{i % 12}" for i in range(120)],
                         "item_id": [f"i{i % 15}" for i in range(120)], "timestamp": range(120)})
-    flat = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, histories=["none"],
+    flat = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, histories=["none"],
                      blend=False, verbose=False).fit(log)
     served = flat.recommend([flat.queries()["user_id"].iloc[0]], k=2, explain=True)
     assert len(served.explanations[0][0].history) == 0  # nothing to explain by

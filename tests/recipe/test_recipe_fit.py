@@ -60,7 +60,7 @@ def test_constant_and_missing_features_are_dropped_with_a_reason():
 def test_fit_chooses_the_best_validated_trial_and_serves_it():
     log = _log()
     train, test = tk.evaluation.per_user_temporal_split(log)
-    recipe = tk.Recipe(item_features=["price"], time_budget=None, max_trials=3,
+    recipe = tk.Recipe(rerank=False, item_features=["price"], time_budget=None, max_trials=3,
                        max_epochs=8, blend=False, verbose=False).fit(train)
     report = recipe.report
     complete = [t for t in report.trials if t.state == "complete"]
@@ -91,7 +91,7 @@ def test_reasons_compare_the_chosen_value_with_the_others():
 def test_a_log_too_small_to_validate_trains_the_defaults_and_says_so(counting_clock):
     log = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"],
                         "timestamp": [1, 2, 1]})
-    recipe = tk.Recipe(time_budget=None, verbose=False).fit(log)
+    recipe = tk.Recipe(rerank=False, time_budget=None, verbose=False).fit(log)
     assert recipe.report.trials == ()
     assert "no validation slice" in recipe.report.note
     chosen = recipe.report.chosen
@@ -112,13 +112,15 @@ def test_a_budget_too_small_for_one_epoch_still_trains_one_model(counting_clock)
     assert recipe.model is not None
     assert "the time budget ended training" in recipe.report.note
     assert "(1 of 3 epochs)" in recipe.report.note and "note:" in str(recipe.report)
+    # rerank="auto", the default, skips the ranking stage the budget cannot hold.
+    assert recipe.report.rerank.reason.startswith("skipped: about") and recipe.cascade_ is None
 
 
 def test_a_log_of_users_seen_once_trains_without_a_history():
     # Every history is empty: it used to reach the model as strings beside integer ids.
     log = pd.DataFrame({"user_id": np.arange(60), "item_id": np.arange(60) % 7,
                         "timestamp": np.arange(60)})
-    recipe = tk.Recipe(time_budget=None, max_epochs=1, verbose=False).fit(log)
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_epochs=1, verbose=False).fit(log)
     assert recipe.report.chosen.history == "none" and "no validation slice" in recipe.report.note
     scores = recipe.as_recommender().score(np.array([0, 1]))
     assert scores.shape == (2, 7) and np.isfinite(scores).all()
@@ -128,7 +130,7 @@ def test_whole_float_ids_are_integer_ids_and_fractions_are_refused():
     log = _log()
     codes = {name: pd.factorize(log[name])[0] for name in ("user_id", "item_id")}
     as_float = log.assign(**{k: v.astype(float) for k, v in codes.items()})
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, blend=False,
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, blend=False,
                        verbose=False).fit(as_float)
     assert recipe.model.query_tower.vocabularies["user_id"].dtype == "int64"
     assert recipe.candidates()["item_id"].dtype.kind == "i"
@@ -140,7 +142,7 @@ def test_whole_float_ids_are_integer_ids_and_fractions_are_refused():
 
 def test_a_budget_that_lets_training_finish_adds_no_note(counting_clock):
     with counting_clock(1.0):  # 600 readings of the clock: far more than 2 epochs take
-        recipe = tk.Recipe(time_budget=600, max_trials=1, max_epochs=2,
+        recipe = tk.Recipe(rerank=False, time_budget=600, max_trials=1, max_epochs=2,
                            verbose=False).fit(_log())
     assert recipe.report.trials[0].epochs <= 2 and recipe.report.note == ""
 
@@ -383,11 +385,12 @@ def test_a_shared_history_reads_the_candidate_item_table():
 def test_the_warm_start_is_tried_only_where_a_query_may_go_without_history():
     pytest.importorskip("implicit")
     train = _log()
-    default = tk.Recipe(time_budget=None, max_trials=2, max_epochs=1, verbose=False).fit(train)
+    default = tk.Recipe(rerank=False, time_budget=None, max_trials=2, max_epochs=1,
+                        verbose=False).fit(train)
     # The default recipe and the warm start are the first two, in an order set by sparsity.
     assert sorted(t.settings.warm_start for t in default.report.trials) == [False, True]
-    mean_only = tk.Recipe(histories=["mean"], time_budget=None, max_trials=2, max_epochs=1,
-                          verbose=False).fit(train)
+    mean_only = tk.Recipe(rerank=False, histories=["mean"], time_budget=None, max_trials=2,
+                          max_epochs=1, verbose=False).fit(train)
     assert not any(t.settings.warm_start for t in mean_only.report.trials)
     assert all(t.settings.history == "mean" for t in mean_only.report.trials)
 
@@ -404,7 +407,7 @@ def test_a_diverged_setting_is_left_behind_and_all_diverged_is_a_clear_error(mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(_search, "train", first_diverges)
-    recipe = tk.Recipe(time_budget=None, max_trials=2, max_epochs=1, verbose=False)
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=2, max_epochs=1, verbose=False)
     report = recipe.fit(_log()).report
     assert [t.state for t in report.trials] == ["diverged", "complete"]
     assert report.chosen == report.trials[1].settings
@@ -414,7 +417,8 @@ def test_a_diverged_setting_is_left_behind_and_all_diverged_is_a_clear_error(mon
 
     monkeypatch.setattr(_search, "train", always)
     with pytest.raises(FloatingPointError, match="every setting tried \\(2\\) diverged"):
-        tk.Recipe(time_budget=None, max_trials=2, max_epochs=1, verbose=False).fit(_log())
+        tk.Recipe(rerank=False, time_budget=None, max_trials=2, max_epochs=1,
+                  verbose=False).fit(_log())
 
 
 def test_the_logs_item_counts_decide_whether_the_factorisation_goes_first():

@@ -185,6 +185,15 @@ def test_first_only_keeps_each_pairs_earliest_event_across_read_batches(tmp_path
         {"user_id": "b", "item_id": "y", "timestamp": 9, "history": []}]
 
 
+def test_the_ranking_stage_is_skipped_out_of_core_and_refused_when_forced(fitted, tmp_path):
+    recipe, _, pattern, _ = fitted  # rerank="auto", the default
+    assert not recipe.report.rerank.kept and "out of core" in recipe.report.rerank.reason
+    assert recipe.cascade_ is None and "out of core" in str(recipe.report)
+    with pytest.raises(ValueError, match=r"rerank.*out of core.*in_memory_rows=0"):
+        tk.Recipe(work_dir=tmp_path / "work", **{**FAST, "rerank": True}).fit(pattern)
+    assert not (tmp_path / "work").exists()  # refused before the preparation
+
+
 def test_the_path_is_chosen_by_the_rows_of_files(tmp_path):
     log = _checkerboard(300)
     pattern, _ = write_shards(log, tmp_path / "log")

@@ -16,7 +16,7 @@ from tfrs_kit.recipe._towers import DEFAULT_TOWERS
 from tfrs_kit.towers._registry import _TOWERS
 
 FAST = {"time_budget": None, "max_trials": 1, "max_epochs": 1, "blend": False,
-        "verbose": False}
+        "verbose": False, "rerank": False}
 
 
 @pytest.fixture

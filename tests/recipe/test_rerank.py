@@ -37,7 +37,29 @@ def test_rerank_argument_is_validated():
         with pytest.raises((ValueError, TypeError), match="rerank"):
             tk.Recipe(rerank=bad)
     assert tk.Recipe(rerank="on").rerank is True and tk.Recipe(rerank="off").rerank is False
-    assert tk.Recipe().rerank is False  # off until measured to help by default
+    assert tk.Recipe().rerank == "auto"  # the default: kept where it lifts validation
+
+
+def test_only_a_forced_stage_takes_time_from_the_search(monkeypatch):
+    """Under a time budget the search ends 25% of it earlier for rerank=True, to leave the
+    stage its time; "auto" takes none (the stage runs in what is left, or is skipped)."""
+    from tfrs_kit.recipe import _fit_memory
+
+    class Stop(Exception):
+        pass
+
+    deadlines = {}
+
+    def search(*args, deadline, **kwargs):
+        deadlines[mode] = deadline
+        raise Stop
+
+    monkeypatch.setattr(_fit_memory, "search", search)
+    monkeypatch.setattr(_fit_memory.time, "monotonic", lambda: 100.0)
+    for mode in (True, "auto", False):
+        with pytest.raises(Stop):
+            tk.Recipe(time_budget=60, rerank=mode, verbose=False).fit(_popular_log())
+    assert deadlines == {True: 100 + 60 * 0.65, "auto": 100 + 60 * 0.9, False: 100 + 60 * 0.9}
 
 
 def test_the_report_says_what_the_stage_measured_and_chose(fitted):
@@ -272,9 +294,9 @@ def test_cli_train_passes_rerank_to_the_recipe(tmp_path, monkeypatch):
     monkeypatch.setattr(tk, "Recipe", recipe)
     argv = ["train", str(tmp_path / "e.csv"), "--user", "u", "--item", "i", "--time", "t",
             "--export", str(tmp_path / "out")]
-    for option, expected in (("auto", "auto"), ("on", True), ("off", False)):
+    for option, expected in (("auto", "auto"), ("on", True), ("off", False), (None, "auto")):
         seen.clear()
-        assert cli.main([*argv, "--rerank", option]) == 130
+        assert cli.main(argv if option is None else [*argv, "--rerank", option]) == 130
         assert tk.recipe._rerank.check_rerank(seen["rerank"]) == expected
         assert seen["user_id"] == "u" and seen["timestamp"] == "t"  # the folded options
     with pytest.raises(SystemExit):

@@ -39,7 +39,8 @@ def days():
 @pytest.fixture(scope="module")
 def fitted(days):
     """The fastest Recipe the suite fits (blend included), fitted once for the module."""
-    return tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False).fit(days[0])
+    return tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=2,
+                     verbose=False).fit(days[0])
 
 
 @pytest.fixture(scope="module")

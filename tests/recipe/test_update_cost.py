@@ -27,7 +27,8 @@ def days():
 
 @pytest.fixture(scope="module")
 def fitted(days):
-    return tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False).fit(days[0])
+    return tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1,
+                     verbose=False).fit(days[0])
 
 
 def _update_parts(recipe, new):
@@ -63,7 +64,7 @@ def test_the_update_scores_on_one_blas_thread_and_a_large_catalogue_on_all(fitte
 
     monkeypatch.setattr(RecipeRecommender, "score", spy)
     before = {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, verbose=False)
     recipe._set_state(fitted._fitted(), fitted.report_, fitted._data, None)
     recipe.columns, recipe.schema_ = fitted.columns, fitted.schema_
     recipe.update(days[1], tolerance=1.0, force=True)

@@ -21,7 +21,7 @@ def days():
 @pytest.fixture(scope="module")
 def saved(days, tmp_path_factory):
     folder = tmp_path_factory.mktemp("guard") / "model"
-    tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False).fit(
+    tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, verbose=False).fit(
         days[0]).save(folder)
     return folder
 

@@ -119,7 +119,7 @@ def test_a_second_update_in_this_process_waits_for_the_lock_and_fails_clearly(sa
 
 def test_an_update_of_a_datetime_model_takes_datetimes(days):
     log = days[0].assign(timestamp=pd.to_datetime(days[0]["timestamp"], unit="s"))
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False,
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, verbose=False,
                        blend=False).fit(log)
     with pytest.raises(TypeError, match=r"new_events\['timestamp'\].*datetime64"):
         recipe.update(days[1])  # integer seconds into a model of datetimes

@@ -57,7 +57,7 @@ def _wait_for(path, process, seconds=300):
 @pytest.mark.process
 def test_two_updates_at_once_one_waits_and_a_kill_loses_nothing(days, tmp_path):
     folder = tmp_path / "model"
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, verbose=False)
     recipe.fit(days[0]).save(folder)
     users = recipe.queries()[recipe.columns.user_id].to_numpy()[:5]
     serving = recipe.recommend(users, k=5).ids

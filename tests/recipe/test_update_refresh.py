@@ -40,7 +40,7 @@ def days():
 def refreshed(days):
     """A Recipe fitted on the old events and updated with the new day (guard off), the
     factorisation's weight forced above 0 so its factors are in the model."""
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False)
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=2, verbose=False)
     recipe.fit(days[0])
     before = recipe.report_.blend
     with pytest.MonkeyPatch.context() as patch:

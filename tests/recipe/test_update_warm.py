@@ -30,7 +30,8 @@ def fitted(days):
     """A Recipe whose blend has a factorisation (its weight forced to 1)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_blend, "WEIGHTS", (1.0,))
-        recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
+        recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1,
+                           verbose=False)
         recipe.fit(days[0])
     assert recipe.report_.blend.weight == 1.0
     return recipe
@@ -44,7 +45,7 @@ def test_rechoose_off_keeps_the_weights_and_holds_out_no_choice_users(fitted, da
                         columns=fitted.columns, max_history=5)
     choice, guard = _update._holdouts(data, len(days[0]), seed=0, rechoose=False)
     assert not choice.any() and guard.any()
-    recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
+    recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1, verbose=False)
     recipe._set_state(fitted._fitted(), fitted.report_, fitted._data, None)
     recipe.columns, recipe.schema_ = fitted.columns, fitted.schema_
     recipe.update(days[1], tolerance=1.0, rechoose=False)
@@ -199,7 +200,8 @@ def test_a_fit_that_serves_no_factorisation_keeps_the_one_it_chose_with(days, mo
     goes on from it instead of factorising the whole log."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_blend, "WEIGHTS", (0.0,))
-        recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
+        recipe = tk.Recipe(rerank=False, time_budget=None, max_trials=1, max_epochs=1,
+                           verbose=False)
         recipe.fit(days[0])
     assert recipe.report_.blend.weight == 0.0
     assert not isinstance(recipe.model.candidate_tower, _blend.JoinedTower) or \

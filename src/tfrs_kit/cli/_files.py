@@ -53,9 +53,9 @@ def add_commands(commands: Any) -> None:
     train.add_argument("--beam-options", default=None, metavar="FLAGS",
                        help="the runner's pipeline options, one quoted string after an "
                        "equals sign: --beam-options='--project=P --region=R'")
-    train.add_argument("--rerank", choices=("auto", "on", "off"), default="off",
+    train.add_argument("--rerank", choices=("auto", "on", "off"), default="auto",
                        help="a ranking stage re-orders the retrieved top: on, off, or auto "
-                       "(kept when it lifts the validation metric; default: off)")
+                       "(kept when it lifts the validation metric; default: auto)")
     add_quiet(train)
     train.set_defaults(run=train_command)
     evaluate = commands.add_parser(

@@ -34,7 +34,8 @@ def load(path: str | os.PathLike[str], *, version: int | None = None) -> Recipe:
     Example:
         >>> import tempfile, tfrs_kit as tk
         >>> data = tk.datasets.synthetic(1_000, num_users=60, num_items=40, seed=0)
-        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, verbose=False)
+        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=2, rerank=False,
+        ...                    verbose=False)
         >>> folder = tempfile.mkdtemp()
         >>> recipe.fit(data.interactions).save(folder)
         1

@@ -54,7 +54,8 @@ def update(path: str | os.PathLike[str], new_events: TableLike, *,
         >>> log = tk.datasets.synthetic(300, num_users=20, num_items=15, seed=0).interactions
         >>> log = log.sort_values("timestamp")
         >>> folder = tempfile.mkdtemp()
-        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, verbose=False)
+        >>> recipe = tk.Recipe(time_budget=None, max_trials=1, max_epochs=1, rerank=False,
+        ...                    verbose=False)
         >>> recipe.fit(log.head(240)).save(folder)
         1
         >>> tk.recipe.update(folder, log.tail(60), epochs=1, tolerance=1.0).version

@@ -45,7 +45,7 @@ from tfrs_kit.recipe._report import Rerank
 from tfrs_kit.recipe._training import Data, Trained
 
 __all__ = ["RETRIEVE_KS", "cascade_recommender", "check_rerank", "fit_rerank", "index_inputs",
-           "lift_margin", "read_cascade", "rerank_scores", "served_cascade",
+           "lift_margin", "out_of_core", "read_cascade", "rerank_scores", "served_cascade",
            "serving_cascade", "write_ranker"]
 
 #: The candidates per query tried (those within the catalogue).
@@ -75,6 +75,23 @@ def check_rerank(value: Any) -> bool | str:
     raise invalid_argument("rerank", "be 'auto', True or False", value,
                            hint="rerank='auto' keeps the ranking stage only when it lifts "
                            "the validation metric; True forces it, False turns it off.")
+
+
+def out_of_core(mode: bool | str, in_memory_rows: int) -> Rerank | None:
+    """The report's ranking stage on a log fitted out of core, where none is trained:
+    skipped (``"auto"``) or none (``False``).
+
+    Raises:
+        ValueError: ``mode`` is ``True``: the stage trains in memory only.
+    """
+    if mode is True:
+        raise invalid_argument(
+            "rerank", "be 'auto' or False on a log fitted out of core", True,
+            hint=f"The log has more than in_memory_rows={in_memory_rows:,} rows; the ranking "
+            "stage trains in memory only. Pass rerank='auto' (skipped, said in the report) or "
+            "False, or a larger in_memory_rows if the log fits in memory.")
+    return Rerank.skipped(mode, "skipped: a log fitted out of core (more than in_memory_rows "
+                          "rows) has none") if mode else None
 
 
 def fit_rerank(mode: bool | str, data: Data, validation: pd.DataFrame | None,

@@ -28,7 +28,7 @@ process's peak memory so far. Budgets in counts (``time_budget=None``) never rea
 clock: the same seed gives the same model.
 
 Left for later steps: item and user features (left out, named in the report), the
-factorisation warm start (not searched: it needs the log in memory).
+factorisation warm start (not searched: it needs the log in memory), the ranking stage.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from tfrs_kit.data._files import _pyarrow, estimated_rows
-from tfrs_kit.recipe import _slots
+from tfrs_kit.recipe import _rerank, _slots
 from tfrs_kit.recipe._blend import choice_users
 from tfrs_kit.recipe._fit_progress import (
     BatchProgress,
@@ -156,10 +156,10 @@ class _Clock:
 
 def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = None) -> Any:
     """``recipe.fit(train)`` without reading ``train`` into memory (see the module)."""
+    rerank = _rerank.out_of_core(recipe.rerank, recipe.in_memory_rows)  # before preparing
     clock = _Clock(recipe.time_budget)
-    recipe.columns = recipe._columns(train)
-    recipe.schema_ = recipe.columns.schema
-    c: Columns = recipe.columns
+    c: Columns = recipe._columns(train)
+    recipe.columns, recipe.schema_ = c, c.schema
     paths, rows = log_shards(recipe, train)
     folder = recipe.work_dir or tempfile.mkdtemp(prefix="tfrs_kit_recipe_")
     try:
@@ -201,7 +201,7 @@ def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = 
         time_budget=recipe.time_budget, note="; ".join(n for n in (searched.note, why) if n),
         validation_users=searched.validation_users, blend=blend,
         towers=recipe._towers.names(), max_trials=recipe.max_trials,
-        final_epochs_cut=trained.clock_cut), stages=dict(clock.stages))
+        final_epochs_cut=trained.clock_cut, rerank=rerank), stages=dict(clock.stages))
     recipe._set_state(trained, report, None, saved)  # served from its tables, as if loaded
     return recipe
 
