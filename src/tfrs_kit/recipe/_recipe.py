@@ -151,10 +151,10 @@ class Recipe:
             validation users' noise (a paired per-user margin); it is skipped on a
             log fitted out of core, and when a ``time_budget`` would not hold it.
             ``True`` keeps it (an error when the log has no ranking slice or is
-            fitted out of core); ``False``: none, and a quicker ``fit`` (the stage
-            about doubles it on MovieLens 100K). A kept ranker re-orders the top
-            ``retrieve_k`` of ``recommend``, ``evaluate``, ``build_index`` and
-            ``save``; :attr:`report` says what it measured.
+            fitted out of core); ``False``: none, and a quicker ``fit`` (on
+            MovieLens 100K, 60 s without the stage and 285 s with it). A kept ranker
+            re-orders the top ``retrieve_k`` of ``recommend``, ``evaluate``,
+            ``build_index`` and ``save``; :attr:`report` says what it measured.
         beam_runner: Prepare an out-of-core log on Apache Beam
             (:func:`tfrs_kit.beam.prepare`) on this runner (a name such as
             ``"DirectRunner"`` or ``"DataflowRunner"``, or a runner object), writing the
