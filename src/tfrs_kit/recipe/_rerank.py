@@ -45,7 +45,7 @@ from tfrs_kit.recipe._report import Rerank
 from tfrs_kit.recipe._training import Data, Trained
 
 __all__ = ["RETRIEVE_KS", "cascade_recommender", "check_rerank", "fit_rerank", "index_inputs",
-           "lift_margin", "out_of_core", "read_cascade", "rerank_scores", "served_cascade",
+           "lift_margin", "out_of_core_choice", "read_cascade", "rerank_scores", "served_cascade",
            "serving_cascade", "write_ranker"]
 
 #: The candidates per query tried (those within the catalogue).
@@ -77,7 +77,7 @@ def check_rerank(value: Any) -> bool | str:
                            "the validation metric; True forces it, False turns it off.")
 
 
-def out_of_core(mode: bool | str, in_memory_rows: int) -> Rerank | None:
+def out_of_core_choice(mode: bool | str, in_memory_rows: int) -> Rerank | None:
     """The report's ranking stage on a log fitted out of core, where none is trained:
     skipped (``"auto"``) or none (``False``).
 

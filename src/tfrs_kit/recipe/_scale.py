@@ -156,7 +156,7 @@ class _Clock:
 
 def fit_out_of_core(recipe: Any, train: Any, *, items: Any = None, users: Any = None) -> Any:
     """``recipe.fit(train)`` without reading ``train`` into memory (see the module)."""
-    rerank = _rerank.out_of_core(recipe.rerank, recipe.in_memory_rows)  # before preparing
+    rerank = _rerank.out_of_core_choice(recipe.rerank, recipe.in_memory_rows)  # before preparing
     clock = _Clock(recipe.time_budget)
     c: Columns = recipe._columns(train)
     recipe.columns, recipe.schema_ = c, c.schema
